@@ -1,0 +1,186 @@
+//! Byte layouts of the ledger's files (format version 1), documented in
+//! docs/ledger-format.md. Encoders and decoders only; no I/O, so every
+//! decoder can be fuzzed on arbitrary bytes.
+
+/// Largest entry: the C2SP tlog-tiles entry bundle's u16 length prefix.
+pub const MAX_ENTRY: usize = 65_535;
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: u64 = 16;
+pub const RECORD_HEADER_LEN: u64 = 8;
+pub const SLOT_LEN: usize = 4096;
+const SLOT_FIXED: usize = 40;
+/// Room for the signed note in a checkpoint slot.
+pub const MAX_NOTE: usize = SLOT_LEN - SLOT_FIXED - 4;
+
+pub const ENTRIES_MAGIC: [u8; 8] = *b"STLENTRS";
+pub const INDEX_MAGIC: [u8; 8] = *b"STLINDEX";
+pub const HASHES_MAGIC: [u8; 8] = *b"STLHASHS";
+pub const SLOT_MAGIC: [u8; 8] = *b"STLCKPNT";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("bad magic {found:?}, expected {expected:?}")]
+    Magic { found: [u8; 8], expected: [u8; 8] },
+    #[error("format version {0} is not supported (this build reads version 1)")]
+    Version(u32),
+    #[error("{0} bytes is too short")]
+    Short(usize),
+    #[error("record length {0} exceeds the 65535-byte entry limit")]
+    Length(u32),
+    #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("note length {0} does not fit a checkpoint slot")]
+    NoteLength(u32),
+}
+
+/// The 16-byte header every data file starts with: magic, version, zero.
+pub fn encode_header(magic: [u8; 8]) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[..8].copy_from_slice(&magic);
+    h[8..12].copy_from_slice(&VERSION.to_be_bytes());
+    h
+}
+
+pub fn decode_header(bytes: &[u8], expected: [u8; 8]) -> Result<(), FormatError> {
+    if bytes.len() < HEADER_LEN as usize {
+        return Err(FormatError::Short(bytes.len()));
+    }
+    let found: [u8; 8] = bytes[..8].try_into().map_err(|_| FormatError::Short(bytes.len()))?;
+    if found != expected {
+        return Err(FormatError::Magic { found, expected });
+    }
+    let version = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != VERSION {
+        return Err(FormatError::Version(version));
+    }
+    Ok(())
+}
+
+/// CRC-32C of an entry record: over its length, its bytes and its index, so
+/// a record copied or moved to another position fails its check.
+pub fn record_crc(data: &[u8], index: u64) -> u32 {
+    let len = (data.len() as u32).to_be_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), data);
+    crc32c::crc32c_append(crc, &index.to_be_bytes())
+}
+
+/// Append one record (`len u32 BE ‖ crc u32 BE ‖ data`) to `out`.
+pub fn encode_record(out: &mut Vec<u8>, data: &[u8], index: u64) {
+    debug_assert!(data.len() <= MAX_ENTRY);
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(&record_crc(data, index).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Decode a record header: the entry length and stored checksum.
+pub fn decode_record_header(bytes: &[u8]) -> Result<(u32, u32), FormatError> {
+    if bytes.len() < RECORD_HEADER_LEN as usize {
+        return Err(FormatError::Short(bytes.len()));
+    }
+    let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    if len as usize > MAX_ENTRY {
+        return Err(FormatError::Length(len));
+    }
+    Ok((len, u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])))
+}
+
+/// Check a whole record (header and data) read from disk as entry `index`;
+/// returns the entry's bytes.
+pub fn decode_record(bytes: &[u8], index: u64) -> Result<&[u8], FormatError> {
+    let (len, stored) = decode_record_header(bytes)?;
+    let end = RECORD_HEADER_LEN as usize + len as usize;
+    if bytes.len() < end {
+        return Err(FormatError::Short(bytes.len()));
+    }
+    let data = &bytes[RECORD_HEADER_LEN as usize..end];
+    let computed = record_crc(data, index);
+    if computed != stored {
+        return Err(FormatError::Checksum { stored, computed });
+    }
+    Ok(data)
+}
+
+/// One of the two alternating slots of the checkpoint file: the latest
+/// signed checkpoint and how far the derived files (index, hashes) are
+/// known durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// Increases by one with every write; the valid slot with the larger
+    /// sequence is current.
+    pub seq: u64,
+    /// Entries whose index offsets and tree hashes were synced to disk.
+    pub derived_size: u64,
+    /// Byte offset in the entries file where entry `derived_size` starts.
+    pub derived_offset: u64,
+    /// The signed checkpoint note, verbatim.
+    pub note: Vec<u8>,
+}
+
+impl Slot {
+    pub fn encode(&self) -> Result<[u8; SLOT_LEN], FormatError> {
+        if self.note.len() > MAX_NOTE {
+            return Err(FormatError::NoteLength(self.note.len() as u32));
+        }
+        let mut b = [0u8; SLOT_LEN];
+        b[..8].copy_from_slice(&SLOT_MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_be_bytes());
+        b[12..16].copy_from_slice(&(self.note.len() as u32).to_be_bytes());
+        b[16..24].copy_from_slice(&self.seq.to_be_bytes());
+        b[24..32].copy_from_slice(&self.derived_size.to_be_bytes());
+        b[32..40].copy_from_slice(&self.derived_offset.to_be_bytes());
+        let end = SLOT_FIXED + self.note.len();
+        b[SLOT_FIXED..end].copy_from_slice(&self.note);
+        let crc = crc32c::crc32c(&b[..end]);
+        b[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+        Ok(b)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Slot, FormatError> {
+        decode_header(b, SLOT_MAGIC)?;
+        if b.len() < SLOT_FIXED + 4 {
+            return Err(FormatError::Short(b.len()));
+        }
+        let u64_at = |i: usize| u64::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+        let note_len = u32::from_be_bytes([b[12], b[13], b[14], b[15]]);
+        if note_len as usize > MAX_NOTE {
+            return Err(FormatError::NoteLength(note_len));
+        }
+        let end = SLOT_FIXED + note_len as usize;
+        if b.len() < end + 4 {
+            return Err(FormatError::Short(b.len()));
+        }
+        let stored = u32::from_be_bytes([b[end], b[end + 1], b[end + 2], b[end + 3]]);
+        let computed = crc32c::crc32c(&b[..end]);
+        if stored != computed {
+            return Err(FormatError::Checksum { stored, computed });
+        }
+        Ok(Slot { seq: u64_at(16), derived_size: u64_at(24), derived_offset: u64_at(32), note: b[SLOT_FIXED..end].to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn record_round_trip_and_moved_record_fails() {
+        let mut out = Vec::new();
+        encode_record(&mut out, b"hello", 7);
+        assert_eq!(decode_record(&out, 7).unwrap(), b"hello");
+        assert!(matches!(decode_record(&out, 8), Err(FormatError::Checksum { .. })));
+        out[9] ^= 1;
+        assert!(matches!(decode_record(&out, 7), Err(FormatError::Checksum { .. })));
+    }
+
+    #[test]
+    fn slot_round_trip_and_torn_slot_fails() {
+        let s = Slot { seq: 3, derived_size: 10, derived_offset: 999, note: b"note\n".to_vec() };
+        let b = s.encode().unwrap();
+        assert_eq!(Slot::decode(&b).unwrap(), s);
+        let mut torn = b;
+        torn[41] = 0;
+        assert!(Slot::decode(&torn).is_err());
+        assert!(Slot::decode(&[0u8; SLOT_LEN]).is_err());
+    }
+}

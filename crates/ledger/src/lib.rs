@@ -1,0 +1,20 @@
+//! Sealtrail's ledger: append-only, crash-safe storage of log entries with
+//! their Merkle tree and signed checkpoints, and offline verification of it.
+//!
+//! Architecture invariants: synchronous (no async runtime); all file I/O goes
+//! through [`storage::Storage`]; knows nothing about events, JSON schemas or
+//! HTTP. An append is acknowledged only after its entries and a signed
+//! checkpoint covering them are durable; after a failed write or sync the log
+//! refuses writes until reopened.
+
+pub mod datadir;
+pub mod error;
+pub mod format;
+pub mod log;
+pub mod sim;
+pub mod storage;
+pub mod verify;
+
+pub use datadir::{default_origin, DataDir, LogInfo};
+pub use error::{LedgerError, Result};
+pub use log::{Appended, Log, LogOptions};

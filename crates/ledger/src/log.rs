@@ -1,0 +1,737 @@
+//! One append-only log: its files, group commit, recovery on open, and reads
+//! (entries, proofs, tiles).
+//!
+//! Write path: callers encode and hash their entries on their own threads,
+//! then queue them; one caller at a time becomes the *leader* and commits
+//! everything queued in one write and one `fdatasync` of the entries file,
+//! signs a checkpoint for the new size and syncs it into the checkpoint file.
+//! Only then is anyone told their entries are stored. The index and hashes
+//! files are derived from the entries and synced less often; on open the
+//! entries written since their last sync are re-read to rebuild them.
+//!
+//! Deliberately not here: any notion of events, JSON or HTTP.
+
+use crate::error::{IoContext, LedgerError, Result};
+use crate::format::{self, Slot, FormatError, HEADER_LEN, MAX_ENTRY, RECORD_HEADER_LEN, SLOT_LEN};
+use crate::storage::{Storage, StorageFile};
+use sealtrail_merkle::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
+use sealtrail_merkle::note::{Signer, Verifier};
+use sealtrail_merkle::tree::{stored_count, stored_index, Frontier, NodeSource};
+use sealtrail_merkle::{leaf_hash, Hash, EMPTY_ROOT};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+pub const ENTRIES_FILE: &str = "entries";
+pub const INDEX_FILE: &str = "index";
+pub const HASHES_FILE: &str = "hashes";
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+pub const KEY_FILE: &str = "log.key";
+pub const PUBKEY_FILE: &str = "log.pub";
+
+/// Tuning of the write path.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Most entries committed by one `fdatasync`.
+    pub max_batch: usize,
+    /// How long a leader waits for more entries before committing a batch
+    /// smaller than `max_batch`. Zero: commit at once; batches still form
+    /// from whatever queued during the previous sync.
+    pub max_delay: Duration,
+    /// Sync the derived files (index, hashes) after this many entries; bounds
+    /// what must be re-read on open after a crash.
+    pub derived_sync_every: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self { max_batch: 16_384, max_delay: Duration::ZERO, derived_sync_every: 1 << 18 }
+    }
+}
+
+/// What an append returns once its entries are durable.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Index of the first entry appended.
+    pub first: u64,
+    pub count: u64,
+    /// A signed checkpoint (note text) whose tree contains the entries.
+    pub checkpoint: Arc<[u8]>,
+    /// Size of the tree `checkpoint` commits to.
+    pub tree_size: u64,
+}
+
+struct Files {
+    dir: PathBuf,
+    entries: Arc<dyn StorageFile>,
+    index: Arc<dyn StorageFile>,
+    hashes: Arc<dyn StorageFile>,
+    checkpoint: Arc<dyn StorageFile>,
+}
+
+impl Files {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+struct Pending {
+    records: Vec<u8>,
+    leaves: Vec<Hash>,
+}
+
+#[derive(Default)]
+struct Queue {
+    next: u64,
+    durable: u64,
+    pending: VecDeque<Pending>,
+    pending_entries: usize,
+    leader: bool,
+    poisoned: Option<Arc<str>>,
+}
+
+/// State only the committing leader touches.
+struct Writer {
+    frontier: Frontier,
+    entries_end: u64,
+    slot_seq: u64,
+    derived_size: u64,
+    derived_offset: u64,
+    records: Vec<u8>,
+    index: Vec<u8>,
+    hashes: Vec<u8>,
+}
+
+/// The committed state readers see.
+#[derive(Clone)]
+struct Head {
+    checkpoint: Checkpoint,
+    note: Arc<[u8]>,
+}
+
+struct Inner {
+    name: String,
+    signer: Signer,
+    verifier: Verifier,
+    opts: LogOptions,
+    files: Files,
+    queue: Mutex<Queue>,
+    committed: Condvar,
+    queued: Condvar,
+    writer: Mutex<Writer>,
+    head: RwLock<Head>,
+}
+
+/// A handle to an open log; clones share it. Safe to use from many threads.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning of std locks only means another thread panicked; the ledger's
+    // own poisoned state is tracked explicitly in `Queue::poisoned`.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn corrupt(dir: &Path, file: &str, detail: impl Into<String>) -> LedgerError {
+    LedgerError::Corrupt { file: dir.join(file), detail: detail.into() }
+}
+
+/// Reads stored tree nodes from the hashes file.
+struct HashesFile<'a> {
+    file: &'a dyn StorageFile,
+    path: PathBuf,
+}
+
+impl NodeSource for HashesFile<'_> {
+    type Error = LedgerError;
+    fn node(&self, level: u8, n: u64) -> Result<Hash> {
+        let mut h = [0u8; 32];
+        let at = HEADER_LEN + stored_index(level, n) * 32;
+        self.file.read_exact_at(&mut h, at).ctx("read hash", &self.path)?;
+        Ok(h)
+    }
+}
+
+impl Log {
+    /// Create the files of a new, empty log in `dir` (which must exist and
+    /// hold its key files) and sign the checkpoint of the empty tree.
+    pub(crate) fn create(storage: &dyn Storage, dir: &Path, signer: &Signer) -> Result<()> {
+        for (name, magic) in
+            [(ENTRIES_FILE, format::ENTRIES_MAGIC), (INDEX_FILE, format::INDEX_MAGIC), (HASHES_FILE, format::HASHES_MAGIC)]
+        {
+            let path = dir.join(name);
+            storage.create_new(&path, &format::encode_header(magic), false).ctx("create", &path)?;
+        }
+        let checkpoint = Checkpoint { origin: signer.name().to_string(), size: 0, root: EMPTY_ROOT, extensions: vec![] };
+        let note = sign_checkpoint(&checkpoint, signer).map_err(|e| LedgerError::Key {
+            path: dir.join(KEY_FILE),
+            detail: e.to_string(),
+        })?;
+        let slot = Slot { seq: 1, derived_size: 0, derived_offset: HEADER_LEN, note: note.into_bytes() };
+        let mut bytes = vec![0u8; 2 * SLOT_LEN];
+        let encoded = slot.encode().map_err(|e| corrupt(dir, CHECKPOINT_FILE, e.to_string()))?;
+        bytes[SLOT_LEN..].copy_from_slice(&encoded);
+        let path = dir.join(CHECKPOINT_FILE);
+        storage.create_new(&path, &bytes, false).ctx("create", &path)?;
+        storage.sync_dir(dir).ctx("sync directory", dir)
+    }
+
+    /// Open the log in `dir`: check it against its last signed checkpoint,
+    /// rebuild derived data written since its last sync, and drop any tail
+    /// that no signed checkpoint covers (never acknowledged).
+    pub fn open(storage: &dyn Storage, dir: &Path, name: &str, opts: LogOptions) -> Result<Log> {
+        let key_path = dir.join(KEY_FILE);
+        let key_text = storage.read(&key_path).ctx("read", &key_path)?;
+        let key_text = String::from_utf8(key_text)
+            .map_err(|_| LedgerError::Key { path: key_path.clone(), detail: "not UTF-8".into() })?;
+        let signer = Signer::from_private_key(key_text.trim())
+            .map_err(|e| LedgerError::Key { path: key_path.clone(), detail: e.to_string() })?;
+        let verifier = signer.verifier();
+
+        let open = |name: &str| -> Result<Arc<dyn StorageFile>> {
+            let path = dir.join(name);
+            storage.open(&path, false).ctx("open", &path)
+        };
+        let files = Files {
+            dir: dir.to_path_buf(),
+            entries: open(ENTRIES_FILE)?,
+            index: open(INDEX_FILE)?,
+            hashes: open(HASHES_FILE)?,
+            checkpoint: open(CHECKPOINT_FILE)?,
+        };
+        for (f, name, magic) in [
+            (&files.entries, ENTRIES_FILE, format::ENTRIES_MAGIC),
+            (&files.index, INDEX_FILE, format::INDEX_MAGIC),
+            (&files.hashes, HASHES_FILE, format::HASHES_MAGIC),
+        ] {
+            let mut h = [0u8; HEADER_LEN as usize];
+            f.read_exact_at(&mut h, 0).ctx("read header", &files.path(name))?;
+            format::decode_header(&h, magic).map_err(|e| corrupt(dir, name, format!("header: {e}")))?;
+        }
+
+        let slot = read_current_slot(&files)?;
+        let (checkpoint, _) = open_checkpoint(&slot.note, &verifier).map_err(|e| {
+            corrupt(dir, CHECKPOINT_FILE, format!("last signed checkpoint does not verify with {}: {e}", verifier))
+        })?;
+        let signed = checkpoint.size;
+        let mut writer = recover(&files, &slot, signed)?;
+        if writer.frontier.root() != checkpoint.root {
+            return Err(corrupt(
+                dir,
+                ENTRIES_FILE,
+                format!("the stored entries' tree at size {signed} does not have the root of the last signed checkpoint"),
+            ));
+        }
+        writer.slot_seq = slot.seq;
+        let head = Head { checkpoint, note: slot.note.into() };
+        let queue = Queue { next: signed, durable: signed, ..Queue::default() };
+        Ok(Log {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                signer,
+                verifier,
+                opts,
+                files,
+                queue: Mutex::new(queue),
+                committed: Condvar::new(),
+                queued: Condvar::new(),
+                writer: Mutex::new(writer),
+                head: RwLock::new(head),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn origin(&self) -> &str {
+        self.inner.signer.name()
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.files.dir
+    }
+
+    /// Entries covered by the latest signed checkpoint.
+    pub fn size(&self) -> u64 {
+        self.head().checkpoint.size
+    }
+
+    /// The latest signed checkpoint and its note text.
+    pub fn checkpoint(&self) -> (Checkpoint, Arc<[u8]>) {
+        let h = self.head();
+        (h.checkpoint, h.note)
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn poisoned(&self) -> Option<Arc<str>> {
+        lock(&self.inner.queue).poisoned.clone()
+    }
+
+    fn head(&self) -> Head {
+        self.inner.head()
+    }
+
+    /// Append entries; returns once they are durable and covered by a signed
+    /// checkpoint. Entries longer than 65,535 bytes are refused before
+    /// anything is written.
+    pub fn append<E: AsRef<[u8]>>(&self, entries: &[E]) -> Result<Appended> {
+        let mut size = 0usize;
+        for (position, e) in entries.iter().enumerate() {
+            let len = e.as_ref().len();
+            if len > MAX_ENTRY {
+                return Err(LedgerError::EntryTooLarge { position, len });
+            }
+            size += RECORD_HEADER_LEN as usize + len;
+        }
+        if entries.is_empty() {
+            let h = self.head();
+            return Ok(Appended { first: h.checkpoint.size, count: 0, tree_size: h.checkpoint.size, checkpoint: h.note });
+        }
+        // Hash and encode on the caller's thread, outside any lock. The
+        // record checksums cover the index, which is only known once queued.
+        let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e.as_ref())).collect();
+        let mut records = Vec::with_capacity(size);
+        let mut partial = Vec::with_capacity(entries.len());
+        for e in entries {
+            let data = e.as_ref();
+            let len = (data.len() as u32).to_be_bytes();
+            partial.push(crc32c::crc32c_append(crc32c::crc32c(&len), data));
+            records.extend_from_slice(&len);
+            records.extend_from_slice(&[0; 4]);
+            records.extend_from_slice(data);
+        }
+        let count = entries.len() as u64;
+
+        let inner = &*self.inner;
+        let mut q = lock(&inner.queue);
+        if let Some(reason) = &q.poisoned {
+            return Err(LedgerError::Poisoned(reason.clone()));
+        }
+        let first = q.next;
+        let mut at = 0usize;
+        for (i, crc) in partial.iter().enumerate() {
+            let crc = crc32c::crc32c_append(*crc, &(first + i as u64).to_be_bytes());
+            let len = u32::from_be_bytes([records[at], records[at + 1], records[at + 2], records[at + 3]]) as usize;
+            records[at + 4..at + 8].copy_from_slice(&crc.to_be_bytes());
+            at += RECORD_HEADER_LEN as usize + len;
+        }
+        q.next += count;
+        q.pending.push_back(Pending { records, leaves });
+        q.pending_entries += entries.len();
+        inner.queued.notify_one();
+        let end = first + count;
+        loop {
+            if q.durable >= end {
+                drop(q);
+                let h = self.head();
+                return Ok(Appended { first, count, tree_size: h.checkpoint.size, checkpoint: h.note });
+            }
+            if let Some(reason) = &q.poisoned {
+                return Err(LedgerError::Poisoned(reason.clone()));
+            }
+            if q.leader {
+                q = inner.committed.wait(q).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            q.leader = true;
+            if !inner.opts.max_delay.is_zero() && q.pending_entries < inner.opts.max_batch {
+                let max = inner.opts.max_batch;
+                q = inner
+                    .queued
+                    .wait_timeout_while(q, inner.opts.max_delay, |q| q.pending_entries < max)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let mut batch = Vec::new();
+            let mut n = 0usize;
+            while let Some(p) = q.pending.front() {
+                if n > 0 && n + p.leaves.len() > inner.opts.max_batch {
+                    break;
+                }
+                n += p.leaves.len();
+                batch.extend(q.pending.pop_front());
+            }
+            q.pending_entries -= n;
+            drop(q);
+            let result = self.commit(&batch);
+            q = lock(&inner.queue);
+            q.leader = false;
+            match result {
+                Ok(size) => q.durable = size,
+                Err(e) => q.poisoned = Some(e.to_string().into()),
+            }
+            inner.committed.notify_all();
+        }
+    }
+
+    /// Write, sync and sign one batch. Any error leaves the log poisoned.
+    fn commit(&self, batch: &[Pending]) -> Result<u64> {
+        let inner = &*self.inner;
+        let files = &inner.files;
+        let mut guard = lock(&inner.writer);
+        let w = &mut *guard;
+        let start_size = w.frontier.size();
+        w.records.clear();
+        w.index.clear();
+        w.hashes.clear();
+        let mut offset = w.entries_end;
+        for p in batch {
+            let mut at = 0usize;
+            while at < p.records.len() {
+                w.index.extend_from_slice(&offset.to_be_bytes());
+                let len = u32::from_be_bytes([p.records[at], p.records[at + 1], p.records[at + 2], p.records[at + 3]]);
+                let rec = RECORD_HEADER_LEN as usize + len as usize;
+                at += rec;
+                offset += rec as u64;
+            }
+            w.records.extend_from_slice(&p.records);
+            for leaf in &p.leaves {
+                let hashes = &mut w.hashes;
+                w.frontier.push(*leaf, |_, _, h| hashes.extend_from_slice(h));
+            }
+        }
+        let size = w.frontier.size();
+        let entries_path = || files.path(ENTRIES_FILE);
+        files.entries.write_all_at(&w.records, w.entries_end).ctx("write", &entries_path())?;
+        files
+            .index
+            .write_all_at(&w.index, HEADER_LEN + start_size * 8)
+            .ctx("write", &files.path(INDEX_FILE))?;
+        files
+            .hashes
+            .write_all_at(&w.hashes, HEADER_LEN + stored_count(start_size) * 32)
+            .ctx("write", &files.path(HASHES_FILE))?;
+        files.entries.sync_data().ctx("fdatasync", &entries_path())?;
+        w.entries_end = offset;
+
+        if size - w.derived_size >= inner.opts.derived_sync_every {
+            files.index.sync_data().ctx("fdatasync", &files.path(INDEX_FILE))?;
+            files.hashes.sync_data().ctx("fdatasync", &files.path(HASHES_FILE))?;
+            w.derived_size = size;
+            w.derived_offset = w.entries_end;
+        }
+        let checkpoint =
+            Checkpoint { origin: inner.signer.name().to_string(), size, root: w.frontier.root(), extensions: vec![] };
+        let note: Arc<[u8]> = inner.sign(&checkpoint)?.into_bytes().into();
+        inner.write_slot(w, &note)?;
+        *inner.head.write().unwrap_or_else(|e| e.into_inner()) = Head { checkpoint, note };
+        Ok(size)
+    }
+
+    /// Sync the derived files and record that in the checkpoint file, so the
+    /// next open re-reads nothing. Runs on drop; callable any time.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    fn hashes(&self) -> HashesFile<'_> {
+        HashesFile { file: &*self.inner.files.hashes, path: self.inner.files.path(HASHES_FILE) }
+    }
+
+    fn check_size(&self, size: u64) -> Result<()> {
+        let current = self.size();
+        if size > current {
+            return Err(LedgerError::OutOfRange { index: size, size: current });
+        }
+        Ok(())
+    }
+
+    /// Byte offset of entry `index` in the entries file.
+    fn offset(&self, index: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        let f = &self.inner.files;
+        f.index.read_exact_at(&mut b, HEADER_LEN + index * 8).ctx("read", &f.path(INDEX_FILE))?;
+        Ok(u64::from_be_bytes(b))
+    }
+
+    /// The exact bytes of entry `index`, checked against its record checksum.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>> {
+        let size = self.size();
+        if index >= size {
+            return Err(LedgerError::OutOfRange { index, size });
+        }
+        let mut out = self.entries(index, 1)?;
+        out.pop().ok_or(LedgerError::OutOfRange { index, size })
+    }
+
+    /// Entries `[first, first+count)`, read in one pass.
+    pub fn entries(&self, first: u64, count: u64) -> Result<Vec<Vec<u8>>> {
+        let size = self.size();
+        if first + count > size {
+            return Err(LedgerError::OutOfRange { index: first + count - 1, size });
+        }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let f = &self.inner.files;
+        let path = f.path(ENTRIES_FILE);
+        let start = self.offset(first)?;
+        let last = self.offset(first + count - 1)?;
+        let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
+        f.entries.read_exact_at(&mut hdr, last).ctx("read", &path)?;
+        let (len, _) = format::decode_record_header(&hdr).map_err(|e| {
+            corrupt(&f.dir, ENTRIES_FILE, format!("entry {} at byte {last}: {e}", first + count - 1))
+        })?;
+        let end = last + RECORD_HEADER_LEN + len as u64;
+        if end < start {
+            return Err(corrupt(&f.dir, INDEX_FILE, format!("offsets of entries {first}..{} go backwards", first + count)));
+        }
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.entries.read_exact_at(&mut buf, start).ctx("read", &path)?;
+        let mut out = Vec::with_capacity(count as usize);
+        let mut at = 0usize;
+        for index in first..first + count {
+            let data = format::decode_record(&buf[at..], index).map_err(|e| {
+                corrupt(&f.dir, ENTRIES_FILE, format!("entry {index} at byte {}: {e}", start + at as u64))
+            })?;
+            at += RECORD_HEADER_LEN as usize + data.len();
+            out.push(data.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Stored hash of node `(level, n)`; the node must be complete within
+    /// the committed tree.
+    pub fn node(&self, level: u8, n: u64) -> Result<Hash> {
+        self.hashes().node(level, n)
+    }
+
+    /// Root of the tree of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash> {
+        self.check_size(size)?;
+        sealtrail_merkle::tree_root(&self.hashes(), size)
+    }
+
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(LedgerError::OutOfRange { index, size });
+        }
+        sealtrail_merkle::inclusion_proof(&self.hashes(), index, size)
+    }
+
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        self.check_size(new)?;
+        if old > new {
+            return Err(LedgerError::OutOfRange { index: old, size: new });
+        }
+        sealtrail_merkle::consistency_proof(&self.hashes(), old, new)
+    }
+
+    /// A signed checkpoint for the tree of `size` entries: the latest one if
+    /// `size` is current, otherwise a new signature over the older, still
+    /// valid prefix (it commits to nothing the latest one contradicts).
+    pub fn checkpoint_at(&self, size: u64) -> Result<(Checkpoint, Arc<[u8]>)> {
+        let head = self.head();
+        if size == head.checkpoint.size {
+            return Ok((head.checkpoint, head.note));
+        }
+        let checkpoint =
+            Checkpoint { origin: self.origin().to_string(), size, root: self.root_at(size)?, extensions: vec![] };
+        let note = self.inner.sign(&checkpoint)?;
+        Ok((checkpoint, note.into_bytes().into()))
+    }
+
+    /// The hashes of tile `(level, index)` of width `width` (tlog-tiles):
+    /// tree level `8·level`, nodes `index·256 .. index·256+width`.
+    pub fn tile(&self, level: u8, index: u64, width: u16) -> Result<Vec<u8>> {
+        let tree_level = level.checked_mul(8).filter(|l| *l < 64).ok_or(LedgerError::OutOfRange { index, size: 0 })?;
+        let last_node = index * 256 + width as u64;
+        self.check_size(last_node << tree_level)?;
+        let src = self.hashes();
+        let mut out = Vec::with_capacity(width as usize * 32);
+        for n in index * 256..last_node {
+            out.extend_from_slice(&src.node(tree_level, n)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: a clean close means the next open re-reads nothing.
+        // A failure here loses nothing; open rebuilds from the entries file.
+        let _ = self.flush();
+    }
+}
+
+impl Inner {
+    fn head(&self) -> Head {
+        self.head.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn sign(&self, checkpoint: &Checkpoint) -> Result<String> {
+        sign_checkpoint(checkpoint, &self.signer)
+            .map_err(|e| LedgerError::Key { path: self.files.path(KEY_FILE), detail: e.to_string() })
+    }
+
+    /// Persist `note` in the slot not holding the current checkpoint, so a
+    /// torn write leaves the previous one intact.
+    fn write_slot(&self, w: &mut Writer, note: &[u8]) -> Result<()> {
+        let files = &self.files;
+        let path = files.path(CHECKPOINT_FILE);
+        let slot = Slot {
+            seq: w.slot_seq + 1,
+            derived_size: w.derived_size,
+            derived_offset: w.derived_offset,
+            note: note.to_vec(),
+        };
+        let bytes = slot.encode().map_err(|e| corrupt(&files.dir, CHECKPOINT_FILE, e.to_string()))?;
+        files.checkpoint.write_all_at(&bytes, (slot.seq % 2) * SLOT_LEN as u64).ctx("write", &path)?;
+        files.checkpoint.sync_data().ctx("fdatasync", &path)?;
+        w.slot_seq = slot.seq;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        if let Some(reason) = lock(&self.queue).poisoned.clone() {
+            return Err(LedgerError::Poisoned(reason));
+        }
+        let mut guard = lock(&self.writer);
+        let w = &mut *guard;
+        let head = self.head();
+        if w.derived_size == head.checkpoint.size {
+            return Ok(());
+        }
+        let files = &self.files;
+        let r = (|| {
+            files.index.sync_data().ctx("fdatasync", &files.path(INDEX_FILE))?;
+            files.hashes.sync_data().ctx("fdatasync", &files.path(HASHES_FILE))?;
+            w.derived_size = head.checkpoint.size;
+            w.derived_offset = w.entries_end;
+            self.write_slot(w, &head.note)
+        })();
+        if let Err(e) = &r {
+            lock(&self.queue).poisoned = Some(e.to_string().into());
+        }
+        r
+    }
+}
+
+/// The valid slot with the highest sequence number.
+fn read_current_slot(files: &Files) -> Result<Slot> {
+    let path = files.path(CHECKPOINT_FILE);
+    let len = files.checkpoint.len().ctx("stat", &path)?;
+    let mut best: Option<Slot> = None;
+    let mut errors = Vec::new();
+    for i in 0..2u64 {
+        let mut b = vec![0u8; SLOT_LEN];
+        if len < (i + 1) * SLOT_LEN as u64 {
+            errors.push(format!("slot {i}: file is only {len} bytes"));
+            continue;
+        }
+        files.checkpoint.read_exact_at(&mut b, i * SLOT_LEN as u64).ctx("read", &path)?;
+        match Slot::decode(&b) {
+            Ok(s) if best.as_ref().is_none_or(|b| s.seq > b.seq) => best = Some(s),
+            Ok(_) => {}
+            Err(e) => errors.push(format!("slot {i}: {e}")),
+        }
+    }
+    best.ok_or_else(|| corrupt(&files.dir, CHECKPOINT_FILE, format!("no valid checkpoint slot ({})", errors.join("; "))))
+}
+
+/// Bring the derived files up to `signed` entries and cut the entries file
+/// to exactly the entries the last signed checkpoint covers.
+fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
+    let dir = &files.dir;
+    let entries_path = files.path(ENTRIES_FILE);
+    let entries_len = files.entries.len().ctx("stat", &entries_path)?;
+    let index_len = files.index.len().ctx("stat", &files.path(INDEX_FILE))?;
+    let hashes_len = files.hashes.len().ctx("stat", &files.path(HASHES_FILE))?;
+
+    // Trust the derived files up to what the slot says was synced, if they
+    // are really that long; otherwise rebuild them from the first entry.
+    let (mut size, mut offset) = (slot.derived_size.min(signed), slot.derived_offset);
+    if slot.derived_size > signed
+        || index_len < HEADER_LEN + size * 8
+        || hashes_len < HEADER_LEN + stored_count(size) * 32
+        || offset > entries_len
+    {
+        (size, offset) = (0, HEADER_LEN);
+    }
+    let (trusted_size, trusted_offset) = (size, offset);
+    let hashes = HashesFile { file: &*files.hashes, path: files.path(HASHES_FILE) };
+    let mut frontier = Frontier::load(&hashes, size)?;
+
+    // Re-read entries [size, signed): they were synced with their checkpoint.
+    let mut index_buf = Vec::new();
+    let mut hash_buf = Vec::new();
+    let mut chunk = Vec::new();
+    let mut chunk_start = offset;
+    while size < signed {
+        let mut at = (offset - chunk_start) as usize;
+        let fits = chunk.len() >= at + RECORD_HEADER_LEN as usize
+            && chunk.len() >= at + RECORD_HEADER_LEN as usize + record_len(&chunk[at..]);
+        if !fits {
+            // Read forward in 1 MiB steps, at least one largest record.
+            let want = (1usize << 20).max(RECORD_HEADER_LEN as usize + MAX_ENTRY);
+            let avail = entries_len.saturating_sub(offset) as usize;
+            chunk.resize(want.min(avail), 0);
+            files.entries.read_exact_at(&mut chunk, offset).ctx("read", &entries_path)?;
+            chunk_start = offset;
+            at = 0;
+        }
+        let data = match format::decode_record(&chunk[at..], size) {
+            Ok(d) => d,
+            Err(FormatError::Short(_)) => return Err(missing(dir, size, offset, signed)),
+            Err(e) => {
+                return Err(corrupt(
+                    dir,
+                    ENTRIES_FILE,
+                    format!("entry {size} at byte {offset}: {e}; the last signed checkpoint covers {signed} entries"),
+                ))
+            }
+        };
+        index_buf.extend_from_slice(&offset.to_be_bytes());
+        frontier.push(leaf_hash(data), |_, _, h| hash_buf.extend_from_slice(h));
+        offset += RECORD_HEADER_LEN + data.len() as u64;
+        size += 1;
+    }
+    files.index.write_all_at(&index_buf, HEADER_LEN + trusted_size * 8).ctx("write", &files.path(INDEX_FILE))?;
+    files
+        .hashes
+        .write_all_at(&hash_buf, HEADER_LEN + stored_count(trusted_size) * 32)
+        .ctx("write", &files.path(HASHES_FILE))?;
+    // Whatever follows was never covered by a signed checkpoint, so never
+    // acknowledged: a torn or unsynced tail. Cut it, and stale derived data.
+    if entries_len > offset {
+        files.entries.set_len(offset).ctx("truncate", &entries_path)?;
+        files.entries.sync_data().ctx("fdatasync", &entries_path)?;
+    }
+    files.index.set_len(HEADER_LEN + signed * 8).ctx("truncate", &files.path(INDEX_FILE))?;
+    files.hashes.set_len(HEADER_LEN + stored_count(signed) * 32).ctx("truncate", &files.path(HASHES_FILE))?;
+    Ok(Writer {
+        frontier,
+        entries_end: offset,
+        slot_seq: slot.seq,
+        derived_size: trusted_size,
+        derived_offset: trusted_offset,
+        records: Vec::new(),
+        index: Vec::new(),
+        hashes: Vec::new(),
+    })
+}
+
+fn record_len(b: &[u8]) -> usize {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]]).min(MAX_ENTRY as u32 + 1) as usize
+}
+
+fn missing(dir: &Path, size: u64, offset: u64, signed: u64) -> LedgerError {
+    corrupt(
+        dir,
+        ENTRIES_FILE,
+        format!(
+            "ends at byte {offset} after {size} entries, but the last signed checkpoint covers {signed}: \
+             entries were removed or the file was rolled back"
+        ),
+    )
+}

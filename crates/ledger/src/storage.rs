@@ -1,0 +1,105 @@
+//! The ledger's only door to the file system. Everything the ledger reads or
+//! writes goes through [`Storage`] and [`StorageFile`], so tests can swap in
+//! [`crate::sim::SimStorage`] to cut power at any sync point or fail any
+//! write. Deliberately tiny: positional reads and writes, length, sync.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+/// One open file. Implementations must be safe to read from several threads
+/// while one thread writes beyond what the readers read.
+pub trait StorageFile: Send + Sync {
+    /// Fill `buf` from `offset`; an error if the file ends first.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Make every write so far durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+/// A directory tree of files.
+pub trait Storage: Send + Sync {
+    /// Open for reading and writing, creating the file if `create`.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
+    /// Create a file that must not exist yet, write `bytes`, make it durable.
+    /// `private` files are readable by the owner only (keys).
+    fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> io::Result<()>;
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    fn exists(&self, path: &Path) -> bool;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the subdirectories of `path`, sorted.
+    fn list_dirs(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Make the directory's entries (new files) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsStorage;
+
+struct OsFile(File);
+
+impl StorageFile for OsFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl Storage for OsStorage {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let f = OpenOptions::new().read(true).write(true).create(create).open(path)?;
+        Ok(Arc::new(OsFile(f)))
+    }
+
+    fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true).mode(if private { 0o600 } else { 0o644 });
+        let f = opts.open(path)?;
+        f.write_all_at(bytes, 0)?;
+        f.sync_all()
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn list_dirs(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+}

@@ -1,0 +1,349 @@
+//! Offline verification of a log directory from its entries up.
+//!
+//! Recomputes every leaf hash from the stored entries, rebuilds the tree,
+//! and compares it with the stored hashes, the index, and the signed
+//! checkpoint (whose signature it checks). Optionally checks that an older
+//! checkpoint the caller kept is a prefix of what is stored now, which is
+//! how a rollback or rewritten history is caught. Every finding names the
+//! entry index, the file and the byte offset it concerns.
+//!
+//! Deliberately read-only and independent of [`crate::log::Log::open`]: it
+//! must report on a directory that open would refuse.
+
+use crate::error::{IoContext, LedgerError, Result};
+use crate::format::{self, Slot, HEADER_LEN, RECORD_HEADER_LEN, SLOT_LEN};
+use crate::log::{CHECKPOINT_FILE, ENTRIES_FILE, HASHES_FILE, INDEX_FILE, PUBKEY_FILE};
+use crate::storage::{Storage, StorageFile};
+use sealtrail_merkle::checkpoint::{open_checkpoint, Checkpoint};
+use sealtrail_merkle::note::{Note, Verifier};
+use sealtrail_merkle::tree::{stored_count, Frontier};
+use sealtrail_merkle::{leaf_hash, Hash};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// At most this many findings are listed; the count says how many there were.
+const MAX_FINDINGS: usize = 100;
+const CHUNK: usize = 4 << 20;
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// File the finding is about (name within the log directory).
+    pub file: &'static str,
+    /// Entry index it concerns, when there is one.
+    pub index: Option<u64>,
+    /// Byte offset in `file`, when known.
+    pub offset: Option<u64>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(o) = self.offset {
+            write!(f, " at byte {o}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub dir: PathBuf,
+    /// Entries found in the entries file.
+    pub entries: u64,
+    /// The signed checkpoint found, if it could be read.
+    pub checkpoint: Option<Checkpoint>,
+    pub verifier: String,
+    pub findings: Vec<Finding>,
+    /// Findings beyond those listed.
+    pub more_findings: usize,
+}
+
+impl Report {
+    pub fn intact(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+struct Collector {
+    findings: Vec<Finding>,
+    more: usize,
+}
+
+impl Collector {
+    fn add(&mut self, file: &'static str, index: Option<u64>, offset: Option<u64>, message: String) {
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(Finding { file, index, offset, message });
+        } else {
+            self.more += 1;
+        }
+    }
+}
+
+/// Sequential reader over a [`StorageFile`] in large chunks.
+struct Sequential {
+    file: Arc<dyn StorageFile>,
+    path: PathBuf,
+    len: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl Sequential {
+    fn new(storage: &dyn Storage, path: PathBuf) -> Result<Self> {
+        let file = storage.open(&path, false).ctx("open", &path)?;
+        let len = file.len().ctx("stat", &path)?;
+        Ok(Self { file, path, len, buf: Vec::new(), buf_start: 0 })
+    }
+
+    /// `n` bytes at `offset`, or `None` if the file ends first.
+    fn get(&mut self, offset: u64, n: usize) -> Result<Option<&[u8]>> {
+        if offset + n as u64 > self.len {
+            return Ok(None);
+        }
+        let in_buf = offset >= self.buf_start && offset + n as u64 <= self.buf_start + self.buf.len() as u64;
+        if !in_buf {
+            let want = CHUNK.max(n).min((self.len - offset) as usize);
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, offset).ctx("read", &self.path)?;
+            self.buf_start = offset;
+        }
+        let at = (offset - self.buf_start) as usize;
+        Ok(Some(&self.buf[at..at + n]))
+    }
+}
+
+/// Verify the log in `dir`. `key`: the verifier key to trust (default: the
+/// log's own `log.pub`). `since`: an older signed checkpoint the caller kept.
+/// `Err` only for I/O or usage problems; integrity problems are findings.
+pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, since: Option<&[u8]>) -> Result<Report> {
+    let verifier = match key {
+        Some(v) => v.clone(),
+        None => {
+            let path = dir.join(PUBKEY_FILE);
+            let text = storage.read(&path).ctx("read", &path)?;
+            Verifier::parse(String::from_utf8_lossy(&text).trim())
+                .map_err(|e| LedgerError::Key { path, detail: e.to_string() })?
+        }
+    };
+    let mut c = Collector { findings: Vec::new(), more: 0 };
+    let checkpoint = read_checkpoint(storage, dir, &verifier, &mut c)?;
+    let old = since.and_then(|note| match open_checkpoint(note, &verifier) {
+        Ok((cp, _)) => Some(cp),
+        Err(e) => {
+            c.add(CHECKPOINT_FILE, None, None, format!("the checkpoint given with --since does not verify: {e}"));
+            None
+        }
+    });
+
+    let mut entries = Sequential::new(storage, dir.join(ENTRIES_FILE))?;
+    let mut index = Sequential::new(storage, dir.join(INDEX_FILE))?;
+    let mut hashes = Sequential::new(storage, dir.join(HASHES_FILE))?;
+    for (seq, name, magic) in [
+        (&mut entries, ENTRIES_FILE, format::ENTRIES_MAGIC),
+        (&mut index, INDEX_FILE, format::INDEX_MAGIC),
+        (&mut hashes, HASHES_FILE, format::HASHES_MAGIC),
+    ] {
+        match seq.get(0, HEADER_LEN as usize)? {
+            Some(h) => {
+                if let Err(e) = format::decode_header(h, magic) {
+                    c.add(name, None, Some(0), format!("header: {e}"));
+                }
+            }
+            None => c.add(name, None, Some(0), "file is shorter than its 16-byte header".into()),
+        }
+    }
+
+    let signed_size = checkpoint.as_ref().map(|cp| cp.size);
+    let old_size = old.as_ref().map(|cp| cp.size);
+    let mut root_at_signed: Option<Hash> = (signed_size == Some(0)).then_some(sealtrail_merkle::EMPTY_ROOT);
+    let mut root_at_old: Option<Hash> = (old_size == Some(0)).then_some(sealtrail_merkle::EMPTY_ROOT);
+    let mut frontier = Frontier::new();
+    let mut bad_leaves: Vec<u64> = Vec::new();
+    let mut offset = HEADER_LEN;
+    let mut stored_seq = 0u64;
+    let mut hashes_short_reported = false;
+    let mut index_short_reported = false;
+
+    loop {
+        let k = frontier.size();
+        let Some(hdr) = entries.get(offset, RECORD_HEADER_LEN as usize)? else {
+            if offset < entries.len {
+                c.add(
+                    ENTRIES_FILE,
+                    Some(k),
+                    Some(offset),
+                    format!("file ends {} bytes into the header of entry {k}: truncated", entries.len - offset),
+                );
+            }
+            break;
+        };
+        let len = match format::decode_record_header(hdr) {
+            Ok((len, _)) => len as usize,
+            Err(e) => {
+                c.add(ENTRIES_FILE, Some(k), Some(offset), format!("entry {k}: {e}; cannot read further"));
+                break;
+            }
+        };
+        let Some(record) = entries.get(offset, RECORD_HEADER_LEN as usize + len)? else {
+            c.add(
+                ENTRIES_FILE,
+                Some(k),
+                Some(offset),
+                format!("entry {k} needs {len} bytes but the file ends at byte {}: truncated", entries.len),
+            );
+            break;
+        };
+        let data = &record[RECORD_HEADER_LEN as usize..];
+        if format::decode_record(record, k).is_err() {
+            let moved = (k.saturating_sub(16)..k + 16).find(|j| *j != k && format::decode_record(record, *j).is_ok());
+            let msg = match moved {
+                Some(j) => format!("entry {k} holds the record written as entry {j}: entries were moved, swapped or deleted"),
+                None => format!("entry {k}: checksum mismatch, its bytes were modified"),
+            };
+            c.add(ENTRIES_FILE, Some(k), Some(offset), msg);
+            bad_leaves.push(k);
+        }
+        // The index must point at this record.
+        match index.get(HEADER_LEN + k * 8, 8)? {
+            Some(b) => {
+                let stored = u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+                if stored != offset {
+                    c.add(
+                        INDEX_FILE,
+                        Some(k),
+                        Some(HEADER_LEN + k * 8),
+                        format!("entry {k} is at byte {offset} of the entries file, the index says {stored}"),
+                    );
+                }
+            }
+            None if !index_short_reported => {
+                index_short_reported = true;
+                c.add(INDEX_FILE, Some(k), Some(index.len), format!("index ends before entry {k} (reopening the log rebuilds it)"));
+            }
+            None => {}
+        }
+        let leaf = leaf_hash(data);
+        let mut mismatches: Vec<(u8, u64, u64)> = Vec::new();
+        let mut short = false;
+        frontier.push(leaf, |level, n, h| {
+            let at = HEADER_LEN + stored_seq * 32;
+            stored_seq += 1;
+            match hashes.get(at, 32) {
+                Ok(Some(stored)) if stored == h => {}
+                Ok(Some(_)) => mismatches.push((level, n, at)),
+                _ => short = true,
+            }
+        });
+        for (level, n, at) in mismatches {
+            let (lo, hi) = (n << level, (n + 1) << level);
+            if bad_leaves.iter().any(|b| (lo..hi).contains(b)) {
+                continue;
+            }
+            let what = if level == 0 { format!("leaf hash of entry {n}") } else { format!("hash of node ({level}, {n}) over entries {lo}..{hi}") };
+            c.add(HASHES_FILE, Some(lo), Some(at), format!("stored {what} differs from the hash recomputed from the entries"));
+        }
+        if short && !hashes_short_reported {
+            hashes_short_reported = true;
+            c.add(HASHES_FILE, Some(k), Some(hashes.len), format!("hashes end before entry {k} (reopening the log rebuilds them)"));
+        }
+        offset += RECORD_HEADER_LEN + len as u64;
+        let size = frontier.size();
+        if Some(size) == signed_size {
+            root_at_signed = Some(frontier.root());
+        }
+        if Some(size) == old_size {
+            root_at_old = Some(frontier.root());
+        }
+    }
+    let found = frontier.size();
+
+    if let Some(cp) = &checkpoint {
+        match root_at_signed {
+            None => c.add(
+                ENTRIES_FILE,
+                Some(found),
+                Some(offset),
+                format!(
+                    "holds {found} entries but the signed checkpoint covers {}: entries {found}..{} are missing \
+                     (deleted, truncated or rolled back)",
+                    cp.size, cp.size
+                ),
+            ),
+            Some(root) if root != cp.root => c.add(
+                CHECKPOINT_FILE,
+                None,
+                None,
+                format!("the tree rebuilt from the entries at size {} does not have the signed root", cp.size),
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(old) = &old {
+        match root_at_old {
+            None => c.add(
+                ENTRIES_FILE,
+                Some(found),
+                None,
+                format!(
+                    "rollback: the log holds {found} entries but the checkpoint given with --since (size {}) \
+                     covers more",
+                    old.size
+                ),
+            ),
+            Some(root) if root != old.root => c.add(
+                ENTRIES_FILE,
+                None,
+                None,
+                format!("the log's tree at size {} is not the one in the checkpoint given with --since: history was rewritten", old.size),
+            ),
+            Some(_) => {}
+        }
+        if let Some(cp) = &checkpoint {
+            if cp.size < old.size {
+                c.add(
+                    CHECKPOINT_FILE,
+                    None,
+                    None,
+                    format!("rollback: the latest signed checkpoint (size {}) is older than the one given (size {})", cp.size, old.size),
+                );
+            }
+        }
+    }
+    if hashes.len > HEADER_LEN + stored_count(found) * 32 {
+        // Extra hashes past the entries are harmless leftovers of a crash.
+    }
+    let Collector { findings, more } = c;
+    Ok(Report { dir: dir.to_path_buf(), entries: found, checkpoint, verifier: verifier.to_string(), findings, more_findings: more })
+}
+
+/// The current slot's checkpoint, with its signature checked; findings for
+/// anything wrong. Returns the checkpoint's claims even when the signature
+/// is bad, so the rest of the checks still run.
+fn read_checkpoint(storage: &dyn Storage, dir: &Path, verifier: &Verifier, c: &mut Collector) -> Result<Option<Checkpoint>> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = storage.read(&path).ctx("read", &path)?;
+    let mut best: Option<Slot> = None;
+    for i in 0..2 {
+        let Some(b) = bytes.get(i * SLOT_LEN..(i + 1) * SLOT_LEN) else { continue };
+        if let Ok(s) = Slot::decode(b) {
+            if best.as_ref().is_none_or(|x| s.seq > x.seq) {
+                best = Some(s);
+            }
+        }
+    }
+    let Some(slot) = best else {
+        c.add(CHECKPOINT_FILE, None, Some(0), "no valid checkpoint slot".into());
+        return Ok(None);
+    };
+    match open_checkpoint(&slot.note, verifier) {
+        Ok((cp, _)) => Ok(Some(cp)),
+        Err(e) => {
+            c.add(CHECKPOINT_FILE, None, None, format!("the signed checkpoint is not signed by {verifier}: {e}"));
+            let cp = Note::parse(&slot.note).ok().and_then(|n| Checkpoint::parse(&n.text).ok());
+            Ok(cp)
+        }
+    }
+}
