@@ -24,7 +24,9 @@ pub fn default_origin(name: &str) -> String {
 pub fn check_log_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
@@ -54,7 +56,10 @@ impl DataDir {
     }
 
     pub fn with_storage(root: impl Into<PathBuf>, storage: Arc<dyn Storage>) -> Self {
-        Self { root: root.into(), storage }
+        Self {
+            root: root.into(),
+            storage,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -80,19 +85,31 @@ impl DataDir {
         }
         let origin = origin.map(str::to_string).unwrap_or_else(|| default_origin(name));
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed)
-            .map_err(|e| LedgerError::Key { path: key_path.clone(), detail: format!("no randomness: {e}") })?;
-        let signer =
-            Signer::generate(&origin, seed).map_err(|e| LedgerError::Key { path: key_path.clone(), detail: e.to_string() })?;
+        getrandom::fill(&mut seed).map_err(|e| LedgerError::Key {
+            path: key_path.clone(),
+            detail: format!("no randomness: {e}"),
+        })?;
+        let signer = Signer::generate(&origin, seed).map_err(|e| LedgerError::Key {
+            path: key_path.clone(),
+            detail: e.to_string(),
+        })?;
         self.storage.create_dir_all(&dir).ctx("create directory", &dir)?;
         let key_text = format!("{}\n", signer.to_private_key());
-        self.storage.create_new(&key_path, key_text.as_bytes(), true).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => LedgerError::LogExists(name.to_string()),
-            _ => LedgerError::Io { op: "create", path: key_path.clone(), source: e },
-        })?;
+        self.storage
+            .create_new(&key_path, key_text.as_bytes(), true)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => LedgerError::LogExists(name.to_string()),
+                _ => LedgerError::Io {
+                    op: "create",
+                    path: key_path.clone(),
+                    source: e,
+                },
+            })?;
         let verifier = signer.verifier();
         let pub_path = dir.join(PUBKEY_FILE);
-        self.storage.create_new(&pub_path, format!("{verifier}\n").as_bytes(), false).ctx("create", &pub_path)?;
+        self.storage
+            .create_new(&pub_path, format!("{verifier}\n").as_bytes(), false)
+            .ctx("create", &pub_path)?;
         Log::create(&*self.storage, &dir, &signer)?;
         if let Some(parent) = dir.parent() {
             self.storage.sync_dir(parent).ctx("sync directory", parent)?;
@@ -111,7 +128,10 @@ impl DataDir {
             if check_log_name(&name).is_err() {
                 continue;
             }
-            out.push(LogInfo { verifier: self.verifier(&name)?, name });
+            out.push(LogInfo {
+                verifier: self.verifier(&name)?,
+                name,
+            });
         }
         Ok(out)
     }
@@ -125,7 +145,10 @@ impl DataDir {
         }
         let text = self.storage.read(&path).ctx("read", &path)?;
         let text = String::from_utf8_lossy(&text);
-        Verifier::parse(text.trim()).map_err(|e| LedgerError::Key { path, detail: e.to_string() })
+        Verifier::parse(text.trim()).map_err(|e| LedgerError::Key {
+            path,
+            detail: e.to_string(),
+        })
     }
 
     pub fn open_log(&self, name: &str, opts: LogOptions) -> Result<Log> {

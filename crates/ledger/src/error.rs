@@ -39,6 +39,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
-        self.map_err(|source| LedgerError::Io { op, path: path.to_path_buf(), source })
+        self.map_err(|source| LedgerError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

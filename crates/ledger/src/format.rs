@@ -140,7 +140,18 @@ impl Slot {
         if b.len() < SLOT_FIXED + 4 {
             return Err(FormatError::Short(b.len()));
         }
-        let u64_at = |i: usize| u64::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+        let u64_at = |i: usize| {
+            u64::from_be_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
         let note_len = u32::from_be_bytes([b[12], b[13], b[14], b[15]]);
         if note_len as usize > MAX_NOTE {
             return Err(FormatError::NoteLength(note_len));
@@ -154,7 +165,12 @@ impl Slot {
         if stored != computed {
             return Err(FormatError::Checksum { stored, computed });
         }
-        Ok(Slot { seq: u64_at(16), derived_size: u64_at(24), derived_offset: u64_at(32), note: b[SLOT_FIXED..end].to_vec() })
+        Ok(Slot {
+            seq: u64_at(16),
+            derived_size: u64_at(24),
+            derived_offset: u64_at(32),
+            note: b[SLOT_FIXED..end].to_vec(),
+        })
     }
 }
 
@@ -175,7 +191,12 @@ mod tests {
 
     #[test]
     fn slot_round_trip_and_torn_slot_fails() {
-        let s = Slot { seq: 3, derived_size: 10, derived_offset: 999, note: b"note\n".to_vec() };
+        let s = Slot {
+            seq: 3,
+            derived_size: 10,
+            derived_offset: 999,
+            note: b"note\n".to_vec(),
+        };
         let b = s.encode().unwrap();
         assert_eq!(Slot::decode(&b).unwrap(), s);
         let mut torn = b;

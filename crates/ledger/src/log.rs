@@ -12,7 +12,7 @@
 //! Deliberately not here: any notion of events, JSON or HTTP.
 
 use crate::error::{IoContext, LedgerError, Result};
-use crate::format::{self, Slot, FormatError, HEADER_LEN, MAX_ENTRY, RECORD_HEADER_LEN, SLOT_LEN};
+use crate::format::{self, FormatError, Slot, HEADER_LEN, MAX_ENTRY, RECORD_HEADER_LEN, SLOT_LEN};
 use crate::storage::{Storage, StorageFile};
 use sealtrail_merkle::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
 use sealtrail_merkle::note::{Signer, Verifier};
@@ -29,6 +29,7 @@ pub const HASHES_FILE: &str = "hashes";
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 pub const KEY_FILE: &str = "log.key";
 pub const PUBKEY_FILE: &str = "log.pub";
+pub const LOCK_FILE: &str = "lock";
 
 /// Tuning of the write path.
 #[derive(Debug, Clone)]
@@ -46,7 +47,11 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        Self { max_batch: 16_384, max_delay: Duration::ZERO, derived_sync_every: 1 << 18 }
+        Self {
+            max_batch: 16_384,
+            max_delay: Duration::ZERO,
+            derived_sync_every: 1 << 18,
+        }
     }
 }
 
@@ -121,6 +126,8 @@ struct Inner {
     queued: Condvar,
     writer: Mutex<Writer>,
     head: RwLock<Head>,
+    /// Held while open: one writer per log across processes.
+    _lock: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// A handle to an open log; clones share it. Safe to use from many threads.
@@ -136,7 +143,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn corrupt(dir: &Path, file: &str, detail: impl Into<String>) -> LedgerError {
-    LedgerError::Corrupt { file: dir.join(file), detail: detail.into() }
+    LedgerError::Corrupt {
+        file: dir.join(file),
+        detail: detail.into(),
+    }
 }
 
 /// Reads stored tree nodes from the hashes file.
@@ -159,20 +169,36 @@ impl Log {
     /// Create the files of a new, empty log in `dir` (which must exist and
     /// hold its key files) and sign the checkpoint of the empty tree.
     pub(crate) fn create(storage: &dyn Storage, dir: &Path, signer: &Signer) -> Result<()> {
-        for (name, magic) in
-            [(ENTRIES_FILE, format::ENTRIES_MAGIC), (INDEX_FILE, format::INDEX_MAGIC), (HASHES_FILE, format::HASHES_MAGIC)]
-        {
+        for (name, magic) in [
+            (ENTRIES_FILE, format::ENTRIES_MAGIC),
+            (INDEX_FILE, format::INDEX_MAGIC),
+            (HASHES_FILE, format::HASHES_MAGIC),
+        ] {
             let path = dir.join(name);
-            storage.create_new(&path, &format::encode_header(magic), false).ctx("create", &path)?;
+            storage
+                .create_new(&path, &format::encode_header(magic), false)
+                .ctx("create", &path)?;
         }
-        let checkpoint = Checkpoint { origin: signer.name().to_string(), size: 0, root: EMPTY_ROOT, extensions: vec![] };
+        let checkpoint = Checkpoint {
+            origin: signer.name().to_string(),
+            size: 0,
+            root: EMPTY_ROOT,
+            extensions: vec![],
+        };
         let note = sign_checkpoint(&checkpoint, signer).map_err(|e| LedgerError::Key {
             path: dir.join(KEY_FILE),
             detail: e.to_string(),
         })?;
-        let slot = Slot { seq: 1, derived_size: 0, derived_offset: HEADER_LEN, note: note.into_bytes() };
+        let slot = Slot {
+            seq: 1,
+            derived_size: 0,
+            derived_offset: HEADER_LEN,
+            note: note.into_bytes(),
+        };
         let mut bytes = vec![0u8; 2 * SLOT_LEN];
-        let encoded = slot.encode().map_err(|e| corrupt(dir, CHECKPOINT_FILE, e.to_string()))?;
+        let encoded = slot
+            .encode()
+            .map_err(|e| corrupt(dir, CHECKPOINT_FILE, e.to_string()))?;
         bytes[SLOT_LEN..].copy_from_slice(&encoded);
         let path = dir.join(CHECKPOINT_FILE);
         storage.create_new(&path, &bytes, false).ctx("create", &path)?;
@@ -183,12 +209,18 @@ impl Log {
     /// rebuild derived data written since its last sync, and drop any tail
     /// that no signed checkpoint covers (never acknowledged).
     pub fn open(storage: &dyn Storage, dir: &Path, name: &str, opts: LogOptions) -> Result<Log> {
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = storage.lock(&lock_path).ctx("lock", &lock_path)?;
         let key_path = dir.join(KEY_FILE);
         let key_text = storage.read(&key_path).ctx("read", &key_path)?;
-        let key_text = String::from_utf8(key_text)
-            .map_err(|_| LedgerError::Key { path: key_path.clone(), detail: "not UTF-8".into() })?;
-        let signer = Signer::from_private_key(key_text.trim())
-            .map_err(|e| LedgerError::Key { path: key_path.clone(), detail: e.to_string() })?;
+        let key_text = String::from_utf8(key_text).map_err(|_| LedgerError::Key {
+            path: key_path.clone(),
+            detail: "not UTF-8".into(),
+        })?;
+        let signer = Signer::from_private_key(key_text.trim()).map_err(|e| LedgerError::Key {
+            path: key_path.clone(),
+            detail: e.to_string(),
+        })?;
         let verifier = signer.verifier();
 
         let open = |name: &str| -> Result<Arc<dyn StorageFile>> {
@@ -214,7 +246,11 @@ impl Log {
 
         let slot = read_current_slot(&files)?;
         let (checkpoint, _) = open_checkpoint(&slot.note, &verifier).map_err(|e| {
-            corrupt(dir, CHECKPOINT_FILE, format!("last signed checkpoint does not verify with {}: {e}", verifier))
+            corrupt(
+                dir,
+                CHECKPOINT_FILE,
+                format!("last signed checkpoint does not verify with {}: {e}", verifier),
+            )
         })?;
         let signed = checkpoint.size;
         let mut writer = recover(&files, &slot, signed)?;
@@ -222,12 +258,21 @@ impl Log {
             return Err(corrupt(
                 dir,
                 ENTRIES_FILE,
-                format!("the stored entries' tree at size {signed} does not have the root of the last signed checkpoint"),
+                format!(
+                    "the stored entries' tree at size {signed} does not have the root of the last signed checkpoint"
+                ),
             ));
         }
         writer.slot_seq = slot.seq;
-        let head = Head { checkpoint, note: slot.note.into() };
-        let queue = Queue { next: signed, durable: signed, ..Queue::default() };
+        let head = Head {
+            checkpoint,
+            note: slot.note.into(),
+        };
+        let queue = Queue {
+            next: signed,
+            durable: signed,
+            ..Queue::default()
+        };
         Ok(Log {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -240,6 +285,7 @@ impl Log {
                 queued: Condvar::new(),
                 writer: Mutex::new(writer),
                 head: RwLock::new(head),
+                _lock: lock,
             }),
         })
     }
@@ -294,7 +340,12 @@ impl Log {
         }
         if entries.is_empty() {
             let h = self.head();
-            return Ok(Appended { first: h.checkpoint.size, count: 0, tree_size: h.checkpoint.size, checkpoint: h.note });
+            return Ok(Appended {
+                first: h.checkpoint.size,
+                count: 0,
+                tree_size: h.checkpoint.size,
+                checkpoint: h.note,
+            });
         }
         // Hash and encode on the caller's thread, outside any lock. The
         // record checksums cover the index, which is only known once queued.
@@ -333,7 +384,12 @@ impl Log {
             if q.durable >= end {
                 drop(q);
                 let h = self.head();
-                return Ok(Appended { first, count, tree_size: h.checkpoint.size, checkpoint: h.note });
+                return Ok(Appended {
+                    first,
+                    count,
+                    tree_size: h.checkpoint.size,
+                    checkpoint: h.note,
+                });
             }
             if let Some(reason) = &q.poisoned {
                 return Err(LedgerError::Poisoned(reason.clone()));
@@ -401,7 +457,10 @@ impl Log {
         }
         let size = w.frontier.size();
         let entries_path = || files.path(ENTRIES_FILE);
-        files.entries.write_all_at(&w.records, w.entries_end).ctx("write", &entries_path())?;
+        files
+            .entries
+            .write_all_at(&w.records, w.entries_end)
+            .ctx("write", &entries_path())?;
         files
             .index
             .write_all_at(&w.index, HEADER_LEN + start_size * 8)
@@ -419,8 +478,12 @@ impl Log {
             w.derived_size = size;
             w.derived_offset = w.entries_end;
         }
-        let checkpoint =
-            Checkpoint { origin: inner.signer.name().to_string(), size, root: w.frontier.root(), extensions: vec![] };
+        let checkpoint = Checkpoint {
+            origin: inner.signer.name().to_string(),
+            size,
+            root: w.frontier.root(),
+            extensions: vec![],
+        };
         let note: Arc<[u8]> = inner.sign(&checkpoint)?.into_bytes().into();
         inner.write_slot(w, &note)?;
         *inner.head.write().unwrap_or_else(|e| e.into_inner()) = Head { checkpoint, note };
@@ -434,13 +497,19 @@ impl Log {
     }
 
     fn hashes(&self) -> HashesFile<'_> {
-        HashesFile { file: &*self.inner.files.hashes, path: self.inner.files.path(HASHES_FILE) }
+        HashesFile {
+            file: &*self.inner.files.hashes,
+            path: self.inner.files.path(HASHES_FILE),
+        }
     }
 
     fn check_size(&self, size: u64) -> Result<()> {
         let current = self.size();
         if size > current {
-            return Err(LedgerError::OutOfRange { index: size, size: current });
+            return Err(LedgerError::OutOfRange {
+                index: size,
+                size: current,
+            });
         }
         Ok(())
     }
@@ -449,7 +518,9 @@ impl Log {
     fn offset(&self, index: u64) -> Result<u64> {
         let mut b = [0u8; 8];
         let f = &self.inner.files;
-        f.index.read_exact_at(&mut b, HEADER_LEN + index * 8).ctx("read", &f.path(INDEX_FILE))?;
+        f.index
+            .read_exact_at(&mut b, HEADER_LEN + index * 8)
+            .ctx("read", &f.path(INDEX_FILE))?;
         Ok(u64::from_be_bytes(b))
     }
 
@@ -467,7 +538,10 @@ impl Log {
     pub fn entries(&self, first: u64, count: u64) -> Result<Vec<Vec<u8>>> {
         let size = self.size();
         if first + count > size {
-            return Err(LedgerError::OutOfRange { index: first + count - 1, size });
+            return Err(LedgerError::OutOfRange {
+                index: first + count - 1,
+                size,
+            });
         }
         if count == 0 {
             return Ok(Vec::new());
@@ -479,11 +553,19 @@ impl Log {
         let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
         f.entries.read_exact_at(&mut hdr, last).ctx("read", &path)?;
         let (len, _) = format::decode_record_header(&hdr).map_err(|e| {
-            corrupt(&f.dir, ENTRIES_FILE, format!("entry {} at byte {last}: {e}", first + count - 1))
+            corrupt(
+                &f.dir,
+                ENTRIES_FILE,
+                format!("entry {} at byte {last}: {e}", first + count - 1),
+            )
         })?;
         let end = last + RECORD_HEADER_LEN + len as u64;
         if end < start {
-            return Err(corrupt(&f.dir, INDEX_FILE, format!("offsets of entries {first}..{} go backwards", first + count)));
+            return Err(corrupt(
+                &f.dir,
+                INDEX_FILE,
+                format!("offsets of entries {first}..{} go backwards", first + count),
+            ));
         }
         let mut buf = vec![0u8; (end - start) as usize];
         f.entries.read_exact_at(&mut buf, start).ctx("read", &path)?;
@@ -491,7 +573,11 @@ impl Log {
         let mut at = 0usize;
         for index in first..first + count {
             let data = format::decode_record(&buf[at..], index).map_err(|e| {
-                corrupt(&f.dir, ENTRIES_FILE, format!("entry {index} at byte {}: {e}", start + at as u64))
+                corrupt(
+                    &f.dir,
+                    ENTRIES_FILE,
+                    format!("entry {index} at byte {}: {e}", start + at as u64),
+                )
             })?;
             at += RECORD_HEADER_LEN as usize + data.len();
             out.push(data.to_vec());
@@ -535,8 +621,12 @@ impl Log {
         if size == head.checkpoint.size {
             return Ok((head.checkpoint, head.note));
         }
-        let checkpoint =
-            Checkpoint { origin: self.origin().to_string(), size, root: self.root_at(size)?, extensions: vec![] };
+        let checkpoint = Checkpoint {
+            origin: self.origin().to_string(),
+            size,
+            root: self.root_at(size)?,
+            extensions: vec![],
+        };
         let note = self.inner.sign(&checkpoint)?;
         Ok((checkpoint, note.into_bytes().into()))
     }
@@ -544,7 +634,10 @@ impl Log {
     /// The hashes of tile `(level, index)` of width `width` (tlog-tiles):
     /// tree level `8·level`, nodes `index·256 .. index·256+width`.
     pub fn tile(&self, level: u8, index: u64, width: u16) -> Result<Vec<u8>> {
-        let tree_level = level.checked_mul(8).filter(|l| *l < 64).ok_or(LedgerError::OutOfRange { index, size: 0 })?;
+        let tree_level = level
+            .checked_mul(8)
+            .filter(|l| *l < 64)
+            .ok_or(LedgerError::OutOfRange { index, size: 0 })?;
         let last_node = index * 256 + width as u64;
         self.check_size(last_node << tree_level)?;
         let src = self.hashes();
@@ -570,8 +663,10 @@ impl Inner {
     }
 
     fn sign(&self, checkpoint: &Checkpoint) -> Result<String> {
-        sign_checkpoint(checkpoint, &self.signer)
-            .map_err(|e| LedgerError::Key { path: self.files.path(KEY_FILE), detail: e.to_string() })
+        sign_checkpoint(checkpoint, &self.signer).map_err(|e| LedgerError::Key {
+            path: self.files.path(KEY_FILE),
+            detail: e.to_string(),
+        })
     }
 
     /// Persist `note` in the slot not holding the current checkpoint, so a
@@ -585,8 +680,13 @@ impl Inner {
             derived_offset: w.derived_offset,
             note: note.to_vec(),
         };
-        let bytes = slot.encode().map_err(|e| corrupt(&files.dir, CHECKPOINT_FILE, e.to_string()))?;
-        files.checkpoint.write_all_at(&bytes, (slot.seq % 2) * SLOT_LEN as u64).ctx("write", &path)?;
+        let bytes = slot
+            .encode()
+            .map_err(|e| corrupt(&files.dir, CHECKPOINT_FILE, e.to_string()))?;
+        files
+            .checkpoint
+            .write_all_at(&bytes, (slot.seq % 2) * SLOT_LEN as u64)
+            .ctx("write", &path)?;
         files.checkpoint.sync_data().ctx("fdatasync", &path)?;
         w.slot_seq = slot.seq;
         Ok(())
@@ -629,14 +729,23 @@ fn read_current_slot(files: &Files) -> Result<Slot> {
             errors.push(format!("slot {i}: file is only {len} bytes"));
             continue;
         }
-        files.checkpoint.read_exact_at(&mut b, i * SLOT_LEN as u64).ctx("read", &path)?;
+        files
+            .checkpoint
+            .read_exact_at(&mut b, i * SLOT_LEN as u64)
+            .ctx("read", &path)?;
         match Slot::decode(&b) {
             Ok(s) if best.as_ref().is_none_or(|b| s.seq > b.seq) => best = Some(s),
             Ok(_) => {}
             Err(e) => errors.push(format!("slot {i}: {e}")),
         }
     }
-    best.ok_or_else(|| corrupt(&files.dir, CHECKPOINT_FILE, format!("no valid checkpoint slot ({})", errors.join("; "))))
+    best.ok_or_else(|| {
+        corrupt(
+            &files.dir,
+            CHECKPOINT_FILE,
+            format!("no valid checkpoint slot ({})", errors.join("; ")),
+        )
+    })
 }
 
 /// Bring the derived files up to `signed` entries and cut the entries file
@@ -659,7 +768,10 @@ fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
         (size, offset) = (0, HEADER_LEN);
     }
     let (trusted_size, trusted_offset) = (size, offset);
-    let hashes = HashesFile { file: &*files.hashes, path: files.path(HASHES_FILE) };
+    let hashes = HashesFile {
+        file: &*files.hashes,
+        path: files.path(HASHES_FILE),
+    };
     let mut frontier = Frontier::load(&hashes, size)?;
 
     // Re-read entries [size, signed): they were synced with their checkpoint.
@@ -676,7 +788,10 @@ fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
             let want = (1usize << 20).max(RECORD_HEADER_LEN as usize + MAX_ENTRY);
             let avail = entries_len.saturating_sub(offset) as usize;
             chunk.resize(want.min(avail), 0);
-            files.entries.read_exact_at(&mut chunk, offset).ctx("read", &entries_path)?;
+            files
+                .entries
+                .read_exact_at(&mut chunk, offset)
+                .ctx("read", &entries_path)?;
             chunk_start = offset;
             at = 0;
         }
@@ -696,7 +811,10 @@ fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
         offset += RECORD_HEADER_LEN + data.len() as u64;
         size += 1;
     }
-    files.index.write_all_at(&index_buf, HEADER_LEN + trusted_size * 8).ctx("write", &files.path(INDEX_FILE))?;
+    files
+        .index
+        .write_all_at(&index_buf, HEADER_LEN + trusted_size * 8)
+        .ctx("write", &files.path(INDEX_FILE))?;
     files
         .hashes
         .write_all_at(&hash_buf, HEADER_LEN + stored_count(trusted_size) * 32)
@@ -707,8 +825,14 @@ fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
         files.entries.set_len(offset).ctx("truncate", &entries_path)?;
         files.entries.sync_data().ctx("fdatasync", &entries_path)?;
     }
-    files.index.set_len(HEADER_LEN + signed * 8).ctx("truncate", &files.path(INDEX_FILE))?;
-    files.hashes.set_len(HEADER_LEN + stored_count(signed) * 32).ctx("truncate", &files.path(HASHES_FILE))?;
+    files
+        .index
+        .set_len(HEADER_LEN + signed * 8)
+        .ctx("truncate", &files.path(INDEX_FILE))?;
+    files
+        .hashes
+        .set_len(HEADER_LEN + stored_count(signed) * 32)
+        .ctx("truncate", &files.path(HASHES_FILE))?;
     Ok(Writer {
         frontier,
         entries_end: offset,

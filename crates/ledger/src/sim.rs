@@ -111,10 +111,23 @@ impl SimStorage {
                     break;
                 }
             }
-            files.insert(path.clone(), SimFile { durable: bytes.clone(), current: bytes, pending: Vec::new() });
+            files.insert(
+                path.clone(),
+                SimFile {
+                    durable: bytes.clone(),
+                    current: bytes,
+                    pending: Vec::new(),
+                },
+            );
         }
-        let state = State { files, dirs: st.dirs.clone(), ..State::default() };
-        SimStorage { state: Arc::new(Mutex::new(state)) }
+        let state = State {
+            files,
+            dirs: st.dirs.clone(),
+            ..State::default()
+        };
+        SimStorage {
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 
     /// Direct access for tamper tests: the current bytes of a file.
@@ -147,7 +160,9 @@ impl SimHandle {
 }
 
 fn file<'a>(st: &'a mut State, path: &PathBuf) -> io::Result<&'a mut SimFile> {
-    st.files.get_mut(path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))
+    st.files
+        .get_mut(path)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))
 }
 
 impl StorageFile for SimHandle {
@@ -171,7 +186,11 @@ impl StorageFile for SimHandle {
             }
             let f = file(st, p)?;
             apply(&mut f.current, offset, buf);
-            f.pending.push(Pending { offset, bytes: buf.to_vec(), truncate: false });
+            f.pending.push(Pending {
+                offset,
+                bytes: buf.to_vec(),
+                truncate: false,
+            });
             Ok(())
         })
     }
@@ -184,7 +203,11 @@ impl StorageFile for SimHandle {
         self.with(|st, p| {
             let f = file(st, p)?;
             f.current.resize(len as usize, 0);
-            f.pending.push(Pending { offset: len, bytes: Vec::new(), truncate: true });
+            f.pending.push(Pending {
+                offset: len,
+                bytes: Vec::new(),
+                truncate: true,
+            });
             Ok(())
         })
     }
@@ -218,11 +241,17 @@ impl Storage for SimStorage {
         }
         if !st.files.contains_key(path) {
             if !create {
-                return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} not found", path.display()),
+                ));
             }
             st.files.insert(path.to_path_buf(), SimFile::default());
         }
-        Ok(Arc::new(SimHandle { state: self.state.clone(), path: path.to_path_buf() }))
+        Ok(Arc::new(SimHandle {
+            state: self.state.clone(),
+            path: path.to_path_buf(),
+        }))
     }
 
     fn create_new(&self, path: &Path, bytes: &[u8], _private: bool) -> io::Result<()> {
@@ -231,9 +260,16 @@ impl Storage for SimStorage {
             return Err(crashed());
         }
         if st.files.contains_key(path) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
         }
-        let f = SimFile { durable: bytes.to_vec(), current: bytes.to_vec(), pending: Vec::new() };
+        let f = SimFile {
+            durable: bytes.to_vec(),
+            current: bytes.to_vec(),
+            pending: Vec::new(),
+        };
         st.files.insert(path.to_path_buf(), f);
         Ok(())
     }
@@ -277,5 +313,10 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self, _path: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    fn lock(&self, _path: &Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        // One process per simulated machine: nothing to exclude.
+        Ok(Box::new(()))
     }
 }

@@ -35,6 +35,9 @@ pub trait Storage: Send + Sync {
     fn list_dirs(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Make the directory's entries (new files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Take an exclusive lock on `path` (created if missing) for as long as
+    /// the returned guard lives, so two processes never write one log.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>>;
 }
 
 /// The real file system.
@@ -69,7 +72,9 @@ impl Storage for OsStorage {
 
     fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
         let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true).mode(if private { 0o600 } else { 0o644 });
+        opts.write(true)
+            .create_new(true)
+            .mode(if private { 0o600 } else { 0o644 });
         let f = opts.open(path)?;
         f.write_all_at(bytes, 0)?;
         f.sync_all()
@@ -101,5 +106,22 @@ impl Storage for OsStorage {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Box::new(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "held by another process (is a server running?)",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }

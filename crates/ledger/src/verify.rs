@@ -16,7 +16,7 @@ use crate::log::{CHECKPOINT_FILE, ENTRIES_FILE, HASHES_FILE, INDEX_FILE, PUBKEY_
 use crate::storage::{Storage, StorageFile};
 use sealtrail_merkle::checkpoint::{open_checkpoint, Checkpoint};
 use sealtrail_merkle::note::{Note, Verifier};
-use sealtrail_merkle::tree::{stored_count, Frontier};
+use sealtrail_merkle::tree::Frontier;
 use sealtrail_merkle::{leaf_hash, Hash};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +59,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Findings beyond those listed.
     pub more_findings: usize,
+    /// Observations that are not integrity failures, such as a tail of
+    /// entries no signed checkpoint covers yet (a crash, or a writer
+    /// mid-commit), which the next open of the log removes.
+    pub notes: Vec<Finding>,
 }
 
 impl Report {
@@ -70,12 +74,33 @@ impl Report {
 struct Collector {
     findings: Vec<Finding>,
     more: usize,
+    notes: Vec<Finding>,
+    /// Entries at or past this index were never acknowledged.
+    signed: Option<u64>,
 }
 
 impl Collector {
     fn add(&mut self, file: &'static str, index: Option<u64>, offset: Option<u64>, message: String) {
+        if let (Some(i), Some(signed)) = (index, self.signed) {
+            if i >= signed && file != CHECKPOINT_FILE {
+                if self.notes.len() < MAX_FINDINGS {
+                    self.notes.push(Finding {
+                        file,
+                        index,
+                        offset,
+                        message: format!("{message} (after the last signed entry)"),
+                    });
+                }
+                return;
+            }
+        }
         if self.findings.len() < MAX_FINDINGS {
-            self.findings.push(Finding { file, index, offset, message });
+            self.findings.push(Finding {
+                file,
+                index,
+                offset,
+                message,
+            });
         } else {
             self.more += 1;
         }
@@ -95,7 +120,13 @@ impl Sequential {
     fn new(storage: &dyn Storage, path: PathBuf) -> Result<Self> {
         let file = storage.open(&path, false).ctx("open", &path)?;
         let len = file.len().ctx("stat", &path)?;
-        Ok(Self { file, path, len, buf: Vec::new(), buf_start: 0 })
+        Ok(Self {
+            file,
+            path,
+            len,
+            buf: Vec::new(),
+            buf_start: 0,
+        })
     }
 
     /// `n` bytes at `offset`, or `None` if the file ends first.
@@ -124,16 +155,29 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
         None => {
             let path = dir.join(PUBKEY_FILE);
             let text = storage.read(&path).ctx("read", &path)?;
-            Verifier::parse(String::from_utf8_lossy(&text).trim())
-                .map_err(|e| LedgerError::Key { path, detail: e.to_string() })?
+            Verifier::parse(String::from_utf8_lossy(&text).trim()).map_err(|e| LedgerError::Key {
+                path,
+                detail: e.to_string(),
+            })?
         }
     };
-    let mut c = Collector { findings: Vec::new(), more: 0 };
+    let mut c = Collector {
+        findings: Vec::new(),
+        more: 0,
+        notes: Vec::new(),
+        signed: None,
+    };
     let checkpoint = read_checkpoint(storage, dir, &verifier, &mut c)?;
+    c.signed = checkpoint.as_ref().map(|cp| cp.size);
     let old = since.and_then(|note| match open_checkpoint(note, &verifier) {
         Ok((cp, _)) => Some(cp),
         Err(e) => {
-            c.add(CHECKPOINT_FILE, None, None, format!("the checkpoint given with --since does not verify: {e}"));
+            c.add(
+                CHECKPOINT_FILE,
+                None,
+                None,
+                format!("the checkpoint given with --since does not verify: {e}"),
+            );
             None
         }
     });
@@ -166,6 +210,7 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
     let mut stored_seq = 0u64;
     let mut hashes_short_reported = false;
     let mut index_short_reported = false;
+    let mut unreadable = false;
 
     loop {
         let k = frontier.size();
@@ -175,37 +220,69 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
                     ENTRIES_FILE,
                     Some(k),
                     Some(offset),
-                    format!("file ends {} bytes into the header of entry {k}: truncated", entries.len - offset),
+                    format!(
+                        "file ends {} bytes into the header of entry {k}: truncated",
+                        entries.len - offset
+                    ),
                 );
             }
             break;
         };
-        let len = match format::decode_record_header(hdr) {
-            Ok((len, _)) => len as usize,
-            Err(e) => {
-                c.add(ENTRIES_FILE, Some(k), Some(offset), format!("entry {k}: {e}; cannot read further"));
-                break;
+        let header = match format::decode_record_header(hdr) {
+            Ok((len, _)) if offset + RECORD_HEADER_LEN + len as u64 <= entries.len => Ok(len as usize),
+            Ok((len, _)) => Err((
+                true,
+                format!("needs {len} bytes but the file ends at byte {}", entries.len),
+            )),
+            Err(e) => Err((false, e.to_string())),
+        };
+        let len = match header {
+            Ok(len) => len,
+            Err((past_end, why)) => {
+                // The length field may be damaged: the index still says where
+                // the next record starts, so carry on from there if it can.
+                let next = index
+                    .get(HEADER_LEN + (k + 1) * 8, 8)?
+                    .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+                let plausible = next.filter(|n| {
+                    *n >= offset + RECORD_HEADER_LEN
+                        && n - offset - RECORD_HEADER_LEN <= format::MAX_ENTRY as u64
+                        && *n <= entries.len
+                });
+                match plausible {
+                    Some(n) => {
+                        let msg = format!(
+                            "entry {k}: {why}; its length field was modified (the index says it ends at byte {n})"
+                        );
+                        c.add(ENTRIES_FILE, Some(k), Some(offset), msg);
+                        bad_leaves.push(k);
+                        (n - offset - RECORD_HEADER_LEN) as usize
+                    }
+                    None => {
+                        let msg = if past_end {
+                            format!("entry {k} {why}: truncated")
+                        } else {
+                            format!("entry {k}: {why}; nothing after it can be read")
+                        };
+                        c.add(ENTRIES_FILE, Some(k), Some(offset), msg);
+                        unreadable = !past_end;
+                        break;
+                    }
+                }
             }
         };
         let Some(record) = entries.get(offset, RECORD_HEADER_LEN as usize + len)? else {
-            c.add(
-                ENTRIES_FILE,
-                Some(k),
-                Some(offset),
-                format!("entry {k} needs {len} bytes but the file ends at byte {}: truncated", entries.len),
-            );
             break;
         };
         let data = &record[RECORD_HEADER_LEN as usize..];
-        if format::decode_record(record, k).is_err() {
-            let moved = (k.saturating_sub(16)..k + 16).find(|j| *j != k && format::decode_record(record, *j).is_ok());
-            let msg = match moved {
-                Some(j) => format!("entry {k} holds the record written as entry {j}: entries were moved, swapped or deleted"),
-                None => format!("entry {k}: checksum mismatch, its bytes were modified"),
-            };
-            c.add(ENTRIES_FILE, Some(k), Some(offset), msg);
-            bad_leaves.push(k);
-        }
+        // Checked after the tree hashes below, which tell a damaged
+        // checksum field apart from damaged data.
+        let crc_failed = format::decode_record(record, k).is_err() && bad_leaves.last() != Some(&k);
+        let moved = if crc_failed {
+            (k.saturating_sub(16)..k + 16).find(|j| *j != k && format::decode_record(record, *j).is_ok())
+        } else {
+            None
+        };
         // The index must point at this record.
         match index.get(HEADER_LEN + k * 8, 8)? {
             Some(b) => {
@@ -221,7 +298,12 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
             }
             None if !index_short_reported => {
                 index_short_reported = true;
-                c.add(INDEX_FILE, Some(k), Some(index.len), format!("index ends before entry {k} (reopening the log rebuilds it)"));
+                c.add(
+                    INDEX_FILE,
+                    Some(k),
+                    Some(index.len),
+                    format!("index ends before entry {k} (reopening the log rebuilds it)"),
+                );
             }
             None => {}
         }
@@ -237,17 +319,45 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
                 _ => short = true,
             }
         });
+        if crc_failed {
+            let leaf_differs = mismatches.iter().any(|(level, _, _)| *level == 0) || short;
+            let msg = match moved {
+                Some(j) => {
+                    format!("entry {k} holds the record written as entry {j}: entries were moved, swapped or deleted")
+                }
+                None if leaf_differs => format!("entry {k}: checksum mismatch, its bytes were modified"),
+                None => {
+                    format!("entry {k}: record checksum damaged, though its bytes still hash to the stored leaf hash")
+                }
+            };
+            c.add(ENTRIES_FILE, Some(k), Some(offset), msg);
+            bad_leaves.push(k);
+        }
         for (level, n, at) in mismatches {
             let (lo, hi) = (n << level, (n + 1) << level);
             if bad_leaves.iter().any(|b| (lo..hi).contains(b)) {
                 continue;
             }
-            let what = if level == 0 { format!("leaf hash of entry {n}") } else { format!("hash of node ({level}, {n}) over entries {lo}..{hi}") };
-            c.add(HASHES_FILE, Some(lo), Some(at), format!("stored {what} differs from the hash recomputed from the entries"));
+            let what = if level == 0 {
+                format!("leaf hash of entry {n}")
+            } else {
+                format!("hash of node ({level}, {n}) over entries {lo}..{hi}")
+            };
+            c.add(
+                HASHES_FILE,
+                Some(lo),
+                Some(at),
+                format!("stored {what} differs from the hash recomputed from the entries"),
+            );
         }
         if short && !hashes_short_reported {
             hashes_short_reported = true;
-            c.add(HASHES_FILE, Some(k), Some(hashes.len), format!("hashes end before entry {k} (reopening the log rebuilds them)"));
+            c.add(
+                HASHES_FILE,
+                Some(k),
+                Some(hashes.len),
+                format!("hashes end before entry {k} (reopening the log rebuilds them)"),
+            );
         }
         offset += RECORD_HEADER_LEN + len as u64;
         let size = frontier.size();
@@ -260,8 +370,18 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
     }
     let found = frontier.size();
 
+    c.signed = None;
     if let Some(cp) = &checkpoint {
         match root_at_signed {
+            None if unreadable => c.add(
+                ENTRIES_FILE,
+                Some(found),
+                Some(offset),
+                format!(
+                    "entries {found}..{} of the signed checkpoint could not be read",
+                    cp.size
+                ),
+            ),
             None => c.add(
                 ENTRIES_FILE,
                 Some(found),
@@ -276,7 +396,10 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
                 CHECKPOINT_FILE,
                 None,
                 None,
-                format!("the tree rebuilt from the entries at size {} does not have the signed root", cp.size),
+                format!(
+                    "the tree rebuilt from the entries at size {} does not have the signed root",
+                    cp.size
+                ),
             ),
             Some(_) => {}
         }
@@ -307,27 +430,44 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
                     CHECKPOINT_FILE,
                     None,
                     None,
-                    format!("rollback: the latest signed checkpoint (size {}) is older than the one given (size {})", cp.size, old.size),
+                    format!(
+                        "rollback: the latest signed checkpoint (size {}) is older than the one given (size {})",
+                        cp.size, old.size
+                    ),
                 );
             }
         }
     }
-    if hashes.len > HEADER_LEN + stored_count(found) * 32 {
-        // Extra hashes past the entries are harmless leftovers of a crash.
-    }
-    let Collector { findings, more } = c;
-    Ok(Report { dir: dir.to_path_buf(), entries: found, checkpoint, verifier: verifier.to_string(), findings, more_findings: more })
+    let Collector {
+        findings, more, notes, ..
+    } = c;
+    Ok(Report {
+        dir: dir.to_path_buf(),
+        entries: found,
+        checkpoint,
+        verifier: verifier.to_string(),
+        findings,
+        more_findings: more,
+        notes,
+    })
 }
 
 /// The current slot's checkpoint, with its signature checked; findings for
 /// anything wrong. Returns the checkpoint's claims even when the signature
 /// is bad, so the rest of the checks still run.
-fn read_checkpoint(storage: &dyn Storage, dir: &Path, verifier: &Verifier, c: &mut Collector) -> Result<Option<Checkpoint>> {
+fn read_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+    verifier: &Verifier,
+    c: &mut Collector,
+) -> Result<Option<Checkpoint>> {
     let path = dir.join(CHECKPOINT_FILE);
     let bytes = storage.read(&path).ctx("read", &path)?;
     let mut best: Option<Slot> = None;
     for i in 0..2 {
-        let Some(b) = bytes.get(i * SLOT_LEN..(i + 1) * SLOT_LEN) else { continue };
+        let Some(b) = bytes.get(i * SLOT_LEN..(i + 1) * SLOT_LEN) else {
+            continue;
+        };
         if let Ok(s) = Slot::decode(b) {
             if best.as_ref().is_none_or(|x| s.seq > x.seq) {
                 best = Some(s);
@@ -341,8 +481,15 @@ fn read_checkpoint(storage: &dyn Storage, dir: &Path, verifier: &Verifier, c: &m
     match open_checkpoint(&slot.note, verifier) {
         Ok((cp, _)) => Ok(Some(cp)),
         Err(e) => {
-            c.add(CHECKPOINT_FILE, None, None, format!("the signed checkpoint is not signed by {verifier}: {e}"));
-            let cp = Note::parse(&slot.note).ok().and_then(|n| Checkpoint::parse(&n.text).ok());
+            c.add(
+                CHECKPOINT_FILE,
+                None,
+                None,
+                format!("the signed checkpoint is not signed by {verifier}: {e}"),
+            );
+            let cp = Note::parse(&slot.note)
+                .ok()
+                .and_then(|n| Checkpoint::parse(&n.text).ok());
             Ok(cp)
         }
     }

@@ -16,7 +16,10 @@ fn sim_dir(storage: &SimStorage) -> DataDir {
 }
 
 fn small_opts() -> LogOptions {
-    LogOptions { derived_sync_every: 7, ..LogOptions::default() }
+    LogOptions {
+        derived_sync_every: 7,
+        ..LogOptions::default()
+    }
 }
 
 fn entry(i: u64) -> Vec<u8> {
@@ -78,7 +81,16 @@ fn oversized_entry_is_refused_and_nothing_is_written() {
     dir.create_log("default", None).unwrap();
     let log = dir.open_log("default", small_opts()).unwrap();
     let err = log.append(&[vec![1u8; 10], vec![0u8; 65_536]]).unwrap_err();
-    assert!(matches!(err, LedgerError::EntryTooLarge { position: 1, len: 65_536 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LedgerError::EntryTooLarge {
+                position: 1,
+                len: 65_536
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(log.size(), 0);
     log.append(&[vec![0u8; 65_535]]).unwrap();
     assert_eq!(log.entry(0).unwrap().len(), 65_535);
@@ -89,9 +101,15 @@ fn existing_log_key_is_never_overwritten() {
     let storage = SimStorage::new();
     let dir = sim_dir(&storage);
     let v = dir.create_log("default", None).unwrap();
-    assert!(matches!(dir.create_log("default", None), Err(LedgerError::LogExists(_))));
+    assert!(matches!(
+        dir.create_log("default", None),
+        Err(LedgerError::LogExists(_))
+    ));
     assert_eq!(dir.verifier("default").unwrap().to_string(), v.to_string());
-    assert!(matches!(dir.create_log("Bad Name", None), Err(LedgerError::BadLogName(_))));
+    assert!(matches!(
+        dir.create_log("Bad Name", None),
+        Err(LedgerError::BadLogName(_))
+    ));
 }
 
 #[test]
@@ -99,7 +117,15 @@ fn concurrent_appenders_get_unique_contiguous_indices() {
     let storage = SimStorage::new();
     let dir = sim_dir(&storage);
     dir.create_log("default", None).unwrap();
-    let log = dir.open_log("default", LogOptions { max_batch: 50, ..small_opts() }).unwrap();
+    let log = dir
+        .open_log(
+            "default",
+            LogOptions {
+                max_batch: 50,
+                ..small_opts()
+            },
+        )
+        .unwrap();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let log = log.clone();
@@ -127,7 +153,12 @@ fn concurrent_appenders_get_unique_contiguous_indices() {
 
 #[test]
 fn failed_sync_poisons_until_reopen() {
-    for fault in [Fault::FailSync(1), Fault::FailWrite(1), Fault::FailSync(2), Fault::FailWrite(3)] {
+    for fault in [
+        Fault::FailSync(1),
+        Fault::FailWrite(1),
+        Fault::FailSync(2),
+        Fault::FailWrite(3),
+    ] {
         let storage = SimStorage::new();
         let dir = sim_dir(&storage);
         dir.create_log("default", None).unwrap();
@@ -140,7 +171,10 @@ fn failed_sync_poisons_until_reopen() {
             f => f,
         }));
         let err = log.append(&[b"doomed".to_vec()]).unwrap_err();
-        assert!(err.to_string().contains("simulated"), "{fault:?}: the failure names its cause: {err}");
+        assert!(
+            err.to_string().contains("simulated"),
+            "{fault:?}: the failure names its cause: {err}"
+        );
         assert!(log.poisoned().is_some(), "{fault:?}");
         let again = log.append(&[b"refused".to_vec()]).unwrap_err();
         assert!(matches!(again, LedgerError::Poisoned(_)), "{fault:?}: {again}");
@@ -164,7 +198,9 @@ fn crash_at_every_sync_point_loses_no_acknowledged_entry() {
         if dir.create_log("default", None).is_err() {
             return acked;
         }
-        let Ok(log) = dir.open_log("default", small_opts()) else { return acked };
+        let Ok(log) = dir.open_log("default", small_opts()) else {
+            return acked;
+        };
         for b in 0..12u64 {
             let batch: Vec<Vec<u8>> = (0..1 + b % 3).map(|i| entry(b * 10 + i)).collect();
             match log.append(&batch) {
@@ -196,7 +232,10 @@ fn crash_at_every_sync_point_loses_no_acknowledged_entry() {
                 Ok(l) => l,
                 Err(e) => panic!("crash at sync {k}, unsynced writes {name}: open failed: {e}"),
             };
-            assert!(log.size() >= acked.len() as u64, "sync {k} {name}: lost acknowledged entries");
+            assert!(
+                log.size() >= acked.len() as u64,
+                "sync {k} {name}: lost acknowledged entries"
+            );
             for (i, e) in acked.iter().enumerate() {
                 assert_eq!(&log.entry(i as u64).unwrap(), e, "sync {k} {name}: entry {i}");
             }

@@ -1,0 +1,321 @@
+//! The `sealtrail` command: a thin shell over the library crates. Parses
+//! arguments, calls the ledger, prints results, and maps outcomes to exit
+//! codes (0 ok, 1 integrity failure, 2 usage or I/O error).
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use sealtrail_ledger::verify::{verify_log, Report};
+use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions};
+use sealtrail_merkle::{leaf_hash, Receipt, Verifier};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sealtrail", version, about = "Audit trail that proves its own integrity")]
+struct Cli {
+    /// Data directory.
+    #[arg(long, global = true, env = "SEALTRAIL_DATA", default_value = "./sealtrail-data")]
+    data: PathBuf,
+    /// Log to work on.
+    #[arg(long, global = true, default_value = "default")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the data directory and the log (default: `default`); print its verifier key.
+    Init {
+        /// Origin line of the log's checkpoints (default derived from the log name).
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Create and list logs.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+    /// Print the log's verifier key.
+    Key,
+    /// Append entries: each line of FILE (or stdin) becomes one entry.
+    Append {
+        /// Store each line's bytes as they are (the only mode until events arrive).
+        #[arg(long)]
+        raw: bool,
+        file: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint.
+    Checkpoint,
+    /// Write entry INDEX's exact bytes to stdout.
+    Entry { index: u64 },
+    /// Print a C2SP tlog-proof receipt for entry INDEX.
+    Prove {
+        index: u64,
+        /// Tree size to prove against (default: the latest checkpoint).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Check the log from its entries up. Exit 0 intact, 1 integrity failure, 2 usage or I/O error.
+    Verify {
+        /// An older signed checkpoint you kept: the log must still contain it.
+        #[arg(long, value_name = "CHECKPOINT_FILE")]
+        since: Option<PathBuf>,
+        /// Trust this verifier key instead of the log's own log.pub.
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a receipt offline against a verifier key and the entry's bytes. Exit 0 valid, 1 not.
+    VerifyReceipt {
+        receipt: PathBuf,
+        #[arg(long, value_name = "VKEY")]
+        key: String,
+        #[arg(long, value_name = "FILE")]
+        entry: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// Create a log with its own key.
+    Create {
+        name: String,
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// List logs with their verifier keys.
+    List,
+}
+
+/// An integrity failure: exit code 1, as opposed to 2 for everything else.
+#[derive(Debug)]
+struct IntegrityFailure(String);
+
+impl std::fmt::Display for IntegrityFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IntegrityFailure {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sealtrail: {e:#}");
+            let integrity = e.downcast_ref::<IntegrityFailure>().is_some()
+                || matches!(e.downcast_ref::<LedgerError>(), Some(LedgerError::Corrupt { .. }));
+            ExitCode::from(if integrity { 1 } else { 2 })
+        }
+    }
+}
+
+fn open(cli: &Cli) -> anyhow::Result<Log> {
+    let dir = DataDir::new(&cli.data);
+    Ok(dir.open_log(&cli.log, LogOptions::default())?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::new(&cli.data);
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Init { origin } => {
+            let v = dir.create_log(&cli.log, origin.as_deref())?;
+            eprintln!("created log {:?} in {}", cli.log, dir.log_dir(&cli.log).display());
+            writeln!(out, "{v}")?;
+        }
+        Command::Logs {
+            command: LogsCommand::Create { name, origin },
+        } => {
+            let v = dir.create_log(name, origin.as_deref())?;
+            writeln!(out, "{v}")?;
+        }
+        Command::Logs {
+            command: LogsCommand::List,
+        } => {
+            for info in dir.list_logs()? {
+                writeln!(out, "{}\t{}\t{}", info.name, info.verifier.name(), info.verifier)?;
+            }
+        }
+        Command::Key => writeln!(out, "{}", dir.verifier(&cli.log)?)?,
+        Command::Append { raw, file } => {
+            if !raw {
+                bail!("append without --raw takes audit events, which this version does not read yet; use --raw");
+            }
+            let input: Box<dyn BufRead> = match file {
+                Some(p) => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
+                )),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let log = open(&cli)?;
+            let (first, count, size) = append_lines(&log, input)?;
+            if count == 0 {
+                writeln!(out, "appended nothing; tree size {size}")?;
+            } else {
+                writeln!(
+                    out,
+                    "appended entries {first}..{} ({count}); tree size {size}",
+                    first + count - 1
+                )?;
+            }
+        }
+        Command::Checkpoint => {
+            let log = open(&cli)?;
+            out.write_all(&log.checkpoint().1)?;
+        }
+        Command::Entry { index } => {
+            let log = open(&cli)?;
+            out.write_all(&log.entry(*index)?)?;
+        }
+        Command::Prove { index, size } => {
+            let log = open(&cli)?;
+            let size = size.unwrap_or_else(|| log.size());
+            if *index >= size {
+                bail!("index {index} is not in a tree of size {size}");
+            }
+            let (_, note) = log.checkpoint_at(size)?;
+            let proof = log.inclusion_proof(*index, size)?;
+            let receipt = Receipt {
+                extra: None,
+                index: *index,
+                proof,
+                checkpoint: note.to_vec(),
+            };
+            out.write_all(&receipt.to_bytes())?;
+        }
+        Command::Verify { since, key, json } => {
+            let key = key.as_deref().map(Verifier::parse).transpose().context("--key")?;
+            let since = since
+                .as_ref()
+                .map(|p| std::fs::read(p).with_context(|| format!("read {}", p.display())))
+                .transpose()?;
+            let log_dir = dir.log_dir(&cli.log);
+            if !log_dir.exists() {
+                bail!("no log named {:?} in {}", cli.log, cli.data.display());
+            }
+            let report = verify_log(
+                &sealtrail_ledger::storage::OsStorage,
+                &log_dir,
+                key.as_ref(),
+                since.as_deref(),
+            )?;
+            if *json {
+                writeln!(out, "{}", report_json(&cli.log, &report))?;
+            } else {
+                print_report(&mut out, &cli.log, &report)?;
+            }
+            return Ok(ExitCode::from(if report.intact() { 0 } else { 1 }));
+        }
+        Command::VerifyReceipt { receipt, key, entry } => {
+            let key = Verifier::parse(key).context("--key")?;
+            let text = std::fs::read(receipt).with_context(|| format!("read {}", receipt.display()))?;
+            let entry = std::fs::read(entry).with_context(|| format!("read {}", entry.display()))?;
+            let parsed = Receipt::parse(&text).map_err(|e| IntegrityFailure(format!("{}: {e}", receipt.display())))?;
+            let cp = parsed
+                .verify(&leaf_hash(&entry), &key)
+                .map_err(|e| IntegrityFailure(format!("receipt does not verify: {e}")))?;
+            writeln!(
+                out,
+                "valid: entry {} is in {} at tree size {}",
+                parsed.index, cp.origin, cp.size
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Append each line (without its newline) as one entry, in batches, so a
+/// large file streams in bounded memory. Returns (first, count, tree size).
+fn append_lines(log: &Log, mut input: Box<dyn BufRead>) -> anyhow::Result<(u64, u64, u64)> {
+    const BATCH: usize = 4096;
+    let (mut first, mut count, mut size) = (None, 0u64, log.size());
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    let mut line_no = 0u64;
+    loop {
+        let mut line = Vec::new();
+        let n = input.read_until(b'\n', &mut line).context("read input")?;
+        if n > 0 {
+            line_no += 1;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.len() > sealtrail_ledger::format::MAX_ENTRY {
+                bail!(
+                    "line {line_no} is {} bytes; an entry is at most 65535 bytes (nothing from line {} on was appended)",
+                    line.len(),
+                    line_no - batch.len() as u64
+                );
+            }
+            batch.push(line);
+        }
+        if (n == 0 && !batch.is_empty()) || batch.len() == BATCH {
+            let a = log.append(&batch)?;
+            first.get_or_insert(a.first);
+            count += a.count;
+            size = a.tree_size;
+            batch.clear();
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    Ok((first.unwrap_or(size), count, size))
+}
+
+fn print_report(out: &mut impl Write, log: &str, r: &Report) -> anyhow::Result<()> {
+    let signed = r
+        .checkpoint
+        .as_ref()
+        .map(|c| c.size.to_string())
+        .unwrap_or_else(|| "?".into());
+    if r.intact() {
+        writeln!(
+            out,
+            "log {log}: intact: {} entries, signed checkpoint size {signed}, key {}",
+            r.entries, r.verifier
+        )?;
+    } else {
+        writeln!(
+            out,
+            "log {log}: INTEGRITY FAILURE ({} findings)",
+            r.findings.len() + r.more_findings
+        )?;
+        for f in &r.findings {
+            writeln!(out, "  {}", f)?;
+        }
+        if r.more_findings > 0 {
+            writeln!(out, "  … and {} more", r.more_findings)?;
+        }
+    }
+    for n in &r.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    Ok(())
+}
+
+fn report_json(log: &str, r: &Report) -> serde_json::Value {
+    let finding = |f: &sealtrail_ledger::verify::Finding| serde_json::json!({ "file": f.file, "index": f.index, "offset": f.offset, "message": f.message });
+    serde_json::json!({
+        "log": log,
+        "intact": r.intact(),
+        "entries": r.entries,
+        "checkpoint": r.checkpoint.as_ref().map(|c| serde_json::json!({
+            "origin": c.origin, "size": c.size, "root": base64_root(&c.root),
+        })),
+        "verifier": r.verifier,
+        "findings": r.findings.iter().map(finding).collect::<Vec<_>>(),
+        "more_findings": r.more_findings,
+        "notes": r.notes.iter().map(finding).collect::<Vec<_>>(),
+    })
+}
+
+fn base64_root(root: &[u8; 32]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(root)
+}
