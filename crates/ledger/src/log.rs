@@ -253,14 +253,17 @@ impl Log {
             )
         })?;
         let signed = checkpoint.size;
-        let mut writer = recover(&files, &slot, signed)?;
+        let mut writer = recover(&files, &slot, signed, false)?;
+        if writer.frontier.root() != checkpoint.root && writer.derived_size > 0 {
+            // The derived files may be what is wrong: rebuild them from the
+            // entries, which with the signed checkpoint are the truth.
+            writer = recover(&files, &slot, signed, true)?;
+        }
         if writer.frontier.root() != checkpoint.root {
             return Err(corrupt(
                 dir,
                 ENTRIES_FILE,
-                format!(
-                    "the stored entries' tree at size {signed} does not have the root of the last signed checkpoint"
-                ),
+                format!("the tree of its first {signed} entries does not have the root of the last signed checkpoint"),
             ));
         }
         writer.slot_seq = slot.seq;
@@ -750,7 +753,8 @@ fn read_current_slot(files: &Files) -> Result<Slot> {
 
 /// Bring the derived files up to `signed` entries and cut the entries file
 /// to exactly the entries the last signed checkpoint covers.
-fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
+/// `rebuild`: ignore the derived files and rebuild them from entry 0.
+fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Writer> {
     let dir = &files.dir;
     let entries_path = files.path(ENTRIES_FILE);
     let entries_len = files.entries.len().ctx("stat", &entries_path)?;
@@ -760,7 +764,8 @@ fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
     // Trust the derived files up to what the slot says was synced, if they
     // are really that long; otherwise rebuild them from the first entry.
     let (mut size, mut offset) = (slot.derived_size.min(signed), slot.derived_offset);
-    if slot.derived_size > signed
+    if rebuild
+        || slot.derived_size > signed
         || index_len < HEADER_LEN + size * 8
         || hashes_len < HEADER_LEN + stored_count(size) * 32
         || offset > entries_len
@@ -810,15 +815,22 @@ fn recover(files: &Files, slot: &Slot, signed: u64) -> Result<Writer> {
         frontier.push(leaf_hash(data), |_, _, h| hash_buf.extend_from_slice(h));
         offset += RECORD_HEADER_LEN + data.len() as u64;
         size += 1;
+        if hash_buf.len() >= 4 << 20 || size == signed {
+            // Written in pieces so a full rebuild runs in bounded memory.
+            let done = (index_buf.len() / 8) as u64;
+            let base = size - done;
+            files
+                .index
+                .write_all_at(&index_buf, HEADER_LEN + base * 8)
+                .ctx("write", &files.path(INDEX_FILE))?;
+            files
+                .hashes
+                .write_all_at(&hash_buf, HEADER_LEN + stored_count(base) * 32)
+                .ctx("write", &files.path(HASHES_FILE))?;
+            index_buf.clear();
+            hash_buf.clear();
+        }
     }
-    files
-        .index
-        .write_all_at(&index_buf, HEADER_LEN + trusted_size * 8)
-        .ctx("write", &files.path(INDEX_FILE))?;
-    files
-        .hashes
-        .write_all_at(&hash_buf, HEADER_LEN + stored_count(trusted_size) * 32)
-        .ctx("write", &files.path(HASHES_FILE))?;
     // Whatever follows was never covered by a signed checkpoint, so never
     // acknowledged: a torn or unsynced tail. Cut it, and stale derived data.
     if entries_len > offset {

@@ -291,3 +291,28 @@ proptest! {
         check(&log, &model);
     }
 }
+
+#[test]
+fn damaged_derived_files_are_rebuilt_from_the_entries_on_open() {
+    for damage in ["frontier hash", "short index"] {
+        let storage = SimStorage::new();
+        let dir = sim_dir(&storage);
+        dir.create_log("default", None).unwrap();
+        let model: Vec<Vec<u8>> = (0..40).map(entry).collect();
+        dir.open_log("default", small_opts()).unwrap().append(&model).unwrap();
+        let log_dir = dir.log_dir("default");
+        if damage == "frontier hash" {
+            // The last stored hash is on the frontier a clean open reads.
+            let f = storage.open(&log_dir.join("hashes"), false).unwrap();
+            let len = f.len().unwrap();
+            f.write_all_at(&[0xff; 32], len - 32).unwrap();
+        } else {
+            storage.open(&log_dir.join("index"), false).unwrap().set_len(16 + 8).unwrap();
+        }
+        let log = dir.open_log("default", small_opts()).unwrap();
+        check(&log, &model);
+        drop(log);
+        let report = verify_log(&storage, &log_dir, None, None).unwrap();
+        assert!(report.intact(), "{damage}: {:?}", report.findings);
+    }
+}
