@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 /// One open file. Implementations must be safe to read from several threads
 /// while one thread writes beyond what the readers read.
+#[allow(clippy::len_without_is_empty)] // a file's length, not a collection's
 pub trait StorageFile: Send + Sync {
     /// Fill `buf` from `offset`; an error if the file ends first.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;

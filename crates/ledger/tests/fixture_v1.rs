@@ -34,8 +34,16 @@ fn files_have_the_documented_layout() {
     let mut offsets = Vec::new();
     for (i, e) in ENTRIES.iter().enumerate() {
         offsets.push(at as u64);
-        assert_eq!(entries[at..at + 4], (e.len() as u32).to_be_bytes(), "length of entry {i}");
-        assert_eq!(entries[at + 4..at + 8], record_crc(e, i as u64).to_be_bytes(), "crc of entry {i}");
+        assert_eq!(
+            entries[at..at + 4],
+            (e.len() as u32).to_be_bytes(),
+            "length of entry {i}"
+        );
+        assert_eq!(
+            entries[at + 4..at + 8],
+            record_crc(e, i as u64).to_be_bytes(),
+            "crc of entry {i}"
+        );
         assert_eq!(&entries[at + 8..at + 8 + e.len()], *e);
         at += 8 + e.len();
     }
@@ -43,7 +51,10 @@ fn files_have_the_documented_layout() {
 
     let index = std::fs::read(dir.join("index")).unwrap();
     assert_eq!(&index[..8], b"STLINDEX");
-    let stored: Vec<u64> = index[16..].chunks(8).map(|c| u64::from_be_bytes(c.try_into().unwrap())).collect();
+    let stored: Vec<u64> = index[16..]
+        .chunks(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+        .collect();
     assert_eq!(stored, offsets);
 
     let hashes = std::fs::read(dir.join("hashes")).unwrap();

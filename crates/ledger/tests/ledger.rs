@@ -307,7 +307,11 @@ fn damaged_derived_files_are_rebuilt_from_the_entries_on_open() {
             let len = f.len().unwrap();
             f.write_all_at(&[0xff; 32], len - 32).unwrap();
         } else {
-            storage.open(&log_dir.join("index"), false).unwrap().set_len(16 + 8).unwrap();
+            storage
+                .open(&log_dir.join("index"), false)
+                .unwrap()
+                .set_len(16 + 8)
+                .unwrap();
         }
         let log = dir.open_log("default", small_opts()).unwrap();
         check(&log, &model);

@@ -82,13 +82,25 @@ impl Checkpoint {
             return Err(CheckpointError::TooFewLines { found: lines.len() });
         };
         if origin.is_empty() {
-            return Err(CheckpointError::EmptyLine { line: 1, what: "origin" });
+            return Err(CheckpointError::EmptyLine {
+                line: 1,
+                what: "origin",
+            });
         }
-        let size =
-            parse_decimal(size).map_err(|reason| CheckpointError::BadSize { value: (*size).to_owned(), reason })?;
-        let root = B64.decode(root).ok().and_then(|r| Hash::try_from(r).ok()).ok_or(CheckpointError::BadRoot)?;
+        let size = parse_decimal(size).map_err(|reason| CheckpointError::BadSize {
+            value: (*size).to_owned(),
+            reason,
+        })?;
+        let root = B64
+            .decode(root)
+            .ok()
+            .and_then(|r| Hash::try_from(r).ok())
+            .ok_or(CheckpointError::BadRoot)?;
         if let Some(i) = extensions.iter().position(|e| e.is_empty()) {
-            return Err(CheckpointError::EmptyLine { line: 4 + i, what: "extension line" });
+            return Err(CheckpointError::EmptyLine {
+                line: 4 + i,
+                what: "extension line",
+            });
         }
         Ok(Checkpoint {
             origin: (*origin).to_owned(),
@@ -102,8 +114,12 @@ impl Checkpoint {
     /// public, so nothing else stops an origin holding a newline from
     /// smuggling in a different size line.
     fn check_encodable(&self) -> Result<(), CheckpointError> {
-        let fields = std::iter::once((1, "origin", &self.origin))
-            .chain(self.extensions.iter().enumerate().map(|(i, e)| (4 + i, "extension line", e)));
+        let fields = std::iter::once((1, "origin", &self.origin)).chain(
+            self.extensions
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (4 + i, "extension line", e)),
+        );
         for (line, what, value) in fields {
             if value.is_empty() {
                 return Err(CheckpointError::EmptyLine { line, what });
@@ -162,7 +178,12 @@ mod tests {
     use crate::hash::EMPTY_ROOT;
 
     fn cp(size: u64) -> Checkpoint {
-        Checkpoint { origin: "example.com/log".into(), size, root: [size as u8; 32], extensions: vec![] }
+        Checkpoint {
+            origin: "example.com/log".into(),
+            size,
+            root: [size as u8; 32],
+            extensions: vec![],
+        }
     }
 
     #[test]
@@ -172,8 +193,15 @@ mod tests {
         c.extensions = vec!["ext one".into(), "— two".into()];
         assert_eq!(c.to_text().lines().count(), 5);
         assert_eq!(Checkpoint::parse(&c.to_text()).unwrap(), c);
-        let empty = Checkpoint { size: 0, root: EMPTY_ROOT, ..cp(0) };
-        assert_eq!(empty.to_text(), "example.com/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n");
+        let empty = Checkpoint {
+            size: 0,
+            root: EMPTY_ROOT,
+            ..cp(0)
+        };
+        assert_eq!(
+            empty.to_text(),
+            "example.com/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+        );
     }
 
     #[test]
@@ -195,13 +223,37 @@ mod tests {
         let cases = [
             ("o\n1\nROOT".to_owned(), CheckpointError::MissingFinalNewline),
             ("o\n1\n".to_owned(), CheckpointError::TooFewLines { found: 2 }),
-            ("\n1\nROOT\n".to_owned(), CheckpointError::EmptyLine { line: 1, what: "origin" }),
-            ("o\n01\nROOT\n".to_owned(), CheckpointError::BadSize { value: "01".into(), reason: "has a leading zero" }),
-            ("o\n\nROOT\n".to_owned(), CheckpointError::BadSize { value: "".into(), reason: "is empty" }),
+            (
+                "\n1\nROOT\n".to_owned(),
+                CheckpointError::EmptyLine {
+                    line: 1,
+                    what: "origin",
+                },
+            ),
+            (
+                "o\n01\nROOT\n".to_owned(),
+                CheckpointError::BadSize {
+                    value: "01".into(),
+                    reason: "has a leading zero",
+                },
+            ),
+            (
+                "o\n\nROOT\n".to_owned(),
+                CheckpointError::BadSize {
+                    value: "".into(),
+                    reason: "is empty",
+                },
+            ),
             ("o\n1\nAAAA\n".to_owned(), CheckpointError::BadRoot),
             ("o\n1\nROOT \n".to_owned(), CheckpointError::BadRoot),
             (format!("o\n1\n{}\n", B64.encode([1u8; 33])), CheckpointError::BadRoot),
-            ("o\n1\nROOT\next\n\n".to_owned(), CheckpointError::EmptyLine { line: 5, what: "extension line" }),
+            (
+                "o\n1\nROOT\next\n\n".to_owned(),
+                CheckpointError::EmptyLine {
+                    line: 5,
+                    what: "extension line",
+                },
+            ),
         ];
         for (text, want) in cases {
             let text = text.replace("ROOT", &root);
@@ -212,7 +264,10 @@ mod tests {
     #[test]
     fn sign_and_open() {
         let log = Signer::generate("example.com/log", [9; 32]).unwrap();
-        let c = Checkpoint { extensions: vec!["x".into()], ..cp(42) };
+        let c = Checkpoint {
+            extensions: vec!["x".into()],
+            ..cp(42)
+        };
         let signed = sign_checkpoint(&c, &log).unwrap();
         let (opened, note) = open_checkpoint(signed.as_bytes(), &log.verifier()).unwrap();
         assert_eq!(opened, c);
@@ -224,7 +279,10 @@ mod tests {
 
         let tampered = signed.replace("\n42\n", "\n43\n");
         let err = open_checkpoint(tampered.as_bytes(), &log.verifier()).unwrap_err();
-        assert!(matches!(err, CheckpointError::Note(NoteError::InvalidSignature { line: 6, .. })), "{err}");
+        assert!(
+            matches!(err, CheckpointError::Note(NoteError::InvalidSignature { line: 6, .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -237,21 +295,48 @@ mod tests {
         let err = open_checkpoint(note.as_bytes(), &log.verifier()).unwrap_err();
         assert_eq!(
             err,
-            CheckpointError::OriginMismatch { origin: "example.com/log".into(), key_name: "example.com/other".into() }
+            CheckpointError::OriginMismatch {
+                origin: "example.com/log".into(),
+                key_name: "example.com/other".into()
+            }
         );
     }
 
     #[test]
     fn sign_refuses_unencodable_checkpoints() {
         let log = Signer::generate("example.com/log", [9; 32]).unwrap();
-        let smuggled = Checkpoint { origin: "example.com/log\n7".into(), ..cp(1) };
+        let smuggled = Checkpoint {
+            origin: "example.com/log\n7".into(),
+            ..cp(1)
+        };
         let err = sign_checkpoint(&smuggled, &log).unwrap_err();
-        assert_eq!(err, CheckpointError::EmbeddedNewline { line: 1, what: "origin" });
-        let empty_ext = Checkpoint { extensions: vec!["a".into(), "".into()], ..cp(1) };
+        assert_eq!(
+            err,
+            CheckpointError::EmbeddedNewline {
+                line: 1,
+                what: "origin"
+            }
+        );
+        let empty_ext = Checkpoint {
+            extensions: vec!["a".into(), "".into()],
+            ..cp(1)
+        };
         let err = sign_checkpoint(&empty_ext, &log).unwrap_err();
-        assert_eq!(err, CheckpointError::EmptyLine { line: 5, what: "extension line" });
-        let control = Checkpoint { extensions: vec!["a\tb".into()], ..cp(1) };
+        assert_eq!(
+            err,
+            CheckpointError::EmptyLine {
+                line: 5,
+                what: "extension line"
+            }
+        );
+        let control = Checkpoint {
+            extensions: vec!["a\tb".into()],
+            ..cp(1)
+        };
         let err = sign_checkpoint(&control, &log).unwrap_err();
-        assert_eq!(err, CheckpointError::Note(NoteError::TextControlCharacter { line: 4, code: 9 }));
+        assert_eq!(
+            err,
+            CheckpointError::Note(NoteError::TextControlCharacter { line: 4, code: 9 })
+        );
     }
 }

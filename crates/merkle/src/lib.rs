@@ -12,7 +12,9 @@ pub mod tree;
 
 pub use hash::{leaf_hash, node_hash, Hash, EMPTY_ROOT};
 pub use proof::{root_from_inclusion, verify_consistency, verify_inclusion, ProofError};
-pub use tree::{consistency_proof, inclusion_proof, stored_count, stored_index, tree_root, Frontier, MemoryTree, NodeSource};
+pub use tree::{
+    consistency_proof, inclusion_proof, stored_count, stored_index, tree_root, Frontier, MemoryTree, NodeSource,
+};
 
 pub mod checkpoint;
 pub mod note;

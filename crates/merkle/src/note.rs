@@ -159,14 +159,21 @@ impl Signer {
         check_name(name)?;
         let key = SigningKey::from_bytes(&seed);
         let key_id = key_id(name, key.verifying_key().as_bytes());
-        Ok(Signer { name: name.to_owned(), key_id, key })
+        Ok(Signer {
+            name: name.to_owned(),
+            key_id,
+            key,
+        })
     }
 
     /// Reads `PRIVATE+KEY+<name>+<id>+<base64(0x01 ‖ seed)>`, the form Go's
     /// golang.org/x/mod/sumdb/note writes, checking the ID against the key.
     pub fn from_private_key(text: &str) -> Result<Signer, KeyError> {
         const FORM: &str = "PRIVATE+KEY+<name>+<8 hex key ID>+<base64 key>";
-        let malformed = KeyError::Malformed { what: "a private key", form: FORM };
+        let malformed = KeyError::Malformed {
+            what: "a private key",
+            form: FORM,
+        };
         let rest = text.strip_prefix(PRIVATE_PREFIX).ok_or_else(|| malformed.clone())?;
         // The base64 key material may itself contain '+': split twice only.
         let mut parts = rest.splitn(3, '+');
@@ -177,7 +184,10 @@ impl Signer {
         let stated = parse_key_id(id)?;
         let signer = Signer::generate(name, parse_key_material(material)?)?;
         if signer.key_id != stated {
-            return Err(KeyError::IdMismatch { stated, computed: signer.key_id });
+            return Err(KeyError::IdMismatch {
+                stated,
+                computed: signer.key_id,
+            });
         }
         Ok(signer)
     }
@@ -185,12 +195,21 @@ impl Signer {
     /// The Go-compatible private key text. It holds the secret seed: treat it
     /// like the key itself.
     pub fn to_private_key(&self) -> String {
-        format!("{PRIVATE_PREFIX}{}+{:08x}+{}", self.name, self.key_id, encode_key_material(self.key.as_bytes()))
+        format!(
+            "{PRIVATE_PREFIX}{}+{:08x}+{}",
+            self.name,
+            self.key_id,
+            encode_key_material(self.key.as_bytes())
+        )
     }
 
     /// The public half, for handing to whoever checks this key's notes.
     pub fn verifier(&self) -> Verifier {
-        Verifier { name: self.name.clone(), key_id: self.key_id, key: self.key.verifying_key() }
+        Verifier {
+            name: self.name.clone(),
+            key_id: self.key_id,
+            key: self.key.verifying_key(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -215,7 +234,10 @@ impl Signer {
 impl fmt::Debug for Signer {
     // Written out by hand so that the secret key never reaches a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signer").field("name", &self.name).field("key_id", &format_args!("{:08x}", self.key_id)).finish()
+        f.debug_struct("Signer")
+            .field("name", &self.name)
+            .field("key_id", &format_args!("{:08x}", self.key_id))
+            .finish()
     }
 }
 
@@ -232,7 +254,10 @@ impl Verifier {
     /// Parses a verifier key, checking that its ID is the one derived from its
     /// name and key; a mismatch means the vkey was mangled or mislabelled.
     pub fn parse(vkey: &str) -> Result<Verifier, KeyError> {
-        let malformed = KeyError::Malformed { what: "a verifier key", form: "<name>+<8 hex key ID>+<base64 key>" };
+        let malformed = KeyError::Malformed {
+            what: "a verifier key",
+            form: "<name>+<8 hex key ID>+<base64 key>",
+        };
         // The base64 key material may itself contain '+': split twice only.
         let mut parts = vkey.splitn(3, '+');
         let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
@@ -251,7 +276,11 @@ impl Verifier {
         if computed != stated {
             return Err(KeyError::IdMismatch { stated, computed });
         }
-        Ok(Verifier { name: name.to_owned(), key_id: stated, key })
+        Ok(Verifier {
+            name: name.to_owned(),
+            key_id: stated,
+            key,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -275,7 +304,13 @@ impl Verifier {
 
 impl fmt::Display for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}+{:08x}+{}", self.name, self.key_id, encode_key_material(self.key.as_bytes()))
+        write!(
+            f,
+            "{}+{:08x}+{}",
+            self.name,
+            self.key_id,
+            encode_key_material(self.key.as_bytes())
+        )
     }
 }
 
@@ -317,16 +352,23 @@ fn line_of(text: &[u8], offset: usize) -> usize {
 
 /// The first control character other than newline, as (offset, code).
 fn find_control(text: &[u8]) -> Option<(usize, u32)> {
-    text.iter().position(|&b| b < 0x20 && b != b'\n').map(|i| (i, u32::from(text[i])))
+    text.iter()
+        .position(|&b| b < 0x20 && b != b'\n')
+        .map(|i| (i, u32::from(text[i])))
 }
 
 impl Note {
     /// Parses a signed note, enforcing the format but checking no signature:
     /// the result must not be trusted until [`Note::verify`] succeeds.
     pub fn parse(bytes: &[u8]) -> Result<Note, NoteError> {
-        let all = std::str::from_utf8(bytes).map_err(|e| NoteError::NotUtf8 { offset: e.valid_up_to() })?;
+        let all = std::str::from_utf8(bytes).map_err(|e| NoteError::NotUtf8 {
+            offset: e.valid_up_to(),
+        })?;
         if let Some((offset, code)) = find_control(bytes) {
-            return Err(NoteError::ControlCharacter { line: line_of(bytes, offset), code });
+            return Err(NoteError::ControlCharacter {
+                line: line_of(bytes, offset),
+                code,
+            });
         }
         // The text ends at the last blank line; signature lines are never
         // blank, so every earlier blank line belongs to the text.
@@ -344,13 +386,19 @@ impl Note {
                 return Err(NoteError::MissingFinalNewline { line });
             };
             if signatures.len() == MAX_SIGNATURES {
-                return Err(NoteError::TooManySignatures { line, max: MAX_SIGNATURES });
+                return Err(NoteError::TooManySignatures {
+                    line,
+                    max: MAX_SIGNATURES,
+                });
             }
             signatures.push(parse_signature_line(current, line)?);
             rest = after;
             line += 1;
         }
-        Ok(Note { text: text.to_owned(), signatures })
+        Ok(Note {
+            text: text.to_owned(),
+            signatures,
+        })
     }
 
     /// The note exactly as it is written: for a note from [`Note::parse`],
@@ -385,12 +433,18 @@ impl Note {
         let first_line = line_of(self.text.as_bytes(), self.text.len()) + 1;
         let mut signed: Vec<&'v Verifier> = Vec::new();
         for (i, sig) in self.signatures.iter().enumerate() {
-            let mut known = verifiers.iter().filter(|v| v.name == sig.name && v.key_id == sig.key_id);
+            let mut known = verifiers
+                .iter()
+                .filter(|v| v.name == sig.name && v.key_id == sig.key_id);
             let Some(verifier) = known.next() else { continue };
-            // Two different keys sharing name and ID would make the result
-            // depend on list order; the spec calls such a collision an error.
+            // Two different keys sharing name and ID would make the verdict
+            // depend on list order; refuse the ambiguity (as Go's reference
+            // implementation does) rather than pick one.
             if known.any(|other| other.key != verifier.key) {
-                return Err(NoteError::AmbiguousKey { name: sig.name.clone(), key_id: sig.key_id });
+                return Err(NoteError::AmbiguousKey {
+                    name: sig.name.clone(),
+                    key_id: sig.key_id,
+                });
             }
             if !verifier.verifies(self.text.as_bytes(), &sig.signature) {
                 return Err(NoteError::InvalidSignature {
@@ -399,7 +453,7 @@ impl Note {
                     key_id: sig.key_id,
                 });
             }
-            if !signed.iter().any(|v| *v == verifier) {
+            if !signed.contains(&verifier) {
                 signed.push(verifier);
             }
         }
@@ -414,18 +468,27 @@ impl Note {
 
 /// Parses `— <name> <base64(key ID ‖ signature)>` (without its newline).
 fn parse_signature_line(current: &str, line: usize) -> Result<NoteSignature, NoteError> {
-    let body = current.strip_prefix(SIG_PREFIX).ok_or(NoteError::NotSignatureLine { line })?;
+    let body = current
+        .strip_prefix(SIG_PREFIX)
+        .ok_or(NoteError::NotSignatureLine { line })?;
     // Names hold no spaces, so the first space ends the name.
     let (name, b64) = body.split_once(' ').ok_or(NoteError::NotSignatureLine { line })?;
     if !is_valid_key_name(name) {
-        return Err(NoteError::InvalidKeyName { line, name: name.to_owned() });
+        return Err(NoteError::InvalidKeyName {
+            line,
+            name: name.to_owned(),
+        });
     }
     let raw = B64.decode(b64).map_err(|_| NoteError::BadBase64 { line })?;
     if raw.len() < 5 {
         return Err(NoteError::SignatureTooShort { line, len: raw.len() });
     }
     let key_id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    Ok(NoteSignature { name: name.to_owned(), key_id, signature: raw[4..].to_vec() })
+    Ok(NoteSignature {
+        name: name.to_owned(),
+        key_id,
+        signature: raw[4..].to_vec(),
+    })
 }
 
 /// Signs `text` with every signer, returning the complete note.
@@ -438,7 +501,10 @@ pub fn sign(text: &str, signers: &[&Signer]) -> Result<String, NoteError> {
         return Err(NoteError::TextWithoutNewline);
     }
     if let Some((offset, code)) = find_control(text.as_bytes()) {
-        return Err(NoteError::TextControlCharacter { line: line_of(text.as_bytes(), offset), code });
+        return Err(NoteError::TextControlCharacter {
+            line: line_of(text.as_bytes(), offset),
+            code,
+        });
     }
     if signers.is_empty() {
         return Err(NoteError::NoSigners);
@@ -446,7 +512,10 @@ pub fn sign(text: &str, signers: &[&Signer]) -> Result<String, NoteError> {
     if signers.len() > MAX_SIGNATURES {
         // The first signer past the cap would sign on this line.
         let line = line_of(text.as_bytes(), text.len()) + 1 + MAX_SIGNATURES;
-        return Err(NoteError::TooManySignatures { line, max: MAX_SIGNATURES });
+        return Err(NoteError::TooManySignatures {
+            line,
+            max: MAX_SIGNATURES,
+        });
     }
     let mut note = String::with_capacity(text.len() + 1 + signers.len() * 120);
     note.push_str(text);
@@ -475,7 +544,10 @@ mod tests {
         }
         for bad in ["", "a b", "a+b", "a\tb", "a\u{a0}b", "a\u{3000}b", "a\u{1}b", "a\nb"] {
             assert!(!is_valid_key_name(bad), "{bad:?}");
-            assert_eq!(Signer::generate(bad, [0; 32]).unwrap_err(), KeyError::InvalidName(bad.to_owned()));
+            assert_eq!(
+                Signer::generate(bad, [0; 32]).unwrap_err(),
+                KeyError::InvalidName(bad.to_owned())
+            );
         }
     }
 
@@ -489,6 +561,22 @@ mod tests {
         assert_eq!(v.to_string().parse::<Verifier>().unwrap(), v);
         assert!(format!("{s:?}").contains("example.com/log"));
         assert!(!format!("{s:?}").contains(&B64.encode([7u8; 32])[..8]));
+    }
+
+    #[test]
+    fn keys_whose_base64_holds_plus_round_trip() {
+        // '+' separates key fields and is also a base64 digit; the key
+        // material is the last field, so it may hold any number of them.
+        let (mut private, mut public) = (false, false);
+        for seed in 0..=255u8 {
+            let s = signer("example.com/log", seed);
+            let (sk, vk) = (s.to_private_key(), s.verifier().to_string());
+            private |= sk.matches('+').count() > 4;
+            public |= vk.matches('+').count() > 2;
+            assert_eq!(Signer::from_private_key(&sk).unwrap().verifier(), s.verifier(), "{sk}");
+            assert_eq!(Verifier::parse(&vk).unwrap(), s.verifier(), "{vk}");
+        }
+        assert!(private && public, "some keys must exercise '+' in base64");
     }
 
     #[test]
@@ -548,11 +636,21 @@ mod tests {
         let mut note = Note::parse(sign(TEXT, &[&a]).unwrap().as_bytes()).unwrap();
         note.signatures[0].signature[10] ^= 1;
         let err = note.verify(&[a.verifier()]).unwrap_err();
-        assert_eq!(err, NoteError::InvalidSignature { line: 3, name: "a.example".into(), key_id: a.key_id() });
+        assert_eq!(
+            err,
+            NoteError::InvalidSignature {
+                line: 3,
+                name: "a.example".into(),
+                key_id: a.key_id()
+            }
+        );
         // The same key's valid signature after it does not rescue the note.
         let good = Note::parse(sign(TEXT, &[&a]).unwrap().as_bytes()).unwrap();
         note.signatures.push(good.signatures[0].clone());
-        assert!(matches!(note.verify(&[a.verifier()]), Err(NoteError::InvalidSignature { .. })));
+        assert!(matches!(
+            note.verify(&[a.verifier()]),
+            Err(NoteError::InvalidSignature { .. })
+        ));
     }
 
     #[test]
@@ -592,24 +690,66 @@ mod tests {
             (TEXT.into(), NoteError::NoSeparator),
             (format!("{TEXT}\n").into(), NoteError::NoSignatures),
             (good.trim_end().into(), NoteError::MissingFinalNewline { line: 3 }),
-            (format!("\u{1}{good}").into(), NoteError::ControlCharacter { line: 1, code: 1 }),
-            (good.replace("hello", "he\rllo").into(), NoteError::ControlCharacter { line: 1, code: 13 }),
-            ([b"\xff".as_slice(), good.as_bytes()].concat(), NoteError::NotUtf8 { offset: 0 }),
-            (format!("{good}Unexpected line.\n").into(), NoteError::NotSignatureLine { line: 4 }),
-            (good.replace("\u{2014} ", "- ").into(), NoteError::NotSignatureLine { line: 3 }),
-            (good.replace("a.example", "a+b").into(), NoteError::InvalidKeyName { line: 3, name: "a+b".into() }),
-            (good.replace("a.example ", "a.example  ").into(), NoteError::BadBase64 { line: 3 }),
-            (format!("{TEXT}\n\u{2014} a.example AAAAAA==\n").into(), NoteError::SignatureTooShort { line: 3, len: 4 }),
+            (
+                format!("\u{1}{good}").into(),
+                NoteError::ControlCharacter { line: 1, code: 1 },
+            ),
+            (
+                good.replace("hello", "he\rllo").into(),
+                NoteError::ControlCharacter { line: 1, code: 13 },
+            ),
+            (
+                [b"\xff".as_slice(), good.as_bytes()].concat(),
+                NoteError::NotUtf8 { offset: 0 },
+            ),
+            (
+                format!("{good}Unexpected line.\n").into(),
+                NoteError::NotSignatureLine { line: 4 },
+            ),
+            (
+                good.replace("\u{2014} ", "- ").into(),
+                NoteError::NotSignatureLine { line: 3 },
+            ),
+            (
+                good.replace("a.example", "a+b").into(),
+                NoteError::InvalidKeyName {
+                    line: 3,
+                    name: "a+b".into(),
+                },
+            ),
+            (
+                good.replace("a.example ", "a.example  ").into(),
+                NoteError::BadBase64 { line: 3 },
+            ),
+            (
+                format!("{TEXT}\n\u{2014} a.example AAAAAA==\n").into(),
+                NoteError::SignatureTooShort { line: 3, len: 4 },
+            ),
             (
                 format!("{TEXT}\n{}", sig_line.repeat(MAX_SIGNATURES + 1)).into(),
-                NoteError::TooManySignatures { line: 3 + MAX_SIGNATURES, max: MAX_SIGNATURES },
+                NoteError::TooManySignatures {
+                    line: 3 + MAX_SIGNATURES,
+                    max: MAX_SIGNATURES,
+                },
             ),
         ];
         for (bytes, want) in cases {
-            assert_eq!(Note::parse(&bytes).unwrap_err(), want, "{:?}", String::from_utf8_lossy(&bytes));
+            assert_eq!(
+                Note::parse(&bytes).unwrap_err(),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&bytes)
+            );
         }
         let at_limit = format!("{TEXT}\n{}", sig_line.repeat(MAX_SIGNATURES));
-        assert_eq!(Note::parse(at_limit.as_bytes()).unwrap().verify(&[a.verifier()]).unwrap().len(), 1);
+        assert_eq!(
+            Note::parse(at_limit.as_bytes())
+                .unwrap()
+                .verify(&[a.verifier()])
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -628,7 +768,10 @@ mod tests {
         let a = signer("a.example", 1);
         assert_eq!(sign("no newline", &[&a]).unwrap_err(), NoteError::TextWithoutNewline);
         assert_eq!(sign("", &[&a]).unwrap_err(), NoteError::TextWithoutNewline);
-        assert_eq!(sign("a\n\tb\n", &[&a]).unwrap_err(), NoteError::TextControlCharacter { line: 2, code: 9 });
+        assert_eq!(
+            sign("a\n\tb\n", &[&a]).unwrap_err(),
+            NoteError::TextControlCharacter { line: 2, code: 9 }
+        );
         assert_eq!(sign(TEXT, &[]).unwrap_err(), NoteError::NoSigners);
     }
 }

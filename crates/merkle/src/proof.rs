@@ -75,7 +75,10 @@ pub fn verify_consistency(
     proof: &[Hash],
 ) -> Result<(), ProofError> {
     if old_size > new_size {
-        return Err(ProofError::SizesReversed { old: old_size, new: new_size });
+        return Err(ProofError::SizesReversed {
+            old: old_size,
+            new: new_size,
+        });
     }
     if old_size == 0 {
         return Err(ProofError::EmptyOldTree);
@@ -84,7 +87,11 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(ProofError::NotEmpty(proof.len()));
         }
-        return if old_root == new_root { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if old_root == new_root {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     // RFC 9162 §2.1.4.2: a power-of-two old tree is itself a node on the
     // path, so the proof omits it and the verifier supplies it.

@@ -109,15 +109,23 @@ impl Receipt {
         }
 
         line += 1;
-        let mut current = take_line(&mut rest).ok_or(ReceiptError::UnexpectedEnd { line, expected: "index line" })?;
+        let mut current = take_line(&mut rest).ok_or(ReceiptError::UnexpectedEnd {
+            line,
+            expected: "index line",
+        })?;
         let mut extra = None;
         if let Some(b64) = current.strip_prefix(b"extra ") {
             extra = Some(B64.decode(b64).map_err(|_| ReceiptError::BadExtra { line })?);
             line += 1;
-            current = take_line(&mut rest).ok_or(ReceiptError::UnexpectedEnd { line, expected: "index line" })?;
+            current = take_line(&mut rest).ok_or(ReceiptError::UnexpectedEnd {
+                line,
+                expected: "index line",
+            })?;
         }
 
-        let index = current.strip_prefix(b"index ").ok_or(ReceiptError::MissingIndex { line })?;
+        let index = current
+            .strip_prefix(b"index ")
+            .ok_or(ReceiptError::MissingIndex { line })?;
         // Non-ASCII bytes cannot be digits; map them to a string that fails.
         let index = std::str::from_utf8(index).unwrap_or("?");
         let index = parse_decimal(index).map_err(|reason| ReceiptError::BadIndex { line, reason })?;
@@ -125,8 +133,10 @@ impl Receipt {
         let mut proof = Vec::new();
         loop {
             line += 1;
-            let current =
-                take_line(&mut rest).ok_or(ReceiptError::UnexpectedEnd { line, expected: "blank line before checkpoint" })?;
+            let current = take_line(&mut rest).ok_or(ReceiptError::UnexpectedEnd {
+                line,
+                expected: "blank line before checkpoint",
+            })?;
             if current.is_empty() {
                 break;
             }
@@ -143,8 +153,16 @@ impl Receipt {
         }
         // Refuse a malformed note now rather than at verification, so that a
         // receipt that parses is at least structurally complete.
-        Note::parse(rest).map_err(|e| ReceiptError::Checkpoint { line, source: CheckpointError::Note(e) })?;
-        Ok(Receipt { extra, index, proof, checkpoint: rest.to_vec() })
+        Note::parse(rest).map_err(|e| ReceiptError::Checkpoint {
+            line,
+            source: CheckpointError::Note(e),
+        })?;
+        Ok(Receipt {
+            extra,
+            index,
+            proof,
+            checkpoint: rest.to_vec(),
+        })
     }
 
     /// Verifies that `leaf` (the entry's RFC 9162 leaf hash) is at `index` in
@@ -152,8 +170,11 @@ impl Receipt {
     /// checkpoint. Witness cosignatures are not checked: parse
     /// [`Receipt::checkpoint`] as a [`Note`] and apply the witness policy.
     pub fn verify(&self, leaf: &Hash, log_key: &Verifier) -> Result<Checkpoint, ReceiptError> {
-        let (checkpoint, _) = open_checkpoint(&self.checkpoint, log_key)
-            .map_err(|source| ReceiptError::Checkpoint { line: self.checkpoint_line(), source })?;
+        let (checkpoint, _) =
+            open_checkpoint(&self.checkpoint, log_key).map_err(|source| ReceiptError::Checkpoint {
+                line: self.checkpoint_line(),
+                source,
+            })?;
         verify_inclusion(self.index, checkpoint.size, leaf, &self.proof, &checkpoint.root)?;
         Ok(checkpoint)
     }
@@ -179,10 +200,23 @@ mod tests {
         let mut tree = MemoryTree::new();
         let entries: Vec<Vec<u8>> = (0..13u8).map(|i| vec![i; 5]).collect();
         entries.iter().for_each(|e| tree.push(leaf_hash(e)));
-        let cp = Checkpoint { origin: ORIGIN.into(), size: tree.size(), root: tree.root(), extensions: vec![] };
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: tree.size(),
+            root: tree.root(),
+            extensions: vec![],
+        };
         let checkpoint = sign_checkpoint(&cp, &log()).unwrap().into_bytes();
         let proof = inclusion_proof(&tree, index, tree.size()).unwrap();
-        (Receipt { extra, index, proof, checkpoint }, leaf_hash(&entries[index as usize]))
+        (
+            Receipt {
+                extra,
+                index,
+                proof,
+                checkpoint,
+            },
+            leaf_hash(&entries[index as usize]),
+        )
     }
 
     #[test]
@@ -216,25 +250,40 @@ mod tests {
         let key = log().verifier();
 
         let tampered = Receipt { index: 6, ..r.clone() };
-        assert_eq!(tampered.verify(&leaf, &key).unwrap_err(), ReceiptError::Inclusion(ProofError::RootMismatch));
+        assert_eq!(
+            tampered.verify(&leaf, &key).unwrap_err(),
+            ReceiptError::Inclusion(ProofError::RootMismatch)
+        );
 
         let mut tampered = r.clone();
         tampered.proof[1][0] ^= 1;
-        assert_eq!(tampered.verify(&leaf, &key).unwrap_err(), ReceiptError::Inclusion(ProofError::RootMismatch));
+        assert_eq!(
+            tampered.verify(&leaf, &key).unwrap_err(),
+            ReceiptError::Inclusion(ProofError::RootMismatch)
+        );
 
         let mut short = r.clone();
         short.proof.pop();
-        assert_eq!(short.verify(&leaf, &key).unwrap_err(), ReceiptError::Inclusion(ProofError::TooShort));
+        assert_eq!(
+            short.verify(&leaf, &key).unwrap_err(),
+            ReceiptError::Inclusion(ProofError::TooShort)
+        );
 
         let out_of_range = Receipt { index: 13, ..r.clone() };
         let err = out_of_range.verify(&leaf, &key).unwrap_err();
-        assert_eq!(err, ReceiptError::Inclusion(ProofError::IndexOutOfRange { index: 13, size: 13 }));
+        assert_eq!(
+            err,
+            ReceiptError::Inclusion(ProofError::IndexOutOfRange { index: 13, size: 13 })
+        );
 
         assert!(r.verify(&leaf_hash(b"other"), &key).is_err());
 
         let stranger = Signer::generate(ORIGIN, [4; 32]).unwrap().verifier();
         let err = r.verify(&leaf, &stranger).unwrap_err();
-        let want = ReceiptError::Checkpoint { line: 8, source: CheckpointError::Note(NoteError::Unverified) };
+        let want = ReceiptError::Checkpoint {
+            line: 8,
+            source: CheckpointError::Note(NoteError::Unverified),
+        };
         assert_eq!(err, want);
     }
 
@@ -244,27 +293,77 @@ mod tests {
         let good = String::from_utf8(r.to_bytes()).unwrap();
         let proof_line = B64.encode(r.proof[1]);
         let cases: Vec<(String, ReceiptError)> = vec![
-            (good.replacen(HEADER, "c2sp.org/tlog-proof@v2", 1), ReceiptError::BadHeader),
+            (
+                good.replacen(HEADER, "c2sp.org/tlog-proof@v2", 1),
+                ReceiptError::BadHeader,
+            ),
             (String::new(), ReceiptError::BadHeader),
             (HEADER.into(), ReceiptError::BadHeader),
-            (format!("{HEADER}\n"), ReceiptError::UnexpectedEnd { line: 2, expected: "index line" }),
-            (format!("{HEADER}\nextra AA==\n"), ReceiptError::UnexpectedEnd { line: 3, expected: "index line" }),
-            (good.replacen("index 5", "extra !!\nindex 5", 1), ReceiptError::BadExtra { line: 2 }),
-            (good.replacen("index 5", "Index 5", 1), ReceiptError::MissingIndex { line: 2 }),
-            (good.replacen("index 5", "index 05", 1), ReceiptError::BadIndex { line: 2, reason: "has a leading zero" }),
-            (good.replacen("index 5", "index  5", 1), ReceiptError::BadIndex { line: 2, reason: "is not a decimal number" }),
-            (good.replacen("index 5", "index", 1), ReceiptError::MissingIndex { line: 2 }),
-            (good.replacen(&proof_line, &proof_line[4..], 1), ReceiptError::BadProofHash { line: 4 }),
-            (good.replacen(&proof_line, &format!("{proof_line} "), 1), ReceiptError::BadProofHash { line: 4 }),
+            (
+                format!("{HEADER}\n"),
+                ReceiptError::UnexpectedEnd {
+                    line: 2,
+                    expected: "index line",
+                },
+            ),
+            (
+                format!("{HEADER}\nextra AA==\n"),
+                ReceiptError::UnexpectedEnd {
+                    line: 3,
+                    expected: "index line",
+                },
+            ),
+            (
+                good.replacen("index 5", "extra !!\nindex 5", 1),
+                ReceiptError::BadExtra { line: 2 },
+            ),
+            (
+                good.replacen("index 5", "Index 5", 1),
+                ReceiptError::MissingIndex { line: 2 },
+            ),
+            (
+                good.replacen("index 5", "index 05", 1),
+                ReceiptError::BadIndex {
+                    line: 2,
+                    reason: "has a leading zero",
+                },
+            ),
+            (
+                good.replacen("index 5", "index  5", 1),
+                ReceiptError::BadIndex {
+                    line: 2,
+                    reason: "is not a decimal number",
+                },
+            ),
+            (
+                good.replacen("index 5", "index", 1),
+                ReceiptError::MissingIndex { line: 2 },
+            ),
+            (
+                good.replacen(&proof_line, &proof_line[4..], 1),
+                ReceiptError::BadProofHash { line: 4 },
+            ),
+            (
+                good.replacen(&proof_line, &format!("{proof_line} "), 1),
+                ReceiptError::BadProofHash { line: 4 },
+            ),
             (
                 good.replacen(&proof_line, &format!("{}\n", proof_line).repeat(65), 1),
-                ReceiptError::ProofTooLong { line: 3 + MAX_PROOF_HASHES },
+                ReceiptError::ProofTooLong {
+                    line: 3 + MAX_PROOF_HASHES,
+                },
             ),
             (
                 format!("{HEADER}\nindex 0\n{proof_line}"),
-                ReceiptError::UnexpectedEnd { line: 3, expected: "blank line before checkpoint" },
+                ReceiptError::UnexpectedEnd {
+                    line: 3,
+                    expected: "blank line before checkpoint",
+                },
             ),
-            (format!("{HEADER}\nindex 0\n\n"), ReceiptError::MissingCheckpoint { line: 4 }),
+            (
+                format!("{HEADER}\nindex 0\n\n"),
+                ReceiptError::MissingCheckpoint { line: 4 },
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(Receipt::parse(text.as_bytes()).unwrap_err(), want, "{text:?}");

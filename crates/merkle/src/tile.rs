@@ -29,7 +29,12 @@ pub enum TileError {
     #[error("tile path {path:?}: {reason}")]
     BadPath { path: String, reason: &'static str },
     #[error("tile {path} should be {expected} bytes ({width} hashes) but is {found}")]
-    WrongSize { path: String, width: u16, expected: usize, found: usize },
+    WrongSize {
+        path: String,
+        width: u16,
+        expected: usize,
+        found: usize,
+    },
 }
 
 /// Why an entry bundle could not be encoded or decoded.
@@ -42,7 +47,12 @@ pub enum BundleError {
     #[error("byte offset {offset}: length prefix of entry {position} is cut off")]
     TruncatedLength { offset: usize, position: usize },
     #[error("byte offset {offset}: entry {position} declares {len} bytes but only {available} remain")]
-    TruncatedEntry { offset: usize, position: usize, len: usize, available: usize },
+    TruncatedEntry {
+        offset: usize,
+        position: usize,
+        len: usize,
+        available: usize,
+    },
 }
 
 /// Which of the two tile resources a path names.
@@ -156,8 +166,13 @@ impl TileCoord {
     /// or width, no leading `x000` groups, no `.p/256` for a full tile.
     /// Entry bundles come back with level 0.
     pub fn parse_path(path: &str) -> Result<(TileKind, TileCoord), TileError> {
-        let bad = |reason| TileError::BadPath { path: path.to_owned(), reason };
-        let rest = path.strip_prefix("tile/").ok_or_else(|| bad("does not start with \"tile/\""))?;
+        let bad = |reason| TileError::BadPath {
+            path: path.to_owned(),
+            reason,
+        };
+        let rest = path
+            .strip_prefix("tile/")
+            .ok_or_else(|| bad("does not start with \"tile/\""))?;
         let (head, rest) = rest.split_once('/').ok_or_else(|| bad("has no tile index"))?;
         let (kind, level) = if head == "entries" {
             (TileKind::Entries, 0)
@@ -192,7 +207,12 @@ impl TileCoord {
     pub fn hashes(&self, body: &[u8]) -> Result<Vec<Hash>, TileError> {
         let expected = usize::from(self.width) * 32;
         if body.len() != expected {
-            return Err(TileError::WrongSize { path: self.path(), width: self.width, expected, found: body.len() });
+            return Err(TileError::WrongSize {
+                path: self.path(),
+                width: self.width,
+                expected,
+                found: body.len(),
+            });
         }
         Ok(body.chunks_exact(32).filter_map(|c| Hash::try_from(c).ok()).collect())
     }
@@ -218,21 +238,33 @@ fn push_group(index: u64, digits: &str) -> Result<u64, &'static str> {
     if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err("index group is not 3 decimal digits");
     }
-    let value = digits.parse::<u64>().map_err(|_| "index group is not 3 decimal digits")?;
-    index.checked_mul(1000).and_then(|i| i.checked_add(value)).ok_or("index does not fit in 64 bits")
+    let value = digits
+        .parse::<u64>()
+        .map_err(|_| "index group is not 3 decimal digits")?;
+    index
+        .checked_mul(1000)
+        .and_then(|i| i.checked_add(value))
+        .ok_or("index does not fit in 64 bits")
 }
 
 /// Number of tile levels a tree of `size` leaves has tiles on (0 for the
 /// empty tree): level `L` exists while `size ≥ 256^L`.
 pub fn tile_levels(size: u64) -> u8 {
-    (0..=MAX_TILE_LEVEL).take_while(|&l| hashes_at_level(size, l) > 0).count() as u8
+    (0..=MAX_TILE_LEVEL)
+        .take_while(|&l| hashes_at_level(size, l) > 0)
+        .count() as u8
 }
 
 /// Every tile a tree of `size` leaves has at `level`, left to right: its full
 /// tiles, then the partial one if the level's hash count is not a multiple
-/// of 256. Lazy, since a large tree has millions of level-0 tiles.
-pub fn tiles(size: u64, level: u8) -> impl Iterator<Item = TileCoord> {
-    let hashes = if level > MAX_TILE_LEVEL { 0 } else { hashes_at_level(size, level) };
+/// of 256. Lazy, since a large tree has millions of level-0 tiles, and
+/// double-ended, so `next_back()` yields the rightmost tile without a walk.
+pub fn tiles(size: u64, level: u8) -> impl DoubleEndedIterator<Item = TileCoord> {
+    let hashes = if level > MAX_TILE_LEVEL {
+        0
+    } else {
+        hashes_at_level(size, level)
+    };
     let count = hashes.div_ceil(u64::from(TILE_WIDTH));
     (0..count).filter_map(move |index| TileCoord::in_tree(size, level, index))
 }
@@ -295,7 +327,10 @@ impl EntryBundle {
         }
         let mut out = Vec::with_capacity(entries.iter().map(|e| 2 + e.len()).sum());
         for (position, entry) in entries.iter().enumerate() {
-            let len = u16::try_from(entry.len()).map_err(|_| BundleError::EntryTooLarge { position, len: entry.len() })?;
+            let len = u16::try_from(entry.len()).map_err(|_| BundleError::EntryTooLarge {
+                position,
+                len: entry.len(),
+            })?;
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(entry);
         }
@@ -437,7 +472,14 @@ mod tests {
 
     #[test]
     fn node_locations() {
-        let at = |tile_level, tile_index, first, count| Some(NodeLocation { tile_level, tile_index, first, count });
+        let at = |tile_level, tile_index, first, count| {
+            Some(NodeLocation {
+                tile_level,
+                tile_index,
+                first,
+                count,
+            })
+        };
         assert_eq!(locate_node(0, 0), at(0, 0, 0, 1));
         assert_eq!(locate_node(0, 300), at(0, 1, 44, 1));
         assert_eq!(locate_node(1, 5), at(0, 0, 10, 2));
@@ -463,7 +505,15 @@ mod tests {
         let body = [[1u8; 32], [2u8; 32]].concat();
         assert_eq!(c.hashes(&body).unwrap(), vec![[1u8; 32], [2u8; 32]]);
         let err = c.hashes(&body[1..]).unwrap_err();
-        assert_eq!(err, TileError::WrongSize { path: "tile/0/000.p/2".into(), width: 2, expected: 64, found: 63 });
+        assert_eq!(
+            err,
+            TileError::WrongSize {
+                path: "tile/0/000.p/2".into(),
+                width: 2,
+                expected: 64,
+                found: 63
+            }
+        );
     }
 
     #[test]
@@ -479,14 +529,28 @@ mod tests {
         let max = vec![0u8; 65535];
         assert_eq!(
             EntryBundle::encode(&[b"ok", &max, &big]).unwrap_err(),
-            BundleError::EntryTooLarge { position: 2, len: 65536 }
+            BundleError::EntryTooLarge {
+                position: 2,
+                len: 65536
+            }
         );
-        assert_eq!(EntryBundle::decode(&EntryBundle::encode(&[&max]).unwrap()).unwrap(), vec![&max[..]]);
+        assert_eq!(
+            EntryBundle::decode(&EntryBundle::encode(&[&max]).unwrap()).unwrap(),
+            vec![&max[..]]
+        );
 
-        assert_eq!(EntryBundle::decode(&bytes[..6]).unwrap_err(), BundleError::TruncatedLength { offset: 5, position: 2 });
+        assert_eq!(
+            EntryBundle::decode(&bytes[..6]).unwrap_err(),
+            BundleError::TruncatedLength { offset: 5, position: 2 }
+        );
         assert_eq!(
             EntryBundle::decode(&bytes[..100]).unwrap_err(),
-            BundleError::TruncatedEntry { offset: 7, position: 2, len: 300, available: 93 }
+            BundleError::TruncatedEntry {
+                offset: 7,
+                position: 2,
+                len: 300,
+                available: 93
+            }
         );
 
         let many = vec![&b"x"[..]; 257];

@@ -77,7 +77,10 @@ pub fn tree_root<S: NodeSource>(src: &S, size: u64) -> Result<Hash, S::Error> {
 /// RFC 9162 §2.1.3.1 inclusion proof for leaf `index` in the tree of `size`
 /// leaves, leaf sibling first. Panics if `index >= size`; callers check.
 pub fn inclusion_proof<S: NodeSource>(src: &S, index: u64, size: u64) -> Result<Vec<Hash>, S::Error> {
-    assert!(index < size, "inclusion_proof: index {index} outside tree of size {size}");
+    assert!(
+        index < size,
+        "inclusion_proof: index {index} outside tree of size {size}"
+    );
     let mut proof = Vec::with_capacity(64);
     // Walk from the root down, recording the sibling subtree at each split;
     // the proof lists them from the leaf up.

@@ -9,7 +9,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn vectors(kind: &str) -> Vec<(PathBuf, Value)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/merkle").join(kind);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/merkle")
+        .join(kind);
     let mut out = Vec::new();
     let mut dirs = vec![root];
     while let Some(dir) = dirs.pop() {
@@ -31,7 +33,11 @@ fn vectors(kind: &str) -> Vec<(PathBuf, Value)> {
 /// exactly 32 bytes is not a hash.
 fn hash(v: &Value) -> Option<Hash> {
     let s = v.as_str()?;
-    base64::engine::general_purpose::STANDARD.decode(s).ok()?.try_into().ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .ok()?
+        .try_into()
+        .ok()
 }
 
 fn proof(v: &Value) -> Option<Vec<Hash>> {
@@ -45,7 +51,10 @@ fn proof(v: &Value) -> Option<Vec<Hash>> {
 /// `check(path, want_err, outcome)`: one line per vector, all failures at once.
 fn check(failures: &mut Vec<String>, path: &Path, want_err: bool, accepted: bool) {
     if accepted == want_err {
-        failures.push(format!("{}: wantErr={want_err} but accepted={accepted}", path.display()));
+        failures.push(format!(
+            "{}: wantErr={want_err} but accepted={accepted}",
+            path.display()
+        ));
     }
 }
 
