@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo bench -p sealtrail-ledger --bench ledger
-//! SEALTRAIL_BENCH_ENTRIES=200000 SEALTRAIL_BENCH_SECS=1 cargo bench -p sealtrail-ledger --bench ledger
+//! SEALTRAIL_BENCH_ENTRIES=200000 SEALTRAIL_BENCH_SECS=0.5 SEALTRAIL_BENCH_ROUNDS=1 \
+//!   SEALTRAIL_BENCH_PROOFS=5000 SEALTRAIL_BENCH_UNCLEAN_ENTRIES=20000 cargo bench -p sealtrail-ledger --bench ledger
 //! ```
 //!
 //! Knobs (environment variables) are listed in `BENCHMARKS.md` at the
@@ -36,8 +37,14 @@ struct Config {
     entries: u64,
     /// Time budget of each throughput measurement.
     secs: f64,
-    /// Concurrent appending threads in the multi-threaded rows.
-    threads: usize,
+    /// Options of the logs of the append measurement (default: the
+    /// defaults; SEALTRAIL_BENCH_MAX_DELAY_US and SEALTRAIL_BENCH_MAX_BATCH
+    /// change them, to explore group commit).
+    append_opts: LogOptions,
+    /// Rounds of each append measurement (median reported).
+    reps: usize,
+    /// Concurrent appending threads of the multi-threaded rows (besides 1).
+    threads: Vec<usize>,
     /// Batch sizes (entries per `append` call) of the append measurement.
     batches: Vec<usize>,
     /// Random inclusion proofs to time.
@@ -63,39 +70,76 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
         Ok(v) => {
             let v = v.replace('_', "");
-            v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value"))
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value"))
         }
         Err(_) => default,
     }
 }
 
+fn list(name: &str, default: &str) -> Vec<usize> {
+    let v = std::env::var(name).unwrap_or_else(|_| default.to_string());
+    v.split(',')
+        .map(|x| {
+            x.trim()
+                .replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a list of numbers"))
+        })
+        .collect()
+}
+
 impl Config {
     fn from_env() -> Config {
         let default_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-tmp");
-        let batches = std::env::var("SEALTRAIL_BENCH_BATCHES").unwrap_or_else(|_| "1,100,1000".into());
-        let batches: Vec<usize> =
-            batches.split(',').map(|b| b.trim().replace('_', "").parse().expect("SEALTRAIL_BENCH_BATCHES")).collect();
         let only = std::env::var("SEALTRAIL_BENCH_ONLY").unwrap_or_default();
         let c = Config {
             entries: env_or("SEALTRAIL_BENCH_ENTRIES", 10_000_000),
-            secs: env_or("SEALTRAIL_BENCH_SECS", 3.0),
-            threads: env_or("SEALTRAIL_BENCH_THREADS", 4),
-            batches,
+            secs: env_or("SEALTRAIL_BENCH_SECS", 2.0),
+            reps: env_or("SEALTRAIL_BENCH_ROUNDS", 3),
+            append_opts: LogOptions {
+                max_delay: Duration::from_micros(env_or(
+                    "SEALTRAIL_BENCH_MAX_DELAY_US",
+                    LogOptions::default().max_delay.as_micros() as u64,
+                )),
+                max_batch: env_or("SEALTRAIL_BENCH_MAX_BATCH", LogOptions::default().max_batch),
+                ..LogOptions::default()
+            },
+            threads: list("SEALTRAIL_BENCH_THREADS", "4,8"),
+            batches: list("SEALTRAIL_BENCH_BATCHES", "1,100,1000"),
             proofs: env_or("SEALTRAIL_BENCH_PROOFS", 100_000),
             build_batch: env_or("SEALTRAIL_BENCH_BUILD_BATCH", 16_384),
             build_threads: env_or("SEALTRAIL_BENCH_BUILD_THREADS", 2),
-            unclean: env_or("SEALTRAIL_BENCH_UNCLEAN_ENTRIES", LogOptions::default().derived_sync_every),
+            unclean: env_or(
+                "SEALTRAIL_BENCH_UNCLEAN_ENTRIES",
+                LogOptions::default().derived_sync_every,
+            ),
             pool: env_or("SEALTRAIL_BENCH_POOL", 32_768),
             reopen_reps: env_or("SEALTRAIL_BENCH_REOPENS", 5),
-            dir: std::env::var_os("SEALTRAIL_BENCH_DIR").map(PathBuf::from).unwrap_or(default_dir),
+            dir: std::env::var_os("SEALTRAIL_BENCH_DIR")
+                .map(PathBuf::from)
+                .unwrap_or(default_dir),
             keep: env_or("SEALTRAIL_BENCH_KEEP", 0u8) != 0,
             cold: env_or("SEALTRAIL_BENCH_COLD", 0u8) != 0,
             run_append: only.is_empty() || only == "append",
             run_big: only.is_empty() || only == "big",
         };
-        assert!(c.entries >= 10 && c.proofs > 0 && c.threads > 0 && c.build_batch > 0 && c.build_threads > 0);
-        let max_batch = c.batches.iter().copied().max().unwrap_or(1).max(c.build_batch);
-        assert!(c.pool >= max_batch, "SEALTRAIL_BENCH_POOL must be at least the largest batch ({max_batch})");
+        assert!(
+            c.entries >= 10
+                && c.reps > 0
+                && c.reopen_reps > 0
+                && c.proofs > 0
+                && c.threads.iter().all(|t| *t > 0)
+                && c.build_batch > 0
+                && c.build_threads > 0
+        );
+        let max_threads = c.threads.iter().copied().max().unwrap_or(1);
+        let max_batch = (c.batches.iter().copied().max().unwrap_or(1) * max_threads).max(c.build_batch);
+        assert!(
+            c.pool >= max_batch,
+            "SEALTRAIL_BENCH_POOL must be at least the largest batch times the most threads ({max_batch})"
+        );
         c
     }
 }
@@ -164,7 +208,9 @@ impl Table {
     }
 
     fn print(&self) {
-        println!("| # | figure | value | baseline (same run) | baseline value | ratio (value ÷ baseline) | goal | met |");
+        println!(
+            "| # | figure | value | baseline (same run) | baseline value | ratio (value ÷ baseline) | goal | met |"
+        );
         println!("|---|---|---:|---|---:|---:|---|---|");
         for r in &self.rows {
             let met = match r.met {
@@ -220,9 +266,11 @@ fn fmt_ratio(r: f64) -> String {
 }
 
 fn fmt_count(n: u64) -> String {
-    if n >= 1_000_000 && n % 100_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(100_000) {
         format!("{}M", n as f64 / 1e6)
-    } else if n >= 1_000 && n % 1_000 == 0 {
+    } else if n >= 1_000_000 {
+        format!("{:.2}M", n as f64 / 1e6)
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()
@@ -288,7 +336,15 @@ fn make_entry(rng: &mut Rng, seq: u64) -> Vec<u8> {
         rng.next(),
         rng.pick(OUTCOMES),
     );
-    const WORDS: &[&str] = &["field=title", "old_len=12", "new_len=40", "via=api", "mfa=true", "scope=rw", "ttl=3600"];
+    const WORDS: &[&str] = &[
+        "field=title",
+        "old_len=12",
+        "new_len=40",
+        "via=api",
+        "mfa=true",
+        "scope=rw",
+        "ttl=3600",
+    ];
     while s.len() < target - 2 {
         s.push_str(rng.pick(WORDS));
         s.push(' ');
@@ -317,7 +373,11 @@ impl Pool {
             sealtrail_ledger::format::encode_record(&mut records, e, i as u64);
             offsets.push(records.len());
         }
-        Pool { entries, records, offsets }
+        Pool {
+            entries,
+            records,
+            offsets,
+        }
     }
 
     fn len(&self) -> usize {
@@ -415,7 +475,7 @@ fn read_files(paths: &[PathBuf]) -> u64 {
 /// rescan must do. Returns the number of entries.
 fn read_and_hash_entries(path: &Path, from: u64) -> u64 {
     const CHUNK: usize = 4 << 20;
-    let mut f = File::open(path).unwrap();
+    let f = File::open(path).unwrap();
     let len = f.metadata().unwrap().len();
     let mut buf = vec![0u8; CHUNK + 65_536 + 8];
     let mut pos = from;
@@ -516,7 +576,15 @@ fn sha_rate(pool: &Pool, threads: usize, secs: f64) -> f64 {
 /// fdatasync'd after the entries' sync.
 fn write_sync_rate(dir: &Path, pool: &Pool, batch: usize, secs: f64, log_pattern: bool) -> f64 {
     let path = |n: &str| dir.join(format!("baseline-{n}"));
-    let open = |n: &str| OpenOptions::new().create(true).truncate(true).read(true).write(true).open(path(n)).unwrap();
+    let open = |n: &str| {
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path(n))
+            .unwrap()
+    };
     let mut entries = open("entries");
     let mut index = open("index");
     let mut hashes = open("hashes");
@@ -559,10 +627,11 @@ struct AppendRun {
     commits: u64,
 }
 
-fn append_run(dd: &DataDir, pool: &Pool, batch: usize, threads: usize, secs: f64) -> AppendRun {
+fn append_run(cfg: &Config, dd: &DataDir, pool: &Pool, batch: usize, threads: usize) -> AppendRun {
+    let secs = cfg.secs;
     let name = format!("append-b{batch}-t{threads}");
     fresh_log(dd, &name);
-    let log = dd.open_log(&name, LogOptions::default()).unwrap();
+    let log = dd.open_log(&name, cfg.append_opts.clone()).unwrap();
     let seq0 = slot_seq(log.dir());
     let budget = Duration::from_secs_f64(secs);
     let barrier = Barrier::new(threads);
@@ -594,51 +663,91 @@ fn append_run(dd: &DataDir, pool: &Pool, batch: usize, threads: usize, secs: f64
     let commits = slot_seq(log.dir()) - seq0;
     drop(log);
     fs::remove_dir_all(dd.log_dir(&name)).unwrap();
-    AppendRun { rate: entries as f64 / elapsed.as_secs_f64(), entries, commits }
+    AppendRun {
+        rate: entries as f64 / elapsed.as_secs_f64(),
+        entries,
+        commits,
+    }
 }
 
 fn bench_appends(cfg: &Config, dd: &DataDir, pool: &Pool, table: &mut Table) {
-    eprintln!("== 1. durable appends ({} s per measurement)", cfg.secs);
-    let sha1 = sha_rate(pool, 1, cfg.secs);
-    let sha_t = sha_rate(pool, cfg.threads, cfg.secs);
-    eprintln!("  SHA-256 over the entries: 1 thread {sha1:.0}/s, {} threads {sha_t:.0}/s", cfg.threads);
+    eprintln!(
+        "== 1. durable appends ({} rounds of {} s per measurement, interleaved; medians); log options {:?}",
+        cfg.reps, cfg.secs, cfg.append_opts
+    );
+    let d = LogOptions::default();
+    let opts = if cfg.append_opts.max_delay != d.max_delay || cfg.append_opts.max_batch != d.max_batch {
+        format!(
+            ", max_delay {} µs, max_batch {}",
+            cfg.append_opts.max_delay.as_micros(),
+            cfg.append_opts.max_batch
+        )
+    } else {
+        String::new()
+    };
+    let mut counts = vec![1];
+    counts.extend(cfg.threads.iter().copied().filter(|t| *t != 1));
+    let sha: Vec<f64> = counts.iter().map(|t| sha_rate(pool, *t, cfg.secs)).collect();
+    eprintln!("  SHA-256 over the entries, by threads {counts:?}: {sha:.0?} entries/s");
     for &batch in &cfg.batches {
         eprintln!("-- batch {batch}");
-        let disk = write_sync_rate(dd.root(), pool, batch, cfg.secs, false);
-        let skeleton = write_sync_rate(dd.root(), pool, batch, cfg.secs, true);
-        let one = append_run(dd, pool, batch, 1, cfg.secs);
-        let many = append_run(dd, pool, batch, cfg.threads, cfg.secs);
-        let goal = |r: f64| if batch >= 1000 { (String::from("≥ 1 M/s"), Some(r >= 1e6)) } else { (String::new(), None) };
-        for (threads, run, sha, sha_name) in
-            [(1, &one, sha1, "SHA-256, 1 thread".to_string()), (cfg.threads, &many, sha_t, format!("SHA-256, {} threads", cfg.threads))]
-        {
+        // The disk's speed drifts by several times within seconds on a
+        // shared VM, so every measurement is repeated in rounds, each round
+        // running baselines and figures back to back; medians are reported.
+        let (mut disk, mut skeleton) = (Vec::new(), Vec::new());
+        let mut runs: Vec<Vec<AppendRun>> = counts.iter().map(|_| Vec::new()).collect();
+        // What perfect group commit could reach: all threads' batches in
+        // one write and one fdatasync.
+        let mut merged: Vec<Vec<f64>> = counts.iter().map(|_| Vec::new()).collect();
+        for round in 0..cfg.reps {
+            disk.push(write_sync_rate(dd.root(), pool, batch, cfg.secs, false));
+            skeleton.push(write_sync_rate(dd.root(), pool, batch, cfg.secs, true));
+            for (i, &threads) in counts.iter().enumerate() {
+                if threads > 1 {
+                    merged[i].push(write_sync_rate(dd.root(), pool, batch * threads, cfg.secs, false));
+                }
+                runs[i].push(append_run(cfg, dd, pool, batch, threads));
+            }
+            eprintln!(
+                "  round {round}: write+fdatasync {:.0}/s, log's I/O {:.0}/s, merged by threads {counts:?}: {:.0?}/s, \
+                 log by threads: {:.0?}/s",
+                disk[round],
+                skeleton[round],
+                merged
+                    .iter()
+                    .map(|m| m.get(round).copied().unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>(),
+                runs.iter().map(|r| r[round].rate).collect::<Vec<_>>()
+            );
+        }
+        let (disk, skeleton) = (median(disk), median(skeleton));
+        for (((&threads, &sha), runs), merged) in counts.iter().zip(&sha).zip(&runs).zip(merged) {
+            let rate = median(runs.iter().map(|r| r.rate).collect());
+            let entries: u64 = runs.iter().map(|r| r.entries).sum();
+            let commits: u64 = runs.iter().map(|r| r.commits).sum();
             let fig = format!(
-                "append, batch {batch}, {threads} thread{} ({:.1} entries/commit)",
+                "append, batch {batch}, {threads} thread{}{opts} ({:.1} entries/commit)",
                 if threads == 1 { "" } else { "s" },
-                run.entries as f64 / run.commits.max(1) as f64
+                entries as f64 / commits.max(1) as f64
             );
-            let (g, met) = goal(run.rate);
-            table.add("1", fig.clone(), run.rate, sha_name, sha, Unit::Rate, g.clone(), met);
-            table.add(
-                "1",
-                fig.clone(),
-                run.rate,
-                format!("write + 1 fdatasync per {batch} entries"),
-                disk,
-                Unit::Rate,
-                g.clone(),
-                met,
+            let (g, met) = if batch >= 1000 {
+                ("≥ 1 M/s", Some(rate >= 1e6))
+            } else {
+                ("", None)
+            };
+            let sha_name = format!(
+                "SHA-256 of each entry, {threads} thread{}",
+                if threads == 1 { "" } else { "s" }
             );
-            table.add(
-                "1",
-                fig,
-                run.rate,
-                format!("log's I/O pattern alone, per {batch} entries (2 fdatasyncs)"),
-                skeleton,
-                Unit::Rate,
-                g,
-                met,
-            );
+            table.add("1", fig.clone(), rate, sha_name, sha, Unit::Rate, g, met);
+            let disk_name = format!("write + 1 fdatasync per {batch} entries");
+            table.add("1", fig.clone(), rate, disk_name, disk, Unit::Rate, g, met);
+            let skel_name = format!("log's I/O alone per {batch} entries: 4 writes + 2 fdatasyncs");
+            table.add("1", fig.clone(), rate, skel_name, skeleton, Unit::Rate, g, met);
+            if threads > 1 {
+                let name = format!("write + 1 fdatasync per {threads}×{batch} entries (perfect merge)");
+                table.add("1", fig, rate, name, median(merged), Unit::Rate, g, met);
+            }
         }
     }
 }
@@ -648,14 +757,20 @@ fn bench_appends(cfg: &Config, dd: &DataDir, pool: &Pool, table: &mut Table) {
 
 fn build_big(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, table: &mut Table) -> Log {
     let n = cfg.entries;
-    eprintln!("== building a log of {n} entries ({} threads, batches of {})", cfg.build_threads, cfg.build_batch);
+    eprintln!(
+        "== building a log of {n} entries ({} threads, batches of {})",
+        cfg.build_threads, cfg.build_batch
+    );
     fresh_log(dd, name);
     let log = dd.open_log(name, LogOptions::default()).unwrap();
     // Reset VmHWM (Linux ≥ 4.0) so the peak is this build's, not the
     // append benchmarks'.
     let _ = fs::write("/proc/self/clear_refs", "5");
     let (hwm0, rss0) = rss();
-    let milestones: Vec<u64> = [0.1, 0.2, 0.5, 1.0].iter().map(|f| ((n as f64 * f) as u64).max(1)).collect();
+    let milestones: Vec<u64> = [0.1, 0.2, 0.5, 1.0]
+        .iter()
+        .map(|f| ((n as f64 * f) as u64).max(1))
+        .collect();
     let mut samples: Vec<(u64, u64, u64)> = Vec::new();
     let reserved = AtomicU64::new(0);
     let running = AtomicUsize::new(cfg.build_threads);
@@ -708,13 +823,58 @@ fn build_big(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, table: &mut Ta
     eprintln!("  built in {el:.1} s ({:.0} entries/s)", n as f64 / el);
     let (hwm_end, rss_end) = rss();
     eprintln!("  RSS before build: VmHWM {hwm0} B, VmRSS {rss0} B; samples (size, VmHWM, VmRSS): {samples:?}");
-    let first_hwm = samples.first().map(|s| s.1).unwrap_or(hwm0);
-    let flat = |hwm: u64| hwm as f64 <= first_hwm as f64 * 1.10 + (4 << 20) as f64;
-    for (size, hwm, cur) in &samples {
-        let f = format!("peak RSS (VmHWM) at {} entries", fmt_count(*size));
-        table.add("5", f, *hwm as f64, "VmHWM before the build", hwm0 as f64, Unit::Bytes, "flat", Some(flat(*hwm)));
-        let f = format!("current RSS (VmRSS) at {} entries", fmt_count(*size));
-        table.add("5", f, *cur as f64, "VmRSS before the build", rss0 as f64, Unit::Bytes, "flat", None);
+    // The first sample is compared with the process before the build (the
+    // log's fixed working set); every later one with the first sample, so a
+    // ratio of 1.00× is a flat line. "Flat": within 10%.
+    let Some(&(size1, hwm1, rss1)) = samples.first() else {
+        panic!("no RSS sample")
+    };
+    let at = |size: u64| format!("{} entries", fmt_count(size));
+    table.add(
+        "5",
+        format!("peak RSS (VmHWM) at {}", at(size1)),
+        hwm1 as f64,
+        "VmHWM before the build",
+        hwm0 as f64,
+        Unit::Bytes,
+        "",
+        None,
+    );
+    table.add(
+        "5",
+        format!("current RSS (VmRSS) at {}", at(size1)),
+        rss1 as f64,
+        "VmRSS before the build",
+        rss0 as f64,
+        Unit::Bytes,
+        "",
+        None,
+    );
+    for &(size, hwm, cur) in &samples[1..] {
+        let f = format!("peak RSS (VmHWM) at {}", at(size));
+        let met = Some(hwm as f64 <= hwm1 as f64 * 1.10);
+        table.add(
+            "5",
+            f,
+            hwm as f64,
+            format!("VmHWM at {}", at(size1)),
+            hwm1 as f64,
+            Unit::Bytes,
+            "flat (≤ 1.10×)",
+            met,
+        );
+        let f = format!("current RSS (VmRSS) at {}", at(size));
+        let met = Some(cur as f64 <= rss1 as f64 * 1.10);
+        table.add(
+            "5",
+            f,
+            cur as f64,
+            format!("VmRSS at {}", at(size1)),
+            rss1 as f64,
+            Unit::Bytes,
+            "flat (≤ 1.10×)",
+            met,
+        );
     }
     eprintln!("  after build: VmHWM {hwm_end} B, VmRSS {rss_end} B");
     log
@@ -724,8 +884,14 @@ fn build_big(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, table: &mut Ta
 // 2. Full verification
 
 fn bench_verify(cfg: &Config, dir: &Path, n: u64, table: &mut Table) {
-    eprintln!("== 2. full verification of {n} entries ({})", if cfg.cold { "cold cache" } else { "warm cache" });
-    let files: Vec<PathBuf> = [ENTRIES_FILE, INDEX_FILE, HASHES_FILE].iter().map(|f| dir.join(f)).collect();
+    eprintln!(
+        "== 2. full verification of {n} entries ({})",
+        if cfg.cold { "cold cache" } else { "warm cache" }
+    );
+    let files: Vec<PathBuf> = [ENTRIES_FILE, INDEX_FILE, HASHES_FILE]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
     let bytes: u64 = files.iter().map(|f| file_len(f)).sum();
     if !cfg.cold {
         read_files(&files); // warm up: every measurement below then reads from the page cache
@@ -735,7 +901,10 @@ fn bench_verify(cfg: &Config, dir: &Path, n: u64, table: &mut Table) {
     let read = read_files(&files);
     let read_s = t.elapsed().as_secs_f64();
     assert_eq!(read, bytes);
-    eprintln!("  plain read of {bytes} bytes: {read_s:.2} s ({:.0} MB/s)", bytes as f64 / read_s / 1e6);
+    eprintln!(
+        "  plain read of {bytes} bytes: {read_s:.2} s ({:.0} MB/s)",
+        bytes as f64 / read_s / 1e6
+    );
 
     drop_caches(cfg.cold);
     let t = Instant::now();
@@ -753,7 +922,16 @@ fn bench_verify(cfg: &Config, dir: &Path, n: u64, table: &mut Table) {
     let rate = n as f64 / verify_s;
     let fig = format!("verify_log, {} entries", fmt_count(n));
     let goal = "≥ 1 M/s";
-    table.add("2", fig.clone(), rate, "read entries + SHA-256 each once", n as f64 / sha_s, Unit::Rate, goal, Some(rate >= 1e6));
+    table.add(
+        "2",
+        fig.clone(),
+        rate,
+        "read entries + SHA-256 each once",
+        n as f64 / sha_s,
+        Unit::Rate,
+        goal,
+        Some(rate >= 1e6),
+    );
     table.add(
         "2",
         fig,
@@ -778,8 +956,13 @@ fn bench_proofs(cfg: &Config, log: &Log, table: &mut Table) {
     let nodes = stored_count(size);
     let mut rng = Rng(0x00c0_ffee);
     let p = cfg.proofs;
-    let (mut proof_t, mut verify_t, mut pread_t, mut preads_t, mut node_t) =
-        (Vec::with_capacity(p), Vec::with_capacity(p), Vec::with_capacity(p), Vec::with_capacity(p), Vec::with_capacity(p));
+    let (mut proof_t, mut verify_t, mut pread_t, mut preads_t, mut node_t) = (
+        Vec::with_capacity(p),
+        Vec::with_capacity(p),
+        Vec::with_capacity(p),
+        Vec::with_capacity(p),
+        Vec::with_capacity(p),
+    );
     let mut buf = [0u8; 32];
     let mut depth_sum = 0usize;
     let read_node = |rng: &mut Rng, buf: &mut [u8; 32]| {
@@ -821,7 +1004,13 @@ fn bench_proofs(cfg: &Config, log: &Log, table: &mut Table) {
         v.sort_by(f64::total_cmp);
     }
     let depth = depth_sum as f64 / p as f64;
-    let fig = |what: &str| format!("inclusion_proof {what}, {} random proofs at size {}", fmt_count(p as u64), fmt_count(size));
+    let fig = |what: &str| {
+        format!(
+            "inclusion_proof {what}, {} random proofs at size {}",
+            fmt_count(p as u64),
+            fmt_count(size)
+        )
+    };
     let q = |v: &[f64], what: &str| match what {
         "p50" => percentile(v, 0.5),
         "p99" => percentile(v, 0.99),
@@ -871,7 +1060,7 @@ fn bench_proofs(cfg: &Config, log: &Log, table: &mut Table) {
 // ---------------------------------------------------------------------------
 // 4. Restart
 
-fn bench_restart(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, log: Log, table: &mut Table) {
+fn bench_restart(cfg: &Config, dd: &DataDir, name: &str, log: Log, table: &mut Table) {
     let n = log.size();
     let dir = log.dir().to_path_buf();
     eprintln!("== 4. restart of the {n}-entry log");
@@ -908,13 +1097,29 @@ fn bench_restart(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, log: Log, 
     let open_med = median(open_t.clone());
     let open_max = open_t.iter().copied().fold(0.0, f64::max);
     let goal = "≤ 2 s";
-    let fig = format!("open_log after clean close, median of {} ({} entries)", cfg.reopen_reps, fmt_count(n));
-    table.add("4", fig.clone(), open_med, "open + read the checkpoint file (8 KiB)", median(ckpt_t), Unit::Time, goal, Some(open_med <= 2.0));
+    let fig = format!(
+        "open_log after clean close, median of {} ({} entries)",
+        cfg.reopen_reps,
+        fmt_count(n)
+    );
+    table.add(
+        "4",
+        fig.clone(),
+        open_med,
+        "open + read the checkpoint file (8 KiB)",
+        median(ckpt_t),
+        Unit::Time,
+        goal,
+        Some(open_med <= 2.0),
+    );
     table.add(
         "4",
         fig,
         open_med,
-        format!("read the whole entries file ({:.2} GB): what a rescan would read", entries_bytes as f64 / 1e9),
+        format!(
+            "read the whole entries file ({:.2} GB): what a rescan would read",
+            entries_bytes as f64 / 1e9
+        ),
         full_read,
         Unit::Time,
         goal,
@@ -931,23 +1136,17 @@ fn bench_restart(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, log: Log, 
         Some(open_max <= 2.0),
     );
 
-    // Unclean stop: the derived files were last synced at `n`; append
-    // `unclean` more entries with derived syncs disabled, then leak the log
-    // so nothing is flushed. Reopening must re-read exactly those entries.
+    // Unclean stop: the derived files were last synced at `n`. A child
+    // process (this binary again) appends `unclean` more entries with derived
+    // syncs disabled and exits without dropping the log, as a killed server
+    // would: nothing is flushed. Reopening must re-read exactly those entries.
     let k = cfg.unclean;
-    eprintln!("  simulating an unclean stop after {k} unflushed entries");
-    let opts = LogOptions { derived_sync_every: u64::MAX, ..LogOptions::default() };
-    let log = dd.open_log(name, opts).unwrap();
-    let mut done = 0u64;
-    let mut at = 0usize;
-    while done < k {
-        let count = (cfg.build_batch as u64).min(k - done) as usize;
-        log.append(pool.batch(at, count)).unwrap();
-        at = pool.next_start(at, cfg.build_batch);
-        done += count as u64;
-    }
-    assert_eq!(log.size(), n + k);
-    std::mem::forget(log);
+    eprintln!("  simulating an unclean stop after {k} unflushed entries (child process)");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, format!("{}\n{name}\n{k}", dd.root().display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "unclean-stop child failed: {status}");
 
     drop_caches(cfg.cold);
     let t = Instant::now();
@@ -962,7 +1161,16 @@ fn bench_restart(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, log: Log, 
     let tail_rescan = t.elapsed().as_secs_f64();
 
     let fig = format!("open_log after unclean stop ({} entries to re-read)", fmt_count(k));
-    table.add("4", fig.clone(), unclean_open, format!("read + SHA-256 of those {} entries", fmt_count(k)), tail_rescan, Unit::Time, goal, Some(unclean_open <= 2.0));
+    table.add(
+        "4",
+        fig.clone(),
+        unclean_open,
+        format!("read + SHA-256 of those {} entries", fmt_count(k)),
+        tail_rescan,
+        Unit::Time,
+        goal,
+        Some(unclean_open <= 2.0),
+    );
     table.add(
         "4",
         fig,
@@ -977,13 +1185,48 @@ fn bench_restart(cfg: &Config, dd: &DataDir, pool: &Pool, name: &str, log: Log, 
 
 // ---------------------------------------------------------------------------
 
+/// Set for the child process of the unclean-stop measurement: data
+/// directory, log name and entry count, one a line.
+const CHILD_ENV: &str = "SEALTRAIL_BENCH_INTERNAL_UNCLEAN_CHILD";
+
+/// The child of the unclean-stop measurement: append, then exit without
+/// running any destructor, so the log is never flushed.
+fn unclean_child(cfg: &Config, spec: &str) -> ! {
+    let mut parts = spec.lines();
+    let (root, name, k) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let k: u64 = k.parse().unwrap();
+    let pool = Pool::new(cfg.pool);
+    let dd = DataDir::new(root);
+    let opts = LogOptions {
+        derived_sync_every: u64::MAX,
+        ..LogOptions::default()
+    };
+    let log = dd.open_log(name, opts).unwrap();
+    let n = log.size();
+    let (mut done, mut at) = (0u64, 0usize);
+    while done < k {
+        let count = (cfg.build_batch as u64).min(k - done) as usize;
+        log.append(pool.batch(at, count)).unwrap();
+        at = pool.next_start(at, cfg.build_batch);
+        done += count as u64;
+    }
+    assert_eq!(log.size(), n + k);
+    std::process::exit(0)
+}
+
 fn main() {
     let cfg = Config::from_env();
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        unclean_child(&cfg, &spec);
+    }
     fs::create_dir_all(&cfg.dir).unwrap();
     let dir = cfg.dir.canonicalize().unwrap();
     let (mount, fstype, dev) = fs_of(&dir);
     if fstype == "tmpfs" || fstype == "ramfs" {
-        panic!("{} is on {fstype}: fdatasync would measure nothing; set SEALTRAIL_BENCH_DIR to a directory on disk", dir.display());
+        panic!(
+            "{} is on {fstype}: fdatasync would measure nothing; set SEALTRAIL_BENCH_DIR to a directory on disk",
+            dir.display()
+        );
     }
     let data = dir.join(format!("run-{}", std::process::id()));
     fs::create_dir_all(&data).unwrap();
@@ -992,12 +1235,20 @@ fn main() {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
         .and_then(|k| k.parse::<u64>().ok())
         .unwrap_or(0);
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     let pool = Pool::new(cfg.pool);
     eprintln!(
@@ -1020,19 +1271,23 @@ fn main() {
         let log_dir = log.dir().to_path_buf();
         log.flush().unwrap();
         bench_verify(&cfg, &log_dir, n, &mut table);
-        bench_restart(&cfg, &dd, &pool, name, log, &mut table);
+        bench_restart(&cfg, &dd, name, log, &mut table);
     }
 
     println!();
     println!(
         "Sealtrail ledger benchmark: {cpus} CPUs ({cpu}), {:.1} GiB RAM, {fstype} on {dev}; \
-         {} entries in the big log, mean entry {:.0} bytes, {} s per throughput figure, {} threads, {}; total {:.0} s",
+         {} entries in the big log, mean entry {:.0} bytes, {} s per throughput figure, appending threads 1,{:?}, {}; total {:.0} s",
         mem as f64 / (1u64 << 20) as f64,
         cfg.entries,
         pool.mean_len(),
         cfg.secs,
         cfg.threads,
-        if cfg.cold { "cold cache (caches dropped before each read)" } else { "warm page cache" },
+        if cfg.cold {
+            "cold cache (caches dropped before each read)"
+        } else {
+            "warm page cache"
+        },
         started.elapsed().as_secs_f64()
     );
     println!();
