@@ -86,26 +86,48 @@ struct Pending {
     leaves: Vec<Hash>,
 }
 
+/// The tree as last written to the OS by a writer, not yet necessarily
+/// durable: what the next sync will make durable and sign.
+#[derive(Clone, Copy, Default)]
+struct Written {
+    size: u64,
+    root: Hash,
+    entries_end: u64,
+}
+
+/// Appends move through two stages, each run by one caller at a time on
+/// behalf of everyone: a *writer* hashes and writes queued entries, a
+/// *syncer* makes everything written so far durable and signs it. While one
+/// batch syncs, the next is written, so CPU work overlaps the disk flush.
 #[derive(Default)]
 struct Queue {
     next: u64,
     durable: u64,
     pending: VecDeque<Pending>,
     pending_entries: usize,
-    leader: bool,
+    writing: bool,
+    syncing: bool,
+    written: Written,
     poisoned: Option<Arc<str>>,
 }
 
-/// State only the committing leader touches.
+/// State only the writer touches.
 struct Writer {
     frontier: Frontier,
     entries_end: u64,
-    slot_seq: u64,
-    derived_size: u64,
-    derived_offset: u64,
     records: Vec<u8>,
     index: Vec<u8>,
     hashes: Vec<u8>,
+}
+
+/// State only the syncer (and `flush`) touches.
+struct Syncer {
+    slot_seq: u64,
+    /// Entries whose index offsets and hashes are known durable.
+    derived_size: u64,
+    derived_offset: u64,
+    /// End of the entries covered by the published checkpoint.
+    durable_end: u64,
 }
 
 /// The committed state readers see.
@@ -125,6 +147,7 @@ struct Inner {
     committed: Condvar,
     queued: Condvar,
     writer: Mutex<Writer>,
+    syncer: Mutex<Syncer>,
     head: RwLock<Head>,
     /// Held while open: one writer per log across processes.
     _lock: Box<dyn std::any::Any + Send + Sync>,
@@ -253,20 +276,37 @@ impl Log {
             )
         })?;
         let signed = checkpoint.size;
-        let mut writer = recover(&files, &slot, signed, false)?;
-        if writer.frontier.root() != checkpoint.root && writer.derived_size > 0 {
+        let mut rec = recover(&files, &slot, signed, false)?;
+        if rec.frontier.root() != checkpoint.root && rec.derived_size > 0 {
             // The derived files may be what is wrong: rebuild them from the
             // entries, which with the signed checkpoint are the truth.
-            writer = recover(&files, &slot, signed, true)?;
+            rec = recover(&files, &slot, signed, true)?;
         }
-        if writer.frontier.root() != checkpoint.root {
+        if rec.frontier.root() != checkpoint.root {
             return Err(corrupt(
                 dir,
                 ENTRIES_FILE,
                 format!("the tree of its first {signed} entries does not have the root of the last signed checkpoint"),
             ));
         }
-        writer.slot_seq = slot.seq;
+        let written = Written {
+            size: signed,
+            root: checkpoint.root,
+            entries_end: rec.entries_end,
+        };
+        let syncer = Syncer {
+            slot_seq: slot.seq,
+            derived_size: rec.derived_size,
+            derived_offset: rec.derived_offset,
+            durable_end: rec.entries_end,
+        };
+        let writer = Writer {
+            frontier: rec.frontier,
+            entries_end: rec.entries_end,
+            records: Vec::new(),
+            index: Vec::new(),
+            hashes: Vec::new(),
+        };
         let head = Head {
             checkpoint,
             note: slot.note.into(),
@@ -274,6 +314,7 @@ impl Log {
         let queue = Queue {
             next: signed,
             durable: signed,
+            written,
             ..Queue::default()
         };
         Ok(Log {
@@ -287,6 +328,7 @@ impl Log {
                 committed: Condvar::new(),
                 queued: Condvar::new(),
                 writer: Mutex::new(writer),
+                syncer: Mutex::new(syncer),
                 head: RwLock::new(head),
                 _lock: lock,
             }),
@@ -397,46 +439,60 @@ impl Log {
             if let Some(reason) = &q.poisoned {
                 return Err(LedgerError::Poisoned(reason.clone()));
             }
-            if q.leader {
-                q = inner.committed.wait(q).unwrap_or_else(|e| e.into_inner());
+            if !q.writing && !q.pending.is_empty() {
+                q.writing = true;
+                if !inner.opts.max_delay.is_zero() && q.pending_entries < inner.opts.max_batch {
+                    let max = inner.opts.max_batch;
+                    q = inner
+                        .queued
+                        .wait_timeout_while(q, inner.opts.max_delay, |q| q.pending_entries < max)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                let mut batch = Vec::new();
+                let mut n = 0usize;
+                while let Some(p) = q.pending.front() {
+                    if n > 0 && n + p.leaves.len() > inner.opts.max_batch {
+                        break;
+                    }
+                    n += p.leaves.len();
+                    batch.extend(q.pending.pop_front());
+                }
+                q.pending_entries -= n;
+                drop(q);
+                let result = self.write_batch(&batch);
+                q = lock(&inner.queue);
+                q.writing = false;
+                match result {
+                    Ok(w) => q.written = w,
+                    Err(e) => q.poisoned = Some(e.to_string().into()),
+                }
+                inner.committed.notify_all();
                 continue;
             }
-            q.leader = true;
-            if !inner.opts.max_delay.is_zero() && q.pending_entries < inner.opts.max_batch {
-                let max = inner.opts.max_batch;
-                q = inner
-                    .queued
-                    .wait_timeout_while(q, inner.opts.max_delay, |q| q.pending_entries < max)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-            let mut batch = Vec::new();
-            let mut n = 0usize;
-            while let Some(p) = q.pending.front() {
-                if n > 0 && n + p.leaves.len() > inner.opts.max_batch {
-                    break;
+            if !q.syncing && q.written.size > q.durable {
+                q.syncing = true;
+                let target = q.written;
+                drop(q);
+                let result = self.sync_to(target);
+                q = lock(&inner.queue);
+                q.syncing = false;
+                match result {
+                    Ok(()) => q.durable = target.size,
+                    Err(e) => q.poisoned = Some(e.to_string().into()),
                 }
-                n += p.leaves.len();
-                batch.extend(q.pending.pop_front());
+                inner.committed.notify_all();
+                continue;
             }
-            q.pending_entries -= n;
-            drop(q);
-            let result = self.commit(&batch);
-            q = lock(&inner.queue);
-            q.leader = false;
-            match result {
-                Ok(size) => q.durable = size,
-                Err(e) => q.poisoned = Some(e.to_string().into()),
-            }
-            inner.committed.notify_all();
+            q = inner.committed.wait(q).unwrap_or_else(|e| e.into_inner());
         }
     }
 
-    /// Write, sync and sign one batch. Any error leaves the log poisoned.
-    fn commit(&self, batch: &[Pending]) -> Result<u64> {
-        let inner = &*self.inner;
-        let files = &inner.files;
-        let mut guard = lock(&inner.writer);
+    /// Hash and write one batch to the OS (not yet durable). Any error
+    /// leaves the log poisoned.
+    fn write_batch(&self, batch: &[Pending]) -> Result<Written> {
+        let files = &self.inner.files;
+        let mut guard = lock(&self.inner.writer);
         let w = &mut *guard;
         let start_size = w.frontier.size();
         w.records.clear();
@@ -458,12 +514,10 @@ impl Log {
                 w.frontier.push(*leaf, |_, _, h| hashes.extend_from_slice(h));
             }
         }
-        let size = w.frontier.size();
-        let entries_path = || files.path(ENTRIES_FILE);
         files
             .entries
             .write_all_at(&w.records, w.entries_end)
-            .ctx("write", &entries_path())?;
+            .ctx("write", &files.path(ENTRIES_FILE))?;
         files
             .index
             .write_all_at(&w.index, HEADER_LEN + start_size * 8)
@@ -472,25 +526,41 @@ impl Log {
             .hashes
             .write_all_at(&w.hashes, HEADER_LEN + stored_count(start_size) * 32)
             .ctx("write", &files.path(HASHES_FILE))?;
-        files.entries.sync_data().ctx("fdatasync", &entries_path())?;
         w.entries_end = offset;
+        Ok(Written {
+            size: w.frontier.size(),
+            root: w.frontier.root(),
+            entries_end: offset,
+        })
+    }
 
-        if size - w.derived_size >= inner.opts.derived_sync_every {
+    /// Make everything written up to `target` durable, then sign and persist
+    /// its checkpoint and publish it. Any error leaves the log poisoned.
+    fn sync_to(&self, target: Written) -> Result<()> {
+        let inner = &*self.inner;
+        let files = &inner.files;
+        let mut guard = lock(&inner.syncer);
+        let s = &mut *guard;
+        // Covers `target` and maybe part of a later batch; the checkpoint
+        // below commits only to `target`, so open cuts any such extra.
+        files.entries.sync_data().ctx("fdatasync", &files.path(ENTRIES_FILE))?;
+        if target.size - s.derived_size >= inner.opts.derived_sync_every {
             files.index.sync_data().ctx("fdatasync", &files.path(INDEX_FILE))?;
             files.hashes.sync_data().ctx("fdatasync", &files.path(HASHES_FILE))?;
-            w.derived_size = size;
-            w.derived_offset = w.entries_end;
+            s.derived_size = target.size;
+            s.derived_offset = target.entries_end;
         }
         let checkpoint = Checkpoint {
             origin: inner.signer.name().to_string(),
-            size,
-            root: w.frontier.root(),
+            size: target.size,
+            root: target.root,
             extensions: vec![],
         };
         let note: Arc<[u8]> = inner.sign(&checkpoint)?.into_bytes().into();
-        inner.write_slot(w, &note)?;
+        inner.write_slot(s, &note)?;
+        s.durable_end = target.entries_end;
         *inner.head.write().unwrap_or_else(|e| e.into_inner()) = Head { checkpoint, note };
-        Ok(size)
+        Ok(())
     }
 
     /// Sync the derived files and record that in the checkpoint file, so the
@@ -674,7 +744,7 @@ impl Inner {
 
     /// Persist `note` in the slot not holding the current checkpoint, so a
     /// torn write leaves the previous one intact.
-    fn write_slot(&self, w: &mut Writer, note: &[u8]) -> Result<()> {
+    fn write_slot(&self, w: &mut Syncer, note: &[u8]) -> Result<()> {
         let files = &self.files;
         let path = files.path(CHECKPOINT_FILE);
         let slot = Slot {
@@ -699,19 +769,19 @@ impl Inner {
         if let Some(reason) = lock(&self.queue).poisoned.clone() {
             return Err(LedgerError::Poisoned(reason));
         }
-        let mut guard = lock(&self.writer);
-        let w = &mut *guard;
+        let mut guard = lock(&self.syncer);
+        let s = &mut *guard;
         let head = self.head();
-        if w.derived_size == head.checkpoint.size {
+        if s.derived_size == head.checkpoint.size {
             return Ok(());
         }
         let files = &self.files;
         let r = (|| {
             files.index.sync_data().ctx("fdatasync", &files.path(INDEX_FILE))?;
             files.hashes.sync_data().ctx("fdatasync", &files.path(HASHES_FILE))?;
-            w.derived_size = head.checkpoint.size;
-            w.derived_offset = w.entries_end;
-            self.write_slot(w, &head.note)
+            s.derived_size = head.checkpoint.size;
+            s.derived_offset = s.durable_end;
+            self.write_slot(s, &head.note)
         })();
         if let Err(e) = &r {
             lock(&self.queue).poisoned = Some(e.to_string().into());
@@ -754,7 +824,7 @@ fn read_current_slot(files: &Files) -> Result<Slot> {
 /// Bring the derived files up to `signed` entries and cut the entries file
 /// to exactly the entries the last signed checkpoint covers.
 /// `rebuild`: ignore the derived files and rebuild them from entry 0.
-fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Writer> {
+fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Recovered> {
     let dir = &files.dir;
     let entries_path = files.path(ENTRIES_FILE);
     let entries_len = files.entries.len().ctx("stat", &entries_path)?;
@@ -845,16 +915,21 @@ fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Wri
         .hashes
         .set_len(HEADER_LEN + stored_count(signed) * 32)
         .ctx("truncate", &files.path(HASHES_FILE))?;
-    Ok(Writer {
+    Ok(Recovered {
         frontier,
         entries_end: offset,
-        slot_seq: slot.seq,
         derived_size: trusted_size,
         derived_offset: trusted_offset,
-        records: Vec::new(),
-        index: Vec::new(),
-        hashes: Vec::new(),
     })
+}
+
+/// What open learns from the files: the tree, where the entries end, and how
+/// far the derived files are known durable.
+struct Recovered {
+    frontier: Frontier,
+    entries_end: u64,
+    derived_size: u64,
+    derived_offset: u64,
 }
 
 fn record_len(b: &[u8]) -> usize {

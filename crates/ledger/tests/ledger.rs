@@ -320,3 +320,48 @@ fn damaged_derived_files_are_rebuilt_from_the_entries_on_open() {
         assert!(report.intact(), "{damage}: {:?}", report.findings);
     }
 }
+
+/// The same with four appenders at once, so that a batch is being written
+/// while the previous one syncs when the power goes.
+#[test]
+fn crash_with_concurrent_appenders_loses_no_acknowledged_entry() {
+    for k in 1..=60u64 {
+        let storage = SimStorage::new();
+        let dir = sim_dir(&storage);
+        dir.create_log("default", None).unwrap();
+        let log = dir.open_log("default", small_opts()).unwrap();
+        storage.set_fault(Some(Fault::CrashAtSync(storage.syncs() + k)));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut acked = Vec::new();
+                    for b in 0..12u64 {
+                        let batch: Vec<Vec<u8>> =
+                            (0..1 + b % 3).map(|i| format!("t{t} b{b} i{i}").into_bytes()).collect();
+                        match log.append(&batch) {
+                            Ok(a) => acked.extend(batch.into_iter().enumerate().map(|(i, e)| (a.first + i as u64, e))),
+                            Err(_) => break,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        let acked: Vec<(u64, Vec<u8>)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        drop(log);
+        for keep in [0usize, 5, usize::MAX] {
+            let image = storage.crash_image(|len| keep.min(len));
+            let dir = sim_dir(&image);
+            let log = dir
+                .open_log("default", small_opts())
+                .unwrap_or_else(|e| panic!("sync {k} keep {keep}: {e}"));
+            for (index, e) in &acked {
+                assert_eq!(&log.entry(*index).unwrap(), e, "sync {k} keep {keep}: entry {index}");
+            }
+            drop(log);
+            let report = verify_log(&image, &dir.log_dir("default"), None, None).unwrap();
+            assert!(report.intact(), "sync {k} keep {keep}: {:?}", report.findings);
+        }
+    }
+}
