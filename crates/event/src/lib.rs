@@ -1,0 +1,38 @@
+//! Sealtrail's audit events, schema version 1: what a sender may submit,
+//! how it is checked, what the server adds, and the exact bytes stored.
+//!
+//! ```text
+//! JSON text ─json::parse─► Value ─accept─► Event ─canonical_entry─► entry bytes (RFC 8785)
+//!                          (dup keys,     (all field errors,        (≤ 65,535; leaf hash =
+//!                           line:col)      id/received_at in)         SHA-256(0x00 ‖ bytes))
+//! ```
+//!
+//! docs/event-schema.md describes every field, limit and policy;
+//! docs/event-schema.v1.json is the same schema as JSON Schema 2020-12.
+//!
+//! Architecture invariant: no I/O, no clock, no randomness. The server
+//! passes `received_at` and the id's randomness in ([`event_id`]).
+//! Architecture invariant: knows nothing of the ledger, the Merkle tree or
+//! HTTP; it hands bytes to whoever stores them.
+
+pub mod entry;
+pub mod event;
+pub mod id;
+pub mod jcs;
+pub mod json;
+pub mod limits;
+pub mod timestamp;
+pub mod validate;
+
+pub use entry::{canonical_entry, parse_entry, EntryError};
+pub use event::{
+    Actor, ActorType, Changes, Context, Crud, Event, Failure, Impersonator, Outcome, Severity, Source, Target,
+};
+pub use id::{event_id, IdTimeError};
+pub use jcs::JcsError;
+pub use json::JsonError;
+pub use validate::{accept, accept_json, FieldError, Rejection};
+
+// Re-exported because they appear in this crate's public API.
+pub use jiff::Timestamp;
+pub use ulid::Ulid;

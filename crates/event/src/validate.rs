@@ -1,0 +1,747 @@
+//! Validation of untrusted event JSON against schema v1, and the building
+//! of an [`Event`] from it. The one place where the schema's rules live in
+//! Rust; docs/event-schema.v1.json states the same rules for other tools,
+//! and the tests hold the two together.
+//!
+//! Validation does not stop at the first problem: it reports every error
+//! (up to [`MAX_ERRORS`]) as a [`FieldError`] with a path such as
+//! `targets[2].type` and a reason a sender can act on. Errors come in
+//! schema order within each object, unknown fields after the known ones.
+//!
+//! Policies, decided here and documented in docs/event-schema.md:
+//! - `null` for an optional field means the field is absent, because many
+//!   clients serialise their empty optionals that way; it is not stored.
+//!   `null` inside `details` and `changes.before`/`after` is data and kept.
+//! - Unknown fields are refused at every level of the fixed schema (a typo
+//!   such as `actor.emial` must not vanish silently); free-form data
+//!   belongs in `details`.
+//! - Every string of the fixed schema is non-empty and bounded
+//!   ([`crate::limits`]).
+//! - Numbers anywhere in an event lie within ±(2^53 − 1)
+//!   ([`MAX_SAFE_INTEGER`]), so the stored double equals what was sent.
+//!
+//! Not here: JSON text parsing ([`crate::json`]), canonical bytes
+//! ([`crate::jcs`]), and any clock or randomness: the caller passes
+//! `received_at` and `id` in.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde_json::{Map, Number, Value};
+use ulid::Ulid;
+
+use crate::event::{
+    Actor, ActorType, Changes, Context, Crud, Event, Failure, Impersonator, Outcome, Severity, Source, Target,
+};
+use crate::limits::*;
+use crate::timestamp::{self, TimeError};
+use crate::{jcs, json};
+
+/// One thing wrong with an input: where (`actor.id`, `targets[2].type`;
+/// empty for the event as a whole) and why. Displays as `path: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Why an event sent as JSON text was refused: the text is not JSON, or it
+/// is JSON that breaks the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Json(#[from] json::JsonError),
+    #[error("{}", join(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+pub(crate) fn join(errors: &[FieldError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Validate an event as a client sent it and complete it with the
+/// server-assigned fields: `id`, `received_at`, `occurred_at` (defaults to
+/// `received_at`) and `severity` (defaults to `info`). The result's
+/// canonical entry is guaranteed to fit [`MAX_ENTRY_BYTES`].
+pub fn accept(input: &Value, received_at: Timestamp, id: Ulid) -> Result<Event, Vec<FieldError>> {
+    let mut c = Checker::default();
+    let event = event(&mut c, input, Mode::Submitted { received_at, id });
+    finish(c, event)
+}
+
+/// [`accept`] for JSON text: refuses text that is not JSON (with line and
+/// column) or has duplicate keys, then validates.
+pub fn accept_json(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<Event, Rejection> {
+    let value = json::parse(text)?;
+    accept(&value, received_at, id).map_err(Rejection::Invalid)
+}
+
+/// Validate a stored event (as [`crate::parse_entry`] reads it back): `id`
+/// and `received_at`, `occurred_at` and `severity` are required rather than
+/// forbidden or defaulted.
+pub(crate) fn stored(input: &Value) -> Result<Event, Vec<FieldError>> {
+    let mut c = Checker::default();
+    let event = event(&mut c, input, Mode::Stored);
+    finish(c, event)
+}
+
+fn finish(mut c: Checker, event: Option<Event>) -> Result<Event, Vec<FieldError>> {
+    match event {
+        Some(event) if c.errors.is_empty() => match crate::entry::canonical_entry(&event) {
+            Ok(_) => Ok(event),
+            Err(err) => {
+                c.push("", err.to_string());
+                Err(c.finish())
+            }
+        },
+        _ => Err(c.finish()),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Submitted { received_at: Timestamp, id: Ulid },
+    Stored,
+}
+
+const EVENT_FIELDS: &[&str] = &[
+    "id",
+    "occurred_at",
+    "received_at",
+    "tenant",
+    "action",
+    "category",
+    "crud",
+    "outcome",
+    "severity",
+    "actor",
+    "targets",
+    "source",
+    "context",
+    "changes",
+    "message",
+    "duration_ms",
+    "error",
+    "details",
+    "idempotency_key",
+];
+
+fn event(c: &mut Checker, input: &Value, mode: Mode) -> Option<Event> {
+    let obj = c.object("", input)?;
+    let (id, received_at) = match mode {
+        Mode::Submitted { received_at, id } => {
+            for key in ["id", "received_at"] {
+                if present(obj, key).is_some() {
+                    c.push(key, "assigned by the server; must not be sent");
+                }
+            }
+            (Some(id), Some(received_at))
+        }
+        Mode::Stored => (
+            c.required(obj, "", "id", |c, p, v| c.ulid(p, v)),
+            c.required(obj, "", "received_at", |c, p, v| c.time(p, v)),
+        ),
+    };
+    let occurred_at = match mode {
+        Mode::Submitted { .. } => c.optional(obj, "", "occurred_at", |c, p, v| c.time(p, v)),
+        Mode::Stored => c.required(obj, "", "occurred_at", |c, p, v| c.time(p, v)),
+    };
+    let tenant = c.optional(obj, "", "tenant", |c, p, v| c.text(p, v, NAME_CHARS));
+    let action = c.required(obj, "", "action", |c, p, v| c.action(p, v));
+    let category = c.optional(obj, "", "category", |c, p, v| c.text(p, v, NAME_CHARS));
+    let crud = c.optional(obj, "", "crud", |c, p, v| c.name(p, v, Crud::ALL, Crud::as_str));
+    let outcome = c.optional(obj, "", "outcome", |c, p, v| {
+        c.name(p, v, Outcome::ALL, Outcome::as_str)
+    });
+    let severity_field = |c: &mut Checker, p: &str, v: &Value| c.name(p, v, Severity::ALL, Severity::as_str);
+    let severity = match mode {
+        Mode::Submitted { .. } => c.optional(obj, "", "severity", severity_field),
+        Mode::Stored => c.required(obj, "", "severity", severity_field),
+    };
+    let actor = c.optional(obj, "", "actor", actor);
+    let targets = c.optional(obj, "", "targets", |c, p, v| c.list(p, v, MAX_TARGETS, target));
+    let source = c.optional(obj, "", "source", source);
+    let context = c.optional(obj, "", "context", context);
+    let changes = c.optional(obj, "", "changes", changes);
+    let message = c.optional(obj, "", "message", |c, p, v| c.text(p, v, TEXT_CHARS));
+    let duration_ms = c.optional(obj, "", "duration_ms", |c, p, v| c.duration(p, v));
+    let error = c.optional(obj, "", "error", failure);
+    let details = c.optional(obj, "", "details", details);
+    let idempotency_key = c.optional(obj, "", "idempotency_key", |c, p, v| c.text(p, v, ID_CHARS));
+    c.unknown(obj, "", EVENT_FIELDS);
+
+    let (Some(id), Some(received_at), Some(action)) = (id, received_at, action) else {
+        return None;
+    };
+    Some(Event {
+        id,
+        occurred_at: occurred_at.unwrap_or(received_at),
+        received_at,
+        tenant,
+        action,
+        category,
+        crud,
+        outcome,
+        severity: severity.unwrap_or_default(),
+        actor,
+        targets,
+        source,
+        context,
+        changes,
+        message,
+        duration_ms,
+        error,
+        details,
+        idempotency_key,
+    })
+}
+
+fn actor(c: &mut Checker, path: &str, v: &Value) -> Option<Actor> {
+    let obj = c.object(path, v)?;
+    let id = c.required(obj, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
+    let kind = c.optional(obj, path, "type", |c, p, v| {
+        c.name(p, v, ActorType::ALL, ActorType::as_str)
+    });
+    let name = c.optional(obj, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
+    let email = c.optional(obj, path, "email", |c, p, v| c.text(p, v, ID_CHARS));
+    let roles = c.optional(obj, path, "roles", |c, p, v| {
+        c.list(p, v, MAX_ROLES, |c, p, v| c.text(p, v, NAME_CHARS))
+    });
+    let impersonator = c.optional(obj, path, "impersonator", impersonator);
+    c.unknown(obj, path, &["id", "type", "name", "email", "roles", "impersonator"]);
+    Some(Actor {
+        id: id?,
+        kind,
+        name,
+        email,
+        roles,
+        impersonator,
+    })
+}
+
+fn impersonator(c: &mut Checker, path: &str, v: &Value) -> Option<Impersonator> {
+    let obj = c.object(path, v)?;
+    let id = c.required(obj, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
+    let kind = c.optional(obj, path, "type", |c, p, v| {
+        c.name(p, v, ActorType::ALL, ActorType::as_str)
+    });
+    let name = c.optional(obj, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
+    let email = c.optional(obj, path, "email", |c, p, v| c.text(p, v, ID_CHARS));
+    c.unknown(obj, path, &["id", "type", "name", "email"]);
+    Some(Impersonator {
+        id: id?,
+        kind,
+        name,
+        email,
+    })
+}
+
+fn target(c: &mut Checker, path: &str, v: &Value) -> Option<Target> {
+    let obj = c.object(path, v)?;
+    let kind = c.required(obj, path, "type", |c, p, v| c.text(p, v, NAME_CHARS));
+    let id = c.required(obj, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
+    let name = c.optional(obj, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
+    c.unknown(obj, path, &["type", "id", "name"]);
+    Some(Target {
+        kind: kind?,
+        id: id?,
+        name,
+    })
+}
+
+fn source(c: &mut Checker, path: &str, v: &Value) -> Option<Source> {
+    let obj = c.object(path, v)?;
+    let mut text = |key, max| c.optional(obj, path, key, |c, p, v| c.text(p, v, max));
+    let source = Source {
+        service: text("service", NAME_CHARS),
+        version: text("version", NAME_CHARS),
+        environment: text("environment", NAME_CHARS),
+        host: text("host", ID_CHARS),
+        workflow: text("workflow", ID_CHARS),
+    };
+    c.unknown(obj, path, &["service", "version", "environment", "host", "workflow"]);
+    Some(source)
+}
+
+fn context(c: &mut Checker, path: &str, v: &Value) -> Option<Context> {
+    let obj = c.object(path, v)?;
+    let ip = c.optional(obj, path, "ip", |c, p, v| c.ip(p, v));
+    let mut text = |key, max| c.optional(obj, path, key, |c, p, v| c.text(p, v, max));
+    let context = Context {
+        ip,
+        user_agent: text("user_agent", USER_AGENT_CHARS),
+        session_id: text("session_id", ID_CHARS),
+        request_id: text("request_id", ID_CHARS),
+        trace_id: text("trace_id", ID_CHARS),
+        span_id: text("span_id", ID_CHARS),
+        location: text("location", ID_CHARS),
+    };
+    c.unknown(
+        obj,
+        path,
+        &[
+            "ip",
+            "user_agent",
+            "session_id",
+            "request_id",
+            "trace_id",
+            "span_id",
+            "location",
+        ],
+    );
+    Some(context)
+}
+
+fn changes(c: &mut Checker, path: &str, v: &Value) -> Option<Changes> {
+    let obj = c.object(path, v)?;
+    let before = c.optional(obj, path, "before", |c, p, v| c.free(p, v, 1).then(|| as_stored(v)));
+    let after = c.optional(obj, path, "after", |c, p, v| c.free(p, v, 1).then(|| as_stored(v)));
+    let fields = c.optional(obj, path, "fields", |c, p, v| {
+        c.list(p, v, MAX_CHANGED_FIELDS, |c, p, v| c.text(p, v, ID_CHARS))
+    });
+    c.unknown(obj, path, &["before", "after", "fields"]);
+    Some(Changes { before, after, fields })
+}
+
+fn failure(c: &mut Checker, path: &str, v: &Value) -> Option<Failure> {
+    let obj = c.object(path, v)?;
+    let mut text = |key, max| c.optional(obj, path, key, |c, p, v| c.text(p, v, max));
+    let failure = Failure {
+        kind: text("type", ID_CHARS),
+        message: text("message", TEXT_CHARS),
+        stack: text("stack", STACK_CHARS),
+    };
+    c.unknown(obj, path, &["type", "message", "stack"]);
+    Some(failure)
+}
+
+fn details(c: &mut Checker, path: &str, v: &Value) -> Option<Map<String, Value>> {
+    c.object(path, v)?;
+    if !c.free(path, v, 1) {
+        return None;
+    }
+    // Numbers were just checked, so canonicalisation cannot fail; were it
+    // to, the size check is moot and the entry check reports it.
+    let size = jcs::to_vec(v).map(|bytes| bytes.len()).unwrap_or(0);
+    if size > MAX_DETAILS_BYTES {
+        c.push(
+            path,
+            format!(
+                "{} bytes in canonical form; the limit is {}",
+                thousands(size),
+                thousands(MAX_DETAILS_BYTES)
+            ),
+        );
+        return None;
+    }
+    match as_stored(v) {
+        Value::Object(obj) => Some(obj),
+        _ => None,
+    }
+}
+
+/// Free-form data with its numbers as they read back from the stored
+/// entry, so that an accepted event equals the one parsed from its entry:
+/// the canonical form prints a double with an integral value as an integer
+/// (`1.0` → `1`, `-0` → `0`), which serde_json then reads as one. Exact for
+/// the numbers validation lets through (|x| ≤ 2^53 − 1, so the cast is
+/// lossless and no exponent form arises).
+fn as_stored(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 => {
+                if f >= 0.0 {
+                    Value::from(f as u64)
+                } else {
+                    Value::from(f as i64)
+                }
+            }
+            _ => v.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(as_stored).collect()),
+        Value::Object(obj) => Value::Object(obj.iter().map(|(k, v)| (k.clone(), as_stored(v))).collect()),
+        Value::Null | Value::Bool(_) | Value::String(_) => v.clone(),
+    }
+}
+
+/// Collects errors; the field checks return `None` after pushing theirs.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<FieldError>,
+    dropped: usize,
+}
+
+/// A field's value unless it is absent or `null`, which mean the same.
+fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+impl Checker {
+    fn push(&mut self, path: &str, message: impl Into<String>) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(FieldError {
+                path: path.to_string(),
+                message: message.into(),
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<FieldError> {
+        if self.dropped > 0 {
+            let n = self.dropped;
+            self.errors.push(FieldError {
+                path: String::new(),
+                message: format!("{n} more error{} not shown", if n == 1 { "" } else { "s" }),
+            });
+        }
+        self.errors
+    }
+
+    fn optional<T>(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<T> {
+        let value = present(obj, key)?;
+        check(self, &member(path, key), value)
+    }
+
+    fn required<T>(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<T> {
+        let p = member(path, key);
+        match present(obj, key) {
+            Some(value) => check(self, &p, value),
+            None => {
+                self.push(&p, "required");
+                None
+            }
+        }
+    }
+
+    fn unknown(&mut self, obj: &Map<String, Value>, path: &str, known: &[&str]) {
+        for key in sorted_keys(obj).into_iter().filter(|k| !known.contains(&k.as_str())) {
+            self.push(&member(path, key), "unknown field");
+        }
+    }
+
+    fn expected(&mut self, path: &str, expected: &str, v: &Value) {
+        self.push(path, format!("expected {expected}, got {}", type_name(v)));
+    }
+
+    fn object<'a>(&mut self, path: &str, v: &'a Value) -> Option<&'a Map<String, Value>> {
+        match v {
+            Value::Object(obj) => Some(obj),
+            _ => {
+                self.expected(path, "object", v);
+                None
+            }
+        }
+    }
+
+    fn string<'a>(&mut self, path: &str, v: &'a Value) -> Option<&'a str> {
+        match v {
+            Value::String(s) => Some(s),
+            _ => {
+                self.expected(path, "string", v);
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, path: &str, v: &Value, max_chars: usize) -> Option<String> {
+        let s = self.string(path, v)?;
+        if s.is_empty() {
+            self.push(path, "must not be empty");
+            return None;
+        }
+        // Cheap bound first: a string of at most max_chars bytes cannot
+        // have more characters than that.
+        if s.len() > max_chars {
+            let chars = s.chars().count();
+            if chars > max_chars {
+                self.push(
+                    path,
+                    format!("{} characters; the limit is {}", thousands(chars), thousands(max_chars)),
+                );
+                return None;
+            }
+        }
+        Some(s.to_string())
+    }
+
+    fn action(&mut self, path: &str, v: &Value) -> Option<String> {
+        let s = self.text(path, v, NAME_CHARS)?;
+        let bytes = s.as_bytes();
+        let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/');
+        if bytes[0].is_ascii_alphanumeric() && bytes.iter().all(allowed) {
+            Some(s)
+        } else {
+            self.push(
+                path,
+                format!(
+                    "{} is not a dotted verb: use ASCII letters, digits and . _ - : /, starting with a letter or digit",
+                    quote(&s)
+                ),
+            );
+            None
+        }
+    }
+
+    fn name<T: Copy>(&mut self, path: &str, v: &Value, all: &[T], name: fn(T) -> &'static str) -> Option<T> {
+        let s = self.string(path, v)?;
+        match all.iter().copied().find(|t| name(*t) == s) {
+            Some(t) => Some(t),
+            None => {
+                let names: Vec<&str> = all.iter().map(|t| name(*t)).collect();
+                self.push(path, format!("{} is not one of {}", quote(s), names.join(", ")));
+                None
+            }
+        }
+    }
+
+    fn time(&mut self, path: &str, v: &Value) -> Option<Timestamp> {
+        let s = self.string(path, v)?;
+        match timestamp::parse(s) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                let why = match err {
+                    TimeError::NotRfc3339 => "is not an RFC 3339 time",
+                    TimeError::TooPrecise => "has more than 9 fractional digits",
+                    TimeError::OutOfRange => "is outside the years 0000 to 9999 in UTC",
+                };
+                self.push(path, format!("{} {why}", quote(s)));
+                None
+            }
+        }
+    }
+
+    fn ulid(&mut self, path: &str, v: &Value) -> Option<Ulid> {
+        let s = self.string(path, v)?;
+        match Ulid::from_string(s) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.push(path, format!("{} is not a ULID", quote(s)));
+                None
+            }
+        }
+    }
+
+    fn ip(&mut self, path: &str, v: &Value) -> Option<std::net::IpAddr> {
+        let s = self.string(path, v)?;
+        match s.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.push(path, format!("{} is not an IPv4 or IPv6 address", quote(s)));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &str, v: &Value) -> Option<f64> {
+        let Value::Number(n) = v else {
+            self.expected(path, "number", v);
+            return None;
+        };
+        if !self.safe_number(path, n) {
+            return None;
+        }
+        let f = n.as_f64()?;
+        if f < 0.0 {
+            self.push(path, format!("must not be negative, got {}", number_text(n)));
+            return None;
+        }
+        // -0 is not negative but would print as 0; store what it means.
+        Some(if f == 0.0 { 0.0 } else { f })
+    }
+
+    fn safe_number(&mut self, path: &str, n: &Number) -> bool {
+        let inside = match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u <= MAX_SAFE_INTEGER,
+            (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE_INTEGER,
+            // 2^53 - 1 is exact as a double, so comparing doubles is exact.
+            (None, None) => n.as_f64().is_some_and(|f| f.abs() <= MAX_SAFE_INTEGER as f64),
+        };
+        if !inside {
+            self.push(
+                path,
+                format!(
+                    "{} is outside ±{MAX_SAFE_INTEGER}, beyond which a double cannot hold it exactly; send it as a string",
+                    number_text(n)
+                ),
+            );
+        }
+        inside
+    }
+
+    fn list<T>(
+        &mut self,
+        path: &str,
+        v: &Value,
+        max_items: usize,
+        mut item: impl FnMut(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let Value::Array(items) = v else {
+            self.expected(path, "array", v);
+            return None;
+        };
+        if items.len() > max_items {
+            self.push(
+                path,
+                format!("{} items; the limit is {max_items}", thousands(items.len())),
+            );
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, value) in items.iter().enumerate() {
+            match item(self, &format!("{path}[{i}]"), value) {
+                Some(t) => out.push(t),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Free-form data: any JSON within the depth and number bounds. Returns
+    /// whether it passed.
+    fn free(&mut self, path: &str, v: &Value, depth: usize) -> bool {
+        match v {
+            Value::Number(n) => self.safe_number(path, n),
+            Value::Array(_) | Value::Object(_) if depth > MAX_DEPTH => {
+                self.push(path, format!("nested more than {MAX_DEPTH} levels deep"));
+                false
+            }
+            Value::Array(items) => {
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    ok &= self.free(&format!("{path}[{i}]"), item, depth + 1);
+                }
+                ok
+            }
+            Value::Object(obj) => {
+                let mut ok = true;
+                for key in sorted_keys(obj) {
+                    ok &= self.free(&member(path, key), &obj[key], depth + 1);
+                }
+                ok
+            }
+            Value::Null | Value::Bool(_) | Value::String(_) => true,
+        }
+    }
+}
+
+/// An object's keys in byte order, whatever order the map keeps (serde_json
+/// keeps insertion order if any crate in the build enables
+/// `preserve_order`), so that errors always come out in the same order.
+fn sorted_keys(obj: &Map<String, Value>) -> Vec<&String> {
+    let mut keys: Vec<&String> = obj.keys().collect();
+    keys.sort();
+    keys
+}
+
+/// The path of member `key` of the object at `path`: `a.b` for keys that
+/// look like identifiers, `a["b c"]` (a JSON string) for any other.
+fn member(path: &str, key: &str) -> String {
+    let plain = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    match (plain, path.is_empty()) {
+        (true, true) => key.to_string(),
+        (true, false) => format!("{path}.{key}"),
+        (false, _) => format!("{path}[{}]", Value::from(key)),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A sent value quoted as a JSON string for a message, cut at 40 characters
+/// so that a refusal never echoes a whole oversized field.
+fn quote(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => Value::from(format!("{}…", &s[..cut])).to_string(),
+        None => Value::from(s).to_string(),
+    }
+}
+
+/// A number as sent: integers exactly, doubles as ECMAScript prints them.
+fn number_text(n: &Number) -> String {
+    match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(u), _, _) => u.to_string(),
+        (None, Some(i), _) => i.to_string(),
+        (None, None, Some(f)) => jcs::format_f64(f).unwrap_or_else(|_| n.to_string()),
+        (None, None, None) => n.to_string(),
+    }
+}
+
+/// 70123 → "70,123": sizes in messages are read by people.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(member("", "actor"), "actor");
+        assert_eq!(member("actor", "id"), "actor.id");
+        assert_eq!(member("details", "my key"), "details[\"my key\"]");
+        assert_eq!(member("details", "1a"), "details[\"1a\"]");
+        assert_eq!(member("", ""), "[\"\"]");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(65_535), "65,535");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn quoting_cuts_long_values() {
+        assert_eq!(quote("loud"), "\"loud\"");
+        assert_eq!(quote(&"é".repeat(41)), format!("\"{}…\"", "é".repeat(40)));
+        assert_eq!(quote("a\"b"), r#""a\"b""#);
+    }
+}
