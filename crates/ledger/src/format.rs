@@ -23,6 +23,8 @@ pub enum FormatError {
     Magic { found: [u8; 8], expected: [u8; 8] },
     #[error("format version {0} is not supported (this build reads version 1)")]
     Version(u32),
+    #[error("reserved header bytes 12..16 are not zero")]
+    Reserved,
     #[error("{0} bytes is too short")]
     Short(usize),
     #[error("record length {0} exceeds the 65535-byte entry limit")]
@@ -42,6 +44,15 @@ pub fn encode_header(magic: [u8; 8]) -> [u8; 16] {
 }
 
 pub fn decode_header(bytes: &[u8], expected: [u8; 8]) -> Result<(), FormatError> {
+    check_magic_and_version(bytes, expected)?;
+    if bytes[12..16] != [0; 4] {
+        return Err(FormatError::Reserved);
+    }
+    Ok(())
+}
+
+/// The first 12 bytes shared by file headers and checkpoint slots.
+fn check_magic_and_version(bytes: &[u8], expected: [u8; 8]) -> Result<(), FormatError> {
     if bytes.len() < HEADER_LEN as usize {
         return Err(FormatError::Short(bytes.len()));
     }
@@ -136,7 +147,7 @@ impl Slot {
     }
 
     pub fn decode(b: &[u8]) -> Result<Slot, FormatError> {
-        decode_header(b, SLOT_MAGIC)?;
+        check_magic_and_version(b, SLOT_MAGIC)?;
         if b.len() < SLOT_FIXED + 4 {
             return Err(FormatError::Short(b.len()));
         }
