@@ -185,6 +185,25 @@ impl Slot {
     }
 }
 
+/// The current checkpoint slot of a checkpoint file's bytes: the valid slot
+/// with the larger sequence number. The error says what is wrong with each.
+pub fn newest_slot(file: &[u8]) -> Result<Slot, String> {
+    let mut best: Option<Slot> = None;
+    let mut errors = Vec::new();
+    for i in 0..2 {
+        let Some(bytes) = file.get(i * SLOT_LEN..(i + 1) * SLOT_LEN) else {
+            errors.push(format!("slot {i}: file is only {} bytes", file.len()));
+            continue;
+        };
+        match Slot::decode(bytes) {
+            Ok(s) if best.as_ref().is_none_or(|b| s.seq > b.seq) => best = Some(s),
+            Ok(_) => {}
+            Err(e) => errors.push(format!("slot {i}: {e}")),
+        }
+    }
+    best.ok_or_else(|| format!("no valid checkpoint slot ({})", errors.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

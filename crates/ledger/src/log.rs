@@ -793,32 +793,10 @@ impl Inner {
 /// The valid slot with the highest sequence number.
 fn read_current_slot(files: &Files) -> Result<Slot> {
     let path = files.path(CHECKPOINT_FILE);
-    let len = files.checkpoint.len().ctx("stat", &path)?;
-    let mut best: Option<Slot> = None;
-    let mut errors = Vec::new();
-    for i in 0..2u64 {
-        let mut b = vec![0u8; SLOT_LEN];
-        if len < (i + 1) * SLOT_LEN as u64 {
-            errors.push(format!("slot {i}: file is only {len} bytes"));
-            continue;
-        }
-        files
-            .checkpoint
-            .read_exact_at(&mut b, i * SLOT_LEN as u64)
-            .ctx("read", &path)?;
-        match Slot::decode(&b) {
-            Ok(s) if best.as_ref().is_none_or(|b| s.seq > b.seq) => best = Some(s),
-            Ok(_) => {}
-            Err(e) => errors.push(format!("slot {i}: {e}")),
-        }
-    }
-    best.ok_or_else(|| {
-        corrupt(
-            &files.dir,
-            CHECKPOINT_FILE,
-            format!("no valid checkpoint slot ({})", errors.join("; ")),
-        )
-    })
+    let len = files.checkpoint.len().ctx("stat", &path)?.min(2 * SLOT_LEN as u64);
+    let mut bytes = vec![0u8; len as usize];
+    files.checkpoint.read_exact_at(&mut bytes, 0).ctx("read", &path)?;
+    format::newest_slot(&bytes).map_err(|e| corrupt(&files.dir, CHECKPOINT_FILE, e))
 }
 
 /// Bring the derived files up to `signed` entries and cut the entries file

@@ -11,7 +11,7 @@
 //! must report on a directory that open would refuse.
 
 use crate::error::{IoContext, LedgerError, Result};
-use crate::format::{self, Slot, HEADER_LEN, RECORD_HEADER_LEN, SLOT_LEN};
+use crate::format::{self, HEADER_LEN, RECORD_HEADER_LEN};
 use crate::log::{CHECKPOINT_FILE, ENTRIES_FILE, HASHES_FILE, INDEX_FILE, PUBKEY_FILE};
 use crate::storage::{Storage, StorageFile};
 use sealtrail_merkle::checkpoint::{open_checkpoint, Checkpoint};
@@ -463,20 +463,12 @@ fn read_checkpoint(
 ) -> Result<Option<Checkpoint>> {
     let path = dir.join(CHECKPOINT_FILE);
     let bytes = storage.read(&path).ctx("read", &path)?;
-    let mut best: Option<Slot> = None;
-    for i in 0..2 {
-        let Some(b) = bytes.get(i * SLOT_LEN..(i + 1) * SLOT_LEN) else {
-            continue;
-        };
-        if let Ok(s) = Slot::decode(b) {
-            if best.as_ref().is_none_or(|x| s.seq > x.seq) {
-                best = Some(s);
-            }
+    let slot = match format::newest_slot(&bytes) {
+        Ok(slot) => slot,
+        Err(e) => {
+            c.add(CHECKPOINT_FILE, None, Some(0), e);
+            return Ok(None);
         }
-    }
-    let Some(slot) = best else {
-        c.add(CHECKPOINT_FILE, None, Some(0), "no valid checkpoint slot".into());
-        return Ok(None);
     };
     match open_checkpoint(&slot.note, verifier) {
         Ok((cp, _)) => Ok(Some(cp)),
