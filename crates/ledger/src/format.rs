@@ -70,9 +70,19 @@ fn check_magic_and_version(bytes: &[u8], expected: [u8; 8]) -> Result<(), Format
 /// CRC-32C of an entry record: over its length, its bytes and its index, so
 /// a record copied or moved to another position fails its check.
 pub fn record_crc(data: &[u8], index: u64) -> u32 {
+    seal_record_crc(unsealed_record_crc(data), index)
+}
+
+/// The part of [`record_crc`] that does not depend on the index, so the
+/// ledger can checksum entries before it knows where they will go.
+pub fn unsealed_record_crc(data: &[u8]) -> u32 {
     let len = (data.len() as u32).to_be_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), data);
-    crc32c::crc32c_append(crc, &index.to_be_bytes())
+    crc32c::crc32c_append(crc32c::crc32c(&len), data)
+}
+
+/// Finish an [`unsealed_record_crc`] with the entry's index.
+pub fn seal_record_crc(unsealed: u32, index: u64) -> u32 {
+    crc32c::crc32c_append(unsealed, &index.to_be_bytes())
 }
 
 /// Append one record (`len u32 BE ‖ crc u32 BE ‖ data`) to `out`.

@@ -399,9 +399,8 @@ impl Log {
         let mut partial = Vec::with_capacity(entries.len());
         for e in entries {
             let data = e.as_ref();
-            let len = (data.len() as u32).to_be_bytes();
-            partial.push(crc32c::crc32c_append(crc32c::crc32c(&len), data));
-            records.extend_from_slice(&len);
+            partial.push(format::unsealed_record_crc(data));
+            records.extend_from_slice(&(data.len() as u32).to_be_bytes());
             records.extend_from_slice(&[0; 4]);
             records.extend_from_slice(data);
         }
@@ -415,7 +414,7 @@ impl Log {
         let first = q.next;
         let mut at = 0usize;
         for (i, crc) in partial.iter().enumerate() {
-            let crc = crc32c::crc32c_append(*crc, &(first + i as u64).to_be_bytes());
+            let crc = format::seal_record_crc(*crc, first + i as u64);
             let len = u32::from_be_bytes([records[at], records[at + 1], records[at + 2], records[at + 3]]) as usize;
             records[at + 4..at + 8].copy_from_slice(&crc.to_be_bytes());
             at += RECORD_HEADER_LEN as usize + len;
@@ -910,8 +909,10 @@ struct Recovered {
     derived_offset: u64,
 }
 
+/// Length of the record starting at `b`; an invalid length counts as one
+/// past the limit, so the caller reads on and the decoder reports it.
 fn record_len(b: &[u8]) -> usize {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]]).min(MAX_ENTRY as u32 + 1) as usize
+    format::decode_record_header(b).map_or(MAX_ENTRY + 1, |(len, _)| len as usize)
 }
 
 fn missing(dir: &Path, size: u64, offset: u64, signed: u64) -> LedgerError {
