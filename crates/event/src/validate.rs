@@ -210,12 +210,7 @@ fn event(c: &mut Checker, input: &Value, mode: Mode) -> Option<Event> {
 
 fn actor(c: &mut Checker, path: &str, v: &Value) -> Option<Actor> {
     let obj = c.object(path, v)?;
-    let id = c.required(obj, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
-    let kind = c.optional(obj, path, "type", |c, p, v| {
-        c.name(p, v, ActorType::ALL, ActorType::as_str)
-    });
-    let name = c.optional(obj, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
-    let email = c.optional(obj, path, "email", |c, p, v| c.text(p, v, ID_CHARS));
+    let (id, kind, name, email) = identity(c, obj, path);
     let roles = c.optional(obj, path, "roles", |c, p, v| {
         c.list(p, v, MAX_ROLES, |c, p, v| c.text(p, v, NAME_CHARS))
     });
@@ -231,14 +226,24 @@ fn actor(c: &mut Checker, path: &str, v: &Value) -> Option<Actor> {
     })
 }
 
-fn impersonator(c: &mut Checker, path: &str, v: &Value) -> Option<Impersonator> {
-    let obj = c.object(path, v)?;
+/// The fields an actor and its impersonator share, checked in schema order.
+fn identity(
+    c: &mut Checker,
+    obj: &Map<String, Value>,
+    path: &str,
+) -> (Option<String>, Option<ActorType>, Option<String>, Option<String>) {
     let id = c.required(obj, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
     let kind = c.optional(obj, path, "type", |c, p, v| {
         c.name(p, v, ActorType::ALL, ActorType::as_str)
     });
     let name = c.optional(obj, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
     let email = c.optional(obj, path, "email", |c, p, v| c.text(p, v, ID_CHARS));
+    (id, kind, name, email)
+}
+
+fn impersonator(c: &mut Checker, path: &str, v: &Value) -> Option<Impersonator> {
+    let obj = c.object(path, v)?;
+    let (id, kind, name, email) = identity(c, obj, path);
     c.unknown(obj, path, &["id", "type", "name", "email"]);
     Some(Impersonator {
         id: id?,
