@@ -64,8 +64,8 @@ pub fn canonical_entry(event: &Event) -> Result<Vec<u8>, EntryError> {
 /// server-assigned fields, in exactly its canonical form.
 pub fn parse_entry(bytes: &[u8]) -> Result<Event, EntryError> {
     let value = json::parse(bytes)?;
-    let event = validate::stored(&value).map_err(EntryError::Invalid)?;
-    if canonical_entry(&event)? != bytes {
+    let (event, canonical) = validate::stored(&value).map_err(EntryError::Invalid)?;
+    if canonical != bytes {
         return Err(EntryError::NotCanonical);
     }
     Ok(event)

@@ -31,7 +31,7 @@ pub use event::{
 pub use id::{event_id, IdTimeError};
 pub use jcs::JcsError;
 pub use json::JsonError;
-pub use validate::{accept, accept_json, FieldError, Rejection};
+pub use validate::{accept, accept_entry, accept_json, accept_json_entry, FieldError, Rejection};
 
 // Re-exported because they appear in this crate's public API.
 pub use jiff::Timestamp;

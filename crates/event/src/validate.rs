@@ -76,6 +76,13 @@ pub(crate) fn join(errors: &[FieldError]) -> String {
 /// `received_at`) and `severity` (defaults to `info`). The result's
 /// canonical entry is guaranteed to fit [`MAX_ENTRY_BYTES`].
 pub fn accept(input: &Value, received_at: Timestamp, id: Ulid) -> Result<Event, Vec<FieldError>> {
+    accept_entry(input, received_at, id).map(|(event, _)| event)
+}
+
+/// [`accept`], also returning the event's canonical entry bytes, which
+/// validation computes anyway to check the size limit: the ingest path
+/// needs both and should not canonicalise twice.
+pub fn accept_entry(input: &Value, received_at: Timestamp, id: Ulid) -> Result<(Event, Vec<u8>), Vec<FieldError>> {
     let mut c = Checker::default();
     let event = event(&mut c, input, Mode::Submitted { received_at, id });
     finish(c, event)
@@ -84,23 +91,29 @@ pub fn accept(input: &Value, received_at: Timestamp, id: Ulid) -> Result<Event, 
 /// [`accept`] for JSON text: refuses text that is not JSON (with line and
 /// column) or has duplicate keys, then validates.
 pub fn accept_json(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<Event, Rejection> {
+    accept_json_entry(text, received_at, id).map(|(event, _)| event)
+}
+
+/// [`accept_json`], also returning the canonical entry bytes (see
+/// [`accept_entry`]).
+pub fn accept_json_entry(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<(Event, Vec<u8>), Rejection> {
     let value = json::parse(text)?;
-    accept(&value, received_at, id).map_err(Rejection::Invalid)
+    accept_entry(&value, received_at, id).map_err(Rejection::Invalid)
 }
 
 /// Validate a stored event (as [`crate::parse_entry`] reads it back): `id`
 /// and `received_at`, `occurred_at` and `severity` are required rather than
 /// forbidden or defaulted.
-pub(crate) fn stored(input: &Value) -> Result<Event, Vec<FieldError>> {
+pub(crate) fn stored(input: &Value) -> Result<(Event, Vec<u8>), Vec<FieldError>> {
     let mut c = Checker::default();
     let event = event(&mut c, input, Mode::Stored);
     finish(c, event)
 }
 
-fn finish(mut c: Checker, event: Option<Event>) -> Result<Event, Vec<FieldError>> {
+fn finish(mut c: Checker, event: Option<Event>) -> Result<(Event, Vec<u8>), Vec<FieldError>> {
     match event {
         Some(event) if c.errors.is_empty() => match crate::entry::canonical_entry(&event) {
-            Ok(_) => Ok(event),
+            Ok(entry) => Ok((event, entry)),
             Err(err) => {
                 c.push("", err.to_string());
                 Err(c.finish())
