@@ -1,0 +1,176 @@
+//! What a query asks for: a [`Filter`] over event fields (all given
+//! conditions must hold) and a [`Page`] of ledger indices.
+//!
+//! Not here: how a filter becomes a tantivy query (`index`), or any
+//! parsing of user syntax such as "24h" (the caller's job).
+
+use std::net::IpAddr;
+
+use sealtrail_event::{Outcome, Severity, Timestamp};
+
+/// Conditions on events; every one that is set must hold. The default
+/// matches every event.
+#[derive(Default, Clone, Debug, PartialEq)]
+pub struct Filter {
+    /// `action`: exact, or a glob where `*` is any run of characters (dots
+    /// included) and `?` exactly one character, e.g. `lead.*`.
+    pub action: Option<String>,
+    /// `actor.id`, exact.
+    pub actor: Option<String>,
+    /// With `target_id`: one target must have both. Alone: any target of
+    /// this type.
+    pub target_type: Option<String>,
+    /// Alone: any target with this id.
+    pub target_id: Option<String>,
+    pub tenant: Option<String>,
+    /// `source.workflow`.
+    pub workflow: Option<String>,
+    /// `source.service`.
+    pub service: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Severity at least this grave.
+    pub min_severity: Option<Severity>,
+    /// `context.ip`.
+    pub ip: Option<IpAddr>,
+    /// `context.session_id`.
+    pub session: Option<String>,
+    /// `occurred_at` within this range.
+    pub occurred: TimeRange,
+    /// `received_at` within this range.
+    pub received: TimeRange,
+    /// Every word must occur in `message`, `error.type`, `error.message` or
+    /// `details` (its keys and string values, at any depth). Words are cut
+    /// at every character that is not alphanumeric and lowercased, as the
+    /// index does; a text with no word in it sets no condition.
+    pub text: Option<String>,
+    /// Only failures: outcome `failure`, or severity `error` or graver, or
+    /// an `error` object.
+    pub failures: bool,
+}
+
+/// A half-open range of instants; an absent bound is unbounded.
+///
+/// Instants are compared to the nanosecond between the years 1678 and
+/// 2261; events and bounds outside those years are indexed at the nearest
+/// end of that span.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    /// Inclusive.
+    pub since: Option<Timestamp>,
+    /// Exclusive.
+    pub until: Option<Timestamp>,
+}
+
+/// Result order, by ledger index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+/// One page of results. `after` is a cursor, the last ledger index of the
+/// previous page: with [`Order::NewestFirst`] the page holds indices below
+/// it, with [`Order::OldestFirst`] indices above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub order: Order,
+    pub limit: usize,
+    pub after: Option<u64>,
+}
+
+impl Page {
+    /// The first `limit` results, newest first.
+    pub fn newest(limit: usize) -> Page {
+        Page {
+            order: Order::NewestFirst,
+            limit,
+            after: None,
+        }
+    }
+
+    /// The first `limit` results, oldest first.
+    pub fn oldest(limit: usize) -> Page {
+        Page {
+            order: Order::OldestFirst,
+            limit,
+            after: None,
+        }
+    }
+}
+
+/// Whether `pattern` has glob characters at all.
+pub(crate) fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+/// The part of `pattern` before its first glob character: every match
+/// starts with it.
+pub(crate) fn literal_prefix(pattern: &str) -> &str {
+    &pattern[..pattern.find(['*', '?']).unwrap_or(pattern.len())]
+}
+
+/// Whether `text` matches the glob `pattern` (`*` any run, `?` one char).
+///
+/// Linear backtracking to the last `*` only, which is enough because a
+/// later `*` can absorb anything an earlier one could.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let cases = [
+            ("lead.*", "lead.created", true),
+            ("lead.*", "lead.", true),
+            ("lead.*", "lead", false),
+            ("lead.*", "leads.created", false),
+            ("*.deleted", "invoice.line.deleted", true),
+            ("*", "", true),
+            ("?", "", false),
+            ("?", "é", true),
+            ("a?c", "abc", true),
+            ("a?c", "abbc", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("*a*", "bbb", false),
+            ("**", "x", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(glob_match(pattern, text), expected, "{pattern} vs {text}");
+        }
+        assert_eq!(literal_prefix("lead.*x"), "lead.");
+        assert_eq!(literal_prefix("?x"), "");
+        assert!(!is_glob("lead.created"));
+    }
+}

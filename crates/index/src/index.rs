@@ -1,0 +1,593 @@
+//! [`EventIndex`]: one tantivy index per log, fed in ledger order, with the
+//! watermark in each commit's payload.
+//!
+//! Queries run on a snapshot (a tantivy searcher) and never take the
+//! writer's lock. Pages are computed segment by segment, newest (or
+//! oldest) segments first, and stop as soon as no remaining segment can
+//! hold a better result: a first page usually touches only the few most
+//! recent segments, however large the index.
+//!
+//! Not here: reading the ledger or parsing entries (the caller does both),
+//! or deciding when to commit.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::fs;
+use std::io;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sealtrail_event::Event;
+use tantivy::collector::Count;
+use tantivy::columnar::Column;
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::{IndexWriterOptions, LogMergePolicy};
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Query, RangeQuery, TermQuery, TermSetQuery, Weight,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{
+    DocId, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, SegmentReader, TantivyError, Term,
+};
+use thiserror::Error;
+
+use crate::filter::{glob_match, is_glob, literal_prefix, Filter, Order, Page, TimeRange};
+use crate::schema::{self, Fields, FAILURE, LEDGER, SCHEMA_VERSION, WORDS};
+use crate::stats::{Bucket, Performance, PerformanceCollector, Stats, StatsCollector};
+
+/// How the index is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Bytes of indexing buffer, shared by the threads; a segment is written
+    /// when a thread's share fills. Each thread needs at least 15 MB.
+    pub writer_memory: usize,
+    /// Indexing threads.
+    pub threads: usize,
+}
+
+impl Default for IndexOptions {
+    fn default() -> IndexOptions {
+        IndexOptions {
+            writer_memory: 64 << 20,
+            threads: 1,
+        }
+    }
+}
+
+/// Why the index could not do what was asked.
+#[derive(Debug, Error)]
+pub enum IndexError {
+    /// Entries must be added in ledger order, each exactly once.
+    #[error("ledger entry {got} added to the index out of order: the next entry must be {expected}")]
+    OutOfOrder { expected: u64, got: u64 },
+    /// An earlier write or commit failed; the index takes no more writes
+    /// until it is reopened (uncommitted additions are then lost, and the
+    /// caller adds them again from the watermark).
+    #[error("the index refused writes after an earlier failure; reopen it")]
+    Poisoned,
+    /// The directory holds an index of another schema version.
+    #[error("{dir}: index built by another version of Sealtrail; rebuild it with `sealtrail reindex`")]
+    SchemaMismatch { dir: PathBuf },
+    /// The last commit's payload is not a watermark this crate wrote.
+    #[error("{dir}: unreadable index watermark {payload:?}; rebuild it with `sealtrail reindex`")]
+    BadWatermark { dir: PathBuf, payload: String },
+    /// `wipe` was pointed at a directory that is not an index.
+    #[error("{0}: not an index directory (no meta.json); refusing to delete it")]
+    NotAnIndex(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The search engine failed (I/O underneath, a lock held by another
+    /// writer, corrupt files).
+    #[error("index engine: {0}")]
+    Engine(#[from] TantivyError),
+}
+
+/// The query index of one log. `Send + Sync`: share it by reference; the
+/// writer sits behind a mutex, searches run on snapshots without it.
+pub struct EventIndex {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<Writer>,
+    /// Ledger entries `[0, committed)` are in the last commit.
+    committed: AtomicU64,
+}
+
+struct Writer {
+    tantivy: IndexWriter,
+    /// The ledger index `add` expects next.
+    pending: u64,
+    poisoned: bool,
+    /// Scratch for the free-text field.
+    text: String,
+}
+
+/// Matches are gathered in windows of this many ledger indices by
+/// [`EventIndex::for_each`], which bounds its memory to 8 bytes each.
+const WINDOW: u64 = 1 << 20;
+
+const PAYLOAD_PREFIX: &str = "sealtrail-index";
+
+fn payload(version: u32, watermark: u64) -> String {
+    format!("{PAYLOAD_PREFIX} v{version} watermark {watermark}")
+}
+
+fn parse_payload(text: &str) -> Option<(u32, u64)> {
+    let mut words = text.split(' ');
+    let (prefix, version, label, n) = (words.next()?, words.next()?, words.next()?, words.next()?);
+    if prefix != PAYLOAD_PREFIX || label != "watermark" || words.next().is_some() {
+        return None;
+    }
+    Some((version.strip_prefix('v')?.parse().ok()?, n.parse().ok()?))
+}
+
+impl EventIndex {
+    /// Open the index in `dir`, creating it (and `dir`) if absent.
+    pub fn open(dir: &Path, opts: IndexOptions) -> Result<EventIndex, IndexError> {
+        fs::create_dir_all(dir).map_err(|source| IndexError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (schema, fields) = schema::build();
+        let directory = MmapDirectory::open(dir).map_err(TantivyError::from)?;
+        let index = if Index::exists(&directory).map_err(TantivyError::from)? {
+            let index = Index::open(directory)?;
+            if index.schema() != schema {
+                return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() });
+            }
+            index
+        } else {
+            Index::create(directory, schema, IndexSettings::default())?
+        };
+        index.tokenizers().register(WORDS, schema::words_analyzer());
+
+        let committed = match index.load_metas()?.payload {
+            None => 0,
+            Some(text) => match parse_payload(&text) {
+                Some((SCHEMA_VERSION, n)) => n,
+                Some(_) => return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() }),
+                None => {
+                    return Err(IndexError::BadWatermark {
+                        dir: dir.to_path_buf(),
+                        payload: text,
+                    })
+                }
+            },
+        };
+
+        let threads = opts.threads.max(1);
+        let tantivy: IndexWriter = index.writer_with_options(
+            IndexWriterOptions::builder()
+                .memory_budget_per_thread(opts.writer_memory / threads)
+                .num_worker_threads(threads)
+                // The machine is shared with ingest; one merge at a time.
+                .num_merge_threads(1)
+                .build(),
+        )?;
+        tantivy.set_merge_policy(Box::new(LogMergePolicy::default()));
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(EventIndex {
+            index,
+            fields,
+            reader,
+            writer: Mutex::new(Writer {
+                tantivy,
+                pending: committed,
+                poisoned: false,
+                text: String::new(),
+            }),
+            committed: AtomicU64::new(committed),
+        })
+    }
+
+    /// Delete the index in `dir` (it must not be open). A missing directory
+    /// is already wiped; a directory that holds no index is refused.
+    pub fn wipe(dir: &Path) -> Result<(), IndexError> {
+        let io = |source| IndexError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        match fs::read_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+            Ok(mut entries) => {
+                if entries.next().is_some() && !dir.join("meta.json").is_file() {
+                    return Err(IndexError::NotAnIndex(dir.to_path_buf()));
+                }
+            }
+        }
+        fs::remove_dir_all(dir).map_err(io)
+    }
+
+    /// Ledger entries `[0, n)` are in the last commit: the caller resumes
+    /// adding at `n`.
+    pub fn indexed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Add ledger entry `index`, which must be the entry after the last one
+    /// added (or the watermark, after open). `None` is an entry that is not
+    /// an event: it advances the watermark only.
+    pub fn add(&self, index: u64, event: Option<&Event>) -> Result<(), IndexError> {
+        let mut w = self.lock()?;
+        if index != w.pending {
+            return Err(IndexError::OutOfOrder {
+                expected: w.pending,
+                got: index,
+            });
+        }
+        if let Some(event) = event {
+            let w = &mut *w;
+            let doc = schema::document(&self.fields, index, event, &mut w.text);
+            if let Err(e) = w.tantivy.add_document(doc) {
+                w.poisoned = true;
+                return Err(e.into());
+            }
+        }
+        w.pending += 1;
+        Ok(())
+    }
+
+    /// Make everything added durable, with the watermark, and visible to
+    /// searches before returning. Returns the watermark.
+    pub fn commit(&self) -> Result<u64, IndexError> {
+        let mut w = self.lock()?;
+        let n = w.pending;
+        if n == self.indexed() {
+            return Ok(n);
+        }
+        let result = (|| {
+            let mut prepared = w.tantivy.prepare_commit()?;
+            prepared.set_payload(&payload(SCHEMA_VERSION, n));
+            prepared.commit()?;
+            self.reader.reload()
+        })();
+        if let Err(e) = result {
+            w.poisoned = true;
+            return Err(e.into());
+        }
+        self.committed.store(n, Ordering::Release);
+        Ok(n)
+    }
+
+    /// One page of matching ledger indices, in the page's order.
+    pub fn search(&self, filter: &Filter, page: &Page) -> Result<Vec<u64>, IndexError> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let weight = self.weight(&searcher, filter)?;
+        let mut segments = ledger_columns(&searcher)?;
+        // Values a page may hold, from the cursor.
+        let (lo, hi) = match (page.order, page.after) {
+            (_, None) => (0, u64::MAX),
+            (Order::NewestFirst, Some(a)) => match a.checked_sub(1) {
+                Some(hi) => (0, hi),
+                None => return Ok(Vec::new()),
+            },
+            (Order::OldestFirst, Some(a)) => match a.checked_add(1) {
+                Some(lo) => (lo, u64::MAX),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut out = match page.order {
+            Order::NewestFirst => {
+                segments.sort_by_key(|(_, c)| Reverse(c.max_value()));
+                let mut best: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(page.limit + 1);
+                for (reader, column) in &segments {
+                    if column.min_value() > hi {
+                        continue;
+                    }
+                    let reach = column.max_value().min(hi);
+                    if best.len() == page.limit && best.peek().is_some_and(|w| reach <= w.0) {
+                        break;
+                    }
+                    scan(&*weight, reader, column, lo, hi, |v| {
+                        if best.len() < page.limit {
+                            best.push(Reverse(v));
+                        } else if best.peek().is_some_and(|w| v > w.0) {
+                            best.pop();
+                            best.push(Reverse(v));
+                        }
+                    })?;
+                }
+                let mut out: Vec<u64> = best.into_iter().map(|r| r.0).collect();
+                out.sort_unstable_by(|a, b| b.cmp(a));
+                out
+            }
+            Order::OldestFirst => {
+                segments.sort_by_key(|(_, c)| c.min_value());
+                let mut best: BinaryHeap<u64> = BinaryHeap::with_capacity(page.limit + 1);
+                for (reader, column) in &segments {
+                    if column.max_value() < lo {
+                        continue;
+                    }
+                    let reach = column.min_value().max(lo);
+                    if best.len() == page.limit && best.peek().is_some_and(|&w| reach >= w) {
+                        break;
+                    }
+                    scan(&*weight, reader, column, lo, hi, |v| {
+                        if best.len() < page.limit {
+                            best.push(v);
+                        } else if best.peek().is_some_and(|&w| v < w) {
+                            best.pop();
+                            best.push(v);
+                        }
+                    })?;
+                }
+                best.into_sorted_vec()
+            }
+        };
+        out.truncate(page.limit);
+        Ok(out)
+    }
+
+    /// How many committed events match.
+    pub fn count(&self, filter: &Filter) -> Result<u64, IndexError> {
+        let searcher = self.reader.searcher();
+        let query = self.query(&searcher, filter)?;
+        Ok(searcher.search(&*query, &Count)? as u64)
+    }
+
+    /// Call `f` with every matching ledger index in ascending order until it
+    /// returns false. Memory stays bounded however many match: matches are
+    /// gathered and sorted one window of the ledger's index space at a time.
+    pub fn for_each(&self, filter: &Filter, mut f: impl FnMut(u64) -> bool) -> Result<(), IndexError> {
+        let searcher = self.reader.searcher();
+        let weight = self.weight(&searcher, filter)?;
+        let mut segments = ledger_columns(&searcher)?;
+        segments.sort_by_key(|(_, c)| c.min_value());
+        let Some(end) = segments.iter().map(|(_, c)| c.max_value()).max() else {
+            return Ok(());
+        };
+        let mut start = segments.first().map_or(0, |(_, c)| c.min_value());
+        let mut window = Vec::new();
+        loop {
+            let last = start.saturating_add(WINDOW - 1).min(end);
+            window.clear();
+            for (reader, column) in &segments {
+                if column.min_value() <= last && column.max_value() >= start {
+                    scan(&*weight, reader, column, start, last, |v| window.push(v))?;
+                }
+            }
+            window.sort_unstable();
+            for &v in &window {
+                if !f(v) {
+                    return Ok(());
+                }
+            }
+            if last >= end {
+                return Ok(());
+            }
+            // Skip the gap to the next segment that has anything later.
+            start = segments
+                .iter()
+                .filter(|(_, c)| c.max_value() > last)
+                .map(|(_, c)| c.min_value().max(last + 1))
+                .min()
+                .unwrap_or(end);
+        }
+    }
+
+    /// Counts of the matching events by action, actor, outcome and time.
+    pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, IndexError> {
+        let searcher = self.reader.searcher();
+        let query = self.query(&searcher, filter)?;
+        Ok(searcher.search(&*query, &StatsCollector { bucket })?)
+    }
+
+    /// Duration statistics per action over the matching events that have a
+    /// `duration_ms`, sorted by action.
+    pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, IndexError> {
+        let searcher = self.reader.searcher();
+        let query = self.query(&searcher, filter)?;
+        Ok(searcher.search(&*query, &PerformanceCollector)?)
+    }
+
+    /// The ledger index of the committed event with this idempotency key
+    /// (the first, should there be several).
+    pub fn find_idempotency_key(&self, key: &str) -> Result<Option<u64>, IndexError> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.idempotency, key),
+            IndexRecordOption::Basic,
+        );
+        let weight = query.weight(EnableScoring::disabled_from_searcher(&searcher))?;
+        let mut first: Option<u64> = None;
+        for (reader, column) in &ledger_columns(&searcher)? {
+            scan(&*weight, reader, column, 0, u64::MAX, |v| {
+                first = Some(first.map_or(v, |f| f.min(v)));
+            })?;
+        }
+        Ok(first)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Writer>, IndexError> {
+        let w = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
+        if w.poisoned {
+            return Err(IndexError::Poisoned);
+        }
+        Ok(w)
+    }
+
+    fn weight(&self, searcher: &Searcher, filter: &Filter) -> Result<Box<dyn Weight>, IndexError> {
+        let query = self.query(searcher, filter)?;
+        Ok(query.weight(EnableScoring::disabled_from_searcher(searcher))?)
+    }
+
+    /// The tantivy query for `filter`: the intersection of one clause per
+    /// condition.
+    fn query(&self, searcher: &Searcher, filter: &Filter) -> Result<Box<dyn Query>, IndexError> {
+        let f = &self.fields;
+        let mut all: Vec<Box<dyn Query>> = Vec::new();
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
+        if let Some(action) = &filter.action {
+            if is_glob(action) {
+                let terms = matching_terms(searcher, f.action, action)?;
+                if terms.is_empty() {
+                    return Ok(Box::new(EmptyQuery));
+                }
+                all.push(Box::new(TermSetQuery::new(
+                    terms.iter().map(|t| Term::from_field_text(f.action, t)),
+                )));
+            } else {
+                all.push(term(f.action, action));
+            }
+        }
+        if let Some(actor) = &filter.actor {
+            all.push(term(f.actor, actor));
+        }
+        match (&filter.target_type, &filter.target_id) {
+            (Some(kind), Some(id)) => all.push(term(f.target, &schema::target_term(kind, id))),
+            (Some(kind), None) => all.push(term(f.target_type, kind)),
+            (None, Some(id)) => all.push(term(f.target_id, id)),
+            (None, None) => {}
+        }
+        for (field, value) in [
+            (f.tenant, &filter.tenant),
+            (f.workflow, &filter.workflow),
+            (f.service, &filter.service),
+            (f.session, &filter.session),
+        ] {
+            if let Some(v) = value {
+                all.push(term(field, v));
+            }
+        }
+        if let Some(ip) = filter.ip {
+            all.push(term(f.ip, &ip.to_string()));
+        }
+        if let Some(o) = filter.outcome {
+            all.push(Box::new(TermQuery::new(
+                Term::from_field_u64(f.outcome, schema::outcome_code(o)),
+                IndexRecordOption::Basic,
+            )));
+        }
+        if let Some(s) = filter.min_severity {
+            if s > sealtrail_event::Severity::Debug {
+                all.push(Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_u64(f.severity, schema::severity_code(s))),
+                    Bound::Unbounded,
+                )));
+            }
+        }
+        for (field, range) in [(f.occurred, &filter.occurred), (f.received, &filter.received)] {
+            match time_range(field, range) {
+                None => return Ok(Box::new(EmptyQuery)),
+                Some(Some(q)) => all.push(q),
+                Some(None) => {}
+            }
+        }
+        if let Some(text) = &filter.text {
+            let mut analyzer = self.index.tokenizer_for_field(f.text)?;
+            let mut stream = analyzer.token_stream(text);
+            let mut words = BTreeSet::new();
+            while stream.advance() {
+                words.insert(stream.token().text.clone());
+            }
+            for w in &words {
+                all.push(term(f.text, w));
+            }
+        }
+        if filter.failures {
+            all.push(term(f.flag, FAILURE));
+        }
+        Ok(match all.len() {
+            0 => Box::new(AllQuery),
+            1 => all.remove(0),
+            _ => Box::new(BooleanQuery::intersection(all)),
+        })
+    }
+}
+
+/// The clause for a time range: `None` if nothing can match, `Some(None)`
+/// if it sets no condition.
+fn time_range(field: Field, range: &TimeRange) -> Option<Option<Box<dyn Query>>> {
+    let since = range.since.map(schema::nanos);
+    let until = range.until.map(schema::nanos);
+    if let (Some(s), Some(u)) = (since, until) {
+        if s >= u {
+            return None;
+        }
+    }
+    if since.is_none() && until.is_none() {
+        return Some(None);
+    }
+    let lower = since.map_or(Bound::Unbounded, |s| Bound::Included(Term::from_field_i64(field, s)));
+    let upper = until.map_or(Bound::Unbounded, |u| Bound::Excluded(Term::from_field_i64(field, u)));
+    Some(Some(Box::new(RangeQuery::new(lower, upper))))
+}
+
+/// Every term of `field` in any segment that matches the glob `pattern`.
+fn matching_terms(searcher: &Searcher, field: Field, pattern: &str) -> Result<BTreeSet<String>, IndexError> {
+    let prefix = literal_prefix(pattern);
+    let mut found = BTreeSet::new();
+    for reader in searcher.segment_readers() {
+        let inverted = reader.inverted_index(field)?;
+        let mut terms = inverted
+            .terms()
+            .range()
+            .ge(prefix.as_bytes())
+            .into_stream()
+            .map_err(TantivyError::from)?;
+        while terms.advance() {
+            let key = terms.key();
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            if let Ok(s) = std::str::from_utf8(key) {
+                if glob_match(pattern, s) {
+                    found.insert(s.to_string());
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Each non-empty segment with its ledger-index column.
+fn ledger_columns(searcher: &Searcher) -> Result<Vec<(&SegmentReader, Column<u64>)>, IndexError> {
+    let mut out = Vec::new();
+    for reader in searcher.segment_readers() {
+        if reader.num_docs() > 0 {
+            out.push((reader, reader.fast_fields().u64(LEDGER)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Call `push` with the ledger index of every live document of `reader`
+/// that `weight` matches and whose ledger index lies in `[lo, hi]`.
+fn scan(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    column: &Column<u64>,
+    lo: u64,
+    hi: u64,
+    mut push: impl FnMut(u64),
+) -> Result<(), IndexError> {
+    let alive = reader.alive_bitset();
+    let mut values = Vec::new();
+    weight.for_each_no_score(reader, &mut |docs: &[DocId]| {
+        values.resize(docs.len(), None);
+        column.first_vals(docs, &mut values);
+        for (&doc, v) in docs.iter().zip(&values) {
+            if let Some(v) = *v {
+                if v >= lo && v <= hi && alive.is_none_or(|a| a.is_alive(doc)) {
+                    push(v);
+                }
+            }
+        }
+    })?;
+    Ok(())
+}

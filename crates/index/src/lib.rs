@@ -1,0 +1,28 @@
+//! Sealtrail's query index over audit events: exact-match fields, time
+//! ranges, full text, counts and timings, on [tantivy].
+//!
+//! One [`EventIndex`] per log. It is derived from the ledger and can be
+//! rebuilt from it at any time ([`EventIndex::wipe`], then add every entry
+//! again): the ledger stays the only source of truth. Documents hold the
+//! ledger index of their entry and only what filtering and aggregation
+//! need, never the event body; callers read events back from the ledger.
+//!
+//! ```text
+//! ledger entry i ─parse─► Event ─add(i, Some(&event))─► pending ─commit─► searchable,
+//! non-event entry i ─────────────add(i, None)─────────►                    watermark = i + 1
+//! ```
+//!
+//! Architecture invariant: no knowledge of the ledger's files or of HTTP;
+//! the caller feeds entries in ledger order and reads events back itself.
+//! Architecture invariant: the watermark (how many ledger entries the
+//! index covers) is written in the same tantivy commit as the documents,
+//! so the two never disagree, whatever the crash.
+
+mod filter;
+mod index;
+mod schema;
+mod stats;
+
+pub use filter::{Filter, Order, Page, TimeRange};
+pub use index::{EventIndex, IndexError, IndexOptions};
+pub use stats::{Bucket, Performance, Stats};

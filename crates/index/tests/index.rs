@@ -1,0 +1,999 @@
+//! The index against an answer computed independently: every filter is
+//! run through `search` (both orders, paged by cursor), `count` and
+//! `for_each`, and compared with a scan of the events in memory.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+use sealtrail_event::{accept_json, event_id, Event, Outcome, Severity, Timestamp};
+use sealtrail_index::{Bucket, EventIndex, Filter, IndexError, IndexOptions, Order, Page, TimeRange};
+use serde_json::Value;
+
+/// Ledger entries: events, with a non-event entry every 61st position.
+fn entries(seed: u64, count: usize) -> Vec<Option<Event>> {
+    let start = "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap().as_millisecond();
+    let mut out = Vec::new();
+    let handmade = HANDMADE.iter().map(|s| s.as_bytes().to_vec());
+    for (i, json) in handmade.chain(sealtrail_testgen::events(seed, count)).enumerate() {
+        if out.len() % 61 == 60 {
+            out.push(None);
+        }
+        let received = Timestamp::from_millisecond(start + 40 * i as i64).unwrap();
+        let mut random = [0u8; 10];
+        random[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let id = event_id(received, random).unwrap();
+        out.push(Some(accept_json(&json, received, id).unwrap()));
+    }
+    out
+}
+
+/// Cases the generator may not produce: nested details, a target type and
+/// id that belong to different targets, non-ASCII words, long IPv6.
+const HANDMADE: &[&str] = &[
+    r#"{"action":"lead.created","actor":{"id":"alice"},"targets":[{"type":"lead","id":"X-1"},{"type":"user","id":"X-2"}],
+        "message":"Größe ÜBER alles","details":{"Outer":{"inner_key":["deep Value", 3, {"k2":"zeta"}]}},"duration_ms":5}"#,
+    r#"{"action":"lead.created.again","actor":{"id":"bob"},"targets":[{"type":"user","id":"X-1"}],"outcome":"success",
+        "context":{"ip":"2001:0db8:0000:0000:0000:0000:0000:0001","session_id":"s-1"},"error":{"type":"Timeout","message":"upstream slow"}}"#,
+    r#"{"action":"leadXcreated","occurred_at":"2025-12-31T23:59:59.999999999Z","severity":"emergency","duration_ms":0.25}"#,
+    r#"{"action":"a-b.c","tenant":"t-odd","source":{"service":"svc","workflow":"wf"},"idempotency_key":"key-handmade"}"#,
+];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    index: EventIndex,
+    entries: Vec<Option<Event>>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let entries = entries(7, 3000);
+        let dir = tempfile::tempdir().unwrap();
+        let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+        // Several commits, so that there are several segments.
+        for (i, e) in entries.iter().enumerate() {
+            index.add(i as u64, e.as_ref()).unwrap();
+            if i % 700 == 699 {
+                index.commit().unwrap();
+            }
+        }
+        assert_eq!(index.commit().unwrap(), entries.len() as u64);
+        Fixture {
+            _dir: dir,
+            index,
+            entries,
+        }
+    })
+}
+
+// ---- the independent model -------------------------------------------------
+
+/// Glob by recursion over chars (the index uses another algorithm).
+fn glob(p: &[char], t: &[char]) -> bool {
+    match p.split_first() {
+        None => t.is_empty(),
+        Some(('*', rest)) => (0..=t.len()).any(|k| glob(rest, &t[k..])),
+        Some(('?', rest)) => !t.is_empty() && glob(rest, &t[1..]),
+        Some((c, rest)) => t.first() == Some(c) && glob(rest, &t[1..]),
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
+        .collect()
+}
+
+fn event_words(e: &Event) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.extend(words(s)),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(m) => m.iter().for_each(|(k, v)| {
+                out.extend(words(k));
+                walk(v, out);
+            }),
+            _ => {}
+        }
+    }
+    let mut out: Vec<String> = e.message.iter().flat_map(|m| words(m)).collect();
+    if let Some(err) = &e.error {
+        for s in err.kind.iter().chain(&err.message) {
+            out.extend(words(s));
+        }
+    }
+    if let Some(d) = &e.details {
+        walk(&Value::Object(d.clone()), &mut out);
+    }
+    out
+}
+
+fn in_range(t: Timestamp, r: &TimeRange) -> bool {
+    r.since.is_none_or(|s| t >= s) && r.until.is_none_or(|u| t < u)
+}
+
+fn matches(f: &Filter, e: &Event) -> bool {
+    let targets = e.targets.as_deref().unwrap_or_default();
+    let source = e.source.clone().unwrap_or_default();
+    let context = e.context.clone().unwrap_or_default();
+    let eq = |want: &Option<String>, have: Option<&String>| want.as_ref().is_none_or(|w| have == Some(w));
+    f.action.as_ref().is_none_or(|a| {
+        if a.contains(['*', '?']) {
+            glob(&a.chars().collect::<Vec<_>>(), &e.action.chars().collect::<Vec<_>>())
+        } else {
+            *a == e.action
+        }
+    }) && eq(&f.actor, e.actor.as_ref().map(|a| &a.id))
+        && match (&f.target_type, &f.target_id) {
+            (None, None) => true,
+            (t, i) => targets.iter().any(|x| eq(t, Some(&x.kind)) && eq(i, Some(&x.id))),
+        }
+        && eq(&f.tenant, e.tenant.as_ref())
+        && eq(&f.workflow, source.workflow.as_ref())
+        && eq(&f.service, source.service.as_ref())
+        && f.outcome.is_none_or(|o| e.outcome == Some(o))
+        && f.min_severity.is_none_or(|s| e.severity >= s)
+        && f.ip.is_none_or(|ip| context.ip == Some(ip))
+        && eq(&f.session, context.session_id.as_ref())
+        && in_range(e.occurred_at, &f.occurred)
+        && in_range(e.received_at, &f.received)
+        && f.text.as_ref().is_none_or(|t| {
+            let have = event_words(e);
+            words(t).iter().all(|w| have.contains(w))
+        })
+        && (!f.failures || e.outcome == Some(Outcome::Failure) || e.severity >= Severity::Error || e.error.is_some())
+}
+
+fn expected(entries: &[Option<Event>], f: &Filter) -> Vec<u64> {
+    let hits = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.as_ref().is_some_and(|e| matches(f, e)));
+    hits.map(|(i, _)| i as u64).collect()
+}
+
+// ---- the one check ---------------------------------------------------------
+
+/// Compare every way of reading `filter` with the model; `min` guards
+/// against a filter that silently matches (almost) nothing.
+fn check(filter: Filter, min: usize) {
+    let Fixture { index, entries, .. } = fixture();
+    let want = expected(entries, &filter);
+    assert!(
+        want.len() >= min,
+        "{filter:?} matches only {} events; pick a better case",
+        want.len()
+    );
+    assert_eq!(index.count(&filter).unwrap(), want.len() as u64, "count {filter:?}");
+
+    let mut all = Vec::new();
+    index
+        .for_each(&filter, |i| {
+            all.push(i);
+            true
+        })
+        .unwrap();
+    assert_eq!(all, want, "for_each {filter:?}");
+    let mut first = Vec::new();
+    index
+        .for_each(&filter, |i| {
+            first.push(i);
+            first.len() < 3
+        })
+        .unwrap();
+    assert_eq!(first, want[..want.len().min(3)], "for_each stopped {filter:?}");
+
+    let limit = (want.len() / 4).max(3);
+    for order in [Order::NewestFirst, Order::OldestFirst] {
+        let mut want = want.clone();
+        if order == Order::NewestFirst {
+            want.reverse();
+        }
+        let mut got: Vec<u64> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = index.search(&filter, &Page { order, limit, after }).unwrap();
+            assert!(page.len() <= limit);
+            got.extend(&page);
+            if page.len() < limit {
+                break;
+            }
+            after = page.last().copied();
+        }
+        assert_eq!(got, want, "search {order:?} {filter:?}");
+        let top = index
+            .search(
+                &filter,
+                &Page {
+                    order,
+                    limit: 100,
+                    after: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(top, want[..want.len().min(100)], "first 100 {order:?} {filter:?}");
+    }
+}
+
+/// A few distinct values of a field, by how often they occur (most first).
+fn common<T: Ord + Clone>(entries: &[Option<Event>], f: impl Fn(&Event) -> Option<T>) -> Vec<T> {
+    let mut counts: BTreeMap<T, usize> = BTreeMap::new();
+    for e in entries.iter().flatten() {
+        if let Some(v) = f(e) {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    let mut v: Vec<(T, usize)> = counts.into_iter().collect();
+    v.sort_by_key(|x| std::cmp::Reverse(x.1));
+    v.into_iter().map(|(t, _)| t).collect()
+}
+
+fn f() -> Filter {
+    Filter::default()
+}
+
+#[test]
+fn every_field_alone() {
+    let entries = &fixture().entries;
+    check(f(), 3000);
+    let actions = common(entries, |e| Some(e.action.clone()));
+    check(
+        Filter {
+            action: Some(actions[0].clone()),
+            ..f()
+        },
+        50,
+    );
+    check(
+        Filter {
+            action: Some(actions[actions.len() - 1].clone()),
+            ..f()
+        },
+        1,
+    );
+    check(
+        Filter {
+            action: Some("no.such.action".into()),
+            ..f()
+        },
+        0,
+    );
+    let actors = common(entries, |e| e.actor.as_ref().map(|a| a.id.clone()));
+    check(
+        Filter {
+            actor: Some(actors[0].clone()),
+            ..f()
+        },
+        20,
+    );
+    check(
+        Filter {
+            actor: Some(actors[actors.len() - 1].clone()),
+            ..f()
+        },
+        1,
+    );
+    let targets = common(entries, |e| {
+        e.targets
+            .as_ref()
+            .and_then(|t| t.first())
+            .map(|t| (t.kind.clone(), t.id.clone()))
+    });
+    let (kind, id) = targets[0].clone();
+    check(
+        Filter {
+            target_type: Some(kind.clone()),
+            target_id: Some(id.clone()),
+            ..f()
+        },
+        3,
+    );
+    check(
+        Filter {
+            target_type: Some(kind),
+            ..f()
+        },
+        100,
+    );
+    check(
+        Filter {
+            target_id: Some(id),
+            ..f()
+        },
+        3,
+    );
+    let tenants = common(entries, |e| e.tenant.clone());
+    check(
+        Filter {
+            tenant: Some(tenants[0].clone()),
+            ..f()
+        },
+        50,
+    );
+    let workflows = common(entries, |e| e.source.as_ref().and_then(|s| s.workflow.clone()));
+    check(
+        Filter {
+            workflow: Some(workflows[0].clone()),
+            ..f()
+        },
+        20,
+    );
+    let services = common(entries, |e| e.source.as_ref().and_then(|s| s.service.clone()));
+    check(
+        Filter {
+            service: Some(services[1].clone()),
+            ..f()
+        },
+        20,
+    );
+    for o in Outcome::ALL {
+        check(
+            Filter {
+                outcome: Some(*o),
+                ..f()
+            },
+            1,
+        );
+    }
+    for s in Severity::ALL {
+        check(
+            Filter {
+                min_severity: Some(*s),
+                ..f()
+            },
+            1,
+        );
+    }
+    let ips = common(entries, |e| e.context.as_ref().and_then(|c| c.ip));
+    check(
+        Filter {
+            ip: Some(ips[0]),
+            ..f()
+        },
+        2,
+    );
+    let v6 = ips.iter().find(|ip| ip.is_ipv6()).copied().unwrap();
+    check(Filter { ip: Some(v6), ..f() }, 1);
+    check(
+        Filter {
+            ip: Some("2001:db8::1".parse::<IpAddr>().unwrap()),
+            ..f()
+        },
+        1,
+    );
+    let sessions = common(entries, |e| e.context.as_ref().and_then(|c| c.session_id.clone()));
+    check(
+        Filter {
+            session: Some(sessions[0].clone()),
+            ..f()
+        },
+        2,
+    );
+    check(Filter { failures: true, ..f() }, 100);
+}
+
+#[test]
+fn action_globs() {
+    for (pattern, min) in [
+        ("lead.*", 50),
+        ("*.viewed", 50),
+        ("lead.created*", 2),
+        ("lead?created", 1),
+        ("*", 3000),
+        ("user.log??", 50),
+        ("*i*", 100),
+        ("a?b*c", 1),
+        ("nothing.*", 0),
+        ("?", 0),
+    ] {
+        check(
+            Filter {
+                action: Some(pattern.into()),
+                ..f()
+            },
+            min,
+        );
+    }
+}
+
+#[test]
+fn time_ranges_and_their_edges() {
+    let entries = &fixture().entries;
+    let events: Vec<&Event> = entries.iter().flatten().collect();
+    let (a, b) = (events[500].occurred_at, events[900].occurred_at);
+    let (lo, hi) = (a.min(b), a.max(b));
+    let range = |since, until| TimeRange { since, until };
+    // Bounds exactly on events' instants: since is inclusive, until exclusive.
+    check(
+        Filter {
+            occurred: range(Some(lo), Some(hi)),
+            ..f()
+        },
+        300,
+    );
+    check(
+        Filter {
+            occurred: range(Some(lo), None),
+            ..f()
+        },
+        1000,
+    );
+    check(
+        Filter {
+            occurred: range(None, Some(hi)),
+            ..f()
+        },
+        500,
+    );
+    check(
+        Filter {
+            occurred: range(Some(lo), Some(lo)),
+            ..f()
+        },
+        0,
+    );
+    check(
+        Filter {
+            occurred: range(Some(hi), Some(lo)),
+            ..f()
+        },
+        0,
+    );
+    let plus = |t: Timestamp, ns: i128| Timestamp::from_nanosecond(t.as_nanosecond() + ns).unwrap();
+    check(
+        Filter {
+            occurred: range(Some(lo), Some(plus(lo, 1))),
+            ..f()
+        },
+        1,
+    );
+    check(
+        Filter {
+            occurred: range(Some(plus(lo, -1)), Some(lo)),
+            ..f()
+        },
+        0,
+    );
+    let odd = events.iter().find(|e| e.action == "leadXcreated").unwrap().occurred_at;
+    check(
+        Filter {
+            occurred: range(Some(odd), Some(plus(odd, 1))),
+            ..f()
+        },
+        1,
+    );
+    let (r1, r2) = (events[100].received_at, events[2000].received_at);
+    check(
+        Filter {
+            received: range(Some(r1), Some(r2)),
+            ..f()
+        },
+        1900,
+    );
+    check(
+        Filter {
+            received: range(Some(r2), None),
+            occurred: range(None, Some(hi)),
+            ..f()
+        },
+        0,
+    );
+}
+
+#[test]
+fn free_text() {
+    let entries = &fixture().entries;
+    let words: Vec<String> = common(entries, |e| event_words(e).into_iter().next());
+    check(
+        Filter {
+            text: Some(words[0].clone()),
+            ..f()
+        },
+        50,
+    );
+    check(
+        Filter {
+            text: Some(words[words.len() - 1].to_uppercase()),
+            ..f()
+        },
+        1,
+    );
+    // AND of two words: the first and last of an event's words.
+    let some = entries
+        .iter()
+        .flatten()
+        .skip(10)
+        .map(event_words)
+        .find(|w| w.len() > 2)
+        .unwrap();
+    check(
+        Filter {
+            text: Some(format!("{} {}", some[0], some[some.len() - 1])),
+            ..f()
+        },
+        1,
+    );
+    check(
+        Filter {
+            text: Some(format!("{} {}", words[0], words[1])),
+            ..f()
+        },
+        0,
+    );
+    check(
+        Filter {
+            text: Some(format!("{}, {}!", words[0], words[0])),
+            ..f()
+        },
+        50,
+    );
+    let first_events: Vec<&Event> = entries.iter().flatten().take(400).collect();
+    let message = first_events.iter().find_map(|e| e.message.clone()).unwrap();
+    check(
+        Filter {
+            text: Some(message),
+            ..f()
+        },
+        1,
+    );
+    // Details keys and values at any depth, error type and message, unicode.
+    for t in [
+        "inner_key",
+        "deep value",
+        "ZETA",
+        "outer",
+        "timeout",
+        "UPSTREAM",
+        "größe über",
+        "ÜBER ALLES",
+    ] {
+        check(
+            Filter {
+                text: Some(t.into()),
+                ..f()
+            },
+            1,
+        );
+    }
+    check(
+        Filter {
+            text: Some("3".into()),
+            ..f()
+        },
+        0,
+    );
+    check(
+        Filter {
+            text: Some("nosuchwordanywhere".into()),
+            ..f()
+        },
+        0,
+    );
+    check(
+        Filter {
+            text: Some("  ,;  ".into()),
+            ..f()
+        },
+        3000,
+    );
+}
+
+#[test]
+fn combinations() {
+    let entries = &fixture().entries;
+    let actors = common(entries, |e| e.actor.as_ref().map(|a| a.id.clone()));
+    let events: Vec<&Event> = entries.iter().flatten().collect();
+    let (lo, hi) = (events[300].occurred_at, events[2500].occurred_at);
+    let range = TimeRange {
+        since: Some(lo.min(hi)),
+        until: Some(lo.max(hi)),
+    };
+    check(
+        Filter {
+            action: Some("user.*".into()),
+            occurred: range,
+            ..f()
+        },
+        50,
+    );
+    check(
+        Filter {
+            actor: Some(actors[0].clone()),
+            failures: true,
+            ..f()
+        },
+        0,
+    );
+    check(
+        Filter {
+            actor: Some(actors[0].clone()),
+            outcome: Some(Outcome::Success),
+            occurred: range,
+            ..f()
+        },
+        5,
+    );
+    check(
+        Filter {
+            failures: true,
+            min_severity: Some(Severity::Warning),
+            action: Some("*login*".into()),
+            ..f()
+        },
+        1,
+    );
+    check(
+        Filter {
+            target_type: Some("user".into()),
+            target_id: Some("X-2".into()),
+            ..f()
+        },
+        1,
+    );
+    // X-1 is a lead in one event and a user in another: the pair must match one target.
+    check(
+        Filter {
+            target_type: Some("lead".into()),
+            target_id: Some("X-1".into()),
+            ..f()
+        },
+        1,
+    );
+    check(
+        Filter {
+            target_type: Some("account".into()),
+            target_id: Some("X-1".into()),
+            ..f()
+        },
+        0,
+    );
+    check(
+        Filter {
+            tenant: Some("t-odd".into()),
+            service: Some("svc".into()),
+            workflow: Some("wf".into()),
+            ..f()
+        },
+        1,
+    );
+    check(
+        Filter {
+            session: Some("s-1".into()),
+            ip: Some("2001:db8::1".parse().unwrap()),
+            ..f()
+        },
+        1,
+    );
+}
+
+#[test]
+fn pages_and_cursors() {
+    let Fixture { index, entries, .. } = fixture();
+    let all = expected(entries, &f());
+    let last = *all.last().unwrap();
+    assert!(index.search(&f(), &Page::newest(0)).unwrap().is_empty());
+    assert_eq!(
+        index
+            .search(
+                &f(),
+                &Page {
+                    after: Some(0),
+                    ..Page::newest(5)
+                }
+            )
+            .unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        index
+            .search(
+                &f(),
+                &Page {
+                    after: Some(last),
+                    ..Page::oldest(5)
+                }
+            )
+            .unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        index
+            .search(
+                &f(),
+                &Page {
+                    after: Some(u64::MAX),
+                    ..Page::newest(2)
+                }
+            )
+            .unwrap(),
+        vec![last, last - 1]
+    );
+    // A cursor on a non-event entry (60 is one) works like any other.
+    assert!(entries[60].is_none());
+    assert_eq!(
+        index
+            .search(
+                &f(),
+                &Page {
+                    after: Some(60),
+                    ..Page::newest(2)
+                }
+            )
+            .unwrap(),
+        vec![59, 58]
+    );
+    assert_eq!(
+        index
+            .search(
+                &f(),
+                &Page {
+                    after: Some(60),
+                    ..Page::oldest(2)
+                }
+            )
+            .unwrap(),
+        vec![61, 62]
+    );
+    assert_eq!(index.search(&f(), &Page::oldest(3)).unwrap(), vec![0, 1, 2]);
+}
+
+// ---- aggregations ----------------------------------------------------------
+
+fn check_stats(filter: Filter, bucket: Bucket) {
+    let Fixture { index, entries, .. } = fixture();
+    let events: Vec<&Event> = entries.iter().flatten().filter(|e| matches(&filter, e)).collect();
+    let ranked = |m: HashMap<String, u64>| {
+        let mut v: Vec<(String, u64)> = m.into_iter().collect();
+        v.sort_by(|a, b| (std::cmp::Reverse(a.1), &a.0).cmp(&(std::cmp::Reverse(b.1), &b.0)));
+        v
+    };
+    let (mut actions, mut actors, mut outcomes) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let mut times: BTreeMap<i64, u64> = BTreeMap::new();
+    let width = match bucket {
+        Bucket::Hour => 3600,
+        Bucket::Day => 86_400,
+    };
+    for e in &events {
+        *actions.entry(e.action.clone()).or_default() += 1;
+        if let Some(a) = &e.actor {
+            *actors.entry(a.id.clone()).or_default() += 1;
+        }
+        if let Some(o) = e.outcome {
+            *outcomes.entry(o.as_str().to_string()).or_default() += 1;
+        }
+        *times
+            .entry(e.occurred_at.as_second().div_euclid(width) * width)
+            .or_default() += 1;
+    }
+    let stats = index.stats(&filter, bucket).unwrap();
+    assert_eq!(stats.total, events.len() as u64);
+    assert_eq!(stats.by_action, ranked(actions));
+    assert_eq!(stats.by_actor, ranked(actors));
+    assert_eq!(stats.by_outcome, ranked(outcomes));
+    let times: Vec<(Timestamp, u64)> = times
+        .into_iter()
+        .map(|(s, n)| (Timestamp::from_second(s).unwrap(), n))
+        .collect();
+    assert_eq!(stats.by_time, times);
+}
+
+#[test]
+fn stats_match_a_scan() {
+    check_stats(f(), Bucket::Hour);
+    check_stats(f(), Bucket::Day);
+    check_stats(
+        Filter {
+            action: Some("lead.*".into()),
+            ..f()
+        },
+        Bucket::Hour,
+    );
+    check_stats(Filter { failures: true, ..f() }, Bucket::Day);
+    check_stats(
+        Filter {
+            action: Some("nothing".into()),
+            ..f()
+        },
+        Bucket::Day,
+    );
+}
+
+#[test]
+fn performance_matches_a_scan() {
+    let Fixture { index, entries, .. } = fixture();
+    for filter in [
+        f(),
+        Filter { failures: true, ..f() },
+        Filter {
+            action: Some("none".into()),
+            ..f()
+        },
+    ] {
+        let mut by_action: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for e in entries.iter().flatten().filter(|e| matches(&filter, e)) {
+            if let Some(d) = e.duration_ms {
+                by_action.entry(e.action.clone()).or_default().push(d);
+            }
+        }
+        let got = index.performance(&filter).unwrap();
+        assert_eq!(
+            got.iter().map(|p| p.action.clone()).collect::<Vec<_>>(),
+            by_action.keys().cloned().collect::<Vec<_>>()
+        );
+        for (p, (action, mut v)) in got.iter().zip(by_action) {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            // Nearest rank: the smallest rank r with r / n >= p / 100.
+            let rank = |pct: usize| v[(1..=n).find(|r| r * 100 >= pct * n).unwrap() - 1];
+            assert_eq!((p.count, p.min, p.max), (n as u64, v[0], v[n - 1]), "{action}");
+            assert_eq!((p.p50, p.p95, p.p99), (rank(50), rank(95), rank(99)), "{action}");
+            let mean = v.iter().sum::<f64>() / n as f64;
+            assert!(
+                (p.mean - mean).abs() <= 1e-9 * mean.abs().max(1.0),
+                "{action}: {} vs {mean}",
+                p.mean
+            );
+        }
+    }
+}
+
+// ---- lifecycle --------------------------------------------------------------
+
+#[test]
+fn idempotency_keys() {
+    let Fixture { index, entries, .. } = fixture();
+    let mut seen = 0;
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(key) = e.as_ref().and_then(|e| e.idempotency_key.as_ref()) {
+            assert_eq!(index.find_idempotency_key(key).unwrap(), Some(i as u64));
+            seen += 1;
+        }
+    }
+    assert!(seen > 100);
+    assert_eq!(index.find_idempotency_key("key-handmade").unwrap(), Some(3));
+    assert_eq!(index.find_idempotency_key("no-such-key").unwrap(), None);
+}
+
+/// Everything the index answers, for comparing two indexes.
+fn answers(index: &EventIndex) -> Vec<String> {
+    let filters = [
+        f(),
+        Filter {
+            action: Some("lead.*".into()),
+            ..f()
+        },
+        Filter { failures: true, ..f() },
+        Filter {
+            text: Some("customer".into()),
+            ..f()
+        },
+    ];
+    let mut out = vec![index.indexed().to_string()];
+    for filter in &filters {
+        let mut all = Vec::new();
+        index
+            .for_each(filter, |i| {
+                all.push(i);
+                true
+            })
+            .unwrap();
+        out.push(format!("{all:?}"));
+        out.push(format!("{:?}", index.search(filter, &Page::newest(50)).unwrap()));
+        out.push(format!("{:?}", index.stats(filter, Bucket::Hour).unwrap()));
+        out.push(format!("{:?}", index.performance(filter).unwrap()));
+    }
+    out
+}
+
+#[test]
+fn incremental_build_with_reopens_equals_a_rebuild() {
+    let entries = &entries(11, 1500);
+    let scratch = tempfile::tempdir().unwrap();
+    let whole = EventIndex::open(scratch.path(), IndexOptions::default()).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        whole.add(i as u64, e.as_ref()).unwrap();
+    }
+    whole.commit().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs/x/index");
+    let mut at = 0;
+    for chunk in [1, 300, 0, 457, entries.len() - 758] {
+        let index = EventIndex::open(&path, IndexOptions::default()).unwrap();
+        assert_eq!(index.indexed(), at as u64);
+        for (i, e) in entries.iter().enumerate().skip(at).take(chunk) {
+            index.add(i as u64, e.as_ref()).unwrap();
+        }
+        at += chunk;
+        assert_eq!(index.commit().unwrap(), at as u64);
+        // One more, never committed: lost on reopen, added again then.
+        if let Some(e) = entries.get(at) {
+            index.add(at as u64, e.as_ref()).unwrap();
+        }
+    }
+    assert_eq!(at, entries.len());
+    let index = EventIndex::open(
+        &path,
+        IndexOptions {
+            writer_memory: 30 << 20,
+            threads: 2,
+        },
+    )
+    .unwrap();
+    assert_eq!(answers(&index), answers(&whole));
+}
+
+#[test]
+fn uncommitted_additions_are_lost_on_reopen() {
+    let entries = &entries(3, 50);
+    let dir = tempfile::tempdir().unwrap();
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    for (i, e) in entries.iter().enumerate().take(20) {
+        index.add(i as u64, e.as_ref()).unwrap();
+    }
+    assert_eq!(index.commit().unwrap(), 20);
+    for (i, e) in entries.iter().enumerate().skip(20).take(10) {
+        index.add(i as u64, e.as_ref()).unwrap();
+    }
+    assert_eq!(index.count(&f()).unwrap(), 20, "searches see only commits");
+    drop(index);
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    assert_eq!(index.indexed(), 20);
+    assert_eq!(index.count(&f()).unwrap(), 20);
+    assert!(matches!(
+        index.add(30, None),
+        Err(IndexError::OutOfOrder { expected: 20, got: 30 })
+    ));
+    index.add(20, None).unwrap();
+    assert_eq!(index.commit().unwrap(), 21, "a non-event entry advances the watermark");
+}
+
+#[test]
+fn out_of_order_additions_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    let e = entries(1, 3).into_iter().flatten().next().unwrap();
+    assert!(matches!(
+        index.add(1, Some(&e)),
+        Err(IndexError::OutOfOrder { expected: 0, got: 1 })
+    ));
+    index.add(0, Some(&e)).unwrap();
+    assert!(matches!(
+        index.add(0, Some(&e)),
+        Err(IndexError::OutOfOrder { expected: 1, got: 0 })
+    ));
+    assert!(matches!(
+        index.add(5, None),
+        Err(IndexError::OutOfOrder { expected: 1, got: 5 })
+    ));
+    index.add(1, None).unwrap();
+    assert_eq!(index.commit().unwrap(), 2);
+    assert_eq!(index.search(&f(), &Page::newest(10)).unwrap(), vec![0]);
+}
+
+#[test]
+fn wipe_deletes_only_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    EventIndex::wipe(&path).unwrap();
+    let index = EventIndex::open(&path, IndexOptions::default()).unwrap();
+    index.add(0, None).unwrap();
+    index.commit().unwrap();
+    assert!(
+        EventIndex::open(&path, IndexOptions::default()).is_err(),
+        "one writer per index"
+    );
+    drop(index);
+    EventIndex::wipe(&path).unwrap();
+    assert!(!path.exists());
+    assert_eq!(EventIndex::open(&path, IndexOptions::default()).unwrap().indexed(), 0);
+
+    let other = dir.path().join("not-an-index");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("precious.txt"), b"keep").unwrap();
+    assert!(matches!(EventIndex::wipe(&other), Err(IndexError::NotAnIndex(_))));
+    assert!(other.join("precious.txt").exists());
+}
