@@ -11,6 +11,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod events;
+
 #[derive(Parser)]
 #[command(name = "sealtrail", version, about = "Audit trail that proves its own integrity")]
 struct Cli {
@@ -39,13 +41,36 @@ enum Command {
     },
     /// Print the log's verifier key.
     Key,
-    /// Append entries: each line of FILE (or stdin) becomes one entry.
+    /// Append audit events, one JSON object per line of FILE (or stdin). Bad lines are
+    /// reported by number and the good ones appended; exit 2 if any line was refused.
     Append {
-        /// Store each line's bytes as they are (the only mode until events arrive).
+        /// Store each line's bytes as they are, as raw entries rather than events.
         #[arg(long)]
         raw: bool,
+        /// All or nothing: append no line unless every line is a valid event.
+        #[arg(long, conflicts_with = "raw")]
+        strict: bool,
         file: Option<PathBuf>,
     },
+    /// Search events (newest first) by field, time range and text.
+    Query(events::ListArgs),
+    /// The timeline of one entity (oldest first): the events that name it as a target.
+    History {
+        /// The entity, TYPE:ID (e.g. lead:LEAD-001).
+        entity: String,
+        #[command(flatten)]
+        list: events::ListArgs,
+    },
+    /// Recent failures and errors with their error details.
+    Errors(events::ListArgs),
+    /// Totals and counts by action, actor, outcome, and by hour or day.
+    Stats(events::StatsArgs),
+    /// Per action: count, min, max, mean, p50, p95, p99 of duration_ms.
+    Performance(events::PerformanceArgs),
+    /// Write every matching event to a file (oldest first), streaming.
+    Export(events::ExportArgs),
+    /// Rebuild the query index from the ledger.
+    Reindex,
     /// Print the latest signed checkpoint.
     Checkpoint,
     /// Write entry INDEX's exact bytes to stdout.
@@ -143,10 +168,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Key => writeln!(out, "{}", dir.verifier(&cli.log)?)?,
-        Command::Append { raw, file } => {
-            if !raw {
-                bail!("append without --raw takes audit events, which this version does not read yet; use --raw");
-            }
+        Command::Append {
+            raw: false,
+            strict,
+            file,
+        } => {
+            let all_good = events::append(&cli.data, &cli.log, file.as_ref(), *strict, &mut out)?;
+            return Ok(ExitCode::from(if all_good { 0 } else { 2 }));
+        }
+        Command::Query(args) => events::query(&cli.data, &cli.log, args)?,
+        Command::History { entity, list } => events::history(&cli.data, &cli.log, entity, list)?,
+        Command::Errors(args) => events::errors(&cli.data, &cli.log, args)?,
+        Command::Stats(args) => events::stats(&cli.data, &cli.log, args)?,
+        Command::Performance(args) => events::performance(&cli.data, &cli.log, args)?,
+        Command::Export(args) => events::export(&cli.data, &cli.log, args)?,
+        Command::Reindex => events::reindex(&cli.data, &cli.log, &mut out)?,
+        Command::Append { raw: true, file, .. } => {
             let input: Box<dyn BufRead> = match file {
                 Some(p) => Box::new(std::io::BufReader::new(
                     std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,

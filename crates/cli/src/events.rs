@@ -1,0 +1,535 @@
+//! The audit commands: `append` (events), `query`, `history`, `errors`,
+//! `stats`, `performance`, `export` and `reindex`. Argument parsing and
+//! printing only; the work is in `sealtrail-trail`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use sealtrail_event::{Outcome, Severity, Timestamp};
+use sealtrail_export::{EventWriter, Format, Row};
+use sealtrail_ledger::DataDir;
+use sealtrail_merkle::{leaf_hash, open_checkpoint, verify_inclusion};
+use sealtrail_trail::when::parse_time;
+use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail, TrailOptions};
+
+use crate::IntegrityFailure;
+
+/// The filters every search command takes.
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Action, exact or a glob (`lead.*`, `*.deleted`, `user.?et`).
+    #[arg(long, value_name = "GLOB")]
+    action: Option<String>,
+    /// Actor id.
+    #[arg(long, value_name = "ID")]
+    actor: Option<String>,
+    /// A target, `TYPE:ID`, or `TYPE` for any target of that type.
+    #[arg(long, value_name = "TYPE:ID")]
+    target: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    /// source.workflow
+    #[arg(long)]
+    workflow: Option<String>,
+    /// source.service
+    #[arg(long)]
+    service: Option<String>,
+    #[arg(long, value_parser = parse_outcome, value_name = "success|failure|unknown")]
+    outcome: Option<Outcome>,
+    /// This severity or graver (debug, info, notice, warning, error, critical, alert, emergency).
+    #[arg(long, value_parser = parse_severity, value_name = "LEVEL")]
+    severity: Option<Severity>,
+    /// context.ip
+    #[arg(long)]
+    ip: Option<std::net::IpAddr>,
+    /// context.session_id
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    /// Occurred at or after: 30m, 24h, 7d, 1w (before now), an RFC 3339 time, or a date.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Occurred before (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+    /// Received by the server at or after (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    received_since: Option<String>,
+    /// Received by the server before (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    received_until: Option<String>,
+    /// Words that must all occur in message, error or details.
+    #[arg(long)]
+    text: Option<String>,
+}
+
+fn parse_outcome(s: &str) -> Result<Outcome, String> {
+    Outcome::from_name(s).ok_or_else(|| format!("{s:?} is not an outcome: use success, failure or unknown"))
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::from_name(s).ok_or_else(|| {
+        format!("{s:?} is not a severity: use debug, info, notice, warning, error, critical, alert or emergency")
+    })
+}
+
+impl FilterArgs {
+    fn filter(&self, now: Timestamp) -> anyhow::Result<Filter> {
+        let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<Timestamp>> {
+            v.as_deref()
+                .map(|s| parse_time(s, now).with_context(|| format!("--{flag}")))
+                .transpose()
+        };
+        let (target_type, target_id) = match self.target.as_deref() {
+            None => (None, None),
+            Some(t) => match t.split_once(':') {
+                Some((ty, id)) if !ty.is_empty() && !id.is_empty() => (Some(ty.to_owned()), Some(id.to_owned())),
+                None if !t.is_empty() => (Some(t.to_owned()), None),
+                _ => bail!("--target {t:?}: use TYPE:ID (e.g. lead:LEAD-001) or TYPE"),
+            },
+        };
+        Ok(Filter {
+            action: self.action.clone(),
+            actor: self.actor.clone(),
+            target_type,
+            target_id,
+            tenant: self.tenant.clone(),
+            workflow: self.workflow.clone(),
+            service: self.service.clone(),
+            outcome: self.outcome,
+            min_severity: self.severity,
+            ip: self.ip,
+            session: self.session.clone(),
+            occurred: TimeRange {
+                since: time("since", &self.since)?,
+                until: time("until", &self.until)?,
+            },
+            received: TimeRange {
+                since: time("received-since", &self.received_since)?,
+                until: time("received-until", &self.received_until)?,
+            },
+            text: self.text.clone(),
+            failures: false,
+        })
+    }
+}
+
+/// Output formats of the listing commands.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+impl From<ListFormat> for Format {
+    fn from(f: ListFormat) -> Format {
+        match f {
+            ListFormat::Table => Format::Table,
+            ListFormat::Json => Format::Json,
+            ListFormat::Jsonl => Format::Jsonl,
+            ListFormat::Csv => Format::Csv,
+        }
+    }
+}
+
+/// How the summary commands print.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Most events to print.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Continue a listing: only events before this ledger index (after it with --oldest-first).
+    #[arg(long, value_name = "INDEX")]
+    after: Option<u64>,
+    /// Oldest first (default: newest first).
+    #[arg(long)]
+    oldest_first: bool,
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
+    /// Check each event's inclusion proof against the latest signed checkpoint (exit 1 if any fails).
+    #[arg(long)]
+    verify: bool,
+}
+
+pub fn open_trail(data: &Path, log: &str) -> anyhow::Result<Trail> {
+    Ok(Trail::open(&DataDir::new(data), log, TrailOptions::default())?)
+}
+
+/// `sealtrail append` (events): JSON Lines from `file` or stdin.
+pub fn append(
+    data: &Path,
+    log: &str,
+    file: Option<&PathBuf>,
+    strict: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let input: Box<dyn BufRead> = match file {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let trail = open_trail(data, log)?;
+    let report = trail.ingest_jsonl(input, strict)?;
+    for e in &report.rejected {
+        eprintln!("{e}");
+    }
+    let range = match (report.first, report.last) {
+        (Some(a), Some(b)) => format!(" (entries {a}..{b})"),
+        _ => String::new(),
+    };
+    if strict && !report.rejected.is_empty() {
+        writeln!(
+            out,
+            "appended nothing: {} of {} lines rejected (--strict); tree size {}",
+            report.rejected.len(),
+            report.lines,
+            report.tree_size
+        )?;
+    } else {
+        writeln!(
+            out,
+            "appended {} events{range}, {} duplicates, {} rejected; tree size {}",
+            report.appended,
+            report.duplicates,
+            report.rejected.len(),
+            report.tree_size
+        )?;
+    }
+    Ok(report.rejected.is_empty())
+}
+
+/// `query`, `history` and `errors`: a page of events.
+pub fn list(
+    trail: &Trail,
+    mut filter: Filter,
+    args: &ListArgs,
+    failures: bool,
+    oldest_first: bool,
+) -> anyhow::Result<()> {
+    filter.failures = failures;
+    let page = Page {
+        order: if oldest_first || args.oldest_first {
+            Order::OldestFirst
+        } else {
+            Order::NewestFirst
+        },
+        limit: args.limit,
+        after: args.after,
+    };
+    let found = trail.query(&filter, &page)?;
+    if args.verify {
+        verify_found(trail, &found)?;
+    }
+    let mut w = EventWriter::new(args.format.into(), Box::new(std::io::stdout()))?;
+    for f in &found {
+        w.write(&Row {
+            index: f.index,
+            event: &f.event,
+            entry: &f.entry,
+        })?;
+    }
+    w.finish()?;
+    if found.len() == args.limit {
+        if let Some(last) = found.last() {
+            eprintln!("(first {} shown; more with --after {})", args.limit, last.index);
+        }
+    }
+    Ok(())
+}
+
+pub fn query(data: &Path, log: &str, args: &ListArgs) -> anyhow::Result<()> {
+    let trail = open_trail(data, log)?;
+    let filter = args.filter.filter(Timestamp::now())?;
+    list(&trail, filter, args, false, false)
+}
+
+pub fn history(data: &Path, log: &str, entity: &str, args: &ListArgs) -> anyhow::Result<()> {
+    let Some((ty, id)) = entity.split_once(':').filter(|(t, i)| !t.is_empty() && !i.is_empty()) else {
+        bail!("{entity:?}: name the entity as TYPE:ID, e.g. lead:LEAD-001");
+    };
+    if args.filter.target.is_some() {
+        bail!("history takes its entity as TYPE:ID, not --target");
+    }
+    let trail = open_trail(data, log)?;
+    let mut filter = args.filter.filter(Timestamp::now())?;
+    filter.target_type = Some(ty.to_owned());
+    filter.target_id = Some(id.to_owned());
+    list(&trail, filter, args, false, !args.oldest_first)
+}
+
+pub fn errors(data: &Path, log: &str, args: &ListArgs) -> anyhow::Result<()> {
+    let trail = open_trail(data, log)?;
+    let filter = args.filter.filter(Timestamp::now())?;
+    if args.format != ListFormat::Table {
+        return list(&trail, filter, args, true, false);
+    }
+    let mut filter = filter;
+    filter.failures = true;
+    let page = Page {
+        order: Order::NewestFirst,
+        limit: args.limit,
+        after: args.after,
+    };
+    let found = trail.query(&filter, &page)?;
+    if args.verify {
+        verify_found(&trail, &found)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if found.is_empty() {
+        writeln!(out, "no failures or errors match")?;
+    }
+    for f in &found {
+        let e = &f.event;
+        writeln!(
+            out,
+            "#{} {} {} actor={} outcome={} severity={}",
+            f.index,
+            e.occurred_at,
+            e.action,
+            e.actor.as_ref().map_or("-", |a| a.id.as_str()),
+            e.outcome.map_or("-", |o| o.as_str()),
+            e.severity.as_str(),
+        )?;
+        if let Some(m) = &e.message {
+            writeln!(out, "    {m}")?;
+        }
+        if let Some(err) = &e.error {
+            writeln!(
+                out,
+                "    error {}: {}",
+                err.kind.as_deref().unwrap_or("-"),
+                err.message.as_deref().unwrap_or("-")
+            )?;
+            if let Some(stack) = &err.stack {
+                for line in stack.lines().take(5) {
+                    writeln!(out, "      {line}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check that each event is in the latest checkpoint, signed by the log's key.
+fn verify_found(trail: &Trail, found: &[Found]) -> anyhow::Result<()> {
+    let verifier = trail.log().verifier().clone();
+    for f in found {
+        let inclusion = trail.prove(f.index)?;
+        let (checkpoint, _) = open_checkpoint(&inclusion.note, &verifier)
+            .map_err(|e| IntegrityFailure(format!("latest checkpoint: {e}")))?;
+        verify_inclusion(
+            f.index,
+            checkpoint.size,
+            &leaf_hash(&f.entry),
+            &inclusion.proof,
+            &checkpoint.root,
+        )
+        .map_err(|e| IntegrityFailure(format!("entry {}: inclusion proof fails: {e}", f.index)))?;
+    }
+    if let Some(f) = found.first() {
+        let size = trail.prove(f.index)?.checkpoint.size;
+        eprintln!(
+            "verified: {} events each included in the checkpoint of size {size} signed by {}",
+            found.len(),
+            verifier.name()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Time buckets of occurred_at.
+    #[arg(long, value_enum, default_value_t = BucketArg::Day)]
+    by: BucketArg,
+    /// Rows per breakdown.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    format: SummaryFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum BucketArg {
+    Hour,
+    Day,
+}
+
+pub fn stats(data: &Path, log: &str, args: &StatsArgs) -> anyhow::Result<()> {
+    let trail = open_trail(data, log)?;
+    let filter = args.filter.filter(Timestamp::now())?;
+    let bucket = match args.by {
+        BucketArg::Hour => Bucket::Hour,
+        BucketArg::Day => Bucket::Day,
+    };
+    let s = trail.stats(&filter, bucket)?;
+    let mut out = std::io::stdout().lock();
+    let pairs = |v: &[(String, u64)]| -> serde_json::Value {
+        v.iter()
+            .map(|(k, n)| serde_json::json!({"value": k, "count": n}))
+            .collect()
+    };
+    if args.format == SummaryFormat::Json {
+        let by_time: Vec<_> = s
+            .by_time
+            .iter()
+            .map(|(t, n)| serde_json::json!({"start": t.to_string(), "count": n}))
+            .collect();
+        let v = serde_json::json!({
+            "total": s.total,
+            "by_action": pairs(&s.by_action),
+            "by_actor": pairs(&s.by_actor),
+            "by_outcome": pairs(&s.by_outcome),
+            "by_time": by_time,
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(out, "total {}", s.total)?;
+    for (title, rows) in [
+        ("action", &s.by_action),
+        ("actor", &s.by_actor),
+        ("outcome", &s.by_outcome),
+    ] {
+        writeln!(out, "\nby {title}")?;
+        for (value, n) in rows.iter().take(args.top) {
+            writeln!(out, "  {n:>10}  {value}")?;
+        }
+        if rows.len() > args.top {
+            writeln!(out, "  … {} more", rows.len() - args.top)?;
+        }
+    }
+    writeln!(
+        out,
+        "\nby {}",
+        if matches!(args.by, BucketArg::Hour) {
+            "hour"
+        } else {
+            "day"
+        }
+    )?;
+    for (t, n) in &s.by_time {
+        writeln!(out, "  {n:>10}  {t}")?;
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct PerformanceArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    format: SummaryFormat,
+}
+
+pub fn performance(data: &Path, log: &str, args: &PerformanceArgs) -> anyhow::Result<()> {
+    let trail = open_trail(data, log)?;
+    let filter = args.filter.filter(Timestamp::now())?;
+    let rows = trail.performance(&filter)?;
+    let mut out = std::io::stdout().lock();
+    if args.format == SummaryFormat::Json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "action": p.action, "count": p.count, "min": p.min, "max": p.max,
+                    "mean": p.mean, "p50": p.p50, "p95": p.p95, "p99": p.p99,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(v))?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<32} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "action", "count", "min ms", "max ms", "mean ms", "p50 ms", "p95 ms", "p99 ms"
+    )?;
+    for p in &rows {
+        writeln!(
+            out,
+            "{:<32} {:>9} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3}",
+            p.action, p.count, p.min, p.max, p.mean, p.p50, p.p95, p.p99
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+    Jsonl,
+    Xlsx,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// File to write (`-` for stdout, except xlsx).
+    #[arg(long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+pub fn export(data: &Path, log: &str, args: &ExportArgs) -> anyhow::Result<()> {
+    let trail = open_trail(data, log)?;
+    let filter = args.filter.filter(Timestamp::now())?;
+    let format = match args.format {
+        ExportFormat::Csv => Format::Csv,
+        ExportFormat::Json => Format::Json,
+        ExportFormat::Jsonl => Format::Jsonl,
+        ExportFormat::Xlsx => Format::Xlsx,
+    };
+    let mut w = if args.output.as_os_str() == "-" {
+        EventWriter::new(format, Box::new(std::io::BufWriter::new(std::io::stdout())))?
+    } else {
+        EventWriter::create(format, &args.output).with_context(|| format!("create {}", args.output.display()))?
+    };
+    let mut failure = None;
+    trail.for_each(&filter, |f| {
+        let row = Row {
+            index: f.index,
+            event: &f.event,
+            entry: &f.entry,
+        };
+        if let Err(e) = w.write(&row) {
+            failure = Some(e);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    if let Some(e) = failure {
+        return Err(e).context("write export");
+    }
+    let rows = w.finish()?;
+    eprintln!("exported {rows} events");
+    Ok(())
+}
+
+pub fn reindex(data: &Path, log: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let n = Trail::reindex(&DataDir::new(data), log, &Default::default())?;
+    writeln!(
+        out,
+        "reindexed log {log}: {n} entries in {:.2} s",
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Idempotency keys: a resend with a key already stored in this log
+//! returns the original and appends nothing.
+//!
+//! A key is looked up first here, among keys appended since the index's
+//! last commit (and keys whose append is in flight), then in the index,
+//! which holds every committed key and is caught up from the ledger on
+//! open. A key leaves this map only once an index commit that covers it is
+//! searchable, so there is no moment when neither place knows it. Two
+//! callers racing with one key: the second waits until the first's append
+//! settles, then finds its index.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use sealtrail_index::EventIndex;
+
+use crate::TrailError;
+
+enum Slot {
+    /// Reserved by a batch whose append has not returned.
+    InFlight,
+    /// Appended at this ledger index, maybe not yet in an index commit.
+    At(u64),
+}
+
+/// What to do with one input of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Append it.
+    Fresh,
+    /// Its key is already stored, at this ledger index.
+    Original(u64),
+    /// Its key was first used by the input at this position of the batch.
+    SameAs(usize),
+}
+
+#[derive(Default)]
+pub(crate) struct Keys {
+    slots: Mutex<HashMap<String, Slot>>,
+    settled: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Keys {
+    /// Decide each input's fate and reserve the keys of the fresh ones.
+    /// `keys[i]` is input i's idempotency key (None: no key, or rejected).
+    pub(crate) fn reserve(&self, keys: &[Option<&str>], index: &EventIndex) -> Result<Vec<Plan>, TrailError> {
+        if keys.iter().all(Option::is_none) {
+            return Ok(vec![Plan::Fresh; keys.len()]);
+        }
+        let mut slots = lock(&self.slots);
+        while keys
+            .iter()
+            .flatten()
+            .any(|k| matches!(slots.get(*k), Some(Slot::InFlight)))
+        {
+            slots = self.settled.wait(slots).unwrap_or_else(|e| e.into_inner());
+        }
+        let mut first_use: HashMap<&str, usize> = HashMap::new();
+        let mut plans = Vec::with_capacity(keys.len());
+        for (position, key) in keys.iter().enumerate() {
+            let Some(key) = key else {
+                plans.push(Plan::Fresh);
+                continue;
+            };
+            let plan = if let Some(&earlier) = first_use.get(key) {
+                Plan::SameAs(earlier)
+            } else if let Some(Slot::At(index)) = slots.get(*key) {
+                Plan::Original(*index)
+            } else if let Some(index) = index.find_idempotency_key(key)? {
+                Plan::Original(index)
+            } else {
+                first_use.insert(key, position);
+                Plan::Fresh
+            };
+            plans.push(plan);
+        }
+        for (&key, _) in first_use.iter() {
+            slots.insert(key.to_owned(), Slot::InFlight);
+        }
+        Ok(plans)
+    }
+
+    /// The append of the fresh inputs succeeded, starting at ledger index
+    /// `first` in input order.
+    pub(crate) fn settle(&self, keys: &[Option<&str>], plans: &[Plan], first: u64) {
+        if keys.iter().all(Option::is_none) {
+            return;
+        }
+        let mut slots = lock(&self.slots);
+        let mut next = first;
+        for (key, plan) in keys.iter().zip(plans) {
+            if *plan != Plan::Fresh {
+                continue;
+            }
+            if let Some(key) = key {
+                slots.insert((*key).to_owned(), Slot::At(next));
+            }
+            next += 1;
+        }
+        self.settled.notify_all();
+    }
+
+    /// The append failed: nothing was stored, free the reservations.
+    pub(crate) fn release(&self, keys: &[Option<&str>], plans: &[Plan]) {
+        let mut slots = lock(&self.slots);
+        for (key, plan) in keys.iter().zip(plans) {
+            if let (Some(key), Plan::Fresh) = (key, plan) {
+                slots.remove(*key);
+            }
+        }
+        self.settled.notify_all();
+    }
+
+    /// An index commit covering ledger entries below `watermark` is
+    /// searchable: their keys are found there from now on.
+    pub(crate) fn forget_below(&self, watermark: u64) {
+        let mut slots = lock(&self.slots);
+        slots.retain(|_, slot| !matches!(slot, Slot::At(index) if *index < watermark));
+    }
+}

@@ -1,0 +1,438 @@
+//! One audit trail: a ledger log plus its query index, and the ingest
+//! pipeline the CLI and the server share.
+//!
+//! ```text
+//! JSON ─accept─► Event + entry ─idempotency─► Log::append ─► durable, acknowledged
+//!                (sealtrail-event)  (keys)     (sealtrail-ledger)   │
+//!                                                          indexer thread: in ledger order,
+//!                                                          commit every `visibility`
+//!                                                          (sealtrail-index)
+//! ```
+//!
+//! The ledger is the truth; the index is derived. An event is acknowledged
+//! once the ledger has it, and becomes searchable within
+//! [`TrailOptions::visibility`]. The index records how many ledger entries
+//! it holds (its watermark); on open, whatever the ledger has beyond the
+//! watermark is indexed before the trail accepts anything, so a crash loses
+//! nothing the index needs and idempotency keys hold across restarts.
+//!
+//! Architecture invariant: no HTTP, no async runtime, no output formats.
+//! Architecture invariant: the index is only ever fed in ledger order, and
+//! its watermark never passes an entry it has not indexed.
+
+pub mod jsonl;
+pub mod when;
+
+mod indexer;
+mod keys;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sealtrail_event::{accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid};
+use sealtrail_index::{EventIndex, IndexError};
+use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions};
+use sealtrail_merkle::checkpoint::Checkpoint;
+use sealtrail_merkle::hash::{leaf_hash, Hash};
+use thiserror::Error;
+
+pub use sealtrail_index::{Bucket, Filter, IndexOptions, Order, Page, Performance, Stats, TimeRange};
+
+use crate::indexer::Indexer;
+use crate::keys::{Keys, Plan};
+
+/// The directory, inside a log's directory, that holds its query index
+/// (beside the ledger's own `index` file of entry offsets).
+pub const INDEX_DIR: &str = "query-index";
+
+/// Where the trail reads the time: `received_at` of every event ingested.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// How a trail is run.
+#[derive(Clone)]
+pub struct TrailOptions {
+    pub log: LogOptions,
+    pub index: IndexOptions,
+    /// Longest time between an acknowledged append and its being searchable
+    /// (the index commit interval).
+    pub visibility: Duration,
+    /// Most acknowledged events waiting for the indexer before ingest waits
+    /// for it: bounds memory when the indexer falls behind.
+    pub max_index_backlog: usize,
+    /// The system clock unless a test injects one.
+    pub clock: Clock,
+}
+
+impl Default for TrailOptions {
+    fn default() -> Self {
+        Self {
+            log: LogOptions::default(),
+            index: IndexOptions::default(),
+            visibility: Duration::from_millis(500),
+            max_index_backlog: 1 << 18,
+            clock: Arc::new(Timestamp::now),
+        }
+    }
+}
+
+/// What a trail refuses or fails at. Faults of single events are not
+/// errors of the call: they come back as [`Item::Rejected`].
+#[derive(Debug, Error)]
+pub enum TrailError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("query index: {0}")]
+    Index(#[from] IndexError),
+    /// A ledger entry that the index or a caller expects to be an event
+    /// is not one.
+    #[error("entry {index} is not a stored event: {reason}")]
+    NotAnEvent { index: u64, reason: String },
+    /// The indexer thread failed; searches would miss events, so queries
+    /// are refused until the trail is reopened (which catches up).
+    #[error("the query index stopped after an error ({0}); reopen the log to rebuild it from the ledger")]
+    IndexStopped(String),
+    #[error("reading the system's randomness for event ids: {0}")]
+    Random(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An event as stored: its ledger index, the event, and the exact entry
+/// bytes (whose leaf hash the tree commits to).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub index: u64,
+    pub event: Event,
+    pub entry: Vec<u8>,
+}
+
+/// The fate of one input of a batch, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// In the ledger, durable: appended now, or earlier (`duplicate`: an
+    /// event with the same idempotency key was already stored, and this is
+    /// the original's index, id and leaf hash; nothing was appended).
+    Stored {
+        index: u64,
+        id: Ulid,
+        leaf: Hash,
+        duplicate: bool,
+    },
+    /// Not an acceptable event; the reason names field paths or the JSON
+    /// position.
+    Rejected(Rejection),
+    /// Acceptable, but not appended because the batch was atomic and
+    /// another input was rejected.
+    NotAppended,
+}
+
+/// The result of [`Trail::ingest`].
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub items: Vec<Item>,
+    /// A signed checkpoint (note text) covering every stored item.
+    pub checkpoint: Arc<[u8]>,
+    pub tree_size: u64,
+}
+
+impl Ingested {
+    pub fn appended(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Item::Stored { duplicate: false, .. }))
+            .count()
+    }
+}
+
+/// An inclusion proof of one entry in the latest signed checkpoint.
+#[derive(Debug, Clone)]
+pub struct Inclusion {
+    pub checkpoint: Checkpoint,
+    /// The signed note text of `checkpoint`.
+    pub note: Arc<[u8]>,
+    pub proof: Vec<Hash>,
+}
+
+/// An open audit trail. Safe to share between threads; dropping it stops
+/// the indexer after a final commit.
+pub struct Trail {
+    log: Log,
+    index: Arc<EventIndex>,
+    keys: Arc<Keys>,
+    indexer: Indexer,
+    clock: Clock,
+}
+
+impl Trail {
+    /// Open log `name` of `data` and its index, indexing whatever the
+    /// ledger holds beyond the index's watermark before returning.
+    pub fn open(data: &DataDir, name: &str, opts: TrailOptions) -> Result<Trail, TrailError> {
+        let log = data.open_log(name, opts.log.clone())?;
+        let dir = index_dir(data, name);
+        let index = Arc::new(open_index(&dir, &opts.index, &log)?);
+        catch_up(&log, &index)?;
+        let keys = Arc::new(Keys::default());
+        let indexer = Indexer::start(
+            log.size(),
+            index.clone(),
+            keys.clone(),
+            opts.visibility,
+            opts.max_index_backlog,
+        );
+        Ok(Trail {
+            log,
+            index,
+            keys,
+            indexer,
+            clock: opts.clock,
+        })
+    }
+
+    /// Throw the index of log `name` away and build it again from the
+    /// ledger. Returns the number of entries indexed.
+    pub fn reindex(data: &DataDir, name: &str, opts: &IndexOptions) -> Result<u64, TrailError> {
+        let log = data.open_log(name, LogOptions::default())?;
+        let dir = index_dir(data, name);
+        EventIndex::wipe(&dir)?;
+        let index = open_index(&dir, opts, &log)?;
+        catch_up(&log, &index)?;
+        Ok(index.indexed())
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Validate, canonicalise and durably append `inputs` (one JSON event
+    /// text each). Bad inputs come back as [`Item::Rejected`] and the good
+    /// ones are stored, unless `atomic`: then one bad input means nothing
+    /// is appended. A resend whose idempotency key is already stored in
+    /// this log returns the original and appends nothing.
+    pub fn ingest(&self, inputs: &[&[u8]], atomic: bool) -> Result<Ingested, TrailError> {
+        let received_at = (self.clock)();
+        let mut random = vec![0u8; 10 * inputs.len()];
+        getrandom::fill(&mut random).map_err(|e| TrailError::Random(e.to_string()))?;
+        let mut accepted = Vec::with_capacity(inputs.len());
+        let mut rejected = 0usize;
+        for (text, random) in inputs.iter().zip(random.chunks_exact(10)) {
+            let mut r = [0u8; 10];
+            r.copy_from_slice(random);
+            let result = match event_id(received_at, r) {
+                Ok(id) => accept_json_entry(text, received_at, id),
+                Err(e) => Err(Rejection::Invalid(vec![sealtrail_event::FieldError {
+                    path: "received_at".into(),
+                    message: e.to_string(),
+                }])),
+            };
+            rejected += usize::from(result.is_err());
+            accepted.push(result);
+        }
+        if atomic && rejected > 0 {
+            let items = accepted
+                .into_iter()
+                .map(|r| r.err().map_or(Item::NotAppended, Item::Rejected))
+                .collect();
+            return Ok(self.done_without_append(items));
+        }
+
+        let keys: Vec<Option<&str>> = accepted
+            .iter()
+            .map(|r| r.as_ref().ok().and_then(|(e, _)| e.idempotency_key.as_deref()))
+            .collect();
+        let plans = self.keys.reserve(&keys, &self.index)?;
+        let fresh: Vec<&[u8]> = accepted
+            .iter()
+            .zip(&plans)
+            .filter_map(|(r, p)| match (r, p) {
+                (Ok((_, entry)), Plan::Fresh) => Some(entry.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let appended = match self.log.append(&fresh) {
+            Ok(a) => a,
+            Err(e) => {
+                self.keys.release(&keys, &plans);
+                return Err(e.into());
+            }
+        };
+        self.keys.settle(&keys, &plans, appended.first);
+
+        // Items in input order; duplicates of a key stored earlier read the
+        // original back from the ledger.
+        let mut items = Vec::with_capacity(accepted.len());
+        let mut events = Vec::with_capacity(fresh.len());
+        let mut next = appended.first;
+        for (result, plan) in accepted.into_iter().zip(&plans) {
+            items.push(match (result, plan) {
+                (Err(rejection), _) => Item::Rejected(rejection),
+                (Ok((event, entry)), Plan::Fresh) => {
+                    let item = Item::Stored {
+                        index: next,
+                        id: event.id,
+                        leaf: leaf_hash(&entry),
+                        duplicate: false,
+                    };
+                    next += 1;
+                    events.push(Some(event));
+                    item
+                }
+                (Ok(_), Plan::SameAs(position)) => match &items[*position] {
+                    Item::Stored { index, id, leaf, .. } => Item::Stored {
+                        index: *index,
+                        id: *id,
+                        leaf: *leaf,
+                        duplicate: true,
+                    },
+                    other => other.clone(),
+                },
+                (Ok(_), Plan::Original(index)) => {
+                    let found = self.read(*index)?;
+                    Item::Stored {
+                        index: found.index,
+                        id: found.event.id,
+                        leaf: leaf_hash(&found.entry),
+                        duplicate: true,
+                    }
+                }
+            });
+        }
+        self.indexer.push(appended.first, events);
+        Ok(Ingested {
+            items,
+            checkpoint: appended.checkpoint,
+            tree_size: appended.tree_size,
+        })
+    }
+
+    /// Append raw entries (not events) to the ledger; the index skips them.
+    pub fn append_raw(&self, entries: &[&[u8]]) -> Result<sealtrail_ledger::Appended, TrailError> {
+        let appended = self.log.append(entries)?;
+        self.indexer.push(appended.first, vec![None; entries.len()]);
+        Ok(appended)
+    }
+
+    fn done_without_append(&self, items: Vec<Item>) -> Ingested {
+        let (checkpoint, note) = self.log.checkpoint();
+        Ingested {
+            items,
+            checkpoint: note,
+            tree_size: checkpoint.size,
+        }
+    }
+
+    /// Return once everything acknowledged so far is searchable.
+    pub fn sync_index(&self) -> Result<(), TrailError> {
+        self.indexer.sync(self.log.size())
+    }
+
+    /// The stored event at ledger index `index`.
+    pub fn read(&self, index: u64) -> Result<Found, TrailError> {
+        let entry = self.log.entry(index)?;
+        let event = parse_entry(&entry).map_err(|e| TrailError::NotAnEvent {
+            index,
+            reason: e.to_string(),
+        })?;
+        Ok(Found { index, event, entry })
+    }
+
+    /// One page of events matching `filter`.
+    pub fn query(&self, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
+        self.indexer.healthy()?;
+        let hits = self.index.search(filter, page)?;
+        hits.into_iter().map(|i| self.read(i)).collect()
+    }
+
+    /// Every event matching `filter`, oldest first, in bounded memory; `f`
+    /// returns false to stop.
+    pub fn for_each(
+        &self,
+        filter: &Filter,
+        mut f: impl FnMut(Found) -> Result<bool, TrailError>,
+    ) -> Result<(), TrailError> {
+        self.indexer.healthy()?;
+        let mut failure = None;
+        self.index
+            .for_each(filter, |index| match self.read(index).and_then(&mut f) {
+                Ok(go_on) => go_on,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    pub fn count(&self, filter: &Filter) -> Result<u64, TrailError> {
+        self.indexer.healthy()?;
+        Ok(self.index.count(filter)?)
+    }
+
+    pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, TrailError> {
+        self.indexer.healthy()?;
+        Ok(self.index.stats(filter, bucket)?)
+    }
+
+    pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, TrailError> {
+        self.indexer.healthy()?;
+        Ok(self.index.performance(filter)?)
+    }
+
+    /// The proof that entry `index` is in the latest signed checkpoint.
+    pub fn prove(&self, index: u64) -> Result<Inclusion, TrailError> {
+        let (checkpoint, note) = self.log.checkpoint();
+        let proof = self.log.inclusion_proof(index, checkpoint.size)?;
+        Ok(Inclusion {
+            checkpoint,
+            note,
+            proof,
+        })
+    }
+
+    /// Index entries the index holds (its committed watermark).
+    pub fn indexed(&self) -> u64 {
+        self.index.indexed()
+    }
+}
+
+fn index_dir(data: &DataDir, name: &str) -> PathBuf {
+    data.log_dir(name).join(INDEX_DIR)
+}
+
+/// Open the index, rebuilding it if it claims more entries than the ledger
+/// holds (it belongs to another history, e.g. a restored ledger).
+fn open_index(dir: &std::path::Path, opts: &IndexOptions, log: &Log) -> Result<EventIndex, TrailError> {
+    let index = EventIndex::open(dir, *opts)?;
+    if index.indexed() <= log.size() {
+        return Ok(index);
+    }
+    drop(index);
+    EventIndex::wipe(dir)?;
+    Ok(EventIndex::open(dir, *opts)?)
+}
+
+/// Index the ledger's entries beyond the index's watermark, then commit.
+fn catch_up(log: &Log, index: &EventIndex) -> Result<(), TrailError> {
+    const CHUNK: u64 = 4096;
+    let size = log.size();
+    let mut next = index.indexed();
+    if next == size {
+        return Ok(());
+    }
+    while next < size {
+        let count = CHUNK.min(size - next);
+        for (i, entry) in log.entries(next, count)?.iter().enumerate() {
+            // Raw entries (`append --raw`) are part of the ledger but not
+            // events: the index steps over them.
+            let event = parse_entry(entry).ok();
+            index.add(next + i as u64, event.as_ref())?;
+        }
+        next += count;
+    }
+    index.commit()?;
+    Ok(())
+}
