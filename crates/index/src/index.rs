@@ -467,10 +467,13 @@ impl EventIndex {
         if let Some(ip) = filter.ip {
             all.push(term(f.ip, &ip.to_string()));
         }
+        // Outcome and severity are fast columns only: a term per event each
+        // would cost more at indexing than the column scans cost here.
         if let Some(o) = filter.outcome {
-            all.push(Box::new(TermQuery::new(
-                Term::from_field_u64(f.outcome, schema::outcome_code(o)),
-                IndexRecordOption::Basic,
+            let code = Term::from_field_u64(f.outcome, schema::outcome_code(o));
+            all.push(Box::new(RangeQuery::new(
+                Bound::Included(code.clone()),
+                Bound::Included(code),
             )));
         }
         if let Some(s) = filter.min_severity {
