@@ -403,14 +403,17 @@ fn index_dir(data: &DataDir, name: &str) -> PathBuf {
     data.log_dir(name).join(INDEX_DIR)
 }
 
-/// Open the index, rebuilding it if it claims more entries than the ledger
-/// holds (it belongs to another history, e.g. a restored ledger).
+/// Open the index, starting it afresh when it cannot serve this ledger:
+/// built by another schema version, an unreadable watermark, or more
+/// entries than the ledger holds (another history, e.g. a restored
+/// ledger). It is derived data; `catch_up` then rebuilds it.
 fn open_index(dir: &std::path::Path, opts: &IndexOptions, log: &Log) -> Result<EventIndex, TrailError> {
-    let index = EventIndex::open(dir, *opts)?;
-    if index.indexed() <= log.size() {
-        return Ok(index);
+    match EventIndex::open(dir, *opts) {
+        Ok(index) if index.indexed() <= log.size() => return Ok(index),
+        Ok(index) => drop(index),
+        Err(IndexError::SchemaMismatch { .. } | IndexError::BadWatermark { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
-    drop(index);
     EventIndex::wipe(dir)?;
     Ok(EventIndex::open(dir, *opts)?)
 }

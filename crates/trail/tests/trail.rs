@@ -380,3 +380,37 @@ fn answers(env: &Env, filters: &[Filter]) -> Vec<(Vec<u64>, u64)> {
         })
         .collect()
 }
+
+#[test]
+fn an_index_of_another_history_is_rebuilt_on_open() {
+    let env = env();
+    {
+        let trail = open(&env);
+        let events: Vec<Vec<u8>> = sealtrail_testgen::events(5, 40).collect();
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        trail.ingest(&refs, false).unwrap();
+    }
+    // Swap in a ledger with fewer entries under the same index: the index
+    // claims 40 entries the ledger does not hold.
+    let log_dir = env.data.log_dir("audit");
+    let index_dir = log_dir.join(sealtrail_trail::INDEX_DIR);
+    let kept = env._tmp.path().join("kept-index");
+    std::fs::rename(&index_dir, &kept).unwrap();
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    env.data.create_log("audit", None).unwrap();
+    std::fs::rename(&kept, &index_dir).unwrap();
+    let trail = open(&env);
+    trail.ingest(&[br#"{"action":"only.one"}"#.as_slice()], false).unwrap();
+    assert_eq!(all(&trail), vec![0]);
+    assert_eq!(trail.read(0).unwrap().event.action, "only.one");
+
+    // A watermark this version did not write is also rebuilt, not refused.
+    drop(trail);
+    let meta = index_dir.join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(text.contains("sealtrail-index v1 watermark 1"), "{text}");
+    std::fs::write(&meta, text.replace("sealtrail-index v1 watermark 1", "something else")).unwrap();
+    let trail = open(&env);
+    assert_eq!(trail.indexed(), 1);
+    assert_eq!(all(&trail), vec![0]);
+}
