@@ -11,25 +11,27 @@
 //! or deciding when to commit.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sealtrail_event::Event;
 use tantivy::collector::Count;
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
+use tantivy::index::SegmentId;
 use tantivy::indexer::{IndexWriterOptions, LogMergePolicy};
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Query, RangeQuery, TermQuery, TermSetQuery, Weight,
+    AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Query, RangeQuery, Scorer, TermQuery, TermSetQuery, Weight,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{
-    DocId, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, SegmentReader, TantivyError, Term,
+    DocId, DocSet, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, SegmentReader, TantivyError,
+    Term, TERMINATED,
 };
 use thiserror::Error;
 
@@ -97,6 +99,10 @@ pub struct EventIndex {
     writer: Mutex<Writer>,
     /// Ledger entries `[0, committed)` are in the last commit.
     committed: AtomicU64,
+    /// Per segment, the least and greatest ledger index of each [`BLOCK`]
+    /// of documents, computed on first use. Segments are immutable, so an
+    /// entry never goes stale; entries of merged-away segments are dropped.
+    blocks: Mutex<HashMap<SegmentId, Arc<Vec<(u64, u64)>>>>,
 }
 
 struct Writer {
@@ -107,6 +113,10 @@ struct Writer {
     /// Scratch for the free-text field.
     text: String,
 }
+
+/// Documents per block of a segment's ledger-index summary (see
+/// [`EventIndex::blocks`]).
+const BLOCK: u32 = 512;
 
 /// Matches are gathered in windows of this many ledger indices by
 /// [`EventIndex::for_each`], which bounds its memory to 8 bytes each.
@@ -183,6 +193,7 @@ impl EventIndex {
                 text: String::new(),
             }),
             committed: AtomicU64::new(committed),
+            blocks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -263,7 +274,8 @@ impl EventIndex {
         }
         let searcher = self.reader.searcher();
         let weight = self.weight(&searcher, filter)?;
-        let mut segments = ledger_columns(&searcher)?;
+        let segments = ledger_columns(&searcher)?;
+        let timed = filter.occurred != TimeRange::default() || filter.received != TimeRange::default();
         // Values a page may hold, from the cursor.
         let (lo, hi) = match (page.order, page.after) {
             (_, None) => (0, u64::MAX),
@@ -276,54 +288,74 @@ impl EventIndex {
                 None => return Ok(Vec::new()),
             },
         };
-        let mut out = match page.order {
-            Order::NewestFirst => {
-                segments.sort_by_key(|(_, c)| Reverse(c.max_value()));
-                let mut best: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(page.limit + 1);
-                for (reader, column) in &segments {
-                    if column.min_value() > hi {
-                        continue;
-                    }
-                    let reach = column.max_value().min(hi);
-                    if best.len() == page.limit && best.peek().is_some_and(|w| reach <= w.0) {
-                        break;
-                    }
-                    scan(&*weight, reader, column, lo, hi, |v| {
-                        if best.len() < page.limit {
-                            best.push(Reverse(v));
-                        } else if best.peek().is_some_and(|w| v > w.0) {
-                            best.pop();
-                            best.push(Reverse(v));
-                        }
-                    })?;
+        // Work in keys where larger is better for either order.
+        let key = |v: u64| match page.order {
+            Order::NewestFirst => v,
+            Order::OldestFirst => u64::MAX - v,
+        };
+        // The best key a run of ledger indices [min, max] can offer.
+        let reach = |min: u64, max: u64| {
+            let (a, b) = (min.max(lo), max.min(hi));
+            (a <= b).then(|| key(if page.order == Order::NewestFirst { b } else { a }))
+        };
+        let mut best: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(page.limit + 1);
+        let done = |best: &BinaryHeap<Reverse<u64>>, reach: u64| {
+            best.len() == page.limit && best.peek().is_some_and(|w| reach <= w.0)
+        };
+        let push = |best: &mut BinaryHeap<Reverse<u64>>, v: u64| {
+            if (lo..=hi).contains(&v) {
+                best.push(Reverse(key(v)));
+                if best.len() > page.limit {
+                    best.pop();
                 }
-                let mut out: Vec<u64> = best.into_iter().map(|r| r.0).collect();
-                out.sort_unstable_by(|a, b| b.cmp(a));
-                out
-            }
-            Order::OldestFirst => {
-                segments.sort_by_key(|(_, c)| c.min_value());
-                let mut best: BinaryHeap<u64> = BinaryHeap::with_capacity(page.limit + 1);
-                for (reader, column) in &segments {
-                    if column.max_value() < lo {
-                        continue;
-                    }
-                    let reach = column.min_value().max(lo);
-                    if best.len() == page.limit && best.peek().is_some_and(|&w| reach >= w) {
-                        break;
-                    }
-                    scan(&*weight, reader, column, lo, hi, |v| {
-                        if best.len() < page.limit {
-                            best.push(v);
-                        } else if best.peek().is_some_and(|&w| v < w) {
-                            best.pop();
-                            best.push(v);
-                        }
-                    })?;
-                }
-                best.into_sorted_vec()
             }
         };
+        let mut segments: Vec<_> = segments
+            .into_iter()
+            .filter_map(|(reader, column)| reach(column.min_value(), column.max_value()).map(|r| (r, reader, column)))
+            .collect();
+        segments.sort_by_key(|(r, ..)| Reverse(*r));
+        for (r, reader, column) in &segments {
+            if done(&best, *r) {
+                break;
+            }
+            let scorer = weight.scorer(reader, 1.0)?;
+            // Few matches: read them all. Many: visit blocks of documents
+            // best first, so a page stops after the blocks it needs.
+            // A time range's scorer scans its column up to its first match
+            // each time one is made, so it reads everything in one pass.
+            // (Follow-up: per-block time summaries would let it skip blocks.)
+            let matches = u128::from(scorer.size_hint());
+            if timed || matches * matches <= page.limit as u128 * u128::from(reader.max_doc()) / 2 {
+                drain(scorer, reader, column, 0, TERMINATED, |v| push(&mut best, v));
+                continue;
+            }
+            let blocks = self.blocks(reader, column);
+            let mut visit: Vec<(u64, u32)> = (0u32..)
+                .zip(blocks.iter())
+                .filter_map(|(i, &(min, max))| reach(min, max).map(|r| (r, i)))
+                .collect();
+            visit.sort_unstable_by_key(|&(r, i)| (Reverse(r), i));
+            let mut fresh = Some(scorer);
+            for (r, i) in visit {
+                if done(&best, r) {
+                    break;
+                }
+                let scorer = match fresh.take() {
+                    Some(s) => s,
+                    None => weight.scorer(reader, 1.0)?,
+                };
+                let start = i * BLOCK;
+                drain(scorer, reader, column, start, start.saturating_add(BLOCK), |v| {
+                    push(&mut best, v)
+                });
+            }
+        }
+        let mut out: Vec<u64> = best.into_iter().map(|Reverse(k)| key(k)).collect();
+        match page.order {
+            Order::NewestFirst => out.sort_unstable_by(|a, b| b.cmp(a)),
+            Order::OldestFirst => out.sort_unstable(),
+        }
         out.truncate(page.limit);
         Ok(out)
     }
@@ -406,6 +438,37 @@ impl EventIndex {
             })?;
         }
         Ok(first)
+    }
+
+    /// The ledger-index range of each block of `reader`'s documents. A merged
+    /// segment's documents are not in ledger order, but they come in long
+    /// ordered runs, so most blocks span a narrow range.
+    fn blocks(&self, reader: &SegmentReader, column: &Column<u64>) -> Arc<Vec<(u64, u64)>> {
+        let id = reader.segment_id();
+        if let Some(b) = self.blocks.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Arc::clone(b);
+        }
+        let max_doc = reader.max_doc();
+        let blocks: Vec<(u64, u64)> = (0..max_doc)
+            .step_by(BLOCK as usize)
+            .map(|start| {
+                (start..max_doc.min(start.saturating_add(BLOCK)))
+                    .filter_map(|d| column.first(d))
+                    .fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)))
+            })
+            .collect();
+        let blocks = Arc::new(blocks);
+        let live: HashSet<SegmentId> = self
+            .reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
+        let mut cache = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|id, _| live.contains(id));
+        cache.insert(id, Arc::clone(&blocks));
+        blocks
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Writer>, IndexError> {
@@ -567,6 +630,31 @@ fn ledger_columns(searcher: &Searcher) -> Result<Vec<(&SegmentReader, Column<u64
         }
     }
     Ok(out)
+}
+
+/// Call `push` with the ledger index of every live document in
+/// `[start, end)` that `scorer` (not yet advanced) matches.
+fn drain(
+    mut scorer: Box<dyn Scorer>,
+    reader: &SegmentReader,
+    column: &Column<u64>,
+    start: DocId,
+    end: DocId,
+    mut push: impl FnMut(u64),
+) {
+    let alive = reader.alive_bitset();
+    let mut doc = scorer.doc();
+    if doc < start {
+        doc = scorer.seek(start);
+    }
+    while doc < end {
+        if alive.is_none_or(|a| a.is_alive(doc)) {
+            if let Some(v) = column.first(doc) {
+                push(v);
+            }
+        }
+        doc = scorer.advance();
+    }
 }
 
 /// Call `push` with the ledger index of every live document of `reader`
