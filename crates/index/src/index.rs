@@ -102,7 +102,7 @@ pub struct EventIndex {
     /// Per segment, the least and greatest ledger index of each [`BLOCK`]
     /// of documents, computed on first use. Segments are immutable, so an
     /// entry never goes stale; entries of merged-away segments are dropped.
-    blocks: Mutex<HashMap<SegmentId, Arc<Vec<(u64, u64)>>>>,
+    blocks: Mutex<HashMap<SegmentId, Arc<BlockRanges>>>,
 }
 
 struct Writer {
@@ -117,6 +117,9 @@ struct Writer {
 /// Documents per block of a segment's ledger-index summary (see
 /// [`EventIndex::blocks`]).
 const BLOCK: u32 = 512;
+
+/// The least and greatest ledger index of each block of a segment.
+type BlockRanges = Vec<(u64, u64)>;
 
 /// Matches are gathered in windows of this many ledger indices by
 /// [`EventIndex::for_each`], which bounds its memory to 8 bytes each.
@@ -443,7 +446,7 @@ impl EventIndex {
     /// The ledger-index range of each block of `reader`'s documents. A merged
     /// segment's documents are not in ledger order, but they come in long
     /// ordered runs, so most blocks span a narrow range.
-    fn blocks(&self, reader: &SegmentReader, column: &Column<u64>) -> Arc<Vec<(u64, u64)>> {
+    fn blocks(&self, reader: &SegmentReader, column: &Column<u64>) -> Arc<BlockRanges> {
         let id = reader.segment_id();
         if let Some(b) = self.blocks.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Arc::clone(b);
