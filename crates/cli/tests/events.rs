@@ -613,3 +613,50 @@ impl Env {
         self.expect(args, stdin, 0).0
     }
 }
+
+#[test]
+fn after_kill_9_during_append_the_index_catches_up_with_the_ledger() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let input: Vec<u8> = sealtrail_testgen::events(9, 150_000)
+        .flat_map(|mut e| {
+            e.push(b'\n');
+            e
+        })
+        .collect();
+    let file = env.path("big.jsonl");
+    std::fs::write(&file, &input).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealtrail"))
+        .arg("--data")
+        .arg(&env.data)
+        .args(["append", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the ledger has acknowledged some events.
+    let checkpoint = env.data.join("logs/default/checkpoint");
+    let started = std::time::Instant::now();
+    let initial = std::fs::read(&checkpoint).unwrap();
+    while std::fs::read(&checkpoint).unwrap() == initial && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Long enough for some index commits (every 0.5 s) and not others.
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let size = entries(&env).len() as u64;
+    assert!(size > 0, "nothing was acknowledged before the kill");
+    eprintln!("killed after {size} of 150000 events were acknowledged");
+    let stats: Value = serde_json::from_str(&env.ok(&["stats", "--format", "json"])).unwrap();
+    assert_eq!(
+        stats["total"], size,
+        "every acknowledged event is searchable after the restart"
+    );
+    let newest: Value = serde_json::from_str(&env.ok(&["query", "--limit", "1", "--format", "jsonl"])).unwrap();
+    let last: Value = serde_json::from_slice(&entries(&env)[size as usize - 1]).unwrap();
+    assert_eq!(newest["id"], last["id"]);
+    let out = env.ok(&["verify"]);
+    assert!(out.contains("intact"), "{out}");
+}
