@@ -16,6 +16,8 @@
 //!   each with different parameters.
 //! - `SEALTRAIL_BENCH_BATCH` (1,000): events per `Trail::ingest` call and
 //!   rows per COPY (each COPY its own transaction, as durable as a batch).
+//! - `SEALTRAIL_BENCH_INGEST_THREADS` (1): threads calling
+//!   `Trail::ingest` at once (batch k goes to thread k mod threads).
 //! - `SEALTRAIL_BENCH_SEED` (1): seed of the events and query parameters.
 //! - `SEALTRAIL_BENCH_BASELINE_EVENTS` (1,000,000): events in the raw
 //!   baselines (JSON parse, SHA-256, validation).
@@ -45,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime};
 use postgres::{Client, NoTls};
 use sealtrail_event::{accept_json, accept_json_entry, event_id, Event, Timestamp};
 use sealtrail_ledger::DataDir;
-use sealtrail_trail::{Filter, Page, TimeRange, Trail, TrailOptions};
+use sealtrail_trail::{Filter, Item, Page, TimeRange, Trail, TrailOptions};
 use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------
@@ -55,6 +57,7 @@ struct Knobs {
     events: usize,
     queries: usize,
     batch: usize,
+    threads: usize,
     seed: u64,
     baseline_events: usize,
     pg: String,
@@ -78,6 +81,7 @@ impl Knobs {
             events: knob("SEALTRAIL_BENCH_EVENTS", 10_000_000usize).max(1),
             queries: knob("SEALTRAIL_BENCH_QUERIES", 200usize).max(1),
             batch: knob("SEALTRAIL_BENCH_BATCH", 1000usize).max(1),
+            threads: knob("SEALTRAIL_BENCH_INGEST_THREADS", 1usize).max(1),
             seed: knob("SEALTRAIL_BENCH_SEED", 1u64),
             baseline_events: knob("SEALTRAIL_BENCH_BASELINE_EVENTS", 1_000_000usize).max(1),
             pg: std::env::var("SEALTRAIL_BENCH_PG").unwrap_or_else(|_| "host=127.0.0.1 port=5432".into()),
@@ -250,8 +254,7 @@ fn plan_queries(corpus: &Corpus, per_kind: usize, seed: u64) -> Vec<Query> {
     let mut rng = Rng(seed ^ 0x0bad_5eed);
     let received_at: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
     let id = event_id(received_at, [0; 10]).unwrap();
-    let mut pick =
-        |rng: &mut Rng| -> Event { accept_json(corpus.get(rng.below(corpus.len())), received_at, id).unwrap() };
+    let pick = |rng: &mut Rng| -> Event { accept_json(corpus.get(rng.below(corpus.len())), received_at, id).unwrap() };
     let mut out = Vec::new();
     for kind in KINDS {
         let mut made = 0;
@@ -496,9 +499,9 @@ fn push_column(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
-/// The COPY row of event `seq`: the columns the indexes need and the
-/// stored event as `jsonb`.
-fn copy_row(out: &mut Vec<u8>, seq: usize, event: &Event, entry: &[u8]) {
+/// The COPY row of the event numbered `seq`: the columns the indexes need
+/// and the stored event as `jsonb`.
+fn copy_row(out: &mut Vec<u8>, seq: u64, event: &Event, entry: &[u8]) {
     let mut line = String::new();
     write!(line, "{seq}").unwrap();
     out.extend_from_slice(line.as_bytes());
@@ -549,8 +552,9 @@ fn copy_row(out: &mut Vec<u8>, seq: usize, event: &Event, entry: &[u8]) {
 }
 
 /// Every event's COPY row, batch by batch, on both cores; returns the rows
-/// and the end offset of each batch.
-fn prepare_rows(corpus: &Corpus, batch: usize) -> (Vec<u8>, Vec<usize>) {
+/// and the end offset of each batch. Row numbers (`seq`) are the events'
+/// ledger indices in the trail, so that both systems order alike.
+fn prepare_rows(corpus: &Corpus, index_of: &[u64], batch: usize) -> (Vec<u8>, Vec<usize>) {
     let n = corpus.len();
     let batches = n.div_ceil(batch);
     let half = batches.div_ceil(2) * batch;
@@ -564,7 +568,7 @@ fn prepare_rows(corpus: &Corpus, batch: usize) -> (Vec<u8>, Vec<usize>) {
             random[..8].copy_from_slice(&(seq as u64).to_be_bytes());
             let id = event_id(received_at, random).unwrap();
             let (event, entry) = accept_json_entry(corpus.get(seq), received_at, id).unwrap();
-            copy_row(&mut out, seq, &event, &entry);
+            copy_row(&mut out, index_of[seq], &event, &entry);
             if (seq + 1) % batch == 0 || seq + 1 == range.end {
                 ends.push(out.len());
             }
@@ -700,31 +704,62 @@ fn main() {
     data.create_log("bench", None).unwrap();
     let trail = Trail::open(&data, "bench", TrailOptions::default()).unwrap();
     progress(&format!(
-        "Sealtrail: ingesting into {} in batches of {}",
+        "Sealtrail: ingesting into {} in batches of {}, {} thread(s)",
         dir.display(),
-        knobs.batch
+        knobs.batch,
+        knobs.threads
     ));
     let t = Instant::now();
-    let mut next_report = 1_000_000;
-    let mut start = 0;
-    while start < n {
-        let end = (start + knobs.batch).min(n);
-        let ingested = trail.ingest(&corpus.slices(start..end), false).unwrap();
-        assert_eq!(
-            ingested.appended(),
-            end - start,
-            "every generated event is new and valid"
-        );
-        start = end;
-        if start >= next_report {
-            next_report += 1_000_000;
-            progress(&format!(
-                "Sealtrail: {start} events, {} so far",
-                rate(start as f64 / t.elapsed().as_secs_f64())
-            ));
-        }
-    }
+    // Batch k goes to thread k % threads; each thread notes the ledger
+    // index of every event it ingested, so that results can be compared
+    // with PostgreSQL's row numbers (the generation order).
+    let batches = n.div_ceil(knobs.batch);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let placed: Vec<Vec<(u64, usize)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..knobs.threads)
+            .map(|w| {
+                let (trail, corpus, done) = (&trail, &corpus, &done);
+                s.spawn(move || {
+                    let mut placed = Vec::new();
+                    for b in (w..batches).step_by(knobs.threads) {
+                        let (start, end) = (b * knobs.batch, ((b + 1) * knobs.batch).min(n));
+                        let ingested = trail.ingest(&corpus.slices(start..end), false).unwrap();
+                        for (seq, item) in (start..end).zip(&ingested.items) {
+                            match item {
+                                Item::Stored {
+                                    index,
+                                    duplicate: false,
+                                    ..
+                                } => placed.push((*index, seq)),
+                                other => panic!("generated event {seq} was not appended: {other:?}"),
+                            }
+                        }
+                        let before = done.fetch_add(end - start, std::sync::atomic::Ordering::Relaxed);
+                        if (before + end - start) / 1_000_000 > before / 1_000_000 {
+                            let so_far = before + end - start;
+                            progress(&format!(
+                                "Sealtrail: {so_far} events, {} so far",
+                                rate(so_far as f64 / t.elapsed().as_secs_f64())
+                            ));
+                        }
+                    }
+                    placed
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
     let acknowledged = t.elapsed().as_secs_f64();
+    // PostgreSQL's row number of each event is its ledger index.
+    let mut index_of = vec![u64::MAX; n];
+    for (index, seq) in placed.into_iter().flatten() {
+        index_of[seq] = index;
+    }
+    let mut seen = vec![false; n];
+    for &index in &index_of {
+        assert!((index as usize) < n && !std::mem::replace(&mut seen[index as usize], true));
+    }
+    drop(seen);
     trail.sync_index().unwrap();
     let sealtrail_secs = t.elapsed().as_secs_f64();
     let sealtrail_disk = dir_size(&dir);
@@ -737,7 +772,7 @@ fn main() {
 
     // 2. PostgreSQL COPY.
     let t = Instant::now();
-    let (rows, row_ends) = prepare_rows(&corpus, knobs.batch);
+    let (rows, row_ends) = prepare_rows(&corpus, &index_of, knobs.batch);
     let prepared = t.elapsed().as_secs_f64();
     progress(&format!(
         "PostgreSQL: {} of COPY rows prepared in {prepared:.1} s (not timed)",
@@ -813,7 +848,19 @@ fn main() {
                 (a, b)
             };
             hits += a.len();
-            differ += usize::from(a != b);
+            if a != b {
+                differ += 1;
+                if differ <= 3 {
+                    progress(&format!(
+                        "{}: results differ for {:?}: Sealtrail {} hits, {} not in PostgreSQL's {}",
+                        kind.label(),
+                        q.text_param,
+                        a.len(),
+                        a.iter().filter(|i| !b.contains(i)).count(),
+                        b.len(),
+                    ));
+                }
+            }
         }
         let runs = ours.0.len();
         progress(&format!(
@@ -831,10 +878,12 @@ fn main() {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "Sealtrail events benchmark: {n} generated events (seed {}, {:.0} bytes sent, {stored_mean:.0} bytes stored on \
-         average), {cpus} CPUs, ingest batches of {}, {} queries per kind; PostgreSQL {pg_version} ({}); total {:.0} s",
+         average), {cpus} CPUs, ingest batches of {} from {} thread(s), {} queries per kind; PostgreSQL \
+         {pg_version} ({}); total {:.0} s",
         knobs.seed,
         sent_mean,
         knobs.batch,
+        knobs.threads,
         knobs.queries,
         pg_settings.join(", "),
         started().elapsed().as_secs_f64()
@@ -850,8 +899,9 @@ fn main() {
     let pg_rate = n as f64 / pg_secs;
     let met = |ok: bool| if ok { "yes" } else { "**no**" };
     println!(
-        "| 1 | ingest, `Trail::ingest` batches of {}, durable, then `sync_index` | {} | PostgreSQL COPY per {} rows, 14 indexes | {} | {:.2}× | ≥ 300 k/s | {} |",
+        "| 1 | ingest, `Trail::ingest` batches of {}, {} thread(s), durable, then `sync_index` | {} | PostgreSQL COPY per {} rows, 1 connection, 14 indexes | {} | {:.2}× | ≥ 300 k/s | {} |",
         knobs.batch,
+        knobs.threads,
         rate(ingest),
         knobs.batch,
         rate(pg_rate),
