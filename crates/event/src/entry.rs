@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::event::Event;
 use crate::limits::MAX_ENTRY_BYTES;
 use crate::validate::{join, thousands, FieldError};
-use crate::{jcs, json, validate};
+use crate::{canonical, json, validate};
 
 /// Why an event has no entry, or bytes are not an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -49,8 +49,8 @@ pub fn canonical_entry(event: &Event) -> Result<Vec<u8>, EntryError> {
     if let Some(d) = event.duration_ms.filter(|d| !d.is_finite()) {
         return Err(EntryError::Unrepresentable(format!("duration_ms is {d}")));
     }
-    let value = serde_json::to_value(event).map_err(|e| EntryError::Unrepresentable(e.to_string()))?;
-    let bytes = jcs::to_vec(&value).map_err(|e| EntryError::Unrepresentable(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(512);
+    canonical::write_event(event, &mut bytes).map_err(|e| EntryError::Unrepresentable(e.to_string()))?;
     if bytes.len() > MAX_ENTRY_BYTES {
         return Err(EntryError::TooLarge {
             size: bytes.len(),

@@ -67,7 +67,7 @@ pub fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), JcsError> {
     Ok(())
 }
 
-fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), JcsError> {
+pub(crate) fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), JcsError> {
     // serde_json's map iterates in UTF-8 byte order, or in insertion order
     // when some crate in the build enables `preserve_order`; neither is the
     // UTF-16 order RFC 8785 demands, so sort here whatever the map does.
@@ -103,7 +103,7 @@ pub fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// RFC 8785 §3.2.2.2: the two-character escapes for the five controls that
 /// have one, `\u00xx` (lowercase hex) for the other controls, `\"` and `\\`;
 /// every other character, U+007F and `/` included, as its UTF-8 bytes.
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

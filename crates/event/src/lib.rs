@@ -15,6 +15,7 @@
 //! Architecture invariant: knows nothing of the ledger, the Merkle tree or
 //! HTTP; it hands bytes to whoever stores them.
 
+mod canonical;
 pub mod entry;
 pub mod event;
 pub mod id;
