@@ -115,7 +115,7 @@ fn finish(mut c: Checker, event: Option<Event>) -> Result<(Event, Vec<u8>), Vec<
         Some(event) if c.errors.is_empty() => match crate::entry::canonical_entry(&event) {
             Ok(entry) => Ok((event, entry)),
             Err(err) => {
-                c.push("", err.to_string());
+                c.push(&Path::Root, err.to_string());
                 Err(c.finish())
             }
         },
@@ -129,7 +129,7 @@ enum Mode {
     Stored,
 }
 
-const EVENT_FIELDS: &[&str] = &[
+const EVENT_FIELDS: &[&str; 19] = &[
     "id",
     "occurred_at",
     "received_at",
@@ -152,48 +152,56 @@ const EVENT_FIELDS: &[&str] = &[
 ];
 
 fn event(c: &mut Checker, input: &Value, mode: Mode) -> Option<Event> {
-    let obj = c.object("", input)?;
+    let root = Path::Root;
+    let obj = c.object(&root, input)?;
+    let (f, unknown) = fields(obj, EVENT_FIELDS);
+    let [f_id, f_occurred_at, f_received_at, f_tenant, f_action, f_category, f_crud, f_outcome, f_severity, f_actor, f_targets, f_source, f_context, f_changes, f_message, f_duration_ms, f_error, f_details, f_idempotency_key] =
+        f;
     let (id, received_at) = match mode {
         Mode::Submitted { received_at, id } => {
-            for key in ["id", "received_at"] {
-                if present(obj, key).is_some() {
-                    c.push(key, "assigned by the server; must not be sent");
+            for (key, v) in [("id", f_id), ("received_at", f_received_at)] {
+                if v.is_some() {
+                    c.push(&root.key(key), "assigned by the server; must not be sent");
                 }
             }
             (Some(id), Some(received_at))
         }
         Mode::Stored => (
-            c.required(obj, "", "id", |c, p, v| c.ulid(p, v)),
-            c.required(obj, "", "received_at", |c, p, v| c.time(p, v)),
+            c.required(f_id, &root, "id", |c, p, v| c.ulid(p, v)),
+            c.required(f_received_at, &root, "received_at", |c, p, v| c.time(p, v)),
         ),
     };
     let occurred_at = match mode {
-        Mode::Submitted { .. } => c.optional(obj, "", "occurred_at", |c, p, v| c.time(p, v)),
-        Mode::Stored => c.required(obj, "", "occurred_at", |c, p, v| c.time(p, v)),
+        Mode::Submitted { .. } => c.optional(f_occurred_at, &root, "occurred_at", |c, p, v| c.time(p, v)),
+        Mode::Stored => c.required(f_occurred_at, &root, "occurred_at", |c, p, v| c.time(p, v)),
     };
-    let tenant = c.optional(obj, "", "tenant", |c, p, v| c.text(p, v, NAME_CHARS));
-    let action = c.required(obj, "", "action", |c, p, v| c.action(p, v));
-    let category = c.optional(obj, "", "category", |c, p, v| c.text(p, v, NAME_CHARS));
-    let crud = c.optional(obj, "", "crud", |c, p, v| c.name(p, v, Crud::ALL, Crud::as_str));
-    let outcome = c.optional(obj, "", "outcome", |c, p, v| {
+    let tenant = c.optional(f_tenant, &root, "tenant", |c, p, v| c.text(p, v, NAME_CHARS));
+    let action = c.required(f_action, &root, "action", |c, p, v| c.action(p, v));
+    let category = c.optional(f_category, &root, "category", |c, p, v| c.text(p, v, NAME_CHARS));
+    let crud = c.optional(f_crud, &root, "crud", |c, p, v| c.name(p, v, Crud::ALL, Crud::as_str));
+    let outcome = c.optional(f_outcome, &root, "outcome", |c, p, v| {
         c.name(p, v, Outcome::ALL, Outcome::as_str)
     });
-    let severity_field = |c: &mut Checker, p: &str, v: &Value| c.name(p, v, Severity::ALL, Severity::as_str);
+    let severity_field = |c: &mut Checker, p: &Path, v: &Value| c.name(p, v, Severity::ALL, Severity::as_str);
     let severity = match mode {
-        Mode::Submitted { .. } => c.optional(obj, "", "severity", severity_field),
-        Mode::Stored => c.required(obj, "", "severity", severity_field),
+        Mode::Submitted { .. } => c.optional(f_severity, &root, "severity", severity_field),
+        Mode::Stored => c.required(f_severity, &root, "severity", severity_field),
     };
-    let actor = c.optional(obj, "", "actor", actor);
-    let targets = c.optional(obj, "", "targets", |c, p, v| c.list(p, v, MAX_TARGETS, target));
-    let source = c.optional(obj, "", "source", source);
-    let context = c.optional(obj, "", "context", context);
-    let changes = c.optional(obj, "", "changes", changes);
-    let message = c.optional(obj, "", "message", |c, p, v| c.text(p, v, TEXT_CHARS));
-    let duration_ms = c.optional(obj, "", "duration_ms", |c, p, v| c.duration(p, v));
-    let error = c.optional(obj, "", "error", failure);
-    let details = c.optional(obj, "", "details", details);
-    let idempotency_key = c.optional(obj, "", "idempotency_key", |c, p, v| c.text(p, v, ID_CHARS));
-    c.unknown(obj, "", EVENT_FIELDS);
+    let actor = c.optional(f_actor, &root, "actor", actor);
+    let targets = c.optional(f_targets, &root, "targets", |c, p, v| c.list(p, v, MAX_TARGETS, target));
+    let source = c.optional(f_source, &root, "source", source);
+    let context = c.optional(f_context, &root, "context", context);
+    let changes = c.optional(f_changes, &root, "changes", changes);
+    let message = c.optional(f_message, &root, "message", |c, p, v| c.text(p, v, TEXT_CHARS));
+    let duration_ms = c.optional(f_duration_ms, &root, "duration_ms", |c, p, v| c.duration(p, v));
+    let error = c.optional(f_error, &root, "error", failure);
+    let details = c.optional(f_details, &root, "details", details);
+    let idempotency_key = c.optional(f_idempotency_key, &root, "idempotency_key", |c, p, v| {
+        c.text(p, v, ID_CHARS)
+    });
+    if unknown {
+        c.unknown(obj, &root, EVENT_FIELDS);
+    }
 
     let (Some(id), Some(received_at), Some(action)) = (id, received_at, action) else {
         return None;
@@ -221,14 +229,20 @@ fn event(c: &mut Checker, input: &Value, mode: Mode) -> Option<Event> {
     })
 }
 
-fn actor(c: &mut Checker, path: &str, v: &Value) -> Option<Actor> {
+const ACTOR_FIELDS: &[&str; 6] = &["id", "type", "name", "email", "roles", "impersonator"];
+
+fn actor(c: &mut Checker, path: &Path, v: &Value) -> Option<Actor> {
     let obj = c.object(path, v)?;
-    let (id, kind, name, email) = identity(c, obj, path);
-    let roles = c.optional(obj, path, "roles", |c, p, v| {
+    let (f, unknown) = fields(obj, ACTOR_FIELDS);
+    let [f_id, f_type, f_name, f_email, f_roles, f_impersonator] = f;
+    let (id, kind, name, email) = identity(c, path, [f_id, f_type, f_name, f_email]);
+    let roles = c.optional(f_roles, path, "roles", |c, p, v| {
         c.list(p, v, MAX_ROLES, |c, p, v| c.text(p, v, NAME_CHARS))
     });
-    let impersonator = c.optional(obj, path, "impersonator", impersonator);
-    c.unknown(obj, path, &["id", "type", "name", "email", "roles", "impersonator"]);
+    let impersonator = c.optional(f_impersonator, path, "impersonator", impersonator);
+    if unknown {
+        c.unknown(obj, path, ACTOR_FIELDS);
+    }
     Some(Actor {
         id: id?,
         kind,
@@ -239,25 +253,31 @@ fn actor(c: &mut Checker, path: &str, v: &Value) -> Option<Actor> {
     })
 }
 
-/// The fields an actor and its impersonator share, checked in schema order.
+/// The fields an actor and its impersonator share (`id`, `type`, `name`,
+/// `email`), checked in schema order.
 fn identity(
     c: &mut Checker,
-    obj: &Map<String, Value>,
-    path: &str,
+    path: &Path,
+    [f_id, f_type, f_name, f_email]: [Option<&Value>; 4],
 ) -> (Option<String>, Option<ActorType>, Option<String>, Option<String>) {
-    let id = c.required(obj, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
-    let kind = c.optional(obj, path, "type", |c, p, v| {
+    let id = c.required(f_id, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
+    let kind = c.optional(f_type, path, "type", |c, p, v| {
         c.name(p, v, ActorType::ALL, ActorType::as_str)
     });
-    let name = c.optional(obj, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
-    let email = c.optional(obj, path, "email", |c, p, v| c.text(p, v, ID_CHARS));
+    let name = c.optional(f_name, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
+    let email = c.optional(f_email, path, "email", |c, p, v| c.text(p, v, ID_CHARS));
     (id, kind, name, email)
 }
 
-fn impersonator(c: &mut Checker, path: &str, v: &Value) -> Option<Impersonator> {
+const IMPERSONATOR_FIELDS: &[&str; 4] = &["id", "type", "name", "email"];
+
+fn impersonator(c: &mut Checker, path: &Path, v: &Value) -> Option<Impersonator> {
     let obj = c.object(path, v)?;
-    let (id, kind, name, email) = identity(c, obj, path);
-    c.unknown(obj, path, &["id", "type", "name", "email"]);
+    let (f, unknown) = fields(obj, IMPERSONATOR_FIELDS);
+    let (id, kind, name, email) = identity(c, path, f);
+    if unknown {
+        c.unknown(obj, path, IMPERSONATOR_FIELDS);
+    }
     Some(Impersonator {
         id: id?,
         kind,
@@ -266,12 +286,17 @@ fn impersonator(c: &mut Checker, path: &str, v: &Value) -> Option<Impersonator> 
     })
 }
 
-fn target(c: &mut Checker, path: &str, v: &Value) -> Option<Target> {
+const TARGET_FIELDS: &[&str; 3] = &["type", "id", "name"];
+
+fn target(c: &mut Checker, path: &Path, v: &Value) -> Option<Target> {
     let obj = c.object(path, v)?;
-    let kind = c.required(obj, path, "type", |c, p, v| c.text(p, v, NAME_CHARS));
-    let id = c.required(obj, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
-    let name = c.optional(obj, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
-    c.unknown(obj, path, &["type", "id", "name"]);
+    let ([f_type, f_id, f_name], unknown) = fields(obj, TARGET_FIELDS);
+    let kind = c.required(f_type, path, "type", |c, p, v| c.text(p, v, NAME_CHARS));
+    let id = c.required(f_id, path, "id", |c, p, v| c.text(p, v, ID_CHARS));
+    let name = c.optional(f_name, path, "name", |c, p, v| c.text(p, v, ID_CHARS));
+    if unknown {
+        c.unknown(obj, path, TARGET_FIELDS);
+    }
     Some(Target {
         kind: kind?,
         id: id?,
@@ -279,73 +304,91 @@ fn target(c: &mut Checker, path: &str, v: &Value) -> Option<Target> {
     })
 }
 
-fn source(c: &mut Checker, path: &str, v: &Value) -> Option<Source> {
+const SOURCE_FIELDS: &[&str; 5] = &["service", "version", "environment", "host", "workflow"];
+
+fn source(c: &mut Checker, path: &Path, v: &Value) -> Option<Source> {
     let obj = c.object(path, v)?;
-    let mut text = |key, max| c.optional(obj, path, key, |c, p, v| c.text(p, v, max));
+    let ([service, version, environment, host, workflow], unknown) = fields(obj, SOURCE_FIELDS);
+    let mut text = |f, key, max| c.optional(f, path, key, |c, p, v| c.text(p, v, max));
     let source = Source {
-        service: text("service", NAME_CHARS),
-        version: text("version", NAME_CHARS),
-        environment: text("environment", NAME_CHARS),
-        host: text("host", ID_CHARS),
-        workflow: text("workflow", ID_CHARS),
+        service: text(service, "service", NAME_CHARS),
+        version: text(version, "version", NAME_CHARS),
+        environment: text(environment, "environment", NAME_CHARS),
+        host: text(host, "host", ID_CHARS),
+        workflow: text(workflow, "workflow", ID_CHARS),
     };
-    c.unknown(obj, path, &["service", "version", "environment", "host", "workflow"]);
+    if unknown {
+        c.unknown(obj, path, SOURCE_FIELDS);
+    }
     Some(source)
 }
 
-fn context(c: &mut Checker, path: &str, v: &Value) -> Option<Context> {
+const CONTEXT_FIELDS: &[&str; 7] = &[
+    "ip",
+    "user_agent",
+    "session_id",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "location",
+];
+
+fn context(c: &mut Checker, path: &Path, v: &Value) -> Option<Context> {
     let obj = c.object(path, v)?;
-    let ip = c.optional(obj, path, "ip", |c, p, v| c.ip(p, v));
-    let mut text = |key, max| c.optional(obj, path, key, |c, p, v| c.text(p, v, max));
+    let ([ip, user_agent, session_id, request_id, trace_id, span_id, location], unknown) = fields(obj, CONTEXT_FIELDS);
+    let ip = c.optional(ip, path, "ip", |c, p, v| c.ip(p, v));
+    let mut text = |f, key, max| c.optional(f, path, key, |c, p, v| c.text(p, v, max));
     let context = Context {
         ip,
-        user_agent: text("user_agent", USER_AGENT_CHARS),
-        session_id: text("session_id", ID_CHARS),
-        request_id: text("request_id", ID_CHARS),
-        trace_id: text("trace_id", ID_CHARS),
-        span_id: text("span_id", ID_CHARS),
-        location: text("location", ID_CHARS),
+        user_agent: text(user_agent, "user_agent", USER_AGENT_CHARS),
+        session_id: text(session_id, "session_id", ID_CHARS),
+        request_id: text(request_id, "request_id", ID_CHARS),
+        trace_id: text(trace_id, "trace_id", ID_CHARS),
+        span_id: text(span_id, "span_id", ID_CHARS),
+        location: text(location, "location", ID_CHARS),
     };
-    c.unknown(
-        obj,
-        path,
-        &[
-            "ip",
-            "user_agent",
-            "session_id",
-            "request_id",
-            "trace_id",
-            "span_id",
-            "location",
-        ],
-    );
+    if unknown {
+        c.unknown(obj, path, CONTEXT_FIELDS);
+    }
     Some(context)
 }
 
-fn changes(c: &mut Checker, path: &str, v: &Value) -> Option<Changes> {
+const CHANGES_FIELDS: &[&str; 3] = &["before", "after", "fields"];
+
+fn changes(c: &mut Checker, path: &Path, v: &Value) -> Option<Changes> {
     let obj = c.object(path, v)?;
-    let before = c.optional(obj, path, "before", |c, p, v| c.free(p, v, 1).then(|| as_stored(v)));
-    let after = c.optional(obj, path, "after", |c, p, v| c.free(p, v, 1).then(|| as_stored(v)));
-    let fields = c.optional(obj, path, "fields", |c, p, v| {
+    let ([f_before, f_after, f_fields], unknown) = fields(obj, CHANGES_FIELDS);
+    let before = c.optional(f_before, path, "before", |c, p, v| {
+        c.free(p, v, 1).then(|| as_stored(v))
+    });
+    let after = c.optional(f_after, path, "after", |c, p, v| c.free(p, v, 1).then(|| as_stored(v)));
+    let fields = c.optional(f_fields, path, "fields", |c, p, v| {
         c.list(p, v, MAX_CHANGED_FIELDS, |c, p, v| c.text(p, v, ID_CHARS))
     });
-    c.unknown(obj, path, &["before", "after", "fields"]);
+    if unknown {
+        c.unknown(obj, path, CHANGES_FIELDS);
+    }
     Some(Changes { before, after, fields })
 }
 
-fn failure(c: &mut Checker, path: &str, v: &Value) -> Option<Failure> {
+const FAILURE_FIELDS: &[&str; 3] = &["type", "message", "stack"];
+
+fn failure(c: &mut Checker, path: &Path, v: &Value) -> Option<Failure> {
     let obj = c.object(path, v)?;
-    let mut text = |key, max| c.optional(obj, path, key, |c, p, v| c.text(p, v, max));
+    let ([kind, message, stack], unknown) = fields(obj, FAILURE_FIELDS);
+    let mut text = |f, key, max| c.optional(f, path, key, |c, p, v| c.text(p, v, max));
     let failure = Failure {
-        kind: text("type", ID_CHARS),
-        message: text("message", TEXT_CHARS),
-        stack: text("stack", STACK_CHARS),
+        kind: text(kind, "type", ID_CHARS),
+        message: text(message, "message", TEXT_CHARS),
+        stack: text(stack, "stack", STACK_CHARS),
     };
-    c.unknown(obj, path, &["type", "message", "stack"]);
+    if unknown {
+        c.unknown(obj, path, FAILURE_FIELDS);
+    }
     Some(failure)
 }
 
-fn details(c: &mut Checker, path: &str, v: &Value) -> Option<Map<String, Value>> {
+fn details(c: &mut Checker, path: &Path, v: &Value) -> Option<Map<String, Value>> {
     c.object(path, v)?;
     if !c.free(path, v, 1) {
         return None;
@@ -401,13 +444,28 @@ struct Checker {
     dropped: usize,
 }
 
-/// A field's value unless it is absent or `null`, which mean the same.
-fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
+/// The values of an object's `known` fields, in that order, each `None`
+/// when absent or `null` (which mean the same), and whether the object has
+/// any other field. One pass over the members rather than a map lookup
+/// per field.
+fn fields<'a, const N: usize>(obj: &'a Map<String, Value>, known: &[&str; N]) -> ([Option<&'a Value>; N], bool) {
+    let mut found = [None; N];
+    let mut unknown = false;
+    for (key, value) in obj {
+        match known.iter().position(|k| *k == key) {
+            Some(i) => {
+                if !value.is_null() {
+                    found[i] = Some(value);
+                }
+            }
+            None => unknown = true,
+        }
+    }
+    (found, unknown)
 }
 
 impl Checker {
-    fn push(&mut self, path: &str, message: impl Into<String>) {
+    fn push(&mut self, path: &Path, message: impl Into<String>) {
         if self.errors.len() < MAX_ERRORS {
             self.errors.push(FieldError {
                 path: path.to_string(),
@@ -431,24 +489,23 @@ impl Checker {
 
     fn optional<T>(
         &mut self,
-        obj: &Map<String, Value>,
-        path: &str,
+        value: Option<&Value>,
+        path: &Path,
         key: &str,
-        check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
+        check: impl FnOnce(&mut Self, &Path, &Value) -> Option<T>,
     ) -> Option<T> {
-        let value = present(obj, key)?;
-        check(self, &member(path, key), value)
+        check(self, &path.key(key), value?)
     }
 
     fn required<T>(
         &mut self,
-        obj: &Map<String, Value>,
-        path: &str,
+        value: Option<&Value>,
+        path: &Path,
         key: &str,
-        check: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
+        check: impl FnOnce(&mut Self, &Path, &Value) -> Option<T>,
     ) -> Option<T> {
-        let p = member(path, key);
-        match present(obj, key) {
+        let p = path.key(key);
+        match value {
             Some(value) => check(self, &p, value),
             None => {
                 self.push(&p, "required");
@@ -457,17 +514,18 @@ impl Checker {
         }
     }
 
-    fn unknown(&mut self, obj: &Map<String, Value>, path: &str, known: &[&str]) {
+    /// Refuse the members of `obj` not in `known`, in byte order.
+    fn unknown(&mut self, obj: &Map<String, Value>, path: &Path, known: &[&str]) {
         for key in sorted_keys(obj).into_iter().filter(|k| !known.contains(&k.as_str())) {
-            self.push(&member(path, key), "unknown field");
+            self.push(&path.key(key), "unknown field");
         }
     }
 
-    fn expected(&mut self, path: &str, expected: &str, v: &Value) {
+    fn expected(&mut self, path: &Path, expected: &str, v: &Value) {
         self.push(path, format!("expected {expected}, got {}", type_name(v)));
     }
 
-    fn object<'a>(&mut self, path: &str, v: &'a Value) -> Option<&'a Map<String, Value>> {
+    fn object<'a>(&mut self, path: &Path, v: &'a Value) -> Option<&'a Map<String, Value>> {
         match v {
             Value::Object(obj) => Some(obj),
             _ => {
@@ -477,7 +535,7 @@ impl Checker {
         }
     }
 
-    fn string<'a>(&mut self, path: &str, v: &'a Value) -> Option<&'a str> {
+    fn string<'a>(&mut self, path: &Path, v: &'a Value) -> Option<&'a str> {
         match v {
             Value::String(s) => Some(s),
             _ => {
@@ -487,7 +545,7 @@ impl Checker {
         }
     }
 
-    fn text(&mut self, path: &str, v: &Value, max_chars: usize) -> Option<String> {
+    fn text(&mut self, path: &Path, v: &Value, max_chars: usize) -> Option<String> {
         let s = self.string(path, v)?;
         if s.is_empty() {
             self.push(path, "must not be empty");
@@ -508,7 +566,7 @@ impl Checker {
         Some(s.to_string())
     }
 
-    fn action(&mut self, path: &str, v: &Value) -> Option<String> {
+    fn action(&mut self, path: &Path, v: &Value) -> Option<String> {
         let s = self.text(path, v, NAME_CHARS)?;
         let bytes = s.as_bytes();
         let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/');
@@ -526,7 +584,7 @@ impl Checker {
         }
     }
 
-    fn name<T: Copy>(&mut self, path: &str, v: &Value, all: &[T], name: fn(T) -> &'static str) -> Option<T> {
+    fn name<T: Copy>(&mut self, path: &Path, v: &Value, all: &[T], name: fn(T) -> &'static str) -> Option<T> {
         let s = self.string(path, v)?;
         match all.iter().copied().find(|t| name(*t) == s) {
             Some(t) => Some(t),
@@ -538,7 +596,7 @@ impl Checker {
         }
     }
 
-    fn time(&mut self, path: &str, v: &Value) -> Option<Timestamp> {
+    fn time(&mut self, path: &Path, v: &Value) -> Option<Timestamp> {
         let s = self.string(path, v)?;
         match timestamp::parse(s) {
             Ok(t) => Some(t),
@@ -554,7 +612,7 @@ impl Checker {
         }
     }
 
-    fn ulid(&mut self, path: &str, v: &Value) -> Option<Ulid> {
+    fn ulid(&mut self, path: &Path, v: &Value) -> Option<Ulid> {
         let s = self.string(path, v)?;
         match Ulid::from_string(s) {
             Ok(id) => Some(id),
@@ -565,7 +623,7 @@ impl Checker {
         }
     }
 
-    fn ip(&mut self, path: &str, v: &Value) -> Option<std::net::IpAddr> {
+    fn ip(&mut self, path: &Path, v: &Value) -> Option<std::net::IpAddr> {
         let s = self.string(path, v)?;
         match s.parse() {
             Ok(ip) => Some(ip),
@@ -576,7 +634,7 @@ impl Checker {
         }
     }
 
-    fn duration(&mut self, path: &str, v: &Value) -> Option<f64> {
+    fn duration(&mut self, path: &Path, v: &Value) -> Option<f64> {
         let Value::Number(n) = v else {
             self.expected(path, "number", v);
             return None;
@@ -593,7 +651,7 @@ impl Checker {
         Some(if f == 0.0 { 0.0 } else { f })
     }
 
-    fn safe_number(&mut self, path: &str, n: &Number) -> bool {
+    fn safe_number(&mut self, path: &Path, n: &Number) -> bool {
         let inside = match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => u <= MAX_SAFE_INTEGER,
             (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE_INTEGER,
@@ -614,10 +672,10 @@ impl Checker {
 
     fn list<T>(
         &mut self,
-        path: &str,
+        path: &Path,
         v: &Value,
         max_items: usize,
-        mut item: impl FnMut(&mut Self, &str, &Value) -> Option<T>,
+        mut item: impl FnMut(&mut Self, &Path, &Value) -> Option<T>,
     ) -> Option<Vec<T>> {
         let Value::Array(items) = v else {
             self.expected(path, "array", v);
@@ -633,7 +691,7 @@ impl Checker {
         let mut out = Vec::with_capacity(items.len());
         let mut ok = true;
         for (i, value) in items.iter().enumerate() {
-            match item(self, &format!("{path}[{i}]"), value) {
+            match item(self, &Path::Index(path, i), value) {
                 Some(t) => out.push(t),
                 None => ok = false,
             }
@@ -643,7 +701,7 @@ impl Checker {
 
     /// Free-form data: any JSON within the depth and number bounds. Returns
     /// whether it passed.
-    fn free(&mut self, path: &str, v: &Value, depth: usize) -> bool {
+    fn free(&mut self, path: &Path, v: &Value, depth: usize) -> bool {
         match v {
             Value::Number(n) => self.safe_number(path, n),
             Value::Array(_) | Value::Object(_) if depth > MAX_DEPTH => {
@@ -653,14 +711,14 @@ impl Checker {
             Value::Array(items) => {
                 let mut ok = true;
                 for (i, item) in items.iter().enumerate() {
-                    ok &= self.free(&format!("{path}[{i}]"), item, depth + 1);
+                    ok &= self.free(&Path::Index(path, i), item, depth + 1);
                 }
                 ok
             }
             Value::Object(obj) => {
                 let mut ok = true;
                 for key in sorted_keys(obj) {
-                    ok &= self.free(&member(path, key), &obj[key], depth + 1);
+                    ok &= self.free(&path.key(key), &obj[key], depth + 1);
                 }
                 ok
             }
@@ -678,15 +736,38 @@ fn sorted_keys(obj: &Map<String, Value>) -> Vec<&String> {
     keys
 }
 
-/// The path of member `key` of the object at `path`: `a.b` for keys that
-/// look like identifiers, `a["b c"]` (a JSON string) for any other.
-fn member(path: &str, key: &str) -> String {
-    let plain = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    match (plain, path.is_empty()) {
-        (true, true) => key.to_string(),
-        (true, false) => format!("{path}.{key}"),
-        (false, _) => format!("{path}[{}]", Value::from(key)),
+/// Where a value sits in the input, rendered only when an error names it:
+/// `a.b` for members whose keys look like identifiers, `a["b c"]` (a JSON
+/// string) for any other key, `a[2]` for array items; the event itself is
+/// the empty path.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path::Key(self, key)
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Path::Root => Ok(()),
+            Path::Key(parent, key) => {
+                let plain = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                match (plain, parent) {
+                    (true, Path::Root) => f.write_str(key),
+                    (true, _) => write!(f, "{parent}.{key}"),
+                    (false, _) => write!(f, "{parent}[{}]", Value::from(key)),
+                }
+            }
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
     }
 }
 
@@ -740,11 +821,18 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(member("", "actor"), "actor");
-        assert_eq!(member("actor", "id"), "actor.id");
-        assert_eq!(member("details", "my key"), "details[\"my key\"]");
-        assert_eq!(member("details", "1a"), "details[\"1a\"]");
-        assert_eq!(member("", ""), "[\"\"]");
+        let root = Path::Root;
+        let details = root.key("details");
+        assert_eq!(root.key("actor").to_string(), "actor");
+        assert_eq!(root.key("actor").key("id").to_string(), "actor.id");
+        assert_eq!(details.key("my key").to_string(), "details[\"my key\"]");
+        assert_eq!(details.key("1a").to_string(), "details[\"1a\"]");
+        assert_eq!(root.key("").to_string(), "[\"\"]");
+        assert_eq!(
+            Path::Index(&root.key("targets"), 2).key("type").to_string(),
+            "targets[2].type"
+        );
+        assert_eq!(Path::Index(&details, 0).to_string(), "details[0]");
     }
 
     #[test]
