@@ -168,8 +168,42 @@ fn string_array(out: &mut Vec<u8>, items: &[String]) {
 /// escaping.
 fn time(out: &mut Vec<u8>, t: jiff::Timestamp) {
     out.push(b'"');
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{}", Stored(t));
+    let dt = jiff::tz::Offset::UTC.to_datetime(t);
+    if (0..=9999).contains(&dt.year()) {
+        // The stored form, written by hand: jiff's Display costs several
+        // times as much. `YYYY-MM-DDTHH:MM:SS`, the fraction without its
+        // trailing zeros, `Z`.
+        let digits = |out: &mut Vec<u8>, n: u32, width: u32| {
+            for i in (0..width).rev() {
+                out.push(b'0' + (n / 10u32.pow(i) % 10) as u8);
+            }
+        };
+        digits(out, dt.year() as u32, 4);
+        out.push(b'-');
+        digits(out, dt.month() as u32, 2);
+        out.push(b'-');
+        digits(out, dt.day() as u32, 2);
+        out.push(b'T');
+        digits(out, dt.hour() as u32, 2);
+        out.push(b':');
+        digits(out, dt.minute() as u32, 2);
+        out.push(b':');
+        digits(out, dt.second() as u32, 2);
+        let mut nanos = dt.subsec_nanosecond() as u32;
+        if nanos != 0 {
+            let mut width = 9;
+            while nanos.is_multiple_of(10) {
+                nanos /= 10;
+                width -= 1;
+            }
+            out.push(b'.');
+            digits(out, nanos, width);
+        }
+        out.push(b'Z');
+    } else {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{}", Stored(t));
+    }
     out.push(b'"');
 }
 
@@ -372,6 +406,27 @@ mod tests {
             duration_ms: Some(-0.0),
             ..bare()
         });
+        // Times the stored form cannot hold still have a serde shape.
+        for t in [
+            jiff::Timestamp::MIN,
+            jiff::Timestamp::MAX,
+            at("-000001-12-31T23:59:59.5Z"),
+        ] {
+            check(&Event {
+                occurred_at: t,
+                ..bare()
+            });
+        }
+        for t in [
+            "2026-01-01T00:00:00.000000001Z",
+            "1999-12-31T23:59:59.999Z",
+            "9999-12-30T12:00:00.1Z",
+        ] {
+            check(&Event {
+                occurred_at: at(t),
+                ..bare()
+            });
+        }
         for d in [0.0, 5e-324, 0.1, 123.456, 1e-7, 1e-6, 9007199254740991.0, f64::MAX] {
             check(&Event {
                 duration_ms: Some(d),
@@ -443,16 +498,20 @@ mod tests {
             proptest::option::of((proptest::option::of(any::<IpAddr>()), proptest::option::of(text()))),
             proptest::option::of(text()),
             proptest::option::of((proptest::option::of(text()), proptest::option::of(text()))),
-            any::<(u64, u128, i64)>(),
+            any::<(u64, u128, i64, u32)>(),
         );
         (people, free, rest).prop_map(
             |(
                 (actor, targets),
                 (details, changes, duration_ms),
-                (tenant, action, crud, outcome, severity, source, context, message, error, (ms, random, secs)),
+                (tenant, action, crud, outcome, severity, source, context, message, error, (ms, random, secs, nanos)),
             )| Event {
                 id: ulid::Ulid::from_parts(ms & ((1 << 48) - 1), random),
-                occurred_at: jiff::Timestamp::from_second(secs.rem_euclid(253_402_200_000) - 62_167_219_200).unwrap(),
+                occurred_at: jiff::Timestamp::new(
+                    secs.rem_euclid(253_402_200_000) - 62_167_219_200,
+                    [0, 1, 10, 100_000, 120_000_000, 999_999_999, nanos % 1_000_000_000][nanos as usize % 7] as i32,
+                )
+                .unwrap(),
                 tenant,
                 action,
                 crud,
