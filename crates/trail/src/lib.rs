@@ -217,21 +217,8 @@ impl Trail {
         let received_at = (self.clock)();
         let mut random = vec![0u8; 10 * inputs.len()];
         getrandom::fill(&mut random).map_err(|e| TrailError::Random(e.to_string()))?;
-        let mut accepted = Vec::with_capacity(inputs.len());
-        let mut rejected = 0usize;
-        for (text, random) in inputs.iter().zip(random.chunks_exact(10)) {
-            let mut r = [0u8; 10];
-            r.copy_from_slice(random);
-            let result = match event_id(received_at, r) {
-                Ok(id) => accept_json_entry(text, received_at, id),
-                Err(e) => Err(Rejection::Invalid(vec![sealtrail_event::FieldError {
-                    path: "received_at".into(),
-                    message: e.to_string(),
-                }])),
-            };
-            rejected += usize::from(result.is_err());
-            accepted.push(result);
-        }
+        let accepted = prepare_all(inputs, &random, received_at);
+        let rejected = accepted.iter().filter(|r| r.is_err()).count();
         if atomic && rejected > 0 {
             let items = accepted
                 .into_iter()
@@ -397,6 +384,50 @@ impl Trail {
     pub fn indexed(&self) -> u64 {
         self.index.indexed()
     }
+}
+
+type Prepared = Result<(Event, Vec<u8>), Rejection>;
+
+/// Batches at least this large are validated on several threads.
+const PARALLEL_BATCH: usize = 256;
+
+/// Validate and canonicalise every input, in input order. Validation is
+/// the largest CPU cost of ingest, so large batches are split across the
+/// machine's cores.
+fn prepare_all(inputs: &[&[u8]], random: &[u8], received_at: Timestamp) -> Vec<Prepared> {
+    let prepare = |texts: &[&[u8]], random: &[u8]| -> Vec<Prepared> {
+        texts
+            .iter()
+            .zip(random.chunks_exact(10))
+            .map(|(text, r)| {
+                let mut bits = [0u8; 10];
+                bits.copy_from_slice(r);
+                match event_id(received_at, bits) {
+                    Ok(id) => accept_json_entry(text, received_at, id),
+                    Err(e) => Err(Rejection::Invalid(vec![sealtrail_event::FieldError {
+                        path: "received_at".into(),
+                        message: e.to_string(),
+                    }])),
+                }
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if inputs.len() < PARALLEL_BATCH || threads < 2 {
+        return prepare(inputs, random);
+    }
+    let chunk = inputs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = inputs
+            .chunks(chunk)
+            .zip(random.chunks(chunk * 10))
+            .map(|(texts, random)| scope.spawn(move || prepare(texts, random)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
 }
 
 fn index_dir(data: &DataDir, name: &str) -> PathBuf {

@@ -414,3 +414,29 @@ fn an_index_of_another_history_is_rebuilt_on_open() {
     assert_eq!(trail.indexed(), 1);
     assert_eq!(all(&trail), vec![0]);
 }
+
+#[test]
+fn a_large_batch_validated_in_parallel_keeps_input_order() {
+    let env = env();
+    let trail = open(&env);
+    let mut inputs: Vec<Vec<u8>> = sealtrail_testgen::events(21, 1500).collect();
+    inputs[700] = b"{\"action\":false}".to_vec();
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let done = trail.ingest(&refs, false).unwrap();
+    assert_eq!(done.items.len(), 1500);
+    assert!(matches!(&done.items[700], Item::Rejected(_)));
+    for (position, item) in done.items.iter().enumerate() {
+        if let Item::Stored {
+            index,
+            duplicate: false,
+            ..
+        } = item
+        {
+            let sent: serde_json::Value = serde_json::from_slice(&inputs[position]).unwrap();
+            assert_eq!(
+                trail.read(*index).unwrap().event.action,
+                sent["action"].as_str().unwrap()
+            );
+        }
+    }
+}
