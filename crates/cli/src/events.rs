@@ -166,20 +166,14 @@ pub fn open_trail(data: &Path, log: &str) -> anyhow::Result<Trail> {
     Ok(Trail::open(&DataDir::new(data), log, TrailOptions::default())?)
 }
 
-/// `sealtrail append` (events): JSON Lines from `file` or stdin.
+/// `sealtrail append` (events): JSON Lines from `input`.
 pub fn append(
     data: &Path,
     log: &str,
-    file: Option<&PathBuf>,
+    input: Box<dyn BufRead>,
     strict: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let input: Box<dyn BufRead> = match file {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
     let trail = open_trail(data, log)?;
     let report = trail.ingest_jsonl(input, strict)?;
     for e in &report.rejected {
@@ -210,14 +204,15 @@ pub fn append(
     Ok(report.rejected.is_empty())
 }
 
-/// `query`, `history` and `errors`: a page of events.
-pub fn list(
+/// One page of events for `query`, `history` and `errors`, checked
+/// against the signed checkpoint when `--verify` asks.
+fn page(
     trail: &Trail,
     mut filter: Filter,
     args: &ListArgs,
     failures: bool,
     oldest_first: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Found>> {
     filter.failures = failures;
     let page = Page {
         order: if oldest_first || args.oldest_first {
@@ -232,6 +227,12 @@ pub fn list(
     if args.verify {
         verify_found(trail, &found)?;
     }
+    Ok(found)
+}
+
+/// `query`, `history` and `errors`: a page of events in `--format`.
+pub fn list(trail: &Trail, filter: Filter, args: &ListArgs, failures: bool, oldest_first: bool) -> anyhow::Result<()> {
+    let found = page(trail, filter, args, failures, oldest_first)?;
     let mut w = EventWriter::new(args.format.into(), Box::new(std::io::stdout()))?;
     for f in &found {
         w.write(&Row {
@@ -275,17 +276,7 @@ pub fn errors(data: &Path, log: &str, args: &ListArgs) -> anyhow::Result<()> {
     if args.format != ListFormat::Table {
         return list(&trail, filter, args, true, false);
     }
-    let mut filter = filter;
-    filter.failures = true;
-    let page = Page {
-        order: Order::NewestFirst,
-        limit: args.limit,
-        after: args.after,
-    };
-    let found = trail.query(&filter, &page)?;
-    if args.verify {
-        verify_found(&trail, &found)?;
-    }
+    let found = page(&trail, filter, args, true, false)?;
     let mut out = std::io::stdout().lock();
     if found.is_empty() {
         writeln!(out, "no failures or errors match")?;
@@ -324,25 +315,23 @@ pub fn errors(data: &Path, log: &str, args: &ListArgs) -> anyhow::Result<()> {
 
 /// Check that each event is in the latest checkpoint, signed by the log's key.
 fn verify_found(trail: &Trail, found: &[Found]) -> anyhow::Result<()> {
-    let verifier = trail.log().verifier().clone();
+    let log = trail.log();
+    let verifier = log.verifier();
+    // The CLI holds the log's lock, so the latest checkpoint cannot move
+    // under us: check its signature once and every proof against it.
+    let (_, note) = log.checkpoint();
+    let (checkpoint, _) =
+        open_checkpoint(&note, verifier).map_err(|e| IntegrityFailure(format!("latest checkpoint: {e}")))?;
     for f in found {
-        let inclusion = trail.prove(f.index)?;
-        let (checkpoint, _) = open_checkpoint(&inclusion.note, &verifier)
-            .map_err(|e| IntegrityFailure(format!("latest checkpoint: {e}")))?;
-        verify_inclusion(
-            f.index,
-            checkpoint.size,
-            &leaf_hash(&f.entry),
-            &inclusion.proof,
-            &checkpoint.root,
-        )
-        .map_err(|e| IntegrityFailure(format!("entry {}: inclusion proof fails: {e}", f.index)))?;
+        let proof = log.inclusion_proof(f.index, checkpoint.size)?;
+        verify_inclusion(f.index, checkpoint.size, &leaf_hash(&f.entry), &proof, &checkpoint.root)
+            .map_err(|e| IntegrityFailure(format!("entry {}: inclusion proof fails: {e}", f.index)))?;
     }
-    if let Some(f) = found.first() {
-        let size = trail.prove(f.index)?.checkpoint.size;
+    if !found.is_empty() {
         eprintln!(
-            "verified: {} events each included in the checkpoint of size {size} signed by {}",
+            "verified: {} events each included in the checkpoint of size {} signed by {}",
             found.len(),
+            checkpoint.size,
             verifier.name()
         );
     }

@@ -173,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             strict,
             file,
         } => {
-            let all_good = events::append(&cli.data, &cli.log, file.as_ref(), *strict, &mut out)?;
+            let all_good = events::append(&cli.data, &cli.log, open_input(file.as_ref())?, *strict, &mut out)?;
             return Ok(ExitCode::from(if all_good { 0 } else { 2 }));
         }
         Command::Query(args) => events::query(&cli.data, &cli.log, args)?,
@@ -184,14 +184,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => events::export(&cli.data, &cli.log, args)?,
         Command::Reindex => events::reindex(&cli.data, &cli.log, &mut out)?,
         Command::Append { raw: true, file, .. } => {
-            let input: Box<dyn BufRead> = match file {
-                Some(p) => Box::new(std::io::BufReader::new(
-                    std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
-                )),
-                None => Box::new(std::io::stdin().lock()),
-            };
             let log = open(&cli)?;
-            let (first, count, size) = append_lines(&log, input)?;
+            let (first, count, size) = append_lines(&log, open_input(file.as_ref())?)?;
             if count == 0 {
                 writeln!(out, "appended nothing; tree size {size}")?;
             } else {
@@ -265,6 +259,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lines `append` reads: FILE, or stdin without one.
+fn open_input(file: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
+    Ok(match file {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    })
 }
 
 /// Append each line (without its newline) as one entry, in batches, so a

@@ -33,7 +33,6 @@ use std::time::Duration;
 use sealtrail_event::{accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid};
 use sealtrail_index::{EventIndex, IndexError};
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions};
-use sealtrail_merkle::checkpoint::Checkpoint;
 use sealtrail_merkle::hash::{leaf_hash, Hash};
 use thiserror::Error;
 
@@ -147,15 +146,6 @@ impl Ingested {
             .filter(|i| matches!(i, Item::Stored { duplicate: false, .. }))
             .count()
     }
-}
-
-/// An inclusion proof of one entry in the latest signed checkpoint.
-#[derive(Debug, Clone)]
-pub struct Inclusion {
-    pub checkpoint: Checkpoint,
-    /// The signed note text of `checkpoint`.
-    pub note: Arc<[u8]>,
-    pub proof: Vec<Hash>,
 }
 
 /// An open audit trail. Safe to share between threads; dropping it stops
@@ -367,17 +357,6 @@ impl Trail {
     pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, TrailError> {
         self.indexer.healthy()?;
         Ok(self.index.performance(filter)?)
-    }
-
-    /// The proof that entry `index` is in the latest signed checkpoint.
-    pub fn prove(&self, index: u64) -> Result<Inclusion, TrailError> {
-        let (checkpoint, note) = self.log.checkpoint();
-        let proof = self.log.inclusion_proof(index, checkpoint.size)?;
-        Ok(Inclusion {
-            checkpoint,
-            note,
-            proof,
-        })
     }
 
     /// Index entries the index holds (its committed watermark).
