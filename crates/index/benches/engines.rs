@@ -23,24 +23,13 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 use sealtrail_event::{accept_json, event_id, Event, Timestamp};
 use sealtrail_index::{EventIndex, Filter, IndexOptions, Page, TimeRange};
+use sealtrail_testgen::Rng;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(default)
-}
-
-/// SplitMix64, to pick query values reproducibly.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
 }
 
 /// One query of each kind, as values both engines take.
@@ -91,36 +80,36 @@ impl Query {
 /// Query values drawn from random events, so popular values are drawn
 /// as often as they occur.
 fn queries(events: &[Event], per_kind: usize) -> Vec<Query> {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let mut out = Vec::new();
     let (first, last) = (events[0].occurred_at, events[events.len() - 1].occurred_at);
     let span = last.as_second() - first.as_second();
     while out.iter().filter(|q| matches!(q, Query::Actor(_))).count() < per_kind {
-        if let Some(a) = &events[rng.below(events.len())].actor {
+        if let Some(a) = &events[rng.index(events.len())].actor {
             out.push(Query::Actor(a.id.clone()));
         }
     }
     while out.iter().filter(|q| matches!(q, Query::Target(..))).count() < per_kind {
-        if let Some(t) = events[rng.below(events.len())].targets.as_ref().and_then(|t| t.first()) {
+        if let Some(t) = events[rng.index(events.len())].targets.as_ref().and_then(|t| t.first()) {
             out.push(Query::Target(t.kind.clone(), t.id.clone()));
         }
     }
     for _ in 0..per_kind {
         // A window of a sixth of the span, anywhere in it.
-        let e = &events[rng.below(events.len())];
-        let since = first.as_second() + rng.below((span - span / 6).max(1) as usize) as i64;
+        let e = &events[rng.index(events.len())];
+        let since = first.as_second() + rng.index((span - span / 6).max(1) as usize) as i64;
         let since = Timestamp::from_second(since).unwrap();
         let until = Timestamp::from_second(since.as_second() + span / 6).unwrap();
         out.push(Query::ActionTime(e.action.clone(), since, until));
     }
     while out.iter().filter(|q| matches!(q, Query::Text(_))).count() < per_kind {
-        if let Some(m) = &events[rng.below(events.len())].message {
+        if let Some(m) = &events[rng.index(events.len())].message {
             let words: Vec<&str> = m
                 .split(|c: char| !c.is_alphanumeric())
                 .filter(|w| w.len() > 2)
                 .collect();
             if !words.is_empty() {
-                out.push(Query::Text(words[rng.below(words.len())].to_lowercase()));
+                out.push(Query::Text(words[rng.index(words.len())].to_lowercase()));
             }
         }
     }

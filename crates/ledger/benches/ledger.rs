@@ -19,6 +19,7 @@ use sealtrail_ledger::storage::OsStorage;
 use sealtrail_ledger::verify::verify_log;
 use sealtrail_ledger::{DataDir, Log, LogOptions};
 use sealtrail_merkle::{leaf_hash, node_hash, stored_count, verify_inclusion, Hash};
+use sealtrail_testgen::Rng;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
@@ -280,25 +281,6 @@ fn fmt_count(n: u64) -> String {
 // ---------------------------------------------------------------------------
 // Test data
 
-/// splitmix64: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
-
 /// An audit event of about 300 bytes (280–320), JSON-ish, every one different.
 fn make_entry(rng: &mut Rng, seq: u64) -> Vec<u8> {
     const ACTIONS: &[&str] = &[
@@ -332,8 +314,8 @@ fn make_entry(rng: &mut Rng, seq: u64) -> Vec<u8> {
         rng.below(1_000),
         rng.below(10_000),
         rng.below(1_000_000),
-        rng.next(),
-        rng.next(),
+        rng.next_u64(),
+        rng.next_u64(),
         rng.pick(OUTCOMES),
     );
     const WORDS: &[&str] = &[
@@ -365,7 +347,7 @@ struct Pool {
 
 impl Pool {
     fn new(n: usize) -> Pool {
-        let mut rng = Rng(0x5ea1_7a11);
+        let mut rng = Rng::new(0x5ea1_7a11);
         let entries: Vec<Vec<u8>> = (0..n as u64).map(|i| make_entry(&mut rng, i)).collect();
         let mut records = Vec::new();
         let mut offsets = vec![0];
@@ -954,7 +936,7 @@ fn bench_proofs(cfg: &Config, log: &Log, table: &mut Table) {
     let hashes_path = log.dir().join(HASHES_FILE);
     let hashes = File::open(&hashes_path).unwrap();
     let nodes = stored_count(size);
-    let mut rng = Rng(0x00c0_ffee);
+    let mut rng = Rng::new(0x00c0_ffee);
     let p = cfg.proofs;
     let (mut proof_t, mut verify_t, mut pread_t, mut preads_t, mut node_t) = (
         Vec::with_capacity(p),

@@ -80,7 +80,8 @@ mod catalog;
 mod rng;
 
 use catalog::{Action, Ns, ACTIONS, TARGET_TYPES};
-use rng::{mix, skewed, unit, Rng, Skew};
+pub use rng::Rng;
+use rng::{mix, skewed, unit, Skew};
 
 /// `count` sender events (JSON text, one object each, no `id` or
 /// `received_at`), deterministic for `seed`, with the default [`Shape`].

@@ -5,19 +5,19 @@
 /// The generator. Each draw advances the state by a fixed odd constant and
 /// scrambles it with [`mix`].
 #[derive(Debug, Clone)]
-pub(crate) struct Rng {
+pub struct Rng {
     state: u64,
 }
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         Rng {
             state: mix(seed ^ 0x5851_f42d_4c95_7f2d),
         }
     }
 
     #[inline]
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.state)
     }
@@ -25,8 +25,14 @@ impl Rng {
     /// Uniform in `0..n` (multiply-high; the bias is below 2^-32 for the
     /// small `n` used here). `n` must be positive.
     #[inline]
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A position in a slice of length `n`, uniformly. `n` must be positive.
+    #[inline]
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
     }
 
     /// Uniform in `[0, 1)`.
@@ -42,7 +48,7 @@ impl Rng {
 
     /// One of `items`, uniformly. `items` must not be empty.
     #[inline]
-    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize]
     }
 

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant, SystemTime};
 use postgres::{Client, NoTls};
 use sealtrail_event::{accept_json, accept_json_entry, event_id, Event, Timestamp};
 use sealtrail_ledger::DataDir;
+use sealtrail_testgen::Rng;
 use sealtrail_trail::{Filter, Item, Page, TimeRange, Trail, TrailOptions};
 use sha2::{Digest, Sha256};
 
@@ -134,23 +135,6 @@ impl Corpus {
 
     fn slices(&self, range: std::ops::Range<usize>) -> Vec<&[u8]> {
         range.map(|i| self.get(i)).collect()
-    }
-}
-
-/// SplitMix64, for the query parameters (the generator's own is private).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
     }
 }
 
@@ -251,10 +235,10 @@ fn to_system_time(t: Timestamp) -> SystemTime {
 /// so that busy actors and hot targets are asked about as often as they
 /// occur.
 fn plan_queries(corpus: &Corpus, per_kind: usize, seed: u64) -> Vec<Query> {
-    let mut rng = Rng(seed ^ 0x0bad_5eed);
+    let mut rng = Rng::new(seed ^ 0x0bad_5eed);
     let received_at: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
     let id = event_id(received_at, [0; 10]).unwrap();
-    let pick = |rng: &mut Rng| -> Event { accept_json(corpus.get(rng.below(corpus.len())), received_at, id).unwrap() };
+    let pick = |rng: &mut Rng| -> Event { accept_json(corpus.get(rng.index(corpus.len())), received_at, id).unwrap() };
     let mut out = Vec::new();
     for kind in KINDS {
         let mut made = 0;
@@ -287,15 +271,15 @@ fn plan_queries(corpus: &Corpus, per_kind: usize, seed: u64) -> Vec<Query> {
                     q.text_param = format!("{}:{}", t.kind, t.id);
                 }
                 Kind::ActionInTime => {
-                    let (glob, like) = if rng.below(4) == 0 {
+                    let (glob, like) = if rng.index(4) == 0 {
                         (e.action.clone(), e.action.replace('_', "\\_"))
                     } else {
                         let ns = e.action.split('.').next().unwrap_or(&e.action);
                         (format!("{ns}.*"), format!("{}.%", ns.replace('_', "\\_")))
                     };
                     // A window of 1 to 48 hours around the event.
-                    let window_us = (3600 + rng.below(47 * 3600)) as i64 * 1_000_000;
-                    let until_us = e.occurred_at.as_microsecond() + (rng.below(1000) as i64 * window_us / 1000);
+                    let window_us = (3600 + rng.index(47 * 3600)) as i64 * 1_000_000;
+                    let until_us = e.occurred_at.as_microsecond() + (rng.index(1000) as i64 * window_us / 1000);
                     let since = Timestamp::from_microsecond(until_us - window_us).unwrap();
                     let until = Timestamp::from_microsecond(until_us).unwrap();
                     q.filter.action = Some(glob);
@@ -317,7 +301,7 @@ fn plan_queries(corpus: &Corpus, per_kind: usize, seed: u64) -> Vec<Query> {
                     if words.is_empty() {
                         continue;
                     }
-                    let word = words[rng.below(words.len())].to_lowercase();
+                    let word = words[rng.index(words.len())].to_lowercase();
                     q.filter.text = Some(word.clone());
                     q.sql = SQL_TEXT;
                     q.text_param = word;
