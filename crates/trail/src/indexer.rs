@@ -20,7 +20,7 @@ use crate::TrailError;
 
 struct State {
     /// Acknowledged batches not yet given to the index, by first index.
-    pending: BTreeMap<u64, Vec<Option<Event>>>,
+    pending: BTreeMap<u64, Vec<Event>>,
     backlog: usize,
     /// Ledger entries below this are searchable (last commit).
     committed: u64,
@@ -83,9 +83,9 @@ impl Indexer {
         }
     }
 
-    /// Hand over the events of ledger entries `first..first+events.len()`
-    /// (None for entries that are not events).
-    pub(crate) fn push(&self, first: u64, events: Vec<Option<Event>>) {
+    /// Hand over the events of ledger entries `first..first+events.len()`.
+    /// (Entries that are not events only reach the index through catch-up.)
+    pub(crate) fn push(&self, first: u64, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
@@ -172,7 +172,7 @@ fn run(shared: &Shared, mut next: u64, index: &EventIndex, keys: &Keys, visibili
         let mut at = next - ready.iter().map(|b| b.len() as u64).sum::<u64>();
         'add: for batch in &ready {
             for event in batch {
-                if let Err(e) = index.add(at, event.as_ref()) {
+                if let Err(e) = index.add(at, Some(event)) {
                     result = Err(e.to_string());
                     break 'add;
                 }

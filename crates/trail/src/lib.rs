@@ -255,7 +255,7 @@ impl Trail {
                         duplicate: false,
                     };
                     next += 1;
-                    events.push(Some(event));
+                    events.push(event);
                     item
                 }
                 (Ok(_), Plan::SameAs(position)) => match &items[*position] {
@@ -284,13 +284,6 @@ impl Trail {
             checkpoint: appended.checkpoint,
             tree_size: appended.tree_size,
         })
-    }
-
-    /// Append raw entries (not events) to the ledger; the index skips them.
-    pub fn append_raw(&self, entries: &[&[u8]]) -> Result<sealtrail_ledger::Appended, TrailError> {
-        let appended = self.log.append(entries)?;
-        self.indexer.push(appended.first, vec![None; entries.len()]);
-        Ok(appended)
     }
 
     fn done_without_append(&self, items: Vec<Item>) -> Ingested {
