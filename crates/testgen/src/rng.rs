@@ -3,7 +3,7 @@
 //! quality is ample for test data; it is not for cryptography.
 
 /// The generator. Each draw advances the state by a fixed odd constant and
-/// scrambles it with [`mix`].
+/// scrambles it with the SplitMix64 finaliser (`mix`).
 #[derive(Debug, Clone)]
 pub struct Rng {
     state: u64,
