@@ -15,9 +15,12 @@ use crate::event::{Actor, Changes, Context, Event, Failure, Impersonator, Source
 use crate::jcs::{self, JcsError};
 use crate::timestamp::Stored;
 
-/// Append the canonical bytes of `event` to `out`. The caller has checked
-/// that `duration_ms` is finite. On error `out` must be discarded.
-pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> Result<(), JcsError> {
+/// Append the canonical bytes of `event` to `out` and return the length of
+/// `details` among them (0 without it), which has its own bound. The
+/// caller has checked that `duration_ms` is finite. On error `out` must be
+/// discarded.
+pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> Result<usize, JcsError> {
+    let mut details_len = 0;
     let mut o = Object::open(out);
     o.str("action", &e.action);
     if let Some(actor) = &e.actor {
@@ -32,7 +35,10 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> Result<(), JcsError> 
     }
     o.opt_str("crud", e.crud.map(|c| c.as_str()));
     if let Some(details) = &e.details {
-        jcs::write_object(details, o.key("details"))?;
+        let out = o.key("details");
+        let start = out.len();
+        jcs::write_object(details, out)?;
+        details_len = out.len() - start;
     }
     if let Some(d) = e.duration_ms {
         let mut buffer = ryu_js::Buffer::new();
@@ -67,7 +73,7 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> Result<(), JcsError> 
     }
     o.opt_str("tenant", e.tenant.as_deref());
     o.close();
-    Ok(())
+    Ok(details_len)
 }
 
 fn actor_object(out: &mut Vec<u8>, a: &Actor) {
@@ -265,7 +271,7 @@ mod tests {
 
     fn direct(event: &Event) -> Result<Vec<u8>, JcsError> {
         let mut out = Vec::new();
-        write_event(event, &mut out).map(|()| out)
+        write_event(event, &mut out).map(|_| out)
     }
 
     fn check(event: &Event) {

@@ -9,8 +9,8 @@ use thiserror::Error;
 
 use crate::event::Event;
 use crate::limits::MAX_ENTRY_BYTES;
-use crate::validate::{join, thousands, FieldError};
-use crate::{canonical, json, validate};
+use crate::validate::{join, thousands, FieldError, Mode};
+use crate::{canonical, fast, json, validate};
 
 /// Why an event has no entry, or bytes are not an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -63,6 +63,16 @@ pub fn canonical_entry(event: &Event) -> Result<Vec<u8>, EntryError> {
 /// Read a stored entry back: it must be a valid v1 event with its
 /// server-assigned fields, in exactly its canonical form.
 pub fn parse_entry(bytes: &[u8]) -> Result<Event, EntryError> {
+    if let Some((event, canonical)) = fast::from_text(bytes, Mode::Stored) {
+        if canonical == bytes {
+            return Ok(event);
+        }
+    }
+    careful_parse_entry(bytes)
+}
+
+/// [`parse_entry`] without the fast path (see [`crate::fast`]).
+pub(crate) fn careful_parse_entry(bytes: &[u8]) -> Result<Event, EntryError> {
     let value = json::parse(bytes)?;
     let (event, canonical) = validate::stored(&value).map_err(EntryError::Invalid)?;
     if canonical != bytes {

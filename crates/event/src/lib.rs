@@ -7,6 +7,11 @@
 //!                           line:col)      id/received_at in)         SHA-256(0x00 ‖ bytes))
 //! ```
 //!
+//! That is the careful path, which words every refusal. Valid input takes
+//! a fast path first (`fast`: text straight to `Event`, no `Value` tree),
+//! which gives up on anything wrong and leaves the refusal to the careful
+//! path; both accept the same events with the same bytes.
+//!
 //! docs/event-schema.md describes every field, limit and policy;
 //! docs/event-schema.v1.json is the same schema as JSON Schema 2020-12.
 //!
@@ -18,6 +23,7 @@
 mod canonical;
 pub mod entry;
 pub mod event;
+mod fast;
 pub mod id;
 pub mod jcs;
 pub mod json;

@@ -35,7 +35,7 @@ use crate::event::{
 };
 use crate::limits::*;
 use crate::timestamp::{self, TimeError};
-use crate::{jcs, json};
+use crate::{fast, jcs, json};
 
 /// One thing wrong with an input: where (`actor.id`, `targets[2].type`;
 /// empty for the event as a whole) and why. Displays as `path: message`.
@@ -83,6 +83,18 @@ pub fn accept(input: &Value, received_at: Timestamp, id: Ulid) -> Result<Event, 
 /// validation computes anyway to check the size limit: the ingest path
 /// needs both and should not canonicalise twice.
 pub fn accept_entry(input: &Value, received_at: Timestamp, id: Ulid) -> Result<(Event, Vec<u8>), Vec<FieldError>> {
+    if let Some(accepted) = fast::from_value(input, Mode::Submitted { received_at, id }) {
+        return Ok(accepted);
+    }
+    careful_entry(input, received_at, id)
+}
+
+/// [`accept_entry`] without the fast path: the one that words refusals.
+pub(crate) fn careful_entry(
+    input: &Value,
+    received_at: Timestamp,
+    id: Ulid,
+) -> Result<(Event, Vec<u8>), Vec<FieldError>> {
     let mut c = Checker::default();
     let event = event(&mut c, input, Mode::Submitted { received_at, id });
     finish(c, event)
@@ -97,8 +109,16 @@ pub fn accept_json(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<Even
 /// [`accept_json`], also returning the canonical entry bytes (see
 /// [`accept_entry`]).
 pub fn accept_json_entry(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<(Event, Vec<u8>), Rejection> {
+    if let Some(accepted) = fast::from_text(text, Mode::Submitted { received_at, id }) {
+        return Ok(accepted);
+    }
+    careful_json_entry(text, received_at, id)
+}
+
+/// [`accept_json_entry`] without the fast path (see [`crate::fast`]).
+pub(crate) fn careful_json_entry(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<(Event, Vec<u8>), Rejection> {
     let value = json::parse(text)?;
-    accept_entry(&value, received_at, id).map_err(Rejection::Invalid)
+    careful_entry(&value, received_at, id).map_err(Rejection::Invalid)
 }
 
 /// Validate a stored event (as [`crate::parse_entry`] reads it back): `id`
@@ -124,7 +144,7 @@ fn finish(mut c: Checker, event: Option<Event>) -> Result<(Event, Vec<u8>), Vec<
 }
 
 #[derive(Clone, Copy)]
-enum Mode {
+pub(crate) enum Mode {
     Submitted { received_at: Timestamp, id: Ulid },
     Stored,
 }
