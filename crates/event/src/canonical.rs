@@ -124,7 +124,27 @@ fn context_object(out: &mut Vec<u8>, c: &Context) {
         // Digits, dots, colons and hex letters: nothing to escape.
         let out = o.key("ip");
         out.push(b'"');
-        let _ = write!(out, "{ip}");
+        match ip {
+            // Its Display, by hand: formatting machinery costs more than
+            // the four numbers.
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    if octet >= 100 {
+                        out.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        out.push(b'0' + octet / 10 % 10);
+                    }
+                    out.push(b'0' + octet % 10);
+                }
+            }
+            std::net::IpAddr::V6(_) => {
+                let _ = write!(out, "{ip}");
+            }
+        }
         out.push(b'"');
     }
     o.opt_str("location", c.location.as_deref());
@@ -430,6 +450,22 @@ mod tests {
         ] {
             check(&Event {
                 occurred_at: at(t),
+                ..bare()
+            });
+        }
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.100.9.99",
+            "1.20.255.0",
+            "::",
+            "::ffff:1.2.3.4",
+        ] {
+            check(&Event {
+                context: Some(Context {
+                    ip: Some(ip.parse().unwrap()),
+                    ..Context::default()
+                }),
                 ..bare()
             });
         }

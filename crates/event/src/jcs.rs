@@ -108,8 +108,7 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     // Most strings need no escape at all: copy them in one piece.
-    let needs_escape = |b: &u8| *b < 0x20 || *b == b'"' || *b == b'\\';
-    let Some(first) = bytes.iter().position(needs_escape) else {
+    let Some(first) = first_escape(bytes) else {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -143,6 +142,28 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+fn needs_escape(b: &u8) -> bool {
+    *b < 0x20 || *b == b'"' || *b == b'\\'
+}
+
+/// The index of the first byte that needs an escape, looking at 8 bytes at
+/// a time: the word tests below say exactly whether a word holds such a
+/// byte (if not which), the byte loop then finds it.
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of x is below n (n ≤ 0x80), or zero.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
+    let (words, rest) = bytes.as_chunks::<8>();
+    for (i, word) in words.iter().enumerate() {
+        let x = u64::from_ne_bytes(*word);
+        if below(x, 0x20) || below(x ^ (ONES * u64::from(b'"')), 1) || below(x ^ (ONES * u64::from(b'\\')), 1) {
+            return word.iter().position(needs_escape).map(|j| i * 8 + j);
+        }
+    }
+    rest.iter().position(needs_escape).map(|j| words.len() * 8 + j)
 }
 
 /// The double that `n` denotes: integers rounded to nearest (ties to
@@ -211,6 +232,21 @@ mod tests {
         assert!(out.starts_with(r#""\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\b\t\n\u000b\f\r\u000e"#));
         assert!(out.contains(r##"\u001f !\"#$%&'()*+,-./0"##));
         assert!(out.ends_with("[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~\u{7f}\""));
+    }
+
+    #[test]
+    fn escapes_are_found_wherever_they_are() {
+        for len in 0..40 {
+            for at in 0..len {
+                for special in [0u8, 0x1f, b'"', b'\\', 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xff] {
+                    for fill in [b'a', 0x80, 0xff, 0x21, 0x5d] {
+                        let mut bytes = vec![fill; len];
+                        bytes[at] = special;
+                        assert_eq!(first_escape(&bytes), bytes.iter().position(needs_escape), "{bytes:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
