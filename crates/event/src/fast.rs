@@ -39,14 +39,19 @@ pub(crate) fn from_text(text: &[u8], mode: Mode) -> Option<(Event, Vec<u8>)> {
     // One UTF-8 check for the whole text rather than one per string.
     let text = std::str::from_utf8(text).ok()?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let draft = EventSeed.deserialize(&mut de).ok()?;
+    // Filled in place: the draft is large, and moving it through the
+    // deserializers' results costs more than reading a small event.
+    let mut draft = Draft::default();
+    EventSeed(&mut draft).deserialize(&mut de).ok()?;
     de.end().ok()?;
     complete(draft, mode)
 }
 
 /// [`from_text`] for a parsed value.
 pub(crate) fn from_value(value: &Value, mode: Mode) -> Option<(Event, Vec<u8>)> {
-    complete(EventSeed.deserialize(value).ok()?, mode)
+    let mut draft = Draft::default();
+    EventSeed(&mut draft).deserialize(value).ok()?;
+    complete(draft, mode)
 }
 
 /// The message of the error that makes serde_json stop; never shown, the
@@ -478,8 +483,30 @@ macro_rules! object_seed {
     };
 }
 
-object_seed!(EventSeed -> Draft, |map| {
-    let mut d = Draft::default();
+/// The event object, read into a draft.
+struct EventSeed<'a>(&'a mut Draft);
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        event_members(self.0, map)
+    }
+}
+
+fn event_members<'de, A: MapAccess<'de>>(d: &mut Draft, mut map: A) -> Result<(), A::Error> {
     members!(map {
         0 "id" => d.id, Opt(Id());
         1 "occurred_at" => d.occurred_at, Opt(Time());
@@ -501,8 +528,8 @@ object_seed!(EventSeed -> Draft, |map| {
         17 "details" => d.details, Opt(Details);
         18 "idempotency_key" => d.idempotency_key, Opt(Text(ID_CHARS));
     });
-    Ok(d)
-});
+    Ok(())
+}
 
 object_seed!(ActorSeed -> Actor, |map| {
     let (mut id, mut kind, mut name, mut email, mut roles, mut impersonator) = (None, None, None, None, None, None);
