@@ -12,15 +12,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod events;
+mod server;
 
 #[derive(Parser)]
 #[command(name = "sealtrail", version, about = "Audit trail that proves its own integrity")]
 struct Cli {
     /// Data directory.
-    #[arg(long, global = true, env = "SEALTRAIL_DATA", default_value = "./sealtrail-data")]
+    #[arg(long, global = true, env = "SEALTRAIL_DATA", default_value = server::DEFAULT_DATA)]
     data: PathBuf,
     /// Log to work on.
-    #[arg(long, global = true, default_value = "default")]
+    #[arg(long, global = true, default_value = server::DEFAULT_LOG)]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -28,6 +29,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP server (creates the data directory, the log and the system log on first start).
+    Serve(server::ServeArgs),
+    /// Create, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        command: server::KeysCommand,
+    },
     /// Create the data directory and the log (default: `default`); print its verifier key.
     Init {
         /// Origin line of the log's checkpoints (default derived from the log name).
@@ -149,6 +157,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = DataDir::new(&cli.data);
     let mut out = std::io::stdout().lock();
     match &cli.command {
+        Command::Serve(args) => server::serve(&cli.data, &cli.log, args)?,
+        Command::Keys { command } => server::keys(&cli.data, command, &mut out)?,
         Command::Init { origin } => {
             let v = dir.create_log(&cli.log, origin.as_deref())?;
             eprintln!("created log {:?} in {}", cli.log, dir.log_dir(&cli.log).display());

@@ -542,7 +542,11 @@ impl Log {
         let s = &mut *guard;
         // Covers `target` and maybe part of a later batch; the checkpoint
         // below commits only to `target`, so open cuts any such extra.
+        let started = std::time::Instant::now();
         files.entries.sync_data().ctx("fdatasync", &files.path(ENTRIES_FILE))?;
+        // The fsync every acknowledgement waits for; a recorder (the
+        // server's /metrics) may collect it, otherwise this is a no-op.
+        metrics::histogram!("sealtrail_fsync_seconds").record(started.elapsed());
         if target.size - s.derived_size >= inner.opts.derived_sync_every {
             files.index.sync_data().ctx("fdatasync", &files.path(INDEX_FILE))?;
             files.hashes.sync_data().ctx("fdatasync", &files.path(HASHES_FILE))?;

@@ -1,0 +1,197 @@
+//! `sealtrail serve` and `sealtrail keys …`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use sealtrail_ledger::{DataDir, LedgerError};
+use sealtrail_server::app::{drain_outbox, key_event, now_text};
+use sealtrail_server::meta::{Meta, Scope, SYSTEM_LOG};
+use sealtrail_server::{Config, Server};
+use sealtrail_trail::{Trail, TrailError, TrailOptions};
+use serde_json::json;
+
+/// The CLI's defaults for its global flags: a flag left at its default
+/// does not override the configuration file.
+pub const DEFAULT_DATA: &str = "./sealtrail-data";
+pub const DEFAULT_LOG: &str = "default";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// TOML configuration file (docs/server-config.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub fn serve(data: &Path, log: &str, args: &ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if data != Path::new(DEFAULT_DATA) {
+        config.data_dir = data.to_path_buf();
+    }
+    if log != DEFAULT_LOG {
+        config.default_log = log.to_string();
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::start(config).await.map_err(anyhow::Error::msg)?;
+        banner(&server)?;
+        tokio::select! {
+            () = sealtrail_server::termination() => {}
+        }
+        eprintln!("sealtrail: stopping: finishing requests in flight");
+        server.shutdown();
+        server.wait().await.map_err(anyhow::Error::msg)?;
+        eprintln!("sealtrail: stopped; every log has a final checkpoint");
+        Ok(())
+    })
+}
+
+fn banner(server: &Server) -> anyhow::Result<()> {
+    let app = &server.app;
+    let base = format!("http://{}", server.addr);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "sealtrail {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        server.addr
+    )?;
+    writeln!(out, "  data      {}", app.config.data_dir.display())?;
+    writeln!(out, "  API       {base}/api/v1/logs/{}/events", app.config.default_log)?;
+    writeln!(
+        out,
+        "  API docs  {base}/api/docs  (OpenAPI: {base}/api/v1/openapi.json)"
+    )?;
+    let access = if app.config.tiles.public { "public" } else { "read key" };
+    writeln!(
+        out,
+        "  tiles     {base}/logs/{}/checkpoint  ({access})",
+        app.config.default_log
+    )?;
+    writeln!(out, "  metrics   {base}/metrics   health {base}/healthz {base}/readyz")?;
+    for info in app.data.list_logs()? {
+        writeln!(out, "  log {:<10} {}", info.name, info.verifier)?;
+    }
+    if app.meta.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
+        writeln!(
+            out,
+            "  no API keys yet: create one with `sealtrail keys create --scope admin --data {}`",
+            app.config.data_dir.display()
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an API key and print its secret (shown once; only a hash is kept).
+    Create {
+        #[arg(long, value_parser = parse_scope, value_name = "ingest|read|admin")]
+        scope: Scope,
+        /// Restrict the key to this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Who or what uses the key.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List API keys (never their secrets).
+    List,
+    /// Revoke an API key by id; it stops working within a second.
+    Revoke { id: String },
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::from_name(s).ok_or_else(|| format!("{s:?} is not a scope: use ingest, read or admin"))
+}
+
+/// The actor of key changes made from the command line.
+fn cli_actor() -> serde_json::Value {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    json!({"id": format!("cli:{user}"), "type": "user"})
+}
+
+pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    let meta = Meta::open(data)?;
+    match command {
+        KeysCommand::Create { scope, tenant, name } => {
+            if tenant.as_deref() == Some("") {
+                bail!("--tenant must not be empty (leave it out for a key of every tenant)");
+            }
+            let (key, secret) = meta.create_key(*scope, tenant.as_deref(), name, &now_text(), |k| {
+                key_event(cli_actor(), "api_key.created", k)
+            })?;
+            record(data, &meta)?;
+            eprintln!(
+                "created API key {} (scope {}{}); the secret below is shown once",
+                key.id,
+                key.scope.as_str(),
+                key.tenant
+                    .as_deref()
+                    .map(|t| format!(", tenant {t}"))
+                    .unwrap_or_default()
+            );
+            writeln!(out, "{secret}")?;
+        }
+        KeysCommand::List => {
+            for k in meta.list_keys()? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.scope.as_str(),
+                    k.tenant.as_deref().unwrap_or("-"),
+                    if k.name.is_empty() { "-" } else { &k.name },
+                    k.created_at,
+                    k.revoked_at
+                        .as_deref()
+                        .map_or("active".to_string(), |r| format!("revoked {r}")),
+                )?;
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let key = meta.revoke_key(id, &now_text(), |k| key_event(cli_actor(), "api_key.revoked", k))?;
+            record(data, &meta)?;
+            writeln!(
+                out,
+                "revoked {} at {}",
+                key.id,
+                key.revoked_at.as_deref().unwrap_or("?")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Move the queued key-change events into the system log now if no server
+/// holds it; a running server does so within a second.
+fn record(data: &Path, meta: &Meta) -> anyhow::Result<()> {
+    let dir = DataDir::new(data);
+    if !dir.log_dir(SYSTEM_LOG).exists() {
+        dir.create_log(SYSTEM_LOG, None)?;
+    }
+    match Trail::open(&dir, SYSTEM_LOG, TrailOptions::default()) {
+        Ok(trail) => {
+            drain_outbox(meta, &trail)?;
+            trail.sync_index()?;
+        }
+        Err(TrailError::Ledger(LedgerError::Io { op: "lock", .. })) => {
+            eprintln!("the server holds the system log; it records this change within a second");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! `POST …/events` and `POST …/events/batch`: durable ingest with a receipt.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sealtrail_event::Rejection;
+use sealtrail_merkle::Receipt;
+use sealtrail_trail::{Item, Trail};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{b64, blocking, LogPath};
+use crate::app::{App, Caller};
+use crate::extract::{Auth, BodyKind, JsonBody, Params, PathArgs};
+use crate::meta::{Scope, SYSTEM_LOG};
+use crate::problem::{ApiResult, FieldProblem, Problem};
+
+/// A stored event's acknowledgement: durable when sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stored {
+    /// The event's ULID.
+    pub id: String,
+    /// Its position in the log (0-based).
+    pub index: u64,
+    /// RFC 9162 leaf hash of the stored entry, base64.
+    pub leaf_hash: String,
+    /// True when an event with the same idempotency key was already stored:
+    /// this is the original, and nothing was appended.
+    pub duplicate: bool,
+    pub tree_size: u64,
+    /// The signed checkpoint (C2SP signed note) covering the event.
+    pub checkpoint: String,
+    /// C2SP tlog-proof receipt: the inclusion proof and that checkpoint.
+    pub receipt: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BatchParams {
+    /// All or nothing: if any event is refused, none is appended.
+    #[serde(default)]
+    pub atomic: bool,
+}
+
+/// The fate of one event of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// 0-based position in the batch.
+    pub position: usize,
+    /// 1-based line, for NDJSON bodies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// `stored`, `duplicate`, `rejected`, or `not_appended` (atomic batch
+    /// with another event refused).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_hash: Option<String>,
+    /// Why the event was refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    pub appended: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub tree_size: u64,
+    /// Signed checkpoint covering every stored event of the batch.
+    pub checkpoint: String,
+    pub items: Vec<BatchItem>,
+}
+
+/// Store one event.
+#[utoipa::path(
+    post, path = "/api/v1/logs/{log}/events", tag = "ingest",
+    params(LogPath),
+    request_body(content = serde_json::Value, description = "One event (docs/event-schema.md)", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored and durable", body = Stored),
+        (status = 200, description = "Already stored under this idempotency key: the original", body = Stored),
+        (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "Not stored", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn post_event(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(LogPath { log }): PathArgs<LogPath>,
+    body: JsonBody,
+) -> ApiResult<Response> {
+    caller.require(Scope::Ingest)?;
+    if body.kind != BodyKind::Json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "one event is sent as application/json; use …/events/batch for NDJSON",
+        ));
+    }
+    check_tenant(&caller, &[&body.bytes], None)?;
+    blocking(move || {
+        let trail = writable(&app, &log)?;
+        let started = Instant::now();
+        let done = trail.ingest(&[&body.bytes], true).map_err(super::trail_problem)?;
+        metrics::histogram!("sealtrail_ingest_seconds", "route" => "single").record(started.elapsed());
+        match done.items.into_iter().next() {
+            Some(Item::Stored {
+                index,
+                id,
+                leaf,
+                duplicate,
+            }) => {
+                metrics::counter!("sealtrail_events_ingested_total", "log" => log.clone())
+                    .increment(u64::from(!duplicate));
+                let proof = trail
+                    .log()
+                    .inclusion_proof(index, done.tree_size)
+                    .map_err(super::ledger_problem)?;
+                let receipt = Receipt {
+                    extra: None,
+                    index,
+                    proof,
+                    checkpoint: done.checkpoint.to_vec(),
+                };
+                let stored = Stored {
+                    id: id.to_string(),
+                    index,
+                    leaf_hash: b64(&leaf),
+                    duplicate,
+                    tree_size: done.tree_size,
+                    checkpoint: String::from_utf8_lossy(&done.checkpoint).into_owned(),
+                    receipt: String::from_utf8_lossy(&receipt.to_bytes()).into_owned(),
+                };
+                let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+                Ok((status, Json(stored)).into_response())
+            }
+            Some(Item::Rejected(r)) => {
+                metrics::counter!("sealtrail_events_rejected_total", "log" => log.clone()).increment(1);
+                Err(rejection_problem(&r))
+            }
+            other => Err(Problem::internal(format!("unexpected ingest result {other:?}"))),
+        }
+    })
+    .await
+}
+
+/// Store a batch of events: a JSON array, or NDJSON (one event per line).
+#[utoipa::path(
+    post, path = "/api/v1/logs/{log}/events/batch", tag = "ingest",
+    params(LogPath, BatchParams),
+    request_body(content = Vec<serde_json::Value>, description = "A JSON array of events, or NDJSON with Content-Type application/x-ndjson", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Per-event results; every stored event is durable", body = BatchResult),
+        (status = "4XX", description = "Refused (atomic batch with a bad event: 422, nothing stored)", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "Not stored", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn post_batch(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(LogPath { log }): PathArgs<LogPath>,
+    Params(params): Params<BatchParams>,
+    body: JsonBody,
+) -> ApiResult<Response> {
+    caller.require(Scope::Ingest)?;
+    let max = app.config.limits.max_batch_events;
+    blocking(move || {
+        let (inputs, lines) = split_batch(&body)?;
+        if inputs.len() > max {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch-too-large",
+                format!(
+                    "the batch holds {} events; the limit is {max} (limits.max_batch_events)",
+                    inputs.len()
+                ),
+            ));
+        }
+        check_tenant(&caller, &inputs, lines.as_deref())?;
+        let trail = writable(&app, &log)?;
+        let started = Instant::now();
+        let done = trail.ingest(&inputs, params.atomic).map_err(super::trail_problem)?;
+        metrics::histogram!("sealtrail_ingest_seconds", "route" => "batch").record(started.elapsed());
+        let line = |i: usize| lines.as_ref().map(|l| l[i]);
+        let mut result = BatchResult {
+            appended: 0,
+            duplicates: 0,
+            rejected: 0,
+            tree_size: done.tree_size,
+            checkpoint: String::from_utf8_lossy(&done.checkpoint).into_owned(),
+            items: Vec::with_capacity(done.items.len()),
+        };
+        let mut problems = Vec::new();
+        for (position, item) in done.items.into_iter().enumerate() {
+            let mut out = BatchItem {
+                position,
+                line: line(position),
+                status: String::new(),
+                id: None,
+                index: None,
+                leaf_hash: None,
+                errors: Vec::new(),
+            };
+            match item {
+                Item::Stored {
+                    index,
+                    id,
+                    leaf,
+                    duplicate,
+                } => {
+                    out.status = if duplicate { "duplicate" } else { "stored" }.into();
+                    if duplicate {
+                        result.duplicates += 1;
+                    } else {
+                        result.appended += 1;
+                    }
+                    out.id = Some(id.to_string());
+                    out.index = Some(index);
+                    out.leaf_hash = Some(b64(&leaf));
+                }
+                Item::Rejected(r) => {
+                    result.rejected += 1;
+                    out.status = "rejected".into();
+                    out.errors = field_problems(&r);
+                    for mut p in out.errors.clone() {
+                        p.position = Some(position);
+                        p.line = line(position);
+                        problems.push(p);
+                    }
+                }
+                Item::NotAppended => out.status = "not_appended".into(),
+            }
+            result.items.push(out);
+        }
+        metrics::counter!("sealtrail_events_ingested_total", "log" => log.clone()).increment(result.appended as u64);
+        metrics::counter!("sealtrail_events_rejected_total", "log" => log.clone()).increment(result.rejected as u64);
+        if params.atomic && result.rejected > 0 {
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-event",
+                format!(
+                    "{} of {} events refused; the batch is atomic, so nothing was stored",
+                    result.rejected,
+                    result.items.len()
+                ),
+            );
+            p.errors = problems;
+            return Err(p);
+        }
+        Ok(Json(result).into_response())
+    })
+    .await
+}
+
+/// The trail of `log`, if events may be written to it now.
+fn writable(app: &App, log: &str) -> Result<Arc<Trail>, Problem> {
+    if log == SYSTEM_LOG {
+        return Err(Problem::forbidden(
+            "the system log is written only by the server itself",
+        ));
+    }
+    let trail = app.trail(log)?;
+    app.check_writable(&trail)?;
+    Ok(trail)
+}
+
+/// The events of a batch body and, for NDJSON, each one's 1-based line.
+type Split<'a> = (Vec<&'a [u8]>, Option<Vec<u64>>);
+
+fn split_batch(body: &JsonBody) -> Result<Split<'_>, Problem> {
+    match body.kind {
+        BodyKind::Json => {
+            let items: Vec<&RawValue> = serde_json::from_slice(&body.bytes).map_err(|e| {
+                let what = if e.is_data() {
+                    "a batch is a JSON array of event objects".to_string()
+                } else {
+                    format!("invalid JSON: {e}")
+                };
+                Problem::bad_request("invalid-json", what).at(e.line(), e.column())
+            })?;
+            Ok((items.iter().map(|r| r.get().as_bytes()).collect(), None))
+        }
+        BodyKind::Ndjson => {
+            let mut inputs = Vec::new();
+            let mut lines = Vec::new();
+            for (n, line) in body.bytes.split(|&b| b == b'\n').enumerate() {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                inputs.push(line);
+                lines.push(n as u64 + 1);
+            }
+            Ok((inputs, Some(lines)))
+        }
+    }
+}
+
+/// A key restricted to a tenant writes only that tenant's events.
+fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<(), Problem> {
+    let Some(tenant) = caller.tenant() else { return Ok(()) };
+    #[derive(Deserialize)]
+    struct TenantOf<'a> {
+        #[serde(borrow, default)]
+        tenant: Option<&'a RawValue>,
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        // Text that is not an event object is refused by validation later,
+        // with a better message than this check could give.
+        let Ok(t) = serde_json::from_slice::<TenantOf>(input) else {
+            continue;
+        };
+        let given: Option<String> = t.tenant.and_then(|r| serde_json::from_str(r.get()).ok());
+        if given.as_deref() != Some(tenant) {
+            let at = match lines {
+                Some(l) => format!("the event on line {}", l[i]),
+                None if inputs.len() > 1 => format!("the event at position {i}"),
+                None => "the event".to_string(),
+            };
+            return Err(Problem::forbidden(format!(
+                "{at} has tenant {}; this API key may only write events with \"tenant\": {tenant:?}",
+                given.map_or("(none)".to_string(), |g| format!("{g:?}"))
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn field_problems(r: &Rejection) -> Vec<FieldProblem> {
+    match r {
+        Rejection::Json(e) => vec![FieldProblem {
+            position: None,
+            line: None,
+            field: String::new(),
+            detail: format!("invalid JSON at line {}, column {}: {}", e.line, e.column, e.message),
+        }],
+        Rejection::Invalid(errors) => errors
+            .iter()
+            .map(|e| FieldProblem {
+                position: None,
+                line: None,
+                field: e.path.clone(),
+                detail: e.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn rejection_problem(r: &Rejection) -> Problem {
+    match r {
+        Rejection::Json(e) => {
+            Problem::bad_request("invalid-json", format!("invalid JSON: {}", e.message)).at(e.line, e.column)
+        }
+        Rejection::Invalid(_) => {
+            let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", r.to_string());
+            p.errors = field_problems(r);
+            p
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! API v1: the JSON routes under `/api/v1`, each documented in the OpenAPI
+//! document the server serves.
+
+pub mod admin;
+pub mod ingest;
+pub mod proofs;
+pub mod query;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use sealtrail_ledger::LedgerError;
+use sealtrail_trail::{Trail, TrailError};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::app::{App, Caller};
+use crate::meta::{Scope, SYSTEM_LOG};
+use crate::problem::Problem;
+
+/// The `{log}` of a route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct LogPath {
+    /// Log name: lowercase letters, digits, `-` and `_`.
+    pub log: String,
+}
+
+/// Run `f` on the blocking pool: ledger and index work blocks on disk.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Problem::internal(format!("request worker failed: {e}"))))
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn trail_problem(e: TrailError) -> Problem {
+    match e {
+        TrailError::Ledger(l) => ledger_problem(l),
+        TrailError::IndexStopped(_) => Problem::unavailable(e.to_string()),
+        other => Problem::internal(other.to_string()),
+    }
+}
+
+pub fn ledger_problem(e: LedgerError) -> Problem {
+    match e {
+        LedgerError::OutOfRange { .. } => Problem::bad_request("out-of-range", e.to_string()),
+        // A storage fault: nothing was acknowledged, and the log refuses
+        // writes until restarted.
+        LedgerError::Poisoned(_) | LedgerError::Io { .. } => Problem::unavailable(e.to_string()),
+        other => Problem::internal(other.to_string()),
+    }
+}
+
+/// The trail of `log` if `caller` may read it: read scope; the system log
+/// (who read what) only with admin scope.
+pub fn readable(app: &App, caller: &Caller, log: &str) -> Result<Arc<Trail>, Problem> {
+    caller.require(Scope::Read)?;
+    if log == SYSTEM_LOG {
+        caller.require(Scope::Admin)?;
+    }
+    app.trail(log)
+}

@@ -1,0 +1,709 @@
+//! The read routes: events by filter, one event, an entity's history,
+//! statistics, recent errors, performance, and streaming export. Every
+//! one is recorded in the system log before its answer is sent.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sealtrail_event::{Outcome, Severity, Timestamp, Ulid};
+use sealtrail_export::{EventWriter, Format, Row};
+use sealtrail_merkle::leaf_hash;
+use sealtrail_trail::when::parse_time;
+use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{b64, blocking, readable, trail_problem, LogPath};
+use crate::app::{App, Caller};
+use crate::extract::{Auth, Params, PathArgs};
+use crate::problem::{ApiResult, Problem};
+
+const DEFAULT_LIMIT: usize = 100;
+
+/// Filters shared by every read route (all given conditions must hold),
+/// plus the paging and shaping parameters some routes take.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Action, exact or a glob (`lead.*`, `*.deleted`, `user.?et`).
+    pub action: Option<String>,
+    /// `actor.id`.
+    pub actor: Option<String>,
+    /// A target `TYPE:ID`, or `TYPE` for any target of that type.
+    pub target: Option<String>,
+    pub tenant: Option<String>,
+    /// `source.workflow`.
+    pub workflow: Option<String>,
+    /// `source.service`.
+    pub service: Option<String>,
+    /// `success`, `failure` or `unknown`.
+    pub outcome: Option<String>,
+    /// This severity or graver (`debug` … `emergency`).
+    pub severity: Option<String>,
+    /// `context.ip`.
+    pub ip: Option<String>,
+    /// `context.session_id`.
+    pub session: Option<String>,
+    /// Occurred at or after: `30m`, `24h`, `7d`, `1w` (before now), an RFC 3339 time, or a date.
+    pub since: Option<String>,
+    /// Occurred before (same forms as `since`).
+    pub until: Option<String>,
+    /// Received at or after (same forms as `since`).
+    pub received_since: Option<String>,
+    /// Received before (same forms as `since`).
+    pub received_until: Option<String>,
+    /// Words that must all occur in message, error or details.
+    pub text: Option<String>,
+    /// Page size (default 100, at most `limits.max_page`). Lists only.
+    pub limit: Option<usize>,
+    /// Cursor: the `next` of the previous page. Lists only.
+    pub after: Option<u64>,
+    /// `newest` (default) or `oldest` first. Lists only.
+    pub order: Option<String>,
+    /// Add each event's inclusion proof against the returned checkpoint. Lists only.
+    pub proofs: Option<bool>,
+    /// `hour` or `day`: the time buckets of `stats` (default `hour`).
+    pub by: Option<String>,
+    /// `csv`, `jsonl` or `json`: the format of `export` (default `jsonl`).
+    pub format: Option<String>,
+}
+
+fn invalid(param: &str, detail: impl std::fmt::Display) -> Problem {
+    Problem::bad_request("invalid-query", format!("{param}: {detail}"))
+}
+
+impl EventQuery {
+    fn filter(&self, caller: &Caller, now: Timestamp) -> Result<Filter, Problem> {
+        let time = |param: &str, v: &Option<String>| -> Result<Option<Timestamp>, Problem> {
+            v.as_deref()
+                .map(|s| parse_time(s, now).map_err(|e| invalid(param, e)))
+                .transpose()
+        };
+        let (target_type, target_id) = match self.target.as_deref() {
+            None => (None, None),
+            Some(t) => match t.split_once(':') {
+                Some((ty, id)) if !ty.is_empty() && !id.is_empty() => (Some(ty.to_owned()), Some(id.to_owned())),
+                None if !t.is_empty() => (Some(t.to_owned()), None),
+                _ => {
+                    return Err(invalid(
+                        "target",
+                        format!("{t:?}: use TYPE:ID (e.g. lead:LEAD-001) or TYPE"),
+                    ))
+                }
+            },
+        };
+        let outcome = self
+            .outcome
+            .as_deref()
+            .map(|s| {
+                Outcome::from_name(s)
+                    .ok_or_else(|| invalid("outcome", format!("{s:?}: use success, failure or unknown")))
+            })
+            .transpose()?;
+        let min_severity = self
+            .severity
+            .as_deref()
+            .map(|s| {
+                Severity::from_name(s).ok_or_else(|| {
+                    invalid(
+                        "severity",
+                        format!("{s:?}: use debug, info, notice, warning, error, critical, alert or emergency"),
+                    )
+                })
+            })
+            .transpose()?;
+        let ip = self
+            .ip
+            .as_deref()
+            .map(|s| s.parse::<IpAddr>().map_err(|e| invalid("ip", format!("{s:?}: {e}"))))
+            .transpose()?;
+        // A key restricted to a tenant reads only that tenant's events.
+        let tenant = match (caller.tenant(), self.tenant.as_deref()) {
+            (Some(own), Some(asked)) if own != asked => {
+                return Err(Problem::forbidden(format!(
+                    "this API key may only read events of tenant {own:?}, not {asked:?}"
+                )))
+            }
+            (Some(own), _) => Some(own.to_string()),
+            (None, asked) => asked.map(str::to_string),
+        };
+        Ok(Filter {
+            action: self.action.clone(),
+            actor: self.actor.clone(),
+            target_type,
+            target_id,
+            tenant,
+            workflow: self.workflow.clone(),
+            service: self.service.clone(),
+            outcome,
+            min_severity,
+            ip,
+            session: self.session.clone(),
+            occurred: TimeRange {
+                since: time("since", &self.since)?,
+                until: time("until", &self.until)?,
+            },
+            received: TimeRange {
+                since: time("received_since", &self.received_since)?,
+                until: time("received_until", &self.received_until)?,
+            },
+            text: self.text.clone(),
+            failures: false,
+        })
+    }
+
+    fn page(&self, max: usize, default_order: Order) -> Result<Page, Problem> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > max {
+            return Err(invalid("limit", format!("{limit}: must be 1 to {max}")));
+        }
+        let order = match self.order.as_deref() {
+            None => default_order,
+            Some("newest") => Order::NewestFirst,
+            Some("oldest") => Order::OldestFirst,
+            Some(o) => return Err(invalid("order", format!("{o:?}: use newest or oldest"))),
+        };
+        Ok(Page {
+            order,
+            limit,
+            after: self.after,
+        })
+    }
+}
+
+/// One stored event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventItem {
+    pub index: u64,
+    /// RFC 9162 leaf hash of `entry`, base64.
+    pub leaf_hash: String,
+    /// The event as stored (its RFC 8785 form, which the leaf hash covers).
+    #[schema(value_type = Object)]
+    pub event: Box<RawValue>,
+    /// Inclusion proof (base64 hashes, leaf's sibling first) against the
+    /// page's `checkpoint`, when asked for with `proofs=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventItem>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+    /// The signed checkpoint the proofs lead to (with `proofs=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+fn item(found: Found, proof: Option<Vec<String>>) -> Result<EventItem, Problem> {
+    let leaf = leaf_hash(&found.entry);
+    let text =
+        String::from_utf8(found.entry).map_err(|_| Problem::internal(format!("entry {} is not UTF-8", found.index)))?;
+    let event = RawValue::from_string(text).map_err(|e| Problem::internal(format!("entry {}: {e}", found.index)))?;
+    Ok(EventItem {
+        index: found.index,
+        leaf_hash: b64(&leaf),
+        event,
+        proof,
+    })
+}
+
+fn page_of(trail: &Trail, found: Vec<Found>, page: &Page, proofs: bool) -> Result<EventPage, Problem> {
+    let next = (found.len() == page.limit)
+        .then(|| found.last().map(|f| f.index))
+        .flatten();
+    let head = proofs.then(|| trail.log().checkpoint());
+    let mut events = Vec::with_capacity(found.len());
+    for f in found {
+        let proof = match &head {
+            Some((cp, _)) => Some(
+                trail
+                    .log()
+                    .inclusion_proof(f.index, cp.size)
+                    .map_err(super::ledger_problem)?
+                    .iter()
+                    .map(|h| b64(h))
+                    .collect(),
+            ),
+            None => None,
+        };
+        events.push(item(f, proof)?);
+    }
+    Ok(EventPage {
+        events,
+        next,
+        checkpoint: head.map(|(_, note)| String::from_utf8_lossy(&note).into_owned()),
+    })
+}
+
+fn details(route: &str, query: &Option<String>, results: u64) -> Value {
+    json!({"route": route, "query": query.clone().unwrap_or_default(), "results": results})
+}
+
+/// Events matching the filters, newest first, one page at a time.
+#[utoipa::path(
+    get, path = "/api/v1/logs/{log}/events", tag = "query",
+    params(LogPath, EventQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_events(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(LogPath { log }): PathArgs<LogPath>,
+    Params(q): Params<EventQuery>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<EventPage>> {
+    blocking(move || {
+        let trail = readable(&app, &caller, &log)?;
+        let filter = q.filter(&caller, Timestamp::now())?;
+        let page = q.page(app.config.limits.max_page, Order::NewestFirst)?;
+        let found = trail.query(&filter, &page).map_err(trail_problem)?;
+        let out = page_of(&trail, found, &page, q.proofs.unwrap_or(false))?;
+        app.record(
+            &caller,
+            "trail.queried",
+            &log,
+            details("events", &raw, out.events.len() as u64),
+        )?;
+        Ok(Json(out))
+    })
+    .await
+}
+
+/// Recent failures: outcome `failure`, severity `error` or graver, or an `error` object.
+#[utoipa::path(
+    get, path = "/api/v1/logs/{log}/errors", tag = "query",
+    params(LogPath, EventQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_errors(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(LogPath { log }): PathArgs<LogPath>,
+    Params(q): Params<EventQuery>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<EventPage>> {
+    blocking(move || {
+        let trail = readable(&app, &caller, &log)?;
+        let mut filter = q.filter(&caller, Timestamp::now())?;
+        filter.failures = true;
+        let page = q.page(app.config.limits.max_page, Order::NewestFirst)?;
+        let found = trail.query(&filter, &page).map_err(trail_problem)?;
+        let out = page_of(&trail, found, &page, q.proofs.unwrap_or(false))?;
+        app.record(
+            &caller,
+            "trail.queried",
+            &log,
+            details("errors", &raw, out.events.len() as u64),
+        )?;
+        Ok(Json(out))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EventPath {
+    pub log: String,
+    /// The event's ULID.
+    pub id: String,
+}
+
+/// One event by its id.
+#[utoipa::path(
+    get, path = "/api/v1/logs/{log}/events/{id}", tag = "query",
+    params(EventPath),
+    responses(
+        (status = 200, body = EventItem),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_event(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(EventPath { log, id }): PathArgs<EventPath>,
+) -> ApiResult<Json<EventItem>> {
+    blocking(move || {
+        let trail = readable(&app, &caller, &log)?;
+        let ulid: Ulid = id
+            .parse()
+            .map_err(|e| Problem::bad_request("invalid-path", format!("id {id:?} is not a ULID: {e}")))?;
+        let found = find_by_id(&trail, ulid)?;
+        // Another tenant's event does not exist for a restricted key.
+        let visible = found.filter(|f| caller.tenant().is_none_or(|t| f.event.tenant.as_deref() == Some(t)));
+        let Some(found) = visible else {
+            return Err(Problem::not_found(format!("no event with id {id} in log {log}")));
+        };
+        app.record(
+            &caller,
+            "trail.read",
+            &log,
+            json!({"route": "event", "id": id, "index": found.index}),
+        )?;
+        Ok(Json(item(found, None)?))
+    })
+    .await
+}
+
+/// An id's time part is its `received_at` to the millisecond, so the event
+/// is among that millisecond's arrivals: no separate id index is needed.
+fn find_by_id(trail: &Trail, id: Ulid) -> Result<Option<Found>, Problem> {
+    let ms = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
+    let (Ok(since), Ok(until)) = (
+        Timestamp::from_millisecond(ms),
+        Timestamp::from_millisecond(ms.saturating_add(1)),
+    ) else {
+        return Ok(None);
+    };
+    let filter = Filter {
+        received: TimeRange {
+            since: Some(since),
+            until: Some(until),
+        },
+        ..Filter::default()
+    };
+    let mut hit = None;
+    trail
+        .for_each(&filter, |f| {
+            if f.event.id == id {
+                hit = Some(f);
+                return Ok(false);
+            }
+            Ok(true)
+        })
+        .map_err(trail_problem)?;
+    Ok(hit)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EntityPath {
+    pub log: String,
+    /// Target type, e.g. `lead`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: String,
+    /// Target id, e.g. `LEAD-001`.
+    pub id: String,
+}
+
+/// An entity's timeline: every event naming it as a target, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/logs/{log}/entities/{type}/{id}/history", tag = "query",
+    params(EntityPath, EventQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn history(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(EntityPath { log, kind, id }): PathArgs<EntityPath>,
+    Params(q): Params<EventQuery>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<EventPage>> {
+    blocking(move || {
+        let trail = readable(&app, &caller, &log)?;
+        if q.target.is_some() {
+            return Err(invalid("target", "the entity is given in the path"));
+        }
+        let mut filter = q.filter(&caller, Timestamp::now())?;
+        filter.target_type = Some(kind.clone());
+        filter.target_id = Some(id.clone());
+        let page = q.page(app.config.limits.max_page, Order::OldestFirst)?;
+        let found = trail.query(&filter, &page).map_err(trail_problem)?;
+        let out = page_of(&trail, found, &page, q.proofs.unwrap_or(false))?;
+        let mut d = details("history", &raw, out.events.len() as u64);
+        d["entity"] = json!({"type": kind, "id": id});
+        app.record(&caller, "trail.queried", &log, d)?;
+        Ok(Json(out))
+    })
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Count {
+    pub value: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimeCount {
+    /// Start of the hour or day (UTC).
+    pub start: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsBody {
+    pub total: u64,
+    pub by_action: Vec<Count>,
+    pub by_actor: Vec<Count>,
+    pub by_outcome: Vec<Count>,
+    /// `hour` or `day`.
+    pub bucket: String,
+    pub by_time: Vec<TimeCount>,
+}
+
+fn counts(v: Vec<(String, u64)>) -> Vec<Count> {
+    v.into_iter().map(|(value, count)| Count { value, count }).collect()
+}
+
+/// Totals and counts by action, actor, outcome and hour or day.
+#[utoipa::path(
+    get, path = "/api/v1/logs/{log}/stats", tag = "query",
+    params(LogPath, EventQuery),
+    responses(
+        (status = 200, body = StatsBody),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn stats(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(LogPath { log }): PathArgs<LogPath>,
+    Params(q): Params<EventQuery>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<StatsBody>> {
+    blocking(move || {
+        let trail = readable(&app, &caller, &log)?;
+        let filter = q.filter(&caller, Timestamp::now())?;
+        let (bucket, name) = match q.by.as_deref() {
+            None | Some("hour") => (Bucket::Hour, "hour"),
+            Some("day") => (Bucket::Day, "day"),
+            Some(b) => return Err(invalid("by", format!("{b:?}: use hour or day"))),
+        };
+        let s = trail.stats(&filter, bucket).map_err(trail_problem)?;
+        app.record(&caller, "trail.queried", &log, details("stats", &raw, s.total))?;
+        Ok(Json(StatsBody {
+            total: s.total,
+            by_action: counts(s.by_action),
+            by_actor: counts(s.by_actor),
+            by_outcome: counts(s.by_outcome),
+            bucket: name.into(),
+            by_time: s
+                .by_time
+                .into_iter()
+                .map(|(t, count)| TimeCount {
+                    start: t.to_string(),
+                    count,
+                })
+                .collect(),
+        }))
+    })
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PerformanceRow {
+    pub action: String,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// Per action: count, min, max, mean, p50, p95, p99 of `duration_ms`
+/// (exact nearest-rank percentiles).
+#[utoipa::path(
+    get, path = "/api/v1/logs/{log}/performance", tag = "query",
+    params(LogPath, EventQuery),
+    responses(
+        (status = 200, body = Vec<PerformanceRow>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn performance(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(LogPath { log }): PathArgs<LogPath>,
+    Params(q): Params<EventQuery>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Vec<PerformanceRow>>> {
+    blocking(move || {
+        let trail = readable(&app, &caller, &log)?;
+        let filter = q.filter(&caller, Timestamp::now())?;
+        let rows = trail.performance(&filter).map_err(trail_problem)?;
+        app.record(
+            &caller,
+            "trail.queried",
+            &log,
+            details("performance", &raw, rows.len() as u64),
+        )?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|p| PerformanceRow {
+                    action: p.action,
+                    count: p.count,
+                    min: p.min,
+                    max: p.max,
+                    mean: p.mean,
+                    p50: p.p50,
+                    p95: p.p95,
+                    p99: p.p99,
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+/// Export every matching event, oldest first, streamed: CSV, JSON Lines
+/// (the stored entries verbatim) or one JSON array.
+#[utoipa::path(
+    get, path = "/api/v1/logs/{log}/export", tag = "query",
+    params(LogPath, EventQuery),
+    responses(
+        (status = 200, description = "The export, streamed", content(
+            (String = "text/csv"),
+            (String = "application/jsonl"),
+            (String = "application/json"),
+        )),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn export(
+    State(app): State<Arc<App>>,
+    Auth(caller): Auth,
+    PathArgs(LogPath { log }): PathArgs<LogPath>,
+    Params(q): Params<EventQuery>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let format = match q.format.as_deref().unwrap_or("jsonl") {
+        "csv" => Format::Csv,
+        "jsonl" => Format::Jsonl,
+        "json" => Format::Json,
+        other => return Err(invalid("format", format!("{other:?}: use csv, jsonl or json"))),
+    };
+    let (trail, filter) = {
+        let app = app.clone();
+        let caller = caller.clone();
+        let log = log.clone();
+        blocking(move || {
+            let trail = readable(&app, &caller, &log)?;
+            let filter = q.filter(&caller, Timestamp::now())?;
+            let total = trail.count(&filter).map_err(trail_problem)?;
+            // Recorded before the first byte leaves: an export that could
+            // not be recorded is not started.
+            app.record(&caller, "trail.exported", &log, details("export", &raw, total))?;
+            Ok((trail, filter))
+        })
+        .await?
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let sink = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = EventWriter::new(format, Box::new(sink))
+            .map_err(|e| e.to_string())
+            .and_then(|mut w| {
+                trail
+                    .for_each(&filter, |f| {
+                        w.write(&Row {
+                            index: f.index,
+                            event: &f.event,
+                            entry: &f.entry,
+                        })
+                        .map(|()| true)
+                        .map_err(|e| sealtrail_trail::TrailError::Io {
+                            what: "export".into(),
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    })
+                    .map_err(|e| e.to_string())?;
+                w.finish().map(|_| ()).map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            // The client sees a cut-off body, never a complete-looking one.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut response = Body::from_stream(stream).into_response();
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(match format {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            _ => "application/jsonl",
+        }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{log}-export.{}\"", format.extension())) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// A `Write` that hands 64 KiB chunks to the response body; it blocks
+/// while the client is slow, so memory stays bounded.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Drop for ChannelWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}

@@ -1,0 +1,360 @@
+//! The server's shared state: configuration, the open trails, the metadata
+//! database, who is calling, and the system log every read is recorded in.
+//!
+//! Handlers run their work on tokio's blocking pool: ledger appends wait
+//! for fsync and queries read mmapped files, neither of which may stall the
+//! reactor.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sealtrail_event::Timestamp;
+use sealtrail_ledger::{DataDir, LedgerError, LogOptions};
+use sealtrail_trail::{Trail, TrailError, TrailOptions};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::meta::{ApiKey, Meta, MetaError, Scope, SYSTEM_LOG};
+use crate::problem::Problem;
+use crate::system::SystemMonitor;
+
+/// How long a verified key is trusted before the database is asked again:
+/// a key revoked from another process (the CLI) stops working within this.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Who made a request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Key(ApiKey),
+    /// No key: allowed only where the configuration makes a route public
+    /// (the tiles).
+    Anonymous,
+}
+
+impl Caller {
+    pub fn key(&self) -> Option<&ApiKey> {
+        match self {
+            Caller::Key(k) => Some(k),
+            Caller::Anonymous => None,
+        }
+    }
+
+    /// The `actor` of the system events this caller causes.
+    fn actor(&self) -> Value {
+        match self {
+            Caller::Key(k) => json!({"id": format!("key:{}", k.id), "type": "service", "name": k.name}),
+            Caller::Anonymous => json!({"id": "anonymous", "type": "user"}),
+        }
+    }
+
+    /// Refuse unless the caller's key has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<&ApiKey, Problem> {
+        match self {
+            Caller::Key(k) if k.scope.allows(scope) => Ok(k),
+            Caller::Key(k) => Err(Problem::forbidden(format!(
+                "API key {} has scope {}; this needs scope {}",
+                k.id,
+                k.scope.as_str(),
+                scope.as_str()
+            ))),
+            Caller::Anonymous => Err(Problem::unauthorized(
+                "no API key: send Authorization: Bearer <key> (create one with `sealtrail keys create`)",
+            )),
+        }
+    }
+
+    /// The tenant a key is restricted to, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.key().and_then(|k| k.tenant.as_deref())
+    }
+}
+
+pub struct App {
+    pub config: Config,
+    pub data: DataDir,
+    pub meta: Meta,
+    trails: RwLock<HashMap<String, Arc<Trail>>>,
+    /// Held while a log is opened or created, so two requests never open
+    /// the same log twice (the ledger's lock file would refuse the second).
+    opening: Mutex<()>,
+    keys: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    pub system: SystemMonitor,
+    shutting_down: AtomicBool,
+    pub started: Instant,
+}
+
+impl App {
+    /// Open the data directory (creating it, the default log and the system
+    /// log on first start) and the metadata database.
+    pub fn open(config: Config) -> Result<Arc<App>, String> {
+        let data = DataDir::new(config.data_dir.clone());
+        std::fs::create_dir_all(data.root()).map_err(|e| format!("creating {}: {e}", data.root().display()))?;
+        let meta = Meta::open(data.root()).map_err(|e| e.to_string())?;
+        let limiter = NonZeroU32::new(config.rate_limit.per_key_per_second).map(|rate| {
+            let burst = NonZeroU32::new(config.rate_limit.burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        let system = SystemMonitor::new(data.root(), &config.health);
+        let app = Arc::new(App {
+            config,
+            data,
+            meta,
+            trails: RwLock::new(HashMap::new()),
+            opening: Mutex::new(()),
+            keys: Mutex::new(HashMap::new()),
+            limiter,
+            system,
+            shutting_down: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        for name in [app.config.default_log.clone(), SYSTEM_LOG.to_string()] {
+            app.open_or_create(&name).map_err(|p| p.detail)?;
+        }
+        Ok(app)
+    }
+
+    pub fn trail_options(&self) -> TrailOptions {
+        TrailOptions {
+            log: LogOptions::default(),
+            visibility: Duration::from_millis(self.config.index.visibility_ms.max(1)),
+            ..TrailOptions::default()
+        }
+    }
+
+    /// The open trail of log `name`, opening it if it exists.
+    pub fn trail(&self, name: &str) -> Result<Arc<Trail>, Problem> {
+        if let Some(t) = self.trails.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(t.clone());
+        }
+        if sealtrail_ledger::datadir::check_log_name(name).is_err() || !self.data.log_dir(name).exists() {
+            return Err(Problem::not_found(format!("no log named {name:?}")));
+        }
+        self.open_or_create(name)
+    }
+
+    /// The trail of log `name`, creating the log if it does not exist.
+    pub fn open_or_create(&self, name: &str) -> Result<Arc<Trail>, Problem> {
+        let _g = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = self.trails.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(t.clone());
+        }
+        if !self.data.log_dir(name).exists() {
+            self.data.create_log(name, None).map_err(|e| match e {
+                LedgerError::BadLogName(_) => Problem::bad_request("bad-log-name", e.to_string()),
+                other => Problem::internal(format!("creating log {name}: {other}")),
+            })?;
+        }
+        let trail = Arc::new(
+            Trail::open(&self.data, name, self.trail_options())
+                .map_err(|e| Problem::unavailable(format!("opening log {name}: {e}")))?,
+        );
+        self.trails
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), trail.clone());
+        Ok(trail)
+    }
+
+    /// Every log open now, by name.
+    pub fn open_trails(&self) -> Vec<(String, Arc<Trail>)> {
+        let mut v: Vec<_> = self
+            .trails
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Who holds `authorization` (the header's value, if any). Unknown or
+    /// revoked keys are refused outright, even on public routes, so a
+    /// client learns its key is bad.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Problem> {
+        let Some(value) = authorization else {
+            return Ok(Caller::Anonymous);
+        };
+        let Some(secret) = value.strip_prefix("Bearer ").map(str::trim) else {
+            return Err(Problem::unauthorized("the Authorization header must be `Bearer <key>`"));
+        };
+        let cached = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(secret).cloned();
+        let key = match cached {
+            Some((key, at)) if at.elapsed() < KEY_CACHE_TTL => key,
+            _ => {
+                let found = self
+                    .meta
+                    .authenticate(secret)
+                    .map_err(|e| Problem::internal(e.to_string()))?;
+                let Some(key) = found else {
+                    return Err(Problem::unauthorized("the API key is unknown or revoked"));
+                };
+                let mut cache = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(secret.to_string(), (key.clone(), Instant::now()));
+                key
+            }
+        };
+        if let Some(limiter) = &self.limiter {
+            if let Err(not_until) = limiter.check_key(&key.id) {
+                let wait =
+                    not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+                let mut p = Problem::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    format!(
+                        "API key {} is over its limit of {} requests per second",
+                        key.id, self.config.rate_limit.per_key_per_second
+                    ),
+                );
+                p.retry_after = Some(wait.as_secs().max(1));
+                return Err(p);
+            }
+        }
+        Ok(Caller::Key(key))
+    }
+
+    /// Forget cached keys, so a revocation made here applies at once.
+    pub fn forget_keys(&self) {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Refuse writes the server could not keep: while shutting down, on a
+    /// critically full disk, or once the log is poisoned.
+    pub fn check_writable(&self, trail: &Trail) -> Result<(), Problem> {
+        if self.shutting_down() {
+            return Err(Problem::unavailable("the server is shutting down"));
+        }
+        if let Some(reason) = trail.log().poisoned() {
+            return Err(Problem::unavailable(format!(
+                "log {} stopped accepting writes after a storage fault: {reason}; restart the server to recover",
+                trail.log().name()
+            )));
+        }
+        if let Some(reason) = self.system.disk_critical() {
+            return Err(Problem::unavailable(reason));
+        }
+        Ok(())
+    }
+
+    /// Record in the system log that `caller` did `action` to log `log`.
+    /// Returns only once the record is durable: a read that cannot be
+    /// recorded is not served.
+    pub fn record(&self, caller: &Caller, action: &str, log: &str, details: Value) -> Result<(), Problem> {
+        let event = system_event(caller.actor(), action, log, details);
+        let trail = self.trail(SYSTEM_LOG)?;
+        let done = trail
+            .ingest(&[event.as_bytes()], true)
+            .map_err(|e| Problem::unavailable(format!("recording this request in the system log failed: {e}")))?;
+        match done.items.first() {
+            Some(sealtrail_trail::Item::Stored { .. }) => Ok(()),
+            other => Err(Problem::internal(format!(
+                "the system log refused its own event: {other:?}"
+            ))),
+        }
+    }
+
+    /// Move key changes queued by any process into the system log.
+    pub fn drain_outbox(&self) -> Result<usize, Problem> {
+        let trail = self.trail(SYSTEM_LOG)?;
+        drain_outbox(&self.meta, &trail).map_err(|e| Problem::internal(e.to_string()))
+    }
+}
+
+/// The JSON text of a system-log event.
+pub fn system_event(actor: Value, action: &str, log: &str, details: Value) -> String {
+    json!({
+        "action": action,
+        "actor": actor,
+        "targets": [{"type": "log", "id": log}],
+        "source": {"service": "sealtrail"},
+        "outcome": "success",
+        "details": details,
+    })
+    .to_string()
+}
+
+/// The event recording a key change, queued with the change itself.
+pub fn key_event(actor: Value, action: &str, key: &ApiKey) -> String {
+    json!({
+        "action": action,
+        "actor": actor,
+        "targets": [{"type": "api_key", "id": key.id, "name": key.name}],
+        "source": {"service": "sealtrail"},
+        "outcome": "success",
+        "details": {"scope": key.scope.as_str(), "tenant": key.tenant},
+    })
+    .to_string()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Trail(#[from] TrailError),
+    #[error("outbox row {seq} is not an acceptable event: {reason}")]
+    Refused { seq: i64, reason: String },
+}
+
+/// Append queued system events to `system` (the system log's trail), each
+/// with idempotency key `outbox-<seq>`, then delete them from the queue.
+pub fn drain_outbox(meta: &Meta, system: &Trail) -> Result<usize, DrainError> {
+    let mut moved = 0;
+    loop {
+        let rows = meta.outbox(512)?;
+        let Some(&(last, _)) = rows.last() else {
+            return Ok(moved);
+        };
+        let texts: Vec<String> = rows
+            .iter()
+            .map(|(seq, text)| with_idempotency_key(text, &format!("outbox-{seq}")))
+            .collect();
+        let inputs: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+        let done = system.ingest(&inputs, true)?;
+        if let Some((i, sealtrail_trail::Item::Rejected(r))) = done
+            .items
+            .iter()
+            .enumerate()
+            .find(|(_, it)| matches!(it, sealtrail_trail::Item::Rejected(_)))
+        {
+            return Err(DrainError::Refused {
+                seq: rows[i].0,
+                reason: r.to_string(),
+            });
+        }
+        meta.outbox_done(last)?;
+        moved += rows.len();
+    }
+}
+
+fn with_idempotency_key(text: &str, key: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut m)) => {
+            m.insert("idempotency_key".into(), Value::String(key.into()));
+            Value::Object(m).to_string()
+        }
+        // Not an object: the trail will refuse it and name the row.
+        _ => text.to_string(),
+    }
+}
+
+/// Now, as the RFC 3339 text stored in the metadata database.
+pub fn now_text() -> String {
+    Timestamp::now().to_string()
+}

@@ -1,0 +1,344 @@
+//! The server's configuration: embedded defaults, then a TOML file, then
+//! `SEALTRAIL_*` environment variables, then command-line flags, each
+//! overriding the one before. Every key is documented in
+//! `docs/server-config.md`; a test keeps that page and [`Config`] in step.
+//!
+//! Environment names are the key path in capitals joined by `_`, e.g.
+//! `limits.max_body_bytes` is `SEALTRAIL_LIMITS_MAX_BODY_BYTES`; values are
+//! read as TOML (`true`, `42`) and otherwise as strings. `SEALTRAIL_DATA`
+//! is also accepted for `data_dir`, as the CLI reads it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `sealtrail serve` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the logs and the metadata database live; created on first start.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The log created on first start and used by `POST /api/v1/events`.
+    pub default_log: String,
+    pub logs: Logs,
+    pub tiles: Tiles,
+    pub limits: Limits,
+    pub rate_limit: RateLimit,
+    pub health: Health,
+    pub index: Index,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Logs {
+    /// `POST /api/v1/events` stores each event in the log named by its
+    /// `tenant` (created on first use); events without one go to
+    /// `default_log`.
+    pub per_tenant: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tiles {
+    /// Serve `/logs/{log}/…` (checkpoint, tiles, entry bundles) without an
+    /// API key. When false a key with read scope is needed.
+    pub public: bool,
+    /// `Cache-Control` max-age of the checkpoint, in seconds.
+    pub checkpoint_max_age: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body; larger requests get 413.
+    pub max_body_bytes: usize,
+    /// Most events in one batch request.
+    pub max_batch_events: usize,
+    /// Largest `limit` a query page may ask for.
+    pub max_page: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second per API key; 0 turns the limit off.
+    pub per_key_per_second: u32,
+    /// Requests a key may make at once above the sustained rate.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    /// Disk use of the data directory's file system, in percent, at which
+    /// health turns `warning`.
+    pub disk_warning_percent: f64,
+    /// …and `critical`: the server stops accepting events (503) and
+    /// `/readyz` fails, so an acknowledged event always has room.
+    pub disk_critical_percent: f64,
+    pub memory_warning_percent: f64,
+    pub memory_critical_percent: f64,
+    pub cpu_warning_percent: f64,
+    pub cpu_critical_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Index {
+    /// Longest time, in milliseconds, between an acknowledged event and its
+    /// being searchable.
+    pub visibility_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./sealtrail-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            default_log: "default".into(),
+            logs: Logs::default(),
+            tiles: Tiles::default(),
+            limits: Limits::default(),
+            rate_limit: RateLimit::default(),
+            health: Health::default(),
+            index: Index::default(),
+        }
+    }
+}
+
+#[allow(clippy::derivable_impls)] // kept beside its siblings: every default in one place
+impl Default for Logs {
+    fn default() -> Self {
+        Self { per_tenant: false }
+    }
+}
+
+impl Default for Tiles {
+    fn default() -> Self {
+        Self {
+            public: true,
+            checkpoint_max_age: 2,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 << 20,
+            max_batch_events: 10_000,
+            max_page: 1_000,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_key_per_second: 0,
+            burst: 1_000,
+        }
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            disk_warning_percent: 85.0,
+            disk_critical_percent: 95.0,
+            memory_warning_percent: 85.0,
+            memory_critical_percent: 95.0,
+            cpu_warning_percent: 85.0,
+            cpu_critical_percent: 98.0,
+        }
+    }
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self { visibility_ms: 500 }
+    }
+}
+
+/// A configuration that could not be read; the message names the file,
+/// the variable or the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults, overridden by `file` (if given) and then by the
+    /// `SEALTRAIL_*` variables among `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let known = key_paths();
+        for (name, value) in env {
+            let Some(key) = env_key(&name, &known) else { continue };
+            set(&mut table, &key, parse_env_value(&value));
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            let source = file.map_or("configuration".to_string(), |p| p.display().to_string());
+            ConfigError(format!("{source}: {}", e.message()))
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        sealtrail_ledger::datadir::check_log_name(&self.default_log)
+            .map_err(|e| ConfigError(format!("default_log: {e}")))?;
+        if self.limits.max_body_bytes < 1024 {
+            return Err(ConfigError("limits.max_body_bytes: must be at least 1024".into()));
+        }
+        if self.limits.max_batch_events == 0 || self.limits.max_page == 0 {
+            return Err(ConfigError(
+                "limits.max_batch_events and limits.max_page must be at least 1".into(),
+            ));
+        }
+        let h = &self.health;
+        for (name, warn, crit) in [
+            ("disk", h.disk_warning_percent, h.disk_critical_percent),
+            ("memory", h.memory_warning_percent, h.memory_critical_percent),
+            ("cpu", h.cpu_warning_percent, h.cpu_critical_percent),
+        ] {
+            if !(0.0..=100.0).contains(&warn) || !(0.0..=100.0).contains(&crit) || warn > crit {
+                return Err(ConfigError(format!(
+                    "health.{name}_warning_percent and health.{name}_critical_percent: need 0 ≤ warning ≤ critical ≤ 100"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every key path of [`Config`], dotted, e.g. `limits.max_body_bytes`.
+pub fn key_paths() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(toml::Value::Table(t)) = toml::Value::try_from(Config::default()) {
+        walk(&t, "", &mut out);
+    }
+    out
+}
+
+fn walk(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => walk(t, &path, out),
+            _ => out.push(path),
+        }
+    }
+}
+
+fn env_key(name: &str, known: &[String]) -> Option<String> {
+    if name == "SEALTRAIL_DATA" {
+        return Some("data_dir".into());
+    }
+    let rest = name.strip_prefix("SEALTRAIL_")?;
+    let by_env: BTreeMap<String, &String> = known
+        .iter()
+        .map(|k| (k.replace('.', "_").to_ascii_uppercase(), k))
+        .collect();
+    by_env.get(rest).map(|k| (*k).clone())
+}
+
+fn parse_env_value(text: &str) -> toml::Value {
+    // "x = <text>" parses only if the text is a TOML value; otherwise it is
+    // a bare string such as a path or an address.
+    match format!("x = {text}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("x").unwrap_or_else(|| toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.into()),
+    }
+}
+
+fn set(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut t = table;
+    for p in parts {
+        let entry = t.entry(p).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else { return };
+        t = next;
+    }
+    t.insert(last.into(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealtrail.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[tiles]\npublic = false\n[limits]\nmax_page = 50\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("SEALTRAIL_LIMITS_MAX_PAGE", "70"),
+                ("SEALTRAIL_DATA", "/tmp/x y"),
+                ("SEALTRAIL_BENCH_EVENTS", "5"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert!(!c.tiles.public);
+        assert_eq!(c.limits.max_page, 70);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x y"));
+        assert_eq!(c.limits.max_batch_events, Limits::default().max_batch_events);
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[limits]\nmax_pages = 5\n").unwrap();
+        let e = Config::load(Some(&path), []).unwrap_err().to_string();
+        assert!(e.contains("max_pages"), "{e}");
+        let e = Config::load(None, env(&[("SEALTRAIL_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen") || e.contains("socket address"), "{e}");
+        let e = Config::load(None, env(&[("SEALTRAIL_DEFAULT_LOG", "Bad Name")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("default_log:"), "{e}");
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../../docs/server-config.md");
+        for key in key_paths() {
+            assert!(doc.contains(&format!("`{key}`")), "docs/server-config.md lacks `{key}`");
+        }
+    }
+}

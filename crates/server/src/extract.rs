@@ -1,0 +1,124 @@
+//! Request extractors whose every refusal is a problem document: axum's
+//! own rejections are plain text, and an audit API answers in one format.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::app::{App, Caller};
+use crate::problem::Problem;
+
+/// The caller, from `Authorization: Bearer <key>`.
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<Arc<App>> for Auth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
+        let header = match parts.headers.get(AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| Problem::unauthorized("the Authorization header is not ASCII"))?,
+            ),
+        };
+        app.authenticate(header).map(Auth)
+    }
+}
+
+/// Query parameters; unknown or malformed ones are refused by name.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(t)| Params(t))
+            .map_err(|e| Problem::bad_request("invalid-query", e.body_text()))
+    }
+}
+
+/// Path parameters.
+pub struct PathArgs<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathArgs<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| PathArgs(t))
+            .map_err(|e| Problem::bad_request("invalid-path", e.body_text()))
+    }
+}
+
+/// What a request body says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    /// Newline-delimited JSON: `application/x-ndjson`, `application/jsonl`.
+    Ndjson,
+}
+
+/// A request body read whole, at most `limits.max_body_bytes`, with its
+/// declared kind.
+pub struct JsonBody {
+    pub kind: BodyKind,
+    pub bytes: Bytes,
+}
+
+impl FromRequest<Arc<App>> for JsonBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Problem> {
+        let kind = body_kind(req.headers())?;
+        let limit = app.config.limits.max_body_bytes;
+        let bytes = read_limited(req.into_body(), limit).await?;
+        Ok(JsonBody { kind, bytes })
+    }
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Problem> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Err(unsupported("no Content-Type header"));
+    };
+    let text = value.to_str().unwrap_or("");
+    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" | "application/json-seq" => {
+            Ok(BodyKind::Ndjson)
+        }
+        _ => Err(unsupported(&format!("Content-Type {text:?}"))),
+    }
+}
+
+fn unsupported(what: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        format!("{what}: send application/json (or application/x-ndjson for batches)"),
+    )
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Problem> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("the request body is larger than the limit of {limit} bytes (limits.max_body_bytes)"),
+            )
+        } else {
+            Problem::bad_request("unreadable-body", format!("reading the request body: {e}"))
+        }
+    })
+}

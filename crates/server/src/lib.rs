@@ -1,0 +1,256 @@
+//! The Sealtrail HTTP server.
+//!
+//! [`router`] builds every route on an [`App`] (tests drive it without a
+//! socket); [`Server::start`] binds, serves, and on SIGTERM/SIGINT or
+//! [`Server::shutdown`] stops accepting, lets in-flight requests finish,
+//! writes a final checkpoint and returns.
+//!
+//! Invariants:
+//! - A 2xx answer to an ingest means the events are durable and covered by
+//!   the signed checkpoint in the answer; anything the server cannot keep
+//!   (poisoned ledger, critically full disk, shutdown) is refused with 503.
+//! - Every error is an RFC 9457 problem document.
+//! - Every read and export of a trail, and every key change, is recorded in
+//!   the system log before the answer leaves.
+
+// A problem document is built at most once per refused request, off any
+// hot loop; boxing it would only add noise to every handler.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod extract;
+pub mod meta;
+pub mod ops;
+pub mod problem;
+pub mod system;
+pub mod tiles;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use app::App;
+pub use config::Config;
+use problem::Problem;
+
+/// The OpenAPI document's path.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Sealtrail",
+        description = "Audit trail that proves its own integrity: durable ingest with receipts, queries, proofs, and the log in the C2SP tlog-tiles layout. Every error is an RFC 9457 problem document.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "ingest", description = "Store events; a 2xx answer means durable."),
+        (name = "query", description = "Read the trail; every read is recorded in the system log."),
+        (name = "proofs", description = "Receipts, inclusion and consistency proofs."),
+        (name = "logs", description = "The logs of this server."),
+        (name = "keys", description = "API keys (admin scope)."),
+        (name = "operations", description = "Health, readiness, metrics."),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document and the API routes it describes.
+fn api() -> (Router<Arc<App>>, OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(api::ingest::post_event))
+        .routes(routes!(api::ingest::post_batch))
+        .routes(routes!(api::query::list_events))
+        .routes(routes!(api::query::get_event))
+        .routes(routes!(api::query::history))
+        .routes(routes!(api::query::stats))
+        .routes(routes!(api::query::list_errors))
+        .routes(routes!(api::query::performance))
+        .routes(routes!(api::query::export))
+        .routes(routes!(api::proofs::receipt))
+        .routes(routes!(api::proofs::inclusion))
+        .routes(routes!(api::proofs::consistency))
+        .routes(routes!(api::admin::list_logs, api::admin::create_log))
+        .routes(routes!(api::admin::list_keys, api::admin::create_key))
+        .routes(routes!(api::admin::revoke_key))
+        .routes(routes!(api::admin::system_health))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics_text))
+        .split_for_parts();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An API key from `sealtrail keys create`"))
+                .build(),
+        ),
+    );
+    (router, doc)
+}
+
+/// The OpenAPI 3.1 document the server serves.
+pub fn openapi() -> OpenApi {
+    api().1
+}
+
+/// Every route of the server on `app`.
+pub fn router(app: Arc<App>) -> Router {
+    let (api_routes, doc) = api();
+    api_routes
+        .route("/logs/{log}/checkpoint", get(tiles::checkpoint))
+        .route("/logs/{log}/tile/{*rest}", get(tiles::tile))
+        // Serves the document at OPENAPI_PATH and the bundled (offline) UI.
+        .merge(SwaggerUi::new("/api/docs").url(OPENAPI_PATH, doc))
+        .fallback(|| async { Problem::not_found("no such route; the API is described at /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn(as_problem))
+        .layer(axum::middleware::from_fn(ops::track))
+        .with_state(app)
+}
+
+/// Errors produced outside our handlers (405 from the router, a panic
+/// caught by a layer) come without a body; give them one in the API's
+/// error format.
+async fn as_problem(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(problem::CONTENT_TYPE.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not accept that method".to_string(),
+        s => s.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let kind = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::NOT_FOUND => "not-found",
+        _ => "http",
+    };
+    let mut replaced = Problem::new(status, kind, detail).into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        replaced.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    replaced
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Server {
+    /// Open the data directory and start serving on `config.listen`.
+    pub async fn start(config: Config) -> Result<Server, String> {
+        let listen = config.listen;
+        let app = tokio::task::spawn_blocking(move || App::open(config))
+            .await
+            .map_err(|e| e.to_string())??;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("listening on {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let _ = ops::prometheus();
+        let (stop, mut stopped) = watch::channel(false);
+        spawn_outbox_drainer(app.clone(), stop.subscribe());
+        let router = router(app.clone());
+        let shutdown_app = app.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                    shutdown_app.begin_shutdown();
+                })
+                .await
+                .map_err(|e| format!("serving: {e}"))
+        });
+        Ok(Server { addr, app, stop, task })
+    }
+
+    /// Stop accepting connections; in-flight requests finish.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Wait until the server has stopped, then make every log's state
+    /// durable (a final checkpoint) and record queued system events.
+    pub async fn wait(self) -> Result<(), String> {
+        let served = self.task.await.map_err(|e| e.to_string())?;
+        let app = self.app;
+        tokio::task::spawn_blocking(move || {
+            let _ = app.drain_outbox();
+            for (name, trail) in app.open_trails() {
+                trail.sync_index().map_err(|e| format!("log {name}: {e}"))?;
+                trail.log().flush().map_err(|e| format!("log {name}: {e}"))?;
+            }
+            Ok::<(), String>(())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        served
+    }
+}
+
+/// Move key changes made by other processes (the CLI) into the system log
+/// every second until the server stops.
+fn spawn_outbox_drainer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let app = app.clone();
+            let result = tokio::task::spawn_blocking(move || app.drain_outbox()).await;
+            if let Ok(Err(p)) = result {
+                tracing::warn!("system outbox: {}", p.detail);
+            }
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,344 @@
+//! The embedded metadata database (`meta.db`, SQLite) beside the logs in a
+//! data directory: API keys, and the outbox of system-log events that must
+//! be recorded whatever process made the change.
+//!
+//! Why an outbox: `sealtrail keys create` may run while the server holds
+//! the system log's lock. The key and the event recording its creation are
+//! written in one SQLite transaction; whoever holds the system log (the
+//! server every second, or the CLI when no server runs) moves outbox rows
+//! into it, each with an idempotency key `outbox-<seq>`, so a crash between
+//! append and delete cannot record a change twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+/// The file name of the metadata database inside the data directory.
+pub const META_FILE: &str = "meta.db";
+
+/// The log that records what happens to the trail itself: reads, exports,
+/// key changes. Only admin keys may read it; nobody may write to it.
+pub const SYSTEM_LOG: &str = "system";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    scope         TEXT NOT NULL CHECK (scope IN ('ingest', 'read', 'admin')),
+    tenant        TEXT,
+    secret_sha256 BLOB NOT NULL,
+    created_at    TEXT NOT NULL,
+    revoked_at    TEXT
+);
+CREATE TABLE IF NOT EXISTS system_outbox (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("no API key with id {0}")]
+    NoSuchKey(String),
+    #[error("reading the system's randomness: {0}")]
+    Random(String),
+}
+
+/// What an API key may do. Admin may do everything; read and ingest are
+/// separate so a sender cannot read the trail it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Scope> {
+        match name {
+            "ingest" => Some(Scope::Ingest),
+            "read" => Some(Scope::Read),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether a key of this scope may do what `needed` guards.
+    pub fn allows(self, needed: Scope) -> bool {
+        self == Scope::Admin || self == needed
+    }
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    /// Only events of this tenant may be written or read with the key.
+    pub tenant: Option<String>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// The metadata database. One connection behind a mutex: every statement
+/// is short, and SQLite serialises writers anyway.
+pub struct Meta {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Meta {
+    /// Open (creating if needed) `meta.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Meta, MetaError> {
+        let path = data_dir.join(META_FILE);
+        let err = |source| MetaError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("creating {}: {e}", data_dir.display())),
+            ))
+        })?;
+        let conn = Connection::open(&path).map_err(err)?;
+        // WAL with full sync: a key change is durable when the call returns,
+        // and readers never wait for the writer.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Meta {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> MetaError {
+        MetaError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Create a key; returns it and its secret, which is not stored and
+    /// cannot be shown again. `audit` is the system-log event recording
+    /// the creation, written in the same transaction.
+    pub fn create_key(
+        &self,
+        scope: Scope,
+        tenant: Option<&str>,
+        name: &str,
+        now: &str,
+        audit: impl FnOnce(&ApiKey) -> String,
+    ) -> Result<(ApiKey, String), MetaError> {
+        let mut random = [0u8; 42];
+        getrandom::fill(&mut random).map_err(|e| MetaError::Random(e.to_string()))?;
+        let id = hex(&random[..8]);
+        let secret = format!("stk_{id}_{}", hex(&random[8..]));
+        let key = ApiKey {
+            id: id.clone(),
+            name: name.to_string(),
+            scope,
+            tenant: tenant.map(str::to_string),
+            created_at: now.to_string(),
+            revoked_at: None,
+        };
+        let event = audit(&key);
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO api_keys (id, name, scope, tenant, secret_sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, name, scope.as_str(), tenant, digest(&secret).as_slice(), now],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute("INSERT INTO system_outbox (event) VALUES (?1)", params![event])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((key, secret))
+    }
+
+    /// Revoke key `id` (again is harmless); `audit` records it.
+    pub fn revoke_key(&self, id: &str, now: &str, audit: impl FnOnce(&ApiKey) -> String) -> Result<ApiKey, MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let Some(mut key) = select_key(&tx, id).map_err(|e| self.err(e))?.map(|(k, _)| k) else {
+            return Err(MetaError::NoSuchKey(id.to_string()));
+        };
+        if key.revoked_at.is_none() {
+            tx.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", params![id, now])
+                .map_err(|e| self.err(e))?;
+            key.revoked_at = Some(now.to_string());
+            tx.execute("INSERT INTO system_outbox (event) VALUES (?1)", params![audit(&key)])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(key)
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<ApiKey>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, name, scope, tenant, created_at, revoked_at, secret_sha256 FROM api_keys ORDER BY created_at, id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], row_key).map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(|(k, _)| k).map_err(|e| self.err(e))).collect()
+    }
+
+    /// The live key whose secret this is, if any.
+    pub fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>, MetaError> {
+        let Some(id) = secret.strip_prefix("stk_").and_then(|s| s.split('_').next()) else {
+            return Ok(None);
+        };
+        let found = select_key(&self.conn(), id).map_err(|e| self.err(e))?;
+        Ok(match found {
+            Some((key, stored)) if key.revoked_at.is_none() && same(&stored, &digest(secret)) => Some(key),
+            _ => None,
+        })
+    }
+
+    /// Queue a system-log event (as JSON text) outside any key change.
+    pub fn queue_system_event(&self, event: &str) -> Result<(), MetaError> {
+        self.conn()
+            .execute("INSERT INTO system_outbox (event) VALUES (?1)", params![event])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Up to `limit` queued system events, oldest first, with their sequence numbers.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(i64, String)>, MetaError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT seq, event FROM system_outbox ORDER BY seq LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    /// Forget outbox rows up to and including `seq` (they are in the log).
+    pub fn outbox_done(&self, seq: i64) -> Result<(), MetaError> {
+        self.conn()
+            .execute("DELETE FROM system_outbox WHERE seq <= ?1", params![seq])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+type Row = (ApiKey, Vec<u8>);
+
+fn row_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let scope: String = r.get(2)?;
+    Ok((
+        ApiKey {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            // The CHECK constraint admits only the three names.
+            scope: Scope::from_name(&scope).unwrap_or(Scope::Read),
+            tenant: r.get(3)?,
+            created_at: r.get(4)?,
+            revoked_at: r.get(5)?,
+        },
+        r.get(6)?,
+    ))
+}
+
+fn select_key(conn: &Connection, id: &str) -> rusqlite::Result<Option<Row>> {
+    conn.query_row(
+        "SELECT id, name, scope, tenant, created_at, revoked_at, secret_sha256 FROM api_keys WHERE id = ?1",
+        params![id],
+        row_key,
+    )
+    .optional()
+}
+
+/// Secrets carry 272 random bits, so a plain SHA-256 is a safe verifier:
+/// there is nothing to guess that a slow hash would protect.
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Compare without an early exit, so timing says nothing about the digest.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_authenticate_until_revoked_and_every_change_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(dir.path()).unwrap();
+        let (key, secret) = meta
+            .create_key(Scope::Read, Some("acme"), "reporting", "2026-01-01T00:00:00Z", |k| {
+                format!("created {}", k.id)
+            })
+            .unwrap();
+        assert!(secret.starts_with(&format!("stk_{}_", key.id)));
+        assert_eq!(meta.authenticate(&secret).unwrap(), Some(key.clone()));
+        assert_eq!(meta.authenticate(&format!("{secret}x")).unwrap(), None);
+        assert_eq!(meta.authenticate("stk_nope_x").unwrap(), None);
+        assert_eq!(meta.authenticate("Bearer").unwrap(), None);
+
+        // Reopening sees the same key: it is durable.
+        drop(meta);
+        let meta = Meta::open(dir.path()).unwrap();
+        assert_eq!(meta.list_keys().unwrap(), vec![key.clone()]);
+        let revoked = meta
+            .revoke_key(&key.id, "2026-01-02T00:00:00Z", |k| format!("revoked {}", k.id))
+            .unwrap();
+        assert_eq!(revoked.revoked_at.as_deref(), Some("2026-01-02T00:00:00Z"));
+        assert_eq!(meta.authenticate(&secret).unwrap(), None);
+        // Revoking twice records once.
+        meta.revoke_key(&key.id, "2026-01-03T00:00:00Z", |_| "again".into())
+            .unwrap();
+        assert!(matches!(
+            meta.revoke_key("missing", "t", |_| String::new()),
+            Err(MetaError::NoSuchKey(_))
+        ));
+
+        let queued = meta.outbox(10).unwrap();
+        let texts: Vec<&str> = queued.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![format!("created {}", key.id), format!("revoked {}", key.id)]
+        );
+        meta.outbox_done(queued[0].0).unwrap();
+        assert_eq!(meta.outbox(10).unwrap().len(), 1);
+    }
+}
