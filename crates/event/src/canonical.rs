@@ -198,34 +198,33 @@ fn time(out: &mut Vec<u8>, t: jiff::Timestamp) {
     if (0..=9999).contains(&dt.year()) {
         // The stored form, written by hand: jiff's Display costs several
         // times as much. `YYYY-MM-DDTHH:MM:SS`, the fraction without its
-        // trailing zeros, `Z`.
-        let digits = |out: &mut Vec<u8>, n: u32, width: u32| {
-            for i in (0..width).rev() {
-                out.push(b'0' + (n / 10u32.pow(i) % 10) as u8);
+        // trailing zeros, `Z`, filled in a fixed buffer and copied once.
+        let mut buf = *b"0000-00-00T00:00:00.000000000Z";
+        let digits = |buf: &mut [u8], mut n: u32| {
+            for d in buf.iter_mut().rev() {
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
             }
         };
-        digits(out, dt.year() as u32, 4);
-        out.push(b'-');
-        digits(out, dt.month() as u32, 2);
-        out.push(b'-');
-        digits(out, dt.day() as u32, 2);
-        out.push(b'T');
-        digits(out, dt.hour() as u32, 2);
-        out.push(b':');
-        digits(out, dt.minute() as u32, 2);
-        out.push(b':');
-        digits(out, dt.second() as u32, 2);
+        digits(&mut buf[0..4], dt.year() as u32);
+        digits(&mut buf[5..7], dt.month() as u32);
+        digits(&mut buf[8..10], dt.day() as u32);
+        digits(&mut buf[11..13], dt.hour() as u32);
+        digits(&mut buf[14..16], dt.minute() as u32);
+        digits(&mut buf[17..19], dt.second() as u32);
         let mut nanos = dt.subsec_nanosecond() as u32;
+        let mut end = 19;
         if nanos != 0 {
             let mut width = 9;
             while nanos.is_multiple_of(10) {
                 nanos /= 10;
                 width -= 1;
             }
-            out.push(b'.');
-            digits(out, nanos, width);
+            digits(&mut buf[20..20 + width], nanos);
+            end = 20 + width;
         }
-        out.push(b'Z');
+        buf[end] = b'Z';
+        out.extend_from_slice(&buf[..=end]);
     } else {
         // Writing to a Vec cannot fail.
         let _ = write!(out, "{}", Stored(t));
