@@ -308,12 +308,14 @@ pub enum DrainError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Trail(#[from] TrailError),
-    #[error("outbox row {seq} is not an acceptable event: {reason}")]
-    Refused { seq: i64, reason: String },
 }
 
 /// Append queued system events to `system` (the system log's trail), each
 /// with idempotency key `outbox-<seq>`, then delete them from the queue.
+///
+/// A queued text the trail refuses (a bug in whoever queued it) is kept as
+/// the `details` of a `system.outbox_refused` event instead, so that it is
+/// neither lost nor able to block every later change.
 pub fn drain_outbox(meta: &Meta, system: &Trail) -> Result<usize, DrainError> {
     let mut moved = 0;
     loop {
@@ -321,22 +323,40 @@ pub fn drain_outbox(meta: &Meta, system: &Trail) -> Result<usize, DrainError> {
         let Some(&(last, _)) = rows.last() else {
             return Ok(moved);
         };
-        let texts: Vec<String> = rows
+        let mut texts: Vec<String> = rows
             .iter()
             .map(|(seq, text)| with_idempotency_key(text, &format!("outbox-{seq}")))
             .collect();
+        // Atomic, so a refusal appends nothing and the queue's order is kept
+        // when the refused texts are replaced and the batch sent again.
         let inputs: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
         let done = system.ingest(&inputs, true)?;
-        if let Some((i, sealtrail_trail::Item::Rejected(r))) = done
+        let refused: Vec<(usize, String)> = done
             .items
             .iter()
             .enumerate()
-            .find(|(_, it)| matches!(it, sealtrail_trail::Item::Rejected(_)))
-        {
-            return Err(DrainError::Refused {
-                seq: rows[i].0,
-                reason: r.to_string(),
-            });
+            .filter_map(|(i, item)| match item {
+                sealtrail_trail::Item::Rejected(r) => Some((i, r.to_string())),
+                _ => None,
+            })
+            .collect();
+        if !refused.is_empty() {
+            for (i, reason) in refused {
+                let (seq, text) = &rows[i];
+                texts[i] = json!({
+                    "action": "system.outbox_refused",
+                    "actor": {"id": "sealtrail", "type": "system"},
+                    "source": {"service": "sealtrail"},
+                    "outcome": "failure",
+                    "severity": "error",
+                    "idempotency_key": format!("outbox-{seq}"),
+                    "error": {"type": "refused", "message": reason},
+                    "details": {"queued": text.chars().take(16_000).collect::<String>()},
+                })
+                .to_string();
+            }
+            let inputs: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+            system.ingest(&inputs, true)?;
         }
         meta.outbox_done(last)?;
         moved += rows.len();

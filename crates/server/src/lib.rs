@@ -113,6 +113,8 @@ pub fn openapi() -> OpenApi {
 
 /// Every route of the server on `app`.
 pub fn router(app: Arc<App>) -> Router {
+    // Install the recorder before the first request can count anything.
+    let _ = ops::prometheus();
     let (api_routes, doc) = api();
     api_routes
         .route("/logs/{log}/checkpoint", get(tiles::checkpoint))
@@ -173,7 +175,6 @@ impl Server {
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let _ = ops::prometheus();
         let (stop, mut stopped) = watch::channel(false);
         spawn_outbox_drainer(app.clone(), stop.subscribe());
         let router = router(app.clone());
