@@ -228,7 +228,7 @@ fn tiles_checkpoint_and_proofs_verify_with_independent_code() {
     }
 
     // Inclusion and consistency proofs from the API, checked by ct-merkle.
-    let ct_root = RootHash::<Sha256>::new(tree.root().as_bytes().clone(), EVENTS as u64);
+    let ct_root = RootHash::<Sha256>::new(*tree.root().as_bytes(), EVENTS as u64);
     for index in [0usize, 255, 256, 511, 699] {
         let p = client.json(&format!("/api/v1/logs/default/proofs/inclusion?index={index}"));
         let proof = InclusionProof::<Sha256>::from_digests(digests(&p["proof"]).iter());
@@ -237,7 +237,7 @@ fn tiles_checkpoint_and_proofs_verify_with_independent_code() {
     let p = client.json(&format!("/api/v1/logs/default/proofs/consistency?from={old_size}"));
     let proof = ConsistencyProof::<Sha256>::from_digests(digests(&p["proof"]).iter());
     let old_root = RootHash::<Sha256>::new(
-        tree_of(&entries[..old_size as usize]).root().as_bytes().clone(),
+        *tree_of(&entries[..old_size as usize]).root().as_bytes(),
         old_size,
     );
     ct_root.verify_consistency(&old_root, &proof).unwrap();
