@@ -44,7 +44,10 @@ pub fn serve(data: &Path, log: &str, args: &ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let server = Server::start(config).await.map_err(anyhow::Error::msg)?;
-        banner(&server)?;
+        // The banner is for people; a closed stdout must not stop the server.
+        if let Err(e) = banner(&server) {
+            eprintln!("sealtrail: could not print the banner: {e}");
+        }
         tokio::select! {
             () = sealtrail_server::termination() => {}
         }

@@ -1,0 +1,337 @@
+//! The real server, as a separate process on 127.0.0.1:0: concurrent
+//! clients, kill -9 in the middle of ingest, and graceful shutdown.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Running {
+    fn start(data: &Path) -> Running {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_else(|| panic!("no address in the banner: {first:?}"))
+            .to_string();
+        assert!(first.contains("listening on"), "{first:?}");
+        Running {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn terminate(self) -> (i32, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = self.child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).arg("--data").arg(data).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn key(data: &Path, scope: &str) -> String {
+    let (code, out, err) = cli(data, &["keys", "create", "--scope", scope, "--name", "e2e"]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn post(agent: &ureq::Agent, url: &str, key: &str, content_type: &str, body: String) -> Result<(u16, Value), String> {
+    let mut resp = agent
+        .post(url)
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", content_type)
+        .send(body)
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok((status, serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?))
+}
+
+fn get(agent: &ureq::Agent, url: &str, key: &str) -> (u16, Value) {
+    let mut resp = agent
+        .get(url)
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn event(client: usize, n: usize) -> Value {
+    json!({"action": "order.placed", "actor": {"id": format!("client-{client}")}, "message": format!("order {n}")})
+}
+
+/// Acknowledged events by ledger index: (id, client, n).
+type Acked = BTreeMap<u64, (String, usize, usize)>;
+
+#[test]
+fn concurrent_clients_lose_nothing_and_get_unique_contiguous_indices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start(&data);
+    let ingest = key(&data, "ingest");
+    let acked = Arc::new(Mutex::new(Acked::new()));
+    let threads: Vec<_> = (0..8)
+        .map(|c| {
+            let (base, ingest, acked) = (server.base.clone(), ingest.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                for n in 0..60 {
+                    if c % 2 == 0 {
+                        // Single events.
+                        let url = format!("{base}/api/v1/logs/default/events");
+                        let (status, body) =
+                            post(&agent, &url, &ingest, "application/json", event(c, n).to_string()).unwrap();
+                        assert_eq!(status, 201, "{body}");
+                        let index = body["index"].as_u64().unwrap();
+                        let prev = acked
+                            .lock()
+                            .unwrap()
+                            .insert(index, (body["id"].as_str().unwrap().to_string(), c, n));
+                        assert!(prev.is_none(), "index {index} acknowledged twice");
+                    } else {
+                        // NDJSON batches of 5.
+                        let url = format!("{base}/api/v1/logs/default/events/batch");
+                        let lines: Vec<String> = (0..5).map(|k| event(c, n * 5 + k).to_string()).collect();
+                        let (status, body) =
+                            post(&agent, &url, &ingest, "application/x-ndjson", lines.join("\n")).unwrap();
+                        assert_eq!(status, 200, "{body}");
+                        for (k, item) in body["items"].as_array().unwrap().iter().enumerate() {
+                            assert_eq!(item["status"], "stored");
+                            let index = item["index"].as_u64().unwrap();
+                            let prev = acked
+                                .lock()
+                                .unwrap()
+                                .insert(index, (item["id"].as_str().unwrap().to_string(), c, n * 5 + k));
+                            assert!(prev.is_none(), "index {index} acknowledged twice");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let total = 4 * 60 + 4 * 60 * 5;
+    assert_eq!(acked.len(), total);
+    // Contiguous from 0: no gap, nothing else in the log.
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (0..total as u64).collect::<Vec<_>>()
+    );
+    let read = key(&data, "read");
+    let (_, logs) = get(&agent(), &format!("{}/api/v1/logs", server.base), &read);
+    let default = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "default")
+        .unwrap();
+    assert_eq!(default["size"], total);
+    // Each client's events are in the log in the order it sent them.
+    let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+    for (c, n) in acked.values().map(|(_, c, n)| (*c, *n)) {
+        if let Some(prev) = last.insert(c, n) {
+            assert!(n > prev, "client {c} sent {prev} before {n}");
+        }
+    }
+    let (code, _) = server.terminate();
+    assert_eq!(code, 0);
+    let (code, out, err) = cli(&data, &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Send batches from 4 threads until told to stop; every acknowledged
+/// event lands in `acked`.
+fn ingest_until(
+    base: &str,
+    key: &str,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<Mutex<Acked>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4)
+        .map(|c| {
+            let (base, key, stop, acked) = (base.to_string(), key.to_string(), stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let url = format!("{base}/api/v1/logs/default/events/batch");
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let batch: Vec<Value> = (0..50).map(|k| event(c, n + k)).collect();
+                    // A refused connection or a cut-off answer means "not
+                    // acknowledged": the client would retry.
+                    let Ok((200, body)) = post(&agent, &url, &key, "application/json", Value::from(batch).to_string())
+                    else {
+                        return;
+                    };
+                    for (k, item) in body["items"].as_array().unwrap().iter().enumerate() {
+                        let index = item["index"].as_u64().unwrap();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(index, (item["id"].as_str().unwrap().to_string(), c, n + k));
+                    }
+                    n += 50;
+                }
+            })
+        })
+        .collect()
+}
+
+fn check_present(data: &Path, acked: &Acked) {
+    let server = Running::start(data);
+    let read = key(data, "read");
+    let agent = agent();
+    // A few by id, then all of them page by page.
+    for (index, (id, _, _)) in acked.iter().step_by(97).chain(acked.iter().next_back()) {
+        let (status, body) = get(
+            &agent,
+            &format!("{}/api/v1/logs/default/events/{id}", server.base),
+            &read,
+        );
+        assert_eq!(status, 200, "acknowledged event {id} at {index} is missing: {body}");
+        assert_eq!(body["index"], *index);
+    }
+    let mut stored: BTreeMap<u64, String> = BTreeMap::new();
+    let mut after = String::new();
+    loop {
+        let url = format!(
+            "{}/api/v1/logs/default/events?order=oldest&limit=1000{after}",
+            server.base
+        );
+        let (status, page) = get(&agent, &url, &read);
+        assert_eq!(status, 200, "{page}");
+        for e in page["events"].as_array().unwrap() {
+            stored.insert(
+                e["index"].as_u64().unwrap(),
+                e["event"]["id"].as_str().unwrap().to_string(),
+            );
+        }
+        match page["next"].as_u64() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    for (index, (id, _, _)) in acked {
+        assert_eq!(
+            stored.get(index),
+            Some(id),
+            "acknowledged event {id} is not at index {index}"
+        );
+    }
+    let (code, _) = server.terminate();
+    assert_eq!(code, 0);
+    let (code, out, err) = cli(data, &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn kill_9_during_ingest_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start(&data);
+    let ingest = key(&data, "ingest");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Acked::new()));
+    let threads = ingest_until(&server.base, &ingest, &stop, &acked);
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 2_000 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 2_000,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+    check_present(&data, &acked);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start(&data);
+    let ingest = key(&data, "ingest");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Acked::new()));
+    let threads = ingest_until(&server.base, &ingest, &stop, &acked);
+    while acked.lock().unwrap().len() < 500 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (code, stderr) = server.terminate();
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    let acked = acked.lock().unwrap().clone();
+    // The final checkpoint covers everything in the log, and the log holds
+    // every acknowledged event.
+    let (code, checkpoint, _) = cli(&data, &["checkpoint"]);
+    assert_eq!(code, 0);
+    let size: u64 = checkpoint.lines().nth(1).unwrap().parse().unwrap();
+    assert!(size >= acked.len() as u64);
+    check_present(&data, &acked);
+}
