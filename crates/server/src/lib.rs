@@ -75,6 +75,8 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .routes(routes!(api::ingest::post_event))
         .routes(routes!(api::ingest::post_batch))
+        .routes(routes!(api::routed::post_event))
+        .routes(routes!(api::routed::post_batch))
         .routes(routes!(api::query::list_events))
         .routes(routes!(api::query::get_event))
         .routes(routes!(api::query::history))

@@ -628,3 +628,76 @@ async fn a_queued_system_event_the_log_refuses_is_kept_not_lost_and_blocks_nothi
         .contains("an event"));
     assert_eq!(events[1]["event"]["action"], "api_key.created");
 }
+
+#[tokio::test]
+async fn with_per_tenant_logs_the_tenant_picks_the_log() {
+    let h = Harness::new(|c| c.logs.per_tenant = true);
+    let k = h.key(Scope::Admin, None);
+    let r = h.post("/api/v1/events", Some(&k), event(Some("acme"))).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.json()["log"], "acme");
+    let r = h.post("/api/v1/events", Some(&k), event(None)).await;
+    assert_eq!(r.json()["log"], "default");
+    assert_eq!(h.app.trail("acme").unwrap().log().size(), 1);
+    assert_eq!(h.app.trail("default").unwrap().log().size(), 1);
+
+    // A tenant that cannot be a log name, or the system log's name.
+    for bad in ["Acme Corp", "system"] {
+        let p = h
+            .post("/api/v1/events", Some(&k), event(Some(bad)))
+            .await
+            .problem(422, "invalid-event");
+        assert_eq!(p["errors"][0]["field"], "tenant", "{p}");
+    }
+
+    // A batch goes to one tenant's log; mixed tenants are refused by position.
+    let batch = json!([event(Some("globex")), event(Some("globex"))])
+        .to_string()
+        .into_bytes();
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/events/batch",
+            Some(&k),
+            Some(("application/json", batch)),
+        )
+        .await;
+    assert_eq!(r.json()["log"], "globex");
+    assert_eq!(r.json()["appended"], 2);
+    let mixed = json!([event(Some("globex")), event(Some("acme")), event(None)])
+        .to_string()
+        .into_bytes();
+    let p = h
+        .call(
+            Method::POST,
+            "/api/v1/events/batch",
+            Some(&k),
+            Some(("application/json", mixed)),
+        )
+        .await
+        .problem(422, "mixed-tenants");
+    let positions: Vec<u64> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, [1, 2]);
+
+    // A read key cannot create logs by ingesting.
+    let read = h.key(Scope::Read, None);
+    h.post("/api/v1/events", Some(&read), event(Some("initech")))
+        .await
+        .problem(403, "forbidden");
+    assert!(!h.app.data.log_dir("initech").exists());
+}
+
+#[tokio::test]
+async fn without_per_tenant_logs_everything_goes_to_the_default_log() {
+    let h = Harness::new(|_| {});
+    let k = h.key(Scope::Ingest, None);
+    let r = h.post("/api/v1/events", Some(&k), event(Some("acme"))).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["log"], "default");
+    assert!(!h.app.data.log_dir("acme").exists());
+}

@@ -23,6 +23,8 @@ use crate::problem::{ApiResult, FieldProblem, Problem};
 /// A stored event's acknowledgement: durable when sent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Stored {
+    /// The log that holds it.
+    pub log: String,
     /// The event's ULID.
     pub id: String,
     /// Its position in the log (0-based).
@@ -72,6 +74,8 @@ pub struct BatchItem {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResult {
+    /// The log that holds the stored events.
+    pub log: String,
     pub appended: usize,
     pub duplicates: usize,
     pub rejected: usize,
@@ -100,6 +104,11 @@ pub async fn post_event(
     PathArgs(LogPath { log }): PathArgs<LogPath>,
     body: JsonBody,
 ) -> ApiResult<Response> {
+    store_event(app, caller, log, body).await
+}
+
+/// Store the event in `body` in `log` (the caller's scope is checked here).
+pub(crate) async fn store_event(app: Arc<App>, caller: Caller, log: String, body: JsonBody) -> ApiResult<Response> {
     caller.require(Scope::Ingest)?;
     if body.kind != BodyKind::Json {
         return Err(Problem::new(
@@ -134,6 +143,7 @@ pub async fn post_event(
                     checkpoint: done.checkpoint.to_vec(),
                 };
                 let stored = Stored {
+                    log: log.clone(),
                     id: id.to_string(),
                     index,
                     leaf_hash: b64(&leaf),
@@ -174,10 +184,26 @@ pub async fn post_batch(
     Params(params): Params<BatchParams>,
     body: JsonBody,
 ) -> ApiResult<Response> {
+    store_batch(app, caller, Some(log), params.atomic, body).await
+}
+
+/// Store the batch in `body` in `log`, or, with no log given, in the log
+/// its events' tenant selects (see [`super::routed`]).
+pub(crate) async fn store_batch(
+    app: Arc<App>,
+    caller: Caller,
+    log: Option<String>,
+    atomic: bool,
+    body: JsonBody,
+) -> ApiResult<Response> {
     caller.require(Scope::Ingest)?;
     let max = app.config.limits.max_batch_events;
     blocking(move || {
         let (inputs, lines) = split_batch(&body)?;
+        let log = match log {
+            Some(log) => log,
+            None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
+        };
         if inputs.len() > max {
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -191,10 +217,11 @@ pub async fn post_batch(
         check_tenant(&caller, &inputs, lines.as_deref())?;
         let trail = writable(&app, &log)?;
         let started = Instant::now();
-        let done = trail.ingest(&inputs, params.atomic).map_err(super::trail_problem)?;
+        let done = trail.ingest(&inputs, atomic).map_err(super::trail_problem)?;
         metrics::histogram!("sealtrail_ingest_seconds", "route" => "batch").record(started.elapsed());
         let line = |i: usize| lines.as_ref().map(|l| l[i]);
         let mut result = BatchResult {
+            log: log.clone(),
             appended: 0,
             duplicates: 0,
             rejected: 0,
@@ -246,7 +273,7 @@ pub async fn post_batch(
         }
         metrics::counter!("sealtrail_events_ingested_total", "log" => log.clone()).increment(result.appended as u64);
         metrics::counter!("sealtrail_events_rejected_total", "log" => log.clone()).increment(result.rejected as u64);
-        if params.atomic && result.rejected > 0 {
+        if atomic && result.rejected > 0 {
             let mut p = Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-event",
@@ -309,20 +336,12 @@ fn split_batch(body: &JsonBody) -> Result<Split<'_>, Problem> {
 }
 
 /// A key restricted to a tenant writes only that tenant's events.
-fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<(), Problem> {
+pub(crate) fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<(), Problem> {
     let Some(tenant) = caller.tenant() else { return Ok(()) };
-    #[derive(Deserialize)]
-    struct TenantOf<'a> {
-        #[serde(borrow, default)]
-        tenant: Option<&'a RawValue>,
-    }
     for (i, input) in inputs.iter().enumerate() {
         // Text that is not an event object is refused by validation later,
         // with a better message than this check could give.
-        let Ok(t) = serde_json::from_slice::<TenantOf>(input) else {
-            continue;
-        };
-        let given: Option<String> = t.tenant.and_then(|r| serde_json::from_str(r.get()).ok());
+        let Some(given) = tenant_of(input) else { continue };
         if given.as_deref() != Some(tenant) {
             let at = match lines {
                 Some(l) => format!("the event on line {}", l[i]),
@@ -336,6 +355,18 @@ fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u64]>) -> Res
         }
     }
     Ok(())
+}
+
+/// The `tenant` of an event text: `None` if the text is not a JSON object,
+/// `Some(None)` if it has no string tenant.
+pub(crate) fn tenant_of(input: &[u8]) -> Option<Option<String>> {
+    #[derive(Deserialize)]
+    struct TenantOf<'a> {
+        #[serde(borrow, default)]
+        tenant: Option<&'a RawValue>,
+    }
+    let t = serde_json::from_slice::<TenantOf>(input).ok()?;
+    Some(t.tenant.and_then(|r| serde_json::from_str(r.get()).ok()))
 }
 
 fn field_problems(r: &Rejection) -> Vec<FieldProblem> {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod ingest;
 pub mod proofs;
 pub mod query;
+pub mod routed;
 
 use std::sync::Arc;
 
