@@ -236,10 +236,7 @@ fn tiles_checkpoint_and_proofs_verify_with_independent_code() {
     }
     let p = client.json(&format!("/api/v1/logs/default/proofs/consistency?from={old_size}"));
     let proof = ConsistencyProof::<Sha256>::from_digests(digests(&p["proof"]).iter());
-    let old_root = RootHash::<Sha256>::new(
-        *tree_of(&entries[..old_size as usize]).root().as_bytes(),
-        old_size,
-    );
+    let old_root = RootHash::<Sha256>::new(*tree_of(&entries[..old_size as usize]).root().as_bytes(), old_size);
     ct_root.verify_consistency(&old_root, &proof).unwrap();
 
     server.shutdown();
