@@ -69,6 +69,7 @@ pub async fn list_logs(State(app): State<Arc<App>>, Auth(caller): Auth) -> ApiRe
 #[serde(deny_unknown_fields)]
 pub struct NewLog {
     /// 1–64 of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub name: String,
 }
 
@@ -128,6 +129,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Pro
 pub struct NewKey {
     pub scope: Scope,
     /// Restrict the key to this tenant's events.
+    #[schema(min_length = 1)]
     pub tenant: Option<String>,
     /// A name for people (who uses the key).
     #[serde(default)]

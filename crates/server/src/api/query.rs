@@ -39,6 +39,7 @@ pub struct EventQuery {
     /// `actor.id`.
     pub actor: Option<String>,
     /// A target `TYPE:ID`, or `TYPE` for any target of that type.
+    #[param(pattern = "^[^:]+(:.+)?$")]
     pub target: Option<String>,
     pub tenant: Option<String>,
     /// `source.workflow`.
@@ -46,8 +47,10 @@ pub struct EventQuery {
     /// `source.service`.
     pub service: Option<String>,
     /// `success`, `failure` or `unknown`.
+    #[param(pattern = "^(success|failure|unknown)$")]
     pub outcome: Option<String>,
     /// This severity or graver (`debug` … `emergency`).
+    #[param(pattern = "^(debug|info|notice|warning|error|critical|alert|emergency)$")]
     pub severity: Option<String>,
     /// `context.ip`.
     pub ip: Option<String>,
@@ -68,12 +71,15 @@ pub struct EventQuery {
     /// Cursor: the `next` of the previous page. Lists only.
     pub after: Option<u64>,
     /// `newest` (default) or `oldest` first. Lists only.
+    #[param(pattern = "^(newest|oldest)$")]
     pub order: Option<String>,
     /// Add each event's inclusion proof against the returned checkpoint. Lists only.
     pub proofs: Option<bool>,
     /// `hour` or `day`: the time buckets of `stats` (default `hour`).
+    #[param(pattern = "^(hour|day)$")]
     pub by: Option<String>,
     /// `csv`, `jsonl` or `json`: the format of `export` (default `jsonl`).
+    #[param(pattern = "^(csv|jsonl|json)$")]
     pub format: Option<String>,
 }
 
@@ -327,6 +333,7 @@ pub async fn list_errors(
 pub struct EventPath {
     pub log: String,
     /// The event's ULID.
+    #[param(pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     pub id: String,
 }
 
