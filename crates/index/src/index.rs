@@ -5,7 +5,10 @@
 //! writer's lock. Pages are computed segment by segment, newest (or
 //! oldest) segments first, and stop as soon as no remaining segment can
 //! hold a better result: a first page usually touches only the few most
-//! recent segments, however large the index.
+//! recent segments, however large the index. Within a segment, blocks of
+//! documents whose ledger range can still improve the page and whose time
+//! ranges meet the filter's are visited best first; time ranges are checked
+//! here against those block summaries and the fast columns, not by tantivy.
 //!
 //! Not here: reading the ledger or parsing entries (the caller does both),
 //! or deciding when to commit.
@@ -17,7 +20,7 @@ use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sealtrail_event::Event;
 use tantivy::collector::Count;
@@ -36,7 +39,7 @@ use tantivy::{
 use thiserror::Error;
 
 use crate::filter::{glob_match, is_glob, literal_prefix, Filter, Order, Page, TimeRange};
-use crate::schema::{self, Fields, FAILURE, LEDGER, SCHEMA_VERSION, WORDS};
+use crate::schema::{self, Fields, FAILURE, LEDGER, OCCURRED, RECEIVED, SCHEMA_VERSION, WORDS};
 use crate::stats::{Bucket, Performance, PerformanceCollector, Stats, StatsCollector};
 
 /// How the index is written.
@@ -99,10 +102,10 @@ pub struct EventIndex {
     writer: Mutex<Writer>,
     /// Ledger entries `[0, committed)` are in the last commit.
     committed: AtomicU64,
-    /// Per segment, the least and greatest ledger index of each [`BLOCK`]
-    /// of documents, computed on first use. Segments are immutable, so an
-    /// entry never goes stale; entries of merged-away segments are dropped.
-    blocks: Mutex<HashMap<SegmentId, Arc<BlockRanges>>>,
+    /// Per segment, summaries of each [`BLOCK`] of documents, computed on
+    /// first use. Segments are immutable, so an entry never goes stale;
+    /// entries of merged-away segments are dropped.
+    blocks: Mutex<HashMap<SegmentId, Arc<Blocks>>>,
 }
 
 struct Writer {
@@ -118,8 +121,60 @@ struct Writer {
 /// [`EventIndex::blocks`]).
 const BLOCK: u32 = 512;
 
-/// The least and greatest ledger index of each block of a segment.
-type BlockRanges = Vec<(u64, u64)>;
+/// Most blocks a page drains with one scorer (see [`EventIndex::search`]).
+const MAX_RUN: usize = 64;
+
+/// The least and greatest value of a column in each block of a segment;
+/// `None` for a block where no document has one.
+type BlockRanges<T> = Vec<Option<(T, T)>>;
+
+/// What a page needs to know of a segment's blocks without reading them.
+struct Blocks {
+    ledger: BlockRanges<u64>,
+    /// Filled when a page with an `occurred` (`received`) range first needs it.
+    occurred: OnceLock<BlockRanges<i64>>,
+    received: OnceLock<BlockRanges<i64>>,
+}
+
+/// A time condition of a page: the fast column, and inclusive bounds in
+/// nanoseconds.
+struct Window {
+    /// `occurred` or `received`.
+    name: &'static str,
+    column: Column<i64>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Blocks {
+    /// The block ranges of `window`'s column.
+    fn times(&self, window: &Window, reader: &SegmentReader) -> &BlockRanges<i64> {
+        let cell = if window.name == OCCURRED {
+            &self.occurred
+        } else {
+            &self.received
+        };
+        cell.get_or_init(|| block_ranges(&window.column, reader.max_doc()))
+    }
+}
+
+impl Window {
+    fn meets(&self, range: Option<(i64, i64)>) -> bool {
+        range.is_some_and(|(min, max)| min <= self.hi && self.lo <= max)
+    }
+
+    fn covers(&self, range: Option<(i64, i64)>) -> bool {
+        range.is_some_and(|(min, max)| self.lo <= min && max <= self.hi)
+    }
+
+    fn holds(&self, doc: DocId) -> bool {
+        self.column.first(doc).is_some_and(|t| self.lo <= t && t <= self.hi)
+    }
+}
+
+/// Action globs matching at most this many terms are queried as a union
+/// of term queries.
+const GLOB_UNION_TERMS: usize = 64;
 
 /// Matches are gathered in windows of this many ledger indices by
 /// [`EventIndex::for_each`], which bounds its memory to 8 bytes each.
@@ -275,10 +330,19 @@ impl EventIndex {
         if page.limit == 0 {
             return Ok(Vec::new());
         }
+        // Time ranges are checked here, block by block, rather than by a
+        // range scorer: a new one rescans its column from the segment's start.
+        let (Some(occurred), Some(received)) = (nanos_bounds(&filter.occurred), nanos_bounds(&filter.received)) else {
+            return Ok(Vec::new());
+        };
+        let untimed = Filter {
+            occurred: TimeRange::default(),
+            received: TimeRange::default(),
+            ..filter.clone()
+        };
         let searcher = self.reader.searcher();
-        let weight = self.weight(&searcher, filter)?;
+        let weight = self.weight(&searcher, &untimed)?;
         let segments = ledger_columns(&searcher)?;
-        let timed = filter.occurred != TimeRange::default() || filter.received != TimeRange::default();
         // Values a page may hold, from the cursor.
         let (lo, hi) = match (page.order, page.after) {
             (_, None) => (0, u64::MAX),
@@ -322,35 +386,76 @@ impl EventIndex {
             if done(&best, *r) {
                 break;
             }
+            let mut windows = Vec::new();
+            for (name, bounds) in [(OCCURRED, occurred), (RECEIVED, received)] {
+                if let Some((lo, hi)) = bounds {
+                    let column = reader.fast_fields().i64(name)?;
+                    windows.push(Window { name, column, lo, hi });
+                }
+            }
+            if !windows
+                .iter()
+                .all(|w| w.meets(Some((w.column.min_value(), w.column.max_value()))))
+            {
+                continue;
+            }
+            let alive = reader.alive_bitset();
             let scorer = weight.scorer(reader, 1.0)?;
             // Few matches: read them all. Many: visit blocks of documents
             // best first, so a page stops after the blocks it needs.
-            // A time range's scorer scans its column up to its first match
-            // each time one is made, so it reads everything in one pass.
-            // (Follow-up: per-block time summaries would let it skip blocks.)
             let matches = u128::from(scorer.size_hint());
-            if timed || matches * matches <= page.limit as u128 * u128::from(reader.max_doc()) / 2 {
-                drain(scorer, reader, column, 0, TERMINATED, |v| push(&mut best, v));
+            if matches * matches <= page.limit as u128 * u128::from(reader.max_doc()) / 2 {
+                drain(scorer, 0, TERMINATED, |doc| {
+                    if alive.is_none_or(|a| a.is_alive(doc)) && windows.iter().all(|w| w.holds(doc)) {
+                        if let Some(v) = column.first(doc) {
+                            push(&mut best, v);
+                        }
+                    }
+                });
                 continue;
             }
             let blocks = self.blocks(reader, column);
+            let times: Vec<&BlockRanges<i64>> = windows.iter().map(|w| blocks.times(w, reader)).collect();
             let mut visit: Vec<(u64, u32)> = (0u32..)
-                .zip(blocks.iter())
-                .filter_map(|(i, &(min, max))| reach(min, max).map(|r| (r, i)))
+                .zip(blocks.ledger.iter())
+                .filter(|&(i, _)| windows.iter().zip(&times).all(|(w, t)| w.meets(t[i as usize])))
+                .filter_map(|(i, range)| range.and_then(|(min, max)| reach(min, max)).map(|r| (r, i)))
                 .collect();
             visit.sort_unstable_by_key(|&(r, i)| (Reverse(r), i));
+            // Visits to neighbouring blocks share a scorer, in runs that
+            // double up to MAX_RUN blocks: each new scorer looks its terms up
+            // again, which costs more than a block when visits are many.
             let mut fresh = Some(scorer);
-            for (r, i) in visit {
+            let (mut run, mut k) = (1, 0);
+            while let Some(&(r, i)) = visit.get(k) {
                 if done(&best, r) {
                     break;
                 }
+                let (mut first, mut last, mut n) = (i, i, 1);
+                while n < run {
+                    match visit.get(k + n) {
+                        Some(&(_, j)) if j + 1 == first => first = j,
+                        Some(&(_, j)) if j == last + 1 => last = j,
+                        _ => break,
+                    }
+                    n += 1;
+                }
+                k += n;
+                run = (run * 2).min(MAX_RUN);
                 let scorer = match fresh.take() {
                     Some(s) => s,
                     None => weight.scorer(reader, 1.0)?,
                 };
-                let start = i * BLOCK;
-                drain(scorer, reader, column, start, start.saturating_add(BLOCK), |v| {
-                    push(&mut best, v)
+                let end = (last + 1).saturating_mul(BLOCK);
+                drain(scorer, first * BLOCK, end, |doc| {
+                    let b = (doc / BLOCK) as usize;
+                    // A block wholly inside a window needs no check per document.
+                    let inside = windows.iter().zip(&times).all(|(w, t)| w.covers(t[b]) || w.holds(doc));
+                    if inside && alive.is_none_or(|a| a.is_alive(doc)) {
+                        if let Some(v) = column.first(doc) {
+                            push(&mut best, v);
+                        }
+                    }
                 });
             }
         }
@@ -458,24 +563,19 @@ impl EventIndex {
         Ok(first)
     }
 
-    /// The ledger-index range of each block of `reader`'s documents. A merged
-    /// segment's documents are not in ledger order, but they come in long
-    /// ordered runs, so most blocks span a narrow range.
-    fn blocks(&self, reader: &SegmentReader, column: &Column<u64>) -> Arc<BlockRanges> {
+    /// The summaries of `reader`'s blocks. A merged segment's documents are
+    /// not in ledger order, but they come in long ordered runs, so most
+    /// blocks span a narrow range.
+    fn blocks(&self, reader: &SegmentReader, column: &Column<u64>) -> Arc<Blocks> {
         let id = reader.segment_id();
         if let Some(b) = self.blocks.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Arc::clone(b);
         }
-        let max_doc = reader.max_doc();
-        let blocks: Vec<(u64, u64)> = (0..max_doc)
-            .step_by(BLOCK as usize)
-            .map(|start| {
-                (start..max_doc.min(start.saturating_add(BLOCK)))
-                    .filter_map(|d| column.first(d))
-                    .fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)))
-            })
-            .collect();
-        let blocks = Arc::new(blocks);
+        let blocks = Arc::new(Blocks {
+            ledger: block_ranges(column, reader.max_doc()),
+            occurred: OnceLock::new(),
+            received: OnceLock::new(),
+        });
         let live: HashSet<SegmentId> = self
             .reader
             .searcher()
@@ -519,9 +619,18 @@ impl EventIndex {
                 if terms.is_empty() {
                     return Ok(Box::new(EmptyQuery));
                 }
-                all.push(Box::new(TermSetQuery::new(
-                    terms.iter().map(|t| Term::from_field_text(f.action, t)),
-                )));
+                // A union of term scorers seeks cheaply, so a page can visit
+                // a few blocks; a term set reads every posting up front, which
+                // only pays for very many terms.
+                if terms.len() <= GLOB_UNION_TERMS {
+                    all.push(Box::new(BooleanQuery::union(
+                        terms.iter().map(|t| term(f.action, t)).collect(),
+                    )));
+                } else {
+                    all.push(Box::new(TermSetQuery::new(
+                        terms.iter().map(|t| Term::from_field_text(f.action, t)),
+                    )));
+                }
             } else {
                 all.push(term(f.action, action));
             }
@@ -650,29 +759,55 @@ fn ledger_columns(searcher: &Searcher) -> Result<Vec<(&SegmentReader, Column<u64
     Ok(out)
 }
 
-/// Call `push` with the ledger index of every live document in
-/// `[start, end)` that `scorer` (not yet advanced) matches.
-fn drain(
-    mut scorer: Box<dyn Scorer>,
-    reader: &SegmentReader,
-    column: &Column<u64>,
-    start: DocId,
-    end: DocId,
-    mut push: impl FnMut(u64),
-) {
-    let alive = reader.alive_bitset();
+/// Call `visit` with every document in `[start, end)` that `scorer` (not
+/// yet advanced) matches.
+fn drain(mut scorer: Box<dyn Scorer>, start: DocId, end: DocId, mut visit: impl FnMut(DocId)) {
     let mut doc = scorer.doc();
     if doc < start {
         doc = scorer.seek(start);
     }
     while doc < end {
-        if alive.is_none_or(|a| a.is_alive(doc)) {
-            if let Some(v) = column.first(doc) {
-                push(v);
-            }
-        }
+        visit(doc);
         doc = scorer.advance();
     }
+}
+
+/// The least and greatest value of `column` in each [`BLOCK`] of a
+/// segment's `max_doc` documents.
+fn block_ranges<T>(column: &Column<T>, max_doc: DocId) -> BlockRanges<T>
+where
+    T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static,
+{
+    let mut docs: Vec<DocId> = Vec::with_capacity(BLOCK as usize);
+    let mut values: Vec<Option<T>> = Vec::with_capacity(BLOCK as usize);
+    (0..max_doc)
+        .step_by(BLOCK as usize)
+        .map(|start| {
+            docs.clear();
+            docs.extend(start..max_doc.min(start.saturating_add(BLOCK)));
+            values.clear();
+            values.resize(docs.len(), None);
+            column.first_vals(&docs, &mut values);
+            values.iter().flatten().fold(None, |range, &v| match range {
+                None => Some((v, v)),
+                Some((min, max)) => Some((if v < min { v } else { min }, if v > max { v } else { max })),
+            })
+        })
+        .collect()
+}
+
+/// Inclusive bounds in nanoseconds of a time range, as the index stores
+/// times: `Some(None)` sets no condition, `None` matches nothing.
+fn nanos_bounds(range: &TimeRange) -> Option<Option<(i64, i64)>> {
+    if *range == TimeRange::default() {
+        return Some(None);
+    }
+    let lo = range.since.map_or(i64::MIN, schema::nanos);
+    let hi = match range.until {
+        None => i64::MAX,
+        Some(u) => schema::nanos(u).checked_sub(1)?,
+    };
+    (lo <= hi).then_some(Some((lo, hi)))
 }
 
 /// Call `push` with the ledger index of every live document of `reader`

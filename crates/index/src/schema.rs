@@ -26,6 +26,7 @@ pub(crate) const ACTION: &str = "action";
 pub(crate) const ACTOR: &str = "actor";
 pub(crate) const OUTCOME: &str = "outcome";
 pub(crate) const OCCURRED: &str = "occurred";
+pub(crate) const RECEIVED: &str = "received";
 pub(crate) const DURATION: &str = "duration";
 
 /// The term the `flag` field carries for a failure (see [`crate::Filter::failures`]).
@@ -89,7 +90,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         outcome: b.add_u64_field(OUTCOME, fast.clone()),
         severity: b.add_u64_field("severity", fast.clone()),
         occurred: b.add_i64_field(OCCURRED, fast.clone()),
-        received: b.add_i64_field("received", fast.clone()),
+        received: b.add_i64_field(RECEIVED, fast.clone()),
         duration: b.add_f64_field(DURATION, fast),
         text: b.add_text_field("text", words),
     };

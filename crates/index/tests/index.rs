@@ -161,6 +161,10 @@ fn expected(entries: &[Option<Event>], f: &Filter) -> Vec<u64> {
 /// against a filter that silently matches (almost) nothing.
 fn check(filter: Filter, min: usize) {
     let Fixture { index, entries, .. } = fixture();
+    check_on(index, entries, filter, min);
+}
+
+fn check_on(index: &EventIndex, entries: &[Option<Event>], filter: Filter, min: usize) {
     let want = expected(entries, &filter);
     assert!(
         want.len() >= min,
@@ -481,6 +485,89 @@ fn time_ranges_and_their_edges() {
         },
         0,
     );
+}
+
+/// Pages of a time range in a segment of many blocks, where the page
+/// executor skips blocks by their time summaries and checks the rest per
+/// document (late events make neighbouring blocks' times overlap).
+#[test]
+fn time_ranges_across_blocks_of_one_large_segment() {
+    let entries = entries(3, 12_000);
+    let dir = tempfile::tempdir().unwrap();
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        index.add(i as u64, e.as_ref()).unwrap();
+        if i == 11_000 {
+            index.commit().unwrap();
+        }
+    }
+    index.commit().unwrap();
+    let events: Vec<&Event> = entries.iter().flatten().collect();
+    let range = |since: &Event, until: &Event| TimeRange {
+        since: Some(since.occurred_at),
+        until: Some(until.occurred_at),
+    };
+    let received = |since: &Event, until: &Event| TimeRange {
+        since: Some(since.received_at),
+        until: Some(until.received_at),
+    };
+    let cases = [
+        (
+            Filter {
+                occurred: range(events[3000], events[7000]),
+                ..f()
+            },
+            3000,
+        ),
+        (
+            Filter {
+                occurred: range(events[5100], events[5130]),
+                ..f()
+            },
+            20,
+        ),
+        (
+            Filter {
+                action: Some("lead.*".into()),
+                occurred: range(events[1000], events[9000]),
+                ..f()
+            },
+            300,
+        ),
+        (
+            Filter {
+                action: Some("*.viewed".into()),
+                occurred: TimeRange {
+                    since: Some(events[2000].occurred_at),
+                    until: None,
+                },
+                received: received(events[100], events[10_500]),
+                ..f()
+            },
+            300,
+        ),
+        (
+            Filter {
+                received: received(events[8000], events[11_500]),
+                ..f()
+            },
+            3000,
+        ),
+        (
+            Filter {
+                failures: true,
+                occurred: TimeRange {
+                    since: None,
+                    until: Some(events[6000].occurred_at),
+                },
+                ..f()
+            },
+            100,
+        ),
+    ];
+    for (filter, min) in cases {
+        check_on(&index, &entries, filter, min);
+    }
 }
 
 #[test]
