@@ -12,7 +12,9 @@
 //! Knobs: `SEALTRAIL_BENCH_EVENTS` (default 1,000,000),
 //! `SEALTRAIL_BENCH_QUERIES` per kind (default 200),
 //! `SEALTRAIL_BENCH_THREADS` and `SEALTRAIL_BENCH_WRITER_MB` (tantivy
-//! writer; default [`IndexOptions::default`]), `SEALTRAIL_BENCH_SQLITE=0`
+//! writer; default [`IndexOptions::default`]), `SEALTRAIL_BENCH_COMMIT_EVERY`
+//! (commit after every this many events, as a trail's indexer does every
+//! half second; default 0, once at the end), `SEALTRAIL_BENCH_SQLITE=0`
 //! to skip SQLite. Progress goes to stderr, the table to stdout.
 #![allow(clippy::unwrap_used)]
 
@@ -37,6 +39,9 @@ enum Query {
     Actor(String),
     Target(String, String),
     ActionTime(String, Timestamp, Timestamp),
+    /// As the events bench asks: a namespace glob (`lead.*`) three times in
+    /// four, else an exact action, in a window of 1 to 48 hours.
+    GlobTime(String, Timestamp, Timestamp),
     Text(String),
 }
 
@@ -46,6 +51,7 @@ impl Query {
             Query::Actor(_) => "actor",
             Query::Target(..) => "target",
             Query::ActionTime(..) => "action + time range",
+            Query::GlobTime(..) => "action glob + 1-48 h",
             Query::Text(_) => "full text (1 word)",
         }
     }
@@ -61,7 +67,7 @@ impl Query {
                 target_id: Some(i.clone()),
                 ..Filter::default()
             },
-            Query::ActionTime(a, s, u) => Filter {
+            Query::ActionTime(a, s, u) | Query::GlobTime(a, s, u) => Filter {
                 action: Some(a.clone()),
                 occurred: TimeRange {
                     since: Some(*s),
@@ -101,6 +107,19 @@ fn queries(events: &[Event], per_kind: usize) -> Vec<Query> {
         let since = Timestamp::from_second(since).unwrap();
         let until = Timestamp::from_second(since.as_second() + span / 6).unwrap();
         out.push(Query::ActionTime(e.action.clone(), since, until));
+    }
+    for _ in 0..per_kind {
+        let e = &events[rng.index(events.len())];
+        let glob = if rng.index(4) == 0 {
+            e.action.clone()
+        } else {
+            format!("{}.*", e.action.split('.').next().unwrap_or(&e.action))
+        };
+        let window_us = (3600 + rng.index(47 * 3600)) as i64 * 1_000_000;
+        let until_us = e.occurred_at.as_microsecond() + (rng.index(1000) as i64 * window_us / 1000);
+        let since = Timestamp::from_microsecond(until_us - window_us).unwrap();
+        let until = Timestamp::from_microsecond(until_us).unwrap();
+        out.push(Query::GlobTime(glob, since, until));
     }
     while out.iter().filter(|q| matches!(q, Query::Text(_))).count() < per_kind {
         if let Some(m) = &events[rng.index(events.len())].message {
@@ -249,6 +268,11 @@ fn sqlite_query(db: &Connection, q: &Query) -> Vec<u64> {
              ORDER BY ledger DESC LIMIT 100",
             &[a, &ns(s), &ns(u)],
         ),
+        Query::GlobTime(a, s, u) => rows(
+            "SELECT ledger FROM events WHERE action GLOB ?1 AND occurred >= ?2 AND occurred < ?3
+             ORDER BY ledger DESC LIMIT 100",
+            &[a, &ns(s), &ns(u)],
+        ),
         Query::Text(w) => rows(
             "SELECT rowid FROM words WHERE words MATCH ?1 ORDER BY rowid DESC LIMIT 100",
             &[&format!("\"{w}\"")],
@@ -291,6 +315,7 @@ fn main() {
         writer_memory: knob("SEALTRAIL_BENCH_WRITER_MB", defaults.writer_memory >> 20) << 20,
     };
     let with_sqlite = knob("SEALTRAIL_BENCH_SQLITE", 1) != 0;
+    let commit_every = knob("SEALTRAIL_BENCH_COMMIT_EVERY", 0);
     let tmp = tempfile::tempdir().unwrap();
 
     eprintln!("generating {n} events");
@@ -328,6 +353,9 @@ fn main() {
     let index = EventIndex::open(&dir, opts).unwrap();
     for (i, e) in events.iter().enumerate() {
         index.add(i as u64, Some(e)).unwrap();
+        if commit_every > 0 && i % commit_every == commit_every - 1 {
+            index.commit().unwrap();
+        }
     }
     let adds = t.elapsed();
     index.commit().unwrap();
@@ -361,9 +389,10 @@ fn main() {
         bytes as f64 / n as f64
     );
     println!(
-        "tantivy writer: {} thread(s), {} MiB\n",
+        "tantivy writer: {} thread(s), {} MiB, commit every {} events\n",
         opts.threads,
-        opts.writer_memory >> 20
+        opts.writer_memory >> 20,
+        if commit_every == 0 { n } else { commit_every }
     );
     let us = |cpu: f64| cpu * 1e6 / n as f64;
     println!("| load | events/s (wall) | CPU µs/event (all threads) | CPU ratio to serde_json parse | on disk (MB) |");
@@ -396,7 +425,13 @@ fn main() {
     println!();
     println!("| query ({per_kind} each) | tantivy p50 ms | tantivy p99 ms | SQLite p50 ms | SQLite p99 ms | mean hits | answers differ |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for kind in ["actor", "target", "action + time range", "full text (1 word)"] {
+    for kind in [
+        "actor",
+        "target",
+        "action + time range",
+        "action glob + 1-48 h",
+        "full text (1 word)",
+    ] {
         let (mut tt, mut st) = (Vec::new(), Vec::new());
         let (mut hits, mut differ) = (0, 0);
         for q in qs.iter().filter(|q| q.kind() == kind) {
