@@ -91,6 +91,7 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
         .routes(routes!(api::admin::list_keys, api::admin::create_key))
         .routes(routes!(api::admin::revoke_key))
         .routes(routes!(api::admin::system_health))
+        .routes(routes!(tiles::checkpoint))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics_text))
@@ -119,7 +120,6 @@ pub fn router(app: Arc<App>) -> Router {
     let _ = ops::prometheus();
     let (api_routes, doc) = api();
     api_routes
-        .route("/logs/{log}/checkpoint", get(tiles::checkpoint))
         .route("/logs/{log}/tile/{*rest}", get(tiles::tile))
         // Serves the document at OPENAPI_PATH and the bundled (offline) UI.
         .merge(SwaggerUi::new("/api/docs").url(OPENAPI_PATH, doc))

@@ -47,7 +47,18 @@ fn visible(app: &App, caller: &Caller, log: &str) -> Result<Arc<Trail>, Problem>
     app.trail(log)
 }
 
-/// The log's latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+/// The log's latest signed checkpoint (C2SP tlog-checkpoint in a signed
+/// note). Its tiles follow at `/logs/{log}/tile/…` (C2SP tlog-tiles).
+#[utoipa::path(
+    get, path = "/logs/{log}/checkpoint", tag = "proofs",
+    params(LogPath),
+    responses(
+        (status = 200, description = "C2SP signed note", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("api_key" = []))
+)]
 pub async fn checkpoint(
     State(app): State<Arc<App>>,
     Auth(caller): Auth,
