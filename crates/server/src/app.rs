@@ -44,7 +44,7 @@ impl Caller {
     }
 
     /// The `actor` of the system events this caller causes.
-    fn actor(&self) -> Value {
+    pub fn actor(&self) -> Value {
         match self {
             Caller::Key(k) => json!({"id": format!("key:{}", k.id), "type": "service", "name": k.name}),
             Caller::Anonymous => json!({"id": "anonymous", "type": "user"}),

@@ -11,7 +11,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::blocking;
-use crate::app::{key_event, now_text, App, Caller};
+use crate::app::{key_event, now_text, App};
 use crate::extract::{Auth, JsonBody, PathArgs};
 use crate::meta::{ApiKey, MetaError, Scope, SYSTEM_LOG};
 use crate::problem::{ApiResult, Problem};
@@ -190,7 +190,7 @@ pub async fn create_key(State(app): State<Arc<App>>, Auth(caller): Auth, body: J
         let (key, secret) = app
             .meta
             .create_key(new.scope, new.tenant.as_deref(), &new.name, &now_text(), |k| {
-                key_event(actor_of(&caller), "api_key.created", k)
+                key_event(caller.actor(), "api_key.created", k)
             })
             .map_err(|e| Problem::internal(e.to_string()))?;
         app.drain_outbox()?;
@@ -225,7 +225,7 @@ pub async fn revoke_key(
     blocking(move || {
         let key = app
             .meta
-            .revoke_key(&id, &now_text(), |k| key_event(actor_of(&caller), "api_key.revoked", k))
+            .revoke_key(&id, &now_text(), |k| key_event(caller.actor(), "api_key.revoked", k))
             .map_err(|e| match e {
                 MetaError::NoSuchKey(_) => Problem::not_found(e.to_string()),
                 other => Problem::internal(other.to_string()),
@@ -235,13 +235,6 @@ pub async fn revoke_key(
         Ok(Json(key))
     })
     .await
-}
-
-fn actor_of(caller: &Caller) -> serde_json::Value {
-    match caller.key() {
-        Some(k) => json!({"id": format!("key:{}", k.id), "type": "service", "name": k.name}),
-        None => json!({"id": "anonymous", "type": "user"}),
-    }
 }
 
 /// CPU, memory and the data directory's disk, each healthy, warning or critical.

@@ -275,9 +275,24 @@ pub async fn list_events(
     Params(q): Params<EventQuery>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<EventPage>> {
+    list(app, caller, log, q, raw, "events", |_| {}).await
+}
+
+/// One page of events (newest first unless asked otherwise) matching `q`
+/// and what `narrow` adds, recorded as a read through `route`.
+async fn list(
+    app: Arc<App>,
+    caller: Caller,
+    log: String,
+    q: EventQuery,
+    raw: Option<String>,
+    route: &'static str,
+    narrow: fn(&mut Filter),
+) -> ApiResult<Json<EventPage>> {
     blocking(move || {
         let trail = readable(&app, &caller, &log)?;
-        let filter = q.filter(&caller, Timestamp::now())?;
+        let mut filter = q.filter(&caller, Timestamp::now())?;
+        narrow(&mut filter);
         let page = q.page(app.config.limits.max_page, Order::NewestFirst)?;
         let found = trail.query(&filter, &page).map_err(trail_problem)?;
         let out = page_of(&trail, found, &page, q.proofs.unwrap_or(false))?;
@@ -285,7 +300,7 @@ pub async fn list_events(
             &caller,
             "trail.queried",
             &log,
-            details("events", &raw, out.events.len() as u64),
+            details(route, &raw, out.events.len() as u64),
         )?;
         Ok(Json(out))
     })
@@ -310,22 +325,7 @@ pub async fn list_errors(
     Params(q): Params<EventQuery>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<EventPage>> {
-    blocking(move || {
-        let trail = readable(&app, &caller, &log)?;
-        let mut filter = q.filter(&caller, Timestamp::now())?;
-        filter.failures = true;
-        let page = q.page(app.config.limits.max_page, Order::NewestFirst)?;
-        let found = trail.query(&filter, &page).map_err(trail_problem)?;
-        let out = page_of(&trail, found, &page, q.proofs.unwrap_or(false))?;
-        app.record(
-            &caller,
-            "trail.queried",
-            &log,
-            details("errors", &raw, out.events.len() as u64),
-        )?;
-        Ok(Json(out))
-    })
-    .await
+    list(app, caller, log, q, raw, "errors", |f| f.failures = true).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
