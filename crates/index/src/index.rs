@@ -113,8 +113,8 @@ struct Writer {
     /// The ledger index `add` expects next.
     pending: u64,
     poisoned: bool,
-    /// Scratch for the free-text field.
-    text: String,
+    /// Scratch for building documents.
+    scratch: schema::Scratch,
 }
 
 /// Documents per block of a segment's ledger-index summary (see
@@ -248,7 +248,7 @@ impl EventIndex {
                 tantivy,
                 pending: committed,
                 poisoned: false,
-                text: String::new(),
+                scratch: schema::Scratch::default(),
             }),
             committed: AtomicU64::new(committed),
             blocks: Mutex::new(HashMap::new()),
@@ -293,7 +293,7 @@ impl EventIndex {
         }
         if let Some(event) = event {
             let w = &mut *w;
-            let doc = schema::document(&self.fields, index, event, &mut w.text);
+            let doc = schema::document(&self.fields, index, event, &mut w.scratch);
             if let Err(e) = w.tantivy.add_document(doc) {
                 w.poisoned = true;
                 return Err(e.into());
@@ -641,7 +641,17 @@ impl EventIndex {
         match (&filter.target_type, &filter.target_id) {
             (Some(kind), Some(id)) => all.push(term(f.target, &schema::target_term(kind, id))),
             (Some(kind), None) => all.push(term(f.target_type, kind)),
-            (None, Some(id)) => all.push(term(f.target_id, id)),
+            (None, Some(id)) => {
+                // Ids are indexed only in (type, id) pairs: ask every type.
+                let pairs: Vec<Box<dyn Query>> = all_terms(searcher, f.target_type)?
+                    .iter()
+                    .map(|kind| term(f.target, &schema::target_term(kind, id)))
+                    .collect();
+                if pairs.is_empty() {
+                    return Ok(Box::new(EmptyQuery));
+                }
+                all.push(Box::new(BooleanQuery::union(pairs)));
+            }
             (None, None) => {}
         }
         for (field, value) in [
@@ -742,6 +752,21 @@ fn matching_terms(searcher: &Searcher, field: Field, pattern: &str) -> Result<BT
                 if glob_match(pattern, s) {
                     found.insert(s.to_string());
                 }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Every term of `field` in any segment.
+fn all_terms(searcher: &Searcher, field: Field) -> Result<BTreeSet<String>, IndexError> {
+    let mut found = BTreeSet::new();
+    for reader in searcher.segment_readers() {
+        let inverted = reader.inverted_index(field)?;
+        let mut terms = inverted.terms().stream().map_err(TantivyError::from)?;
+        while terms.advance() {
+            if let Ok(s) = std::str::from_utf8(terms.key()) {
+                found.insert(s.to_string());
             }
         }
     }

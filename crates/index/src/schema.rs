@@ -39,7 +39,6 @@ pub(crate) struct Fields {
     pub action: Field,
     pub actor: Field,
     pub target_type: Field,
-    pub target_id: Field,
     /// One term per target, its type and id together ([`target_term`]).
     pub target: Field,
     pub tenant: Field,
@@ -78,7 +77,6 @@ pub(crate) fn build() -> (Schema, Fields) {
         action: b.add_text_field(ACTION, keyword_fast.clone()),
         actor: b.add_text_field(ACTOR, keyword_fast),
         target_type: b.add_text_field("target_type", keyword.clone()),
-        target_id: b.add_text_field("target_id", keyword.clone()),
         target: b.add_text_field("target", keyword.clone()),
         tenant: b.add_text_field("tenant", keyword.clone()),
         workflow: b.add_text_field("workflow", keyword.clone()),
@@ -106,7 +104,14 @@ pub(crate) fn words_analyzer() -> TextAnalyzer {
 /// The term of one target: type and id together, the type length-prefixed
 /// so that no two (type, id) pairs share a term.
 pub(crate) fn target_term(kind: &str, id: &str) -> String {
-    format!("{}:{kind}{id}", kind.len())
+    let mut term = String::new();
+    push_target_term(&mut term, kind, id);
+    term
+}
+
+fn push_target_term(term: &mut String, kind: &str, id: &str) {
+    use std::fmt::Write as _;
+    let _ = write!(term, "{}:{kind}{id}", kind.len());
 }
 
 /// Nanoseconds since the Unix epoch, saturated to the span an `i64` holds
@@ -132,19 +137,29 @@ pub(crate) fn is_failure(e: &Event) -> bool {
         || e.error.is_some()
 }
 
-/// The document for ledger entry `index` holding `e`. `text` is a scratch
-/// buffer reused between calls.
-pub(crate) fn document(f: &Fields, index: u64, e: &Event, text: &mut String) -> TantivyDocument {
+/// Scratch buffers reused between documents.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    text: String,
+    term: String,
+}
+
+/// The document for ledger entry `index` holding `e`.
+pub(crate) fn document(f: &Fields, index: u64, e: &Event, scratch: &mut Scratch) -> TantivyDocument {
+    use std::fmt::Write as _;
     let mut d = TantivyDocument::new();
     d.add_u64(f.ledger, index);
     d.add_text(f.action, &e.action);
     if let Some(actor) = &e.actor {
         d.add_text(f.actor, &actor.id);
     }
+    // A target id alone is found through its pairs with every known type,
+    // so it needs no term of its own.
     for t in e.targets.iter().flatten() {
         d.add_text(f.target_type, &t.kind);
-        d.add_text(f.target_id, &t.id);
-        d.add_text(f.target, target_term(&t.kind, &t.id));
+        scratch.term.clear();
+        push_target_term(&mut scratch.term, &t.kind, &t.id);
+        d.add_text(f.target, scratch.term.as_str());
     }
     if let Some(tenant) = &e.tenant {
         d.add_text(f.tenant, tenant);
@@ -159,7 +174,9 @@ pub(crate) fn document(f: &Fields, index: u64, e: &Event, text: &mut String) -> 
     }
     if let Some(context) = &e.context {
         if let Some(ip) = context.ip {
-            d.add_text(f.ip, ip.to_string());
+            scratch.term.clear();
+            let _ = write!(scratch.term, "{ip}");
+            d.add_text(f.ip, scratch.term.as_str());
         }
         if let Some(s) = &context.session_id {
             d.add_text(f.session, s);
@@ -181,6 +198,7 @@ pub(crate) fn document(f: &Fields, index: u64, e: &Event, text: &mut String) -> 
         d.add_f64(f.duration, ms);
     }
 
+    let text = &mut scratch.text;
     text.clear();
     let mut push = |s: &str| {
         text.push_str(s);
