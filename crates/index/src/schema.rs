@@ -16,7 +16,7 @@ use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, RAW_TOKENIZE
 use tantivy::TantivyDocument;
 
 /// Bumped whenever documents or their meaning change.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// The analyzer of the free-text field: cut at non-alphanumerics, lowercase.
 pub(crate) const WORDS: &str = "sealtrail_words";

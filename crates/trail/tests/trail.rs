@@ -408,8 +408,8 @@ fn an_index_of_another_history_is_rebuilt_on_open() {
     drop(trail);
     let meta = index_dir.join("meta.json");
     let text = std::fs::read_to_string(&meta).unwrap();
-    assert!(text.contains("sealtrail-index v1 watermark 1"), "{text}");
-    std::fs::write(&meta, text.replace("sealtrail-index v1 watermark 1", "something else")).unwrap();
+    assert!(text.contains("sealtrail-index v2 watermark 1"), "{text}");
+    std::fs::write(&meta, text.replace("sealtrail-index v2 watermark 1", "something else")).unwrap();
     let trail = open(&env);
     assert_eq!(trail.indexed(), 1);
     assert_eq!(all(&trail), vec![0]);
