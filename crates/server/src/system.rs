@@ -89,6 +89,17 @@ impl SystemMonitor {
 
     /// Why writes must stop, if the data directory's disk is critically full.
     pub fn disk_critical(&self) -> Option<String> {
+        // Asked on every write: look before copying the snapshot.
+        let critical = self
+            .shared
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|h| h.disk.status == Level::Critical);
+        if !critical {
+            return None;
+        }
         let h = self.health();
         (h.disk.status == Level::Critical).then(|| {
             format!(

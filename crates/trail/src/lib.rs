@@ -384,8 +384,14 @@ fn prepare_all(inputs: &[&[u8]], random: &[u8], received_at: Timestamp) -> Vec<P
             })
             .collect()
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if inputs.len() < PARALLEL_BATCH || threads < 2 {
+    if inputs.len() < PARALLEL_BATCH {
+        return prepare(inputs, random);
+    }
+    // Asked once: on Linux the answer reads cgroup files, a cost that showed
+    // in every single-event ingest when it was asked per call.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads < 2 {
         return prepare(inputs, random);
     }
     let chunk = inputs.len().div_ceil(threads);
