@@ -318,7 +318,10 @@ fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let threads = ingest_until(&server.base, &ingest, &stop, &acked);
     let started = Instant::now();
     while acked.lock().unwrap().len() < 500 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the server acknowledged too little");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server acknowledged too little"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let (code, stderr) = server.terminate();
