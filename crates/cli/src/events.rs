@@ -11,6 +11,7 @@ use sealtrail_event::{Outcome, Severity, Timestamp};
 use sealtrail_export::{EventWriter, Format, Row};
 use sealtrail_ledger::DataDir;
 use sealtrail_merkle::{leaf_hash, open_checkpoint, verify_inclusion};
+use sealtrail_trail::target::parse_target;
 use sealtrail_trail::when::parse_time;
 use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail, TrailOptions};
 
@@ -83,10 +84,9 @@ impl FilterArgs {
         };
         let (target_type, target_id) = match self.target.as_deref() {
             None => (None, None),
-            Some(t) => match t.split_once(':') {
-                Some((ty, id)) if !ty.is_empty() && !id.is_empty() => (Some(ty.to_owned()), Some(id.to_owned())),
-                None if !t.is_empty() => (Some(t.to_owned()), None),
-                _ => bail!("--target {t:?}: use TYPE:ID (e.g. lead:LEAD-001) or TYPE"),
+            Some(t) => match parse_target(t) {
+                Ok((kind, id)) => (Some(kind), id),
+                Err(e) => bail!("--target {e}"),
             },
         };
         Ok(Filter {

@@ -21,6 +21,7 @@
 //! its watermark never passes an entry it has not indexed.
 
 pub mod jsonl;
+pub mod target;
 pub mod when;
 
 mod indexer;

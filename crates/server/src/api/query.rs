@@ -14,6 +14,7 @@ use axum::Json;
 use sealtrail_event::{Outcome, Severity, Timestamp, Ulid};
 use sealtrail_export::{EventWriter, Format, Row};
 use sealtrail_merkle::leaf_hash;
+use sealtrail_trail::target::parse_target;
 use sealtrail_trail::when::parse_time;
 use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail};
 use serde::{Deserialize, Serialize};
@@ -96,16 +97,9 @@ impl EventQuery {
         };
         let (target_type, target_id) = match self.target.as_deref() {
             None => (None, None),
-            Some(t) => match t.split_once(':') {
-                Some((ty, id)) if !ty.is_empty() && !id.is_empty() => (Some(ty.to_owned()), Some(id.to_owned())),
-                None if !t.is_empty() => (Some(t.to_owned()), None),
-                _ => {
-                    return Err(invalid(
-                        "target",
-                        format!("{t:?}: use TYPE:ID (e.g. lead:LEAD-001) or TYPE"),
-                    ))
-                }
-            },
+            Some(t) => parse_target(t)
+                .map(|(kind, id)| (Some(kind), id))
+                .map_err(|e| invalid("target", e))?,
         };
         let outcome = self
             .outcome
