@@ -29,6 +29,18 @@ pub struct LogSummary {
     pub indexed: u64,
 }
 
+impl LogSummary {
+    fn of(name: &str, trail: &sealtrail_trail::Trail) -> LogSummary {
+        LogSummary {
+            name: name.to_string(),
+            origin: trail.log().origin().to_string(),
+            verifier_key: trail.log().verifier().to_string(),
+            size: trail.log().size(),
+            indexed: trail.indexed(),
+        }
+    }
+}
+
 /// Every log the caller may read.
 #[utoipa::path(
     get, path = "/api/v1/logs", tag = "logs",
@@ -52,13 +64,7 @@ pub async fn list_logs(State(app): State<Arc<App>>, Auth(caller): Auth) -> ApiRe
                 continue;
             }
             let trail = app.trail(&info.name)?;
-            out.push(LogSummary {
-                origin: trail.log().origin().to_string(),
-                verifier_key: info.verifier.to_string(),
-                size: trail.log().size(),
-                indexed: trail.indexed(),
-                name: info.name,
-            });
+            out.push(LogSummary::of(&info.name, &trail));
         }
         Ok(Json(out))
     })
@@ -99,14 +105,7 @@ pub async fn create_log(State(app): State<Arc<App>>, Auth(caller): Auth, body: J
         }
         let trail = app.open_or_create(&new.name)?;
         app.record(&caller, "log.created", &new.name, json!({}))?;
-        let summary = LogSummary {
-            name: new.name.clone(),
-            origin: trail.log().origin().to_string(),
-            verifier_key: trail.log().verifier().to_string(),
-            size: trail.log().size(),
-            indexed: trail.indexed(),
-        };
-        Ok((StatusCode::CREATED, Json(summary)).into_response())
+        Ok((StatusCode::CREATED, Json(LogSummary::of(&new.name, &trail))).into_response())
     })
     .await
 }
