@@ -3,7 +3,7 @@
 //! (any target of that type).
 
 /// The type and, if given, the id of `spec`. The error completes
-/// "<parameter>: …".
+/// "`<parameter>: …`".
 pub fn parse_target(spec: &str) -> Result<(String, Option<String>), String> {
     match spec.split_once(':') {
         Some((kind, id)) if !kind.is_empty() && !id.is_empty() => Ok((kind.to_owned(), Some(id.to_owned()))),
