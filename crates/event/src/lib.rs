@@ -27,11 +27,13 @@ mod fast;
 pub mod id;
 pub mod jcs;
 pub mod json;
+pub mod glob;
 pub mod limits;
 pub mod timestamp;
 pub mod validate;
 
 pub use entry::{canonical_entry, parse_entry, EntryError};
+pub use glob::glob_match;
 pub use event::{
     Actor, ActorType, Changes, Context, Crud, Event, Failure, Impersonator, Outcome, Severity, Source, Target,
 };

@@ -1,0 +1,690 @@
+//! What an operator writes: rules, channels and silences, as they appear
+//! in the config file (TOML), the API (JSON) and the metadata database
+//! (JSON text). One serde shape for all three, so a rule exported from the
+//! API can be pasted into the config unchanged (docs/alerts.md).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use sealtrail_event::{Event, Outcome, Severity};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A length of time written as a number and a unit: `30s`, `5m`, `2h`,
+/// `7d`, `1w`. Held in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span(pub i64);
+
+impl Span {
+    pub const fn seconds(s: i64) -> Span {
+        Span(s * 1000)
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn parse(text: &str) -> Result<Span, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: i64 = digits
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration: write a number and a unit, e.g. 30s, 5m, 2h, 7d, 1w"))?;
+        let unit_ms: i64 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s, m, h, d or w)")),
+        };
+        n.checked_mul(unit_ms)
+            .filter(|ms| *ms > 0)
+            .map(Span)
+            .ok_or_else(|| format!("{text:?}: a duration must be above zero and below 290 million years"))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, ms) in [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+            if self.0 % ms == 0 {
+                return write!(f, "{}{unit}", self.0 / ms);
+            }
+        }
+        write!(f, "{}ms", self.0)
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(d)?;
+        Span::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An event field a rule can group by, count distinct values of, or watch
+/// for new values: a fixed set of paths plus `details.<key>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Field {
+    Tenant,
+    Action,
+    Category,
+    Outcome,
+    Severity,
+    ActorId,
+    ActorType,
+    ActorName,
+    ActorEmail,
+    /// Of the first target.
+    TargetType,
+    /// Of the first target.
+    TargetId,
+    SourceService,
+    SourceEnvironment,
+    SourceHost,
+    SourceWorkflow,
+    ContextIp,
+    ContextUserAgent,
+    ContextSessionId,
+    ContextLocation,
+    ErrorType,
+    /// A top-level key of `details`; strings as they are, other JSON
+    /// values as their JSON text.
+    Details(String),
+}
+
+const FIELDS: &[(&str, Field)] = &[
+    ("tenant", Field::Tenant),
+    ("action", Field::Action),
+    ("category", Field::Category),
+    ("outcome", Field::Outcome),
+    ("severity", Field::Severity),
+    ("actor.id", Field::ActorId),
+    ("actor.type", Field::ActorType),
+    ("actor.name", Field::ActorName),
+    ("actor.email", Field::ActorEmail),
+    ("target.type", Field::TargetType),
+    ("target.id", Field::TargetId),
+    ("source.service", Field::SourceService),
+    ("source.environment", Field::SourceEnvironment),
+    ("source.host", Field::SourceHost),
+    ("source.workflow", Field::SourceWorkflow),
+    ("context.ip", Field::ContextIp),
+    ("context.user_agent", Field::ContextUserAgent),
+    ("context.session_id", Field::ContextSessionId),
+    ("context.location", Field::ContextLocation),
+    ("error.type", Field::ErrorType),
+];
+
+impl Field {
+    pub fn parse(path: &str) -> Result<Field, String> {
+        if let Some(key) = path.strip_prefix("details.") {
+            if key.is_empty() {
+                return Err("details. needs a key after the dot".into());
+            }
+            return Ok(Field::Details(key.to_string()));
+        }
+        FIELDS
+            .iter()
+            .find(|(name, _)| *name == path)
+            .map(|(_, f)| f.clone())
+            .ok_or_else(|| {
+                let names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+                format!("unknown field {path:?}; use one of {} or details.<key>", names.join(", "))
+            })
+    }
+
+    pub fn path(&self) -> Cow<'static, str> {
+        match self {
+            Field::Details(key) => Cow::Owned(format!("details.{key}")),
+            other => Cow::Borrowed(FIELDS.iter().find(|(_, f)| f == other).map(|(n, _)| *n).unwrap_or("?")),
+        }
+    }
+
+    /// The field's value in `event`, if it has one.
+    pub fn value<'e>(&self, event: &'e Event) -> Option<Cow<'e, str>> {
+        let b = |s: &'e Option<String>| s.as_deref().map(Cow::Borrowed);
+        match self {
+            Field::Tenant => b(&event.tenant),
+            Field::Action => Some(Cow::Borrowed(&event.action)),
+            Field::Category => b(&event.category),
+            Field::Outcome => event.outcome.map(|o| Cow::Borrowed(o.as_str())),
+            Field::Severity => Some(Cow::Borrowed(event.severity.as_str())),
+            Field::ActorId => event.actor.as_ref().map(|a| Cow::Borrowed(a.id.as_str())),
+            Field::ActorType => event.actor.as_ref()?.kind.map(|k| Cow::Borrowed(k.as_str())),
+            Field::ActorName => b(&event.actor.as_ref()?.name),
+            Field::ActorEmail => b(&event.actor.as_ref()?.email),
+            Field::TargetType => event.targets.as_ref()?.first().map(|t| Cow::Borrowed(t.kind.as_str())),
+            Field::TargetId => event.targets.as_ref()?.first().map(|t| Cow::Borrowed(t.id.as_str())),
+            Field::SourceService => b(&event.source.as_ref()?.service),
+            Field::SourceEnvironment => b(&event.source.as_ref()?.environment),
+            Field::SourceHost => b(&event.source.as_ref()?.host),
+            Field::SourceWorkflow => b(&event.source.as_ref()?.workflow),
+            Field::ContextIp => event.context.as_ref()?.ip.map(|ip| Cow::Owned(ip.to_string())),
+            Field::ContextUserAgent => b(&event.context.as_ref()?.user_agent),
+            Field::ContextSessionId => b(&event.context.as_ref()?.session_id),
+            Field::ContextLocation => b(&event.context.as_ref()?.location),
+            Field::ErrorType => b(&event.error.as_ref()?.kind),
+            Field::Details(key) => match event.details.as_ref()?.get(key)? {
+                serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+                serde_json::Value::Null => None,
+                other => Some(Cow::Owned(other.to_string())),
+            },
+        }
+    }
+}
+
+impl Serialize for Field {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.path())
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        let text = String::deserialize(d)?;
+        Field::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which events a rule looks at; every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Exact action or a glob (`*` any run, `?` one character): `login.*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "outcome_name")]
+    pub outcome: Option<Outcome>,
+    /// Severity at least this grave.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "severity_name")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `actor.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// `TYPE:ID` (one target has both) or `TYPE` (any target of that type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `source.workflow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// `source.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, event: &Event) -> bool {
+        if let Some(action) = &self.action {
+            if !sealtrail_event::glob_match(action, &event.action) {
+                return false;
+            }
+        }
+        if self.outcome.is_some() && event.outcome != self.outcome {
+            return false;
+        }
+        if let Some(min) = self.severity {
+            if event.severity < min {
+                return false;
+            }
+        }
+        let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+        if !eq(&self.tenant, event.tenant.as_deref())
+            || !eq(&self.actor, event.actor.as_ref().map(|a| a.id.as_str()))
+            || !eq(&self.workflow, event.source.as_ref().and_then(|s| s.workflow.as_deref()))
+            || !eq(&self.service, event.source.as_ref().and_then(|s| s.service.as_deref()))
+        {
+            return false;
+        }
+        if let Some(target) = &self.target {
+            let (kind, id) = match target.split_once(':') {
+                Some((k, i)) => (k, Some(i)),
+                None => (target.as_str(), None),
+            };
+            let any = event
+                .targets
+                .iter()
+                .flatten()
+                .any(|t| t.kind == kind && id.is_none_or(|i| t.id == i));
+            if !any {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What makes a rule fire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Condition {
+    /// Every matching event.
+    Any,
+    /// At least `threshold` matches within `window` (sliding).
+    Frequency { threshold: u64, window: Span },
+    /// The count in the current `window` is at least `factor` times the
+    /// count in the window before it, with at least `min_count` now.
+    Spike {
+        window: Span,
+        factor: f64,
+        #[serde(default = "one")]
+        min_count: u64,
+    },
+    /// Fewer than `threshold` matches within `window`, e.g. a missing
+    /// heartbeat (`threshold = 1`).
+    Flatline { threshold: u64, window: Span },
+    /// The first time `field` takes a value within a group, e.g. a new
+    /// `context.ip` for an `actor.id`. Remembered across restarts.
+    NewValue { field: Field },
+    /// More than `threshold` distinct values of `field` within `window`.
+    Cardinality { field: Field, threshold: u64, window: Span },
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Condition {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Condition::Any => "any",
+            Condition::Frequency { .. } => "frequency",
+            Condition::Spike { .. } => "spike",
+            Condition::Flatline { .. } => "flatline",
+            Condition::NewValue { .. } => "new_value",
+            Condition::Cardinality { .. } => "cardinality",
+        }
+    }
+
+    /// Whether an alert of this condition stays firing until the condition
+    /// clears (and then sends a resolved notice), rather than being a
+    /// one-off notice per event.
+    pub fn is_stateful(&self) -> bool {
+        !matches!(self, Condition::Any | Condition::NewValue { .. })
+    }
+}
+
+/// How grave an alert is, for people and for channel colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    #[default]
+    Warning,
+    Critical,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+/// A rule as written by an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Unique; names the rule in alerts, silences and the CLI.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub condition: Condition,
+    #[serde(default)]
+    pub filter: Filter,
+    /// Each distinct combination of these fields' values alerts on its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<Field>,
+    /// After a group fires, it does not fire again within this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Span>,
+    #[serde(default)]
+    pub level: Level,
+    /// Names of the channels notified.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// The logs the rule watches; empty means every log but `system`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Longest window a rule may use: state is kept for one (two for spike).
+pub const MAX_WINDOW: Span = Span(31 * 86_400_000);
+
+/// Most `group_by` fields.
+pub const MAX_GROUP_FIELDS: usize = 8;
+
+/// Most distinct values a cardinality rule counts: its state is bounded by it.
+pub const MAX_CARDINALITY: u64 = 100_000;
+
+impl RuleSpec {
+    /// Every problem with the rule, each naming its field path.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !valid_name(&self.name) {
+            out.push(format!(
+                "name: {:?} must be 1 to 100 characters of letters, digits, '.', '_' or '-'",
+                self.name
+            ));
+        }
+        let window = |out: &mut Vec<String>, w: &Span| {
+            if *w > MAX_WINDOW {
+                out.push(format!("condition.window: {w} is longer than the longest window, {MAX_WINDOW}"));
+            }
+        };
+        match &self.condition {
+            Condition::Any => {}
+            Condition::Frequency { threshold, window: w } | Condition::Flatline { threshold, window: w } => {
+                if *threshold == 0 || *threshold > MAX_CARDINALITY {
+                    out.push(format!("condition.threshold: must be between 1 and {MAX_CARDINALITY}"));
+                }
+                window(&mut out, w);
+            }
+            Condition::Spike {
+                window: w,
+                factor,
+                min_count,
+            } => {
+                if !(factor.is_finite() && *factor > 1.0) {
+                    out.push("condition.factor: must be a number above 1".into());
+                }
+                if *min_count == 0 {
+                    out.push("condition.min_count: must be at least 1".into());
+                }
+                window(&mut out, w);
+            }
+            Condition::NewValue { field } => {
+                if self.group_by.contains(field) {
+                    out.push(format!("condition.field: {} is also in group_by", field.path()));
+                }
+            }
+            Condition::Cardinality {
+                field,
+                threshold,
+                window: w,
+            } => {
+                if *threshold == 0 || *threshold >= MAX_CARDINALITY {
+                    out.push(format!("condition.threshold: must be between 1 and {}", MAX_CARDINALITY - 1));
+                }
+                if self.group_by.contains(field) {
+                    out.push(format!("condition.field: {} is also in group_by", field.path()));
+                }
+                window(&mut out, w);
+            }
+        }
+        if self.group_by.len() > MAX_GROUP_FIELDS {
+            out.push(format!("group_by: at most {MAX_GROUP_FIELDS} fields"));
+        }
+        for (i, name) in self.channels.iter().enumerate() {
+            if !valid_name(name) {
+                out.push(format!("channels[{i}]: {name:?} is not a channel name"));
+            }
+        }
+        out
+    }
+
+    /// Whether the rule watches log `log`.
+    pub fn watches(&self, log: &str) -> bool {
+        if self.logs.is_empty() {
+            log != "system"
+        } else {
+            self.logs.iter().any(|l| l == log)
+        }
+    }
+}
+
+/// Names of rules, channels: short, printable, safe in URLs.
+pub fn valid_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// How to connect to an SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// No encryption (a relay on loopback).
+    Plain,
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Where notifications go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChannelKind {
+    /// Any HTTP receiver: a versioned JSON payload (docs/alerts.md), or
+    /// `body_template` rendered with the notification; signed with
+    /// HMAC-SHA256 when `secret` is set.
+    Webhook {
+        url: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body_template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_type: Option<String>,
+    },
+    /// A Slack incoming webhook.
+    Slack { url: String },
+    /// A Discord webhook.
+    Discord { url: String },
+    /// A Microsoft Teams Workflows webhook (Adaptive Card).
+    Teams { url: String },
+    /// Mail over SMTP, with HTML and plain-text parts.
+    Email {
+        host: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(default)]
+        security: SmtpSecurity,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        from: String,
+        to: Vec<String>,
+    },
+}
+
+/// A named destination for notifications.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: ChannelKind,
+}
+
+/// Shown instead of a secret when a channel is listed.
+pub const REDACTED: &str = "********";
+
+impl ChannelSpec {
+    /// The channel as it may be shown: secrets and passwords replaced.
+    pub fn redacted(&self) -> ChannelSpec {
+        let mut c = self.clone();
+        match &mut c.kind {
+            ChannelKind::Webhook { secret, .. } => {
+                if secret.is_some() {
+                    *secret = Some(REDACTED.into());
+                }
+            }
+            ChannelKind::Email { password, .. } => {
+                if password.is_some() {
+                    *password = Some(REDACTED.into());
+                }
+            }
+            _ => {}
+        }
+        c
+    }
+
+    /// Every problem with the channel, each naming its field path.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !valid_name(&self.name) {
+            out.push(format!(
+                "name: {:?} must be 1 to 100 characters of letters, digits, '.', '_' or '-'",
+                self.name
+            ));
+        }
+        let url = |out: &mut Vec<String>, url: &str| {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                out.push(format!("url: {url:?} must start with http:// or https://"));
+            }
+        };
+        match &self.kind {
+            ChannelKind::Webhook { url: u, headers, .. } => {
+                url(&mut out, u);
+                for name in headers.keys() {
+                    let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                    if !ok {
+                        out.push(format!("headers.{name}: not a valid header name"));
+                    }
+                }
+            }
+            ChannelKind::Slack { url: u } | ChannelKind::Discord { url: u } | ChannelKind::Teams { url: u } => {
+                url(&mut out, u)
+            }
+            ChannelKind::Email { host, from, to, .. } => {
+                if host.is_empty() {
+                    out.push("host: must not be empty".into());
+                }
+                if !from.contains('@') {
+                    out.push(format!("from: {from:?} is not a mail address"));
+                }
+                if to.is_empty() {
+                    out.push("to: needs at least one recipient".into());
+                }
+                for (i, addr) in to.iter().enumerate() {
+                    if !addr.contains('@') {
+                        out.push(format!("to[{i}]: {addr:?} is not a mail address"));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A silence: while it lasts, alerts it matches are recorded but nobody is
+/// notified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceSpec {
+    /// The rule silenced; absent silences every rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Group values that must all equal the alert's (`actor.id` → `u-1`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group: BTreeMap<String, String>,
+    /// RFC 3339; the silence ends then.
+    pub until: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// Whether a notification says an alert started, ended, or is a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Fired,
+    Resolved,
+    Test,
+}
+
+/// What a channel is told: the versioned payload of the generic webhook,
+/// and the source every other channel format is rendered from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Payload version; 1.
+    pub version: u32,
+    pub kind: MessageKind,
+    /// The alert's id (a test message has its own).
+    pub alert_id: String,
+    pub rule: String,
+    /// The rule's condition type: `frequency`, `new_value`, ...
+    pub condition: String,
+    pub level: Level,
+    /// The log whose events fired the rule.
+    pub log: String,
+    /// The group's field values, by field path.
+    pub group: BTreeMap<String, String>,
+    /// One sentence for people.
+    pub summary: String,
+    /// When it fired or resolved, RFC 3339.
+    pub at: String,
+    /// Ledger indices of (up to 20) events behind the alert.
+    #[serde(default)]
+    pub indices: Vec<u64>,
+    /// The events' ids, in the same order.
+    #[serde(default)]
+    pub event_ids: Vec<String>,
+}
+
+/// Serde for [`Outcome`] by its schema name (the event crate's types do not
+/// derive `Deserialize`: events are only ever built by validation).
+mod outcome_name {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(o) => s.serialize_str(o.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Outcome>, D::Error> {
+        let text = String::deserialize(d)?;
+        Outcome::from_name(&text)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown outcome {text:?}; use success, failure or unknown")))
+    }
+}
+
+mod severity_name {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &Option<Severity>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(o) => s.serialize_str(o.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
+        let text = String::deserialize(d)?;
+        Severity::from_name(&text).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown severity {text:?}; use debug, info, notice, warning, error, critical, alert or emergency"
+            ))
+        })
+    }
+}
