@@ -49,7 +49,13 @@ impl Span {
 
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, ms) in [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        for (unit, ms) in [
+            ("w", 604_800_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
             if self.0 % ms == 0 {
                 return write!(f, "{}{unit}", self.0 / ms);
             }
@@ -139,7 +145,10 @@ impl Field {
             .map(|(_, f)| f.clone())
             .ok_or_else(|| {
                 let names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
-                format!("unknown field {path:?}; use one of {} or details.<key>", names.join(", "))
+                format!(
+                    "unknown field {path:?}; use one of {} or details.<key>",
+                    names.join(", ")
+                )
             })
     }
 
@@ -242,7 +251,10 @@ impl Filter {
         let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
         if !eq(&self.tenant, event.tenant.as_deref())
             || !eq(&self.actor, event.actor.as_ref().map(|a| a.id.as_str()))
-            || !eq(&self.workflow, event.source.as_ref().and_then(|s| s.workflow.as_deref()))
+            || !eq(
+                &self.workflow,
+                event.source.as_ref().and_then(|s| s.workflow.as_deref()),
+            )
             || !eq(&self.service, event.source.as_ref().and_then(|s| s.service.as_deref()))
         {
             return false;
@@ -389,7 +401,9 @@ impl RuleSpec {
         }
         let window = |out: &mut Vec<String>, w: &Span| {
             if *w > MAX_WINDOW {
-                out.push(format!("condition.window: {w} is longer than the longest window, {MAX_WINDOW}"));
+                out.push(format!(
+                    "condition.window: {w} is longer than the longest window, {MAX_WINDOW}"
+                ));
             }
         };
         match &self.condition {
@@ -424,7 +438,10 @@ impl RuleSpec {
                 window: w,
             } => {
                 if *threshold == 0 || *threshold >= MAX_CARDINALITY {
-                    out.push(format!("condition.threshold: must be between 1 and {}", MAX_CARDINALITY - 1));
+                    out.push(format!(
+                        "condition.threshold: must be between 1 and {}",
+                        MAX_CARDINALITY - 1
+                    ));
                 }
                 if self.group_by.contains(field) {
                     out.push(format!("condition.field: {} is also in group_by", field.path()));
@@ -663,9 +680,9 @@ mod outcome_name {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Outcome>, D::Error> {
         let text = String::deserialize(d)?;
-        Outcome::from_name(&text)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown outcome {text:?}; use success, failure or unknown")))
+        Outcome::from_name(&text).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown outcome {text:?}; use success, failure or unknown"))
+        })
     }
 }
 
