@@ -749,7 +749,17 @@ async fn send_mail(mail: &Mail) -> Result<Sent, SendFailure> {
             smtp.password.clone().unwrap_or_default(),
         ));
     }
-    match transport.build().send(message).await {
+    // lettre's own timeout covers connecting only; this bounds the whole
+    // conversation.
+    let transport = transport.build();
+    let Ok(result) = tokio::time::timeout(SMTP_TIMEOUT, transport.send(message)).await else {
+        return Err(SendFailure {
+            status: None,
+            message: format!("SMTP: no answer within {} s", SMTP_TIMEOUT.as_secs()),
+            retryable: true,
+        });
+    };
+    match result {
         Ok(response) => Ok(Sent {
             status: u16::from(response.code()),
         }),
