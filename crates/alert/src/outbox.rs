@@ -135,8 +135,8 @@ pub fn enqueue(conn: &Connection, channel: &str, message: &Message, now_ms: i64)
 /// When to try a failed notification again.
 ///
 /// The default tries after 1 s, then doubles the wait up to 1 h, for 20
-/// attempts in all: the last comes about 8 hours after the first (5 h 30
-/// with the least jitter), then the notification is a dead letter.
+/// attempts in all: the last comes 4 to 8 hours after the first, by the
+/// jitter, then the notification is a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// Wait after the first failed attempt.
