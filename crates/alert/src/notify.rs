@@ -390,6 +390,19 @@ fn slack(m: &Message) -> Value {
     })
 }
 
+/// Discord markdown characters backslash-escaped, so event data shows as
+/// written and cannot make a masked link (`[text](url)`).
+fn discord_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '[' | ']' | '@') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Discord embed colours.
 pub fn discord_color(kind: MessageKind, level: Level) -> u32 {
     match (kind, level) {
@@ -418,12 +431,15 @@ fn discord(m: &Message) -> Value {
         .map(|(name, value)| {
             (
                 clip(&name, FIELD_NAME).into_owned(),
-                clip(or_dash(value), FIELD_VALUE).into_owned(),
+                clip(&discord_escape(or_dash(value)), FIELD_VALUE).into_owned(),
             )
         })
         .collect();
     if !m.event_ids.is_empty() {
-        fields.push(("Events".into(), clip(&events(m), FIELD_VALUE).into_owned()));
+        fields.push((
+            "Events".into(),
+            clip(&discord_escape(&events(m)), FIELD_VALUE).into_owned(),
+        ));
     }
     fields.truncate(FIELDS);
     let count = |s: &str| s.chars().count();
@@ -437,7 +453,7 @@ fn discord(m: &Message) -> Value {
         used += size;
         kept.push(json!({"name": name, "value": value, "inline": count(&value) <= 40}));
     }
-    let description = clip(or_dash(&m.summary), DESCRIPTION.min(TOTAL - used)).into_owned();
+    let description = clip(&discord_escape(or_dash(&m.summary)), DESCRIPTION.min(TOTAL - used)).into_owned();
     json!({
         "username": "Sealtrail",
         // Event data must not ping @everyone or anyone else.
@@ -1095,6 +1111,31 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn discord_values_cannot_make_links_or_mentions() {
+        let mut m = message();
+        m.summary = "[click](https://evil.example) @everyone **now**".into();
+        m.group = BTreeMap::from([("actor.id".to_string(), "<@123> a_b".to_string())]);
+        let v = body_json(&http(
+            render(
+                &channel(ChannelKind::Discord {
+                    url: "https://x/".into(),
+                }),
+                &m,
+                1,
+                0,
+            )
+            .unwrap(),
+        ));
+        let e = &v["embeds"][0];
+        assert_eq!(
+            e["description"],
+            r"\[click\](https://evil.example) \@everyone \*\*now\*\*"
+        );
+        assert_eq!(e["fields"][4]["value"], r"\<\@123\> a\_b");
+        assert_eq!(e["title"], "FIRING warning: failed-logins");
     }
 
     #[test]
