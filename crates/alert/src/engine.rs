@@ -45,6 +45,15 @@ pub struct LogState {
 }
 
 impl LogState {
+    /// A fresh state that starts evaluating at ledger index `next_index`.
+    pub fn starting_at(next_index: u64, now_ms: i64) -> LogState {
+        LogState {
+            next_index,
+            now_ms,
+            ..LogState::default()
+        }
+    }
+
     /// The rules this log holds state for.
     pub fn rules(&self) -> impl Iterator<Item = &str> {
         self.rules.keys().map(String::as_str)

@@ -5,6 +5,8 @@
 //!   an injected clock; its state is a value the caller persists.
 //! - [`notify`]: each channel's wire format, and sending it.
 //! - [`outbox`]: the durable queue of notifications, retries and history.
+//! - [`store`]: the metadata-database tables of rules, channels, silences,
+//!   alerts and evaluation state.
 //!
 //! Not here: reading the ledger or the HTTP API (the server crate).
 
@@ -12,6 +14,7 @@ pub mod engine;
 pub mod notify;
 pub mod outbox;
 pub mod spec;
+pub mod store;
 
 pub use spec::{
     ChannelKind, ChannelSpec, Condition, Field, Filter, Level, Message, MessageKind, RuleSpec, SilenceSpec,

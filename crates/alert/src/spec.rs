@@ -531,9 +531,10 @@ pub enum ChannelKind {
     },
 }
 
-/// A named destination for notifications.
+/// A named destination for notifications. Unknown fields are refused by
+/// [`ChannelKind`] (serde cannot refuse them on a struct with a flattened
+/// field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
     pub name: String,
     #[serde(flatten)]
@@ -548,16 +549,8 @@ impl ChannelSpec {
     pub fn redacted(&self) -> ChannelSpec {
         let mut c = self.clone();
         match &mut c.kind {
-            ChannelKind::Webhook { secret, .. } => {
-                if secret.is_some() {
-                    *secret = Some(REDACTED.into());
-                }
-            }
-            ChannelKind::Email { password, .. } => {
-                if password.is_some() {
-                    *password = Some(REDACTED.into());
-                }
-            }
+            ChannelKind::Webhook { secret: Some(s), .. } => *s = REDACTED.into(),
+            ChannelKind::Email { password: Some(p), .. } => *p = REDACTED.into(),
             _ => {}
         }
         c
@@ -703,5 +696,33 @@ mod severity_name {
                 "unknown severity {text:?}; use debug, info, notice, warning, error, critical, alert or emergency"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn channels_read_from_toml_and_json_and_refuse_unknown_fields() {
+        let toml_text = r#"
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/x"
+secret = "s"
+headers = { X-Team = "compliance" }
+"#;
+        let c: ChannelSpec = toml::from_str(toml_text).unwrap();
+        let ChannelKind::Webhook { headers, .. } = &c.kind else {
+            panic!("{c:?}")
+        };
+        assert_eq!(headers.get("X-Team").map(String::as_str), Some("compliance"));
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(serde_json::from_value::<ChannelSpec>(json).unwrap(), c);
+        let err =
+            serde_json::from_str::<ChannelSpec>(r#"{"name": "x", "type": "slack", "url": "https://a", "colour": 1}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
     }
 }
