@@ -46,7 +46,14 @@ impl Caller {
     /// The `actor` of the system events this caller causes.
     pub fn actor(&self) -> Value {
         match self {
-            Caller::Key(k) => json!({"id": format!("key:{}", k.id), "type": "service", "name": k.name}),
+            Caller::Key(k) => {
+                let mut actor = json!({"id": format!("key:{}", k.id), "type": "service"});
+                // An unnamed key has no name: the schema refuses an empty one.
+                if !k.name.is_empty() {
+                    actor["name"] = json!(k.name);
+                }
+                actor
+            }
             Caller::Anonymous => json!({"id": "anonymous", "type": "user"}),
         }
     }
@@ -78,6 +85,9 @@ pub struct App {
     pub data: DataDir,
     pub meta: Meta,
     trails: RwLock<HashMap<String, Arc<Trail>>>,
+    /// Each log's size when this process opened it (0 when it created it):
+    /// where alert rules start on a log they have never seen.
+    opened_sizes: Mutex<HashMap<String, u64>>,
     /// Held while a log is opened or created, so two requests never open
     /// the same log twice (the ledger's lock file would refuse the second).
     opening: Mutex<()>,
@@ -105,6 +115,7 @@ impl App {
             data,
             meta,
             trails: RwLock::new(HashMap::new()),
+            opened_sizes: Mutex::new(HashMap::new()),
             opening: Mutex::new(()),
             keys: Mutex::new(HashMap::new()),
             limiter,
@@ -115,6 +126,8 @@ impl App {
         for name in [app.config.default_log.clone(), SYSTEM_LOG.to_string()] {
             app.open_or_create(&name).map_err(|p| p.detail)?;
         }
+        crate::alerts::apply_config(&app.meta, &app.config.alerts)
+            .map_err(|e| format!("applying the config file's alert rules and channels: {e}"))?;
         Ok(app)
     }
 
@@ -153,11 +166,21 @@ impl App {
             Trail::open(&self.data, name, self.trail_options())
                 .map_err(|e| Problem::unavailable(format!("opening log {name}: {e}")))?,
         );
+        self.opened_sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), trail.log().size());
         self.trails
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), trail.clone());
         Ok(trail)
+    }
+
+    /// Log `name`'s size when this process opened it.
+    pub fn opened_size(&self, name: &str) -> u64 {
+        let sizes = self.opened_sizes.lock().unwrap_or_else(|e| e.into_inner());
+        sizes.get(name).copied().unwrap_or(0)
     }
 
     /// Every log open now, by name.
@@ -294,7 +317,11 @@ pub fn key_event(actor: Value, action: &str, key: &ApiKey) -> String {
     json!({
         "action": action,
         "actor": actor,
-        "targets": [{"type": "api_key", "id": key.id, "name": key.name}],
+        "targets": [if key.name.is_empty() {
+            json!({"type": "api_key", "id": key.id})
+        } else {
+            json!({"type": "api_key", "id": key.id, "name": key.name})
+        }],
         "source": {"service": "sealtrail"},
         "outcome": "success",
         "details": {"scope": key.scope.as_str(), "tenant": key.tenant},

@@ -30,6 +30,7 @@ pub struct Config {
     pub rate_limit: RateLimit,
     pub health: Health,
     pub index: Index,
+    pub alerts: Alerts,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +95,39 @@ pub struct Index {
     pub visibility_ms: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alerts {
+    /// How often, in milliseconds, rules look at new events and at the
+    /// clock (a flatline fires on a tick, not on an event).
+    pub interval_ms: u64,
+    /// First retry delay of a failed notification, in milliseconds; it
+    /// doubles with every attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Longest delay between two attempts, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Attempts before a notification becomes a dead letter.
+    pub max_attempts: u32,
+    /// Rules defined here (docs/alerts.md) are written to the metadata
+    /// database at every start, replacing API changes to the same names.
+    pub rules: Vec<sealtrail_alert::RuleSpec>,
+    /// Channels, likewise.
+    pub channels: Vec<sealtrail_alert::ChannelSpec>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Self {
+            interval_ms: 250,
+            retry_base_ms: 1_000,
+            retry_max_ms: 3_600_000,
+            max_attempts: 12,
+            rules: Vec::new(),
+            channels: Vec::new(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -106,6 +140,7 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             health: Health::default(),
             index: Index::default(),
+            alerts: Alerts::default(),
         }
     }
 }
@@ -206,6 +241,22 @@ impl Config {
             return Err(ConfigError(
                 "limits.max_batch_events and limits.max_page must be at least 1".into(),
             ));
+        }
+        let a = &self.alerts;
+        if a.interval_ms == 0 || a.retry_base_ms == 0 || a.max_attempts == 0 || a.retry_max_ms < a.retry_base_ms {
+            return Err(ConfigError(
+                "alerts: interval_ms, retry_base_ms and max_attempts must be at least 1, and retry_max_ms at least retry_base_ms".into(),
+            ));
+        }
+        for (i, rule) in a.rules.iter().enumerate() {
+            if let Some(p) = rule.problems().first() {
+                return Err(ConfigError(format!("alerts.rules[{i}].{p}")));
+            }
+        }
+        for (i, channel) in a.channels.iter().enumerate() {
+            if let Some(p) = channel.problems().first() {
+                return Err(ConfigError(format!("alerts.channels[{i}].{p}")));
+            }
         }
         let h = &self.health;
         for (name, warn, crit) in [

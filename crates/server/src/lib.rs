@@ -17,6 +17,7 @@
 // hot loop; boxing it would only add noise to every handler.
 #![allow(clippy::result_large_err)]
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod config;
@@ -65,6 +66,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         (name = "proofs", description = "Receipts, inclusion and consistency proofs."),
         (name = "logs", description = "The logs of this server."),
         (name = "keys", description = "API keys (admin scope)."),
+        (name = "alerts", description = "Alert rules, channels, silences, alerts and notification history (docs/alerts.md)."),
         (name = "operations", description = "Health, readiness, metrics."),
     )
 )]
@@ -91,6 +93,23 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
         .routes(routes!(api::admin::list_keys, api::admin::create_key))
         .routes(routes!(api::admin::revoke_key))
         .routes(routes!(api::admin::system_health))
+        .routes(routes!(api::alerts::list_rules, api::alerts::create_rule))
+        .routes(routes!(
+            api::alerts::get_rule,
+            api::alerts::put_rule,
+            api::alerts::delete_rule
+        ))
+        .routes(routes!(api::alerts::list_channels, api::alerts::create_channel))
+        .routes(routes!(
+            api::alerts::get_channel,
+            api::alerts::put_channel,
+            api::alerts::delete_channel
+        ))
+        .routes(routes!(api::alerts::list_silences, api::alerts::create_silence))
+        .routes(routes!(api::alerts::delete_silence))
+        .routes(routes!(api::alerts::list_alerts))
+        .routes(routes!(api::alerts::list_notifications))
+        .routes(routes!(api::alerts::test_send))
         .routes(routes!(tiles::checkpoint))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
@@ -164,6 +183,7 @@ pub struct Server {
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), String>>,
+    evaluator: std::thread::JoinHandle<()>,
 }
 
 impl Server {
@@ -179,6 +199,9 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, mut stopped) = watch::channel(false);
         spawn_outbox_drainer(app.clone(), stop.subscribe());
+        let evaluator =
+            alerts::spawn_evaluator(app.clone(), stop.subscribe()).map_err(|e| format!("starting alerts: {e}"))?;
+        alerts::spawn_deliverer(app.clone(), stop.subscribe());
         let router = router(app.clone());
         let shutdown_app = app.clone();
         let task = tokio::spawn(async move {
@@ -190,7 +213,13 @@ impl Server {
                 .await
                 .map_err(|e| format!("serving: {e}"))
         });
-        Ok(Server { addr, app, stop, task })
+        Ok(Server {
+            addr,
+            app,
+            stop,
+            task,
+            evaluator,
+        })
     }
 
     /// Stop accepting connections; in-flight requests finish.
@@ -203,7 +232,11 @@ impl Server {
     pub async fn wait(self) -> Result<(), String> {
         let served = self.task.await.map_err(|e| e.to_string())?;
         let app = self.app;
+        let _ = self.stop.send(true);
+        let evaluator = self.evaluator;
         tokio::task::spawn_blocking(move || {
+            // The evaluator saves its progress as it stops.
+            let _ = evaluator.join();
             let _ = app.drain_outbox();
             for (name, trail) in app.open_trails() {
                 trail.sync_index().map_err(|e| format!("log {name}: {e}"))?;

@@ -127,6 +127,7 @@ impl Meta {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        sealtrail_alert::store::migrate(&conn).map_err(err)?;
         Ok(Meta {
             path,
             conn: Mutex::new(conn),
@@ -139,6 +140,32 @@ impl Meta {
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection, for the alert tables (`sealtrail_alert::store`).
+    /// Hold the guard briefly: every request shares it.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn()
+    }
+
+    /// The connection's mutex, for the notification deliverer.
+    pub fn connection(&self) -> &Mutex<Connection> {
+        &self.conn
+    }
+
+    /// Run `change` in one transaction with a system-log event (JSON text)
+    /// queued beside it: a configuration change and its audit record are
+    /// durable together or not at all.
+    pub fn audited<T, E: From<rusqlite::Error>>(
+        &self,
+        change: impl FnOnce(&Connection) -> Result<(T, String), E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (out, event) = change(&tx)?;
+        queue_event(&tx, &event)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     fn err(&self, source: rusqlite::Error) -> MetaError {
@@ -251,6 +278,12 @@ impl Meta {
             .map_err(|e| self.err(e))?;
         Ok(())
     }
+}
+
+/// Queue a system-log event inside the caller's transaction.
+pub fn queue_event(conn: &Connection, event: &str) -> rusqlite::Result<()> {
+    conn.execute("INSERT INTO system_outbox (event) VALUES (?1)", params![event])?;
+    Ok(())
 }
 
 type Row = (ApiKey, Vec<u8>);

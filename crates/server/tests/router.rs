@@ -701,3 +701,200 @@ async fn without_per_tenant_logs_everything_goes_to_the_default_log() {
     assert_eq!(r.json()["log"], "default");
     assert!(!h.app.data.log_dir("acme").exists());
 }
+
+#[tokio::test]
+async fn alert_configuration_needs_admin_keys_of_every_tenant_and_never_shows_secrets() {
+    let h = Harness::new(|_| {});
+    let admin = h.key(Scope::Admin, None);
+    let read = h.key(Scope::Read, None);
+    let tenant_admin = h.key(Scope::Admin, Some("acme"));
+    let json_body = |v: Value| Some(("application/json", v.to_string().into_bytes()));
+    let channel = json!({"name": "hook", "type": "webhook", "url": "https://example.com/h", "secret": "s3cret"});
+    let rule =
+        json!({"name": "r1", "condition": {"type": "any"}, "filter": {"action": "invoice.*"}, "channels": ["hook"]});
+
+    // Who may change and read.
+    h.call(Method::POST, "/api/v1/channels", None, json_body(channel.clone()))
+        .await
+        .problem(401, "unauthorized");
+    h.call(
+        Method::POST,
+        "/api/v1/channels",
+        Some(&read),
+        json_body(channel.clone()),
+    )
+    .await
+    .problem(403, "forbidden");
+    h.call(
+        Method::POST,
+        "/api/v1/channels",
+        Some(&tenant_admin),
+        json_body(channel.clone()),
+    )
+    .await
+    .problem(403, "forbidden");
+    h.get("/api/v1/channels", Some(&read)).await.problem(403, "forbidden");
+    let created = h
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            Some(&admin),
+            json_body(channel.clone()),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.json()["secret"], "********");
+    assert_eq!(created.json()["origin"], "api");
+    h.call(
+        Method::POST,
+        "/api/v1/channels",
+        Some(&admin),
+        json_body(channel.clone()),
+    )
+    .await
+    .problem(409, "exists");
+
+    // A rule: created by admin, readable with a read key.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/alert-rules",
+            Some(&admin),
+            json_body(rule.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    let listed = h.get("/api/v1/alert-rules", Some(&read)).await;
+    assert_eq!(listed.json()[0]["name"], "r1");
+    assert_eq!(listed.json()[0]["condition"], json!({"type": "any"}));
+    h.get("/api/v1/alert-rules/nope", Some(&read))
+        .await
+        .problem(404, "not-found");
+
+    // Sending the listed channel back keeps its secret.
+    let mut listed = h.get("/api/v1/channels/hook", Some(&admin)).await.json();
+    for k in ["origin", "created_at", "updated_at"] {
+        listed.as_object_mut().unwrap().remove(k);
+    }
+    listed["url"] = json!("https://example.com/h2");
+    let put = h
+        .call(Method::PUT, "/api/v1/channels/hook", Some(&admin), json_body(listed))
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
+    let stored = sealtrail_alert::store::get::<sealtrail_alert::ChannelSpec>(&h.app.meta.lock(), "hook")
+        .unwrap()
+        .unwrap();
+    let sealtrail_alert::ChannelKind::Webhook { url, secret, .. } = stored.spec.kind else {
+        panic!("not a webhook")
+    };
+    assert_eq!(
+        (url.as_str(), secret.as_deref()),
+        ("https://example.com/h2", Some("s3cret"))
+    );
+
+    // Bad bodies name what is wrong.
+    let p = h
+        .call(
+            Method::POST,
+            "/api/v1/alert-rules",
+            Some(&admin),
+            Some(("application/json", b"{\"name\": ".to_vec())),
+        )
+        .await
+        .problem(400, "invalid-json");
+    assert_eq!(p["line"], 1, "{p}");
+    let p = h
+        .call(
+            Method::POST,
+            "/api/v1/alert-rules",
+            Some(&admin),
+            json_body(json!({"name": "r2", "condition": {"type": "any"}, "group_by": ["actor.ipaddr"]})),
+        )
+        .await
+        .problem(422, "invalid-body");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("group_by[0]: unknown field \"actor.ipaddr\""),
+        "{p}"
+    );
+    let p = h
+        .call(
+            Method::POST,
+            "/api/v1/alert-rules",
+            Some(&admin),
+            json_body(json!({"name": "r3", "condition": {"type": "any"}, "channels": ["missing"]})),
+        )
+        .await
+        .problem(422, "invalid-body");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("channels[0]: no channel named \"missing\""),
+        "{p}"
+    );
+    let p = h
+        .call(
+            Method::PUT,
+            "/api/v1/alert-rules/other",
+            Some(&admin),
+            json_body(rule.clone()),
+        )
+        .await
+        .problem(422, "invalid-body");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("differs from the name in the path"),
+        "{p}"
+    );
+    h.call(Method::DELETE, "/api/v1/channels/hook", Some(&admin), None)
+        .await
+        .problem(409, "in-use");
+    let past = json!({"until": "2020-01-01T00:00:00Z"});
+    h.call(Method::POST, "/api/v1/silences", Some(&admin), json_body(past))
+        .await
+        .problem(422, "invalid-body");
+    h.get("/api/v1/notifications?status=lost", Some(&read))
+        .await
+        .problem(422, "invalid-body");
+    h.get("/api/v1/alerts?status=maybe", Some(&read))
+        .await
+        .problem(400, "invalid-query");
+
+    // Deleting, in order; every change is queued for the system log.
+    let d = h
+        .call(Method::DELETE, "/api/v1/alert-rules/r1", Some(&admin), None)
+        .await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+    let d = h
+        .call(Method::DELETE, "/api/v1/channels/hook", Some(&admin), None)
+        .await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+    let queued: Vec<String> = h
+        .app
+        .meta
+        .outbox(100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, e)| serde_json::from_str::<Value>(&e).ok())
+        .map(|e| e["action"].as_str().unwrap_or("").to_string())
+        .filter(|a| a.starts_with("alert_"))
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            "alert_channel.created",
+            "alert_rule.created",
+            "alert_channel.updated",
+            "alert_rule.deleted",
+            "alert_channel.deleted"
+        ]
+    );
+    // Secrets never reach the system log.
+    let all: Vec<String> = h.app.meta.outbox(100).unwrap().into_iter().map(|(_, e)| e).collect();
+    assert!(all.iter().all(|e| !e.contains("s3cret")));
+}

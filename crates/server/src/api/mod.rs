@@ -2,6 +2,7 @@
 //! document the server serves.
 
 pub mod admin;
+pub mod alerts;
 pub mod ingest;
 pub mod proofs;
 pub mod query;

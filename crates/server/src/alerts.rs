@@ -1,0 +1,640 @@
+//! Alerts in the server: the evaluator that feeds every log's new events
+//! to the rule engine, the deliverer that empties the notification outbox,
+//! the config file's rules and channels, and the audited changes the API
+//! and the CLI share.
+//!
+//! The evaluator is one thread beside ingest, never in its path: it reads
+//! what the ledger has stored, by index, from where its saved state says
+//! it stopped. A slow rule or receiver therefore delays alerts, never an
+//! acknowledgement, and after a restart or a backlog nothing is skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use sealtrail_alert::engine::{Engine, LogState, Transition};
+use sealtrail_alert::outbox::{self, Backoff, Deliverer, HistoryQuery, Status};
+use sealtrail_alert::store::{self, Origin, Silence, StoreError};
+use sealtrail_alert::{notify, ChannelSpec, Level, Message, MessageKind, RuleSpec, SilenceSpec};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use utoipa::ToSchema;
+
+use crate::app::App;
+use crate::config::Alerts;
+use crate::meta::{queue_event, Meta, SYSTEM_LOG};
+
+/// Most events the evaluator reads from one log before it looks at the
+/// others and saves its progress.
+const PASS_EVENTS: u64 = 65_536;
+
+/// How often progress is saved when nothing fired (alerts are saved at once).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// Problems with what was sent, each naming a field path.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("{0}")]
+    NotFound(String),
+    /// The change would leave a rule pointing at a missing channel.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for AlertError {
+    fn from(e: rusqlite::Error) -> Self {
+        AlertError::Store(StoreError::Sqlite(e))
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn now_text() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// A system-log event about the alert configuration.
+fn config_event(actor: &Value, action: &str, kind: &str, name: &str, details: Value) -> String {
+    json!({
+        "action": action,
+        "actor": actor,
+        "targets": [{"type": kind, "id": name}],
+        "source": {"service": "sealtrail"},
+        "outcome": "success",
+        "details": details,
+    })
+    .to_string()
+}
+
+/// Create or replace rule `spec`; returns whether it is new.
+pub fn put_rule(meta: &Meta, spec: &RuleSpec, origin: Origin, actor: &Value) -> Result<bool, AlertError> {
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        return Err(AlertError::Invalid(problems));
+    }
+    meta.audited(|conn| {
+        for (i, channel) in spec.channels.iter().enumerate() {
+            if store::get::<ChannelSpec>(conn, channel)?.is_none() {
+                return Err(AlertError::Invalid(vec![format!(
+                    "channels[{i}]: no channel named {channel:?} (create it first)"
+                )]));
+            }
+        }
+        let created = store::put(conn, spec, origin, &now_text())?;
+        let action = if created {
+            "alert_rule.created"
+        } else {
+            "alert_rule.updated"
+        };
+        let details = serde_json::to_value(spec).unwrap_or(Value::Null);
+        Ok((created, config_event(actor, action, "alert_rule", &spec.name, details)))
+    })
+}
+
+pub fn delete_rule(meta: &Meta, name: &str, actor: &Value) -> Result<(), AlertError> {
+    meta.audited(|conn| {
+        if !store::delete::<RuleSpec>(conn, name)? {
+            return Err(AlertError::NotFound(format!("no alert rule named {name:?}")));
+        }
+        Ok((
+            (),
+            config_event(actor, "alert_rule.deleted", "alert_rule", name, json!({})),
+        ))
+    })
+}
+
+/// Create or replace channel `spec`; returns whether it is new. A secret
+/// or password sent as the redaction mark keeps the stored one, so a
+/// listed channel can be edited and sent back.
+pub fn put_channel(meta: &Meta, spec: &ChannelSpec, origin: Origin, actor: &Value) -> Result<bool, AlertError> {
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        return Err(AlertError::Invalid(problems));
+    }
+    meta.audited(|conn| {
+        let mut spec = spec.clone();
+        if let Some(old) = store::get::<ChannelSpec>(conn, &spec.name)? {
+            keep_secrets(&mut spec, &old.spec);
+        }
+        let created = store::put(conn, &spec, origin, &now_text())?;
+        let action = if created {
+            "alert_channel.created"
+        } else {
+            "alert_channel.updated"
+        };
+        let details = serde_json::to_value(spec.redacted()).unwrap_or(Value::Null);
+        Ok((
+            created,
+            config_event(actor, action, "alert_channel", &spec.name, details),
+        ))
+    })
+}
+
+fn keep_secrets(new: &mut ChannelSpec, old: &ChannelSpec) {
+    use sealtrail_alert::ChannelKind::{Email, Webhook};
+    let redacted = Some(sealtrail_alert::spec::REDACTED.to_string());
+    match (&mut new.kind, &old.kind) {
+        (Webhook { secret, .. }, Webhook { secret: old, .. }) if *secret == redacted => secret.clone_from(old),
+        (Email { password, .. }, Email { password: old, .. }) if *password == redacted => password.clone_from(old),
+        _ => {}
+    }
+}
+
+pub fn delete_channel(meta: &Meta, name: &str, actor: &Value) -> Result<(), AlertError> {
+    meta.audited(|conn| {
+        let users: Vec<String> = store::list::<RuleSpec>(conn)?
+            .into_iter()
+            .filter(|r| r.spec.channels.iter().any(|c| c == name))
+            .map(|r| r.spec.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(AlertError::Conflict(format!(
+                "channel {name:?} is used by rule(s) {}; change them first",
+                users.join(", ")
+            )));
+        }
+        if !store::delete::<ChannelSpec>(conn, name)? {
+            return Err(AlertError::NotFound(format!("no channel named {name:?}")));
+        }
+        Ok((
+            (),
+            config_event(actor, "alert_channel.deleted", "alert_channel", name, json!({})),
+        ))
+    })
+}
+
+pub fn add_silence(meta: &Meta, spec: &SilenceSpec, actor: &Value, by: &str) -> Result<Silence, AlertError> {
+    let Some(until) = sealtrail_alert::engine::parse_time_ms(&spec.until) else {
+        return Err(AlertError::Invalid(vec![format!(
+            "until: {:?} is not an RFC 3339 time",
+            spec.until
+        )]));
+    };
+    if until <= now_ms() {
+        return Err(AlertError::Invalid(vec![format!(
+            "until: {} is in the past",
+            spec.until
+        )]));
+    }
+    meta.audited(|conn| {
+        let now = now_text();
+        let id = store::add_silence(conn, spec, by, &now)?;
+        let silence = Silence {
+            id,
+            spec: spec.clone(),
+            created_at: now,
+            created_by: by.to_string(),
+        };
+        let details = serde_json::to_value(spec).unwrap_or(Value::Null);
+        Ok((
+            silence,
+            config_event(actor, "silence.created", "silence", &id.to_string(), details),
+        ))
+    })
+}
+
+pub fn delete_silence(meta: &Meta, id: i64, actor: &Value) -> Result<(), AlertError> {
+    meta.audited(|conn| {
+        if !store::delete_silence(conn, id)? {
+            return Err(AlertError::NotFound(format!("no silence with id {id}")));
+        }
+        Ok((
+            (),
+            config_event(actor, "silence.deleted", "silence", &id.to_string(), json!({})),
+        ))
+    })
+}
+
+/// Write the config file's channels, then its rules, where they differ
+/// from what is stored.
+pub fn apply_config(meta: &Meta, config: &Alerts) -> Result<(), AlertError> {
+    let actor = json!({"id": "config", "type": "system"});
+    for channel in &config.channels {
+        let same = store::get::<ChannelSpec>(&meta.lock(), &channel.name)?.is_some_and(|s| s.spec == *channel);
+        if !same {
+            put_channel(meta, channel, Origin::Config, &actor)?;
+        }
+    }
+    for rule in &config.rules {
+        let same = store::get::<RuleSpec>(&meta.lock(), &rule.name)?.is_some_and(|s| s.spec == *rule);
+        if !same {
+            put_rule(meta, rule, Origin::Config, &actor)?;
+        }
+    }
+    Ok(())
+}
+
+/// The system-log event recording an alert firing or ending.
+fn alert_event(t: &Transition, silenced: bool) -> String {
+    let action = match t.kind {
+        MessageKind::Fired => "alert.fired",
+        MessageKind::Resolved => "alert.resolved",
+        MessageKind::Test => "alert.test",
+    };
+    let severity = match (t.kind, t.level) {
+        (MessageKind::Resolved, _) | (_, Level::Info) => "notice",
+        (_, Level::Warning) => "warning",
+        (_, Level::Critical) => "critical",
+    };
+    json!({
+        "action": action,
+        "actor": {"id": "sealtrail", "type": "system"},
+        "targets": [{"type": "alert", "id": t.alert_id}, {"type": "log", "id": t.log}],
+        "source": {"service": "sealtrail"},
+        "outcome": "success",
+        "severity": severity,
+        "message": t.summary,
+        "details": {
+            "rule": t.rule,
+            "condition": t.condition,
+            "level": t.level.as_str(),
+            "group": t.group,
+            "silenced": silenced,
+            "indices": t.cited.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        },
+    })
+    .to_string()
+}
+
+/// One log's evaluation state and what of it is saved.
+struct Tracked {
+    state: LogState,
+    /// None until first saved.
+    saved_index: Option<u64>,
+    saved_at: Instant,
+}
+
+/// Feeds new events to the rules; see the module documentation.
+pub struct Evaluator {
+    app: Arc<App>,
+    version: Option<i64>,
+    rules: Vec<RuleSpec>,
+    silences: Vec<SilenceSpec>,
+    engine: Engine,
+    logs: HashMap<String, Tracked>,
+}
+
+impl Evaluator {
+    pub fn new(app: Arc<App>) -> Evaluator {
+        Evaluator {
+            app,
+            version: None,
+            rules: Vec::new(),
+            silences: Vec::new(),
+            engine: Engine::new(&[]),
+            logs: HashMap::new(),
+        }
+    }
+
+    /// Reload rules and silences if they changed; end the alerts of rules
+    /// that changed or went away.
+    fn reload(&mut self, now: i64) -> Result<(), AlertError> {
+        let conn = self.app.meta.lock();
+        let version = store::config_version(&conn)?;
+        if self.version == Some(version) {
+            return Ok(());
+        }
+        self.rules = store::list::<RuleSpec>(&conn)?.into_iter().map(|s| s.spec).collect();
+        self.silences = store::list_silences(&conn, false, now)?
+            .into_iter()
+            .map(|s| s.spec)
+            .collect();
+        drop(conn);
+        self.engine = Engine::new(&self.rules);
+        self.version = Some(version);
+        let names: Vec<String> = self.logs.keys().cloned().collect();
+        for name in names {
+            let Some(tracked) = self.logs.get_mut(&name) else {
+                continue;
+            };
+            let ended = self.engine.reconcile(&mut tracked.state, &name, &self.rules, now);
+            if !ended.is_empty() {
+                self.save(&name, ended, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, log: &str, transitions: Vec<Transition>, now: i64) -> Result<(), AlertError> {
+        let Some(tracked) = self.logs.get_mut(log) else {
+            return Ok(());
+        };
+        let mut conn = self.app.meta.lock();
+        let done = store::commit(
+            &mut conn,
+            log,
+            &tracked.state,
+            &transitions,
+            &self.rules,
+            &self.silences,
+            now,
+            |tx: &Connection, t, silenced| queue_event(tx, &alert_event(t, silenced)),
+        )?;
+        tracked.saved_index = Some(tracked.state.next_index);
+        tracked.saved_at = Instant::now();
+        for t in &transitions {
+            let kind = if t.kind == MessageKind::Fired {
+                "fired"
+            } else {
+                "resolved"
+            };
+            metrics::counter!("sealtrail_alerts_total", "rule" => t.rule.clone(), "transition" => kind).increment(1);
+        }
+        if done.notifications > 0 {
+            metrics::counter!("sealtrail_notifications_queued_total").increment(done.notifications as u64);
+        }
+        Ok(())
+    }
+
+    /// One pass over every open log. Returns whether a log still has a
+    /// backlog (the caller goes again at once).
+    pub fn pass(&mut self) -> Result<bool, AlertError> {
+        let now = now_ms();
+        self.reload(now)?;
+        let mut behind = false;
+        for (name, trail) in self.app.open_trails() {
+            let size = trail.log().size();
+            if !self.logs.contains_key(&name) {
+                let saved = store::load_state(&self.app.meta.lock(), &name)?;
+                let saved_index = saved.as_ref().map(|s| s.next_index);
+                // Rules apply from here on; a log created by this process
+                // starts at 0, so none of its events is missed.
+                let state = saved.unwrap_or_else(|| LogState::starting_at(self.app.opened_size(&name), now));
+                self.logs.insert(
+                    name.clone(),
+                    Tracked {
+                        state,
+                        saved_index,
+                        saved_at: Instant::now(),
+                    },
+                );
+            }
+            let Some(tracked) = self.logs.get_mut(&name) else {
+                continue;
+            };
+            let mut transitions = Vec::new();
+            if !self.engine.watches(&name) {
+                // Nothing to evaluate: move on without reading, so a rule
+                // added later starts from now, not from the log's past.
+                tracked.state.next_index = tracked.state.next_index.max(size);
+            } else {
+                let end = size.min(tracked.state.next_index.saturating_add(PASS_EVENTS));
+                while tracked.state.next_index < end {
+                    let first = tracked.state.next_index;
+                    let count = (end - first).min(1024);
+                    let entries = trail
+                        .log()
+                        .entries(first, count)
+                        .map_err(|e| AlertError::Invalid(vec![format!("reading log {name} at {first}: {e}")]))?;
+                    for (i, entry) in entries.iter().enumerate() {
+                        let index = first + i as u64;
+                        match sealtrail_event::parse_entry(entry) {
+                            // Alerts about alerts would feed themselves.
+                            Ok(event) if name == SYSTEM_LOG && event.action.starts_with("alert.") => {
+                                tracked.state.next_index = index + 1;
+                            }
+                            Ok(event) => {
+                                transitions.extend(self.engine.observe(&mut tracked.state, &name, index, &event))
+                            }
+                            Err(e) => {
+                                tracing::warn!("alerts: log {name} entry {index} is not an event: {e}");
+                                tracked.state.next_index = index + 1;
+                            }
+                        }
+                    }
+                }
+                if tracked.state.next_index >= size {
+                    transitions.extend(self.engine.tick(&mut tracked.state, &name, now));
+                } else {
+                    behind = true;
+                }
+            }
+            metrics::gauge!("sealtrail_alert_lag_events", "log" => name.clone())
+                .set(size.saturating_sub(tracked.state.next_index) as f64);
+            let due = match tracked.saved_index {
+                None => true,
+                Some(saved) => saved != tracked.state.next_index && tracked.saved_at.elapsed() >= SAVE_EVERY,
+            };
+            if !transitions.is_empty() || due {
+                self.save(&name, transitions, now)?;
+            }
+        }
+        Ok(behind)
+    }
+
+    /// The next ledger index of `log` to evaluate, once seen.
+    pub fn next_index(&self, log: &str) -> Option<u64> {
+        self.logs.get(log).map(|t| t.state.next_index)
+    }
+
+    /// Save every log's progress (at shutdown).
+    pub fn flush(&mut self) -> Result<(), AlertError> {
+        let now = now_ms();
+        let names: Vec<String> = self.logs.keys().cloned().collect();
+        for name in names {
+            self.save(&name, Vec::new(), now)?;
+        }
+        Ok(())
+    }
+}
+
+/// Run the evaluator on its own thread until `stop` turns true.
+pub fn spawn_evaluator(app: Arc<App>, stop: watch::Receiver<bool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let interval = Duration::from_millis(app.config.alerts.interval_ms);
+    std::thread::Builder::new()
+        .name("alert-evaluator".into())
+        .spawn(move || {
+            let mut evaluator = Evaluator::new(app);
+            while !*stop.borrow() {
+                match evaluator.pass() {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!("alerts: {e}"),
+                }
+                std::thread::sleep(interval);
+            }
+            if let Err(e) = evaluator.flush() {
+                tracing::warn!("alerts: saving progress at shutdown: {e}");
+            }
+        })
+}
+
+/// The retry policy the configuration asks for.
+fn backoff(config: &Alerts) -> Backoff {
+    Backoff {
+        base: Duration::from_millis(config.retry_base_ms),
+        factor: 2.0,
+        max_delay: Duration::from_millis(config.retry_max_ms),
+        max_attempts: config.max_attempts,
+    }
+}
+
+/// How long one send may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Send due notifications every `alerts.interval_ms` until `stop` turns
+/// true. The only deliverer of this data directory: the CLI never sends
+/// from the outbox.
+pub fn spawn_deliverer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let http = match notify::http_client(SEND_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("alerts: no HTTP client, notifications stay queued: {e}");
+                return;
+            }
+        };
+        let interval = Duration::from_millis(app.config.alerts.interval_ms);
+        let policy = backoff(&app.config.alerts);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let channels = match store::list::<ChannelSpec>(&app.meta.lock()) {
+                Ok(all) => all
+                    .into_iter()
+                    .map(|c| (c.spec.name.clone(), c.spec))
+                    .collect::<HashMap<_, _>>(),
+                Err(e) => {
+                    tracing::warn!("alerts: reading channels: {e}");
+                    continue;
+                }
+            };
+            let mut deliverer = Deliverer::new(app.meta.connection(), &http);
+            deliverer.backoff = policy;
+            match deliverer
+                .deliver_due(now_ms, |name| channels.get(name).cloned(), outbox::random_jitter)
+                .await
+            {
+                Ok(done) => {
+                    for d in done {
+                        metrics::counter!("sealtrail_notifications_total", "channel" => d.channel.clone(), "status" => d.status.as_str())
+                            .increment(1);
+                        if d.status == Status::Dead {
+                            tracing::warn!(
+                                "alerts: notification {} to {} is a dead letter: {}",
+                                d.id,
+                                d.channel,
+                                d.error.as_deref().unwrap_or("")
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("alerts: delivering notifications: {e}"),
+            }
+        }
+    });
+}
+
+/// Notifications with their delivery attempts, newest first, as JSON.
+pub fn notifications(
+    meta: &Meta,
+    status: Option<&str>,
+    channel: Option<&str>,
+    alert: Option<&str>,
+    limit: usize,
+    before: Option<i64>,
+) -> Result<Value, AlertError> {
+    let status = match status {
+        None => None,
+        Some(s) => Some(
+            Status::parse(s)
+                .ok_or_else(|| AlertError::Invalid(vec![format!("status: {s:?} is not pending, delivered or dead")]))?,
+        ),
+    };
+    let query = HistoryQuery {
+        status,
+        channel: channel.map(str::to_string),
+        alert_id: alert.map(str::to_string),
+        before,
+        limit,
+    };
+    let rows = outbox::history(&meta.lock(), &query)?;
+    Ok(serde_json::to_value(rows).unwrap_or(Value::Null))
+}
+
+/// Queue dead letter `id` for delivery again.
+pub fn retry_dead(meta: &Meta, id: i64, actor: &Value) -> Result<(), AlertError> {
+    meta.audited(|conn| {
+        if !outbox::retry_dead(conn, id)? {
+            return Err(AlertError::NotFound(format!("no dead letter with id {id}")));
+        }
+        let event = config_event(
+            actor,
+            "notification.retried",
+            "notification",
+            &id.to_string(),
+            json!({}),
+        );
+        Ok(((), event))
+    })
+}
+
+/// What a test send did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResult {
+    pub channel: String,
+    pub delivered: bool,
+    /// The receiver's HTTP status, or the SMTP reply code.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// Send a test notification to `channel` now (not through the outbox) and
+/// record the attempt in the system log.
+pub async fn test_send(meta: &Meta, channel: &ChannelSpec, actor: &Value) -> TestResult {
+    let now = now_ms();
+    let message = Message {
+        version: 1,
+        kind: MessageKind::Test,
+        alert_id: format!("test-{now}"),
+        rule: "test".into(),
+        condition: "test".into(),
+        level: Level::Info,
+        log: "-".into(),
+        group: Default::default(),
+        summary: format!("A test notification from Sealtrail to channel {}", channel.name),
+        at: sealtrail_alert::engine::time_text(now),
+        indices: Vec::new(),
+        event_ids: Vec::new(),
+    };
+    let result = match notify::render(channel, &message, 0, now.div_euclid(1000)) {
+        Err(e) => Err((None, e.to_string())),
+        Ok(out) => match notify::http_client(SEND_TIMEOUT) {
+            Err(e) => Err((None, format!("no HTTP client: {e}"))),
+            Ok(http) => notify::send(&out, &http)
+                .await
+                .map(|sent| sent.status)
+                .map_err(|f| (f.status, f.message)),
+        },
+    };
+    let outcome = TestResult {
+        channel: channel.name.clone(),
+        delivered: result.is_ok(),
+        status: match &result {
+            Ok(s) => Some(*s),
+            Err((s, _)) => *s,
+        },
+        error: result.err().map(|(_, e)| e),
+    };
+    let event = config_event(
+        actor,
+        "alert_channel.tested",
+        "alert_channel",
+        &channel.name,
+        json!({"delivered": outcome.delivered, "status": outcome.status, "error": outcome.error}),
+    );
+    if let Err(e) = meta.queue_system_event(&event) {
+        tracing::warn!("alerts: recording a test send: {e}");
+    }
+    outcome
+}
