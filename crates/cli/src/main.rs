@@ -11,6 +11,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod alerts;
 mod events;
 mod server;
 
@@ -35,6 +36,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: server::KeysCommand,
+    },
+    /// Alert rules, channels, silences, alerts and notifications (docs/alerts.md).
+    Alerts {
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
     },
     /// Create the data directory and the log (default: `default`); print its verifier key.
     Init {
@@ -159,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Serve(args) => server::serve(&cli.data, &cli.log, args)?,
         Command::Keys { command } => server::keys(&cli.data, command, &mut out)?,
+        Command::Alerts { command } => alerts::alerts(&cli.data, command, &mut out)?,
         Command::Init { origin } => {
             let v = dir.create_log(&cli.log, origin.as_deref())?;
             eprintln!("created log {:?} in {}", cli.log, dir.log_dir(&cli.log).display());

@@ -120,7 +120,7 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 }
 
 /// The actor of key changes made from the command line.
-fn cli_actor() -> serde_json::Value {
+pub fn cli_actor() -> serde_json::Value {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
@@ -181,7 +181,7 @@ pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow:
 
 /// Move the queued key-change events into the system log now if no server
 /// holds it; a running server does so within a second.
-fn record(data: &Path, meta: &Meta) -> anyhow::Result<()> {
+pub fn record(data: &Path, meta: &Meta) -> anyhow::Result<()> {
     let dir = DataDir::new(data);
     if !dir.log_dir(SYSTEM_LOG).exists() {
         dir.create_log(SYSTEM_LOG, None)?;
