@@ -20,10 +20,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use sealtrail_event::Event;
+use sealtrail_event::{Event, Ulid};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Condition, Level, Message, MessageKind, RuleSpec, SilenceSpec};
+use crate::spec::{Condition, Level, Message, MessageKind, RuleSpec, SilenceSpec, Span};
 
 /// Events remembered per group to cite in a notification.
 pub const CITED: usize = 20;
@@ -99,7 +99,7 @@ struct Group {
     last_fired_ms: Option<i64>,
     /// Latest matching events, (index, id), at most [`CITED`].
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
-    cited: VecDeque<(u64, String)>,
+    cited: VecDeque<(u64, u128)>,
 }
 
 /// An alert starting or ending.
@@ -271,6 +271,7 @@ impl Engine {
     /// starts or ends.
     pub fn observe(&self, state: &mut LogState, log: &str, index: u64, event: &Event) -> Vec<Transition> {
         let mut out = Vec::new();
+        let mut key = String::new();
         let t = event.received_at.as_millisecond();
         state.now_ms = state.now_ms.max(t);
         state.next_index = state.next_index.max(index + 1);
@@ -281,34 +282,35 @@ impl Engine {
             let spec = &rule.spec;
             let rs = rule_state(&mut state.rules, rule, t);
             let started = rs.started_ms;
-            let mut values = BTreeMap::new();
-            for f in &spec.group_by {
-                if let Some(v) = f.value(event) {
-                    values.insert(f.path().into_owned(), v.into_owned());
+            key.clear();
+            group_key_of(spec, event, &mut key);
+            // Look up before building anything: most events join a group
+            // that exists.
+            let g = match rs.groups.get_mut(key.as_str()) {
+                Some(g) => g,
+                None => {
+                    let mut values = BTreeMap::new();
+                    for f in &spec.group_by {
+                        if let Some(v) = f.value(event) {
+                            values.insert(f.path().into_owned(), v.into_owned());
+                        }
+                    }
+                    rs.groups.entry(key.clone()).or_insert(Group {
+                        values,
+                        created_ms: t,
+                        ..Group::default()
+                    })
                 }
-            }
-            let g = rs.groups.entry(group_key(&values)).or_insert_with(|| Group {
-                values,
-                created_ms: t,
-                ..Group::default()
-            });
-            g.cited.push_back((index, event.id.to_string()));
+            };
+            let id = u128::from(event.id);
+            g.cited.push_back((index, id));
             if g.cited.len() > CITED {
                 g.cited.pop_front();
             }
             match &spec.condition {
                 Condition::Any => {
-                    let cited = vec![(index, event.id.to_string())];
-                    fire_once(
-                        &mut state.alerts,
-                        log,
-                        rule,
-                        g,
-                        t,
-                        describe_event(event),
-                        cited,
-                        &mut out,
-                    );
+                    let summary = || describe_event(event);
+                    fire_once(&mut state.alerts, log, rule, g, t, summary, (index, id), &mut out);
                 }
                 Condition::NewValue { field } => {
                     let Some(v) = field.value(event) else { continue };
@@ -323,8 +325,7 @@ impl Engine {
                         event.action,
                         actor_of(event)
                     );
-                    let cited = vec![(index, event.id.to_string())];
-                    fire_once(&mut state.alerts, log, rule, g, t, summary, cited, &mut out);
+                    fire_once(&mut state.alerts, log, rule, g, t, || summary, (index, id), &mut out);
                 }
                 Condition::Frequency { threshold, .. } | Condition::Flatline { threshold, .. } => {
                     g.times.push_back(t);
@@ -383,7 +384,7 @@ impl Engine {
                 // A rule with no group_by has one group from the start: a
                 // flatline then reports silence even if nothing ever came.
                 rs.groups.insert(
-                    group_key(&BTreeMap::new()),
+                    NO_GROUP.to_string(),
                     Group {
                         created_ms: started,
                         ..Group::default()
@@ -400,11 +401,20 @@ impl Engine {
 }
 
 fn rule_state<'s>(rules: &'s mut BTreeMap<String, RuleState>, rule: &Compiled, now: i64) -> &'s mut RuleState {
-    let rs = rules.entry(rule.spec.name.clone()).or_insert_with(|| RuleState {
-        fingerprint: rule.fingerprint.clone(),
-        started_ms: now,
-        groups: BTreeMap::new(),
-    });
+    // Looked up first, so the common case allocates no key.
+    if !rules.contains_key(&rule.spec.name) {
+        rules.insert(
+            rule.spec.name.clone(),
+            RuleState {
+                fingerprint: rule.fingerprint.clone(),
+                started_ms: now,
+                groups: BTreeMap::new(),
+            },
+        );
+    }
+    let Some(rs) = rules.get_mut(&rule.spec.name) else {
+        unreachable!("inserted above")
+    };
     if rs.fingerprint != rule.fingerprint {
         *rs = RuleState {
             fingerprint: rule.fingerprint.clone(),
@@ -415,8 +425,19 @@ fn rule_state<'s>(rules: &'s mut BTreeMap<String, RuleState>, rule: &Compiled, n
     rs
 }
 
-fn group_key(values: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(values).unwrap_or_default()
+/// The key of the group of no `group_by` fields.
+const NO_GROUP: &str = "";
+
+/// A group's key: its values in `group_by` order, each after a `\u{0}`,
+/// with `\u{1}` for an absent one.
+fn group_key_of(spec: &RuleSpec, event: &Event, key: &mut String) {
+    for f in &spec.group_by {
+        key.push('\u{0}');
+        match f.value(event) {
+            Some(v) => key.push_str(&v),
+            None => key.push('\u{1}'),
+        }
+    }
 }
 
 /// The parts of a rule that give its state a meaning.
@@ -444,13 +465,15 @@ fn fire_once(
     rule: &Compiled,
     g: &mut Group,
     t: i64,
-    summary: String,
-    cited: Vec<(u64, String)>,
+    summary: impl FnOnce() -> String,
+    (index, id): (u64, u128),
     out: &mut Vec<Transition>,
 ) {
     if in_cooldown(rule, g, t) {
         return;
     }
+    let summary = summary();
+    let cited = vec![(index, Ulid::from(id).to_string())];
     g.last_fired_ms = Some(t);
     out.push(Transition {
         kind: MessageKind::Fired,
@@ -467,43 +490,59 @@ fn fire_once(
     });
 }
 
-/// Whether a stateful condition holds for `g` at time `now`, with the
-/// sentence that says so.
-fn holds(cond: &Condition, g: &Group, now: i64, started: i64) -> (bool, String) {
+/// Spike: the counts of the current window and the one before it.
+fn spike_counts(window: &Span, g: &Group, now: i64) -> (u64, u64) {
+    let width = (window.millis() / SPIKE_BUCKETS).max(1);
+    let nb = now.div_euclid(width);
+    let (mut current, mut previous) = (0u64, 0u64);
+    for &(b, n) in &g.buckets {
+        if b > nb - SPIKE_BUCKETS {
+            current += n;
+        } else if b > nb - 2 * SPIKE_BUCKETS {
+            previous += n;
+        }
+    }
+    (current, previous)
+}
+
+/// Whether a stateful condition holds for `g` at time `now`. Called for
+/// every matching event, so it allocates nothing.
+fn holds(cond: &Condition, g: &Group, now: i64, started: i64) -> bool {
     match cond {
         Condition::Frequency { threshold, window } => {
-            let on = g.times.len() as u64 == *threshold && g.times.front().is_some_and(|&f| f > now - window.millis());
-            (on, format!("at least {threshold} matching events within {window}"))
+            g.times.len() as u64 == *threshold && g.times.front().is_some_and(|&f| f > now - window.millis())
         }
         Condition::Flatline { threshold, window } => {
             let enough =
                 g.times.len() as u64 == *threshold && g.times.front().is_some_and(|&f| f > now - window.millis());
             let watched_long_enough = now - g.created_ms.max(started) >= window.millis();
-            (
-                !enough && watched_long_enough,
-                format!("fewer than {threshold} matching events within {window}"),
-            )
+            !enough && watched_long_enough
         }
         Condition::Spike {
             window,
             factor,
             min_count,
         } => {
-            let width = (window.millis() / SPIKE_BUCKETS).max(1);
-            let nb = now.div_euclid(width);
-            let (mut current, mut previous) = (0u64, 0u64);
-            for &(b, n) in &g.buckets {
-                if b > nb - SPIKE_BUCKETS {
-                    current += n;
-                } else if b > nb - 2 * SPIKE_BUCKETS {
-                    previous += n;
-                }
-            }
+            let (current, previous) = spike_counts(window, g, now);
             let full_history = now - started >= window.millis();
-            let on = full_history && current >= *min_count && current as f64 >= factor * previous.max(1) as f64;
-            (
-                on,
-                format!("{current} matching events in the last {window}, against {previous} in the {window} before (spike factor {factor})"),
+            full_history && current >= *min_count && current as f64 >= factor * previous.max(1) as f64
+        }
+        Condition::Cardinality { threshold, window, .. } => {
+            g.by_time.len() as u64 > *threshold && g.by_time.first().is_some_and(|(f, _)| *f > now - window.millis())
+        }
+        Condition::Any | Condition::NewValue { .. } => false,
+    }
+}
+
+/// The sentence saying what holds (or held) for `g` at `now`.
+fn sentence(cond: &Condition, g: &Group, now: i64) -> String {
+    match cond {
+        Condition::Frequency { threshold, window } => format!("at least {threshold} matching events within {window}"),
+        Condition::Flatline { threshold, window } => format!("fewer than {threshold} matching events within {window}"),
+        Condition::Spike { window, factor, .. } => {
+            let (current, previous) = spike_counts(window, g, now);
+            format!(
+                "{current} matching events in the last {window}, against {previous} in the {window} before (spike factor {factor})"
             )
         }
         Condition::Cardinality {
@@ -511,17 +550,12 @@ fn holds(cond: &Condition, g: &Group, now: i64, started: i64) -> (bool, String) 
             threshold,
             window,
         } => {
-            let on = g.by_time.len() as u64 > *threshold
-                && g.by_time.first().is_some_and(|(f, _)| *f > now - window.millis());
-            (
-                on,
-                format!(
-                    "more than {threshold} distinct values of {} within {window}",
-                    field.path()
-                ),
+            format!(
+                "more than {threshold} distinct values of {} within {window}",
+                field.path()
             )
         }
-        Condition::Any | Condition::NewValue { .. } => (false, String::new()),
+        Condition::Any | Condition::NewValue { .. } => String::new(),
     }
 }
 
@@ -536,7 +570,7 @@ fn step(
     started: i64,
     out: &mut Vec<Transition>,
 ) {
-    let (on, sentence) = holds(&rule.spec.condition, g, now, started);
+    let on = holds(&rule.spec.condition, g, now, started);
     let transition = |kind, alert_id: String, summary: String, g: &Group| Transition {
         kind,
         alert_id,
@@ -547,7 +581,7 @@ fn step(
         group: g.values.clone(),
         summary,
         at_ms: now,
-        cited: g.cited.iter().cloned().collect(),
+        cited: g.cited.iter().map(|&(i, id)| (i, Ulid::from(id).to_string())).collect(),
         stateful: true,
     };
     match (&g.firing, on) {
@@ -555,13 +589,21 @@ fn step(
             let id = next_alert_id(counter, log);
             g.firing = Some((id.clone(), now));
             g.last_fired_ms = Some(now);
-            let summary = format!("{sentence}{}", describe_group(&g.values));
+            let summary = format!(
+                "{}{}",
+                sentence(&rule.spec.condition, g, now),
+                describe_group(&g.values)
+            );
             out.push(transition(MessageKind::Fired, id, summary, g));
         }
         (Some((id, _)), false) => {
             let id = id.clone();
             g.firing = None;
-            let summary = format!("resolved: no longer {sentence}{}", describe_group(&g.values));
+            let summary = format!(
+                "resolved: no longer {}{}",
+                sentence(&rule.spec.condition, g, now),
+                describe_group(&g.values)
+            );
             out.push(transition(MessageKind::Resolved, id, summary, g));
         }
         _ => {}

@@ -448,23 +448,42 @@ impl Evaluator {
 
 /// Run the evaluator on its own thread until `stop` turns true.
 pub fn spawn_evaluator(app: Arc<App>, stop: watch::Receiver<bool>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let interval = Duration::from_millis(app.config.alerts.interval_ms);
     std::thread::Builder::new()
         .name("alert-evaluator".into())
-        .spawn(move || {
-            let mut evaluator = Evaluator::new(app);
-            while !*stop.borrow() {
-                match evaluator.pass() {
-                    Ok(true) => continue,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!("alerts: {e}"),
-                }
-                std::thread::sleep(interval);
+        .spawn(move || run_evaluator(app, || *stop.borrow(), |_| {}))
+}
+
+/// The evaluator's loop, on the calling thread: a pass, then a pause of
+/// `alerts.interval_ms` unless a log is still behind, until `stop()`;
+/// `progress` sees the evaluator after each pass. Progress is saved on
+/// the way out.
+///
+/// The thread lowers its own scheduling priority to the least (nice 19):
+/// when ingest keeps every core busy the evaluator yields to it and falls
+/// behind, then catches up by index when there is room, so rules never
+/// slow acknowledgements.
+pub fn run_evaluator(app: Arc<App>, stop: impl Fn() -> bool, mut progress: impl FnMut(&Evaluator)) {
+    if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+        tracing::warn!("alerts: could not lower the evaluator's priority: {e:?}");
+    }
+    let interval = Duration::from_millis(app.config.alerts.interval_ms);
+    let mut evaluator = Evaluator::new(app);
+    while !stop() {
+        let behind = match evaluator.pass() {
+            Ok(behind) => behind,
+            Err(e) => {
+                tracing::warn!("alerts: {e}");
+                false
             }
-            if let Err(e) = evaluator.flush() {
-                tracing::warn!("alerts: saving progress at shutdown: {e}");
-            }
-        })
+        };
+        progress(&evaluator);
+        if !behind {
+            std::thread::sleep(interval);
+        }
+    }
+    if let Err(e) = evaluator.flush() {
+        tracing::warn!("alerts: saving progress at shutdown: {e}");
+    }
 }
 
 /// The retry policy the configuration asks for.
