@@ -24,19 +24,19 @@ mod canonical;
 pub mod entry;
 pub mod event;
 mod fast;
+pub mod glob;
 pub mod id;
 pub mod jcs;
 pub mod json;
-pub mod glob;
 pub mod limits;
 pub mod timestamp;
 pub mod validate;
 
 pub use entry::{canonical_entry, parse_entry, EntryError};
-pub use glob::glob_match;
 pub use event::{
     Actor, ActorType, Changes, Context, Crud, Event, Failure, Impersonator, Outcome, Severity, Source, Target,
 };
+pub use glob::glob_match;
 pub use id::{event_id, IdTimeError};
 pub use jcs::JcsError;
 pub use json::JsonError;

@@ -39,9 +39,9 @@ use tantivy::{
 use thiserror::Error;
 
 use crate::filter::{Filter, Order, Page, TimeRange};
-use sealtrail_event::glob::{glob_match, is_glob, literal_prefix};
 use crate::schema::{self, Fields, FAILURE, LEDGER, OCCURRED, RECEIVED, SCHEMA_VERSION, WORDS};
 use crate::stats::{Bucket, Performance, PerformanceCollector, Stats, StatsCollector};
+use sealtrail_event::glob::{glob_match, is_glob, literal_prefix};
 
 /// How the index is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
