@@ -121,7 +121,7 @@ impl Default for Alerts {
             interval_ms: 250,
             retry_base_ms: 1_000,
             retry_max_ms: 3_600_000,
-            max_attempts: 12,
+            max_attempts: 20,
             rules: Vec::new(),
             channels: Vec::new(),
         }
