@@ -334,8 +334,7 @@ impl Engine {
                     }
                 }
                 Condition::Spike { window, .. } => {
-                    let width = (window.millis() / SPIKE_BUCKETS).max(1);
-                    let b = t.div_euclid(width);
+                    let b = spike_bucket(window, t);
                     match g.buckets.back_mut() {
                         // Events arrive in ledger order, whose received_at may
                         // step back a little between writers: count a late one
@@ -362,7 +361,10 @@ impl Engine {
                 }
             }
             if spec.condition.is_stateful() {
-                step(&mut state.alerts, log, rule, g, t, started, &mut out);
+                // Never step back in time: a tick may have moved past this
+                // event's time (a late writer), and an alert it resolved
+                // must not fire again at an earlier instant.
+                step(&mut state.alerts, log, rule, g, t.max(state.now_ms), started, &mut out);
             }
         }
         out
@@ -375,7 +377,13 @@ impl Engine {
         state.now_ms = state.now_ms.max(now_ms);
         let now = state.now_ms;
         for rule in &self.rules {
-            if !rule.spec.watches(log) || !rule.spec.condition.is_stateful() {
+            if !rule.spec.watches(log) {
+                continue;
+            }
+            if !rule.spec.condition.is_stateful() {
+                if let Some(rs) = state.rules.get_mut(&rule.spec.name) {
+                    rs.groups.retain(|_, g| !idle(&rule.spec, g, now));
+                }
                 continue;
             }
             let rs = rule_state(&mut state.rules, rule, now);
@@ -394,7 +402,7 @@ impl Engine {
             for g in rs.groups.values_mut() {
                 step(&mut state.alerts, log, rule, g, now, started, &mut out);
             }
-            rs.groups.retain(|_, g| !idle(&rule.spec.condition, g, now));
+            rs.groups.retain(|_, g| !idle(&rule.spec, g, now));
         }
         out
     }
@@ -428,14 +436,17 @@ fn rule_state<'s>(rules: &'s mut BTreeMap<String, RuleState>, rule: &Compiled, n
 /// The key of the group of no `group_by` fields.
 const NO_GROUP: &str = "";
 
-/// A group's key: its values in `group_by` order, each after a `\u{0}`,
-/// with `\u{1}` for an absent one.
+/// A group's key: its values in `group_by` order, each as its length,
+/// `:` and the value, or `-` when absent, so no two groups share a key.
 fn group_key_of(spec: &RuleSpec, event: &Event, key: &mut String) {
+    use std::fmt::Write;
     for f in &spec.group_by {
-        key.push('\u{0}');
         match f.value(event) {
-            Some(v) => key.push_str(&v),
-            None => key.push('\u{1}'),
+            Some(v) => {
+                let _ = write!(key, "{}:", v.len());
+                key.push_str(&v);
+            }
+            None => key.push('-'),
         }
     }
 }
@@ -490,10 +501,15 @@ fn fire_once(
     });
 }
 
+/// Spike: the sub-window holding time `t`, exactly 1/60 of the window wide.
+fn spike_bucket(window: &Span, t: i64) -> i64 {
+    let n = i128::from(t) * i128::from(SPIKE_BUCKETS);
+    i64::try_from(n.div_euclid(i128::from(window.millis().max(1)))).unwrap_or(i64::MAX)
+}
+
 /// Spike: the counts of the current window and the one before it.
 fn spike_counts(window: &Span, g: &Group, now: i64) -> (u64, u64) {
-    let width = (window.millis() / SPIKE_BUCKETS).max(1);
-    let nb = now.div_euclid(width);
+    let nb = spike_bucket(window, now);
     let (mut current, mut previous) = (0u64, 0u64);
     for &(b, n) in &g.buckets {
         if b > nb - SPIKE_BUCKETS {
@@ -611,27 +627,30 @@ fn step(
 }
 
 /// Whether a group holds nothing worth keeping at `now`.
-fn idle(cond: &Condition, g: &Group, now: i64) -> bool {
+fn idle(rule: &RuleSpec, g: &Group, now: i64) -> bool {
     if g.firing.is_some() {
         return false;
     }
-    let cooling = |c: Option<i64>| c.is_some_and(|last| now - last < 7 * 86_400_000);
-    match cond {
+    // A group that fired keeps its time until its cooldown has passed.
+    let cooling = match (rule.cooldown, g.last_fired_ms) {
+        (Some(c), Some(last)) => now - last < c.millis(),
+        _ => false,
+    };
+    match &rule.condition {
         // A flatline's groups are what it watches: a group that went
-        // silent is the very thing to report, so keep it.
-        Condition::Flatline { .. } | Condition::NewValue { .. } | Condition::Any => false,
-        Condition::Frequency { window, .. } => {
-            g.times.back().is_none_or(|&t| t <= now - window.millis()) && !cooling(g.last_fired_ms)
-        }
+        // silent is the very thing to report, so keep it. New values are
+        // remembered for good.
+        Condition::Flatline { .. } | Condition::NewValue { .. } => false,
+        Condition::Any => !cooling,
+        Condition::Frequency { window, .. } => g.times.back().is_none_or(|&t| t <= now - window.millis()) && !cooling,
         Condition::Spike { window, .. } => {
-            let width = (window.millis() / SPIKE_BUCKETS).max(1);
             g.buckets
                 .back()
-                .is_none_or(|&(b, _)| (b + 1) * width <= now - 2 * window.millis())
-                && !cooling(g.last_fired_ms)
+                .is_none_or(|&(b, _)| b <= spike_bucket(window, now) - 2 * SPIKE_BUCKETS)
+                && !cooling
         }
         Condition::Cardinality { window, .. } => {
-            g.by_time.last().is_none_or(|(t, _)| *t <= now - window.millis()) && !cooling(g.last_fired_ms)
+            g.by_time.last().is_none_or(|(t, _)| *t <= now - window.millis()) && !cooling
         }
     }
 }

@@ -455,6 +455,8 @@ impl RuleSpec {
         for (i, name) in self.channels.iter().enumerate() {
             if !valid_name(name) {
                 out.push(format!("channels[{i}]: {name:?} is not a channel name"));
+            } else if self.channels[..i].contains(name) {
+                out.push(format!("channels[{i}]: {name:?} is listed twice"));
             }
         }
         out
@@ -545,15 +547,103 @@ pub struct ChannelSpec {
 pub const REDACTED: &str = "********";
 
 impl ChannelSpec {
-    /// The channel as it may be shown: secrets and passwords replaced.
+    /// The channel as it may be shown (API, CLI, the system log): every
+    /// credential replaced by [`REDACTED`]: the webhook's secret, header
+    /// values, and any user info or query in its URL; the whole path of a
+    /// Slack, Discord or Teams URL (the path is the token); the mail
+    /// password.
     pub fn redacted(&self) -> ChannelSpec {
         let mut c = self.clone();
         match &mut c.kind {
-            ChannelKind::Webhook { secret: Some(s), .. } => *s = REDACTED.into(),
+            ChannelKind::Webhook {
+                url, secret, headers, ..
+            } => {
+                *url = redact_url(url, false);
+                if let Some(s) = secret {
+                    *s = REDACTED.into();
+                }
+                for v in headers.values_mut() {
+                    *v = REDACTED.into();
+                }
+            }
+            ChannelKind::Slack { url } | ChannelKind::Discord { url } | ChannelKind::Teams { url } => {
+                *url = redact_url(url, true)
+            }
             ChannelKind::Email { password: Some(p), .. } => *p = REDACTED.into(),
-            _ => {}
+            ChannelKind::Email { .. } => {}
         }
         c
+    }
+
+    /// Put back, from `stored`, every credential this spec carries in its
+    /// redacted form, so a listed channel can be edited and sent back.
+    pub fn restore_redacted(&mut self, stored: &ChannelSpec) {
+        let shown = stored.redacted();
+        match (&mut self.kind, &stored.kind, &shown.kind) {
+            (
+                ChannelKind::Webhook {
+                    url, secret, headers, ..
+                },
+                ChannelKind::Webhook {
+                    url: old_url,
+                    secret: old_secret,
+                    headers: old_headers,
+                    ..
+                },
+                ChannelKind::Webhook { url: shown_url, .. },
+            ) => {
+                if url == shown_url {
+                    url.clone_from(old_url);
+                }
+                if secret.as_deref() == Some(REDACTED) {
+                    secret.clone_from(old_secret);
+                }
+                for (k, v) in headers.iter_mut() {
+                    if v == REDACTED {
+                        if let Some(old) = old_headers.get(k) {
+                            v.clone_from(old);
+                        }
+                    }
+                }
+            }
+            (ChannelKind::Slack { url }, ChannelKind::Slack { url: old }, ChannelKind::Slack { url: shown })
+            | (ChannelKind::Discord { url }, ChannelKind::Discord { url: old }, ChannelKind::Discord { url: shown })
+            | (ChannelKind::Teams { url }, ChannelKind::Teams { url: old }, ChannelKind::Teams { url: shown })
+                if url == shown =>
+            {
+                url.clone_from(old)
+            }
+            (ChannelKind::Email { password, .. }, ChannelKind::Email { password: old, .. }, _)
+                if password.as_deref() == Some(REDACTED) =>
+            {
+                password.clone_from(old)
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a credential field still holds the redaction mark: a listed
+    /// channel sent back where nothing was stored to restore it from.
+    pub fn holds_redaction(&self) -> Option<&'static str> {
+        match &self.kind {
+            ChannelKind::Webhook {
+                url, secret, headers, ..
+            } => {
+                if url.contains(REDACTED) {
+                    Some("url")
+                } else if secret.as_deref() == Some(REDACTED) {
+                    Some("secret")
+                } else if headers.values().any(|v| v == REDACTED) {
+                    Some("headers")
+                } else {
+                    None
+                }
+            }
+            ChannelKind::Slack { url } | ChannelKind::Discord { url } | ChannelKind::Teams { url } => {
+                url.contains(REDACTED).then_some("url")
+            }
+            ChannelKind::Email { password, .. } => (password.as_deref() == Some(REDACTED)).then_some("password"),
+        }
     }
 
     /// Every problem with the channel, each naming its field path.
@@ -602,6 +692,33 @@ impl ChannelSpec {
         }
         out
     }
+}
+
+/// `url` with its credentials replaced by [`REDACTED`]: user info and
+/// query always, the whole path when `path_is_secret`.
+fn redact_url(url: &str, path_is_secret: bool) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return REDACTED.into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{REDACTED}@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = if path_is_secret {
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("/{REDACTED}")
+        }
+    } else {
+        match tail.split_once('?') {
+            Some((path, _)) => format!("{path}?{REDACTED}"),
+            None => tail.to_string(),
+        }
+    };
+    format!("{scheme}://{host}{tail}")
 }
 
 /// A silence: while it lasts, alerts it matches are recorded but nobody is
@@ -724,5 +841,19 @@ headers = { X-Team = "compliance" }
             serde_json::from_str::<ChannelSpec>(r#"{"name": "x", "type": "slack", "url": "https://a", "colour": 1}"#)
                 .unwrap_err();
         assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_when_shown() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/xyz", true),
+            "https://hooks.slack.com/********"
+        );
+        assert_eq!(
+            redact_url("https://u:p@example.com/hook?token=abc", false),
+            "https://********@example.com/hook?********"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:9/x", false), "http://127.0.0.1:9/x");
+        assert_eq!(redact_url("nonsense", false), "********");
     }
 }

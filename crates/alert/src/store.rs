@@ -358,6 +358,43 @@ pub fn load_state(conn: &Connection, log: &str) -> Result<Option<LogState>> {
     .transpose()
 }
 
+/// A log's state serialised for [`commit`], made before the database lock
+/// is taken: the state can be large (every value a `new_value` rule saw).
+pub struct StateText(String);
+
+impl StateText {
+    pub fn of(log: &str, state: &LogState) -> Result<StateText> {
+        serde_json::to_string(state)
+            .map(StateText)
+            .map_err(|e| StoreError::Unreadable {
+                what: "evaluation state of log",
+                name: log.to_string(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// Record that evaluation of a log just created starts at its first
+/// entry, so a crash before the evaluator first sees it skips nothing.
+/// Does nothing if the log has a state.
+pub fn begin_log(conn: &Connection, log: &str, now_ms: i64) -> Result<()> {
+    let state = StateText::of(log, &LogState::starting_at(0, now_ms))?;
+    conn.execute(
+        "INSERT INTO alert_state (log, state, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (log) DO NOTHING",
+        params![log, state.0, time_text(now_ms)],
+    )?;
+    Ok(())
+}
+
+/// Logs with a saved evaluation state.
+pub fn evaluated_logs(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT log FROM alert_state ORDER BY log")?;
+    let rows = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
+}
+
 /// What [`commit`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
@@ -374,37 +411,36 @@ pub struct Committed {
 pub fn commit(
     conn: &mut Connection,
     log: &str,
-    state: &LogState,
+    state: &StateText,
     transitions: &[Transition],
     rules: &[RuleSpec],
     silences: &[SilenceSpec],
     now_ms: i64,
     mut audit: impl FnMut(&Connection, &Transition, bool) -> rusqlite::Result<()>,
 ) -> Result<Committed> {
-    let state_json = serde_json::to_string(state).map_err(|e| StoreError::Unreadable {
-        what: "evaluation state of log",
-        name: log.to_string(),
-        reason: e.to_string(),
-    })?;
     let now = time_text(now_ms);
-    let tx = conn.transaction()?;
+    // Immediate: take the write lock first, so a concurrent writer (the
+    // CLI) makes this wait instead of failing the upgrade.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO alert_state (log, state, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (log) DO UPDATE SET state = ?2, updated_at = ?3",
-        params![log, state_json, now],
+        params![log, state.0, now],
     )?;
     let mut done = Committed::default();
     for t in transitions {
-        let mut silenced = silences.iter().any(|s| t.silenced_by(s, now_ms));
-        if t.kind == MessageKind::Resolved {
-            // Nobody hears that an alert ended if nobody heard it start.
+        let silenced = if t.kind == MessageKind::Resolved {
+            // An ended alert is told to whoever was told it started, and
+            // to nobody else.
             let muted: Option<i64> = tx
                 .query_row("SELECT silenced FROM alerts WHERE id = ?1", params![t.alert_id], |r| {
                     r.get(0)
                 })
                 .optional()?;
-            silenced |= muted == Some(1);
-        }
+            muted != Some(0)
+        } else {
+            silences.iter().any(|s| t.silenced_by(s, now_ms))
+        };
         let at = time_text(t.at_ms);
         match t.kind {
             MessageKind::Fired => {

@@ -443,3 +443,29 @@ fn bad_rules_are_refused_with_field_paths() {
         ]
     );
 }
+
+#[test]
+fn a_cooldown_longer_than_idle_time_is_still_honoured() {
+    let mut spec = failures_per_actor();
+    spec.cooldown = Some(sealtrail_alert::Span::parse("14d").unwrap());
+    let mut run = Run::new(&[spec]);
+    const DAY: i64 = 86_400;
+    for s in 0..2 {
+        run.event(s, json!({}));
+    }
+    assert_eq!(kinds(&run.event(2, json!({}))), [MessageKind::Fired]);
+    assert_eq!(kinds(&run.tick(400)), [MessageKind::Resolved]);
+    // Long idle: the group may be tidied, its last firing may not be forgotten.
+    assert!(run.tick(8 * DAY).is_empty());
+    for s in 0..3 {
+        assert!(
+            run.event(8 * DAY + s, json!({})).is_empty(),
+            "fired again inside a 14-day cooldown"
+        );
+    }
+    assert!(run.tick(15 * DAY).is_empty());
+    for s in 0..2 {
+        assert!(run.event(15 * DAY + s, json!({})).is_empty());
+    }
+    assert_eq!(kinds(&run.event(15 * DAY + 2, json!({}))), [MessageKind::Fired]);
+}

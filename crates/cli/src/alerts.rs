@@ -147,7 +147,7 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
             }
             SpecCommand::Put { file } => {
                 let spec: RuleSpec = read_spec(file)?;
-                let created = ops::put_rule(&meta, &spec, Origin::Api, &actor)?;
+                let (created, _) = ops::put_rule(&meta, &spec, Origin::Api, ops::Put::Upsert, &actor)?;
                 record(data, &meta)?;
                 writeln!(
                     out,
@@ -167,7 +167,7 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
                     bail!("no alert rule named {name:?}");
                 };
                 r.spec.enabled = enable;
-                ops::put_rule(&meta, &r.spec, r.origin, &actor)?;
+                ops::put_rule(&meta, &r.spec, r.origin, ops::Put::Upsert, &actor)?;
                 record(data, &meta)?;
                 writeln!(out, "{} rule {name}", if enable { "enabled" } else { "disabled" })?;
             }
@@ -188,7 +188,7 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
             }
             SpecCommand::Put { file } => {
                 let spec: ChannelSpec = read_spec(file)?;
-                let created = ops::put_channel(&meta, &spec, Origin::Api, &actor)?;
+                let (created, _) = ops::put_channel(&meta, &spec, Origin::Api, ops::Put::Upsert, &actor)?;
                 record(data, &meta)?;
                 writeln!(
                     out,

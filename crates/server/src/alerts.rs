@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use sealtrail_alert::engine::{Engine, LogState, Transition};
 use sealtrail_alert::outbox::{self, Backoff, Deliverer, HistoryQuery, Status};
-use sealtrail_alert::store::{self, Origin, Silence, StoreError};
+use sealtrail_alert::store::{self, Origin, Silence, StoreError, Stored};
 use sealtrail_alert::{notify, ChannelSpec, Level, Message, MessageKind, RuleSpec, SilenceSpec};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use utoipa::ToSchema;
+
+use sealtrail_trail::Trail;
 
 use crate::app::App;
 use crate::config::Alerts;
@@ -33,6 +35,10 @@ const PASS_EVENTS: u64 = 65_536;
 /// How often progress is saved when nothing fired (alerts are saved at once).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// How far behind the wall clock ticks run: an event is stamped
+/// `received_at` a moment before its batch is in the log.
+const TICK_GRACE_MS: i64 = 1_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
     /// Problems with what was sent, each naming a field path.
@@ -43,6 +49,9 @@ pub enum AlertError {
     /// The change would leave a rule pointing at a missing channel.
     #[error("{0}")]
     Conflict(String),
+    /// Creating what exists.
+    #[error("{0}")]
+    Exists(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -75,12 +84,35 @@ fn config_event(actor: &Value, action: &str, kind: &str, name: &str, details: Va
 }
 
 /// Create or replace rule `spec`; returns whether it is new.
-pub fn put_rule(meta: &Meta, spec: &RuleSpec, origin: Origin, actor: &Value) -> Result<bool, AlertError> {
+/// How a put treats an existing spec of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// Replace it.
+    Upsert,
+    /// Refuse (`AlertError::Exists`): POST.
+    CreateOnly,
+}
+
+/// Create or replace rule `spec`; returns whether it is new, and the rule
+/// as stored.
+pub fn put_rule(
+    meta: &Meta,
+    spec: &RuleSpec,
+    origin: Origin,
+    put: Put,
+    actor: &Value,
+) -> Result<(bool, Stored<RuleSpec>), AlertError> {
     let problems = spec.problems();
     if !problems.is_empty() {
         return Err(AlertError::Invalid(problems));
     }
     meta.audited(|conn| {
+        if put == Put::CreateOnly && store::get::<RuleSpec>(conn, &spec.name)?.is_some() {
+            return Err(AlertError::Exists(format!(
+                "an alert rule named {:?} exists; PUT /api/v1/alert-rules/{} replaces it",
+                spec.name, spec.name
+            )));
+        }
         for (i, channel) in spec.channels.iter().enumerate() {
             if store::get::<ChannelSpec>(conn, channel)?.is_none() {
                 return Err(AlertError::Invalid(vec![format!(
@@ -89,14 +121,23 @@ pub fn put_rule(meta: &Meta, spec: &RuleSpec, origin: Origin, actor: &Value) -> 
             }
         }
         let created = store::put(conn, spec, origin, &now_text())?;
+        let stored = stored::<RuleSpec>(conn, &spec.name)?;
         let action = if created {
             "alert_rule.created"
         } else {
             "alert_rule.updated"
         };
         let details = serde_json::to_value(spec).unwrap_or(Value::Null);
-        Ok((created, config_event(actor, action, "alert_rule", &spec.name, details)))
+        Ok((
+            (created, stored),
+            config_event(actor, action, "alert_rule", &spec.name, details),
+        ))
     })
+}
+
+/// What was just written.
+fn stored<T: store::Named>(conn: &Connection, name: &str) -> Result<Stored<T>, AlertError> {
+    store::get::<T>(conn, name)?.ok_or_else(|| AlertError::NotFound(format!("{name:?} vanished as it was written")))
 }
 
 pub fn delete_rule(meta: &Meta, name: &str, actor: &Value) -> Result<(), AlertError> {
@@ -111,20 +152,45 @@ pub fn delete_rule(meta: &Meta, name: &str, actor: &Value) -> Result<(), AlertEr
     })
 }
 
-/// Create or replace channel `spec`; returns whether it is new. A secret
-/// or password sent as the redaction mark keeps the stored one, so a
-/// listed channel can be edited and sent back.
-pub fn put_channel(meta: &Meta, spec: &ChannelSpec, origin: Origin, actor: &Value) -> Result<bool, AlertError> {
+/// Create or replace channel `spec`; returns whether it is new, and the
+/// channel as stored. Credentials sent in their redacted form (as listed)
+/// keep the stored ones, so a listed channel can be edited and sent back.
+/// The channel must render: a sample notification is rendered first, so a
+/// channel every notification would fail on is refused now, not later.
+pub fn put_channel(
+    meta: &Meta,
+    spec: &ChannelSpec,
+    origin: Origin,
+    put: Put,
+    actor: &Value,
+) -> Result<(bool, Stored<ChannelSpec>), AlertError> {
     let problems = spec.problems();
     if !problems.is_empty() {
         return Err(AlertError::Invalid(problems));
     }
     meta.audited(|conn| {
         let mut spec = spec.clone();
-        if let Some(old) = store::get::<ChannelSpec>(conn, &spec.name)? {
-            keep_secrets(&mut spec, &old.spec);
+        match store::get::<ChannelSpec>(conn, &spec.name)? {
+            Some(_) if put == Put::CreateOnly => {
+                return Err(AlertError::Exists(format!(
+                    "a channel named {:?} exists; PUT /api/v1/channels/{} replaces it",
+                    spec.name, spec.name
+                )))
+            }
+            Some(old) => spec.restore_redacted(&old.spec),
+            None => {}
+        }
+        if let Some(field) = spec.holds_redaction() {
+            return Err(AlertError::Invalid(vec![format!(
+                "{field}: holds the redaction mark {:?} and there is no stored value to keep; send the real one",
+                sealtrail_alert::spec::REDACTED
+            )]));
+        }
+        if let Err(e) = notify::render(&spec, &sample_message(&spec), 0, now_ms().div_euclid(1000)) {
+            return Err(AlertError::Invalid(vec![e.to_string()]));
         }
         let created = store::put(conn, &spec, origin, &now_text())?;
+        let stored = stored::<ChannelSpec>(conn, &spec.name)?;
         let action = if created {
             "alert_channel.created"
         } else {
@@ -132,20 +198,10 @@ pub fn put_channel(meta: &Meta, spec: &ChannelSpec, origin: Origin, actor: &Valu
         };
         let details = serde_json::to_value(spec.redacted()).unwrap_or(Value::Null);
         Ok((
-            created,
+            (created, stored),
             config_event(actor, action, "alert_channel", &spec.name, details),
         ))
     })
-}
-
-fn keep_secrets(new: &mut ChannelSpec, old: &ChannelSpec) {
-    use sealtrail_alert::ChannelKind::{Email, Webhook};
-    let redacted = Some(sealtrail_alert::spec::REDACTED.to_string());
-    match (&mut new.kind, &old.kind) {
-        (Webhook { secret, .. }, Webhook { secret: old, .. }) if *secret == redacted => secret.clone_from(old),
-        (Email { password, .. }, Email { password: old, .. }) if *password == redacted => password.clone_from(old),
-        _ => {}
-    }
 }
 
 pub fn delete_channel(meta: &Meta, name: &str, actor: &Value) -> Result<(), AlertError> {
@@ -220,13 +276,13 @@ pub fn apply_config(meta: &Meta, config: &Alerts) -> Result<(), AlertError> {
     for channel in &config.channels {
         let same = store::get::<ChannelSpec>(&meta.lock(), &channel.name)?.is_some_and(|s| s.spec == *channel);
         if !same {
-            put_channel(meta, channel, Origin::Config, &actor)?;
+            put_channel(meta, channel, Origin::Config, Put::Upsert, &actor)?;
         }
     }
     for rule in &config.rules {
         let same = store::get::<RuleSpec>(&meta.lock(), &rule.name)?.is_some_and(|s| s.spec == *rule);
         if !same {
-            put_rule(meta, rule, Origin::Config, &actor)?;
+            put_rule(meta, rule, Origin::Config, Put::Upsert, &actor)?;
         }
     }
     Ok(())
@@ -307,18 +363,38 @@ impl Evaluator {
             .into_iter()
             .map(|s| s.spec)
             .collect();
+        let first = self.version.is_none();
         drop(conn);
         self.engine = Engine::new(&self.rules);
-        self.version = Some(version);
+        if first {
+            // Logs evaluated before the restart are watched whether or not
+            // anyone asks for them: a flatline on a log nobody writes to
+            // any more is exactly what must fire.
+            for name in store::evaluated_logs(&self.app.meta.lock())? {
+                if let Err(p) = self.app.trail(&name) {
+                    tracing::warn!("alerts: cannot open log {name}: {}", p.detail);
+                }
+            }
+        }
         let names: Vec<String> = self.logs.keys().cloned().collect();
         for name in names {
-            let Some(tracked) = self.logs.get_mut(&name) else {
-                continue;
-            };
-            let ended = self.engine.reconcile(&mut tracked.state, &name, &self.rules, now);
-            if !ended.is_empty() {
-                self.save(&name, ended, now)?;
+            if let Err(e) = self.reconcile(&name, now) {
+                tracing::warn!("alerts: log {name}: {e}");
+                self.logs.remove(&name);
             }
+        }
+        self.version = Some(version);
+        Ok(())
+    }
+
+    /// End the alerts of rules that changed or went away, for one log.
+    fn reconcile(&mut self, name: &str, now: i64) -> Result<(), AlertError> {
+        let Some(tracked) = self.logs.get_mut(name) else {
+            return Ok(());
+        };
+        let ended = self.engine.reconcile(&mut tracked.state, name, &self.rules, now);
+        if !ended.is_empty() {
+            self.save(name, ended, now)?;
         }
         Ok(())
     }
@@ -327,17 +403,19 @@ impl Evaluator {
         let Some(tracked) = self.logs.get_mut(log) else {
             return Ok(());
         };
+        let text = store::StateText::of(log, &tracked.state)?;
         let mut conn = self.app.meta.lock();
         let done = store::commit(
             &mut conn,
             log,
-            &tracked.state,
+            &text,
             &transitions,
             &self.rules,
             &self.silences,
             now,
             |tx: &Connection, t, silenced| queue_event(tx, &alert_event(t, silenced)),
         )?;
+        drop(conn);
         tracked.saved_index = Some(tracked.state.next_index);
         tracked.saved_at = Instant::now();
         for t in &transitions {
@@ -355,77 +433,94 @@ impl Evaluator {
     }
 
     /// One pass over every open log. Returns whether a log still has a
-    /// backlog (the caller goes again at once).
+    /// backlog (the caller goes again at once). A log that fails (a read
+    /// or a save) is dropped from memory and reloaded from its last saved
+    /// state next time, so what was not saved is evaluated again rather
+    /// than lost; the other logs go on.
     pub fn pass(&mut self) -> Result<bool, AlertError> {
         let now = now_ms();
         self.reload(now)?;
         let mut behind = false;
         for (name, trail) in self.app.open_trails() {
-            let size = trail.log().size();
-            if !self.logs.contains_key(&name) {
-                let saved = store::load_state(&self.app.meta.lock(), &name)?;
-                let saved_index = saved.as_ref().map(|s| s.next_index);
-                // Rules apply from here on; a log created by this process
-                // starts at 0, so none of its events is missed.
-                let state = saved.unwrap_or_else(|| LogState::starting_at(self.app.opened_size(&name), now));
-                self.logs.insert(
-                    name.clone(),
-                    Tracked {
-                        state,
-                        saved_index,
-                        saved_at: Instant::now(),
-                    },
-                );
+            match self.pass_log(&name, &trail, now) {
+                Ok(b) => behind |= b,
+                Err(e) => {
+                    tracing::warn!("alerts: log {name}: {e}");
+                    self.logs.remove(&name);
+                }
             }
-            let Some(tracked) = self.logs.get_mut(&name) else {
-                continue;
-            };
-            let mut transitions = Vec::new();
-            if !self.engine.watches(&name) {
-                // Nothing to evaluate: move on without reading, so a rule
-                // added later starts from now, not from the log's past.
-                tracked.state.next_index = tracked.state.next_index.max(size);
-            } else {
-                let end = size.min(tracked.state.next_index.saturating_add(PASS_EVENTS));
-                while tracked.state.next_index < end {
-                    let first = tracked.state.next_index;
-                    let count = (end - first).min(1024);
-                    let entries = trail
-                        .log()
-                        .entries(first, count)
-                        .map_err(|e| AlertError::Invalid(vec![format!("reading log {name} at {first}: {e}")]))?;
-                    for (i, entry) in entries.iter().enumerate() {
-                        let index = first + i as u64;
-                        match sealtrail_event::parse_entry(entry) {
-                            // Alerts about alerts would feed themselves.
-                            Ok(event) if name == SYSTEM_LOG && event.action.starts_with("alert.") => {
-                                tracked.state.next_index = index + 1;
-                            }
-                            Ok(event) => {
-                                transitions.extend(self.engine.observe(&mut tracked.state, &name, index, &event))
-                            }
-                            Err(e) => {
-                                tracing::warn!("alerts: log {name} entry {index} is not an event: {e}");
-                                tracked.state.next_index = index + 1;
-                            }
+        }
+        Ok(behind)
+    }
+
+    fn pass_log(&mut self, name: &str, trail: &Trail, now: i64) -> Result<bool, AlertError> {
+        let size = trail.log().size();
+        if !self.logs.contains_key(name) {
+            let saved = store::load_state(&self.app.meta.lock(), name)?;
+            let saved_index = saved.as_ref().map(|s| s.next_index);
+            // Rules apply from here on; a log created by this process
+            // starts at 0 (store::begin_log), so none of its events is missed.
+            let state = saved.unwrap_or_else(|| LogState::starting_at(self.app.opened_size(name), now));
+            self.logs.insert(
+                name.to_string(),
+                Tracked {
+                    state,
+                    saved_index,
+                    saved_at: Instant::now(),
+                },
+            );
+            // The rules may have changed while the state lay on disk.
+            self.reconcile(name, now)?;
+        }
+        let Some(tracked) = self.logs.get_mut(name) else {
+            return Ok(false);
+        };
+        let mut transitions = Vec::new();
+        let mut behind = false;
+        if !self.engine.watches(name) {
+            // Nothing to evaluate: move on without reading, so a rule
+            // added later starts from now, not from the log's past.
+            tracked.state.next_index = tracked.state.next_index.max(size);
+        } else {
+            let end = size.min(tracked.state.next_index.saturating_add(PASS_EVENTS));
+            while tracked.state.next_index < end {
+                let first = tracked.state.next_index;
+                let count = (end - first).min(1024);
+                let entries = trail
+                    .log()
+                    .entries(first, count)
+                    .map_err(|e| AlertError::Invalid(vec![format!("reading at {first}: {e}")]))?;
+                for (i, entry) in entries.iter().enumerate() {
+                    let index = first + i as u64;
+                    match sealtrail_event::parse_entry(entry) {
+                        // Alerts about alerts would feed themselves.
+                        Ok(event) if name == SYSTEM_LOG && event.action.starts_with("alert.") => {
+                            tracked.state.next_index = index + 1;
+                        }
+                        Ok(event) => transitions.extend(self.engine.observe(&mut tracked.state, name, index, &event)),
+                        Err(e) => {
+                            tracing::warn!("alerts: log {name} entry {index} is not an event: {e}");
+                            tracked.state.next_index = index + 1;
                         }
                     }
                 }
-                if tracked.state.next_index >= size {
-                    transitions.extend(self.engine.tick(&mut tracked.state, &name, now));
-                } else {
-                    behind = true;
-                }
             }
-            metrics::gauge!("sealtrail_alert_lag_events", "log" => name.clone())
-                .set(size.saturating_sub(tracked.state.next_index) as f64);
-            let due = match tracked.saved_index {
-                None => true,
-                Some(saved) => saved != tracked.state.next_index && tracked.saved_at.elapsed() >= SAVE_EVERY,
-            };
-            if !transitions.is_empty() || due {
-                self.save(&name, transitions, now)?;
+            if tracked.state.next_index >= size {
+                // A little behind the wall clock: an event stamped just
+                // before `now` may not be in the log yet.
+                transitions.extend(self.engine.tick(&mut tracked.state, name, now - TICK_GRACE_MS));
+            } else {
+                behind = true;
             }
+        }
+        metrics::gauge!("sealtrail_alert_lag_events", "log" => name.to_string())
+            .set(size.saturating_sub(tracked.state.next_index) as f64);
+        let due = match tracked.saved_index {
+            None => true,
+            Some(saved) => saved != tracked.state.next_index && tracked.saved_at.elapsed() >= SAVE_EVERY,
+        };
+        if !transitions.is_empty() || due {
+            self.save(name, transitions, now)?;
         }
         Ok(behind)
     }
@@ -598,6 +693,25 @@ pub fn retry_dead(meta: &Meta, id: i64, actor: &Value) -> Result<(), AlertError>
     })
 }
 
+/// The notification a test send delivers, and a channel is checked with.
+fn sample_message(channel: &ChannelSpec) -> Message {
+    let now = now_ms();
+    Message {
+        version: 1,
+        kind: MessageKind::Test,
+        alert_id: format!("test-{now}"),
+        rule: "test".into(),
+        condition: "test".into(),
+        level: Level::Info,
+        log: "-".into(),
+        group: Default::default(),
+        summary: format!("A test notification from Sealtrail to channel {}", channel.name),
+        at: sealtrail_alert::engine::time_text(now),
+        indices: Vec::new(),
+        event_ids: Vec::new(),
+    }
+}
+
 /// What a test send did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TestResult {
@@ -612,20 +726,7 @@ pub struct TestResult {
 /// record the attempt in the system log.
 pub async fn test_send(meta: &Meta, channel: &ChannelSpec, actor: &Value) -> TestResult {
     let now = now_ms();
-    let message = Message {
-        version: 1,
-        kind: MessageKind::Test,
-        alert_id: format!("test-{now}"),
-        rule: "test".into(),
-        condition: "test".into(),
-        level: Level::Info,
-        log: "-".into(),
-        group: Default::default(),
-        summary: format!("A test notification from Sealtrail to channel {}", channel.name),
-        at: sealtrail_alert::engine::time_text(now),
-        indices: Vec::new(),
-        event_ids: Vec::new(),
-    };
+    let message = sample_message(channel);
     let result = match notify::render(channel, &message, 0, now.div_euclid(1000)) {
         Err(e) => Err((None, e.to_string())),
         Ok(out) => match notify::http_client(SEND_TIMEOUT) {

@@ -161,6 +161,12 @@ impl App {
                 LedgerError::BadLogName(_) => Problem::bad_request("bad-log-name", e.to_string()),
                 other => Problem::internal(format!("creating log {name}: {other}")),
             })?;
+            // Alert rules start at a new log's first entry, even if the
+            // server stops before the evaluator first looks at it. (Nothing
+            // can be appended before this returns.)
+            let now = Timestamp::now().as_millisecond();
+            sealtrail_alert::store::begin_log(&self.meta.lock(), name, now)
+                .map_err(|e| Problem::internal(format!("creating log {name}: {e}")))?;
         }
         let trail = Arc::new(
             Trail::open(&self.data, name, self.trail_options())

@@ -161,7 +161,9 @@ impl Meta {
         change: impl FnOnce(&Connection) -> Result<(T, String), E>,
     ) -> Result<T, E> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the change reads before it writes, and a deferred
+        // transaction would fail its upgrade if the CLI wrote in between.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (out, event) = change(&tx)?;
         queue_event(&tx, &event)?;
         tx.commit()?;

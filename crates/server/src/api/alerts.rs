@@ -17,7 +17,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::blocking;
-use crate::alerts::{self as ops, AlertError, TestResult};
+use crate::alerts::{self as ops, AlertError, Put, TestResult};
 use crate::app::{App, Caller};
 use crate::extract::{Auth, JsonBody, Params, PathArgs};
 use crate::meta::Scope;
@@ -38,6 +38,7 @@ fn problem(e: AlertError) -> Problem {
         AlertError::Invalid(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", e.to_string()),
         AlertError::NotFound(_) => Problem::not_found(e.to_string()),
         AlertError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "in-use", e.to_string()),
+        AlertError::Exists(_) => Problem::new(StatusCode::CONFLICT, "exists", e.to_string()),
         AlertError::Store(_) => Problem::internal(e.to_string()),
     }
 }
@@ -129,21 +130,8 @@ pub async fn create_rule(State(app): State<Arc<App>>, Auth(caller): Auth, body: 
     allowed(&caller, Scope::Admin)?;
     let spec: RuleSpec = parse_spec(&body.bytes)?;
     blocking(move || {
-        if store::get::<RuleSpec>(&app.meta.lock(), &spec.name)
-            .map_err(store_problem)?
-            .is_some()
-        {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "exists",
-                format!(
-                    "an alert rule named {:?} exists; PUT /api/v1/alert-rules/{} replaces it",
-                    spec.name, spec.name
-                ),
-            ));
-        }
-        ops::put_rule(&app.meta, &spec, Origin::Api, &caller.actor()).map_err(problem)?;
-        let stored = store::get::<RuleSpec>(&app.meta.lock(), &spec.name).map_err(store_problem)?;
+        let (_, stored) =
+            ops::put_rule(&app.meta, &spec, Origin::Api, Put::CreateOnly, &caller.actor()).map_err(problem)?;
         Ok((StatusCode::CREATED, Json(stored)).into_response())
     })
     .await
@@ -199,8 +187,8 @@ pub async fn put_rule(
     let spec: RuleSpec = parse_spec(&body.bytes)?;
     same_name(&name, &spec.name)?;
     blocking(move || {
-        let created = ops::put_rule(&app.meta, &spec, Origin::Api, &caller.actor()).map_err(problem)?;
-        let stored = store::get::<RuleSpec>(&app.meta.lock(), &spec.name).map_err(store_problem)?;
+        let (created, stored) =
+            ops::put_rule(&app.meta, &spec, Origin::Api, Put::Upsert, &caller.actor()).map_err(problem)?;
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((status, Json(stored)).into_response())
     })
@@ -275,22 +263,9 @@ pub async fn create_channel(State(app): State<Arc<App>>, Auth(caller): Auth, bod
     allowed(&caller, Scope::Admin)?;
     let spec: ChannelSpec = parse_spec(&body.bytes)?;
     blocking(move || {
-        if store::get::<ChannelSpec>(&app.meta.lock(), &spec.name)
-            .map_err(store_problem)?
-            .is_some()
-        {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "exists",
-                format!(
-                    "a channel named {:?} exists; PUT /api/v1/channels/{} replaces it",
-                    spec.name, spec.name
-                ),
-            ));
-        }
-        ops::put_channel(&app.meta, &spec, Origin::Api, &caller.actor()).map_err(problem)?;
-        let stored = store::get::<ChannelSpec>(&app.meta.lock(), &spec.name).map_err(store_problem)?;
-        Ok((StatusCode::CREATED, Json(stored.map(redacted))).into_response())
+        let (_, stored) =
+            ops::put_channel(&app.meta, &spec, Origin::Api, Put::CreateOnly, &caller.actor()).map_err(problem)?;
+        Ok((StatusCode::CREATED, Json(redacted(stored))).into_response())
     })
     .await
 }
@@ -345,10 +320,10 @@ pub async fn put_channel(
     let spec: ChannelSpec = parse_spec(&body.bytes)?;
     same_name(&name, &spec.name)?;
     blocking(move || {
-        let created = ops::put_channel(&app.meta, &spec, Origin::Api, &caller.actor()).map_err(problem)?;
-        let stored = store::get::<ChannelSpec>(&app.meta.lock(), &spec.name).map_err(store_problem)?;
+        let (created, stored) =
+            ops::put_channel(&app.meta, &spec, Origin::Api, Put::Upsert, &caller.actor()).map_err(problem)?;
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-        Ok((status, Json(stored.map(redacted))).into_response())
+        Ok((status, Json(redacted(stored))).into_response())
     })
     .await
 }
