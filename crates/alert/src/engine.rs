@@ -240,21 +240,29 @@ impl Engine {
     /// count. Alerts firing for them end, reported as resolved.
     pub fn reconcile(&self, state: &mut LogState, log: &str, known: &[RuleSpec], now_ms: i64) -> Vec<Transition> {
         let mut out = Vec::new();
-        let keep: HashMap<&str, String> = known.iter().map(|r| (r.name.as_str(), fingerprint(r))).collect();
+        let keep: HashMap<&str, (&RuleSpec, String)> =
+            known.iter().map(|r| (r.name.as_str(), (r, fingerprint(r)))).collect();
         state.rules.retain(|name, rs| {
-            let stays = keep.get(name.as_str()) == Some(&rs.fingerprint);
+            let current = keep.get(name.as_str());
+            let stays = current.is_some_and(|(_, f)| *f == rs.fingerprint);
             if !stays {
+                // A changed rule's notice carries its level and condition
+                // type; a deleted rule's has none left to carry.
+                let (condition, level, why) = match current {
+                    Some((r, _)) => (r.condition.name(), r.level, "was changed"),
+                    None => ("", Level::Info, "was deleted"),
+                };
                 for g in rs.groups.values() {
                     if let Some((alert_id, _)) = &g.firing {
                         out.push(Transition {
                             kind: MessageKind::Resolved,
                             alert_id: alert_id.clone(),
                             rule: name.clone(),
-                            condition: "",
-                            level: Level::Info,
+                            condition,
+                            level,
                             log: log.to_string(),
                             group: g.values.clone(),
-                            summary: format!("rule {name} was changed or deleted; its alert ends"),
+                            summary: format!("rule {name} {why}; its alert ends"),
                             at_ms: now_ms,
                             cited: Vec::new(),
                             stateful: true,
