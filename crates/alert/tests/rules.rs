@@ -393,7 +393,10 @@ fn changing_what_a_rule_counts_resets_it_and_ends_its_alerts() {
     let ended = engine.reconcile(&mut run.state, LOG, &[stricter], at(6));
     assert_eq!(kinds(&ended), [MessageKind::Resolved]);
     assert_eq!(ended[0].alert_id, "app-1");
-    assert_eq!((ended[0].condition, ended[0].level), ("frequency", sealtrail_alert::Level::Critical));
+    assert_eq!(
+        (ended[0].condition, ended[0].level),
+        ("frequency", sealtrail_alert::Level::Critical)
+    );
     assert_eq!(ended[0].summary, "rule brute-force was changed; its alert ends");
     // Deleted rules lose their state too.
     let engine = Engine::new(&[]);
