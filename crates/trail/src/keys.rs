@@ -84,16 +84,17 @@ impl Keys {
         Ok(plans)
     }
 
-    /// The append of the fresh inputs succeeded, starting at ledger index
-    /// `first` in input order.
-    pub(crate) fn settle(&self, keys: &[Option<&str>], plans: &[Plan], first: u64) {
+    /// The append succeeded: the inputs marked in `appended` were stored
+    /// from ledger index `first` on, in input order. (A rejected input is
+    /// planned `Fresh` too, having no key, but takes no index.)
+    pub(crate) fn settle(&self, keys: &[Option<&str>], appended: &[bool], first: u64) {
         if keys.iter().all(Option::is_none) {
             return;
         }
         let mut slots = lock(&self.slots);
         let mut next = first;
-        for (key, plan) in keys.iter().zip(plans) {
-            if *plan != Plan::Fresh {
+        for (key, appended) in keys.iter().zip(appended) {
+            if !appended {
                 continue;
             }
             if let Some(key) = key {

@@ -223,11 +223,16 @@ impl Trail {
             .map(|r| r.as_ref().ok().and_then(|(e, _)| e.idempotency_key.as_deref()))
             .collect();
         let plans = self.keys.reserve(&keys, &self.index)?;
-        let fresh: Vec<&[u8]> = accepted
+        let appending: Vec<bool> = accepted
             .iter()
             .zip(&plans)
-            .filter_map(|(r, p)| match (r, p) {
-                (Ok((_, entry)), Plan::Fresh) => Some(entry.as_slice()),
+            .map(|(r, p)| r.is_ok() && *p == Plan::Fresh)
+            .collect();
+        let fresh: Vec<&[u8]> = accepted
+            .iter()
+            .zip(&appending)
+            .filter_map(|(r, appending)| match r {
+                Ok((_, entry)) if *appending => Some(entry.as_slice()),
                 _ => None,
             })
             .collect();
@@ -238,7 +243,7 @@ impl Trail {
                 return Err(e.into());
             }
         };
-        self.keys.settle(&keys, &plans, appended.first);
+        self.keys.settle(&keys, &appending, appended.first);
 
         // Items in input order; duplicates of a key stored earlier read the
         // original back from the ledger.

@@ -169,6 +169,44 @@ fn idempotency_keys_hold_in_a_batch_before_and_after_commit_and_across_restart()
     assert_eq!(trail.read(first_index).unwrap().event.action, "k.first");
 }
 
+/// A rejected input takes no ledger index, so a key after it in the same
+/// batch is remembered at the index it really got: a resend before the
+/// index commits returns that event, not its neighbour.
+#[test]
+fn a_key_after_a_rejected_input_is_remembered_at_its_own_index() {
+    let env = env();
+    let trail = open(&env);
+    let plain = br#"{"action":"k.plain"}"#.to_vec();
+    trail.ingest(&[&plain], false).unwrap();
+    let bad = br#"{"actor":{"id":"x"}}"#.to_vec();
+    let a = keyed("k.first", "key-after-bad");
+    let after = br#"{"action":"k.after"}"#.to_vec();
+    let done = trail.ingest(&[&bad, &bad, &a, &after], false).unwrap();
+    assert!(matches!(done.items[0], Item::Rejected(_)), "{:?}", done.items);
+    let Item::Stored {
+        index,
+        id,
+        duplicate: false,
+        ..
+    } = done.items[2]
+    else {
+        panic!("{:?}", done.items)
+    };
+    assert_eq!(index, 1);
+    let again = trail.ingest(&[&a], false).unwrap();
+    let Item::Stored {
+        index: original,
+        id: original_id,
+        duplicate: true,
+        ..
+    } = again.items[0]
+    else {
+        panic!("{:?}", again.items)
+    };
+    assert_eq!((original, original_id), (index, id));
+    assert_eq!(trail.read(original).unwrap().event.action, "k.first");
+}
+
 #[test]
 fn keys_survive_a_restart_before_the_index_ever_committed() {
     let env = env();
