@@ -99,6 +99,12 @@ struct Written {
 /// behalf of everyone: a *writer* hashes and writes queued entries, a
 /// *syncer* makes everything written so far durable and signs it. While one
 /// batch syncs, the next is written, so CPU work overlaps the disk flush.
+///
+/// Every caller waits on its own condition variable: a commit wakes exactly
+/// the callers it made durable, and a caller leaving with work still to do
+/// wakes one sleeper per stage nobody runs. (One shared condition variable
+/// woke all 64 waiters of 64 concurrent single-event appends at each stage,
+/// and those wake-ups cost more CPU than the appends.)
 #[derive(Default)]
 struct Queue {
     next: u64,
@@ -109,6 +115,70 @@ struct Queue {
     syncing: bool,
     written: Written,
     poisoned: Option<Arc<str>>,
+    /// Every append in flight, in order of `end`.
+    waiters: VecDeque<Waiter>,
+}
+
+struct Waiter {
+    /// One past the append's last index: durable once `durable >= end`.
+    end: u64,
+    wake: Arc<Condvar>,
+    sleeping: bool,
+}
+
+impl Queue {
+    /// A stage nobody runs has work waiting.
+    fn idle_stages(&self) -> usize {
+        usize::from(!self.writing && !self.pending.is_empty())
+            + usize::from(!self.syncing && self.written.size > self.durable)
+    }
+
+    /// Wake the callers whose entries are now durable.
+    fn wake_durable(&mut self) {
+        while self.waiters.front().is_some_and(|w| w.end <= self.durable) {
+            if let Some(w) = self.waiters.pop_front() {
+                w.wake.notify_one();
+            }
+        }
+    }
+
+    /// Wake up to `n` sleeping callers to run idle stages.
+    fn wake_sleepers(&mut self, mut n: usize) {
+        for w in self.waiters.iter_mut() {
+            if n == 0 {
+                break;
+            }
+            if w.sleeping {
+                w.sleeping = false;
+                w.wake.notify_one();
+                n -= 1;
+            }
+        }
+    }
+
+    /// After a stage ends: this caller runs one idle stage itself (unless
+    /// its entries are durable and it leaves, which wakes its own helpers);
+    /// sleepers run the others, so writing overlaps syncing.
+    fn hand_off(&mut self, end: u64) {
+        if self.durable < end {
+            let idle = self.idle_stages();
+            self.wake_sleepers(idle.saturating_sub(1));
+        }
+    }
+
+    /// Stop the log: every caller in flight gets the error.
+    fn poison(&mut self, reason: Arc<str>) {
+        self.poisoned = Some(reason);
+        for w in self.waiters.drain(..) {
+            w.wake.notify_one();
+        }
+    }
+
+    fn set_sleeping(&mut self, end: u64, sleeping: bool) {
+        if let Ok(i) = self.waiters.binary_search_by_key(&end, |w| w.end) {
+            self.waiters[i].sleeping = sleeping;
+        }
+    }
 }
 
 /// State only the writer touches.
@@ -144,7 +214,6 @@ struct Inner {
     opts: LogOptions,
     files: Files,
     queue: Mutex<Queue>,
-    committed: Condvar,
     queued: Condvar,
     writer: Mutex<Writer>,
     syncer: Mutex<Syncer>,
@@ -325,7 +394,6 @@ impl Log {
                 opts,
                 files,
                 queue: Mutex::new(queue),
-                committed: Condvar::new(),
                 queued: Condvar::new(),
                 writer: Mutex::new(writer),
                 syncer: Mutex::new(syncer),
@@ -424,8 +492,17 @@ impl Log {
         q.pending_entries += entries.len();
         inner.queued.notify_one();
         let end = first + count;
+        let wake = Arc::new(Condvar::new());
+        q.waiters.push_back(Waiter {
+            end,
+            wake: wake.clone(),
+            sleeping: false,
+        });
         loop {
             if q.durable >= end {
+                // Whoever is left waiting may need someone to run a stage.
+                let idle = q.idle_stages();
+                q.wake_sleepers(idle);
                 drop(q);
                 let h = self.head();
                 return Ok(Appended {
@@ -464,9 +541,9 @@ impl Log {
                 q.writing = false;
                 match result {
                     Ok(w) => q.written = w,
-                    Err(e) => q.poisoned = Some(e.to_string().into()),
+                    Err(e) => q.poison(e.to_string().into()),
                 }
-                inner.committed.notify_all();
+                q.hand_off(end);
                 continue;
             }
             if !q.syncing && q.written.size > q.durable {
@@ -477,13 +554,18 @@ impl Log {
                 q = lock(&inner.queue);
                 q.syncing = false;
                 match result {
-                    Ok(()) => q.durable = target.size,
-                    Err(e) => q.poisoned = Some(e.to_string().into()),
+                    Ok(()) => {
+                        q.durable = target.size;
+                        q.wake_durable();
+                    }
+                    Err(e) => q.poison(e.to_string().into()),
                 }
-                inner.committed.notify_all();
+                q.hand_off(end);
                 continue;
             }
-            q = inner.committed.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.set_sleeping(end, true);
+            q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.set_sleeping(end, false);
         }
     }
 
@@ -787,7 +869,7 @@ impl Inner {
             self.write_slot(s, &head.note)
         })();
         if let Err(e) = &r {
-            lock(&self.queue).poisoned = Some(e.to_string().into());
+            lock(&self.queue).poison(e.to_string().into());
         }
         r
     }
