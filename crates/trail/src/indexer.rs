@@ -6,6 +6,13 @@
 //! Ingest blocks while the backlog is over its bound, so a slow index
 //! cannot grow memory without limit; the ledger never waits for the index
 //! otherwise.
+//!
+//! Work is gathered: once events are ready the thread waits up to
+//! [`GATHER`] (or until [`GATHER_EVENTS`] are waiting) and indexes them in
+//! one go, and ingest wakes it only when it is idle or the gathered work is
+//! large. A stream of small appends (single events over HTTP) would
+//! otherwise wake this thread and tantivy's for every event, and those
+//! wake-ups cost more than the indexing.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -18,6 +25,13 @@ use sealtrail_index::EventIndex;
 use crate::keys::Keys;
 use crate::TrailError;
 
+/// Longest wait for more events once some are ready to index: a small
+/// addition to [`crate::TrailOptions::visibility`].
+const GATHER: Duration = Duration::from_millis(10);
+
+/// Waiting events that end the gathering at once.
+const GATHER_EVENTS: usize = 4096;
+
 struct State {
     /// Acknowledged batches not yet given to the index, by first index.
     pending: BTreeMap<u64, Vec<Event>>,
@@ -27,6 +41,10 @@ struct State {
     commit_now: bool,
     stop: bool,
     failed: Option<String>,
+    /// The thread waits with nothing to index: a push must wake it.
+    idle: bool,
+    /// When the oldest batch in `pending` arrived.
+    oldest: Option<Instant>,
 }
 
 struct Shared {
@@ -64,6 +82,8 @@ impl Indexer {
                 commit_now: false,
                 stop: false,
                 failed: None,
+                idle: false,
+                oldest: None,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -95,7 +115,11 @@ impl Indexer {
         }
         s.backlog += events.len();
         s.pending.insert(first, events);
-        self.shared.work.notify_one();
+        s.oldest.get_or_insert_with(Instant::now);
+        if s.idle || s.backlog >= GATHER_EVENTS {
+            s.idle = false;
+            self.shared.work.notify_one();
+        }
     }
 
     /// Commit now and wait until ledger entries below `size` are searchable.
@@ -142,15 +166,25 @@ fn run(shared: &Shared, mut next: u64, index: &EventIndex, keys: &Keys, visibili
             loop {
                 let has_next = s.pending.first_key_value().is_some_and(|(k, _)| *k == next);
                 let due = uncommitted && last_commit.elapsed() >= visibility;
-                if has_next || s.commit_now || s.stop || due {
+                if s.commit_now || s.stop || due {
                     break;
                 }
-                let wait = if uncommitted {
+                let mut wait = if uncommitted {
                     visibility.saturating_sub(last_commit.elapsed())
                 } else {
                     visibility
                 };
+                if has_next {
+                    let since = *s.oldest.get_or_insert_with(Instant::now);
+                    if s.backlog >= GATHER_EVENTS || since.elapsed() >= GATHER {
+                        break;
+                    }
+                    wait = wait.min(GATHER.saturating_sub(since.elapsed()));
+                } else {
+                    s.idle = true;
+                }
                 s = shared.work.wait_timeout(s, wait).unwrap_or_else(|e| e.into_inner()).0;
+                s.idle = false;
             }
             let mut ready = Vec::new();
             while let Some(entry) = s.pending.first_entry() {
@@ -163,6 +197,8 @@ fn run(shared: &Shared, mut next: u64, index: &EventIndex, keys: &Keys, visibili
                 ready.push(events);
             }
             if !ready.is_empty() {
+                // What is left waits for a gap to fill: its gathering starts now.
+                s.oldest = (!s.pending.is_empty()).then(Instant::now);
                 shared.progress.notify_all();
             }
             (ready, std::mem::take(&mut s.commit_now), s.stop)
@@ -170,15 +206,13 @@ fn run(shared: &Shared, mut next: u64, index: &EventIndex, keys: &Keys, visibili
 
         let mut result = Ok(());
         let mut at = next - ready.iter().map(|b| b.len() as u64).sum::<u64>();
-        'add: for batch in &ready {
-            for event in batch {
-                if let Err(e) = index.add(at, Some(event)) {
-                    result = Err(e.to_string());
-                    break 'add;
-                }
-                at += 1;
-                uncommitted = true;
+        for batch in &ready {
+            if let Err(e) = index.add_events(at, batch) {
+                result = Err(e.to_string());
+                break;
             }
+            at += batch.len() as u64;
+            uncommitted = true;
         }
         if result.is_ok() && uncommitted && (commit_now || stop || last_commit.elapsed() >= visibility) {
             match index.commit() {
