@@ -196,6 +196,120 @@ fn concurrent_clients_lose_nothing_and_get_unique_contiguous_indices() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// Single events from many clients at once are stored in groups; each
+/// request still gets its own answer: a receipt for its own event, a 422
+/// naming the field for a bad one, and for a shared idempotency key one
+/// 201 and the original's index for every other sender.
+#[test]
+fn grouped_single_events_each_get_their_own_answer() {
+    use sealtrail_merkle::{Receipt, Verifier};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start(&data);
+    let ingest = key(&data, "ingest");
+    let url = format!("{}/api/v1/logs/default/events", server.base);
+    // (client, n, status, body)
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..16)
+        .map(|c| {
+            let (url, ingest, answers) = (url.clone(), ingest.clone(), answers.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                for n in 0..30 {
+                    let body = match n % 10 {
+                        // Every client sends the same idempotency key for n = 0, 10, 20.
+                        0 => json!({"action": "invoice.sent", "idempotency_key": format!("shared-{n}"),
+                                    "actor": {"id": format!("client-{c}")}}),
+                        7 => json!({"actor": {"id": format!("client-{c}")}, "message": "no action"}),
+                        8 => json!({"action": "order.placed", "duration_ms": "slow"}),
+                        _ => event(c, n),
+                    };
+                    let (status, answer) = post(&agent, &url, &ingest, "application/json", body.to_string()).unwrap();
+                    answers.lock().unwrap().push((c, n, status, answer));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    let verifier_text = std::fs::read_to_string(data.join("logs/default/log.pub")).unwrap();
+    let verifier = Verifier::parse(verifier_text.trim()).unwrap();
+    let mut stored: BTreeMap<u64, String> = BTreeMap::new();
+    let mut shared: BTreeMap<usize, Vec<(u16, u64, String)>> = BTreeMap::new();
+    for (c, n, status, answer) in &answers {
+        match n % 10 {
+            7 => {
+                assert_eq!(*status, 422, "client {c} event {n}: {answer}");
+                assert_eq!(answer["errors"][0]["field"], "action", "{answer}");
+                continue;
+            }
+            8 => {
+                assert_eq!(*status, 422, "client {c} event {n}: {answer}");
+                assert_eq!(answer["errors"][0]["field"], "duration_ms", "{answer}");
+                continue;
+            }
+            _ => {}
+        }
+        let index = answer["index"].as_u64().unwrap();
+        let id = answer["id"].as_str().unwrap().to_string();
+        // The receipt proves this answer's own leaf at this answer's own index.
+        let receipt = Receipt::parse(answer["receipt"].as_str().unwrap().as_bytes()).unwrap();
+        assert_eq!(receipt.index, index);
+        let leaf: [u8; 32] = base64_decode(answer["leaf_hash"].as_str().unwrap()).try_into().unwrap();
+        receipt.verify(&leaf, &verifier).unwrap();
+        if n % 10 == 0 {
+            shared.entry(*n).or_default().push((*status, index, id));
+        } else {
+            assert_eq!(*status, 201, "client {c} event {n}: {answer}");
+            assert_eq!(answer["duplicate"], false);
+            assert!(stored.insert(index, id).is_none(), "index {index} acknowledged twice");
+        }
+    }
+    for (n, senders) in &shared {
+        assert_eq!(senders.len(), 16);
+        let created: Vec<_> = senders.iter().filter(|(status, _, _)| *status == 201).collect();
+        assert_eq!(created.len(), 1, "key shared-{n}: {senders:?}");
+        let (_, index, id) = created[0];
+        for (status, i, other) in senders {
+            assert!(*status == 201 || *status == 200, "{senders:?}");
+            assert_eq!(
+                (i, other),
+                (index, id),
+                "key shared-{n}: every sender gets the original: {senders:?}"
+            );
+        }
+        assert!(stored.insert(*index, id.clone()).is_none());
+    }
+    // 16 clients × 21 events of their own each (30 sent, 6 refused, 3 with
+    // shared keys), then one per shared key: nothing else in the log, no gap.
+    let total = 16 * 21 + 3;
+    assert_eq!(
+        stored.keys().copied().collect::<Vec<_>>(),
+        (0..total as u64).collect::<Vec<_>>()
+    );
+    // Each event read back is the one its answer named.
+    let read = key(&data, "read");
+    let agent = agent();
+    for (index, id) in stored.iter().step_by(17) {
+        let (status, event) = get(&agent, &format!("{url}/{id}"), &read);
+        assert_eq!(status, 200, "{event}");
+        assert_eq!(event["index"].as_u64(), Some(*index), "{event}");
+        assert_eq!(event["event"]["id"].as_str(), Some(id.as_str()), "{event}");
+    }
+    let (code, _) = server.terminate();
+    assert_eq!(code, 0);
+    let (code, out, err) = cli(&data, &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
+
 /// Send batches from 4 threads until told to stop; every acknowledged
 /// event lands in `acked`.
 fn ingest_until(

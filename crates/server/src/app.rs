@@ -3,7 +3,8 @@
 //!
 //! Handlers run their work on tokio's blocking pool: ledger appends wait
 //! for fsync and queries read mmapped files, neither of which may stall the
-//! reactor.
+//! reactor. Single events go instead to their log's ingest workers
+//! ([`crate::single`]), which store whatever is waiting as one group.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -92,6 +93,8 @@ pub struct App {
     /// the same log twice (the ledger's lock file would refuse the second).
     opening: Mutex<()>,
     keys: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    /// The single-event ingest workers of each log.
+    pub singles: crate::single::Singles,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     pub system: SystemMonitor,
     shutting_down: AtomicBool,
@@ -118,6 +121,7 @@ impl App {
             opened_sizes: Mutex::new(HashMap::new()),
             opening: Mutex::new(()),
             keys: Mutex::new(HashMap::new()),
+            singles: crate::single::Singles::default(),
             limiter,
             system,
             shutting_down: AtomicBool::new(false),
@@ -137,6 +141,11 @@ impl App {
             visibility: Duration::from_millis(self.config.index.visibility_ms.max(1)),
             ..TrailOptions::default()
         }
+    }
+
+    /// The trail of log `name` if it is open now (no file is touched).
+    pub fn open_trail(&self, name: &str) -> Option<Arc<Trail>> {
+        self.trails.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
     /// The open trail of log `name`, opening it if it exists.

@@ -25,6 +25,7 @@ pub mod extract;
 pub mod meta;
 pub mod ops;
 pub mod problem;
+pub mod single;
 pub mod system;
 pub mod tiles;
 
@@ -237,6 +238,8 @@ impl Server {
         tokio::task::spawn_blocking(move || {
             // The evaluator saves its progress as it stops.
             let _ = evaluator.join();
+            // Every request was answered; the workers only stop here.
+            app.singles.stop();
             let _ = app.drain_outbox();
             for (name, trail) in app.open_trails() {
                 trail.sync_index().map_err(|e| format!("log {name}: {e}"))?;

@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sealtrail_event::Rejection;
-use sealtrail_merkle::Receipt;
 use sealtrail_trail::{Item, Trail};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -118,51 +117,50 @@ pub(crate) async fn store_event(app: Arc<App>, caller: Caller, log: String, body
         ));
     }
     check_tenant(&caller, &[&body.bytes], None)?;
-    blocking(move || {
-        let trail = writable(&app, &log)?;
-        let started = Instant::now();
-        let done = trail.ingest(&[&body.bytes], true).map_err(super::trail_problem)?;
-        metrics::histogram!("sealtrail_ingest_seconds", "route" => "single").record(started.elapsed());
-        match done.items.into_iter().next() {
-            Some(Item::Stored {
-                index,
-                id,
-                leaf,
-                duplicate,
-            }) => {
-                metrics::counter!("sealtrail_events_ingested_total", "log" => log.clone())
-                    .increment(u64::from(!duplicate));
-                let proof = trail
-                    .log()
-                    .inclusion_proof(index, done.tree_size)
-                    .map_err(super::ledger_problem)?;
-                let receipt = Receipt {
-                    extra: None,
-                    index,
-                    proof,
-                    checkpoint: done.checkpoint.to_vec(),
-                };
-                let stored = Stored {
-                    log: log.clone(),
-                    id: id.to_string(),
-                    index,
-                    leaf_hash: b64(&leaf),
-                    duplicate,
-                    tree_size: done.tree_size,
-                    checkpoint: String::from_utf8_lossy(&done.checkpoint).into_owned(),
-                    receipt: String::from_utf8_lossy(&receipt.to_bytes()).into_owned(),
-                };
-                let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-                Ok((status, Json(stored)).into_response())
-            }
-            Some(Item::Rejected(r)) => {
-                metrics::counter!("sealtrail_events_rejected_total", "log" => log.clone()).increment(1);
-                Err(rejection_problem(&r))
-            }
-            other => Err(Problem::internal(format!("unexpected ingest result {other:?}"))),
+    // An open log is looked up without leaving the async worker; opening
+    // one reads files, so that happens on the blocking pool.
+    let trail = match app.open_trail(&log) {
+        Some(trail) => {
+            writable_open(&app, &log, &trail)?;
+            trail
         }
-    })
-    .await
+        None => {
+            let (app, log) = (app.clone(), log.clone());
+            blocking(move || writable(&app, &log)).await?
+        }
+    };
+    let started = Instant::now();
+    let answer = app.singles.submit(&log, &trail, body.bytes)?;
+    let reply = answer
+        .await
+        .map_err(|_| Problem::internal("the ingest worker stopped before answering"))?;
+    metrics::histogram!("sealtrail_ingest_seconds", "route" => "single").record(started.elapsed());
+    match reply? {
+        Ok(r) => {
+            metrics::counter!("sealtrail_events_ingested_total", "log" => log.clone())
+                .increment(u64::from(!r.duplicate));
+            let stored = Stored {
+                log,
+                id: r.id.to_string(),
+                index: r.index,
+                leaf_hash: b64(&r.leaf),
+                duplicate: r.duplicate,
+                tree_size: r.tree_size,
+                checkpoint: String::from_utf8_lossy(&r.checkpoint).into_owned(),
+                receipt: String::from_utf8_lossy(&r.receipt).into_owned(),
+            };
+            let status = if r.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok((status, Json(stored)).into_response())
+        }
+        Err(rejection) => {
+            metrics::counter!("sealtrail_events_rejected_total", "log" => log).increment(1);
+            Err(rejection_problem(&rejection))
+        }
+    }
 }
 
 /// Store a batch of events: a JSON array, or NDJSON (one event per line).
@@ -301,6 +299,16 @@ fn writable(app: &App, log: &str) -> Result<Arc<Trail>, Problem> {
     let trail = app.trail(log)?;
     app.check_writable(&trail)?;
     Ok(trail)
+}
+
+/// [`writable`] for a log already open.
+fn writable_open(app: &App, log: &str, trail: &Trail) -> Result<(), Problem> {
+    if log == SYSTEM_LOG {
+        return Err(Problem::forbidden(
+            "the system log is written only by the server itself",
+        ));
+    }
+    app.check_writable(trail)
 }
 
 /// The events of a batch body and, for NDJSON, each one's 1-based line.

@@ -1,0 +1,193 @@
+//! Single-event ingest in groups.
+//!
+//! ```text
+//! request ─┐                         ┌─ worker 1: Trail::ingest(group) ─┐
+//! request ─┼─► channel of the log ──►┤                                  ├─► each request's reply
+//! request ─┘                         └─ worker 2: Trail::ingest(group) ─┘    (index, receipt)
+//! ```
+//!
+//! Each log that receives single events gets [`WORKERS`] threads. A request
+//! hands its event to them and awaits its own reply; a worker takes every
+//! request waiting (up to [`MAX_GROUP`]) and stores them with one
+//! `Trail::ingest`: one validation pass, one ledger append, one hand-off to
+//! the indexer. Two workers, so that one validates and appends the next
+//! group while the other waits for its fsync (the ledger commits groups
+//! that meet there together).
+//!
+//! Why: with one blocking-pool thread per request, each waiting in the
+//! ledger on its own, 64 concurrent clients cost several thread hops and
+//! wake-ups per event, and those cost more CPU than the events
+//! (BENCHMARKS.md, "HTTP server").
+//!
+//! An event of a group is stored or refused on its own, exactly as if it
+//! had come alone: a group is not atomic, and two events of a group with
+//! the same idempotency key store one and answer the other as its
+//! duplicate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use axum::body::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use sealtrail_event::{Rejection, Ulid};
+use sealtrail_merkle::{Hash, Receipt};
+use sealtrail_trail::{Item, Trail};
+use tokio::sync::oneshot;
+
+use crate::api::{ledger_problem, trail_problem};
+use crate::problem::Problem;
+
+/// Worker threads per log.
+pub const WORKERS: usize = 2;
+
+/// Most events one worker stores with one `Trail::ingest`.
+pub const MAX_GROUP: usize = 512;
+
+/// A stored event with what its acknowledgement carries.
+#[derive(Debug)]
+pub struct Receipted {
+    pub index: u64,
+    pub id: Ulid,
+    pub leaf: Hash,
+    pub duplicate: bool,
+    pub tree_size: u64,
+    /// Signed checkpoint (note text) covering the event.
+    pub checkpoint: Arc<[u8]>,
+    /// C2SP tlog-proof: the inclusion proof and that checkpoint.
+    pub receipt: Vec<u8>,
+}
+
+/// The answer to one request: stored, or refused as an event (`Ok(Err)`),
+/// or not stored because of the server (`Err`).
+pub type Reply = Result<Result<Receipted, Rejection>, Problem>;
+
+struct Request {
+    body: Bytes,
+    reply: oneshot::Sender<Reply>,
+}
+
+struct Workers {
+    queue: Sender<Request>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The single-event workers of every log that has had single events.
+#[derive(Default)]
+pub struct Singles {
+    logs: Mutex<HashMap<String, Workers>>,
+}
+
+impl Singles {
+    /// Queue `body` for log `log` (whose open trail is `trail`); the reply
+    /// comes once the event is durable or refused.
+    pub fn submit(&self, log: &str, trail: &Arc<Trail>, body: Bytes) -> Result<oneshot::Receiver<Reply>, Problem> {
+        let (reply, answer) = oneshot::channel();
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let workers = match logs.get(log) {
+            Some(w) => w,
+            None => {
+                let w = start(log, trail).map_err(|e| Problem::internal(format!("starting ingest workers: {e}")))?;
+                logs.entry(log.to_string()).or_insert(w)
+            }
+        };
+        workers
+            .queue
+            .send(Request { body, reply })
+            .map_err(|_| Problem::unavailable("the server is shutting down"))?;
+        Ok(answer)
+    }
+
+    /// Let the workers finish what is queued, then stop them.
+    pub fn stop(&self) {
+        let logs: Vec<Workers> = self
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for w in logs {
+            drop(w.queue);
+            for t in w.threads {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn start(log: &str, trail: &Arc<Trail>) -> std::io::Result<Workers> {
+    let (queue, requests) = crossbeam_channel::unbounded();
+    let mut threads = Vec::with_capacity(WORKERS);
+    for _ in 0..WORKERS {
+        let trail = trail.clone();
+        let requests = requests.clone();
+        // Thread names are cut at 15 bytes on Linux.
+        let name: String = format!("ingest {log}").chars().take(15).collect();
+        threads.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || work(&trail, &requests))?,
+        );
+    }
+    Ok(Workers { queue, threads })
+}
+
+fn work(trail: &Trail, requests: &Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = Vec::with_capacity(64);
+        group.push(first);
+        group.extend(requests.try_iter().take(MAX_GROUP - 1));
+        // Only the events of requests still waiting: a client that went
+        // away before its event was stored gets nothing stored.
+        group.retain(|r| !r.reply.is_closed());
+        if group.is_empty() {
+            continue;
+        }
+        metrics::histogram!("sealtrail_ingest_group_events").record(group.len() as f64);
+        let inputs: Vec<&[u8]> = group.iter().map(|r| r.body.as_ref()).collect();
+        match trail.ingest(&inputs, false) {
+            Err(e) => {
+                let problem = trail_problem(e);
+                for r in group {
+                    let _ = r.reply.send(Err(problem.clone()));
+                }
+            }
+            Ok(done) => {
+                for (r, item) in group.into_iter().zip(done.items) {
+                    let reply = match item {
+                        Item::Stored {
+                            index,
+                            id,
+                            leaf,
+                            duplicate,
+                        } => trail
+                            .log()
+                            .inclusion_proof(index, done.tree_size)
+                            .map_err(ledger_problem)
+                            .map(|proof| {
+                                let receipt = Receipt {
+                                    extra: None,
+                                    index,
+                                    proof,
+                                    checkpoint: done.checkpoint.to_vec(),
+                                };
+                                Ok(Receipted {
+                                    index,
+                                    id,
+                                    leaf,
+                                    duplicate,
+                                    tree_size: done.tree_size,
+                                    checkpoint: done.checkpoint.clone(),
+                                    receipt: receipt.to_bytes(),
+                                })
+                            }),
+                        Item::Rejected(rejection) => Ok(Err(rejection)),
+                        Item::NotAppended => Err(Problem::internal("an event of a non-atomic group was not appended")),
+                    };
+                    let _ = r.reply.send(reply);
+                }
+            }
+        }
+    }
+}
