@@ -578,6 +578,7 @@ async fn metrics_and_the_openapi_document_are_served() {
         "sealtrail_events_ingested_total",
         "sealtrail_ingest_seconds_bucket",
         "sealtrail_fsync_seconds_bucket",
+        "sealtrail_ingest_group_events_bucket",
         "sealtrail_http_responses_total",
         "sealtrail_log_entries",
         "sealtrail_log_bytes",
