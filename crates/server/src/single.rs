@@ -91,10 +91,16 @@ impl Singles {
                 logs.entry(log.to_string()).or_insert(w)
             }
         };
-        workers
-            .queue
-            .send(Request { body, reply })
-            .map_err(|_| Problem::unavailable("the server is shutting down"))?;
+        if let Err(unsent) = workers.queue.send(Request { body, reply }) {
+            // Both workers are gone (they only stop when the queue closes,
+            // so this is a bug): start the log's workers again.
+            let w = start(log, trail).map_err(|e| Problem::internal(format!("starting ingest workers: {e}")))?;
+            let queue = w.queue.clone();
+            logs.insert(log.to_string(), w);
+            queue
+                .send(unsent.into_inner())
+                .map_err(|_| Problem::internal("the ingest workers stopped at once"))?;
+        }
         Ok(answer)
     }
 
@@ -138,56 +144,69 @@ fn work(trail: &Trail, requests: &Receiver<Request>) {
         let mut group = Vec::with_capacity(64);
         group.push(first);
         group.extend(requests.try_iter().take(MAX_GROUP - 1));
-        // Only the events of requests still waiting: a client that went
-        // away before its event was stored gets nothing stored.
-        group.retain(|r| !r.reply.is_closed());
-        if group.is_empty() {
-            continue;
+        // A panic (a bug) answers this group with 500s, as a panicking
+        // blocking-pool task would, and the worker goes on.
+        let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store(trail, group)));
+        if stored.is_err() {
+            tracing::error!(
+                "an ingest worker of log {} panicked; its group was answered 500",
+                trail.log().name()
+            );
         }
-        metrics::histogram!("sealtrail_ingest_group_events").record(group.len() as f64);
-        let inputs: Vec<&[u8]> = group.iter().map(|r| r.body.as_ref()).collect();
-        match trail.ingest(&inputs, false) {
-            Err(e) => {
-                let problem = trail_problem(e);
-                for r in group {
-                    let _ = r.reply.send(Err(problem.clone()));
-                }
+    }
+}
+
+/// Store one group and answer each of its requests.
+fn store(trail: &Trail, mut group: Vec<Request>) {
+    // Only the events of requests still waiting: a client that went away
+    // before its event was stored gets nothing stored.
+    group.retain(|r| !r.reply.is_closed());
+    if group.is_empty() {
+        return;
+    }
+    metrics::histogram!("sealtrail_ingest_group_events").record(group.len() as f64);
+    let inputs: Vec<&[u8]> = group.iter().map(|r| r.body.as_ref()).collect();
+    let done = match trail.ingest(&inputs, false) {
+        Ok(done) => done,
+        Err(e) => {
+            let problem = trail_problem(e);
+            for r in group {
+                let _ = r.reply.send(Err(problem.clone()));
             }
-            Ok(done) => {
-                for (r, item) in group.into_iter().zip(done.items) {
-                    let reply = match item {
-                        Item::Stored {
-                            index,
-                            id,
-                            leaf,
-                            duplicate,
-                        } => trail
-                            .log()
-                            .inclusion_proof(index, done.tree_size)
-                            .map_err(ledger_problem)
-                            .map(|proof| {
-                                let receipt = Receipt {
-                                    extra: None,
-                                    index,
-                                    proof,
-                                    checkpoint: done.checkpoint.to_vec(),
-                                };
-                                Ok(Receipted {
-                                    index,
-                                    id,
-                                    leaf,
-                                    duplicate,
-                                    tree_size: done.tree_size,
-                                    checkpoint: done.checkpoint.clone(),
-                                    receipt: receipt.to_bytes(),
-                                })
-                            }),
-                        Item::Rejected(rejection) => Ok(Err(rejection)),
-                        Item::NotAppended => Err(Problem::internal("an event of a non-atomic group was not appended")),
+            return;
+        }
+    };
+    for (r, item) in group.into_iter().zip(done.items) {
+        let reply = match item {
+            Item::Stored {
+                index,
+                id,
+                leaf,
+                duplicate,
+            } => trail
+                .log()
+                .inclusion_proof(index, done.tree_size)
+                .map_err(ledger_problem)
+                .map(|proof| {
+                    let receipt = Receipt {
+                        extra: None,
+                        index,
+                        proof,
+                        checkpoint: done.checkpoint.to_vec(),
                     };
-                    let _ = r.reply.send(reply);
-                }
-            }
-        }
+                    Ok(Receipted {
+                        index,
+                        id,
+                        leaf,
+                        duplicate,
+                        tree_size: done.tree_size,
+                        checkpoint: done.checkpoint.clone(),
+                        receipt: receipt.to_bytes(),
+                    })
+                }),
+            Item::Rejected(rejection) => Ok(Err(rejection)),
+            Item::NotAppended => Err(Problem::internal("an event of a non-atomic group was not appended")),
+        };
+        let _ = r.reply.send(reply);
     }
 }
