@@ -1061,6 +1061,70 @@ fn out_of_order_additions_are_refused() {
     assert_eq!(index.search(&f(), &Page::newest(10)).unwrap(), vec![0]);
 }
 
+/// `add_events` (runs of events handed over at once, as the trail's
+/// indexer does) builds the same index as `add` one entry at a time, and
+/// refuses a run that does not continue the ledger.
+#[test]
+fn runs_of_events_index_like_single_additions() {
+    let entries = &fixture().entries;
+    let dir = tempfile::tempdir().unwrap();
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    let e = entries.iter().flatten().next().unwrap();
+    assert!(matches!(
+        index.add_events(3, std::slice::from_ref(e)),
+        Err(IndexError::OutOfOrder { expected: 0, got: 3 })
+    ));
+    // Runs of 1 to 2,500 events (over one tantivy batch of 1,024), broken by
+    // the entries that are not events, with commits in between.
+    let (mut at, mut run, mut sizes) = (0usize, Vec::new(), [1usize, 7, 2500, 64].iter().cycle());
+    let mut want = *sizes.next().unwrap();
+    let mut commits = 0;
+    while at < entries.len() {
+        match &entries[at] {
+            Some(event) => {
+                run.push(event.clone());
+                at += 1;
+                if run.len() == want || at == entries.len() || entries[at].is_none() {
+                    index.add_events((at - run.len()) as u64, &run).unwrap();
+                    run.clear();
+                    want = *sizes.next().unwrap();
+                }
+            }
+            None => {
+                index.add(at as u64, None).unwrap();
+                at += 1;
+                if commits < 3 {
+                    index.commit().unwrap();
+                    commits += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(index.commit().unwrap(), entries.len() as u64);
+    let actions = common(entries, |e| Some(e.action.clone()));
+    let actors = common(entries, |e| e.actor.as_ref().map(|a| a.id.clone()));
+    for filter in [
+        f(),
+        Filter {
+            action: Some(actions[0].clone()),
+            ..f()
+        },
+        Filter {
+            actor: Some(actors[0].clone()),
+            ..f()
+        },
+        Filter {
+            text: Some("upstream".into()),
+            ..f()
+        },
+    ] {
+        check_on(&index, entries, filter, 1);
+    }
+    let original = fixture().index.find_idempotency_key("key-handmade").unwrap();
+    assert!(original.is_some());
+    assert_eq!(index.find_idempotency_key("key-handmade").unwrap(), original);
+}
+
 #[test]
 fn wipe_deletes_only_an_index() {
     let dir = tempfile::tempdir().unwrap();
