@@ -18,7 +18,8 @@ use sealtrail_merkle::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint}
 use sealtrail_merkle::note::{Signer, Verifier};
 use sealtrail_merkle::tree::{stored_count, stored_index, Frontier, NodeSource};
 use sealtrail_merkle::{leaf_hash, Hash, EMPTY_ROOT};
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -245,6 +246,24 @@ fn corrupt(dir: &Path, file: &str, detail: impl Into<String>) -> LedgerError {
 struct HashesFile<'a> {
     file: &'a dyn StorageFile,
     path: PathBuf,
+}
+
+/// A [`HashesFile`] that reads each node once.
+struct Remembered<'a> {
+    file: HashesFile<'a>,
+    seen: RefCell<HashMap<(u8, u64), Hash>>,
+}
+
+impl NodeSource for Remembered<'_> {
+    type Error = LedgerError;
+    fn node(&self, level: u8, n: u64) -> Result<Hash> {
+        if let Some(h) = self.seen.borrow().get(&(level, n)) {
+            return Ok(*h);
+        }
+        let h = self.file.node(level, n)?;
+        self.seen.borrow_mut().insert((level, n), h);
+        Ok(h)
+    }
 }
 
 impl NodeSource for HashesFile<'_> {
@@ -761,6 +780,26 @@ impl Log {
             return Err(LedgerError::OutOfRange { index, size });
         }
         sealtrail_merkle::inclusion_proof(&self.hashes(), index, size)
+    }
+
+    /// Inclusion proofs of several entries in the tree of `size`, each node
+    /// read once: the proofs of neighbouring entries (a group of single
+    /// events) share most of their upper nodes.
+    pub fn inclusion_proofs(&self, indices: &[u64], size: u64) -> Result<Vec<Vec<Hash>>> {
+        self.check_size(size)?;
+        let nodes = Remembered {
+            file: self.hashes(),
+            seen: RefCell::new(HashMap::new()),
+        };
+        indices
+            .iter()
+            .map(|&index| {
+                if index >= size {
+                    return Err(LedgerError::OutOfRange { index, size });
+                }
+                sealtrail_merkle::inclusion_proof(&nodes, index, size)
+            })
+            .collect()
     }
 
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {

@@ -42,6 +42,19 @@ fn check(log: &Log, model: &[Vec<u8>]) {
             let p = log.inclusion_proof(i, size).unwrap();
             verify_inclusion(i, size, &leaf_hash(&model[i as usize]), &p, &cp.root).unwrap();
         }
+        // Proofs asked for together are the proofs asked for one by one.
+        let indices: Vec<u64> = (0..size)
+            .step_by(((size / 50) as usize).max(1))
+            .chain([size - 1])
+            .collect();
+        let together = log.inclusion_proofs(&indices, size).unwrap();
+        for (i, p) in indices.iter().zip(&together) {
+            assert_eq!(p, &log.inclusion_proof(*i, size).unwrap(), "entry {i} of {size}");
+        }
+        assert!(matches!(
+            log.inclusion_proofs(&[0, size], size),
+            Err(LedgerError::OutOfRange { .. })
+        ));
         let old = size / 3 + 1;
         let p = log.consistency_proof(old, size).unwrap();
         verify_consistency(old, size, &log.root_at(old).unwrap(), &cp.root, &p).unwrap();

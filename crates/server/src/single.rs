@@ -176,6 +176,25 @@ fn store(trail: &Trail, mut group: Vec<Request>) {
             return;
         }
     };
+    // Every stored event's proof at once: neighbours share their nodes.
+    let stored: Vec<u64> = done
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Stored { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let mut proofs = match trail.log().inclusion_proofs(&stored, done.tree_size) {
+        Ok(proofs) => proofs.into_iter(),
+        Err(e) => {
+            let problem = ledger_problem(e);
+            for r in group {
+                let _ = r.reply.send(Err(problem.clone()));
+            }
+            return;
+        }
+    };
     for (r, item) in group.into_iter().zip(done.items) {
         let reply = match item {
             Item::Stored {
@@ -183,10 +202,9 @@ fn store(trail: &Trail, mut group: Vec<Request>) {
                 id,
                 leaf,
                 duplicate,
-            } => trail
-                .log()
-                .inclusion_proof(index, done.tree_size)
-                .map_err(ledger_problem)
+            } => proofs
+                .next()
+                .ok_or_else(|| Problem::internal("a stored event without its proof"))
                 .map(|proof| {
                     let receipt = Receipt {
                         extra: None,
