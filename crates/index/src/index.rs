@@ -285,20 +285,15 @@ impl EventIndex {
     /// added (or the watermark, after open). `None` is an entry that is not
     /// an event: it advances the watermark only.
     pub fn add(&self, index: u64, event: Option<&Event>) -> Result<(), IndexError> {
+        if let Some(event) = event {
+            return self.add_events(index, std::slice::from_ref(event));
+        }
         let mut w = self.lock()?;
         if index != w.pending {
             return Err(IndexError::OutOfOrder {
                 expected: w.pending,
                 got: index,
             });
-        }
-        if let Some(event) = event {
-            let w = &mut *w;
-            let doc = schema::document(&self.fields, index, event, &mut w.scratch);
-            if let Err(e) = w.tantivy.add_document(doc) {
-                w.poisoned = true;
-                return Err(e.into());
-            }
         }
         w.pending += 1;
         Ok(())

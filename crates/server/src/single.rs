@@ -83,18 +83,16 @@ impl Singles {
     /// comes once the event is durable or refused.
     pub fn submit(&self, log: &str, trail: &Arc<Trail>, body: Bytes) -> Result<oneshot::Receiver<Reply>, Problem> {
         let (reply, answer) = oneshot::channel();
+        let spawn = || start(log, trail).map_err(|e| Problem::internal(format!("starting ingest workers: {e}")));
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         let workers = match logs.get(log) {
             Some(w) => w,
-            None => {
-                let w = start(log, trail).map_err(|e| Problem::internal(format!("starting ingest workers: {e}")))?;
-                logs.entry(log.to_string()).or_insert(w)
-            }
+            None => logs.entry(log.to_string()).or_insert(spawn()?),
         };
         if let Err(unsent) = workers.queue.send(Request { body, reply }) {
             // Both workers are gone (they only stop when the queue closes,
             // so this is a bug): start the log's workers again.
-            let w = start(log, trail).map_err(|e| Problem::internal(format!("starting ingest workers: {e}")))?;
+            let w = spawn()?;
             let queue = w.queue.clone();
             logs.insert(log.to_string(), w);
             queue
@@ -168,13 +166,7 @@ fn store(trail: &Trail, mut group: Vec<Request>) {
     let inputs: Vec<&[u8]> = group.iter().map(|r| r.body.as_ref()).collect();
     let done = match trail.ingest(&inputs, false) {
         Ok(done) => done,
-        Err(e) => {
-            let problem = trail_problem(e);
-            for r in group {
-                let _ = r.reply.send(Err(problem.clone()));
-            }
-            return;
-        }
+        Err(e) => return answer_all(group, &trail_problem(e)),
     };
     // Every stored event's proof at once: neighbours share their nodes.
     let stored: Vec<u64> = done
@@ -187,13 +179,7 @@ fn store(trail: &Trail, mut group: Vec<Request>) {
         .collect();
     let mut proofs = match trail.log().inclusion_proofs(&stored, done.tree_size) {
         Ok(proofs) => proofs.into_iter(),
-        Err(e) => {
-            let problem = ledger_problem(e);
-            for r in group {
-                let _ = r.reply.send(Err(problem.clone()));
-            }
-            return;
-        }
+        Err(e) => return answer_all(group, &ledger_problem(e)),
     };
     for (r, item) in group.into_iter().zip(done.items) {
         let reply = match item {
@@ -226,5 +212,12 @@ fn store(trail: &Trail, mut group: Vec<Request>) {
             Item::NotAppended => Err(Problem::internal("an event of a non-atomic group was not appended")),
         };
         let _ = r.reply.send(reply);
+    }
+}
+
+/// Answer every request of `group` with `problem`.
+fn answer_all(group: Vec<Request>, problem: &Problem) {
+    for r in group {
+        let _ = r.reply.send(Err(problem.clone()));
     }
 }

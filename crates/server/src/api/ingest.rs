@@ -291,11 +291,7 @@ pub(crate) async fn store_batch(
 
 /// The trail of `log`, if events may be written to it now.
 fn writable(app: &App, log: &str) -> Result<Arc<Trail>, Problem> {
-    if log == SYSTEM_LOG {
-        return Err(Problem::forbidden(
-            "the system log is written only by the server itself",
-        ));
-    }
+    not_system(log)?;
     let trail = app.trail(log)?;
     app.check_writable(&trail)?;
     Ok(trail)
@@ -303,12 +299,17 @@ fn writable(app: &App, log: &str) -> Result<Arc<Trail>, Problem> {
 
 /// [`writable`] for a log already open.
 fn writable_open(app: &App, log: &str, trail: &Trail) -> Result<(), Problem> {
+    not_system(log)?;
+    app.check_writable(trail)
+}
+
+fn not_system(log: &str) -> Result<(), Problem> {
     if log == SYSTEM_LOG {
         return Err(Problem::forbidden(
             "the system log is written only by the server itself",
         ));
     }
-    app.check_writable(trail)
+    Ok(())
 }
 
 /// The events of a batch body and, for NDJSON, each one's 1-based line.
