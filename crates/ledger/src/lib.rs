@@ -17,4 +17,4 @@ pub mod verify;
 
 pub use datadir::{default_origin, DataDir, LogInfo};
 pub use error::{LedgerError, Result};
-pub use log::{Appended, Log, LogOptions};
+pub use log::{Appended, Log, LogOptions, PreparedEntry};

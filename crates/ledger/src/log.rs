@@ -82,6 +82,55 @@ impl Files {
     }
 }
 
+/// An entry hashed and checksummed ahead of [`Log::append_prepared`].
+///
+/// The leaf hash and the data part of the record checksum are most of an
+/// append's CPU; preparing entries lets a caller do that work on its own
+/// threads, in parallel, before the append. The fields are private so the
+/// hash always belongs to the data beside it.
+#[derive(Debug, Clone)]
+pub struct PreparedEntry {
+    data: Vec<u8>,
+    digest: Digest,
+}
+
+/// What an append needs to know of an entry besides its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Digest {
+    leaf: Hash,
+    /// [`format::unsealed_record_crc`] of the data.
+    crc: u32,
+}
+
+impl Digest {
+    fn of(data: &[u8]) -> Digest {
+        Digest {
+            leaf: leaf_hash(data),
+            crc: format::unsealed_record_crc(data),
+        }
+    }
+}
+
+impl PreparedEntry {
+    pub fn new(data: Vec<u8>) -> PreparedEntry {
+        let digest = Digest::of(&data);
+        PreparedEntry { data, digest }
+    }
+
+    /// The entry's RFC 9162 leaf hash.
+    pub fn leaf(&self) -> Hash {
+        self.digest.leaf
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    pub fn into_data(self) -> Vec<u8> {
+        self.data
+    }
+}
+
 struct Pending {
     records: Vec<u8>,
     leaves: Vec<Hash>,
@@ -462,15 +511,31 @@ impl Log {
     /// checkpoint. Entries longer than 65,535 bytes are refused before
     /// anything is written.
     pub fn append<E: AsRef<[u8]>>(&self, entries: &[E]) -> Result<Appended> {
+        let digests: Vec<Digest> = entries.iter().map(|e| Digest::of(e.as_ref())).collect();
+        self.append_digested(entries.iter().map(AsRef::as_ref).zip(digests))
+    }
+
+    /// [`Log::append`] for entries hashed beforehand, maybe on other threads.
+    pub fn append_prepared<P: std::borrow::Borrow<PreparedEntry>>(&self, entries: &[P]) -> Result<Appended> {
+        self.append_digested(entries.iter().map(|p| {
+            let p = p.borrow();
+            (p.data.as_slice(), p.digest)
+        }))
+    }
+
+    fn append_digested<'a, I>(&self, entries: I) -> Result<Appended>
+    where
+        I: ExactSizeIterator<Item = (&'a [u8], Digest)> + Clone,
+    {
         let mut size = 0usize;
-        for (position, e) in entries.iter().enumerate() {
-            let len = e.as_ref().len();
+        for (position, (data, _)) in entries.clone().enumerate() {
+            let len = data.len();
             if len > MAX_ENTRY {
                 return Err(LedgerError::EntryTooLarge { position, len });
             }
             size += RECORD_HEADER_LEN as usize + len;
         }
-        if entries.is_empty() {
+        if entries.len() == 0 {
             let h = self.head();
             return Ok(Appended {
                 first: h.checkpoint.size,
@@ -479,19 +544,19 @@ impl Log {
                 checkpoint: h.note,
             });
         }
-        // Hash and encode on the caller's thread, outside any lock. The
-        // record checksums cover the index, which is only known once queued.
-        let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e.as_ref())).collect();
+        // Encode on the caller's thread, outside any lock. The record
+        // checksums cover the index, which is only known once queued.
+        let count = entries.len() as u64;
+        let mut leaves = Vec::with_capacity(entries.len());
         let mut records = Vec::with_capacity(size);
         let mut partial = Vec::with_capacity(entries.len());
-        for e in entries {
-            let data = e.as_ref();
-            partial.push(format::unsealed_record_crc(data));
+        for (data, digest) in entries {
+            leaves.push(digest.leaf);
+            partial.push(digest.crc);
             records.extend_from_slice(&(data.len() as u32).to_be_bytes());
             records.extend_from_slice(&[0; 4]);
             records.extend_from_slice(data);
         }
-        let count = entries.len() as u64;
 
         let inner = &*self.inner;
         let mut q = lock(&inner.queue);
@@ -508,7 +573,7 @@ impl Log {
         }
         q.next += count;
         q.pending.push_back(Pending { records, leaves });
-        q.pending_entries += entries.len();
+        q.pending_entries += count as usize;
         inner.queued.notify_one();
         let end = first + count;
         let wake = Arc::new(Condvar::new());

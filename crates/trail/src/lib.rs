@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use sealtrail_event::{accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid};
 use sealtrail_index::{EventIndex, IndexError};
-use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions};
+use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PreparedEntry};
 use sealtrail_merkle::hash::{leaf_hash, Hash};
 use thiserror::Error;
 
@@ -228,15 +228,15 @@ impl Trail {
             .zip(&plans)
             .map(|(r, p)| r.is_ok() && *p == Plan::Fresh)
             .collect();
-        let fresh: Vec<&[u8]> = accepted
+        let fresh: Vec<&PreparedEntry> = accepted
             .iter()
             .zip(&appending)
             .filter_map(|(r, appending)| match r {
-                Ok((_, entry)) if *appending => Some(entry.as_slice()),
+                Ok((_, entry)) if *appending => Some(entry),
                 _ => None,
             })
             .collect();
-        let appended = match self.log.append(&fresh) {
+        let appended = match self.log.append_prepared(&fresh) {
             Ok(a) => a,
             Err(e) => {
                 self.keys.release(&keys, &plans);
@@ -257,7 +257,7 @@ impl Trail {
                     let item = Item::Stored {
                         index: next,
                         id: event.id,
-                        leaf: leaf_hash(&entry),
+                        leaf: entry.leaf(),
                         duplicate: false,
                     };
                     next += 1;
@@ -364,14 +364,15 @@ impl Trail {
     }
 }
 
-type Prepared = Result<(Event, Vec<u8>), Rejection>;
+/// A validated event and its entry, hashed for the ledger.
+type Prepared = Result<(Event, PreparedEntry), Rejection>;
 
 /// Batches at least this large are validated on several threads.
 const PARALLEL_BATCH: usize = 256;
 
-/// Validate and canonicalise every input, in input order. Validation is
-/// the largest CPU cost of ingest, so large batches are split across the
-/// machine's cores.
+/// Validate, canonicalise and hash every input, in input order. These are
+/// the largest CPU costs of ingest outside the index, so large batches are
+/// split across the machine's cores, and the ledger's append only copies.
 fn prepare_all(inputs: &[&[u8]], random: &[u8], received_at: Timestamp) -> Vec<Prepared> {
     let prepare = |texts: &[&[u8]], random: &[u8]| -> Vec<Prepared> {
         texts
@@ -381,7 +382,8 @@ fn prepare_all(inputs: &[&[u8]], random: &[u8], received_at: Timestamp) -> Vec<P
                 let mut bits = [0u8; 10];
                 bits.copy_from_slice(r);
                 match event_id(received_at, bits) {
-                    Ok(id) => accept_json_entry(text, received_at, id),
+                    Ok(id) => accept_json_entry(text, received_at, id)
+                        .map(|(event, entry)| (event, PreparedEntry::new(entry))),
                     Err(e) => Err(Rejection::Invalid(vec![sealtrail_event::FieldError {
                         path: "received_at".into(),
                         message: e.to_string(),
