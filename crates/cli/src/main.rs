@@ -15,6 +15,12 @@ mod alerts;
 mod events;
 mod server;
 
+// Ingest allocates and frees many small strings across threads (validated on
+// one, indexed and dropped on another); mimalloc is measurably cheaper at
+// that than the system allocator (BENCHMARKS.md, "Session 6").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sealtrail", version, about = "Audit trail that proves its own integrity")]
 struct Cli {
