@@ -373,47 +373,36 @@ const PARALLEL_BATCH: usize = 256;
 /// Validate, canonicalise and hash every input, in input order. These are
 /// the largest CPU costs of ingest outside the index, so large batches are
 /// split across the machine's cores, and the ledger's append only copies.
+///
+/// The threads are rayon's pool, kept for the life of the process: a thread
+/// started per batch cost its start-up and a fresh allocator heap each
+/// time, whose pages the kernel had to zero (a tenth of ingest's CPU).
 fn prepare_all(inputs: &[&[u8]], random: &[u8], received_at: Timestamp) -> Vec<Prepared> {
-    let prepare = |texts: &[&[u8]], random: &[u8]| -> Vec<Prepared> {
-        texts
-            .iter()
-            .zip(random.chunks_exact(10))
-            .map(|(text, r)| {
-                let mut bits = [0u8; 10];
-                bits.copy_from_slice(r);
-                match event_id(received_at, bits) {
-                    Ok(id) => accept_json_entry(text, received_at, id)
-                        .map(|(event, entry)| (event, PreparedEntry::new(entry))),
-                    Err(e) => Err(Rejection::Invalid(vec![sealtrail_event::FieldError {
-                        path: "received_at".into(),
-                        message: e.to_string(),
-                    }])),
-                }
-            })
-            .collect()
+    use rayon::prelude::*;
+    let prepare = |text: &&[u8], r: &[u8]| -> Prepared {
+        let mut bits = [0u8; 10];
+        bits.copy_from_slice(r);
+        match event_id(received_at, bits) {
+            Ok(id) => accept_json_entry(text, received_at, id).map(|(event, entry)| (event, PreparedEntry::new(entry))),
+            Err(e) => Err(Rejection::Invalid(vec![sealtrail_event::FieldError {
+                path: "received_at".into(),
+                message: e.to_string(),
+            }])),
+        }
     };
     if inputs.len() < PARALLEL_BATCH {
-        return prepare(inputs, random);
-    }
-    // Asked once: on Linux the answer reads cgroup files, a cost that showed
-    // in every single-event ingest when it was asked per call.
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads < 2 {
-        return prepare(inputs, random);
-    }
-    let chunk = inputs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = inputs
-            .chunks(chunk)
-            .zip(random.chunks(chunk * 10))
-            .map(|(texts, random)| scope.spawn(move || prepare(texts, random)))
+        return inputs
+            .iter()
+            .zip(random.chunks_exact(10))
+            .map(|(t, r)| prepare(t, r))
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    })
+    }
+    inputs
+        .par_iter()
+        .zip(random.par_chunks_exact(10))
+        .with_min_len(PARALLEL_BATCH / 4)
+        .map(|(t, r)| prepare(t, r))
+        .collect()
 }
 
 fn index_dir(data: &DataDir, name: &str) -> PathBuf {
