@@ -66,7 +66,7 @@ use sealtrail_server::{Config, Server};
 // The allocator the `sealtrail` binary runs with, so the figures are the
 // server's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use sealtrail_trail::{Item, Trail};
 use tokio_postgres::types::ToSql;
 

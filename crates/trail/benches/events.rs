@@ -54,7 +54,7 @@ use sha2::{Digest, Sha256};
 // The allocator the `sealtrail` binary runs with, so the figures are the
 // server's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// CPU seconds this process has used, user and system, from
 /// `/proc/self/stat` (clock ticks of 10 ms; NaN where there is no procfs).
