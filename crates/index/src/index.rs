@@ -303,7 +303,7 @@ impl EventIndex {
     /// order, as [`EventIndex::add`] would one by one. The documents reach
     /// tantivy's indexing thread as one message per 1,024 rather than one
     /// each: a trickle of small groups otherwise wakes that thread per event.
-    pub fn add_events(&self, first: u64, events: &[Event]) -> Result<(), IndexError> {
+    pub fn add_events<E: std::borrow::Borrow<Event>>(&self, first: u64, events: &[E]) -> Result<(), IndexError> {
         let mut w = self.lock()?;
         if first != w.pending {
             return Err(IndexError::OutOfOrder {
@@ -318,7 +318,12 @@ impl EventIndex {
                 .iter()
                 .enumerate()
                 .map(|(i, event)| {
-                    UserOperation::Add(schema::document(&self.fields, at + i as u64, event, &mut w.scratch))
+                    UserOperation::Add(schema::document(
+                        &self.fields,
+                        at + i as u64,
+                        event.borrow(),
+                        &mut w.scratch,
+                    ))
                 })
                 .collect();
             if let Err(e) = w.tantivy.run(docs) {

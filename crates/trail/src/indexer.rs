@@ -34,7 +34,9 @@ const GATHER_EVENTS: usize = 4096;
 
 struct State {
     /// Acknowledged batches not yet given to the index, by first index.
-    pending: BTreeMap<u64, Vec<Event>>,
+    // Boxed: events are moved several times on their way here (see `Prepared`).
+    #[allow(clippy::vec_box)]
+    pending: BTreeMap<u64, Vec<Box<Event>>>,
     backlog: usize,
     /// Ledger entries below this are searchable (last commit).
     committed: u64,
@@ -105,7 +107,8 @@ impl Indexer {
 
     /// Hand over the events of ledger entries `first..first+events.len()`.
     /// (Entries that are not events only reach the index through catch-up.)
-    pub(crate) fn push(&self, first: u64, events: Vec<Event>) {
+    #[allow(clippy::vec_box)]
+    pub(crate) fn push(&self, first: u64, events: Vec<Box<Event>>) {
         if events.is_empty() {
             return;
         }
