@@ -125,10 +125,6 @@ impl PreparedEntry {
     pub fn data(&self) -> &[u8] {
         &self.data
     }
-
-    pub fn into_data(self) -> Vec<u8> {
-        self.data
-    }
 }
 
 struct Pending {
