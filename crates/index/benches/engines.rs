@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 use sealtrail_event::{accept_json, event_id, Event, Timestamp};
 use sealtrail_index::{EventIndex, Filter, IndexOptions, Page, TimeRange};
-use sealtrail_testgen::Rng;
+use sealtrail_testgen::{process_cpu_secs, Rng};
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -295,17 +295,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// CPU seconds used so far by this process, all threads (exited ones
-/// included). On a shared machine CPU time per event is steadier than
-/// wall time.
-fn process_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some(close) = stat.rfind(')') else { return 0.0 };
-    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn main() {
     let n = knob("SEALTRAIL_BENCH_EVENTS", 1_000_000);
     let per_kind = knob("SEALTRAIL_BENCH_QUERIES", 200);
@@ -322,16 +311,16 @@ fn main() {
     let lines: Vec<Vec<u8>> = sealtrail_testgen::events(1, n).collect();
     let bytes: usize = lines.iter().map(Vec::len).sum();
 
-    let cpu = process_cpu();
+    let cpu = process_cpu_secs();
     let t = Instant::now();
     for l in &lines {
         black_box(serde_json::from_slice::<serde_json::Value>(l).unwrap());
     }
     let parse = t.elapsed();
-    let parse_cpu = process_cpu() - cpu;
+    let parse_cpu = process_cpu_secs() - cpu;
 
     let start = Timestamp::from_second(1_767_225_600).unwrap().as_millisecond();
-    let (t, cpu) = (Instant::now(), process_cpu());
+    let (t, cpu) = (Instant::now(), process_cpu_secs());
     let events: Vec<Event> = lines
         .iter()
         .enumerate()
@@ -343,12 +332,12 @@ fn main() {
         })
         .collect();
     let accept = t.elapsed();
-    let accept_cpu = process_cpu() - cpu;
+    let accept_cpu = process_cpu_secs() - cpu;
     drop(lines);
 
     eprintln!("tantivy: indexing");
     let dir = tmp.path().join("tantivy");
-    let cpu = process_cpu();
+    let cpu = process_cpu_secs();
     let t = Instant::now();
     let index = EventIndex::open(&dir, opts).unwrap();
     for (i, e) in events.iter().enumerate() {
@@ -360,7 +349,7 @@ fn main() {
     let adds = t.elapsed();
     index.commit().unwrap();
     let tantivy_load = t.elapsed();
-    let tantivy_cpu = process_cpu() - cpu;
+    let tantivy_cpu = process_cpu_secs() - cpu;
     eprintln!(
         "  adds {:.2} s, commit {:.2} s",
         adds.as_secs_f64(),
@@ -376,10 +365,10 @@ fn main() {
     if with_sqlite {
         eprintln!("sqlite: loading");
         let path = tmp.path().join("events.sqlite");
-        let (t, cpu) = (Instant::now(), process_cpu());
+        let (t, cpu) = (Instant::now(), process_cpu_secs());
         sqlite = Some(sqlite_load(&path, &events));
         sqlite_load_time = t.elapsed();
-        sqlite_cpu = process_cpu() - cpu;
+        sqlite_cpu = process_cpu_secs() - cpu;
         sqlite_bytes = dir_bytes(tmp.path()) - tantivy_bytes;
     }
 

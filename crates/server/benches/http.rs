@@ -147,18 +147,14 @@ fn started() -> Instant {
 
 #[derive(Clone, Copy)]
 struct Cpu {
-    process_ticks: u64,
+    process_secs: f64,
     machine_busy_ticks: u64,
     machine_total_ticks: u64,
 }
 
 impl Cpu {
     fn now() -> Cpu {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<u64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
-        // utime and stime are fields 14 and 15; `after` starts at field 3.
-        let process_ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        let process_secs = sealtrail_testgen::process_cpu_secs();
         let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         let cpu: Vec<u64> = machine
             .lines()
@@ -172,7 +168,7 @@ impl Cpu {
         // user nice system idle iowait irq softirq steal
         let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
         Cpu {
-            process_ticks,
+            process_secs,
             machine_busy_ticks: busy,
             machine_total_ticks: busy + get(3) + get(4),
         }
@@ -185,7 +181,7 @@ impl Cpu {
         let busy = now.machine_busy_ticks - self.machine_busy_ticks;
         let total = (now.machine_total_ticks - self.machine_total_ticks).max(1);
         CpuUse {
-            process_secs: (now.process_ticks - self.process_ticks) as f64 / 100.0,
+            process_secs: now.process_secs - self.process_secs,
             machine_secs: busy as f64 / 100.0,
             machine_busy: busy as f64 / total as f64,
         }

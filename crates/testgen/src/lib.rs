@@ -73,13 +73,18 @@
 //! The population sizes scale with `count`, so `events(s, 1000)` is not a
 //! prefix of `events(s, 2000)`; fix them in a [`Shape`] when that matters.
 //!
+//! Beside the events, the benchmarks share [`Rng`] and
+//! [`process_cpu_secs`].
+//!
 //! Not here: the server-side fields, invalid events (the event crate's own
 //! tests cover those), and anything random at run time.
 
 mod catalog;
+mod cpu;
 mod rng;
 
 use catalog::{Action, Ns, ACTIONS, TARGET_TYPES};
+pub use cpu::process_cpu_secs;
 pub use rng::Rng;
 use rng::{mix, skewed, unit, Skew};
 

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime};
 use postgres::{Client, NoTls};
 use sealtrail_event::{accept_json, accept_json_entry, event_id, Event, Timestamp};
 use sealtrail_ledger::DataDir;
-use sealtrail_testgen::Rng;
+use sealtrail_testgen::{process_cpu_secs, Rng};
 use sealtrail_trail::{Filter, Item, Page, TimeRange, Trail, TrailOptions};
 use sha2::{Digest, Sha256};
 
@@ -55,20 +55,6 @@ use sha2::{Digest, Sha256};
 // server's.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// CPU seconds this process has used, user and system, from
-/// `/proc/self/stat` (clock ticks of 10 ms; NaN where there is no procfs).
-fn cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    // utime and stime are fields 14 and 15 of the line; this slice starts at field 3.
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -713,7 +699,7 @@ fn main() {
         knobs.threads
     ));
     let t = Instant::now();
-    let cpu_before = cpu_secs();
+    let cpu_before = process_cpu_secs();
     // Batch k goes to thread k % threads; each thread notes the ledger
     // index of every event it ingested, so that results can be compared
     // with PostgreSQL's row numbers (the generation order).
@@ -766,7 +752,7 @@ fn main() {
     drop(seen);
     trail.sync_index().unwrap();
     let sealtrail_secs = t.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu_before;
+    let cpu = process_cpu_secs() - cpu_before;
     let sealtrail_disk = dir_size(&dir);
     progress(&format!(
         "Sealtrail: {n} events in {sealtrail_secs:.1} s ({}), index caught up {:.2} s after the last ack; {} on disk; \
