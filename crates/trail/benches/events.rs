@@ -21,6 +21,9 @@
 //! - `SEALTRAIL_BENCH_SEED` (1): seed of the events and query parameters.
 //! - `SEALTRAIL_BENCH_BASELINE_EVENTS` (1,000,000): events in the raw
 //!   baselines (JSON parse, SHA-256, validation).
+//! - `SEALTRAIL_BENCH_INGEST_ONLY` (0): 1 stops after Sealtrail's ingest
+//!   (its progress lines are the result; no table): for trying changes to
+//!   the ingest path quickly.
 //! - `SEALTRAIL_BENCH_PG` (`host=127.0.0.1 port=5432`): libpq-style
 //!   connection settings; without `user=`, `postgres` then `root` are
 //!   tried. A uniquely named database is created and dropped.
@@ -66,6 +69,7 @@ struct Knobs {
     threads: usize,
     seed: u64,
     baseline_events: usize,
+    ingest_only: bool,
     pg: String,
     dir: PathBuf,
 }
@@ -90,6 +94,7 @@ impl Knobs {
             threads: knob("SEALTRAIL_BENCH_INGEST_THREADS", 1usize).max(1),
             seed: knob("SEALTRAIL_BENCH_SEED", 1u64),
             baseline_events: knob("SEALTRAIL_BENCH_BASELINE_EVENTS", 1_000_000usize).max(1),
+            ingest_only: knob("SEALTRAIL_BENCH_INGEST_ONLY", 0u8) != 0,
             pg: std::env::var("SEALTRAIL_BENCH_PG").unwrap_or_else(|_| "host=127.0.0.1 port=5432".into()),
             dir: std::env::var_os("SEALTRAIL_BENCH_DIR").map_or(default_dir, PathBuf::from),
         }
@@ -619,6 +624,18 @@ fn dir_size(path: &Path) -> u64 {
         .sum()
 }
 
+/// Index segments under `path` (tantivy writes one `.idx` file each).
+fn segments(path: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => segments(&e.path()),
+            _ => usize::from(e.path().extension().is_some_and(|x| x == "idx")),
+        })
+        .sum()
+}
+
 struct RemoveDir(PathBuf);
 
 impl Drop for RemoveDir {
@@ -755,14 +772,19 @@ fn main() {
     let cpu = process_cpu_secs() - cpu_before;
     let sealtrail_disk = dir_size(&dir);
     progress(&format!(
-        "Sealtrail: {n} events in {sealtrail_secs:.1} s ({}), index caught up {:.2} s after the last ack; {} on disk; \
-         CPU {:.2} µs per event, {:.2} cores busy",
+        "Sealtrail: {n} events in {sealtrail_secs:.1} s ({}), index caught up {:.2} s after the last ack; {} on disk \
+         in {} index segments; CPU {:.2} µs per event, {:.2} cores busy",
         rate(n as f64 / sealtrail_secs),
         sealtrail_secs - acknowledged,
         bytes(sealtrail_disk),
+        segments(&dir),
         cpu * 1e6 / n as f64,
         cpu / sealtrail_secs,
     ));
+
+    if knobs.ingest_only {
+        return;
+    }
 
     // 2. PostgreSQL COPY.
     let t = Instant::now();
