@@ -942,6 +942,27 @@ fn idempotency_keys() {
     assert!(seen > 100);
     assert_eq!(index.find_idempotency_key("key-handmade").unwrap(), Some(3));
     assert_eq!(index.find_idempotency_key("no-such-key").unwrap(), None);
+
+    // Together, on one snapshot: every stored key from every segment, keys
+    // that are absent (each segment's key filter must let the stored ones
+    // through and may let a few absent ones through), and a repeat.
+    let mut keys: Vec<String> = Vec::new();
+    let mut expected: Vec<Option<u64>> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(key) = e.as_ref().and_then(|e| e.idempotency_key.clone()) {
+            keys.push(format!("{key}-absent"));
+            expected.push(None);
+            keys.push(key);
+            expected.push(Some(i as u64));
+        }
+    }
+    keys.push("key-handmade".into());
+    expected.push(Some(3));
+    keys.extend((0..1000).map(|i| format!("absent-{i}")));
+    expected.extend((0..1000).map(|_| None));
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_eq!(index.find_idempotency_keys(&keys).unwrap(), expected);
+    assert_eq!(index.find_idempotency_keys(&[]).unwrap(), Vec::<Option<u64>>::new());
 }
 
 /// Everything the index answers, for comparing two indexes.

@@ -59,6 +59,19 @@ impl Keys {
         {
             slots = self.settled.wait(slots).unwrap_or_else(|e| e.into_inner());
         }
+        // Keys not appended since the last index commit are looked up in
+        // the index together, on one snapshot.
+        let uncommitted: Vec<&str> = keys
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|k| !slots.contains_key(*k))
+            .collect();
+        let committed: HashMap<&str, u64> = uncommitted
+            .iter()
+            .zip(index.find_idempotency_keys(&uncommitted)?)
+            .filter_map(|(&k, at)| Some((k, at?)))
+            .collect();
         let mut first_use: HashMap<&str, usize> = HashMap::new();
         let mut plans = Vec::with_capacity(keys.len());
         for (position, key) in keys.iter().enumerate() {
@@ -70,7 +83,7 @@ impl Keys {
                 Plan::SameAs(earlier)
             } else if let Some(Slot::At(index)) = slots.get(*key) {
                 Plan::Original(*index)
-            } else if let Some(index) = index.find_idempotency_key(key)? {
+            } else if let Some(&index) = committed.get(key) {
                 Plan::Original(index)
             } else {
                 first_use.insert(key, position);
