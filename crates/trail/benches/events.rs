@@ -613,27 +613,22 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+/// Bytes of the files under `path`, and how many index segments they hold
+/// (tantivy writes one `.idx` file per segment).
+fn dir_size(path: &Path) -> (u64, usize) {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return (0, 0);
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
+            _ => (
+                e.metadata().map_or(0, |m| m.len()),
+                usize::from(e.path().extension().is_some_and(|x| x == "idx")),
+            ),
         })
-        .sum()
-}
-
-/// Index segments under `path` (tantivy writes one `.idx` file each).
-fn segments(path: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => segments(&e.path()),
-            _ => usize::from(e.path().extension().is_some_and(|x| x == "idx")),
-        })
-        .sum()
+        .fold((0, 0), |(bytes, segments), (b, s)| (bytes + b, segments + s))
 }
 
 struct RemoveDir(PathBuf);
@@ -770,14 +765,14 @@ fn main() {
     trail.sync_index().unwrap();
     let sealtrail_secs = t.elapsed().as_secs_f64();
     let cpu = process_cpu_secs() - cpu_before;
-    let sealtrail_disk = dir_size(&dir);
+    let (sealtrail_disk, segments) = dir_size(&dir);
     progress(&format!(
         "Sealtrail: {n} events in {sealtrail_secs:.1} s ({}), index caught up {:.2} s after the last ack; {} on disk \
          in {} index segments; CPU {:.2} µs per event, {:.2} cores busy",
         rate(n as f64 / sealtrail_secs),
         sealtrail_secs - acknowledged,
         bytes(sealtrail_disk),
-        segments(&dir),
+        segments,
         cpu * 1e6 / n as f64,
         cpu / sealtrail_secs,
     ));
