@@ -123,7 +123,7 @@ impl<T> PerSegment<T> {
     fn get_or_build<E>(
         &self,
         reader: &SegmentReader,
-        live: &Searcher,
+        index: &IndexReader,
         build: impl FnOnce() -> Result<T, E>,
     ) -> Result<Arc<T>, E> {
         let id = reader.segment_id();
@@ -132,7 +132,14 @@ impl<T> PerSegment<T> {
         }
         // Built outside the lock: two callers may both build, one wins.
         let built = Arc::new(build()?);
-        let live: HashSet<SegmentId> = live.segment_readers().iter().map(|r| r.segment_id()).collect();
+        // The newest snapshot decides what lives: an older one, still held
+        // by a slow query, would evict the segments made since.
+        let live: HashSet<SegmentId> = index
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|id, _| live.contains(id));
         cache.insert(id, Arc::clone(&built));
@@ -524,7 +531,7 @@ impl EventIndex {
                 });
                 continue;
             }
-            let blocks = self.blocks(reader, &searcher, column);
+            let blocks = self.blocks(reader, column);
             let times: Vec<&BlockRanges<i64>> = windows.iter().map(|w| blocks.times(w, reader)).collect();
             let mut visit: Vec<(u64, u32)> = (0u32..)
                 .zip(blocks.ledger.iter())
@@ -660,9 +667,9 @@ impl EventIndex {
         let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k.as_bytes())).collect();
         let searcher = self.reader.searcher();
         for reader in searcher.segment_readers() {
-            let filter = self
-                .keys
-                .get_or_build(reader, &searcher, || KeyFilter::build(reader, self.fields.idempotency))?;
+            let filter = self.keys.get_or_build(reader, &self.reader, || {
+                KeyFilter::build(reader, self.fields.idempotency)
+            })?;
             let mut inverted = None;
             for ((key, &hash), first) in keys.iter().zip(&hashes).zip(found.iter_mut()) {
                 if !filter.may_hold(hash) {
@@ -698,8 +705,8 @@ impl EventIndex {
     /// The summaries of `reader`'s blocks. A merged segment's documents are
     /// not in ledger order, but they come in long ordered runs, so most
     /// blocks span a narrow range.
-    fn blocks(&self, reader: &SegmentReader, searcher: &Searcher, column: &Column<u64>) -> Arc<Blocks> {
-        let built: Result<_, std::convert::Infallible> = self.blocks.get_or_build(reader, searcher, || {
+    fn blocks(&self, reader: &SegmentReader, column: &Column<u64>) -> Arc<Blocks> {
+        let built: Result<_, std::convert::Infallible> = self.blocks.get_or_build(reader, &self.reader, || {
             Ok(Blocks {
                 ledger: block_ranges(column, reader.max_doc()),
                 occurred: OnceLock::new(),
