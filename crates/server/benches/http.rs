@@ -62,13 +62,13 @@ use sealtrail_loadgen::{millis, quantile, Events, Load, Mode, Report, Target};
 use sealtrail_server::app::{key_event, now_text};
 use sealtrail_server::meta::Scope;
 use sealtrail_server::{Config, Server};
+use sealtrail_trail::{Item, Trail};
+use tokio_postgres::types::ToSql;
 
 // The allocator the `sealtrail` binary runs with, so the figures are the
 // server's.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use sealtrail_trail::{Item, Trail};
-use tokio_postgres::types::ToSql;
 
 // ---------------------------------------------------------------------------
 // Configuration

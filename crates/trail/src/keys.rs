@@ -61,15 +61,15 @@ impl Keys {
         }
         // Keys not appended since the last index commit are looked up in
         // the index together, on one snapshot.
-        let uncommitted: Vec<&str> = keys
+        let look_up: Vec<&str> = keys
             .iter()
             .flatten()
             .copied()
             .filter(|k| !slots.contains_key(*k))
             .collect();
-        let committed: HashMap<&str, u64> = uncommitted
+        let committed: HashMap<&str, u64> = look_up
             .iter()
-            .zip(index.find_idempotency_keys(&uncommitted)?)
+            .zip(index.find_idempotency_keys(&look_up)?)
             .filter_map(|(&k, at)| Some((k, at?)))
             .collect();
         let mut first_use: HashMap<&str, usize> = HashMap::new();
