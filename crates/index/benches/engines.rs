@@ -15,7 +15,9 @@
 //! writer; default [`IndexOptions::default`]), `SEALTRAIL_BENCH_COMMIT_EVERY`
 //! (commit after every this many events, as a trail's indexer does every
 //! half second; default 0, once at the end), `SEALTRAIL_BENCH_SQLITE=0`
-//! to skip SQLite. Progress goes to stderr, the table to stdout.
+//! to skip SQLite, `SEALTRAIL_BENCH_PROTOTYPE=0` to skip engine (c), the
+//! hand-written prototype in `engines/postings.rs` (its write path is the
+//! question; see there). Progress goes to stderr, the table to stdout.
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -26,6 +28,9 @@ use rusqlite::{params, Connection};
 use sealtrail_event::{accept_json, event_id, Event, Timestamp};
 use sealtrail_index::{EventIndex, Filter, IndexOptions, Page, TimeRange};
 use sealtrail_testgen::{process_cpu_secs, Rng};
+
+#[path = "engines/postings.rs"]
+mod postings;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -357,6 +362,32 @@ fn main() {
     );
     let tantivy_bytes = dir_bytes(&dir);
 
+    let mut prototype = None;
+    let (mut prototype_load, mut prototype_cpu, mut prototype_bytes) = (Duration::ZERO, 0.0, 0);
+    if knob("SEALTRAIL_BENCH_PROTOTYPE", 1) != 0 {
+        eprintln!("prototype: indexing");
+        let dir = tmp.path().join("prototype");
+        let cpu = process_cpu_secs();
+        let t = Instant::now();
+        let mut p = postings::LedgerPostings::new(&dir);
+        for (i, e) in events.iter().enumerate() {
+            p.add(i as u64, e);
+            if commit_every > 0 && i % commit_every == commit_every - 1 {
+                p.commit();
+            }
+        }
+        p.commit();
+        prototype_load = t.elapsed();
+        prototype_cpu = process_cpu_secs() - cpu;
+        prototype_bytes = dir_bytes(&dir);
+        eprintln!(
+            "  {:.2} s, {} segments after merges",
+            prototype_load.as_secs_f64(),
+            p.segments()
+        );
+        prototype = Some(p);
+    }
+
     let qs = queries(&events, per_kind);
     let mut sqlite = None;
     let mut sqlite_load_time = Duration::ZERO;
@@ -403,6 +434,14 @@ fn main() {
         tantivy_cpu,
         Some(tantivy_bytes),
     );
+    if prototype.is_some() {
+        row(
+            "prototype: ledger-ordered postings (engines/postings.rs)",
+            prototype_load,
+            prototype_cpu,
+            Some(prototype_bytes),
+        );
+    }
     if with_sqlite {
         row(
             "SQLite (B-trees + FTS5)",
@@ -412,8 +451,8 @@ fn main() {
         );
     }
     println!();
-    println!("| query ({per_kind} each) | tantivy p50 ms | tantivy p99 ms | SQLite p50 ms | SQLite p99 ms | mean hits | answers differ |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| query ({per_kind} each) | tantivy p50 ms | tantivy p99 ms | SQLite p50 ms | SQLite p99 ms | mean hits | answers differ | prototype p50 ms | prototype differs |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for kind in [
         "actor",
         "target",
@@ -421,8 +460,8 @@ fn main() {
         "action glob + 1-48 h",
         "full text (1 word)",
     ] {
-        let (mut tt, mut st) = (Vec::new(), Vec::new());
-        let (mut hits, mut differ) = (0, 0);
+        let (mut tt, mut st, mut pt) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut hits, mut differ, mut p_differ) = (0, 0, 0);
         for q in qs.iter().filter(|q| q.kind() == kind) {
             let filter = q.filter();
             let t = Instant::now();
@@ -435,7 +474,27 @@ fn main() {
                 st.push(t.elapsed());
                 differ += usize::from(got != want);
             }
+            if let Some(p) = &prototype {
+                let t = Instant::now();
+                let want = match q {
+                    Query::Actor(a) => p.actor(a),
+                    Query::Target(k, i) => p.target(k, i),
+                    Query::ActionTime(a, s, u) | Query::GlobTime(a, s, u) => {
+                        let nanos = |t: &Timestamp| t.as_nanosecond() as i64;
+                        p.actions_between(a, nanos(s), nanos(u))
+                    }
+                    Query::Text(w) => p.word(w),
+                };
+                pt.push(t.elapsed());
+                p_differ += usize::from(got != want);
+            }
         }
+        pt.sort();
+        let (p50, p_differ) = if pt.is_empty() {
+            ("-".into(), "-".into())
+        } else {
+            (ms(percentile(&pt, 50)), p_differ.to_string())
+        };
         tt.sort();
         st.sort();
         let (s50, s99) = if st.is_empty() {
@@ -444,7 +503,7 @@ fn main() {
             (ms(percentile(&st, 50)), ms(percentile(&st, 99)))
         };
         println!(
-            "| {kind} | {} | {} | {s50} | {s99} | {:.0} | {differ} |",
+            "| {kind} | {} | {} | {s50} | {s99} | {:.0} | {differ} | {p50} | {p_differ} |",
             ms(percentile(&tt, 50)),
             ms(percentile(&tt, 99)),
             hits as f64 / tt.len() as f64
