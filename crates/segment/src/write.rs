@@ -1,0 +1,545 @@
+//! Writing segments: [`SegmentBuilder`] from documents, [`merge`] from
+//! segments. Both stream the large sections (postings, columns) to the
+//! writer and keep only the dictionary in memory until the end.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Write};
+
+use hashbrown::HashTable;
+
+use crate::read::Segment;
+use crate::{term_hash, varint, ColumnKind, BLOCK, MAGIC, MAX_DOCS, NONE};
+
+/// A writer that counts what went through it.
+struct Out<W> {
+    w: W,
+    at: u64,
+}
+
+impl<W: Write> Out<W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.w.write_all(bytes)?;
+        self.at += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// One posting list: count, skip entries, then delta-coded documents.
+fn encode_list(docs: &[u32], data: &mut Vec<u8>, out: &mut Vec<u8>) {
+    data.clear();
+    let mut skips = Vec::new();
+    let mut prev = 0u32;
+    for (i, &d) in docs.iter().enumerate() {
+        if i > 0 && i % BLOCK as usize == 0 {
+            skips.push((prev, data.len() as u32));
+        }
+        varint::put(data, u64::from(d - prev));
+        prev = d;
+    }
+    varint::put(out, docs.len() as u64);
+    for (base, offset) in skips {
+        out.extend_from_slice(&base.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+    out.extend_from_slice(data);
+}
+
+/// One column: blocks of frame-of-reference bit-packed values, then a
+/// directory of (offset, least, greatest) per block.
+struct ColumnWriter {
+    start: u64,
+    values: Vec<u64>,
+    directory: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl ColumnWriter {
+    fn new(start: u64) -> ColumnWriter {
+        ColumnWriter {
+            start,
+            values: Vec::with_capacity(BLOCK as usize),
+            directory: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn push<W: Write>(&mut self, v: u64, out: &mut Out<W>) -> io::Result<()> {
+        self.values.push(v);
+        if self.values.len() == BLOCK as usize {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    fn flush<W: Write>(&mut self, out: &mut Out<W>) -> io::Result<()> {
+        let Some(&first) = self.values.first() else {
+            return Ok(());
+        };
+        let (min, max) = self
+            .values
+            .iter()
+            .fold((first, first), |(a, b), &v| (a.min(v), b.max(v)));
+        let width = 64 - (max - min).leading_zeros();
+        self.directory.extend_from_slice(&(out.at - self.start).to_le_bytes());
+        self.directory.extend_from_slice(&min.to_le_bytes());
+        self.directory.extend_from_slice(&max.to_le_bytes());
+        self.buf.clear();
+        self.buf.push(width as u8);
+        self.buf.extend_from_slice(&min.to_le_bytes());
+        let (mut acc, mut bits) = (0u128, 0u32);
+        for &v in &self.values {
+            acc |= u128::from(v - min) << bits;
+            bits += width;
+            while bits >= 8 {
+                self.buf.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
+            }
+        }
+        if bits > 0 {
+            self.buf.push(acc as u8);
+        }
+        self.values.clear();
+        out.put(&self.buf)
+    }
+
+    fn finish<W: Write>(mut self, out: &mut Out<W>) -> io::Result<()> {
+        self.flush(out)?;
+        out.put(&self.directory)
+    }
+}
+
+/// The dictionary, kinds and trailer, after postings and columns.
+struct Tail {
+    sections: Vec<u64>,
+    keys: Vec<u8>,
+    ends: Vec<u32>,
+    hashes: Vec<u64>,
+    field_starts: Vec<u32>,
+}
+
+impl Tail {
+    fn write<W: Write>(self, out: &mut Out<W>, docs: u32, kinds: &[ColumnKind]) -> io::Result<()> {
+        let mut sections = self.sections;
+        out.put(&self.keys)?;
+        sections.push(out.at);
+        let mut buf = Vec::with_capacity(self.ends.len() * 12);
+        self.ends.iter().for_each(|e| buf.extend_from_slice(&e.to_le_bytes()));
+        out.put(&buf)?;
+        sections.push(out.at);
+        buf.clear();
+        self.hashes.iter().for_each(|h| buf.extend_from_slice(&h.to_le_bytes()));
+        out.put(&buf)?;
+        sections.push(out.at);
+        buf.clear();
+        self.field_starts
+            .iter()
+            .for_each(|s| buf.extend_from_slice(&s.to_le_bytes()));
+        out.put(&buf)?;
+        sections.push(out.at);
+        buf.clear();
+        for k in kinds {
+            buf.extend_from_slice(&match k {
+                ColumnKind::Value => [0, 0],
+                ColumnKind::Term(f) => [1, *f],
+            });
+        }
+        out.put(&buf)?;
+        sections.push(out.at);
+        buf.clear();
+        sections.iter().for_each(|s| buf.extend_from_slice(&s.to_le_bytes()));
+        for n in [
+            docs,
+            self.ends.len() as u32,
+            self.field_starts.len().saturating_sub(1) as u32,
+            kinds.len() as u32,
+        ] {
+            buf.extend_from_slice(&n.to_le_bytes());
+        }
+        buf.extend_from_slice(&MAGIC);
+        out.put(&buf)
+    }
+}
+
+/// Terms seen by a builder, each `field byte ++ term bytes`, numbered in
+/// the order first seen.
+#[derive(Default)]
+struct TermTable {
+    table: HashTable<u32>,
+    /// [`term_hash`] of each term's bytes (without the field).
+    hashes: Vec<u64>,
+    ends: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl TermTable {
+    fn key(&self, id: u32) -> &[u8] {
+        let start = id.checked_sub(1).map_or(0, |p| self.ends[p as usize] as usize);
+        &self.bytes[start..self.ends[id as usize] as usize]
+    }
+
+    fn slot_hash(field: u8, hash: u64) -> u64 {
+        hash ^ u64::from(field).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// The number of `field`'s `term`, and whether it is new.
+    fn intern(&mut self, field: u8, term: &[u8]) -> (u32, bool) {
+        let hash = term_hash(term);
+        let slot = TermTable::slot_hash(field, hash);
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        let same = |&id: &u32| {
+            let start = id.checked_sub(1).map_or(0, |p| ends[p as usize] as usize);
+            let key = &bytes[start..ends[id as usize] as usize];
+            key.first() == Some(&field) && &key[1..] == term
+        };
+        if let Some(&id) = self.table.find(slot, same) {
+            return (id, false);
+        }
+        let id = self.ends.len() as u32;
+        let (hashes, ends) = (&self.hashes, &self.ends);
+        let bytes = &self.bytes;
+        self.table.insert_unique(slot, id, |&id| {
+            let start = id.checked_sub(1).map_or(0, |p| ends[p as usize] as usize);
+            TermTable::slot_hash(bytes[start], hashes[id as usize])
+        });
+        self.bytes.push(field);
+        self.bytes.extend_from_slice(term);
+        self.ends.push(self.bytes.len() as u32);
+        self.hashes.push(hash);
+        (id, true)
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// Collects documents in order, then writes them as one segment.
+///
+/// ```
+/// use sealtrail_segment::{ColumnKind, Segment, SegmentBuilder};
+/// let mut b = SegmentBuilder::new(&[ColumnKind::Value]);
+/// for (i, word) in ["red", "blue", "red"].iter().enumerate() {
+///     b.add_doc();
+///     b.add_term(0, word.as_bytes());
+///     b.set(0, 100 + i as u64);
+/// }
+/// let segment = Segment::open(b.finish(Vec::new()).unwrap()).unwrap();
+/// let red = segment.find(0, b"red").unwrap();
+/// assert_eq!(segment.postings(red).iter().collect::<Vec<_>>(), [0, 2]);
+/// assert_eq!(segment.column(0).unwrap().get(2), Some(102));
+/// ```
+pub struct SegmentBuilder {
+    terms: TermTable,
+    /// Per term: the last document that holds it, so a term repeated in
+    /// one document is posted once.
+    last_doc: Vec<u32>,
+    counts: Vec<u32>,
+    /// `term << 32 | doc`, in the order added.
+    occurrences: Vec<u64>,
+    kinds: Vec<ColumnKind>,
+    columns: Vec<Vec<u64>>,
+    docs: u32,
+}
+
+impl SegmentBuilder {
+    pub fn new(kinds: &[ColumnKind]) -> SegmentBuilder {
+        SegmentBuilder {
+            terms: TermTable::default(),
+            last_doc: Vec::new(),
+            counts: Vec::new(),
+            occurrences: Vec::new(),
+            kinds: kinds.to_vec(),
+            columns: vec![Vec::new(); kinds.len()],
+            docs: 0,
+        }
+    }
+
+    /// Documents added so far.
+    pub fn docs(&self) -> u32 {
+        self.docs
+    }
+
+    /// Start the next document, with every column at its default (0, or
+    /// [`NONE`] for a term column); `None` once the segment holds
+    /// [`MAX_DOCS`].
+    pub fn add_doc(&mut self) -> Option<u32> {
+        if self.docs >= MAX_DOCS {
+            return None;
+        }
+        for (column, kind) in self.columns.iter_mut().zip(&self.kinds) {
+            column.push(match kind {
+                ColumnKind::Value => 0,
+                ColumnKind::Term(_) => NONE,
+            });
+        }
+        self.docs += 1;
+        Some(self.docs - 1)
+    }
+
+    /// The current document holds `term` of `field` (a repeat is posted
+    /// once). Returns the term's number for [`SegmentBuilder::set`] on a
+    /// term column of that field. Before the first document, it only
+    /// numbers the term.
+    pub fn add_term(&mut self, field: u8, term: &[u8]) -> u64 {
+        let (id, new) = self.terms.intern(field, term);
+        if new {
+            self.last_doc.push(u32::MAX);
+            self.counts.push(0);
+        }
+        if let Some(doc) = self.docs.checked_sub(1) {
+            let last = &mut self.last_doc[id as usize];
+            if *last != doc {
+                *last = doc;
+                self.counts[id as usize] += 1;
+                self.occurrences.push(u64::from(id) << 32 | u64::from(doc));
+            }
+        }
+        u64::from(id)
+    }
+
+    /// Set column `column` of the current document: any value for a value
+    /// column, a number from [`SegmentBuilder::add_term`] (of the column's
+    /// field) for a term column. Ignored before the first document or for a
+    /// column that does not exist.
+    pub fn set(&mut self, column: usize, value: u64) {
+        if let Some(v) = self.columns.get_mut(column).and_then(|c| c.last_mut()) {
+            *v = value;
+        }
+    }
+
+    /// Write the segment to `w` and return it.
+    pub fn finish<W: Write>(self, w: W) -> io::Result<W> {
+        let n = self.terms.len();
+        // Dictionary order: by field, then hash, then bytes.
+        let mut order: Vec<(u128, u32)> = (0..n as u32)
+            .map(|id| {
+                let field = self.terms.key(id)[0];
+                (
+                    (u128::from(field) << 64) | u128::from(self.terms.hashes[id as usize]),
+                    id,
+                )
+            })
+            .collect();
+        order.sort_unstable();
+        // Equal (field, hash) of different terms: order those by bytes.
+        let mut i = 0;
+        while i < order.len() {
+            let j = i + order[i..].iter().take_while(|o| o.0 == order[i].0).count();
+            if j - i > 1 {
+                order[i..j].sort_unstable_by(|a, b| self.terms.key(a.1).cmp(self.terms.key(b.1)));
+            }
+            i = j;
+        }
+        let fields = order.last().map_or(0, |o| (o.0 >> 64) as usize + 1);
+        let mut field_starts = vec![0u32; fields + 1];
+        let mut new_id = vec![0u32; n];
+        for (pos, &(k, id)) in order.iter().enumerate() {
+            new_id[id as usize] = pos as u32;
+            field_starts[(k >> 64) as usize + 1] = pos as u32 + 1;
+        }
+        for f in 1..=fields {
+            field_starts[f] = field_starts[f].max(field_starts[f - 1]);
+        }
+
+        // Posting lists by counting sort: occurrences are in document
+        // order, so each list comes out ascending.
+        let mut starts = vec![0u32; n + 1];
+        for (id, &c) in self.counts.iter().enumerate() {
+            starts[new_id[id] as usize + 1] = c;
+        }
+        for t in 0..n {
+            starts[t + 1] += starts[t];
+        }
+        let mut cursor = starts.clone();
+        let mut docs = vec![0u32; self.occurrences.len()];
+        for &o in &self.occurrences {
+            let t = new_id[(o >> 32) as usize] as usize;
+            docs[cursor[t] as usize] = o as u32;
+            cursor[t] += 1;
+        }
+        drop(cursor);
+
+        let mut out = Out { w, at: 0 };
+        let mut sections = Vec::new();
+        let mut offsets = Vec::with_capacity((n + 1) * 8);
+        let (mut data, mut list) = (Vec::new(), Vec::new());
+        for t in 0..n {
+            offsets.extend_from_slice(&out.at.to_le_bytes());
+            list.clear();
+            encode_list(&docs[starts[t] as usize..starts[t + 1] as usize], &mut data, &mut list);
+            out.put(&list)?;
+        }
+        offsets.extend_from_slice(&out.at.to_le_bytes());
+        drop(docs);
+        sections.push(out.at);
+        out.put(&offsets)?;
+        sections.push(out.at);
+        for (column, kind) in self.columns.iter().zip(&self.kinds) {
+            let mut cw = ColumnWriter::new(out.at);
+            for &v in column {
+                let v = match kind {
+                    ColumnKind::Term(f) if v != NONE => new_id
+                        .get(v as usize)
+                        .and_then(|&id| id.checked_sub(field_starts.get(*f as usize).copied().unwrap_or(0)))
+                        .map_or(NONE, u64::from),
+                    _ => v,
+                };
+                cw.push(v, &mut out)?;
+            }
+            cw.finish(&mut out)?;
+            sections.push(out.at);
+        }
+        let mut keys = Vec::with_capacity(self.terms.bytes.len());
+        let mut ends = Vec::with_capacity(n);
+        let mut hashes = Vec::with_capacity(n);
+        for &(_, id) in &order {
+            keys.extend_from_slice(&self.terms.key(id)[1..]);
+            ends.push(keys.len() as u32);
+            hashes.push(self.terms.hashes[id as usize]);
+        }
+        Tail {
+            sections,
+            keys,
+            ends,
+            hashes,
+            field_starts,
+        }
+        .write(&mut out, self.docs, &self.kinds)?;
+        Ok(out.w)
+    }
+}
+
+/// Write one segment holding the documents of `parts`, in order: document
+/// `d` of part `i` becomes document `d + (documents of parts before i)`.
+/// Every part must have the same column kinds.
+pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Result<W> {
+    let Some(first) = parts.first() else {
+        return Err(invalid("nothing to merge".into()));
+    };
+    let kinds = first.kinds().to_vec();
+    if let Some(p) = parts.iter().position(|p| p.kinds() != kinds.as_slice()) {
+        return Err(invalid(format!(
+            "segment {p} of the merge has other columns than segment 0"
+        )));
+    }
+    let total: u64 = parts.iter().map(|p| u64::from(p.docs())).sum();
+    if total > u64::from(MAX_DOCS) {
+        return Err(invalid(format!("{total} documents are more than one segment holds")));
+    }
+    let mut bases = Vec::with_capacity(parts.len());
+    let mut base = 0u32;
+    for p in parts {
+        bases.push(base);
+        base += p.docs();
+    }
+    let fields = parts.iter().map(|p| p.fields()).max().unwrap_or(0);
+    // For the fields of term columns: per part, old number -> new number.
+    let mut renumber: Vec<Vec<Vec<u32>>> = vec![Vec::new(); fields as usize];
+
+    let mut out = Out { w, at: 0 };
+    let mut offsets = Vec::new();
+    let (mut keys, mut ends, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut field_starts = vec![0u32];
+    let (mut docs, mut block, mut data, mut list) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for field in 0..fields {
+        let field = field as u8;
+        let wanted = kinds.contains(&ColumnKind::Term(field));
+        if wanted {
+            renumber[field as usize] = parts.iter().map(|p| vec![0; p.field_terms(field).len()]).collect();
+        }
+        let field_start = ends.len() as u32;
+        // Each part's terms of the field are in (hash, bytes) order: merge.
+        let mut heap = BinaryHeap::new();
+        for (i, p) in parts.iter().enumerate() {
+            let range = p.field_terms(field);
+            if !range.is_empty() {
+                heap.push(Reverse((
+                    p.term_hash_at(range.start),
+                    p.term_bytes(range.start),
+                    i,
+                    range.start,
+                )));
+            }
+        }
+        while let Some(Reverse((hash, term, _, _))) = heap.peek().copied() {
+            docs.clear();
+            let new = ends.len() as u32 - field_start;
+            while let Some(Reverse((h, t, i, id))) = heap.peek().copied() {
+                if h != hash || t != term {
+                    break;
+                }
+                heap.pop();
+                let p = parts[i];
+                let postings = p.postings(id);
+                for b in 0..postings.blocks() {
+                    block.clear();
+                    postings.block(b, &mut block);
+                    docs.extend(block.iter().map(|d| d + bases[i]));
+                }
+                if wanted {
+                    let rel = id - p.field_terms(field).start;
+                    if let Some(slot) = renumber[field as usize][i].get_mut(rel as usize) {
+                        *slot = new;
+                    }
+                }
+                let next = id + 1;
+                if p.field_terms(field).contains(&next) {
+                    heap.push(Reverse((p.term_hash_at(next), p.term_bytes(next), i, next)));
+                }
+            }
+            offsets.extend_from_slice(&out.at.to_le_bytes());
+            list.clear();
+            encode_list(&docs, &mut data, &mut list);
+            out.put(&list)?;
+            keys.extend_from_slice(term);
+            ends.push(keys.len() as u32);
+            hashes.push(hash);
+        }
+        field_starts.push(ends.len() as u32);
+    }
+    offsets.extend_from_slice(&out.at.to_le_bytes());
+    let mut sections = vec![out.at];
+    out.put(&offsets)?;
+    sections.push(out.at);
+    let mut values = Vec::new();
+    for (c, kind) in kinds.iter().enumerate() {
+        let mut cw = ColumnWriter::new(out.at);
+        for (i, p) in parts.iter().enumerate() {
+            let column = p
+                .column(c)
+                .ok_or_else(|| invalid(format!("segment {i} of the merge lacks column {c}")))?;
+            for b in 0..column.blocks() {
+                values.clear();
+                column.block(b, &mut values);
+                for &v in &values {
+                    let v = match kind {
+                        ColumnKind::Term(f) if v != NONE => renumber
+                            .get(*f as usize)
+                            .and_then(|r| r.get(i))
+                            .and_then(|r| r.get(v as usize))
+                            .map_or(NONE, |&n| u64::from(n)),
+                        _ => v,
+                    };
+                    cw.push(v, &mut out)?;
+                }
+            }
+        }
+        cw.finish(&mut out)?;
+        sections.push(out.at);
+    }
+    Tail {
+        sections,
+        keys,
+        ends,
+        hashes,
+        field_starts,
+    }
+    .write(&mut out, base, &kinds)?;
+    Ok(out.w)
+}
