@@ -49,6 +49,32 @@ fn encode_list(docs: &[u32], data: &mut Vec<u8>, out: &mut Vec<u8>) {
     out.extend_from_slice(data);
 }
 
+/// Sections 0 and 1: posting lists as they come, in term order, then
+/// where each starts.
+#[derive(Default)]
+struct PostingsWriter {
+    offsets: Vec<u8>,
+    data: Vec<u8>,
+    list: Vec<u8>,
+}
+
+impl PostingsWriter {
+    fn add<W: Write>(&mut self, docs: &[u32], out: &mut Out<W>) -> io::Result<()> {
+        self.offsets.extend_from_slice(&out.at.to_le_bytes());
+        self.list.clear();
+        encode_list(docs, &mut self.data, &mut self.list);
+        out.put(&self.list)
+    }
+
+    /// Write the offsets; returns the ends of sections 0 and 1.
+    fn finish<W: Write>(mut self, out: &mut Out<W>) -> io::Result<Vec<u64>> {
+        self.offsets.extend_from_slice(&out.at.to_le_bytes());
+        let postings_end = out.at;
+        out.put(&self.offsets)?;
+        Ok(vec![postings_end, out.at])
+    }
+}
+
 /// One column: blocks of frame-of-reference bit-packed values, then a
 /// directory of (offset, least, greatest) per block.
 struct ColumnWriter {
@@ -177,10 +203,15 @@ struct TermTable {
     bytes: Vec<u8>,
 }
 
+/// Where key `id` lies in the bytes of keys ending at `ends`.
+fn key_range(ends: &[u32], id: u32) -> std::ops::Range<usize> {
+    let start = id.checked_sub(1).map_or(0, |p| ends[p as usize] as usize);
+    start..ends[id as usize] as usize
+}
+
 impl TermTable {
     fn key(&self, id: u32) -> &[u8] {
-        let start = id.checked_sub(1).map_or(0, |p| self.ends[p as usize] as usize);
-        &self.bytes[start..self.ends[id as usize] as usize]
+        &self.bytes[key_range(&self.ends, id)]
     }
 
     fn slot_hash(field: u8, hash: u64) -> u64 {
@@ -193,8 +224,7 @@ impl TermTable {
         let slot = TermTable::slot_hash(field, hash);
         let (bytes, ends) = (&self.bytes, &self.ends);
         let same = |&id: &u32| {
-            let start = id.checked_sub(1).map_or(0, |p| ends[p as usize] as usize);
-            let key = &bytes[start..ends[id as usize] as usize];
+            let key = &bytes[key_range(ends, id)];
             key.first() == Some(&field) && &key[1..] == term
         };
         if let Some(&id) = self.table.find(slot, same) {
@@ -204,8 +234,7 @@ impl TermTable {
         let (hashes, ends) = (&self.hashes, &self.ends);
         let bytes = &self.bytes;
         self.table.insert_unique(slot, id, |&id| {
-            let start = id.checked_sub(1).map_or(0, |p| ends[p as usize] as usize);
-            TermTable::slot_hash(bytes[start], hashes[id as usize])
+            TermTable::slot_hash(bytes[key_range(ends, id).start], hashes[id as usize])
         });
         self.bytes.push(field);
         self.bytes.extend_from_slice(term);
@@ -366,20 +395,12 @@ impl SegmentBuilder {
         drop(cursor);
 
         let mut out = Out { w, at: 0 };
-        let mut sections = Vec::new();
-        let mut offsets = Vec::with_capacity((n + 1) * 8);
-        let (mut data, mut list) = (Vec::new(), Vec::new());
+        let mut postings = PostingsWriter::default();
         for t in 0..n {
-            offsets.extend_from_slice(&out.at.to_le_bytes());
-            list.clear();
-            encode_list(&docs[starts[t] as usize..starts[t + 1] as usize], &mut data, &mut list);
-            out.put(&list)?;
+            postings.add(&docs[starts[t] as usize..starts[t + 1] as usize], &mut out)?;
         }
-        offsets.extend_from_slice(&out.at.to_le_bytes());
         drop(docs);
-        sections.push(out.at);
-        out.put(&offsets)?;
-        sections.push(out.at);
+        let mut sections = postings.finish(&mut out)?;
         for (column, kind) in self.columns.iter().zip(&self.kinds) {
             let mut cw = ColumnWriter::new(out.at);
             for &v in column {
@@ -443,10 +464,10 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
     let mut renumber: Vec<Vec<Vec<u32>>> = vec![Vec::new(); fields as usize];
 
     let mut out = Out { w, at: 0 };
-    let mut offsets = Vec::new();
+    let mut postings = PostingsWriter::default();
     let (mut keys, mut ends, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
     let mut field_starts = vec![0u32];
-    let (mut docs, mut block, mut data, mut list) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut docs = Vec::new();
     for field in 0..fields {
         let field = field as u8;
         let wanted = kinds.contains(&ColumnKind::Term(field));
@@ -476,12 +497,7 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
                 }
                 heap.pop();
                 let p = parts[i];
-                let postings = p.postings(id);
-                for b in 0..postings.blocks() {
-                    block.clear();
-                    postings.block(b, &mut block);
-                    docs.extend(block.iter().map(|d| d + bases[i]));
-                }
+                docs.extend(p.postings(id).iter().map(|d| d + bases[i]));
                 if wanted {
                     let rel = id - p.field_terms(field).start;
                     if let Some(slot) = renumber[field as usize][i].get_mut(rel as usize) {
@@ -493,20 +509,14 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
                     heap.push(Reverse((p.term_hash_at(next), p.term_bytes(next), i, next)));
                 }
             }
-            offsets.extend_from_slice(&out.at.to_le_bytes());
-            list.clear();
-            encode_list(&docs, &mut data, &mut list);
-            out.put(&list)?;
+            postings.add(&docs, &mut out)?;
             keys.extend_from_slice(term);
             ends.push(keys.len() as u32);
             hashes.push(hash);
         }
         field_starts.push(ends.len() as u32);
     }
-    offsets.extend_from_slice(&out.at.to_le_bytes());
-    let mut sections = vec![out.at];
-    out.put(&offsets)?;
-    sections.push(out.at);
+    let mut sections = postings.finish(&mut out)?;
     let mut values = Vec::new();
     for (c, kind) in kinds.iter().enumerate() {
         let mut cw = ColumnWriter::new(out.at);

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use sealtrail_event::glob::glob_match;
 use sealtrail_event::{Event, Severity};
 use sealtrail_segment::{merge, ColumnKind, Segment, SegmentBuilder};
 
@@ -274,7 +275,7 @@ impl LedgerPostings {
         self.newest(TEXT, word.as_bytes(), None)
     }
 
-    /// Actions matching a glob of literal text and `*`, occurred in
+    /// Actions matching a glob (the product's: `*` and `?`), occurred in
     /// `[since, until)`: the matching action numbers of each segment, then
     /// its columns block by block from the newest, skipping blocks whose
     /// time range misses.
@@ -286,7 +287,7 @@ impl LedgerPostings {
             let terms = s.field_terms(ACTION);
             let matching: Vec<bool> = terms
                 .clone()
-                .map(|id| glob_match(glob.as_bytes(), s.term_bytes(id)))
+                .map(|id| std::str::from_utf8(s.term_bytes(id)).is_ok_and(|t| glob_match(glob, t)))
                 .collect();
             let (ledger, occurred, action) = (
                 s.column(LEDGER).unwrap(),
@@ -314,18 +315,5 @@ impl LedgerPostings {
             }
         }
         out
-    }
-}
-
-fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match p.iter().position(|&c| c == b'*') {
-        None => p == s,
-        Some(star) => {
-            if !s.starts_with(&p[..star]) {
-                return false;
-            }
-            let rest = &p[star + 1..];
-            (star..=s.len()).any(|i| glob_match(rest, &s[i..]))
-        }
     }
 }
