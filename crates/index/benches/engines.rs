@@ -1,8 +1,9 @@
 //! Evidence for the query engine: the same generated events indexed into
-//! (a) this crate's tantivy index and (b) SQLite with B-tree indexes on the
-//! same fields and an FTS5 table for the text, then the same first-page
-//! queries timed on both. Baselines in the same run: `serde_json` parsing
-//! the same events, and the event crate's `accept_json`.
+//! (a) this crate's index (`sealtrail-segment` segments) and (b) SQLite with
+//! B-tree indexes on the same fields and an FTS5 table for the text, then
+//! the same first-page queries timed on both and their answers compared.
+//! Baselines in the same run: `serde_json` parsing the same events, and the
+//! event crate's `accept_json`.
 //!
 //! ```text
 //! cargo bench -p sealtrail-index --bench engines
@@ -11,13 +12,14 @@
 //!
 //! Knobs: `SEALTRAIL_BENCH_EVENTS` (default 1,000,000),
 //! `SEALTRAIL_BENCH_QUERIES` per kind (default 200),
-//! `SEALTRAIL_BENCH_THREADS` and `SEALTRAIL_BENCH_WRITER_MB` (tantivy
-//! writer; default [`IndexOptions::default`]), `SEALTRAIL_BENCH_COMMIT_EVERY`
-//! (commit after every this many events, as a trail's indexer does every
-//! half second; default 0, once at the end), `SEALTRAIL_BENCH_SQLITE=0`
-//! to skip SQLite, `SEALTRAIL_BENCH_PROTOTYPE=0` to skip engine (c), the
-//! hand-written prototype in `engines/postings.rs` (its write path is the
-//! question; see there). Progress goes to stderr, the table to stdout.
+//! `SEALTRAIL_BENCH_WRITER_MB` (the index's [`IndexOptions::writer_memory`]),
+//! `SEALTRAIL_BENCH_COMMIT_EVERY` (commit after every this many events, as a
+//! trail's indexer does every half second; default 0, once at the end),
+//! `SEALTRAIL_BENCH_SQLITE=0` to skip SQLite. Progress goes to stderr, the
+//! table to stdout.
+//!
+//! Until commit 56f579f this bench also ran tantivy, the index's engine
+//! then; ARCHITECTURE.md and BENCHMARKS.md keep those figures.
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -28,9 +30,6 @@ use rusqlite::{params, Connection};
 use sealtrail_event::{accept_json, event_id, Event, Timestamp};
 use sealtrail_index::{EventIndex, Filter, IndexOptions, Page, TimeRange};
 use sealtrail_testgen::{process_cpu_secs, Rng};
-
-#[path = "engines/postings.rs"]
-mod postings;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -305,7 +304,6 @@ fn main() {
     let per_kind = knob("SEALTRAIL_BENCH_QUERIES", 200);
     let defaults = IndexOptions::default();
     let opts = IndexOptions {
-        threads: knob("SEALTRAIL_BENCH_THREADS", defaults.threads),
         writer_memory: knob("SEALTRAIL_BENCH_WRITER_MB", defaults.writer_memory >> 20) << 20,
     };
     let with_sqlite = knob("SEALTRAIL_BENCH_SQLITE", 1) != 0;
@@ -340,8 +338,8 @@ fn main() {
     let accept_cpu = process_cpu_secs() - cpu;
     drop(lines);
 
-    eprintln!("tantivy: indexing");
-    let dir = tmp.path().join("tantivy");
+    eprintln!("sealtrail index: indexing");
+    let dir = tmp.path().join("index");
     let cpu = process_cpu_secs();
     let t = Instant::now();
     let index = EventIndex::open(&dir, opts).unwrap();
@@ -353,40 +351,18 @@ fn main() {
     }
     let adds = t.elapsed();
     index.commit().unwrap();
-    let tantivy_load = t.elapsed();
-    let tantivy_cpu = process_cpu_secs() - cpu;
+    let index_load = t.elapsed();
+    let index_cpu = process_cpu_secs() - cpu;
+    let index_bytes = dir_bytes(&dir);
     eprintln!(
-        "  adds {:.2} s, commit {:.2} s",
+        "  adds {:.2} s, commit {:.2} s, {} segment files",
         adds.as_secs_f64(),
-        (tantivy_load - adds).as_secs_f64()
+        (index_load - adds).as_secs_f64(),
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .count()
     );
-    let tantivy_bytes = dir_bytes(&dir);
-
-    let mut prototype = None;
-    let (mut prototype_load, mut prototype_cpu, mut prototype_bytes) = (Duration::ZERO, 0.0, 0);
-    if knob("SEALTRAIL_BENCH_PROTOTYPE", 1) != 0 {
-        eprintln!("prototype: indexing");
-        let dir = tmp.path().join("prototype");
-        let cpu = process_cpu_secs();
-        let t = Instant::now();
-        let mut p = postings::LedgerPostings::new(&dir);
-        for (i, e) in events.iter().enumerate() {
-            p.add(i as u64, e);
-            if commit_every > 0 && i % commit_every == commit_every - 1 {
-                p.commit();
-            }
-        }
-        p.commit();
-        prototype_load = t.elapsed();
-        prototype_cpu = process_cpu_secs() - cpu;
-        prototype_bytes = dir_bytes(&dir);
-        eprintln!(
-            "  {:.2} s, {} segments after merges",
-            prototype_load.as_secs_f64(),
-            p.segments()
-        );
-        prototype = Some(p);
-    }
 
     let qs = queries(&events, per_kind);
     let mut sqlite = None;
@@ -400,7 +376,7 @@ fn main() {
         sqlite = Some(sqlite_load(&path, &events));
         sqlite_load_time = t.elapsed();
         sqlite_cpu = process_cpu_secs() - cpu;
-        sqlite_bytes = dir_bytes(tmp.path()) - tantivy_bytes;
+        sqlite_bytes = dir_bytes(tmp.path());
     }
 
     let rate = |d: Duration| format!("{:.0}", n as f64 / d.as_secs_f64());
@@ -409,8 +385,7 @@ fn main() {
         bytes as f64 / n as f64
     );
     println!(
-        "tantivy writer: {} thread(s), {} MiB, commit every {} events\n",
-        opts.threads,
+        "index writer: {} MiB, commit every {} events\n",
         opts.writer_memory >> 20,
         if commit_every == 0 { n } else { commit_every }
     );
@@ -429,19 +404,11 @@ fn main() {
     row("serde_json::from_slice::<Value> (baseline)", parse, parse_cpu, None);
     row("sealtrail_event::accept_json", accept, accept_cpu, None);
     row(
-        "tantivy (this crate: add + commit)",
-        tantivy_load,
-        tantivy_cpu,
-        Some(tantivy_bytes),
+        "sealtrail index (this crate: add + commit)",
+        index_load,
+        index_cpu,
+        Some(index_bytes),
     );
-    if prototype.is_some() {
-        row(
-            "prototype: ledger-ordered postings (engines/postings.rs)",
-            prototype_load,
-            prototype_cpu,
-            Some(prototype_bytes),
-        );
-    }
     if with_sqlite {
         row(
             "SQLite (B-trees + FTS5)",
@@ -451,8 +418,8 @@ fn main() {
         );
     }
     println!();
-    println!("| query ({per_kind} each) | tantivy p50 ms | tantivy p99 ms | SQLite p50 ms | SQLite p99 ms | mean hits | answers differ | prototype p50 ms | prototype differs |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| query ({per_kind} each) | index p50 ms | index p99 ms | SQLite p50 ms | SQLite p99 ms | mean hits | answers differ |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for kind in [
         "actor",
         "target",
@@ -460,8 +427,8 @@ fn main() {
         "action glob + 1-48 h",
         "full text (1 word)",
     ] {
-        let (mut tt, mut st, mut pt) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut hits, mut differ, mut p_differ) = (0, 0, 0);
+        let (mut tt, mut st) = (Vec::new(), Vec::new());
+        let (mut hits, mut differ) = (0, 0);
         for q in qs.iter().filter(|q| q.kind() == kind) {
             let filter = q.filter();
             let t = Instant::now();
@@ -474,36 +441,16 @@ fn main() {
                 st.push(t.elapsed());
                 differ += usize::from(got != want);
             }
-            if let Some(p) = &prototype {
-                let t = Instant::now();
-                let want = match q {
-                    Query::Actor(a) => p.actor(a),
-                    Query::Target(k, i) => p.target(k, i),
-                    Query::ActionTime(a, s, u) | Query::GlobTime(a, s, u) => {
-                        let nanos = |t: &Timestamp| t.as_nanosecond() as i64;
-                        p.actions_between(a, nanos(s), nanos(u))
-                    }
-                    Query::Text(w) => p.word(w),
-                };
-                pt.push(t.elapsed());
-                p_differ += usize::from(got != want);
-            }
         }
-        pt.sort();
-        let (p50, p_differ) = if pt.is_empty() {
-            ("-".into(), "-".into())
-        } else {
-            (ms(percentile(&pt, 50)), p_differ.to_string())
-        };
         tt.sort();
         st.sort();
-        let (s50, s99) = if st.is_empty() {
-            ("-".into(), "-".into())
+        let (s50, s99, differ) = if st.is_empty() {
+            ("-".into(), "-".into(), "-".into())
         } else {
-            (ms(percentile(&st, 50)), ms(percentile(&st, 99)))
+            (ms(percentile(&st, 50)), ms(percentile(&st, 99)), differ.to_string())
         };
         println!(
-            "| {kind} | {} | {} | {s50} | {s99} | {:.0} | {differ} | {p50} | {p_differ} |",
+            "| {kind} | {} | {} | {s50} | {s99} | {:.0} | {differ} |",
             ms(percentile(&tt, 50)),
             ms(percentile(&tt, 99)),
             hits as f64 / tt.len() as f64
@@ -524,7 +471,7 @@ fn main() {
         .unwrap();
     let count_time = t.elapsed();
     println!();
-    println!("| tantivy aggregate over all {} events | ms |", stats.total);
+    println!("| index aggregate over all {} events | ms |", stats.total);
     println!("|---|---:|");
     println!("| stats (by action, actor, outcome, hour) | {} |", ms(stats_time));
     println!(

@@ -20,6 +20,7 @@
 
 mod filter;
 mod index;
+mod query;
 mod schema;
 mod stats;
 

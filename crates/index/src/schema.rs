@@ -1,127 +1,86 @@
-//! The tantivy schema and the one mapping from an [`Event`] to a document.
+//! The one mapping from an [`Event`] to a document of a segment: which
+//! terms of which field it holds, and its column values.
 //!
-//! A document holds the ledger index (fast) and only what filters and
-//! aggregations read: exact-match terms without frequencies, positions or
-//! norms (nothing is scored), fast columns for sorting and statistics, and
-//! one word field for free text. No field is stored: events are read back
-//! from the ledger.
-//!
-//! Changing anything here changes [`SCHEMA_VERSION`]; an index built with
-//! another version is refused on open and must be rebuilt.
+//! A document holds the ledger index and only what filters and
+//! aggregations read, never the event body: events are read back from the
+//! ledger. The numbering of fields and columns below is part of the
+//! on-disk format (docs/query-index.md); changing anything here changes
+//! [`SCHEMA_VERSION`], and an index built with another version is refused
+//! on open and rebuilt.
 
 use sealtrail_event::{Event, Timestamp};
+use sealtrail_segment::{ColumnKind, SegmentBuilder};
 use serde_json::Value;
-use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
-use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, RAW_TOKENIZER_NAME};
-use tantivy::TantivyDocument;
 
-/// Bumped whenever documents or their meaning change.
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+/// Bumped whenever documents or their meaning change. Version 2 was the
+/// tantivy index; 3 is the first on `sealtrail-segment`.
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
-/// The analyzer of the free-text field: cut at non-alphanumerics, lowercase.
-pub(crate) const WORDS: &str = "sealtrail_words";
-
-pub(crate) const LEDGER: &str = "ledger";
-pub(crate) const ACTION: &str = "action";
-pub(crate) const ACTOR: &str = "actor";
-pub(crate) const OUTCOME: &str = "outcome";
-pub(crate) const OCCURRED: &str = "occurred";
-pub(crate) const RECEIVED: &str = "received";
-pub(crate) const DURATION: &str = "duration";
+// Term fields.
+pub(crate) const ACTION: u8 = 0;
+pub(crate) const ACTOR: u8 = 1;
+pub(crate) const TARGET_TYPE: u8 = 2;
+/// One term per target, its type and id together ([`push_target_term`]).
+pub(crate) const TARGET: u8 = 3;
+pub(crate) const TENANT: u8 = 4;
+pub(crate) const WORKFLOW: u8 = 5;
+pub(crate) const SERVICE: u8 = 6;
+pub(crate) const SESSION: u8 = 7;
+pub(crate) const IP: u8 = 8;
+pub(crate) const IDEMPOTENCY: u8 = 9;
+pub(crate) const FLAG: u8 = 10;
+pub(crate) const TEXT: u8 = 11;
 
 /// The term the `flag` field carries for a failure (see [`crate::Filter::failures`]).
-pub(crate) const FAILURE: &str = "failure";
+pub(crate) const FAILURE: &[u8] = b"failure";
 
-/// Every field, by role.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Fields {
-    pub ledger: Field,
-    pub action: Field,
-    pub actor: Field,
-    pub target_type: Field,
-    /// One term per target, its type and id together ([`target_term`]).
-    pub target: Field,
-    pub tenant: Field,
-    pub workflow: Field,
-    pub service: Field,
-    pub session: Field,
-    pub ip: Field,
-    pub idempotency: Field,
-    pub flag: Field,
-    pub outcome: Field,
-    pub severity: Field,
-    pub occurred: Field,
-    pub received: Field,
-    pub duration: Field,
-    pub text: Field,
+// Columns.
+pub(crate) const LEDGER: usize = 0;
+pub(crate) const OCCURRED: usize = 1;
+pub(crate) const RECEIVED: usize = 2;
+pub(crate) const ACTION_COLUMN: usize = 3;
+pub(crate) const ACTOR_COLUMN: usize = 4;
+/// [`outcome_code`], or [`NONE`](sealtrail_segment::NONE).
+pub(crate) const OUTCOME: usize = 5;
+pub(crate) const SEVERITY: usize = 6;
+/// The bits of the `f64` `duration_ms`, or [`NONE`](sealtrail_segment::NONE)
+/// (a NaN, which validation never lets through).
+pub(crate) const DURATION: usize = 7;
+
+pub(crate) const COLUMNS: [ColumnKind; 8] = [
+    ColumnKind::Value,
+    ColumnKind::Value,
+    ColumnKind::Value,
+    ColumnKind::Term(ACTION),
+    ColumnKind::Term(ACTOR),
+    ColumnKind::Value,
+    ColumnKind::Value,
+    ColumnKind::Value,
+];
+
+/// Append the term of one target: type and id together, the type
+/// length-prefixed so that no two (type, id) pairs share a term.
+pub(crate) fn push_target_term(term: &mut Vec<u8>, kind: &str, id: &str) {
+    term.extend_from_slice(kind.len().to_string().as_bytes());
+    term.push(b':');
+    term.extend_from_slice(kind.as_bytes());
+    term.extend_from_slice(id.as_bytes());
 }
 
-pub(crate) fn build() -> (Schema, Fields) {
-    let mut b = Schema::builder();
-    let keyword = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(RAW_TOKENIZER_NAME)
-            .set_index_option(IndexRecordOption::Basic)
-            .set_fieldnorms(false),
-    );
-    let keyword_fast = keyword.clone().set_fast(RAW_TOKENIZER_NAME);
-    let words = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(WORDS)
-            .set_index_option(IndexRecordOption::Basic)
-            .set_fieldnorms(false),
-    );
-    let fast = NumericOptions::default().set_fast();
-    let fields = Fields {
-        ledger: b.add_u64_field(LEDGER, fast.clone()),
-        action: b.add_text_field(ACTION, keyword_fast.clone()),
-        actor: b.add_text_field(ACTOR, keyword_fast),
-        target_type: b.add_text_field("target_type", keyword.clone()),
-        target: b.add_text_field("target", keyword.clone()),
-        tenant: b.add_text_field("tenant", keyword.clone()),
-        workflow: b.add_text_field("workflow", keyword.clone()),
-        service: b.add_text_field("service", keyword.clone()),
-        session: b.add_text_field("session", keyword.clone()),
-        ip: b.add_text_field("ip", keyword.clone()),
-        idempotency: b.add_text_field("idempotency_key", keyword.clone()),
-        flag: b.add_text_field("flag", keyword),
-        outcome: b.add_u64_field(OUTCOME, fast.clone()),
-        severity: b.add_u64_field("severity", fast.clone()),
-        occurred: b.add_i64_field(OCCURRED, fast.clone()),
-        received: b.add_i64_field(RECEIVED, fast.clone()),
-        duration: b.add_f64_field(DURATION, fast),
-        text: b.add_text_field("text", words),
-    };
-    (b.build(), fields)
-}
-
-pub(crate) fn words_analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(LowerCaser)
-        .build()
-}
-
-/// The term of one target: type and id together, the type length-prefixed
-/// so that no two (type, id) pairs share a term.
-pub(crate) fn target_term(kind: &str, id: &str) -> String {
-    let mut term = String::new();
-    push_target_term(&mut term, kind, id);
-    term
-}
-
-fn push_target_term(term: &mut String, kind: &str, id: &str) {
-    use std::fmt::Write as _;
-    let _ = write!(term, "{}:{kind}{id}", kind.len());
-}
-
-/// Nanoseconds since the Unix epoch, saturated to the span an `i64` holds
-/// (years 1678 to 2261).
-pub(crate) fn nanos(t: Timestamp) -> i64 {
+/// An instant as the time columns hold it: nanoseconds since the Unix
+/// epoch, saturated to the span an `i64` holds (years 1678 to 2261), with
+/// the sign bit flipped so that unsigned order is time order.
+pub(crate) fn time_value(t: Timestamp) -> u64 {
     let n = t.as_nanosecond();
-    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
+    let n = i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX });
+    (n as u64) ^ (1 << 63)
 }
 
-/// Outcome codes in the `outcome` field.
+/// The inverse of [`time_value`], in nanoseconds.
+pub(crate) fn time_nanos(v: u64) -> i64 {
+    (v ^ (1 << 63)) as i64
+}
+
 pub(crate) fn outcome_code(o: sealtrail_event::Outcome) -> u64 {
     o as u64
 }
@@ -137,105 +96,128 @@ pub(crate) fn is_failure(e: &Event) -> bool {
         || e.error.is_some()
 }
 
-/// Scratch buffers reused between documents.
-#[derive(Default)]
-pub(crate) struct Scratch {
-    text: String,
-    term: String,
+/// Call `f` with each word of `text`: runs of alphanumeric characters,
+/// lowercased. Queries cut their text the same way.
+pub(crate) fn words(text: &str, scratch: &mut String, mut f: impl FnMut(&[u8])) {
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        if w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            f(w.as_bytes());
+        } else {
+            scratch.clear();
+            scratch.extend(w.chars().flat_map(char::to_lowercase));
+            f(scratch.as_bytes());
+        }
+    }
 }
 
-/// The document for ledger entry `index` holding `e`.
-pub(crate) fn document(f: &Fields, index: u64, e: &Event, scratch: &mut Scratch) -> TantivyDocument {
-    use std::fmt::Write as _;
-    let mut d = TantivyDocument::new();
-    d.add_u64(f.ledger, index);
-    d.add_text(f.action, &e.action);
-    if let Some(actor) = &e.actor {
-        d.add_text(f.actor, &actor.id);
-    }
-    // A target id alone is found through its pairs with every known type,
-    // so it needs no term of its own.
-    for t in e.targets.iter().flatten() {
-        d.add_text(f.target_type, &t.kind);
-        scratch.term.clear();
-        push_target_term(&mut scratch.term, &t.kind, &t.id);
-        d.add_text(f.target, scratch.term.as_str());
-    }
-    if let Some(tenant) = &e.tenant {
-        d.add_text(f.tenant, tenant);
-    }
-    if let Some(source) = &e.source {
-        if let Some(w) = &source.workflow {
-            d.add_text(f.workflow, w);
-        }
-        if let Some(s) = &source.service {
-            d.add_text(f.service, s);
-        }
-    }
-    if let Some(context) = &e.context {
-        if let Some(ip) = context.ip {
-            scratch.term.clear();
-            let _ = write!(scratch.term, "{ip}");
-            d.add_text(f.ip, scratch.term.as_str());
-        }
-        if let Some(s) = &context.session_id {
-            d.add_text(f.session, s);
-        }
-    }
-    if let Some(k) = &e.idempotency_key {
-        d.add_text(f.idempotency, k);
-    }
-    if is_failure(e) {
-        d.add_text(f.flag, FAILURE);
-    }
-    if let Some(o) = e.outcome {
-        d.add_u64(f.outcome, outcome_code(o));
-    }
-    d.add_u64(f.severity, severity_code(e.severity));
-    d.add_i64(f.occurred, nanos(e.occurred_at));
-    d.add_i64(f.received, nanos(e.received_at));
-    if let Some(ms) = e.duration_ms {
-        d.add_f64(f.duration, ms);
-    }
+/// The segment being filled, and scratch buffers reused between documents.
+pub(crate) struct Building {
+    pub segment: SegmentBuilder,
+    term: Vec<u8>,
+    word: String,
+}
 
-    let text = &mut scratch.text;
-    text.clear();
-    let mut push = |s: &str| {
-        text.push_str(s);
-        text.push('\n');
-    };
-    if let Some(m) = &e.message {
-        push(m);
-    }
-    if let Some(err) = &e.error {
-        if let Some(k) = &err.kind {
-            push(k);
-        }
-        if let Some(m) = &err.message {
-            push(m);
+impl Default for Building {
+    fn default() -> Building {
+        Building {
+            segment: SegmentBuilder::new(&COLUMNS),
+            term: Vec::new(),
+            word: String::new(),
         }
     }
-    if let Some(details) = &e.details {
-        for (k, v) in details {
-            push(k);
-            words_of(v, &mut push);
+}
+
+impl Building {
+    /// Add the document for ledger entry `index` holding `e`; the caller
+    /// keeps the segment below [`sealtrail_segment::MAX_DOCS`].
+    pub fn add(&mut self, index: u64, e: &Event) {
+        let s = &mut self.segment;
+        if s.add_doc().is_none() {
+            return;
+        }
+        s.set(LEDGER, index);
+        let action = s.add_term(ACTION, e.action.as_bytes());
+        s.set(ACTION_COLUMN, action);
+        if let Some(actor) = &e.actor {
+            let actor = s.add_term(ACTOR, actor.id.as_bytes());
+            s.set(ACTOR_COLUMN, actor);
+        }
+        // A target id alone is found through its pairs with every known
+        // type, so it needs no term of its own.
+        for t in e.targets.iter().flatten() {
+            s.add_term(TARGET_TYPE, t.kind.as_bytes());
+            self.term.clear();
+            push_target_term(&mut self.term, &t.kind, &t.id);
+            s.add_term(TARGET, &self.term);
+        }
+        if let Some(tenant) = &e.tenant {
+            s.add_term(TENANT, tenant.as_bytes());
+        }
+        if let Some(source) = &e.source {
+            if let Some(w) = &source.workflow {
+                s.add_term(WORKFLOW, w.as_bytes());
+            }
+            if let Some(v) = &source.service {
+                s.add_term(SERVICE, v.as_bytes());
+            }
+        }
+        if let Some(context) = &e.context {
+            if let Some(ip) = context.ip {
+                use std::io::Write as _;
+                self.term.clear();
+                let _ = write!(self.term, "{ip}");
+                s.add_term(IP, &self.term);
+            }
+            if let Some(id) = &context.session_id {
+                s.add_term(SESSION, id.as_bytes());
+            }
+        }
+        if let Some(k) = &e.idempotency_key {
+            s.add_term(IDEMPOTENCY, k.as_bytes());
+        }
+        if is_failure(e) {
+            s.add_term(FLAG, FAILURE);
+        }
+        s.set(OUTCOME, e.outcome.map_or(sealtrail_segment::NONE, outcome_code));
+        s.set(SEVERITY, severity_code(e.severity));
+        s.set(OCCURRED, time_value(e.occurred_at));
+        s.set(RECEIVED, time_value(e.received_at));
+        s.set(DURATION, e.duration_ms.map_or(sealtrail_segment::NONE, f64::to_bits));
+
+        let mut text = |t: &str, word: &mut String| {
+            words(t, word, |w| {
+                s.add_term(TEXT, w);
+            })
+        };
+        if let Some(m) = &e.message {
+            text(m, &mut self.word);
+        }
+        if let Some(err) = &e.error {
+            if let Some(k) = &err.kind {
+                text(k, &mut self.word);
+            }
+            if let Some(m) = &err.message {
+                text(m, &mut self.word);
+            }
+        }
+        if let Some(details) = &e.details {
+            for (k, v) in details {
+                text(k, &mut self.word);
+                strings_of(v, &mut |t| text(t, &mut self.word));
+            }
         }
     }
-    if !text.is_empty() {
-        d.add_text(f.text, text.as_str());
-    }
-    d
 }
 
 /// Every string and object key inside `v`.
-fn words_of(v: &Value, push: &mut impl FnMut(&str)) {
+fn strings_of(v: &Value, push: &mut impl FnMut(&str)) {
     match v {
         Value::String(s) => push(s),
-        Value::Array(items) => items.iter().for_each(|i| words_of(i, push)),
+        Value::Array(items) => items.iter().for_each(|i| strings_of(i, push)),
         Value::Object(map) => {
             for (k, v) in map {
                 push(k);
-                words_of(v, push);
+                strings_of(v, push);
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}

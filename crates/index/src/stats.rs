@@ -2,19 +2,17 @@
 //! (no ledger reads): counts by action, actor, outcome and time bucket,
 //! and duration statistics per action.
 //!
-//! Both are tantivy collectors: one pass over the matching documents of
-//! each segment, counting by the segment's term ordinals, with strings
-//! looked up once per distinct value when the segment is done.
+//! One pass over the matching documents of each segment, counting by the
+//! segment's term numbers, with strings looked up once per distinct value
+//! when the segment is done.
 
 use std::collections::HashMap;
-use std::io;
 
 use sealtrail_event::{Outcome, Timestamp};
-use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
+use sealtrail_segment::NONE;
 
-use crate::schema::{ACTION, ACTOR, DURATION, OCCURRED, OUTCOME};
+use crate::query::{Matches, Seg, Values};
+use crate::schema::{time_nanos, ACTION, ACTION_COLUMN, ACTOR, ACTOR_COLUMN, DURATION, OCCURRED, OUTCOME};
 
 /// Width of the time buckets of [`Stats::by_time`], in UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,63 +60,9 @@ pub struct Performance {
     pub p99: f64,
 }
 
-fn io_error(e: io::Error) -> TantivyError {
-    TantivyError::from(e)
-}
-
-/// Counts one segment's documents by the ordinal of a string column.
-struct OrdCounts {
-    column: Option<StrColumn>,
-    counts: Vec<u64>,
-}
-
-impl OrdCounts {
-    fn new(column: Option<StrColumn>) -> OrdCounts {
-        let terms = column.as_ref().map_or(0, |c| c.num_terms());
-        OrdCounts {
-            column,
-            counts: vec![0; terms],
-        }
-    }
-
-    #[inline]
-    fn collect(&mut self, doc: DocId) {
-        if let Some(ord) = self.column.as_ref().and_then(|c| c.ords().first(doc)) {
-            if let Some(n) = usize::try_from(ord).ok().and_then(|o| self.counts.get_mut(o)) {
-                *n += 1;
-            }
-        }
-    }
-
-    fn harvest(self, into: &mut HashMap<String, u64>) -> io::Result<()> {
-        let Some(column) = self.column else { return Ok(()) };
-        let mut name = String::new();
-        for (ord, n) in self.counts.into_iter().enumerate() {
-            if n > 0 && column.ord_to_str(ord as u64, &mut name)? {
-                *into.entry(name.clone()).or_default() += n;
-            }
-        }
-        Ok(())
-    }
-}
-
-pub(crate) struct StatsCollector {
-    pub bucket: Bucket,
-}
-
-pub(crate) struct StatsSegment {
-    bucket: i64,
-    total: u64,
-    actions: OrdCounts,
-    actors: OrdCounts,
-    outcome: Option<Column<u64>>,
-    outcomes: [u64; 3],
-    occurred: Option<Column<i64>>,
-    times: HashMap<i64, u64>,
-}
-
+/// Counts of the matches of one query, summed segment by segment.
 #[derive(Default)]
-pub(crate) struct StatsPart {
+pub(crate) struct StatsSum {
     total: u64,
     actions: HashMap<String, u64>,
     actors: HashMap<String, u64>,
@@ -126,64 +70,69 @@ pub(crate) struct StatsPart {
     times: HashMap<i64, u64>,
 }
 
-impl Collector for StatsCollector {
-    type Fruit = Stats;
-    type Child = StatsSegment;
-
-    fn for_segment(&self, _: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<StatsSegment> {
-        let fast = reader.fast_fields();
-        Ok(StatsSegment {
-            bucket: self.bucket.seconds(),
-            total: 0,
-            actions: OrdCounts::new(fast.str(ACTION)?),
-            actors: OrdCounts::new(fast.str(ACTOR)?),
-            outcome: fast.column_opt(OUTCOME)?,
-            outcomes: [0; 3],
-            occurred: fast.column_opt(OCCURRED)?,
-            times: HashMap::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, parts: Vec<io::Result<StatsPart>>) -> tantivy::Result<Stats> {
-        let mut all = StatsPart::default();
-        for part in parts {
-            let part = part.map_err(io_error)?;
-            all.total += part.total;
-            for (k, n) in part.actions {
-                *all.actions.entry(k).or_default() += n;
-            }
-            for (k, n) in part.actors {
-                *all.actors.entry(k).or_default() += n;
-            }
-            for (a, b) in all.outcomes.iter_mut().zip(part.outcomes) {
-                *a += b;
-            }
-            for (k, n) in part.times {
-                *all.times.entry(k).or_default() += n;
-            }
+/// The string of each term number of `field` in `seg` counted in `counts`.
+fn harvest(seg: &Seg, field: u8, counts: &[u64], into: &mut HashMap<String, u64>) {
+    let first = seg.field_terms(field).start;
+    for (number, &n) in (0u32..).zip(counts) {
+        if n > 0 {
+            let name = String::from_utf8_lossy(seg.term_bytes(first + number));
+            *into.entry(name.into_owned()).or_default() += n;
         }
+    }
+}
+
+impl StatsSum {
+    /// Count the matches of one segment: by term number while reading its
+    /// columns, each name looked up once at the end.
+    pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>, bucket: Bucket) {
+        let columns = [ACTION_COLUMN, ACTOR_COLUMN, OUTCOME, OCCURRED].map(|c| seg.column(c).map(Values::new));
+        let [Some(mut action), Some(mut actor), Some(mut outcome), Some(mut occurred)] = columns else {
+            return;
+        };
+        let mut actions = vec![0u64; seg.field_terms(ACTION).len()];
+        let mut actors = vec![0u64; seg.field_terms(ACTOR).len()];
+        let seconds = bucket.seconds();
+        matches.for_each(|doc| {
+            self.total += 1;
+            for (values, counts) in [(&mut action, &mut actions), (&mut actor, &mut actors)] {
+                if let Some(n) = values.get(doc).and_then(|v| counts.get_mut(usize::try_from(v).ok()?)) {
+                    *n += 1;
+                }
+            }
+            if let Some(n) = outcome
+                .get(doc)
+                .and_then(|v| self.outcomes.get_mut(usize::try_from(v).ok()?))
+            {
+                *n += 1;
+            }
+            if let Some(v) = occurred.get(doc) {
+                let second = time_nanos(v).div_euclid(1_000_000_000);
+                *self.times.entry(second - second.rem_euclid(seconds)).or_default() += 1;
+            }
+        });
+        harvest(seg, ACTION, &actions, &mut self.actions);
+        harvest(seg, ACTOR, &actors, &mut self.actors);
+    }
+
+    pub fn finish(self) -> Stats {
         let outcomes = Outcome::ALL
             .iter()
-            .zip(all.outcomes)
+            .zip(self.outcomes)
             .filter(|(_, n)| *n > 0)
             .map(|(o, n)| (o.as_str().to_string(), n))
             .collect();
-        let mut by_time: Vec<(i64, u64)> = all.times.into_iter().collect();
+        let mut by_time: Vec<(i64, u64)> = self.times.into_iter().collect();
         by_time.sort_unstable();
-        Ok(Stats {
-            total: all.total,
-            by_action: ranked(all.actions.into_iter().collect()),
-            by_actor: ranked(all.actors.into_iter().collect()),
+        Stats {
+            total: self.total,
+            by_action: ranked(self.actions.into_iter().collect()),
+            by_actor: ranked(self.actors.into_iter().collect()),
             by_outcome: ranked(outcomes),
             by_time: by_time
                 .into_iter()
                 .filter_map(|(s, n)| Timestamp::from_second(s).ok().map(|t| (t, n)))
                 .collect(),
-        })
+        }
     }
 }
 
@@ -193,97 +142,38 @@ fn ranked(mut counts: Vec<(String, u64)>) -> Vec<(String, u64)> {
     counts
 }
 
-impl SegmentCollector for StatsSegment {
-    type Fruit = io::Result<StatsPart>;
+/// The durations of the matches of one query, by action.
+#[derive(Default)]
+pub(crate) struct Durations(HashMap<String, Vec<f64>>);
 
-    fn collect(&mut self, doc: DocId, _: Score) {
-        self.total += 1;
-        self.actions.collect(doc);
-        self.actors.collect(doc);
-        if let Some(code) = self.outcome.as_ref().and_then(|c| c.first(doc)) {
-            if let Some(n) = usize::try_from(code).ok().and_then(|c| self.outcomes.get_mut(c)) {
-                *n += 1;
-            }
-        }
-        if let Some(ns) = self.occurred.as_ref().and_then(|c| c.first(doc)) {
-            let second = ns.div_euclid(1_000_000_000);
-            *self.times.entry(second - second.rem_euclid(self.bucket)).or_default() += 1;
-        }
-    }
-
-    fn harvest(self) -> io::Result<StatsPart> {
-        let mut part = StatsPart {
-            total: self.total,
-            outcomes: self.outcomes,
-            times: self.times,
-            ..StatsPart::default()
-        };
-        self.actions.harvest(&mut part.actions)?;
-        self.actors.harvest(&mut part.actors)?;
-        Ok(part)
-    }
-}
-
-pub(crate) struct PerformanceCollector;
-
-pub(crate) struct PerformanceSegment {
-    actions: Option<StrColumn>,
-    duration: Option<Column<f64>>,
-    by_ord: HashMap<u64, Vec<f64>>,
-}
-
-impl Collector for PerformanceCollector {
-    type Fruit = Vec<Performance>;
-    type Child = PerformanceSegment;
-
-    fn for_segment(&self, _: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<PerformanceSegment> {
-        let fast = reader.fast_fields();
-        Ok(PerformanceSegment {
-            actions: fast.str(ACTION)?,
-            duration: fast.column_opt(DURATION)?,
-            by_ord: HashMap::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, parts: Vec<io::Result<HashMap<String, Vec<f64>>>>) -> tantivy::Result<Vec<Performance>> {
-        let mut all: HashMap<String, Vec<f64>> = HashMap::new();
-        for part in parts {
-            for (action, values) in part.map_err(io_error)? {
-                all.entry(action).or_default().extend(values);
-            }
-        }
-        let mut out: Vec<Performance> = all.into_iter().filter_map(|(a, v)| summary(a, v)).collect();
-        out.sort_unstable_by(|a, b| a.action.cmp(&b.action));
-        Ok(out)
-    }
-}
-
-impl SegmentCollector for PerformanceSegment {
-    type Fruit = io::Result<HashMap<String, Vec<f64>>>;
-
-    fn collect(&mut self, doc: DocId, _: Score) {
-        let Some(ms) = self.duration.as_ref().and_then(|c| c.first(doc)) else {
+impl Durations {
+    pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>) {
+        let (Some(mut action), Some(mut duration)) = (
+            seg.column(ACTION_COLUMN).map(Values::new),
+            seg.column(DURATION).map(Values::new),
+        ) else {
             return;
         };
-        if let Some(ord) = self.actions.as_ref().and_then(|c| c.ords().first(doc)) {
-            self.by_ord.entry(ord).or_default().push(ms);
+        let mut by_number: HashMap<u64, Vec<f64>> = HashMap::new();
+        matches.for_each(|doc| {
+            if let (Some(ms), Some(a)) = (duration.get(doc), action.get(doc)) {
+                if ms != NONE {
+                    by_number.entry(a).or_default().push(f64::from_bits(ms));
+                }
+            }
+        });
+        let first = seg.field_terms(ACTION).start;
+        for (number, values) in by_number {
+            let Ok(number) = u32::try_from(number) else { continue };
+            let name = String::from_utf8_lossy(seg.term_bytes(first.saturating_add(number)));
+            self.0.entry(name.into_owned()).or_default().extend(values);
         }
     }
 
-    fn harvest(self) -> io::Result<HashMap<String, Vec<f64>>> {
-        let mut out = HashMap::with_capacity(self.by_ord.len());
-        let Some(column) = self.actions else { return Ok(out) };
-        let mut name = String::new();
-        for (ord, values) in self.by_ord {
-            if column.ord_to_str(ord, &mut name)? {
-                out.insert(name.clone(), values);
-            }
-        }
-        Ok(out)
+    pub fn finish(self) -> Vec<Performance> {
+        let mut out: Vec<Performance> = self.0.into_iter().filter_map(|(a, v)| summary(a, v)).collect();
+        out.sort_unstable_by(|a, b| a.action.cmp(&b.action));
+        out
     }
 }
 

@@ -1026,8 +1026,8 @@ fn incremental_build_with_reopens_equals_a_rebuild() {
     let index = EventIndex::open(
         &path,
         IndexOptions {
-            writer_memory: 30 << 20,
-            threads: 2,
+            // A few hundred kilobytes: segments are written between commits too.
+            writer_memory: 300 << 10,
         },
     )
     .unwrap();
@@ -1168,4 +1168,157 @@ fn wipe_deletes_only_an_index() {
     std::fs::write(other.join("precious.txt"), b"keep").unwrap();
     assert!(matches!(EventIndex::wipe(&other), Err(IndexError::NotAnIndex(_))));
     assert!(other.join("precious.txt").exists());
+}
+
+/// The segment files of an index directory, sorted.
+fn segment_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn many_small_commits_merge_and_answer_as_one_build() {
+    let entries = &entries(17, 2500);
+    let scratch = tempfile::tempdir().unwrap();
+    let whole = EventIndex::open(scratch.path(), IndexOptions::default()).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        whole.add(i as u64, e.as_ref()).unwrap();
+    }
+    whole.commit().unwrap();
+    assert_eq!(segment_files(scratch.path()).len(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    // Small enough that segments are also written between commits.
+    let small = IndexOptions {
+        writer_memory: 48 << 10,
+    };
+    let index = EventIndex::open(dir.path(), small).unwrap();
+    let mut commits = 0;
+    for (i, e) in entries.iter().enumerate() {
+        index.add(i as u64, e.as_ref()).unwrap();
+        if i % 37 == 36 {
+            index.commit().unwrap();
+            commits += 1;
+        }
+    }
+    index.commit().unwrap();
+    let files = segment_files(dir.path());
+    assert!(commits > 60, "{commits}");
+    // Without merges there would be a segment per commit, at least.
+    assert!(files.len() < 20, "{} segments: {files:?}", files.len());
+    assert_eq!(answers(&index), answers(&whole));
+    drop(index);
+    let index = EventIndex::open(dir.path(), small).unwrap();
+    assert_eq!(segment_files(dir.path()), files);
+    assert_eq!(answers(&index), answers(&whole));
+}
+
+#[test]
+fn open_deletes_what_no_commit_named_and_resumes_at_the_watermark() {
+    let entries = &entries(19, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let small = IndexOptions {
+        writer_memory: 32 << 10,
+    };
+    let index = EventIndex::open(dir.path(), small).unwrap();
+    for (i, e) in entries.iter().enumerate().take(200) {
+        index.add(i as u64, e.as_ref()).unwrap();
+    }
+    index.commit().unwrap();
+    let committed = segment_files(dir.path());
+    // Segments written for additions that are never committed, and a
+    // manifest cut short, as a crash would leave them.
+    for (i, e) in entries.iter().enumerate().skip(200).take(300) {
+        index.add(i as u64, e.as_ref()).unwrap();
+    }
+    assert!(segment_files(dir.path()).len() > committed.len());
+    drop(index);
+    std::fs::write(dir.path().join("MANIFEST.tmp"), b"sealtrail-index 3\nwater").unwrap();
+
+    let index = EventIndex::open(dir.path(), small).unwrap();
+    assert_eq!(index.indexed(), 200);
+    assert_eq!(segment_files(dir.path()), committed);
+    assert!(!dir.path().join("MANIFEST.tmp").exists());
+    for (i, e) in entries.iter().enumerate().skip(200) {
+        index.add(i as u64, e.as_ref()).unwrap();
+    }
+    index.commit().unwrap();
+    let rebuilt = tempfile::tempdir().unwrap();
+    let whole = EventIndex::open(rebuilt.path(), IndexOptions::default()).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        whole.add(i as u64, e.as_ref()).unwrap();
+    }
+    whole.commit().unwrap();
+    assert_eq!(answers(&index), answers(&whole));
+}
+
+#[test]
+fn damaged_indexes_are_refused_with_what_and_where() {
+    let entries = &entries(23, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        index.add(i as u64, e.as_ref()).unwrap();
+    }
+    index.commit().unwrap();
+    assert!(matches!(
+        EventIndex::open(dir.path(), IndexOptions::default()),
+        Err(IndexError::Locked(_))
+    ));
+    drop(index);
+    let manifest = dir.path().join("MANIFEST");
+    let good = std::fs::read_to_string(&manifest).unwrap();
+    let reopen = || EventIndex::open(dir.path(), IndexOptions::default());
+
+    std::fs::write(&manifest, good.replace("watermark ", "watermark x")).unwrap();
+    let e = reopen().err().unwrap();
+    assert!(matches!(e, IndexError::BadManifest { line: 2, .. }), "{e}");
+    assert!(
+        e.to_string().contains("MANIFEST: line 2: watermark is not a number"),
+        "{e}"
+    );
+
+    std::fs::write(&manifest, format!("{good}segment ../elsewhere 10\n")).unwrap();
+    let e = reopen().err().unwrap();
+    assert!(matches!(e, IndexError::BadManifest { line: 4, .. }), "{e}");
+
+    std::fs::write(&manifest, good.replace("sealtrail-index 3", "sealtrail-index 4")).unwrap();
+    assert!(matches!(reopen(), Err(IndexError::SchemaMismatch { .. })));
+
+    std::fs::write(&manifest, &good).unwrap();
+    let segment = dir.path().join(&segment_files(dir.path())[0]);
+    let bytes = std::fs::read(&segment).unwrap();
+    std::fs::write(&segment, &bytes[..bytes.len() - 1]).unwrap();
+    let e = reopen().err().unwrap();
+    assert!(matches!(e, IndexError::BadSegment { .. }), "{e}");
+    assert!(e.to_string().contains("bytes where the manifest says"), "{e}");
+
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    std::fs::write(&segment, &flipped).unwrap();
+    let e = reopen().err().unwrap();
+    assert!(matches!(e, IndexError::BadSegment { .. }), "{e}");
+
+    std::fs::remove_file(&segment).unwrap();
+    let e = reopen().err().unwrap();
+    assert!(matches!(e, IndexError::BadSegment { .. }), "{e}");
+
+    // An index of an earlier version (tantivy's): refused as another
+    // version, and wipe takes it.
+    let old = tempfile::tempdir().unwrap();
+    let old = old.path().join("index");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("meta.json"), b"{}").unwrap();
+    assert!(matches!(
+        EventIndex::open(&old, IndexOptions::default()),
+        Err(IndexError::SchemaMismatch { .. })
+    ));
+    EventIndex::wipe(&old).unwrap();
+    assert!(!old.exists());
 }

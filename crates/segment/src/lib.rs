@@ -31,10 +31,12 @@
 //! (no clock, no randomness, no process state), and [`Segment::open`]
 //! refuses, rather than panics on, bytes that do not hold together.
 
+mod map;
 mod read;
 mod varint;
 mod write;
 
+pub use map::Mapped;
 pub use read::{Column, FormatError, Postings, Segment};
 pub use write::{merge, SegmentBuilder};
 

@@ -246,6 +246,10 @@ impl TermTable {
     fn len(&self) -> usize {
         self.ends.len()
     }
+
+    fn memory(&self) -> usize {
+        self.table.capacity() * 5 + self.hashes.capacity() * 8 + self.ends.capacity() * 4 + self.bytes.capacity()
+    }
 }
 
 /// Collects documents in order, then writes them as one segment.
@@ -292,6 +296,15 @@ impl SegmentBuilder {
     /// Documents added so far.
     pub fn docs(&self) -> u32 {
         self.docs
+    }
+
+    /// Bytes the builder holds, about. [`SegmentBuilder::finish`] needs
+    /// about as much again while it sorts.
+    pub fn memory(&self) -> usize {
+        self.occurrences.capacity() * 8
+            + self.columns.iter().map(|c| c.capacity() * 8).sum::<usize>()
+            + (self.last_doc.capacity() + self.counts.capacity()) * 4
+            + self.terms.memory()
     }
 
     /// Start the next document, with every column at its default (0, or

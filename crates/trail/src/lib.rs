@@ -420,7 +420,7 @@ fn open_index(dir: &std::path::Path, opts: &IndexOptions, log: &Log) -> Result<E
     match EventIndex::open(dir, *opts) {
         Ok(index) if index.indexed() <= log.size() => return Ok(index),
         Ok(index) => drop(index),
-        Err(IndexError::SchemaMismatch { .. } | IndexError::BadWatermark { .. }) => {}
+        Err(IndexError::SchemaMismatch { .. } | IndexError::BadManifest { .. } | IndexError::BadSegment { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     EventIndex::wipe(dir)?;

@@ -442,15 +442,39 @@ fn an_index_of_another_history_is_rebuilt_on_open() {
     assert_eq!(all(&trail), vec![0]);
     assert_eq!(trail.read(0).unwrap().event.action, "only.one");
 
-    // A watermark this version did not write is also rebuilt, not refused.
+    // A manifest this version did not write is also rebuilt, not refused.
     drop(trail);
-    let meta = index_dir.join("meta.json");
-    let text = std::fs::read_to_string(&meta).unwrap();
-    assert!(text.contains("sealtrail-index v2 watermark 1"), "{text}");
-    std::fs::write(&meta, text.replace("sealtrail-index v2 watermark 1", "something else")).unwrap();
+    let manifest = index_dir.join("MANIFEST");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.starts_with("sealtrail-index 3\nwatermark 1\n"), "{text}");
+    std::fs::write(&manifest, text.replace("watermark 1", "something else")).unwrap();
     let trail = open(&env);
     assert_eq!(trail.indexed(), 1);
     assert_eq!(all(&trail), vec![0]);
+
+    // So is a segment that does not hold together, and an index of an
+    // earlier version (tantivy's, before schema version 3).
+    drop(trail);
+    let segment = std::fs::read_dir(&index_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    std::fs::write(&segment, &bytes[..bytes.len() / 2]).unwrap();
+    let trail = open(&env);
+    assert_eq!(all(&trail), vec![0]);
+    drop(trail);
+    std::fs::remove_dir_all(&index_dir).unwrap();
+    std::fs::create_dir(&index_dir).unwrap();
+    std::fs::write(
+        index_dir.join("meta.json"),
+        br#"{"payload":"sealtrail-index v2 watermark 1"}"#,
+    )
+    .unwrap();
+    let trail = open(&env);
+    assert_eq!(all(&trail), vec![0]);
+    assert!(!index_dir.join("meta.json").exists());
 }
 
 #[test]

@@ -1,0 +1,443 @@
+//! Running a [`Filter`] on one segment.
+//!
+//! A filter becomes a [`Plan`] once per query; on each segment the plan
+//! becomes [`Matches`]: one cursor per condition, each able to jump to its
+//! next matching document at or after (or at or before) a target, and the
+//! cursors leapfrog until they agree. Term conditions walk posting lists
+//! block by block; range conditions walk a column's blocks and skip every
+//! block whose least and greatest values miss the range. The rarest list
+//! leads, so a rare actor among millions of events costs about one block
+//! decode per match, and a page stops after its last match, whichever end
+//! it starts from.
+
+use std::collections::BTreeSet;
+
+use sealtrail_event::glob::{glob_match, is_glob};
+use sealtrail_segment::{Column, Mapped, Postings, Segment, BLOCK};
+
+use crate::filter::{Filter, TimeRange};
+use crate::schema::{self, *};
+
+pub(crate) type Seg = Segment<Mapped>;
+
+/// One term condition of a plan: the document must hold one of its terms.
+enum TermCondition {
+    Exact(u8, Vec<u8>),
+    /// An action matching this glob.
+    ActionGlob(String),
+    /// A target with this id, of any type.
+    TargetId(String),
+}
+
+/// A filter in terms of fields and columns.
+pub(crate) struct Plan {
+    terms: Vec<TermCondition>,
+    /// Column, least and greatest value allowed (inclusive).
+    ranges: Vec<(usize, u64, u64)>,
+    /// Nothing can match (an empty time range).
+    pub nothing: bool,
+}
+
+impl Plan {
+    pub fn new(filter: &Filter) -> Plan {
+        let mut plan = Plan {
+            terms: Vec::new(),
+            ranges: Vec::new(),
+            nothing: false,
+        };
+        let exact = |field: u8, value: &str| TermCondition::Exact(field, value.as_bytes().to_vec());
+        if let Some(action) = &filter.action {
+            if is_glob(action) {
+                plan.terms.push(TermCondition::ActionGlob(action.clone()));
+            } else {
+                plan.terms.push(exact(ACTION, action));
+            }
+        }
+        if let Some(actor) = &filter.actor {
+            plan.terms.push(exact(ACTOR, actor));
+        }
+        match (&filter.target_type, &filter.target_id) {
+            (Some(kind), Some(id)) => {
+                let mut term = Vec::new();
+                schema::push_target_term(&mut term, kind, id);
+                plan.terms.push(TermCondition::Exact(TARGET, term));
+            }
+            (Some(kind), None) => plan.terms.push(exact(TARGET_TYPE, kind)),
+            (None, Some(id)) => plan.terms.push(TermCondition::TargetId(id.clone())),
+            (None, None) => {}
+        }
+        for (field, value) in [
+            (TENANT, &filter.tenant),
+            (WORKFLOW, &filter.workflow),
+            (SERVICE, &filter.service),
+            (SESSION, &filter.session),
+        ] {
+            if let Some(v) = value {
+                plan.terms.push(exact(field, v));
+            }
+        }
+        if let Some(ip) = filter.ip {
+            plan.terms.push(TermCondition::Exact(IP, ip.to_string().into_bytes()));
+        }
+        if let Some(text) = &filter.text {
+            let mut words = BTreeSet::new();
+            schema::words(text, &mut String::new(), |w| {
+                words.insert(w.to_vec());
+            });
+            plan.terms
+                .extend(words.into_iter().map(|w| TermCondition::Exact(TEXT, w)));
+        }
+        if filter.failures {
+            plan.terms.push(TermCondition::Exact(FLAG, FAILURE.to_vec()));
+        }
+        if let Some(o) = filter.outcome {
+            let code = schema::outcome_code(o);
+            plan.ranges.push((OUTCOME, code, code));
+        }
+        if let Some(s) = filter.min_severity {
+            if s > sealtrail_event::Severity::Debug {
+                plan.ranges.push((SEVERITY, schema::severity_code(s), u64::MAX));
+            }
+        }
+        for (column, range) in [(OCCURRED, &filter.occurred), (RECEIVED, &filter.received)] {
+            match time_bounds(range) {
+                None => plan.nothing = true,
+                Some(Some((lo, hi))) => plan.ranges.push((column, lo, hi)),
+                Some(None) => {}
+            }
+        }
+        plan
+    }
+
+    /// The plan on `seg`; `None` if no document of it can match.
+    pub fn on<'a>(&self, seg: &'a Seg) -> Option<Matches<'a>> {
+        if self.nothing {
+            return None;
+        }
+        let mut lists: Vec<Vec<Postings<'a>>> = Vec::with_capacity(self.terms.len());
+        for condition in &self.terms {
+            let terms: Vec<u32> = match condition {
+                TermCondition::Exact(field, bytes) => seg.find(*field, bytes).into_iter().collect(),
+                TermCondition::ActionGlob(pattern) => {
+                    let all = seg.field_terms(ACTION);
+                    let matching: Vec<u32> = all
+                        .clone()
+                        .filter(|&t| std::str::from_utf8(seg.term_bytes(t)).is_ok_and(|a| glob_match(pattern, a)))
+                        .collect();
+                    // Every event has an action: all of them is no condition.
+                    if !matching.is_empty() && matching.len() == all.len() {
+                        continue;
+                    }
+                    matching
+                }
+                TermCondition::TargetId(id) => {
+                    let mut term = Vec::new();
+                    seg.field_terms(TARGET_TYPE)
+                        .filter_map(|t| {
+                            let kind = std::str::from_utf8(seg.term_bytes(t)).ok()?;
+                            term.clear();
+                            schema::push_target_term(&mut term, kind, id);
+                            seg.find(TARGET, &term)
+                        })
+                        .collect()
+                }
+            };
+            if terms.is_empty() {
+                return None;
+            }
+            lists.push(terms.into_iter().map(|t| seg.postings(t)).collect());
+        }
+        // The rarest condition leads.
+        lists.sort_by_key(|l| l.iter().map(|p| u64::from(p.len())).sum::<u64>());
+        let mut cursors: Vec<Cursor<'a>> = lists
+            .into_iter()
+            .map(|l| Cursor::Lists(l.into_iter().map(List::new).collect()))
+            .collect();
+        for &(column, lo, hi) in &self.ranges {
+            let column = seg.column(column)?;
+            cursors.push(Cursor::Range(Range {
+                values: Values::new(column),
+                lo,
+                hi,
+            }));
+        }
+        Some(Matches {
+            cursors,
+            docs: seg.docs(),
+        })
+    }
+}
+
+/// Inclusive bounds of a time range in column values: `Some(None)` sets no
+/// condition, `None` matches nothing.
+fn time_bounds(range: &TimeRange) -> Option<Option<(u64, u64)>> {
+    if *range == TimeRange::default() {
+        return Some(None);
+    }
+    let lo = range.since.map_or(0, schema::time_value);
+    let hi = match range.until {
+        None => u64::MAX,
+        Some(u) => schema::time_value(u).checked_sub(1)?,
+    };
+    (lo <= hi).then_some(Some((lo, hi)))
+}
+
+/// The documents of one segment that a plan matches.
+pub(crate) struct Matches<'a> {
+    cursors: Vec<Cursor<'a>>,
+    docs: u32,
+}
+
+impl Matches<'_> {
+    /// The first match at or after `target`.
+    pub fn ge(&mut self, mut target: u32) -> Option<u32> {
+        'again: loop {
+            if target >= self.docs {
+                return None;
+            }
+            for c in &mut self.cursors {
+                let d = c.ge(target)?;
+                if d != target {
+                    target = d;
+                    continue 'again;
+                }
+            }
+            return Some(target);
+        }
+    }
+
+    /// The last match at or before `target`.
+    pub fn le(&mut self, target: u32) -> Option<u32> {
+        let mut target = target.min(self.docs.checked_sub(1)?);
+        'again: loop {
+            for c in &mut self.cursors {
+                let d = c.le(target)?;
+                if d != target {
+                    target = d;
+                    continue 'again;
+                }
+            }
+            return Some(target);
+        }
+    }
+
+    /// Call `visit` with every match, ascending.
+    pub fn for_each(&mut self, mut visit: impl FnMut(u32)) {
+        let mut next = 0;
+        while let Some(d) = self.ge(next) {
+            visit(d);
+            next = d + 1;
+        }
+    }
+
+    /// How many documents match.
+    pub fn count(&mut self) -> u64 {
+        match self.cursors.as_slice() {
+            [] => return u64::from(self.docs),
+            [Cursor::Lists(lists)] if lists.len() == 1 => return u64::from(lists[0].postings.len()),
+            _ => {}
+        }
+        let mut n = 0;
+        self.for_each(|_| n += 1);
+        n
+    }
+}
+
+enum Cursor<'a> {
+    /// Documents holding any of these terms.
+    Lists(Vec<List<'a>>),
+    Range(Range<'a>),
+}
+
+impl Cursor<'_> {
+    fn ge(&mut self, target: u32) -> Option<u32> {
+        match self {
+            Cursor::Lists(lists) => lists.iter_mut().filter_map(|l| l.ge(target)).min(),
+            Cursor::Range(r) => r.ge(target),
+        }
+    }
+
+    fn le(&mut self, target: u32) -> Option<u32> {
+        match self {
+            Cursor::Lists(lists) => lists.iter_mut().filter_map(|l| l.le(target)).max(),
+            Cursor::Range(r) => r.le(target),
+        }
+    }
+}
+
+/// A posting list with its last decoded block.
+struct List<'a> {
+    postings: Postings<'a>,
+    block: Option<u32>,
+    docs: Vec<u32>,
+}
+
+impl<'a> List<'a> {
+    fn new(postings: Postings<'a>) -> List<'a> {
+        List {
+            postings,
+            block: None,
+            docs: Vec::with_capacity(BLOCK as usize),
+        }
+    }
+
+    fn load(&mut self, b: u32) {
+        if self.block != Some(b) {
+            self.docs.clear();
+            self.postings.block(b, &mut self.docs);
+            self.block = Some(b);
+        }
+    }
+
+    /// Whether the decoded block spans `target`.
+    fn spans(&self, target: u32) -> bool {
+        matches!((self.docs.first(), self.docs.last()), (Some(&a), Some(&z)) if a <= target && target <= z)
+    }
+
+    fn ge(&mut self, target: u32) -> Option<u32> {
+        let mut b = if self.spans(target) {
+            self.block?
+        } else {
+            self.postings.seek_block(target)
+        };
+        while b < self.postings.blocks() {
+            self.load(b);
+            let i = self.docs.partition_point(|&d| d < target);
+            if let Some(&d) = self.docs.get(i) {
+                return Some(d);
+            }
+            b += 1;
+        }
+        None
+    }
+
+    fn le(&mut self, target: u32) -> Option<u32> {
+        // Every document of a later block exceeds `target`.
+        let mut b = if self.spans(target) {
+            self.block?
+        } else {
+            self.postings.seek_block(target.saturating_add(1))
+        };
+        loop {
+            self.load(b);
+            let i = self.docs.partition_point(|&d| d <= target);
+            if let Some(i) = i.checked_sub(1) {
+                return self.docs.get(i).copied();
+            }
+            b = b.checked_sub(1)?;
+        }
+    }
+}
+
+/// A column with its last decoded block, read by document.
+pub(crate) struct Values<'a> {
+    column: Column<'a>,
+    block: Option<u32>,
+    values: Vec<u64>,
+}
+
+impl<'a> Values<'a> {
+    pub fn new(column: Column<'a>) -> Values<'a> {
+        Values {
+            column,
+            block: None,
+            values: Vec::with_capacity(BLOCK as usize),
+        }
+    }
+
+    fn load(&mut self, b: u32) -> &[u64] {
+        if self.block != Some(b) {
+            self.values.clear();
+            self.column.block(b, &mut self.values);
+            self.block = Some(b);
+        }
+        &self.values
+    }
+
+    pub fn get(&mut self, doc: u32) -> Option<u64> {
+        self.load(doc / BLOCK).get((doc % BLOCK) as usize).copied()
+    }
+}
+
+/// Documents whose value in a column lies in `lo..=hi`.
+struct Range<'a> {
+    values: Values<'a>,
+    lo: u64,
+    hi: u64,
+}
+
+impl Range<'_> {
+    /// Whether block `b` may hold a match, and whether every value does.
+    fn block(&self, b: u32) -> (bool, bool) {
+        match self.values.column.block_range(b) {
+            Some((min, max)) => (min <= self.hi && self.lo <= max, self.lo <= min && max <= self.hi),
+            None => (false, false),
+        }
+    }
+
+    fn ge(&mut self, target: u32) -> Option<u32> {
+        let (mut b, mut from) = (target / BLOCK, target);
+        while b < self.values.column.blocks() {
+            match self.block(b) {
+                (_, true) => return Some(from),
+                (true, false) => {
+                    let (lo, hi) = (self.lo, self.hi);
+                    let start = (from - b * BLOCK) as usize;
+                    let values = self.values.load(b);
+                    if let Some(i) = values.get(start..)?.iter().position(|v| (lo..=hi).contains(v)) {
+                        return Some(from + i as u32);
+                    }
+                }
+                (false, _) => {}
+            }
+            b += 1;
+            from = b * BLOCK;
+        }
+        None
+    }
+
+    fn le(&mut self, target: u32) -> Option<u32> {
+        let (mut b, mut to) = (target / BLOCK, target);
+        loop {
+            match self.block(b) {
+                (_, true) => return Some(to),
+                (true, false) => {
+                    let (lo, hi) = (self.lo, self.hi);
+                    let end = (to - b * BLOCK) as usize;
+                    let values = self.values.load(b);
+                    let upto = values.get(..=end).unwrap_or(values);
+                    if let Some(i) = upto.iter().rposition(|v| (lo..=hi).contains(v)) {
+                        return Some(b * BLOCK + i as u32);
+                    }
+                }
+                (false, _) => {}
+            }
+            b = b.checked_sub(1)?;
+            to = b * BLOCK + BLOCK - 1;
+        }
+    }
+}
+
+/// The first document of `seg` whose ledger index is at least `ledger`
+/// (the segment's document count if none): ledger indices ascend with
+/// documents.
+pub(crate) fn first_at_or_after(seg: &Seg, ledger: u64) -> u32 {
+    let Some(column) = seg.column(LEDGER) else { return 0 };
+    let blocks = column.blocks();
+    // The first block whose greatest value reaches `ledger`.
+    let (mut lo, mut hi) = (0, blocks);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if column.block_range(mid).is_some_and(|(_, max)| max < ledger) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo >= blocks {
+        return seg.docs();
+    }
+    let mut values = Vec::with_capacity(BLOCK as usize);
+    column.block(lo, &mut values);
+    lo * BLOCK + values.partition_point(|&v| v < ledger) as u32
+}
