@@ -614,7 +614,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// Bytes of the files under `path`, and how many index segments they hold
-/// (tantivy writes one `.idx` file per segment).
+/// (one `.seg` file each).
 fn dir_size(path: &Path) -> (u64, usize) {
     let Ok(entries) = std::fs::read_dir(path) else {
         return (0, 0);
@@ -625,7 +625,7 @@ fn dir_size(path: &Path) -> (u64, usize) {
             Ok(t) if t.is_dir() => dir_size(&e.path()),
             _ => (
                 e.metadata().map_or(0, |m| m.len()),
-                usize::from(e.path().extension().is_some_and(|x| x == "idx")),
+                usize::from(e.path().extension().is_some_and(|x| x == "seg")),
             ),
         })
         .fold((0, 0), |(bytes, segments), (b, s)| (bytes + b, segments + s))

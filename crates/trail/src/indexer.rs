@@ -11,8 +11,8 @@
 //! [`GATHER`] (or until [`GATHER_EVENTS`] are waiting) and indexes them in
 //! one go, and ingest wakes it only when it is idle or the gathered work is
 //! large. A stream of small appends (single events over HTTP) would
-//! otherwise wake this thread and tantivy's for every event, and those
-//! wake-ups cost more than the indexing.
+//! otherwise wake this thread for every event, and those wake-ups
+//! cost more than the indexing.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
