@@ -1,7 +1,7 @@
 //! What a query asks for: a [`Filter`] over event fields (all given
 //! conditions must hold) and a [`Page`] of ledger indices.
 //!
-//! Not here: how a filter becomes a tantivy query (`index`), or any
+//! Not here: how a filter runs on a segment (`query`), or any
 //! parsing of user syntax such as "24h" (the caller's job).
 
 use std::net::IpAddr;

@@ -21,7 +21,8 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
 
 use fastbloom::BloomFilter;
 use sealtrail_event::Event;
@@ -190,17 +191,44 @@ struct Writer {
     poisoned: bool,
 }
 
+impl Writer {
+    /// The name of a new segment file.
+    fn new_file(&mut self) -> String {
+        self.next_file += 1;
+        format!("{:012}{SEGMENT_SUFFIX}", self.next_file - 1)
+    }
+}
+
 /// The query index of one log. `Send + Sync`: share it by reference; the
-/// writer sits behind a mutex, searches run on snapshots without it.
+/// writer sits behind a mutex, searches run on snapshots without it, and
+/// merges run on a thread of their own, so a large merge delays neither
+/// additions nor commits.
 pub struct EventIndex {
+    store: Arc<Store>,
+    merger: Option<JoinHandle<()>>,
+}
+
+/// What the caller's threads and the merge thread share.
+struct Store {
     dir: PathBuf,
     opts: IndexOptions,
     writer: Mutex<Writer>,
     snapshot: RwLock<Arc<Vec<Arc<Part>>>>,
     /// Ledger entries `[0, committed)` are in the last commit.
     committed: AtomicU64,
+    merges: Mutex<Merges>,
+    merges_changed: Condvar,
     /// Locked while open, so no other writer touches the directory.
     _lock: File,
+}
+
+/// The merge thread's state.
+#[derive(Default)]
+struct Merges {
+    /// A commit (or open) may have left a run to merge.
+    due: bool,
+    running: bool,
+    stop: bool,
 }
 
 /// What a manifest says.
@@ -320,7 +348,7 @@ impl EventIndex {
                 fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
             }
         }
-        Ok(EventIndex {
+        let store = Arc::new(Store {
             dir: dir.to_path_buf(),
             opts,
             snapshot: RwLock::new(Arc::new(parts.clone())),
@@ -333,7 +361,23 @@ impl EventIndex {
                 poisoned: false,
             }),
             committed: AtomicU64::new(manifest.watermark),
+            merges: Mutex::new(Merges {
+                due: true,
+                ..Merges::default()
+            }),
+            merges_changed: Condvar::new(),
             _lock: lock,
+        });
+        let merger = {
+            let store = Arc::clone(&store);
+            std::thread::Builder::new()
+                .name("sealtrail-merge".into())
+                .spawn(move || store.merge_when_due())
+                .map_err(io_at(dir))?
+        };
+        Ok(EventIndex {
+            store,
+            merger: Some(merger),
         })
     }
 
@@ -357,135 +401,45 @@ impl EventIndex {
     /// Ledger entries `[0, n)` are in the last commit: the caller resumes
     /// adding at `n`.
     pub fn indexed(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
+        self.store.indexed()
     }
 
     /// Add ledger entry `index`, which must be the entry after the last one
     /// added (or the watermark, after open). `None` is an entry that is not
     /// an event: it advances the watermark only.
     pub fn add(&self, index: u64, event: Option<&Event>) -> Result<(), IndexError> {
-        if let Some(event) = event {
-            return self.add_events(index, std::slice::from_ref(event));
+        match event {
+            Some(event) => self.store.add_events(index, std::slice::from_ref(event)),
+            None => self.store.add_entry(index),
         }
-        let mut w = self.lock()?;
-        if index != w.pending {
-            return Err(IndexError::OutOfOrder {
-                expected: w.pending,
-                got: index,
-            });
-        }
-        w.pending += 1;
-        Ok(())
     }
 
     /// Add the events of ledger entries `first..first + events.len()`, in
     /// order, as [`EventIndex::add`] would one by one.
     pub fn add_events<E: std::borrow::Borrow<Event>>(&self, first: u64, events: &[E]) -> Result<(), IndexError> {
-        let mut w = self.lock()?;
-        if first != w.pending {
-            return Err(IndexError::OutOfOrder {
-                expected: w.pending,
-                got: first,
-            });
-        }
-        for event in events {
-            if w.building.segment.docs() >= sealtrail_segment::MAX_DOCS {
-                self.flush(&mut w)?;
-            }
-            let at = w.pending;
-            w.building.add(at, event.borrow());
-            w.pending = at + 1;
-            if w.building.segment.memory() >= self.opts.writer_memory {
-                self.flush(&mut w)?;
-            }
-        }
-        Ok(())
+        self.store.add_events(first, events)
     }
 
     /// Make everything added durable, with the watermark, and visible to
-    /// searches before returning; then merge, if a run of segments calls
-    /// for it. Returns the watermark.
+    /// searches before returning; merges it calls for follow on the merge
+    /// thread. Returns the watermark.
     pub fn commit(&self) -> Result<u64, IndexError> {
-        let mut w = self.lock()?;
-        let n = w.pending;
-        if n == self.indexed() {
-            return Ok(n);
-        }
-        let result = self.commit_locked(&mut w, n);
-        if result.is_err() {
-            w.poisoned = true;
-        }
-        result.map(|()| n)
+        self.store.commit()
     }
 
-    fn commit_locked(&self, w: &mut Writer, n: u64) -> Result<(), IndexError> {
-        self.flush(w)?;
-        let flushed = std::mem::take(&mut w.flushed);
-        w.parts.extend(flushed);
-        self.publish(w, n)?;
-        self.committed.store(n, Ordering::Release);
-        while let Some(run) = merge_run(&w.parts) {
-            let inputs: Vec<Arc<Part>> = w.parts[run.clone()].to_vec();
-            let merged = self.write_segment(w, |out| {
-                let segments: Vec<&Seg> = inputs.iter().map(|p| &p.segment).collect();
-                merge(&segments, out)
-            })?;
-            w.parts.splice(run, [merged]);
-            self.publish(w, n)?;
-            for p in inputs {
-                let path = self.dir.join(&p.file);
-                fs::remove_file(&path).map_err(io_at(&path))?;
-            }
+    /// Wait until no merge is due or running (for a rebuild that should end
+    /// compact, and for tests). Fails if a merge failed.
+    pub fn wait_for_merges(&self) -> Result<(), IndexError> {
+        let mut m = self.store.merges.lock().unwrap_or_else(|e| e.into_inner());
+        while m.due || m.running {
+            m = self.store.merges_changed.wait(m).unwrap_or_else(|e| e.into_inner());
         }
-        Ok(())
-    }
-
-    /// Write the manifest of `w.parts` at watermark `n`, then show them to
-    /// searches.
-    fn publish(&self, w: &Writer, n: u64) -> Result<(), IndexError> {
-        write_manifest(&self.dir, &manifest_text(n, &w.parts))?;
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w.parts.clone());
-        Ok(())
-    }
-
-    /// Write the building segment, if it holds anything, to a new file.
-    fn flush(&self, w: &mut Writer) -> Result<(), IndexError> {
-        if w.building.segment.docs() == 0 {
-            return Ok(());
-        }
-        let building = std::mem::take(&mut w.building);
-        let part = self.write_segment(w, |out| building.segment.finish(out));
-        match part {
-            Ok(part) => {
-                w.flushed.push(part);
-                Ok(())
-            }
-            Err(e) => {
-                w.poisoned = true;
-                Err(e)
-            }
-        }
-    }
-
-    /// Write a new segment file with `write`, sync it and open it.
-    fn write_segment(
-        &self,
-        w: &mut Writer,
-        write: impl FnOnce(BufWriter<File>) -> io::Result<BufWriter<File>>,
-    ) -> Result<Arc<Part>, IndexError> {
-        let file = format!("{:012}{SEGMENT_SUFFIX}", w.next_file);
-        w.next_file += 1;
-        let path = self.dir.join(&file);
-        let out = File::create_new(&path).map_err(io_at(&path))?;
-        let out = write(BufWriter::with_capacity(1 << 20, out)).map_err(io_at(&path))?;
-        let out = out.into_inner().map_err(|e| io_at(&path)(e.into_error()))?;
-        out.sync_all().map_err(io_at(&path))?;
-        let bytes = out.metadata().map_err(io_at(&path))?.len();
-        Ok(Arc::new(Part::open(&self.dir, &file, bytes)?))
+        drop(m);
+        self.store.lock().map(drop)
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Part>>> {
-        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+        self.store.snapshot()
     }
 
     /// One page of matching ledger indices, in the page's order.
@@ -642,6 +596,192 @@ impl EventIndex {
         }
         Ok(found)
     }
+}
+
+impl Store {
+    fn indexed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Ledger entry `index`, which is not an event.
+    pub fn add_entry(&self, index: u64) -> Result<(), IndexError> {
+        let mut w = self.lock()?;
+        if index != w.pending {
+            return Err(IndexError::OutOfOrder {
+                expected: w.pending,
+                got: index,
+            });
+        }
+        w.pending += 1;
+        Ok(())
+    }
+
+    pub fn add_events<E: std::borrow::Borrow<Event>>(&self, first: u64, events: &[E]) -> Result<(), IndexError> {
+        let mut w = self.lock()?;
+        if first != w.pending {
+            return Err(IndexError::OutOfOrder {
+                expected: w.pending,
+                got: first,
+            });
+        }
+        for event in events {
+            if w.building.segment.docs() >= sealtrail_segment::MAX_DOCS {
+                self.flush(&mut w)?;
+            }
+            let at = w.pending;
+            w.building.add(at, event.borrow());
+            w.pending = at + 1;
+            if w.building.segment.memory() >= self.opts.writer_memory {
+                self.flush(&mut w)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn commit(&self) -> Result<u64, IndexError> {
+        let mut w = self.lock()?;
+        let n = w.pending;
+        if n == self.indexed() {
+            return Ok(n);
+        }
+        let result = self.commit_locked(&mut w, n);
+        if result.is_err() {
+            w.poisoned = true;
+        }
+        result.map(|()| n)
+    }
+
+    fn commit_locked(&self, w: &mut Writer, n: u64) -> Result<(), IndexError> {
+        self.flush(w)?;
+        let flushed = std::mem::take(&mut w.flushed);
+        w.parts.extend(flushed);
+        self.publish(w, n)?;
+        self.committed.store(n, Ordering::Release);
+        if merge_run(&w.parts).is_some() {
+            self.merges.lock().unwrap_or_else(|e| e.into_inner()).due = true;
+            self.merges_changed.notify_all();
+        }
+        Ok(())
+    }
+
+    /// The merge thread: merge while a run calls for it, then sleep until
+    /// a commit makes one due or the index closes. A failed merge refuses
+    /// further writes, as a failed commit does.
+    fn merge_when_due(&self) {
+        loop {
+            {
+                let mut m = self.merges.lock().unwrap_or_else(|e| e.into_inner());
+                while !m.due && !m.stop {
+                    m = self.merges_changed.wait(m).unwrap_or_else(|e| e.into_inner());
+                }
+                if m.stop {
+                    m.due = false;
+                    self.merges_changed.notify_all();
+                    return;
+                }
+                m.due = false;
+                m.running = true;
+            }
+            let result = self.merge_runs();
+            if result.is_err() {
+                if let Ok(mut w) = self.writer.lock() {
+                    w.poisoned = true;
+                }
+            }
+            self.merges.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+            self.merges_changed.notify_all();
+        }
+    }
+
+    /// Merge runs until none calls for it (or the index closes). The
+    /// merge itself runs without the writer's lock: commits only append
+    /// segments after the run, so the run is still there, in place, when
+    /// the merged segment replaces it.
+    fn merge_runs(&self) -> Result<(), IndexError> {
+        loop {
+            if self.merges.lock().unwrap_or_else(|e| e.into_inner()).stop {
+                return Ok(());
+            }
+            let (inputs, file) = {
+                let mut w = self.lock()?;
+                let Some(run) = merge_run(&w.parts) else { return Ok(()) };
+                (w.parts[run].to_vec(), w.new_file())
+            };
+            let merged = self.write_segment(file, |out| {
+                let segments: Vec<&Seg> = inputs.iter().map(|p| &p.segment).collect();
+                merge(&segments, out)
+            })?;
+            {
+                let mut w = self.lock()?;
+                let at = w.parts.iter().position(|p| Arc::ptr_eq(p, &inputs[0]));
+                let Some(at) = at.filter(|&at| {
+                    w.parts
+                        .get(at..at + inputs.len())
+                        .is_some_and(|run| run.iter().zip(&inputs).all(|(a, b)| Arc::ptr_eq(a, b)))
+                }) else {
+                    // Only this thread removes segments; this cannot be.
+                    return Err(IndexError::Io {
+                        path: self.dir.clone(),
+                        source: io::Error::other("merged segments vanished from the index"),
+                    });
+                };
+                w.parts.splice(at..at + inputs.len(), [merged]);
+                // The watermark stays the last commit's.
+                self.publish(&w, self.indexed())?;
+            }
+            for p in inputs {
+                let path = self.dir.join(&p.file);
+                fs::remove_file(&path).map_err(io_at(&path))?;
+            }
+        }
+    }
+
+    /// Write the manifest of `w.parts` at watermark `n`, then show them to
+    /// searches.
+    fn publish(&self, w: &Writer, n: u64) -> Result<(), IndexError> {
+        write_manifest(&self.dir, &manifest_text(n, &w.parts))?;
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w.parts.clone());
+        Ok(())
+    }
+
+    /// Write the building segment, if it holds anything, to a new file.
+    fn flush(&self, w: &mut Writer) -> Result<(), IndexError> {
+        if w.building.segment.docs() == 0 {
+            return Ok(());
+        }
+        let building = std::mem::take(&mut w.building);
+        let file = w.new_file();
+        let part = self.write_segment(file, |out| building.segment.finish(out));
+        match part {
+            Ok(part) => {
+                w.flushed.push(part);
+                Ok(())
+            }
+            Err(e) => {
+                w.poisoned = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Write a new segment file with `write`, sync it and open it.
+    fn write_segment(
+        &self,
+        file: String,
+        write: impl FnOnce(BufWriter<File>) -> io::Result<BufWriter<File>>,
+    ) -> Result<Arc<Part>, IndexError> {
+        let path = self.dir.join(&file);
+        let out = File::create_new(&path).map_err(io_at(&path))?;
+        let out = write(BufWriter::with_capacity(1 << 20, out)).map_err(io_at(&path))?;
+        let out = out.into_inner().map_err(|e| io_at(&path)(e.into_error()))?;
+        out.sync_all().map_err(io_at(&path))?;
+        let bytes = out.metadata().map_err(io_at(&path))?.len();
+        Ok(Arc::new(Part::open(&self.dir, &file, bytes)?))
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<Part>>> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Writer>, IndexError> {
         let w = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
@@ -649,6 +789,18 @@ impl EventIndex {
             return Err(IndexError::Poisoned);
         }
         Ok(w)
+    }
+}
+
+impl Drop for EventIndex {
+    /// Stop the merge thread (after the merge it is running, if any), so
+    /// that nothing writes to the directory once the index is dropped.
+    fn drop(&mut self) {
+        self.store.merges.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.store.merges_changed.notify_all();
+        if let Some(merger) = self.merger.take() {
+            let _ = merger.join();
+        }
     }
 }
 
@@ -663,21 +815,25 @@ fn write_manifest(dir: &Path, text: &str) -> Result<(), IndexError> {
     sync_dir(dir)
 }
 
-/// The run of segments to merge next, if any: the newest [`MERGE_FACTOR`]
-/// when no one of them holds more documents than the others together, the
-/// segment before them (if any) holds at least four times the largest, and
-/// together they stay within [`MAX_MERGED_DOCS`]. So sizes fall from the
-/// oldest segment to the newest, and each document is rewritten about
-/// once per factor of 16 that the segments around it grow by, whatever
-/// the sizes of commits.
+/// The run of segments to merge next, if any: the oldest [`MERGE_FACTOR`]
+/// neighbours of which no one holds more documents than the others
+/// together, whose predecessor (if any) holds at least four times the
+/// largest, and which together stay within [`MAX_MERGED_DOCS`]. So sizes
+/// fall from the oldest segment to the newest, and each document is
+/// rewritten about once per factor of 16 that the segments around it grow
+/// by, whatever the sizes of commits. Any run qualifies, not only the
+/// newest: commits go on while a merge runs.
 fn merge_run(parts: &[Arc<Part>]) -> Option<std::ops::Range<usize>> {
-    let start = parts.len().checked_sub(MERGE_FACTOR)?;
     let docs = |p: &Arc<Part>| u64::from(p.segment.docs());
-    let run = &parts[start..];
-    let largest = run.iter().map(docs).max()?;
-    let total: u64 = run.iter().map(docs).sum();
-    let below = start.checked_sub(1).map(|i| docs(&parts[i]));
-    let mergeable =
-        largest <= total - largest && below.is_none_or(|b| largest.saturating_mul(4) <= b) && total <= MAX_MERGED_DOCS;
-    mergeable.then_some(start..parts.len())
+    (0..=parts.len().checked_sub(MERGE_FACTOR)?)
+        .find(|&start| {
+            let run = &parts[start..start + MERGE_FACTOR];
+            let largest = run.iter().map(docs).max().unwrap_or(0);
+            let total: u64 = run.iter().map(docs).sum();
+            let below = start.checked_sub(1).map(|i| docs(&parts[i]));
+            largest <= total - largest
+                && below.is_none_or(|b| largest.saturating_mul(4) <= b)
+                && total <= MAX_MERGED_DOCS
+        })
+        .map(|start| start..start + MERGE_FACTOR)
 }

@@ -1,5 +1,6 @@
 //! Sealtrail's query index over audit events: exact-match fields, time
-//! ranges, full text, counts and timings, on [tantivy].
+//! ranges, full text, counts and timings, stored as `sealtrail-segment`
+//! segments (docs/query-index.md).
 //!
 //! One [`EventIndex`] per log. It is derived from the ledger and can be
 //! rebuilt from it at any time ([`EventIndex::wipe`], then add every entry
@@ -15,8 +16,8 @@
 //! Architecture invariant: no knowledge of the ledger's files or of HTTP;
 //! the caller feeds entries in ledger order and reads events back itself.
 //! Architecture invariant: the watermark (how many ledger entries the
-//! index covers) is written in the same tantivy commit as the documents,
-//! so the two never disagree, whatever the crash.
+//! index covers) changes with the segments it covers, in one rename of
+//! the manifest, so the two never disagree, whatever the crash.
 
 mod filter;
 mod index;

@@ -1,4 +1,4 @@
-//! Aggregations over the matching events, computed from fast columns only
+//! Aggregations over the matching events, computed from the segments' columns only
 //! (no ledger reads): counts by action, actor, outcome and time bucket,
 //! and duration statistics per action.
 //!

@@ -1095,7 +1095,7 @@ fn runs_of_events_index_like_single_additions() {
         index.add_events(3, std::slice::from_ref(e)),
         Err(IndexError::OutOfOrder { expected: 0, got: 3 })
     ));
-    // Runs of 1 to 2,500 events (over one tantivy batch of 1,024), broken by
+    // Runs of 1 to 2,500 events (over the 1,024 of one batch the old index gave its engine), broken by
     // the entries that are not events, with commits in between.
     let (mut at, mut run, mut sizes) = (0usize, Vec::new(), [1usize, 7, 2500, 64].iter().cycle());
     let mut want = *sizes.next().unwrap();
@@ -1207,6 +1207,9 @@ fn many_small_commits_merge_and_answer_as_one_build() {
         }
     }
     index.commit().unwrap();
+    // Merges run on their own thread; answers hold meanwhile.
+    assert_eq!(answers(&index), answers(&whole));
+    index.wait_for_merges().unwrap();
     let files = segment_files(dir.path());
     assert!(commits > 60, "{commits}");
     // Without merges there would be a segment per commit, at least.
@@ -1214,6 +1217,7 @@ fn many_small_commits_merge_and_answer_as_one_build() {
     assert_eq!(answers(&index), answers(&whole));
     drop(index);
     let index = EventIndex::open(dir.path(), small).unwrap();
+    index.wait_for_merges().unwrap();
     assert_eq!(segment_files(dir.path()), files);
     assert_eq!(answers(&index), answers(&whole));
 }

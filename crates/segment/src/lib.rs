@@ -23,8 +23,8 @@
 //! probe per term and one `u64` appended to an occurrence log, and posting
 //! lists come out of a counting sort at `finish`, already in order; merging
 //! segments that cover consecutive ranges is concatenation, with no map
-//! from old to new documents. The engines bench of `sealtrail-index`
-//! measures this design against tantivy on the same events.
+//! from old to new documents. `sealtrail-index` stores its segments
+//! in this format; ARCHITECTURE.md has the measurements against tantivy.
 //!
 //! The byte layout is in docs/index-segments.md. Architecture invariant: a
 //! segment's bytes are a pure function of what was added, in that order

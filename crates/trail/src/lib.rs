@@ -192,6 +192,8 @@ impl Trail {
         EventIndex::wipe(&dir)?;
         let index = open_index(&dir, opts, &log)?;
         catch_up(&log, &index)?;
+        // End compact: the merges the rebuild calls for, before returning.
+        index.wait_for_merges()?;
         Ok(index.indexed())
     }
 
