@@ -113,6 +113,15 @@ const MERGE_FACTOR: usize = 16;
 /// merged term dictionary in memory, which grows with the documents.
 const MAX_MERGED_DOCS: u64 = 1 << 22;
 
+/// Nor of more term bytes than this, for the same reason (the format's
+/// limit is 4 GiB).
+const MAX_MERGED_TERM_BYTES: u64 = 1 << 30;
+
+/// The most the segment being built may hold, whatever
+/// [`IndexOptions::writer_memory`] says: its term bytes must stay under the
+/// format's 4 GiB.
+const MAX_BUILDING_MEMORY: usize = 1 << 31;
+
 /// One committed segment.
 struct Part {
     file: String,
@@ -141,7 +150,14 @@ impl Part {
             path: path.clone(),
             reason,
         };
-        let map = Mapped::open(&path).map_err(|e| bad(format!("cannot map: {e}")))?;
+        // A missing file is damage; any other failure to map it (no memory,
+        // too many open files, permissions) is not the index's fault, and
+        // must not get it wiped.
+        let map = match Mapped::open(&path) {
+            Ok(map) => map,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(bad("missing".into())),
+            Err(e) => return Err(io_at(&path)(e)),
+        };
         let len = map.as_ref().len() as u64;
         if len != bytes {
             return Err(bad(format!("{len} bytes where the manifest says {bytes}")));
@@ -431,7 +447,7 @@ impl EventIndex {
     /// compact, and for tests). Fails if a merge failed.
     pub fn wait_for_merges(&self) -> Result<(), IndexError> {
         let mut m = self.store.merges.lock().unwrap_or_else(|e| e.into_inner());
-        while m.due || m.running {
+        while (m.due || m.running) && !m.stop {
             m = self.store.merges_changed.wait(m).unwrap_or_else(|e| e.into_inner());
         }
         drop(m);
@@ -631,7 +647,7 @@ impl Store {
             let at = w.pending;
             w.building.add(at, event.borrow());
             w.pending = at + 1;
-            if w.building.segment.memory() >= self.opts.writer_memory {
+            if w.building.segment.memory() >= self.opts.writer_memory.min(MAX_BUILDING_MEMORY) {
                 self.flush(&mut w)?;
             }
         }
@@ -682,14 +698,11 @@ impl Store {
                 m.due = false;
                 m.running = true;
             }
-            let result = self.merge_runs();
-            if result.is_err() {
-                if let Ok(mut w) = self.writer.lock() {
-                    w.poisoned = true;
-                }
+            let running = Running(self);
+            if self.merge_runs().is_err() {
+                self.writer.lock().unwrap_or_else(|e| e.into_inner()).poisoned = true;
             }
-            self.merges.lock().unwrap_or_else(|e| e.into_inner()).running = false;
-            self.merges_changed.notify_all();
+            drop(running);
         }
     }
 
@@ -775,6 +788,8 @@ impl Store {
         let out = write(BufWriter::with_capacity(1 << 20, out)).map_err(io_at(&path))?;
         let out = out.into_inner().map_err(|e| io_at(&path)(e.into_error()))?;
         out.sync_all().map_err(io_at(&path))?;
+        // The file's name too, before any manifest names it.
+        sync_dir(&self.dir)?;
         let bytes = out.metadata().map_err(io_at(&path))?.len();
         Ok(Arc::new(Part::open(&self.dir, &file, bytes)?))
     }
@@ -789,6 +804,30 @@ impl Store {
             return Err(IndexError::Poisoned);
         }
         Ok(w)
+    }
+}
+
+/// Marks the merge thread's work done when dropped, also when a merge
+/// panics: the index then refuses writes and the thread is gone, so that
+/// neither a writer nor [`EventIndex::wait_for_merges`] waits on it.
+struct Running<'a>(&'a Store);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let store = self.0;
+        let panicked = std::thread::panicking();
+        // The writer's lock before the merge state's, never while holding
+        // it: a commit takes them in that order.
+        if panicked {
+            store.writer.lock().unwrap_or_else(|e| e.into_inner()).poisoned = true;
+        }
+        let mut m = store.merges.lock().unwrap_or_else(|e| e.into_inner());
+        m.running = false;
+        if panicked {
+            m.due = false;
+            m.stop = true;
+        }
+        store.merges_changed.notify_all();
     }
 }
 
@@ -818,7 +857,8 @@ fn write_manifest(dir: &Path, text: &str) -> Result<(), IndexError> {
 /// The run of segments to merge next, if any: the oldest [`MERGE_FACTOR`]
 /// neighbours of which no one holds more documents than the others
 /// together, whose predecessor (if any) holds at least four times the
-/// largest, and which together stay within [`MAX_MERGED_DOCS`]. So sizes
+/// largest, and which together stay within [`MAX_MERGED_DOCS`] and
+/// [`MAX_MERGED_TERM_BYTES`]. So sizes
 /// fall from the oldest segment to the newest, and each document is
 /// rewritten about once per factor of 16 that the segments around it grow
 /// by, whatever the sizes of commits. Any run qualifies, not only the
@@ -830,10 +870,12 @@ fn merge_run(parts: &[Arc<Part>]) -> Option<std::ops::Range<usize>> {
             let run = &parts[start..start + MERGE_FACTOR];
             let largest = run.iter().map(docs).max().unwrap_or(0);
             let total: u64 = run.iter().map(docs).sum();
+            let term_bytes: u64 = run.iter().map(|p| p.segment.term_bytes_len() as u64).sum();
             let below = start.checked_sub(1).map(|i| docs(&parts[i]));
             largest <= total - largest
                 && below.is_none_or(|b| largest.saturating_mul(4) <= b)
                 && total <= MAX_MERGED_DOCS
+                && term_bytes <= MAX_MERGED_TERM_BYTES
         })
         .map(|start| start..start + MERGE_FACTOR)
 }

@@ -1326,3 +1326,69 @@ fn damaged_indexes_are_refused_with_what_and_where() {
     EventIndex::wipe(&old).unwrap();
     assert!(!old.exists());
 }
+
+/// Make the posting list of action `a` in the segment at `path` descend
+/// once, keeping its length: five one-byte deltas become the five-byte
+/// varint of `u32::MAX` (docs/index-segments.md has the layout).
+fn unsort_postings_of_a(path: &std::path::Path, docs: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let segment = sealtrail_segment::Segment::open(bytes.clone()).unwrap();
+    let term = segment.find(0, b"a").unwrap() as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let columns = u32_at(bytes.len() - 12);
+    let table = bytes.len() - 24 - (7 + columns) * 8;
+    let offsets = u64_at(table); // section 1 starts where section 0 ends
+    let list = u64_at(offsets + term * 8);
+    let skips = (docs.div_ceil(128) - 1) * 8;
+    let deltas = list + 2 + skips; // a two-byte count
+    assert_eq!(&bytes[deltas + 21..deltas + 26], &[1; 5]);
+    bytes[deltas + 21..deltas + 26].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_merge_that_fails_refuses_writes_and_wakes_its_waiters() {
+    let event = |i: u64| {
+        let at = Timestamp::from_millisecond(1_767_225_600_000 + i as i64).unwrap();
+        let mut random = [0u8; 10];
+        random[..8].copy_from_slice(&i.to_be_bytes());
+        accept_json(br#"{"action":"a"}"#, at, event_id(at, random).unwrap()).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut next = 0;
+    let mut add_200 = |index: &EventIndex| {
+        for _ in 0..200 {
+            index.add(next, Some(&event(next))).unwrap();
+            next += 1;
+        }
+        index.commit().unwrap();
+    };
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    for _ in 0..15 {
+        add_200(&index);
+    }
+    drop(index);
+    unsort_postings_of_a(&dir.path().join(&segment_files(dir.path())[5]), 200);
+
+    // The damage opens (lengths and sections hold); the 16th segment calls
+    // for a merge, which refuses the list rather than panicking or writing it.
+    let index = std::sync::Arc::new(EventIndex::open(dir.path(), IndexOptions::default()).unwrap());
+    add_200(&index);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::sync::Arc::clone(&index);
+    let thread = std::thread::spawn(move || tx.send(waiter.wait_for_merges().map_err(|e| e.to_string())));
+    let waited = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("wait_for_merges hung");
+    thread.join().unwrap().unwrap();
+    assert!(waited.unwrap_err().contains("refused writes"));
+    assert!(matches!(index.add(next, None), Err(IndexError::Poisoned)));
+    // 16 committed segments and the failed merge's partial file, which the
+    // next open deletes.
+    assert_eq!(segment_files(dir.path()).len(), 17);
+    drop(index);
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    assert_eq!(index.indexed(), next);
+    assert!(segment_files(dir.path()).len() <= 17);
+}

@@ -195,6 +195,12 @@ impl<B: AsRef<[u8]>> Segment<B> {
         self.fields
     }
 
+    /// Bytes of all terms together (the term-bytes section), which a
+    /// merge holds in memory for its output's dictionary.
+    pub fn term_bytes_len(&self) -> usize {
+        self.section(2 + self.column_count()).len()
+    }
+
     pub fn kinds(&self) -> &[ColumnKind] {
         &self.kinds
     }

@@ -29,14 +29,25 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
+/// Where a term's bytes end in the term-bytes section: a `u32`, so a
+/// segment's terms hold less than 4 GiB.
+fn term_end(len: usize) -> io::Result<u32> {
+    u32::try_from(len).map_err(|_| invalid("a segment's term bytes would pass 4 GiB".into()))
+}
+
 /// One posting list: count, skip entries, then delta-coded documents.
-fn encode_list(docs: &[u32], data: &mut Vec<u8>, out: &mut Vec<u8>) {
+/// Refuses documents that do not ascend (a merge of damaged parts).
+fn encode_list(docs: &[u32], data: &mut Vec<u8>, out: &mut Vec<u8>) -> io::Result<()> {
     data.clear();
     let mut skips = Vec::new();
     let mut prev = 0u32;
     for (i, &d) in docs.iter().enumerate() {
+        if i > 0 && d <= prev {
+            return Err(invalid(format!("posting list not ascending: {d} after {prev}")));
+        }
         if i > 0 && i % BLOCK as usize == 0 {
-            skips.push((prev, data.len() as u32));
+            let at = u32::try_from(data.len()).map_err(|_| invalid("posting list over 4 GiB".into()))?;
+            skips.push((prev, at));
         }
         varint::put(data, u64::from(d - prev));
         prev = d;
@@ -47,6 +58,7 @@ fn encode_list(docs: &[u32], data: &mut Vec<u8>, out: &mut Vec<u8>) {
         out.extend_from_slice(&offset.to_le_bytes());
     }
     out.extend_from_slice(data);
+    Ok(())
 }
 
 /// Sections 0 and 1: posting lists as they come, in term order, then
@@ -62,7 +74,7 @@ impl PostingsWriter {
     fn add<W: Write>(&mut self, docs: &[u32], out: &mut Out<W>) -> io::Result<()> {
         self.offsets.extend_from_slice(&out.at.to_le_bytes());
         self.list.clear();
-        encode_list(docs, &mut self.data, &mut self.list);
+        encode_list(docs, &mut self.data, &mut self.list)?;
         out.put(&self.list)
     }
 
@@ -434,7 +446,7 @@ impl SegmentBuilder {
         let mut hashes = Vec::with_capacity(n);
         for &(_, id) in &order {
             keys.extend_from_slice(&self.terms.key(id)[1..]);
-            ends.push(keys.len() as u32);
+            ends.push(term_end(keys.len())?);
             hashes.push(self.terms.hashes[id as usize]);
         }
         Tail {
@@ -510,7 +522,15 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
                 }
                 heap.pop();
                 let p = parts[i];
-                docs.extend(p.postings(id).iter().map(|d| d + bases[i]));
+                for d in p.postings(id).iter() {
+                    if d >= p.docs() {
+                        return Err(invalid(format!(
+                            "segment {i} of the merge posts document {d} of {}",
+                            p.docs()
+                        )));
+                    }
+                    docs.push(d + bases[i]);
+                }
                 if wanted {
                     let rel = id - p.field_terms(field).start;
                     if let Some(slot) = renumber[field as usize][i].get_mut(rel as usize) {
@@ -524,7 +544,7 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
             }
             postings.add(&docs, &mut out)?;
             keys.extend_from_slice(term);
-            ends.push(keys.len() as u32);
+            ends.push(term_end(keys.len())?);
             hashes.push(hash);
         }
         field_starts.push(ends.len() as u32);
