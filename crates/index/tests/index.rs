@@ -966,6 +966,17 @@ fn idempotency_keys() {
 }
 
 /// Everything the index answers, for comparing two indexes.
+/// An index of `entries` added and committed once, in a new directory.
+fn build_in_one_commit(entries: &[Option<Event>]) -> (tempfile::TempDir, EventIndex) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        index.add(i as u64, e.as_ref()).unwrap();
+    }
+    index.commit().unwrap();
+    (dir, index)
+}
+
 fn answers(index: &EventIndex) -> Vec<String> {
     let filters = [
         f(),
@@ -999,12 +1010,7 @@ fn answers(index: &EventIndex) -> Vec<String> {
 #[test]
 fn incremental_build_with_reopens_equals_a_rebuild() {
     let entries = &entries(11, 1500);
-    let scratch = tempfile::tempdir().unwrap();
-    let whole = EventIndex::open(scratch.path(), IndexOptions::default()).unwrap();
-    for (i, e) in entries.iter().enumerate() {
-        whole.add(i as u64, e.as_ref()).unwrap();
-    }
-    whole.commit().unwrap();
+    let (_scratch, whole) = build_in_one_commit(entries);
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("logs/x/index");
@@ -1184,12 +1190,7 @@ fn segment_files(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn many_small_commits_merge_and_answer_as_one_build() {
     let entries = &entries(17, 2500);
-    let scratch = tempfile::tempdir().unwrap();
-    let whole = EventIndex::open(scratch.path(), IndexOptions::default()).unwrap();
-    for (i, e) in entries.iter().enumerate() {
-        whole.add(i as u64, e.as_ref()).unwrap();
-    }
-    whole.commit().unwrap();
+    let (scratch, whole) = build_in_one_commit(entries);
     assert_eq!(segment_files(scratch.path()).len(), 1);
 
     let dir = tempfile::tempdir().unwrap();
@@ -1252,12 +1253,7 @@ fn open_deletes_what_no_commit_named_and_resumes_at_the_watermark() {
         index.add(i as u64, e.as_ref()).unwrap();
     }
     index.commit().unwrap();
-    let rebuilt = tempfile::tempdir().unwrap();
-    let whole = EventIndex::open(rebuilt.path(), IndexOptions::default()).unwrap();
-    for (i, e) in entries.iter().enumerate() {
-        whole.add(i as u64, e.as_ref()).unwrap();
-    }
-    whole.commit().unwrap();
+    let (_rebuilt, whole) = build_in_one_commit(entries);
     assert_eq!(answers(&index), answers(&whole));
 }
 
