@@ -479,17 +479,15 @@ impl EventIndex {
                 for part in parts.iter().rev().filter(|p| p.first <= hi) {
                     let seg = &part.segment;
                     let Some(mut matches) = plan.on(seg) else { continue };
-                    let Some(mut at) = first_at_or_after(seg, hi.saturating_add(1)).checked_sub(1) else {
+                    let Some(last) = first_at_or_after(seg, hi.saturating_add(1)).checked_sub(1) else {
                         continue;
                     };
                     let Some(ledger) = seg.column(LEDGER) else { continue };
-                    while let Some(doc) = matches.le(at) {
+                    if !matches.descending(last, |doc| {
                         out.extend(ledger.get(doc));
-                        if out.len() == page.limit {
-                            return Ok(out);
-                        }
-                        let Some(next) = doc.checked_sub(1) else { break };
-                        at = next;
+                        out.len() < page.limit
+                    }) {
+                        return Ok(out);
                     }
                 }
             }
@@ -504,14 +502,12 @@ impl EventIndex {
                 for part in parts.iter().filter(|p| p.last >= lo) {
                     let seg = &part.segment;
                     let Some(mut matches) = plan.on(seg) else { continue };
-                    let mut at = first_at_or_after(seg, lo);
                     let Some(ledger) = seg.column(LEDGER) else { continue };
-                    while let Some(doc) = matches.ge(at) {
+                    if !matches.ascending(first_at_or_after(seg, lo), |doc| {
                         out.extend(ledger.get(doc));
-                        if out.len() == page.limit {
-                            return Ok(out);
-                        }
-                        at = doc + 1;
+                        out.len() < page.limit
+                    }) {
+                        return Ok(out);
                     }
                 }
             }
@@ -539,14 +535,8 @@ impl EventIndex {
                 continue;
             };
             let mut values = crate::query::Values::new(ledger);
-            let mut at = 0;
-            while let Some(doc) = matches.ge(at) {
-                if let Some(v) = values.get(doc) {
-                    if !f(v) {
-                        return Ok(());
-                    }
-                }
-                at = doc + 1;
+            if !matches.ascending(0, |doc| values.get(doc).is_none_or(&mut f)) {
+                return Ok(());
             }
         }
         Ok(())
@@ -620,7 +610,7 @@ impl Store {
     }
 
     /// Ledger entry `index`, which is not an event.
-    pub fn add_entry(&self, index: u64) -> Result<(), IndexError> {
+    fn add_entry(&self, index: u64) -> Result<(), IndexError> {
         let mut w = self.lock()?;
         if index != w.pending {
             return Err(IndexError::OutOfOrder {
@@ -632,7 +622,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn add_events<E: std::borrow::Borrow<Event>>(&self, first: u64, events: &[E]) -> Result<(), IndexError> {
+    fn add_events<E: std::borrow::Borrow<Event>>(&self, first: u64, events: &[E]) -> Result<(), IndexError> {
         let mut w = self.lock()?;
         if first != w.pending {
             return Err(IndexError::OutOfOrder {
@@ -654,7 +644,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn commit(&self) -> Result<u64, IndexError> {
+    fn commit(&self) -> Result<u64, IndexError> {
         let mut w = self.lock()?;
         let n = w.pending;
         if n == self.indexed() {

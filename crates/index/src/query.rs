@@ -221,13 +221,39 @@ impl Matches<'_> {
         }
     }
 
-    /// Call `visit` with every match, ascending.
-    pub fn for_each(&mut self, mut visit: impl FnMut(u32)) {
-        let mut next = 0;
+    /// Call `visit` with each match from `first` up, ascending, while it
+    /// returns true. False if `visit` stopped it.
+    pub fn ascending(&mut self, first: u32, mut visit: impl FnMut(u32) -> bool) -> bool {
+        let mut next = first;
         while let Some(d) = self.ge(next) {
-            visit(d);
+            if !visit(d) {
+                return false;
+            }
             next = d + 1;
         }
+        true
+    }
+
+    /// Call `visit` with each match from `last` down, descending, while it
+    /// returns true. False if `visit` stopped it.
+    pub fn descending(&mut self, last: u32, mut visit: impl FnMut(u32) -> bool) -> bool {
+        let mut next = last;
+        while let Some(d) = self.le(next) {
+            if !visit(d) {
+                return false;
+            }
+            let Some(below) = d.checked_sub(1) else { break };
+            next = below;
+        }
+        true
+    }
+
+    /// Call `visit` with every match, ascending.
+    pub fn for_each(&mut self, mut visit: impl FnMut(u32)) {
+        self.ascending(0, |d| {
+            visit(d);
+            true
+        });
     }
 
     /// How many documents match.

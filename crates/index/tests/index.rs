@@ -1032,7 +1032,8 @@ fn incremental_build_with_reopens_equals_a_rebuild() {
     let index = EventIndex::open(
         &path,
         IndexOptions {
-            // A few hundred kilobytes: segments are written between commits too.
+            // Other writer options: they change how segments are written,
+            // not what an open index answers.
             writer_memory: 300 << 10,
         },
     )
@@ -1259,13 +1260,7 @@ fn open_deletes_what_no_commit_named_and_resumes_at_the_watermark() {
 
 #[test]
 fn damaged_indexes_are_refused_with_what_and_where() {
-    let entries = &entries(23, 100);
-    let dir = tempfile::tempdir().unwrap();
-    let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
-    for (i, e) in entries.iter().enumerate() {
-        index.add(i as u64, e.as_ref()).unwrap();
-    }
-    index.commit().unwrap();
+    let (dir, index) = build_in_one_commit(&entries(23, 100));
     assert!(matches!(
         EventIndex::open(dir.path(), IndexOptions::default()),
         Err(IndexError::Locked(_))
