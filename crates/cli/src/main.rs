@@ -19,7 +19,7 @@ mod server;
 // them on another (the indexer). jemalloc does that with about 15% less
 // CPU per event than the system allocator, and unlike mimalloc's defaults
 // it does not hand memory back to the kernel only to fault it in again a
-// few milliseconds later (BENCHMARKS.md, "Session 6").
+// few milliseconds later (BENCHMARKS.md, "Evidence for design decisions").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

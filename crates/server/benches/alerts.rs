@@ -1,4 +1,4 @@
-//! Issue 5's benchmark: ingest with 20 active alert rules against ingest
+//! Alert rules beside ingest: ingest with 20 active alert rules against ingest
 //! with none, in the same run, on the same events.
 //!
 //! ```text
@@ -219,7 +219,7 @@ fn main() {
     let (base, loaded) = (rate(&without), rate(&with));
     let catch_up = median(&with, &|r| r.catch_up_secs);
     let eval_rate = median(&with, &|r| count as f64 / (r.ingest_secs + r.catch_up_secs));
-    println!("# Alert rules beside ingest (issue 5)\n");
+    println!("# Alert rules beside ingest\n");
     println!(
         "{count} generated events (seed {seed}), `Trail::ingest` of {batch}-event batches from 2 threads, \
          median of {rounds} rounds, {} cores.\n",

@@ -1,4 +1,4 @@
-//! Issue 4's benchmark: the HTTP server under load from `sealtrail-loadgen`,
+//! The HTTP server under load from `sealtrail-loadgen`,
 //! every figure beside a baseline measured in the same run and the ratio.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Issue 3's benchmark: one trail of generated audit events, ingested
+//! Audit events end to end: one trail of generated audit events, ingested
 //! through [`Trail::ingest`] and queried through [`Trail::query`], side by
 //! side with the same events COPied into an indexed PostgreSQL audit table
 //! and queried with the equivalent SQL. Every figure is printed beside its
