@@ -198,10 +198,6 @@ pub(crate) async fn store_batch(
     let max = app.config.limits.max_batch_events;
     blocking(move || {
         let (inputs, lines) = split_batch(&body)?;
-        let log = match log {
-            Some(log) => log,
-            None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
-        };
         if inputs.len() > max {
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -213,6 +209,11 @@ pub(crate) async fn store_batch(
             ));
         }
         check_tenant(&caller, &inputs, lines.as_deref())?;
+        // Only now may a routed batch create its tenant's log.
+        let log = match log {
+            Some(log) => log,
+            None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
+        };
         let trail = writable(&app, &log)?;
         let started = Instant::now();
         let done = trail.ingest(&inputs, atomic).map_err(super::trail_problem)?;

@@ -1,0 +1,326 @@
+//! The router driven without a socket on what tenants may see of each
+//! other (entry bundles, receipts, inclusion proofs) and the bound on logs
+//! that per-tenant routing creates.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use sealtrail_server::app::{key_event, now_text};
+use sealtrail_server::meta::Scope;
+use sealtrail_server::{router, App, Config};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    app: Arc<App>,
+    router: Router,
+}
+
+impl Harness {
+    fn new(adjust: impl FnOnce(&mut Config)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        config.index.visibility_ms = 20;
+        adjust(&mut config);
+        let app = App::open(config).unwrap();
+        let router = router(app.clone());
+        Harness { _dir: dir, app, router }
+    }
+
+    fn key(&self, scope: Scope, tenant: Option<&str>) -> String {
+        let (_, secret) = self
+            .app
+            .meta
+            .create_key(scope, tenant, "test", &now_text(), |k| {
+                key_event(json!({"id": "test", "type": "user"}), "api_key.created", k)
+            })
+            .unwrap();
+        secret
+    }
+
+    /// A request with `authorization` as the whole header value.
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        authorization: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let req = match body {
+            Some((content_type, bytes)) => req.header(header::CONTENT_TYPE, content_type).body(Body::from(bytes)),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply { status, headers, bytes }
+    }
+
+    async fn call(&self, method: Method, uri: &str, key: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Reply {
+        let bearer = key.map(|k| format!("Bearer {k}"));
+        self.send(method, uri, bearer.as_deref(), body).await
+    }
+
+    async fn post(&self, uri: &str, key: Option<&str>, event: Value) -> Reply {
+        self.call(
+            Method::POST,
+            uri,
+            key,
+            Some(("application/json", event.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    async fn get(&self, uri: &str, key: Option<&str>) -> Reply {
+        self.call(Method::GET, uri, key, None).await
+    }
+
+    /// Store `event` in `log`, returning its index.
+    async fn store(&self, log: &str, key: &str, event: Value) -> u64 {
+        let r = self.post(&format!("/api/v1/logs/{log}/events"), Some(key), event).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
+        r.json()["index"].as_u64().unwrap()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// Assert a problem document with this status and type, returning it.
+    fn problem(&self, status: u16, kind: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text());
+        assert_eq!(
+            self.headers.get(header::CONTENT_TYPE).unwrap(),
+            "application/problem+json"
+        );
+        let p = self.json();
+        assert_eq!(p["type"], format!("urn:sealtrail:problem:{kind}"), "{p}");
+        assert!(!p["detail"].as_str().unwrap().is_empty());
+        p
+    }
+}
+
+fn event(tenant: Option<&str>) -> Value {
+    let mut e = json!({"action": "invoice.paid", "actor": {"id": "u-1"}});
+    if let Some(t) = tenant {
+        e["tenant"] = json!(t);
+    }
+    e
+}
+
+#[tokio::test]
+async fn entry_bundles_need_a_key_that_may_read_every_tenant_of_the_log() {
+    let h = Harness::new(|_| {});
+    let admin = h.key(Scope::Admin, None);
+    let read = h.key(Scope::Read, None);
+    let ingest = h.key(Scope::Ingest, None);
+    let read_acme = h.key(Scope::Read, Some("acme"));
+    h.store("default", &admin, event(Some("acme"))).await;
+    h.store("default", &admin, event(Some("globex"))).await;
+
+    // Checkpoint and hash tiles hold hashes only: public.
+    assert_eq!(h.get("/logs/default/checkpoint", None).await.status, 200);
+    let tile = h.get("/logs/default/tile/0/000.p/2", None).await;
+    assert_eq!(tile.status, 200);
+    assert_eq!(tile.bytes.len(), 64);
+
+    // The bundle holds both tenants' events.
+    let bundle = "/logs/default/tile/entries/000.p/2";
+    h.get(bundle, None).await.problem(401, "unauthorized");
+    h.get(bundle, Some(&ingest)).await.problem(403, "forbidden");
+    h.get(bundle, Some(&read_acme)).await.problem(403, "forbidden");
+    for key in [&read, &admin] {
+        let r = h.get(bundle, Some(key)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("globex") && r.text().contains("acme"));
+    }
+    // Even a path that names no tile is refused to the anonymous first.
+    h.get("/logs/default/tile/entries/x", None)
+        .await
+        .problem(401, "unauthorized");
+
+    // A log named like a tenant is not the tenant's own unless logs are
+    // per tenant: anyone with an unrestricted key may have written to it.
+    h.app.open_or_create("acme").unwrap();
+    h.store("acme", &admin, event(Some("globex"))).await;
+    h.get("/logs/acme/tile/entries/000.p/1", Some(&read_acme))
+        .await
+        .problem(403, "forbidden");
+}
+
+#[tokio::test]
+async fn with_per_tenant_logs_a_tenant_key_reads_its_own_logs_bundles() {
+    let h = Harness::new(|c| c.logs.per_tenant = true);
+    let admin = h.key(Scope::Admin, None);
+    let read = h.key(Scope::Read, None);
+    let read_acme = h.key(Scope::Read, Some("acme"));
+    let read_globex = h.key(Scope::Read, Some("globex"));
+    let r = h.post("/api/v1/events", Some(&admin), event(Some("acme"))).await;
+    assert_eq!(r.json()["log"], "acme");
+
+    let bundle = "/logs/acme/tile/entries/000.p/1";
+    h.get(bundle, None).await.problem(401, "unauthorized");
+    h.get(bundle, Some(&read_globex)).await.problem(403, "forbidden");
+    for key in [&read_acme, &read] {
+        let r = h.get(bundle, Some(key)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("acme"));
+    }
+    // The default log holds events of no tenant and is nobody's own.
+    h.get("/logs/default/checkpoint", Some(&read_acme))
+        .await
+        .problem(403, "forbidden");
+    // The system log stays admin only.
+    h.get("/logs/system/tile/entries/000.p/1", Some(&read))
+        .await
+        .problem(403, "forbidden");
+    let size = h.app.trail("system").unwrap().log().size();
+    let r = h
+        .get(&format!("/logs/system/tile/entries/000.p/{size}"), Some(&admin))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn tenant_keys_get_receipts_and_inclusion_proofs_of_their_own_entries_only() {
+    let h = Harness::new(|_| {});
+    let admin = h.key(Scope::Admin, None);
+    let read_acme = h.key(Scope::Read, Some("acme"));
+    let ours = h.store("default", &admin, event(Some("acme"))).await;
+    let theirs = h.store("default", &admin, event(Some("globex"))).await;
+    let untenanted = h.store("default", &admin, event(None)).await;
+
+    let receipt = |i: u64| format!("/api/v1/logs/default/receipts/{i}");
+    let inclusion = |i: u64| format!("/api/v1/logs/default/proofs/inclusion?index={i}");
+    assert_eq!(h.get(&receipt(ours), Some(&read_acme)).await.status, 200);
+    assert_eq!(h.get(&inclusion(ours), Some(&read_acme)).await.status, 200);
+    for i in [theirs, untenanted] {
+        let p = h.get(&receipt(i), Some(&read_acme)).await.problem(404, "not-found");
+        assert!(!p["detail"].as_str().unwrap().contains("globex"), "{p}");
+        h.get(&inclusion(i), Some(&read_acme)).await.problem(404, "not-found");
+        // An unrestricted key gets them all.
+        assert_eq!(h.get(&receipt(i), Some(&admin)).await.status, 200);
+        assert_eq!(h.get(&inclusion(i), Some(&admin)).await.status, 200);
+    }
+    // Consistency proofs are hashes only.
+    let r = h
+        .get("/api/v1/logs/default/proofs/consistency?from=1", Some(&read_acme))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // An event by id: another tenant's does not exist for this key.
+    let id = |i: u64| {
+        let log = h.app.trail("default").unwrap();
+        let entry = log.log().entry(i).unwrap();
+        sealtrail_event::parse_entry(&entry).unwrap().id.to_string()
+    };
+    h.app.trail("default").unwrap().sync_index().unwrap();
+    let (ours_id, theirs_id) = (id(ours), id(theirs));
+    assert_eq!(
+        h.get(&format!("/api/v1/logs/default/events/{ours_id}"), Some(&read_acme))
+            .await
+            .status,
+        200
+    );
+    h.get(&format!("/api/v1/logs/default/events/{theirs_id}"), Some(&read_acme))
+        .await
+        .problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn per_tenant_routing_creates_logs_up_to_max_logs() {
+    // The system log, the default log, and one more.
+    let h = Harness::new(|c| {
+        c.logs.per_tenant = true;
+        c.logs.max_logs = 3;
+    });
+    let ingest = h.key(Scope::Ingest, None);
+    let admin = h.key(Scope::Admin, None);
+    let r = h.post("/api/v1/events", Some(&ingest), event(Some("acme"))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // At the bound: refused by name, nothing created.
+    let p = h
+        .post("/api/v1/events", Some(&ingest), event(Some("globex")))
+        .await
+        .problem(422, "too-many-logs");
+    assert_eq!(p["errors"][0]["field"], "tenant", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("logs.max_logs"), "{p}");
+    assert!(!h.app.data.log_dir("globex").exists());
+    let batch = json!([event(Some("globex"))]).to_string().into_bytes();
+    h.call(
+        Method::POST,
+        "/api/v1/events/batch",
+        Some(&ingest),
+        Some(("application/json", batch)),
+    )
+    .await
+    .problem(422, "too-many-logs");
+    h.post("/api/v1/logs", Some(&admin), json!({"name": "initech"}))
+        .await
+        .problem(422, "too-many-logs");
+    // Existing logs still take events.
+    let r = h.post("/api/v1/events", Some(&ingest), event(Some("acme"))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(h.app.trail("acme").unwrap().log().size(), 2);
+    let text = sealtrail_server::ops::prometheus().render();
+    assert!(text.contains("sealtrail_logs_refused_total"), "{text}");
+}
+
+#[tokio::test]
+async fn per_tenant_routing_checks_the_tenant_before_creating_its_log() {
+    let h = Harness::new(|c| c.logs.per_tenant = true);
+    let ingest_acme = h.key(Scope::Ingest, Some("acme"));
+    // A key restricted to acme cannot make globex a log.
+    h.post("/api/v1/events", Some(&ingest_acme), event(Some("globex")))
+        .await
+        .problem(403, "forbidden");
+    let batch = json!([event(Some("globex"))]).to_string().into_bytes();
+    h.call(
+        Method::POST,
+        "/api/v1/events/batch",
+        Some(&ingest_acme),
+        Some(("application/json", batch)),
+    )
+    .await
+    .problem(403, "forbidden");
+    assert!(!h.app.data.log_dir("globex").exists());
+    // A tenant that is no log name creates nothing either.
+    h.post("/api/v1/events", Some(&ingest_acme), event(Some("../acme")))
+        .await
+        .problem(403, "forbidden");
+    let admin = h.key(Scope::Admin, None);
+    let p = h
+        .post("/api/v1/events", Some(&admin), event(Some("../acme")))
+        .await
+        .problem(422, "invalid-event");
+    assert_eq!(p["errors"][0]["field"], "tenant", "{p}");
+    let logs: Vec<String> = h.app.data.list_logs().unwrap().into_iter().map(|l| l.name).collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+}
