@@ -1,6 +1,7 @@
 //! The router driven without a socket on what tenants may see of each
-//! other (entry bundles, receipts, inclusion proofs) and the bound on logs
-//! that per-tenant routing creates.
+//! other (entry bundles, receipts, inclusion proofs), the bound on logs
+//! that per-tenant routing creates, and query parameters that cannot
+//! match.
 
 #![allow(clippy::unwrap_used)]
 
@@ -323,4 +324,43 @@ async fn per_tenant_routing_checks_the_tenant_before_creating_its_log() {
     assert_eq!(p["errors"][0]["field"], "tenant", "{p}");
     let logs: Vec<String> = h.app.data.list_logs().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(logs.len(), 2, "{logs:?}");
+}
+
+#[tokio::test]
+async fn backwards_time_ranges_and_wordless_text_are_refused() {
+    let h = Harness::new(|_| {});
+    let read = h.key(Scope::Read, None);
+    let events = "/api/v1/logs/default/events";
+    for (query, names) in [
+        ("since=2024-05-02&until=2024-05-01", ["since", "until"]),
+        (
+            "received_since=2024-05-01T00:00:01Z&received_until=2024-05-01T00:00:00Z",
+            ["received_since", "received_until"],
+        ),
+        ("since=1h&until=2h", ["since", "until"]),
+    ] {
+        for route in ["events", "stats", "export"] {
+            let uri = format!("/api/v1/logs/default/{route}?{query}");
+            let p = h.get(&uri, Some(&read)).await.problem(400, "invalid-query");
+            let detail = p["detail"].as_str().unwrap();
+            assert!(names.iter().all(|n| detail.contains(n)), "{uri}: {detail}");
+        }
+    }
+    // Equal bounds are an empty range, not a mistake.
+    let r = h
+        .get(&format!("{events}?since=2024-05-01&until=2024-05-01"), Some(&read))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    for text in ["!!!", "%20%20", "-.-", "%E2%80%94"] {
+        let p = h
+            .get(&format!("{events}?text={text}"), Some(&read))
+            .await
+            .problem(400, "invalid-query");
+        assert!(p["detail"].as_str().unwrap().starts_with("text:"), "{p}");
+    }
+    for text in ["disk", "caf%C3%A9!", "--x--"] {
+        let r = h.get(&format!("{events}?text={text}"), Some(&read)).await;
+        assert_eq!(r.status, 200, "{text}: {}", r.text());
+    }
 }
