@@ -249,7 +249,13 @@ impl App {
         let Some(value) = authorization else {
             return Ok(Caller::Anonymous);
         };
-        let Some(secret) = value.strip_prefix("Bearer ").map(str::trim) else {
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        let secret = value
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, secret)| secret.trim());
+        let Some(secret) = secret else {
             return Err(Problem::unauthorized("the Authorization header must be `Bearer <key>`"));
         };
         let cached = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(secret).cloned();

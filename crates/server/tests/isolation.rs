@@ -1,7 +1,8 @@
 //! The router driven without a socket on what tenants may see of each
 //! other (entry bundles, receipts, inclusion proofs), the bound on logs
-//! that per-tenant routing creates, and query parameters that cannot
-//! match.
+//! that per-tenant routing creates, and request details: the
+//! authorization scheme, batch framings, positions of bad JSON in a
+//! batch, query parameters that cannot match, and the documentation UI.
 
 #![allow(clippy::unwrap_used)]
 
@@ -327,6 +328,148 @@ async fn per_tenant_routing_checks_the_tenant_before_creating_its_log() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let h = Harness::new(|_| {});
+    let read = h.key(Scope::Read, None);
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = h
+            .send(
+                Method::GET,
+                "/api/v1/logs/default/events",
+                Some(&format!("{scheme} {read}")),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{scheme}: {}", r.text());
+    }
+    for bad in [format!("Basic {read}"), format!("Bearer{read}"), read.clone()] {
+        h.send(Method::GET, "/api/v1/logs/default/events", Some(&bad), None)
+            .await
+            .problem(401, "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn json_text_sequences_are_framed_by_record_separators() {
+    let h = Harness::new(|_| {});
+    let k = h.key(Scope::Ingest, None);
+    let batch = "/api/v1/logs/default/events/batch";
+    // RFC 7464: RS, a JSON text, LF; a text may span lines.
+    let body = format!(
+        "\x1e{}\n\x1e{{\n  \"action\": 3\n}}\n\x1e\x1e  {}\n\x1enot json\n",
+        event(None),
+        event(Some("acme"))
+    );
+    let r = h
+        .call(
+            Method::POST,
+            batch,
+            Some(&k),
+            Some(("application/json-seq", body.into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(
+        (b["appended"].as_u64(), b["rejected"].as_u64()),
+        (Some(2), Some(2)),
+        "{b}"
+    );
+    let items = b["items"].as_array().unwrap();
+    let lines: Vec<u64> = items.iter().map(|i| i["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [1, 2, 5, 6], "{b}");
+    assert_eq!(items[1]["errors"][0]["field"], "action", "{b}");
+    let detail = items[3]["errors"][0]["detail"].as_str().unwrap();
+    // "not json" is refused at its "o", the line's third byte.
+    assert!(detail.starts_with("invalid JSON at line 6, column 3:"), "{detail}");
+
+    // Without a leading RS it is not a JSON text sequence.
+    let p = h
+        .call(
+            Method::POST,
+            batch,
+            Some(&k),
+            Some(("application/json-seq", event(None).to_string().into_bytes())),
+        )
+        .await
+        .problem(400, "invalid-json-seq");
+    assert!(p["detail"].as_str().unwrap().contains("RS"), "{p}");
+    // A single event is application/json only; an unknown type is named.
+    h.call(
+        Method::POST,
+        "/api/v1/logs/default/events",
+        Some(&k),
+        Some(("application/json-seq", format!("\x1e{}\n", event(None)).into_bytes())),
+    )
+    .await
+    .problem(415, "unsupported-media-type");
+    let p = h
+        .call(
+            Method::POST,
+            batch,
+            Some(&k),
+            Some(("application/x-json-stream", b"{}".to_vec())),
+        )
+        .await
+        .problem(415, "unsupported-media-type");
+    let detail = p["detail"].as_str().unwrap();
+    for t in ["application/x-ndjson", "application/json-seq", "application/jsonl"] {
+        assert!(detail.contains(t), "{detail}");
+    }
+}
+
+#[tokio::test]
+async fn bad_json_in_a_batch_is_placed_by_its_line_in_the_body() {
+    let h = Harness::new(|_| {});
+    let k = h.key(Scope::Ingest, None);
+    let batch = "/api/v1/logs/default/events/batch";
+    // NDJSON: blank lines count; each line's text is its own.
+    let ndjson = format!(
+        "\n{}\n\n  {{\"action\": 'x'}}\r\n\n{{\"a\": 1, \"a\": 2}}\n",
+        event(None)
+    );
+    let r = h
+        .call(
+            Method::POST,
+            batch,
+            Some(&k),
+            Some(("application/x-ndjson", ndjson.into_bytes())),
+        )
+        .await;
+    let b = r.json();
+    let items = b["items"].as_array().unwrap();
+    let at: Vec<(u64, &str)> = items
+        .iter()
+        .map(|i| {
+            let detail = i["errors"][0]["detail"].as_str().unwrap_or("");
+            (i["line"].as_u64().unwrap(), detail)
+        })
+        .collect();
+    assert_eq!(at[0], (2, ""), "{b}");
+    assert_eq!(at[1].0, 4, "{b}");
+    assert!(at[1].1.starts_with("invalid JSON at line 4, column 14:"), "{b}");
+    assert_eq!(at[2].0, 6, "{b}");
+    assert!(at[2].1.starts_with("invalid JSON at line 6, column 12:"), "{b}");
+
+    // A JSON array: the event's place in the body.
+    let array = "[\n  {\"action\": \"a.b\"},\n  {\"action\": \"a.b\",\n   \"action\": \"c\"}\n]";
+    let r = h
+        .call(
+            Method::POST,
+            batch,
+            Some(&k),
+            Some(("application/json", array.as_bytes().to_vec())),
+        )
+        .await;
+    let b = r.json();
+    let detail = b["items"][1]["errors"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("invalid JSON at line 4, column 11: duplicate key"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
 async fn backwards_time_ranges_and_wordless_text_are_refused() {
     let h = Harness::new(|_| {});
     let read = h.key(Scope::Read, None);
@@ -363,4 +506,13 @@ async fn backwards_time_ranges_and_wordless_text_are_refused() {
         let r = h.get(&format!("{events}?text={text}"), Some(&read)).await;
         assert_eq!(r.status, 200, "{text}: {}", r.text());
     }
+}
+
+#[tokio::test]
+async fn the_documentation_ui_calls_no_outside_validator() {
+    let h = Harness::new(|_| {});
+    let r = h.get("/api/docs/swagger-initializer.js", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(r#""validatorUrl": "none""#), "{}", r.text());
+    assert!(r.text().contains("/api/v1/openapi.json"), "{}", r.text());
 }

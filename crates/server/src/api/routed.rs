@@ -111,7 +111,7 @@ pub async fn post_event(State(app): State<Arc<App>>, Auth(caller): Auth, body: J
 #[utoipa::path(
     post, path = "/api/v1/events/batch", tag = "ingest",
     params(BatchParams),
-    request_body(content = Vec<serde_json::Value>, description = "A JSON array of events, or NDJSON with Content-Type application/x-ndjson", content_type = "application/json"),
+    request_body(content = Vec<serde_json::Value>, description = "A JSON array of events; or NDJSON with Content-Type application/x-ndjson (also application/jsonl, application/jsonlines); or an RFC 7464 JSON text sequence with Content-Type application/json-seq", content_type = "application/json"),
     responses(
         (status = 200, description = "Per-event results; every stored event is durable", body = BatchResult),
         (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
