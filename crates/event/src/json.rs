@@ -7,7 +7,9 @@
 //! first, so a sender could show one value to a downstream tool and store
 //! another. Lone surrogate escapes (`"\ud800"`), trailing characters, nesting
 //! beyond `serde_json`'s recursion limit (128) and numbers beyond the double
-//! range are refused by `serde_json` itself.
+//! range are refused by `serde_json` itself; numbers too small for a double
+//! (which `serde_json` rounds to 0) are found by `vanishing_numbers` and
+//! refused by validation with their field path.
 //!
 //! This is deliberately not a schema check: what an event may contain is
 //! [`crate::validate`].
@@ -43,6 +45,90 @@ pub fn parse(text: &[u8]) -> Result<Value, JsonError> {
             Err(JsonError { line, column, message })
         }
     }
+}
+
+/// Every number in `text` (valid JSON) that is not zero as written but
+/// reads as a double of zero, because it is smaller than the smallest
+/// double (`1e-400`): each with its field path, rendered as validation
+/// renders paths, and its text. `serde_json` refuses a number too large
+/// for a double but quietly rounds one too small to 0, which would store
+/// a value the sender never sent.
+pub(crate) fn vanishing_numbers(text: &[u8]) -> Vec<(String, String)> {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'{' => stack.push(Frame::Object(None)),
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => {
+                if let Some(Frame::Array(n)) = stack.last_mut() {
+                    *n += 1;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                let end = (i + 1).min(text.len());
+                let colon = text[end..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
+                if let (true, Some(Frame::Object(key))) = (colon, stack.last_mut()) {
+                    *key = serde_json::from_slice::<String>(&text[start..end]).ok();
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < text.len() && matches!(text[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                    i += 1;
+                }
+                let literal = &text[start..i];
+                let mantissa = literal.split(|&b| b == b'e' || b == b'E').next().unwrap_or_default();
+                let nonzero = mantissa.iter().any(|b| matches!(b, b'1'..=b'9'));
+                if nonzero && serde_json::from_slice::<f64>(literal).is_ok_and(|f| f == 0.0) {
+                    found.push((path_of(&stack), String::from_utf8_lossy(literal).into_owned()));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// A container being read by [`vanishing_numbers`]: an object with the
+/// key of its current member, or an array with the index of its current
+/// item.
+enum Frame {
+    Object(Option<String>),
+    Array(usize),
+}
+
+/// The field path of the current value, as validation writes paths
+/// (`a.b`, `a["b c"]`, `a[2]`).
+fn path_of(stack: &[Frame]) -> String {
+    let mut path = String::new();
+    for frame in stack {
+        match frame {
+            Frame::Array(n) => path.push_str(&format!("[{n}]")),
+            Frame::Object(None) => {}
+            Frame::Object(Some(key)) => {
+                let plain = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                match (plain, path.is_empty()) {
+                    (true, true) => path.push_str(key),
+                    (true, false) => path.push_str(&format!(".{key}")),
+                    (false, _) => path.push_str(&format!("[{}]", Value::from(key.as_str()))),
+                }
+            }
+        }
+    }
+    path
 }
 
 /// A `Value` built by a visitor that refuses duplicate keys. serde_json

@@ -118,7 +118,25 @@ pub fn accept_json_entry(text: &[u8], received_at: Timestamp, id: Ulid) -> Resul
 /// [`accept_json_entry`] without the fast path (see [`crate::fast`]).
 pub(crate) fn careful_json_entry(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<(Event, Vec<u8>), Rejection> {
     let value = json::parse(text)?;
-    careful_entry(&value, received_at, id).map_err(Rejection::Invalid)
+    let vanishing = json::vanishing_numbers(text);
+    let result = careful_entry(&value, received_at, id);
+    if vanishing.is_empty() {
+        return result.map_err(Rejection::Invalid);
+    }
+    let mut errors = result.err().unwrap_or_default();
+    for (path, number) in vanishing {
+        // A field refused already (a number where a string belongs) is
+        // not refused twice.
+        if !errors.iter().any(|e| e.path == path) {
+            errors.push(FieldError {
+                path,
+                message: format!(
+                    "{number} is too small for a double and would be stored as 0; send 0, or the number as a string"
+                ),
+            });
+        }
+    }
+    Err(Rejection::Invalid(errors))
 }
 
 /// Validate a stored event (as [`crate::parse_entry`] reads it back): `id`

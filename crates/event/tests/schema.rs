@@ -757,6 +757,39 @@ fn json_text_errors_carry_line_and_column() {
 }
 
 #[test]
+fn numbers_too_small_for_a_double_are_refused_with_their_path() {
+    // serde_json would read each as 0: the stored event would say what the
+    // sender never sent, as 1e400 would (which the parser refuses).
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"action": "a", "duration_ms": 1e-400}"#,
+            "duration_ms: 1e-400 is too small for a double and would be stored as 0; send 0, or the number as a string",
+        ),
+        (
+            r#"{"action": "a", "details": {"n": [0.5, -2.5E-999], "my key": {"x": 0.0000001e-320}}}"#,
+            "details.n[1]: -2.5E-999 is too small for a double and would be stored as 0; send 0, or the number as a string; \
+             details[\"my key\"].x: 0.0000001e-320 is too small for a double and would be stored as 0; send 0, or the number as a string",
+        ),
+        (
+            r#"{"action": 1e-400}"#,
+            "action: expected string, got number",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = accept_json(text.as_bytes(), t0(), id0()).unwrap_err();
+        assert!(matches!(err, Rejection::Invalid(_)), "{text}");
+        assert_eq!(err.to_string(), *expected, "{text}");
+    }
+    // Zero written any way is zero; the smallest double is a double.
+    for ok in [
+        r#"{"action": "a", "duration_ms": 0e-400, "details": {"z": [0.0, -0.000e-999]}}"#,
+        r#"{"action": "a", "details": {"tiny": 5e-324, "text": "1e-400"}}"#,
+    ] {
+        accept_json(ok.as_bytes(), t0(), id0()).unwrap();
+    }
+}
+
+#[test]
 fn canonical_entry_refuses_oversized_events_with_size_and_limit() {
     let mut event = accept(&json!({"action": "a"}), t0(), id0()).unwrap();
     event.message = Some(chars(70_000, 'm'));

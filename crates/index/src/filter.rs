@@ -48,6 +48,17 @@ pub struct Filter {
     pub failures: bool,
 }
 
+/// The words [`Filter::text`] searches for, as the index cuts and
+/// lowercases them; empty when the text has none (only punctuation or
+/// spaces), in which case it sets no condition.
+pub fn text_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    crate::schema::words(text, &mut String::new(), |w| {
+        words.push(String::from_utf8_lossy(w).into_owned());
+    });
+    words
+}
+
 /// A half-open range of instants; an absent bound is unbounded.
 ///
 /// Instants are compared to the nanosecond between the years 1678 and

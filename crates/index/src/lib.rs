@@ -25,6 +25,6 @@ mod query;
 mod schema;
 mod stats;
 
-pub use filter::{Filter, Order, Page, TimeRange};
+pub use filter::{text_words, Filter, Order, Page, TimeRange};
 pub use index::{EventIndex, IndexError, IndexOptions};
 pub use stats::{Bucket, Performance, Stats};

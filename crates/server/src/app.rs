@@ -166,6 +166,7 @@ impl App {
             return Ok(t.clone());
         }
         if !self.data.log_dir(name).exists() {
+            self.check_log_room(name)?;
             self.data.create_log(name, None).map_err(|e| match e {
                 LedgerError::BadLogName(_) => Problem::bad_request("bad-log-name", e.to_string()),
                 other => Problem::internal(format!("creating log {name}: {other}")),
@@ -190,6 +191,36 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), trail.clone());
         Ok(trail)
+    }
+
+    /// Refuse to create log `name` when the data directory holds
+    /// `logs.max_logs` logs already. Called under `opening`, so two
+    /// creations cannot both take the last place.
+    fn check_log_room(&self, name: &str) -> Result<(), Problem> {
+        let max = self.config.logs.max_logs;
+        let logs = self.data.root().join("logs");
+        let held = match std::fs::read_dir(&logs) {
+            Ok(dir) => dir
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| sealtrail_ledger::datadir::check_log_name(n).is_ok())
+                })
+                .count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(Problem::internal(format!("counting the logs: {e}"))),
+        };
+        if held < max {
+            return Ok(());
+        }
+        tracing::warn!(log = name, held, max, "log not created: logs.max_logs reached");
+        metrics::counter!("sealtrail_logs_refused_total").increment(1);
+        Err(Problem::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "too-many-logs",
+            format!("log {name:?} was not created: the server holds {held} logs, its limit (logs.max_logs is {max})"),
+        ))
     }
 
     /// Log `name`'s size when this process opened it.
@@ -218,7 +249,13 @@ impl App {
         let Some(value) = authorization else {
             return Ok(Caller::Anonymous);
         };
-        let Some(secret) = value.strip_prefix("Bearer ").map(str::trim) else {
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        let secret = value
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, secret)| secret.trim());
+        let Some(secret) = secret else {
             return Err(Problem::unauthorized("the Authorization header must be `Bearer <key>`"));
         };
         let cached = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(secret).cloned();

@@ -40,13 +40,18 @@ pub struct Logs {
     /// `tenant` (created on first use); events without one go to
     /// `default_log`.
     pub per_tenant: bool,
+    /// Most logs the data directory may hold, the system log and
+    /// `default_log` included; creating one more is refused.
+    pub max_logs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Tiles {
-    /// Serve `/logs/{log}/…` (checkpoint, tiles, entry bundles) without an
-    /// API key. When false a key with read scope is needed.
+    /// Serve `/logs/{log}/checkpoint` and the hash tiles, which hold only
+    /// hashes, without an API key. When false a key with read scope is
+    /// needed. Entry bundles always need a read key entitled to every
+    /// tenant of the log.
     pub public: bool,
     /// `Cache-Control` max-age of the checkpoint, in seconds.
     pub checkpoint_max_age: u32,
@@ -148,7 +153,10 @@ impl Default for Config {
 #[allow(clippy::derivable_impls)] // kept beside its siblings: every default in one place
 impl Default for Logs {
     fn default() -> Self {
-        Self { per_tenant: false }
+        Self {
+            per_tenant: false,
+            max_logs: 1_000,
+        }
     }
 }
 
@@ -234,6 +242,11 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         sealtrail_ledger::datadir::check_log_name(&self.default_log)
             .map_err(|e| ConfigError(format!("default_log: {e}")))?;
+        if self.logs.max_logs < 2 {
+            return Err(ConfigError(
+                "logs.max_logs: must be at least 2 (the system log and default_log)".into(),
+            ));
+        }
         if self.limits.max_body_bytes < 1024 {
             return Err(ConfigError("limits.max_body_bytes: must be at least 1024".into()));
         }
@@ -391,5 +404,13 @@ mod tests {
         for key in key_paths() {
             assert!(doc.contains(&format!("`{key}`")), "docs/server-config.md lacks `{key}`");
         }
+    }
+
+    #[test]
+    fn max_logs_must_leave_room_for_the_system_and_default_logs() {
+        let load = |v: &str| Config::load(None, env(&[("SEALTRAIL_LOGS_MAX_LOGS", v)]));
+        assert_eq!(load("2").unwrap().logs.max_logs, 2);
+        let e = load("1").unwrap_err().to_string();
+        assert!(e.starts_with("logs.max_logs:"), "{e}");
     }
 }

@@ -62,8 +62,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathArg
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
     Json,
-    /// Newline-delimited JSON: `application/x-ndjson`, `application/jsonl`.
+    /// Newline-delimited JSON: `application/x-ndjson`, `application/jsonl`,
+    /// `application/jsonlines`.
     Ndjson,
+    /// JSON text sequences (RFC 7464, `application/json-seq`): each text
+    /// starts with RS (0x1E).
+    JsonSeq,
 }
 
 /// A request body read whole, at most `limits.max_body_bytes`, with its
@@ -92,9 +96,8 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Problem> {
     let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(BodyKind::Json),
-        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" | "application/json-seq" => {
-            Ok(BodyKind::Ndjson)
-        }
+        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" => Ok(BodyKind::Ndjson),
+        "application/json-seq" => Ok(BodyKind::JsonSeq),
         _ => Err(unsupported(&format!("Content-Type {text:?}"))),
     }
 }
@@ -103,7 +106,9 @@ fn unsupported(what: &str) -> Problem {
     Problem::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported-media-type",
-        format!("{what}: send application/json (or application/x-ndjson for batches)"),
+        format!(
+            "{what}: send application/json (batches also application/x-ndjson, application/jsonl, application/jsonlines or application/json-seq)"
+        ),
     )
 }
 

@@ -141,8 +141,13 @@ pub fn router(app: Arc<App>) -> Router {
     let (api_routes, doc) = api();
     api_routes
         .route("/logs/{log}/tile/{*rest}", get(tiles::tile))
-        // Serves the document at OPENAPI_PATH and the bundled (offline) UI.
-        .merge(SwaggerUi::new("/api/docs").url(OPENAPI_PATH, doc))
+        // Serves the document at OPENAPI_PATH and the bundled (offline) UI,
+        // which must not send the document to an outside validator either.
+        .merge(
+            SwaggerUi::new("/api/docs")
+                .url(OPENAPI_PATH, doc)
+                .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+        )
         .fallback(|| async { Problem::not_found("no such route; the API is described at /api/v1/openapi.json") })
         .layer(axum::middleware::from_fn(as_problem))
         .layer(axum::middleware::from_fn(ops::track))

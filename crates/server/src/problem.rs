@@ -37,7 +37,8 @@ pub struct FieldProblem {
     /// 0-based position of the event in a batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<usize>,
-    /// 1-based line of the event in an NDJSON batch.
+    /// 1-based line where the event starts in an NDJSON or JSON text
+    /// sequence batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
     /// Dotted field path, e.g. `actor.id`; empty for the event as a whole.

@@ -3,6 +3,11 @@
 //! `/logs/{log}/checkpoint`, `/logs/{log}/tile/<L>/<N>[.p/<W>]` and
 //! `/logs/{log}/tile/entries/<N>[.p/<W>]`.
 //!
+//! The checkpoint and hash tiles hold only hashes and may be public
+//! (`tiles.public`); entry bundles are the events themselves and are
+//! served only to keys that may read every event of the log (see
+//! `visible`).
+//!
 //! Tiles and bundles never change once they exist (a partial tile of width
 //! W stays the same W hashes), so they are cached for a year; the
 //! checkpoint changes with every append and is cached for seconds.
@@ -29,11 +34,18 @@ use crate::problem::Problem;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const TILE_WIDTH_U64: u64 = TILE_WIDTH as u64;
 
-/// The trail of `log` if `caller` may fetch its tiles.
-fn visible(app: &App, caller: &Caller, log: &str) -> Result<Arc<Trail>, Problem> {
+/// The trail of `log` if `caller` may fetch its checkpoint and hash tiles
+/// (`entries` false) or its entry bundles (`entries` true).
+///
+/// Checkpoints and hash tiles reveal only hashes, so `tiles.public` may
+/// serve them without a key. Entry bundles are the events themselves:
+/// they need a read key entitled to every tenant the log can hold, which
+/// is a key without tenant restriction or, when logs are per tenant
+/// (`logs.per_tenant`) and the log is the tenant's own, that tenant's key.
+fn visible(app: &App, caller: &Caller, log: &str, entries: bool) -> Result<Arc<Trail>, Problem> {
     if log == SYSTEM_LOG {
         caller.require(Scope::Admin)?;
-    } else if !app.config.tiles.public || caller.key().is_some() {
+    } else if entries || !app.config.tiles.public || caller.key().is_some() {
         caller.require(Scope::Read)?;
     }
     if let Some(t) = caller.tenant() {
@@ -41,6 +53,11 @@ fn visible(app: &App, caller: &Caller, log: &str) -> Result<Arc<Trail>, Problem>
         if t != log {
             return Err(Problem::forbidden(format!(
                 "this API key is restricted to tenant {t:?} and may fetch tiles of log {t:?} only"
+            )));
+        }
+        if entries && !app.config.logs.per_tenant {
+            return Err(Problem::forbidden(format!(
+                "the entry bundles of log {log:?} may hold every tenant's events (logs.per_tenant is off), and this API key is restricted to tenant {t:?}"
             )));
         }
     }
@@ -66,7 +83,7 @@ pub async fn checkpoint(
 ) -> Result<Response, Problem> {
     let trail = blocking({
         let app = app.clone();
-        move || visible(&app, &caller, &log)
+        move || visible(&app, &caller, &log, false)
     })
     .await?;
     let (_, note) = trail.log().checkpoint();
@@ -95,8 +112,11 @@ pub async fn tile(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let gzip = accepts_gzip(&headers);
+    // Who may fetch it depends on what it is; a path that is not a tile
+    // is refused after that check, so it reveals nothing more.
+    let entries = rest.split('/').next() == Some("entries");
     blocking(move || {
-        let trail = visible(&app, &caller, &log)?;
+        let trail = visible(&app, &caller, &log, entries)?;
         let path = format!("tile/{rest}");
         let (kind, coord) =
             TileCoord::parse_path(&path).map_err(|e| Problem::not_found(format!("/logs/{log}/{path}: {e}")))?;

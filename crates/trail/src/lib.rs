@@ -37,6 +37,7 @@ use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PreparedEntry};
 use sealtrail_merkle::hash::{leaf_hash, Hash};
 use thiserror::Error;
 
+pub use sealtrail_index::text_words;
 pub use sealtrail_index::{Bucket, Filter, IndexOptions, Order, Page, Performance, Stats, TimeRange};
 
 use crate::indexer::Indexer;

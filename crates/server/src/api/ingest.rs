@@ -113,7 +113,7 @@ pub(crate) async fn store_event(app: Arc<App>, caller: Caller, log: String, body
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
-            "one event is sent as application/json; use …/events/batch for NDJSON",
+            "one event is sent as application/json; use …/events/batch for NDJSON or JSON text sequences",
         ));
     }
     check_tenant(&caller, &[&body.bytes], None)?;
@@ -167,7 +167,7 @@ pub(crate) async fn store_event(app: Arc<App>, caller: Caller, log: String, body
 #[utoipa::path(
     post, path = "/api/v1/logs/{log}/events/batch", tag = "ingest",
     params(LogPath, BatchParams),
-    request_body(content = Vec<serde_json::Value>, description = "A JSON array of events, or NDJSON with Content-Type application/x-ndjson", content_type = "application/json"),
+    request_body(content = Vec<serde_json::Value>, description = "A JSON array of events; or NDJSON with Content-Type application/x-ndjson (also application/jsonl, application/jsonlines); or an RFC 7464 JSON text sequence with Content-Type application/json-seq", content_type = "application/json"),
     responses(
         (status = 200, description = "Per-event results; every stored event is durable", body = BatchResult),
         (status = "4XX", description = "Refused (atomic batch with a bad event: 422, nothing stored)", body = Problem, content_type = "application/problem+json"),
@@ -198,10 +198,6 @@ pub(crate) async fn store_batch(
     let max = app.config.limits.max_batch_events;
     blocking(move || {
         let (inputs, lines) = split_batch(&body)?;
-        let log = match log {
-            Some(log) => log,
-            None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
-        };
         if inputs.len() > max {
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -213,6 +209,11 @@ pub(crate) async fn store_batch(
             ));
         }
         check_tenant(&caller, &inputs, lines.as_deref())?;
+        // Only now may a routed batch create its tenant's log.
+        let log = match log {
+            Some(log) => log,
+            None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
+        };
         let trail = writable(&app, &log)?;
         let started = Instant::now();
         let done = trail.ingest(&inputs, atomic).map_err(super::trail_problem)?;
@@ -228,6 +229,8 @@ pub(crate) async fn store_batch(
             items: Vec::with_capacity(done.items.len()),
         };
         let mut problems = Vec::new();
+        // Computed once, and only if some event is not JSON.
+        let mut starts_at: Option<Vec<(usize, usize)>> = None;
         for (position, item) in done.items.into_iter().enumerate() {
             let mut out = BatchItem {
                 position,
@@ -258,7 +261,10 @@ pub(crate) async fn store_batch(
                 Item::Rejected(r) => {
                     result.rejected += 1;
                     out.status = "rejected".into();
-                    out.errors = field_problems(&r);
+                    if matches!(r, Rejection::Json(_)) && starts_at.is_none() {
+                        starts_at = Some(starts(&body.bytes, &inputs));
+                    }
+                    out.errors = field_problems(&r, starts_at.as_ref().map(|s| s[position]));
                     for mut p in out.errors.clone() {
                         p.position = Some(position);
                         p.line = line(position);
@@ -312,8 +318,13 @@ fn not_system(log: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The events of a batch body and, for NDJSON, each one's 1-based line.
+/// The events of a batch body and, for NDJSON and JSON text sequences,
+/// the 1-based line each one starts on.
 type Split<'a> = (Vec<&'a [u8]>, Option<Vec<u64>>);
+
+/// RFC 7464's record separator, which starts each text of a JSON text
+/// sequence.
+const RS: u8 = 0x1e;
 
 fn split_batch(body: &JsonBody) -> Result<Split<'_>, Problem> {
     match body.kind {
@@ -341,7 +352,60 @@ fn split_batch(body: &JsonBody) -> Result<Split<'_>, Problem> {
             }
             Ok((inputs, Some(lines)))
         }
+        BodyKind::JsonSeq => {
+            let mut texts = body.bytes.split(|&b| b == RS);
+            let before = texts.next().unwrap_or_default();
+            if !before.iter().all(u8::is_ascii_whitespace) {
+                return Err(Problem::bad_request(
+                    "invalid-json-seq",
+                    "an application/json-seq body starts each JSON text with RS (0x1E), and the body does not start with one",
+                )
+                .at(1, 1));
+            }
+            let mut line = 1 + newlines(before);
+            let mut inputs = Vec::new();
+            let mut lines = Vec::new();
+            for text in texts {
+                let trimmed = text.trim_ascii();
+                // Empty texts (RS RS) are skipped, as RFC 7464 allows.
+                if !trimmed.is_empty() {
+                    let leading = text.len() - text.trim_ascii_start().len();
+                    inputs.push(trimmed);
+                    lines.push(line + newlines(&text[..leading]));
+                }
+                line += newlines(text);
+            }
+            Ok((inputs, Some(lines)))
+        }
     }
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// The 1-based line and column (in bytes) where each input starts in
+/// `body`, of which the inputs are slices in ascending order: so that bad
+/// JSON in a batch is placed in the body as sent, not in its own text.
+fn starts(body: &[u8], inputs: &[&[u8]]) -> Vec<(usize, usize)> {
+    let base = body.as_ptr() as usize;
+    let (mut line, mut line_start, mut at) = (1, 0, 0);
+    inputs
+        .iter()
+        .map(|input| {
+            let offset = (input.as_ptr() as usize).saturating_sub(base).min(body.len());
+            if offset > at {
+                for (i, &b) in body[at..offset].iter().enumerate() {
+                    if b == b'\n' {
+                        line += 1;
+                        line_start = at + i + 1;
+                    }
+                }
+                at = offset;
+            }
+            (line, offset.saturating_sub(line_start) + 1)
+        })
+        .collect()
 }
 
 /// A key restricted to a tenant writes only that tenant's events.
@@ -378,14 +442,23 @@ pub(crate) fn tenant_of(input: &[u8]) -> Option<Option<String>> {
     Some(t.tenant.and_then(|r| serde_json::from_str(r.get()).ok()))
 }
 
-fn field_problems(r: &Rejection) -> Vec<FieldProblem> {
+/// The field problems of a refused event; `start` is where the event
+/// starts in the request body (line, column), for placing bad JSON there.
+fn field_problems(r: &Rejection, start: Option<(usize, usize)>) -> Vec<FieldProblem> {
     match r {
-        Rejection::Json(e) => vec![FieldProblem {
-            position: None,
-            line: None,
-            field: String::new(),
-            detail: format!("invalid JSON at line {}, column {}: {}", e.line, e.column, e.message),
-        }],
+        Rejection::Json(e) => {
+            let (line, column) = match start {
+                Some((line, column)) if e.line <= 1 => (line, (column + e.column).saturating_sub(1)),
+                Some((line, _)) => (line + e.line - 1, e.column),
+                None => (e.line, e.column),
+            };
+            vec![FieldProblem {
+                position: None,
+                line: None,
+                field: String::new(),
+                detail: format!("invalid JSON at line {line}, column {column}: {}", e.message),
+            }]
+        }
         Rejection::Invalid(errors) => errors
             .iter()
             .map(|e| FieldProblem {
@@ -405,7 +478,7 @@ fn rejection_problem(r: &Rejection) -> Problem {
         }
         Rejection::Invalid(_) => {
             let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", r.to_string());
-            p.errors = field_problems(r);
+            p.errors = field_problems(r, None);
             p
         }
     }

@@ -1,5 +1,9 @@
 //! Receipts and proofs: what a client keeps to show later that its event
 //! is in the log, and that the log only ever grew.
+//!
+//! A key restricted to a tenant gets receipts and inclusion proofs of that
+//! tenant's entries only (404 for any other, as for an entry that does not
+//! exist); consistency proofs hold only hashes and need no entitlement.
 
 use std::sync::Arc;
 
@@ -8,12 +12,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sealtrail_merkle::Receipt;
+use sealtrail_trail::Trail;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{b64, blocking, ledger_problem, readable, LogPath};
-use crate::app::App;
+use crate::app::{App, Caller};
 use crate::extract::{Auth, Params, PathArgs};
 use crate::problem::{ApiResult, Problem};
 
@@ -48,6 +53,7 @@ pub async fn receipt(
         if index >= checkpoint.size {
             return Err(out_of_range(index, checkpoint.size));
         }
+        entitled(&trail, &caller, &log, index)?;
         let proof = trail
             .log()
             .inclusion_proof(index, checkpoint.size)
@@ -75,6 +81,26 @@ pub async fn receipt(
 
 fn out_of_range(index: u64, size: u64) -> Problem {
     Problem::not_found(format!("index {index} is not in the log (size {size})"))
+}
+
+/// Refuse a key restricted to a tenant a receipt or inclusion proof of
+/// another tenant's entry, as if it did not exist: the proof would carry
+/// the entry's leaf hash, and the leaf hash confirms a guessed event.
+/// Consistency proofs cover no particular entry and stay open to all.
+fn entitled(trail: &Trail, caller: &Caller, log: &str, index: u64) -> Result<(), Problem> {
+    let Some(tenant) = caller.tenant() else {
+        return Ok(());
+    };
+    let entry = trail.log().entry(index).map_err(ledger_problem)?;
+    // An entry that is not an event belongs to no tenant.
+    let owner = sealtrail_event::parse_entry(&entry).ok().and_then(|e| e.tenant);
+    if owner.as_deref() == Some(tenant) {
+        Ok(())
+    } else {
+        Err(Problem::not_found(format!(
+            "log {log} has no entry {index} of tenant {tenant:?}"
+        )))
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -133,6 +159,7 @@ pub async fn inclusion(
         if p.index >= size {
             return Err(out_of_range(p.index, size));
         }
+        entitled(&trail, &caller, &log, p.index)?;
         let proof = log_.inclusion_proof(p.index, size).map_err(ledger_problem)?;
         let leaf = log_.node(0, p.index).map_err(ledger_problem)?;
         let root = log_.root_at(size).map_err(ledger_problem)?;

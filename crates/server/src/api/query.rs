@@ -88,6 +88,25 @@ fn invalid(param: &str, detail: impl std::fmt::Display) -> Problem {
     Problem::bad_request("invalid-query", format!("{param}: {detail}"))
 }
 
+/// The range from `since` to `until`, refused when it runs backwards: an
+/// empty answer would hide the mistake.
+fn range(
+    since_name: &str,
+    until_name: &str,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<TimeRange, Problem> {
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(Problem::bad_request(
+                "invalid-query",
+                format!("{since_name} ({s}) is later than {until_name} ({u})"),
+            ));
+        }
+    }
+    Ok(TimeRange { since, until })
+}
+
 impl EventQuery {
     fn filter(&self, caller: &Caller, now: Timestamp) -> Result<Filter, Problem> {
         let time = |param: &str, v: &Option<String>| -> Result<Option<Timestamp>, Problem> {
@@ -136,6 +155,28 @@ impl EventQuery {
             (Some(own), _) => Some(own.to_string()),
             (None, asked) => asked.map(str::to_string),
         };
+        let occurred = range(
+            "since",
+            "until",
+            time("since", &self.since)?,
+            time("until", &self.until)?,
+        )?;
+        let received = range(
+            "received_since",
+            "received_until",
+            time("received_since", &self.received_since)?,
+            time("received_until", &self.received_until)?,
+        )?;
+        // The index cuts text into words of letters and digits; a text
+        // with none would silently set no condition at all.
+        if let Some(text) = self.text.as_deref() {
+            if sealtrail_trail::text_words(text).is_empty() {
+                return Err(invalid(
+                    "text",
+                    format!("{text:?} has no word to search for: words are runs of letters and digits"),
+                ));
+            }
+        }
         Ok(Filter {
             action: self.action.clone(),
             actor: self.actor.clone(),
@@ -148,14 +189,8 @@ impl EventQuery {
             min_severity,
             ip,
             session: self.session.clone(),
-            occurred: TimeRange {
-                since: time("since", &self.since)?,
-                until: time("until", &self.until)?,
-            },
-            received: TimeRange {
-                since: time("received_since", &self.received_since)?,
-                until: time("received_until", &self.received_until)?,
-            },
+            occurred,
+            received,
             text: self.text.clone(),
             failures: false,
         })

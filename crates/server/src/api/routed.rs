@@ -1,7 +1,8 @@
 //! `POST /api/v1/events` and `POST /api/v1/events/batch`: ingest without
 //! naming a log. With `logs.per_tenant` the event's `tenant` names its log
-//! (created on first use); otherwise, and for events without a tenant, the
-//! `default_log` takes it.
+//! (created on first use, up to `logs.max_logs` logs, and only once the
+//! tenant is known to be a log name the caller may write); otherwise, and
+//! for events without a tenant, the `default_log` takes it.
 //!
 //! A batch goes to one log: a ledger append is atomic within one log only,
 //! so a batch whose events name different tenants is refused, not split.
@@ -12,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::ingest::{store_batch, store_event, tenant_of, BatchParams, BatchResult, Stored};
+use super::ingest::{check_tenant, store_batch, store_event, tenant_of, BatchParams, BatchResult, Stored};
 use crate::app::App;
 use crate::extract::{Auth, JsonBody, Params};
 use crate::meta::{Scope, SYSTEM_LOG};
@@ -37,7 +38,17 @@ fn log_for(app: &App, tenant: Option<&str>) -> Result<String, Problem> {
         }];
         return Err(p);
     }
-    app.open_or_create(tenant)?;
+    app.open_or_create(tenant).map_err(|mut p| {
+        if p.status == StatusCode::UNPROCESSABLE_ENTITY.as_u16() {
+            p.errors = vec![FieldProblem {
+                position: None,
+                line: None,
+                field: "tenant".into(),
+                detail: "has no log yet, and no more logs may be created (logs.max_logs)".into(),
+            }];
+        }
+        p
+    })?;
     Ok(tenant.to_string())
 }
 
@@ -86,6 +97,8 @@ pub(crate) fn batch_log(app: &App, inputs: &[&[u8]], lines: Option<&[u64]>) -> R
 pub async fn post_event(State(app): State<Arc<App>>, Auth(caller): Auth, body: JsonBody) -> ApiResult<Response> {
     // Before a log may be created for the tenant.
     caller.require(Scope::Ingest)?;
+    // A key restricted to one tenant creates no other tenant's log.
+    check_tenant(&caller, &[&body.bytes], None)?;
     let tenant = tenant_of(&body.bytes).flatten();
     let log = {
         let app = app.clone();
@@ -98,7 +111,7 @@ pub async fn post_event(State(app): State<Arc<App>>, Auth(caller): Auth, body: J
 #[utoipa::path(
     post, path = "/api/v1/events/batch", tag = "ingest",
     params(BatchParams),
-    request_body(content = Vec<serde_json::Value>, description = "A JSON array of events, or NDJSON with Content-Type application/x-ndjson", content_type = "application/json"),
+    request_body(content = Vec<serde_json::Value>, description = "A JSON array of events; or NDJSON with Content-Type application/x-ndjson (also application/jsonl, application/jsonlines); or an RFC 7464 JSON text sequence with Content-Type application/json-seq", content_type = "application/json"),
     responses(
         (status = 200, description = "Per-event results; every stored event is durable", body = BatchResult),
         (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
