@@ -905,9 +905,12 @@ async fn alert_configuration_needs_admin_keys_of_every_tenant_and_never_shows_se
 /// A real HTTP receiver on loopback: records each request, answers with
 /// `status` and a body that must never come back to the caller, and
 /// checks the HMAC signature when it is given the secret.
+/// A request as received: headers and body bytes.
+type Hook = (axum::http::HeaderMap, Vec<u8>);
+
 #[derive(Clone, Default)]
 struct HookReceiver {
-    seen: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    seen: Arc<std::sync::Mutex<Vec<Hook>>>,
     status: u16,
 }
 
@@ -933,7 +936,7 @@ impl HookReceiver {
         (receiver, port)
     }
 
-    fn seen(&self) -> Vec<(axum::http::HeaderMap, Vec<u8>)> {
+    fn seen(&self) -> Vec<Hook> {
         self.seen.lock().unwrap().clone()
     }
 }
