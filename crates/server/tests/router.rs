@@ -998,6 +998,43 @@ async fn channels_cannot_reach_forbidden_networks_unless_allowed() {
     let queued = h.app.meta.outbox(1000).unwrap();
     let recorded = queued.iter().find(|(_, e)| e.contains("alert_channel.tested")).unwrap();
     assert!(recorded.1.contains("refused destination"), "{}", recorded.1);
+    // Channels stored before (or by a server allowing more) are checked
+    // again at every send, IP literals included.
+    for (i, url) in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://2130706433:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.1.2.3/".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("stored-{i}");
+        let spec: sealtrail_alert::ChannelSpec =
+            serde_json::from_value(json!({"name": name, "type": "webhook", "url": url})).unwrap();
+        sealtrail_alert::store::put_channel(
+            &h.app.meta.lock(),
+            &spec,
+            &h.app.meta.secrets().unwrap(),
+            sealtrail_alert::store::Origin::Api,
+            "t",
+        )
+        .unwrap();
+        let result = h
+            .call(
+                Method::POST,
+                "/api/v1/notify/test",
+                Some(&admin),
+                json_bytes(&json!({"channel": name})),
+            )
+            .await
+            .json();
+        assert_eq!(result["delivered"], false, "{url}: {result}");
+        let error = result["error"].as_str().unwrap();
+        assert!(error.starts_with("refused destination: "), "{url}: {error}");
+    }
+    assert!(receiver.seen().is_empty());
 
     // Allowed, the same loopback receiver gets the request.
     let h = Harness::new(|c| c.alerts.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()]);
