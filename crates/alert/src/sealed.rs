@@ -169,6 +169,17 @@ pub fn seal(spec: &ChannelSpec, key: &SecretKey) -> Result<Value, SealError> {
     Ok(value)
 }
 
+/// Whether a stored channel holds a credential in clear (written before
+/// credentials were encrypted). Needs no key.
+pub fn holds_clear(stored: &Value) -> bool {
+    let Value::Object(object) = stored else {
+        return false;
+    };
+    credential_fields(object)
+        .iter()
+        .any(|(_, pointer)| matches!(stored.pointer(pointer), Some(Value::String(_))))
+}
+
 /// A stored channel opened: every sealed credential decrypted. Returns
 /// the spec and whether any credential was stored in clear (written
 /// before credentials were encrypted), so the caller can seal it.
@@ -279,6 +290,10 @@ mod tests {
     #[test]
     fn clear_rows_are_read_and_reported() {
         let clear = serde_json::to_value(hook("a")).unwrap();
+        assert!(holds_clear(&clear));
+        assert!(!holds_clear(
+            &seal(&hook("a"), &SecretKey::generate().unwrap()).unwrap()
+        ));
         let (spec, was_clear) = open(clear, || -> Result<SecretKey, SealError> { panic!("no key needed") }).unwrap();
         assert_eq!((spec, was_clear), (hook("a"), true));
     }

@@ -234,11 +234,13 @@ pub fn seal_clear_channels(
 ) -> Result<usize> {
     let mut sealed_count = 0;
     for stored in list::<StoredChannel>(conn)? {
-        let name = stored.spec.name().to_string();
-        let (channel, clear) = open_channel(stored, &key)?;
-        if !clear {
+        // Sealed rows are not opened: a lost key must not stop the
+        // database from opening (those channels fail when used instead).
+        if !sealed::holds_clear(&stored.spec.0) {
             continue;
         }
+        let name = stored.spec.name().to_string();
+        let (channel, _) = open_channel(stored, &key)?;
         let key = key().map_err(|e| unreadable(&name, e))?;
         let sealed = sealed::seal(&channel.spec, &key).map_err(|e| unreadable(&name, e))?;
         conn.execute(

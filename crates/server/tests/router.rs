@@ -1374,4 +1374,14 @@ fn channels_written_in_clear_are_read_and_encrypted_at_open() {
             "in meta.db{suffix}"
         );
     }
+    // Without its key the database still opens; the channel says why it
+    // cannot be used.
+    std::fs::remove_file(dir.path().join("secrets.key")).unwrap();
+    let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let e = sealtrail_alert::store::get_channel(&meta.lock(), "old", || meta.secrets()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot be decrypted with this data directory's secrets key"),
+        "{e}"
+    );
 }
