@@ -487,8 +487,10 @@ impl RuleSpec {
             out.push(format!("group_by: at most {MAX_GROUP_FIELDS} fields"));
         }
         for (i, name) in self.channels.iter().enumerate() {
-            if let Some(p) = name_problem(&format!("channels[{i}]"), name) {
+            if let Some(p) = too_long(&format!("channels[{i}]"), name, MAX_NAME_CHARS) {
                 out.push(p);
+            } else if !valid_name(name) {
+                out.push(format!("channels[{i}]: {name:?} is not a channel name"));
             } else if self.channels[..i].contains(name) {
                 out.push(format!("channels[{i}]: {name:?} is listed twice"));
             }
