@@ -1035,6 +1035,11 @@ async fn channels_cannot_reach_forbidden_networks_unless_allowed() {
         assert!(error.starts_with("refused destination: "), "{url}: {error}");
     }
     assert!(receiver.seen().is_empty());
+    let metrics = String::from_utf8(h.get("/metrics", None).await.bytes).unwrap();
+    for via in ["channel", "test"] {
+        let line = format!("sealtrail_notification_destinations_refused_total{{via=\"{via}\"}}");
+        assert!(metrics.contains(&line), "/metrics lacks {line}");
+    }
 
     // Allowed, the same loopback receiver gets the request.
     let h = Harness::new(|c| c.alerts.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()]);
