@@ -156,6 +156,15 @@ fn make_private(path: &Path, create: bool) -> std::io::Result<()> {
     }
     match std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_MODE)) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(()),
+        // Another user's file this process may still use: say so, go on.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tracing::warn!("cannot make {name} in the data directory owner-only: {e}");
+            Ok(())
+        }
         other => other,
     }
 }
