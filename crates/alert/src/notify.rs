@@ -11,19 +11,18 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::net::{Destinations, GuardedResolver, Refused};
 use crate::spec::{ChannelKind, ChannelSpec, Level, Message, MessageKind, SmtpSecurity};
 
 /// `User-Agent` of every webhook request.
 pub const USER_AGENT: &str = concat!("sealtrail/", env!("CARGO_PKG_VERSION"));
-
-/// Longest response body kept in a failure's message, in bytes.
-pub const SNIPPET_BYTES: usize = 512;
 
 /// How long one SMTP conversation may take, connecting included.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -631,8 +630,11 @@ pub struct Sent {
 pub struct SendFailure {
     /// The HTTP status or SMTP reply code, when the receiver answered.
     pub status: Option<u16>,
-    /// Short, one line, with the start of the response body; never the
-    /// channel's URL (Slack, Discord and Teams URLs are secrets).
+    /// Short, one line: the HTTP status line or the SMTP reply code, or
+    /// what went wrong on the way. Never the receiver's response body or
+    /// reply text (a channel must not be a way to read what it points
+    /// at), never the channel's URL (Slack, Discord and Teams URLs are
+    /// secrets).
     pub message: String,
     /// Network errors, timeouts, 408, 429, 5xx and SMTP 4xx replies are
     /// worth another try; anything else will fail the same way again.
@@ -644,67 +646,94 @@ pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
 }
 
-/// An HTTP client for [`send`]: `timeout` for the whole exchange, no
+/// How the error of a delivery refused by the destination policy begins.
+pub const REFUSED: &str = "refused destination: ";
+
+/// An HTTP client for [`send`] with the destination policy it enforces
+/// on every connection (see [`net`](crate::net)).
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    destinations: Arc<Destinations>,
+}
+
+/// An HTTP client for [`send`]: `timeout` for the whole exchange; only
+/// to the destinations `destinations` allows, checked on every connection
+/// (names through [`GuardedResolver`], IP literals before the request); no
 /// redirects (a 3xx is a failure: following it would turn the POST into a
-/// GET), TLS through rustls with the platform's roots.
-pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// GET, and could lead anywhere); no proxy from the environment; TLS
+/// through rustls with the platform's roots.
+pub fn http_client(timeout: Duration, destinations: Destinations) -> reqwest::Result<HttpClient> {
+    let destinations = Arc::new(destinations);
+    let client = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .no_proxy()
+        .dns_resolver(GuardedResolver::new(destinations.clone()))
+        .build()?;
+    Ok(HttpClient { client, destinations })
 }
 
 /// Put `out` on the wire. HTTP succeeds on any 2xx; mail when the SMTP
 /// server accepts it for every recipient.
-pub async fn send(out: &Outgoing, http: &reqwest::Client) -> Result<Sent, SendFailure> {
+pub async fn send(out: &Outgoing, http: &HttpClient) -> Result<Sent, SendFailure> {
     match out {
         Outgoing::Http(post) => send_http(post, http).await,
         Outgoing::Mail(mail) => send_mail(mail).await,
     }
 }
 
-async fn send_http(post: &HttpPost, http: &reqwest::Client) -> Result<Sent, SendFailure> {
-    let mut request = http.post(&post.url).body(post.body.clone());
+async fn send_http(post: &HttpPost, http: &HttpClient) -> Result<Sent, SendFailure> {
+    // The policy will not change between attempts: a refusal is final.
+    let refused = |reason: String| SendFailure {
+        status: None,
+        message: format!("{REFUSED}{reason}"),
+        retryable: false,
+    };
+    http.destinations.check_url(&post.url).map_err(refused)?;
+    let mut request = http.client.post(&post.url).body(post.body.clone());
     for (name, value) in &post.headers {
         request = request.header(name, value);
     }
-    let mut response = match request.send().await {
+    let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
+            if let Some(r) = find_cause::<Refused>(&e) {
+                return Err(refused(r.to_string()));
+            }
             return Err(SendFailure {
                 status: None,
                 retryable: !e.is_builder(),
                 message: error_chain(&e.without_url()),
-            })
+            });
         }
     };
     let status = response.status().as_u16();
     if response.status().is_success() {
         return Ok(Sent { status });
     }
-    let mut body = Vec::new();
-    while body.len() < SNIPPET_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    body.truncate(SNIPPET_BYTES);
-    let snippet = one_line(&String::from_utf8_lossy(&body));
-    let snippet = clip(snippet.trim(), 300);
+    // Only the status line: the body is whatever the receiver chose to
+    // say, and echoing it would let a channel read what it points at.
     let reason = response.status().canonical_reason().unwrap_or("");
-    let message = if snippet.is_empty() {
-        format!("HTTP {status} {reason}")
-    } else {
-        format!("HTTP {status} {reason}: {snippet}")
-    };
     Err(SendFailure {
         status: Some(status),
-        message,
+        message: format!("HTTP {status} {reason}").trim_end().to_string(),
         retryable: retryable_status(status),
     })
+}
+
+/// The first error of type `T` in `error`'s chain of causes.
+fn find_cause<'e, T: std::error::Error + 'static>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e T> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// An error and its causes on one line: `a: b: c`.
@@ -784,7 +813,12 @@ async fn send_mail(mail: &Mail) -> Result<Sent, SendFailure> {
             // 5xx replies and our own mistakes fail again; 4xx replies,
             // timeouts, network and TLS trouble may pass.
             retryable: !(e.is_permanent() || e.is_client()),
-            message: format!("SMTP: {}", error_chain(&e)),
+            // The reply code only: the server's reply text is its own.
+            message: match e.status() {
+                Some(code) => format!("SMTP reply {code}"),
+                None if e.is_response() => "SMTP: the server's reply could not be read".into(),
+                None => format!("SMTP: {}", error_chain(&e)),
+            },
         }),
     }
 }

@@ -555,7 +555,7 @@ pub struct Delivery {
 /// every second or so. Only one deliverer may run per database.
 pub struct Deliverer<'a> {
     pub db: &'a Mutex<Connection>,
-    pub http: &'a reqwest::Client,
+    pub http: &'a notify::HttpClient,
     pub backoff: Backoff,
     /// Most notifications taken per pass.
     pub batch: usize,
@@ -572,7 +572,7 @@ struct Job {
 
 impl<'a> Deliverer<'a> {
     /// The default [`Backoff`], 100 notifications a pass, 8 at once.
-    pub fn new(db: &'a Mutex<Connection>, http: &'a reqwest::Client) -> Deliverer<'a> {
+    pub fn new(db: &'a Mutex<Connection>, http: &'a notify::HttpClient) -> Deliverer<'a> {
         Deliverer {
             db,
             http,

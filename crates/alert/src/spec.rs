@@ -145,8 +145,14 @@ impl Field {
             .map(|(_, f)| f.clone())
             .ok_or_else(|| {
                 let names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+                // A long path is not echoed back.
+                let shown = if path.len() <= bounds::NAME_CHARS {
+                    format!("{path:?}")
+                } else {
+                    format!("of {} bytes", path.len())
+                };
                 format!(
-                    "unknown field {path:?}; use one of {} or details.<key>",
+                    "unknown field {shown}; use one of {} or details.<key>",
                     names.join(", ")
                 )
             })
@@ -393,11 +399,39 @@ impl RuleSpec {
     /// Every problem with the rule, each naming its field path.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !valid_name(&self.name) {
-            out.push(format!(
-                "name: {:?} must be 1 to 100 characters of letters, digits, '.', '_' or '-'",
-                self.name
-            ));
+        out.extend(name_problem("name", &self.name));
+        use bounds::*;
+        if let Some(d) = &self.description {
+            out.extend(too_long("description", d, TEXT_CHARS));
+        }
+        let f = &self.filter;
+        for (path, value, max) in [
+            ("filter.action", &f.action, NAME_CHARS),
+            ("filter.actor", &f.actor, ID_CHARS),
+            ("filter.target", &f.target, NAME_CHARS + 1 + ID_CHARS),
+            ("filter.workflow", &f.workflow, NAME_CHARS),
+            ("filter.service", &f.service, NAME_CHARS),
+        ] {
+            if let Some(v) = value {
+                out.extend(too_long(path, v, max));
+            }
+        }
+        if let Some(t) = &f.tenant {
+            out.extend(tenant_problem("filter.tenant", t));
+        }
+        for (i, field) in self.group_by.iter().enumerate() {
+            out.extend(field_problem(&format!("group_by[{i}]"), field));
+        }
+        if let Condition::NewValue { field } | Condition::Cardinality { field, .. } = &self.condition {
+            out.extend(field_problem("condition.field", field));
+        }
+        out.extend(too_many("channels", self.channels.len(), MAX_ITEMS));
+        out.extend(too_many("logs", self.logs.len(), MAX_ITEMS));
+        for (i, log) in self.logs.iter().enumerate() {
+            if log.is_empty() {
+                out.push(format!("logs[{i}]: must not be empty"));
+            }
+            out.extend(too_long(&format!("logs[{i}]"), log, NAME_CHARS));
         }
         let window = |out: &mut Vec<String>, w: &Span| {
             if *w > MAX_WINDOW {
@@ -453,7 +487,9 @@ impl RuleSpec {
             out.push(format!("group_by: at most {MAX_GROUP_FIELDS} fields"));
         }
         for (i, name) in self.channels.iter().enumerate() {
-            if !valid_name(name) {
+            if let Some(p) = too_long(&format!("channels[{i}]"), name, MAX_NAME_CHARS) {
+                out.push(p);
+            } else if !valid_name(name) {
                 out.push(format!("channels[{i}]: {name:?} is not a channel name"));
             } else if self.channels[..i].contains(name) {
                 out.push(format!("channels[{i}]: {name:?} is listed twice"));
@@ -472,12 +508,96 @@ impl RuleSpec {
     }
 }
 
+/// Why `name` is not a valid rule or channel name, naming `path`; a name
+/// past the bound is named by its length, not shown.
+pub fn name_problem(path: &str, name: &str) -> Option<String> {
+    if valid_name(name) {
+        return None;
+    }
+    Some(match too_long(path, name, MAX_NAME_CHARS) {
+        Some(p) => p,
+        None => {
+            format!("{path}: {name:?} must be 1 to {MAX_NAME_CHARS} characters of letters, digits, '.', '_' or '-'")
+        }
+    })
+}
+
+/// Longest rule or channel name.
+pub const MAX_NAME_CHARS: usize = 100;
+
 /// Names of rules, channels: short, printable, safe in URLs.
 pub fn valid_name(name: &str) -> bool {
-    (1..=100).contains(&name.len())
+    (1..=MAX_NAME_CHARS).contains(&name.len())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The bounds of what an operator writes, taken from the event schema's
+/// (`sealtrail_event::limits`), so that a rule, channel or silence is no
+/// larger than the events it is about. String lengths count characters.
+pub mod bounds {
+    pub use sealtrail_event::limits::{ID_CHARS, MAX_TARGETS, NAME_CHARS, TEXT_CHARS};
+
+    /// URLs, header values: the longest one-line text of an event
+    /// (`context.user_agent`).
+    pub const LINE_CHARS: usize = sealtrail_event::limits::USER_AGENT_CHARS;
+    /// A webhook's `body_template`: the longest text of an event
+    /// (`error.stack`).
+    pub const TEMPLATE_CHARS: usize = sealtrail_event::limits::STACK_CHARS;
+    /// Items of a list (headers, recipients, channels, logs): as many as
+    /// an event's `targets`.
+    pub const MAX_ITEMS: usize = MAX_TARGETS;
+}
+
+/// `path: N characters; the limit is M` when `value` is longer than `max`
+/// characters (the event validator's wording).
+pub fn too_long(path: &str, value: &str, max: usize) -> Option<String> {
+    // A string of at most `max` bytes cannot have more characters.
+    if value.len() <= max {
+        return None;
+    }
+    let chars = value.chars().count();
+    (chars > max).then(|| {
+        format!(
+            "{path}: {} characters; the limit is {}",
+            thousands(chars),
+            thousands(max)
+        )
+    })
+}
+
+/// `path: N items; the limit is M` when a list is longer than `max`.
+fn too_many(path: &str, len: usize, max: usize) -> Option<String> {
+    (len > max).then(|| format!("{path}: {} items; the limit is {}", thousands(len), thousands(max)))
+}
+
+/// Whether `tenant` is a tenant as events define it: 1 to
+/// [`NAME_CHARS`](bounds::NAME_CHARS) characters.
+pub fn tenant_problem(path: &str, tenant: &str) -> Option<String> {
+    if tenant.is_empty() {
+        return Some(format!("{path}: must not be empty"));
+    }
+    too_long(path, tenant, bounds::NAME_CHARS)
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+fn field_problem(path: &str, field: &Field) -> Option<String> {
+    match field {
+        Field::Details(_) => too_long(path, &field.path(), bounds::NAME_CHARS),
+        _ => None,
+    }
 }
 
 /// How to connect to an SMTP server.
@@ -646,46 +766,118 @@ impl ChannelSpec {
         }
     }
 
+    /// The channel's URL, for the kinds that post over HTTP.
+    pub fn url(&self) -> Option<&str> {
+        match &self.kind {
+            ChannelKind::Webhook { url, .. }
+            | ChannelKind::Slack { url }
+            | ChannelKind::Discord { url }
+            | ChannelKind::Teams { url } => Some(url),
+            ChannelKind::Email { .. } => None,
+        }
+    }
+
+    /// Whether the channel's URL names, by IP address, a destination
+    /// `destinations` refuses (a name is checked when it is resolved, at
+    /// every delivery).
+    pub fn destination_problems(&self, destinations: &crate::net::Destinations) -> Vec<String> {
+        match self.url() {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => destinations
+                .check_url(url)
+                .err()
+                .map(|e| format!("url: {e}"))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Every problem with the channel, each naming its field path.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !valid_name(&self.name) {
-            out.push(format!(
-                "name: {:?} must be 1 to 100 characters of letters, digits, '.', '_' or '-'",
-                self.name
-            ));
-        }
+        out.extend(name_problem("name", &self.name));
+        use bounds::*;
         let url = |out: &mut Vec<String>, url: &str| {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                out.push(format!("url: {url:?} must start with http:// or https://"));
+            if let Some(p) = too_long("url", url, LINE_CHARS) {
+                out.push(p);
+            } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+                // The URL is not shown: it may hold a token.
+                out.push("url: must start with http:// or https://".into());
+            }
+        };
+        // Shown in a refusal only when short: a value past its bound is
+        // named by its length alone.
+        let shown = |v: &str| {
+            if v.len() <= NAME_CHARS {
+                format!("{v:?} ")
+            } else {
+                String::new()
             }
         };
         match &self.kind {
-            ChannelKind::Webhook { url: u, headers, .. } => {
+            ChannelKind::Webhook {
+                url: u,
+                headers,
+                secret,
+                body_template,
+                content_type,
+            } => {
                 url(&mut out, u);
-                for name in headers.keys() {
+                out.extend(too_many("headers", headers.len(), MAX_ITEMS));
+                for (name, value) in headers {
                     let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                    if !ok {
+                    if let Some(p) = too_long("headers", name, NAME_CHARS) {
+                        out.push(format!("{p} (a header name)"));
+                    } else if !ok {
                         out.push(format!("headers.{name}: not a valid header name"));
+                    } else {
+                        out.extend(too_long(&format!("headers.{name}"), value, LINE_CHARS));
                     }
+                }
+                if let Some(v) = secret {
+                    out.extend(too_long("secret", v, ID_CHARS));
+                }
+                if let Some(v) = body_template {
+                    out.extend(too_long("body_template", v, TEMPLATE_CHARS));
+                }
+                if let Some(v) = content_type {
+                    out.extend(too_long("content_type", v, NAME_CHARS));
                 }
             }
             ChannelKind::Slack { url: u } | ChannelKind::Discord { url: u } | ChannelKind::Teams { url: u } => {
                 url(&mut out, u)
             }
-            ChannelKind::Email { host, from, to, .. } => {
+            ChannelKind::Email {
+                host,
+                from,
+                to,
+                username,
+                password,
+                ..
+            } => {
                 if host.is_empty() {
                     out.push("host: must not be empty".into());
                 }
-                if !from.contains('@') {
-                    out.push(format!("from: {from:?} is not a mail address"));
+                out.extend(too_long("host", host, ID_CHARS));
+                for (path, value) in [("username", username), ("password", password)] {
+                    if let Some(v) = value {
+                        out.extend(too_long(path, v, ID_CHARS));
+                    }
+                }
+                if let Some(p) = too_long("from", from, ID_CHARS) {
+                    out.push(p);
+                } else if !from.contains('@') {
+                    out.push(format!("from: {}is not a mail address", shown(from)));
                 }
                 if to.is_empty() {
                     out.push("to: needs at least one recipient".into());
                 }
+                out.extend(too_many("to", to.len(), MAX_ITEMS));
                 for (i, addr) in to.iter().enumerate() {
-                    if !addr.contains('@') {
-                        out.push(format!("to[{i}]: {addr:?} is not a mail address"));
+                    if let Some(p) = too_long(&format!("to[{i}]"), addr, ID_CHARS) {
+                        out.push(p);
+                    } else if !addr.contains('@') {
+                        out.push(format!("to[{i}]: {}is not a mail address", shown(addr)));
                     }
                 }
             }
@@ -736,6 +928,35 @@ pub struct SilenceSpec {
     pub until: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+}
+
+impl SilenceSpec {
+    /// Every problem with the silence's fields, each naming its field
+    /// path (`until` is checked against the clock by the caller).
+    pub fn problems(&self) -> Vec<String> {
+        use bounds::*;
+        let mut out = Vec::new();
+        if let Some(rule) = &self.rule {
+            out.extend(name_problem("rule", rule));
+        }
+        out.extend(too_many("group", self.group.len(), MAX_GROUP_FIELDS));
+        for (key, value) in &self.group {
+            match too_long("group", key, NAME_CHARS) {
+                Some(p) => out.push(format!("{p} (a field path)")),
+                None => {
+                    if let Err(e) = Field::parse(key) {
+                        out.push(format!("group.{key}: {e}"));
+                    }
+                    out.extend(too_long(&format!("group.{key}"), value, TEXT_CHARS));
+                }
+            }
+        }
+        out.extend(too_long("until", &self.until, NAME_CHARS));
+        if let Some(c) = &self.comment {
+            out.extend(too_long("comment", c, TEXT_CHARS));
+        }
+        out
+    }
 }
 
 /// Whether a notification says an alert started, ended, or is a test.

@@ -14,9 +14,11 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::engine::{time_text, LogState, Transition};
 use crate::outbox;
+use crate::sealed::{self, SealError, SecretKey};
 use crate::spec::{ChannelSpec, MessageKind, RuleSpec, SilenceSpec};
 
 pub const SCHEMA: &str = "
@@ -143,12 +145,111 @@ impl Named for RuleSpec {
     }
 }
 
-impl Named for ChannelSpec {
+/// A channel as stored: its JSON with the credentials sealed
+/// ([`sealed`](crate::sealed)). Read and written only through the
+/// `*_channel` functions, which seal and open.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+struct StoredChannel(Value);
+
+impl Named for StoredChannel {
     const TABLE: &'static str = "alert_channels";
     const WHAT: &'static str = "channel";
     fn name(&self) -> &str {
-        &self.name
+        self.0.get("name").and_then(Value::as_str).unwrap_or("")
     }
+}
+
+/// Create or replace channel `spec`, its credentials sealed with `key`;
+/// returns whether it was new.
+pub fn put_channel(conn: &Connection, spec: &ChannelSpec, key: &SecretKey, origin: Origin, now: &str) -> Result<bool> {
+    let sealed = sealed::seal(spec, key).map_err(|e| unreadable(&spec.name, e))?;
+    put(conn, &StoredChannel(sealed), origin, now)
+}
+
+fn unreadable(name: &str, e: SealError) -> StoreError {
+    StoreError::Unreadable {
+        what: "channel",
+        name: name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn open_channel(
+    stored: Stored<StoredChannel>,
+    key: impl FnOnce() -> std::result::Result<SecretKey, SealError>,
+) -> Result<(Stored<ChannelSpec>, bool)> {
+    let name = stored.spec.name().to_string();
+    let (spec, clear) = sealed::open(stored.spec.0, key).map_err(|e| unreadable(&name, e))?;
+    Ok((
+        Stored {
+            spec,
+            origin: stored.origin,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        },
+        clear,
+    ))
+}
+
+/// Channel `name`, its credentials opened with `key` (asked for only when
+/// one is sealed).
+pub fn get_channel(
+    conn: &Connection,
+    name: &str,
+    key: impl FnOnce() -> std::result::Result<SecretKey, SealError>,
+) -> Result<Option<Stored<ChannelSpec>>> {
+    get::<StoredChannel>(conn, name)?
+        .map(|s| open_channel(s, key).map(|(c, _)| c))
+        .transpose()
+}
+
+/// Every channel, by name, credentials opened.
+pub fn list_channels(
+    conn: &Connection,
+    key: impl Fn() -> std::result::Result<SecretKey, SealError>,
+) -> Result<Vec<Stored<ChannelSpec>>> {
+    list::<StoredChannel>(conn)?
+        .into_iter()
+        .map(|s| open_channel(s, &key).map(|(c, _)| c))
+        .collect()
+}
+
+/// Whether channel `name` exists.
+pub fn has_channel(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(get::<StoredChannel>(conn, name)?.is_some())
+}
+
+/// Delete channel `name`; returns whether it existed.
+pub fn delete_channel(conn: &Connection, name: &str) -> Result<bool> {
+    delete::<StoredChannel>(conn, name)
+}
+
+/// Seal the credentials of channels written in clear (before credentials
+/// were encrypted), keeping their bookkeeping; returns how many. `key` is
+/// asked for only when there is one to seal.
+pub fn seal_clear_channels(
+    conn: &Connection,
+    key: impl Fn() -> std::result::Result<SecretKey, SealError>,
+) -> Result<usize> {
+    let mut sealed_count = 0;
+    for stored in list::<StoredChannel>(conn)? {
+        // Sealed rows are not opened: a lost key must not stop the
+        // database from opening (those channels fail when used instead).
+        if !sealed::holds_clear(&stored.spec.0) {
+            continue;
+        }
+        let name = stored.spec.name().to_string();
+        let (channel, _) = open_channel(stored, &key)?;
+        let key = key().map_err(|e| unreadable(&name, e))?;
+        let sealed = sealed::seal(&channel.spec, &key).map_err(|e| unreadable(&name, e))?;
+        conn.execute(
+            "UPDATE alert_channels SET spec = ?2 WHERE name = ?1",
+            params![name, sealed.to_string()],
+        )?;
+        sealed_count += 1;
+    }
+    Ok(sealed_count)
 }
 
 /// Create or replace; returns whether it was new.

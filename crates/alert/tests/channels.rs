@@ -21,6 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::Connection;
+use sealtrail_alert::net::Destinations;
 use sealtrail_alert::notify::{self, Outgoing};
 use sealtrail_alert::outbox::{self, Backoff, Deliverer, HistoryQuery, Status};
 use sealtrail_alert::{ChannelKind, ChannelSpec, Level, Message, MessageKind, SmtpSecurity};
@@ -157,8 +158,14 @@ fn webhook(name: &str, url: String, secret: Option<&str>) -> ChannelSpec {
     }
 }
 
-fn client() -> reqwest::Client {
-    notify::http_client(Duration::from_secs(5)).unwrap()
+/// The receivers here listen on loopback, which the destination policy
+/// refuses unless allowed.
+fn loopback() -> Destinations {
+    Destinations::new(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()])
+}
+
+fn client() -> notify::HttpClient {
+    notify::http_client(Duration::from_secs(5), loopback()).unwrap()
 }
 
 async fn render_and_send(channel: &ChannelSpec, m: &Message) -> Result<notify::Sent, notify::SendFailure> {
@@ -298,7 +305,7 @@ async fn teams_receiver_gets_an_adaptive_card_and_202_is_success() {
 }
 
 #[tokio::test]
-async fn failures_say_whether_to_retry_and_quote_the_body() {
+async fn failures_say_whether_to_retry_and_keep_only_the_status_line() {
     let receiver = Receiver::answering(&[
         (500, "database is on fire"),
         (429, "slow down"),
@@ -310,16 +317,84 @@ async fn failures_say_whether_to_retry_and_quote_the_body() {
     let m = message(MessageKind::Fired);
     let e = render_and_send(&channel, &m).await.unwrap_err();
     assert_eq!((e.status, e.retryable), (Some(500), true));
-    assert_eq!(e.message, "HTTP 500 Internal Server Error: database is on fire");
+    // The body is the receiver's, never echoed: a channel must not be a
+    // way to read what answers at its URL.
+    assert_eq!(e.message, "HTTP 500 Internal Server Error");
     let e = render_and_send(&channel, &m).await.unwrap_err();
     assert_eq!((e.status, e.retryable), (Some(429), true));
+    assert_eq!(e.message, "HTTP 429 Too Many Requests");
     let e = render_and_send(&channel, &m).await.unwrap_err();
     assert_eq!((e.status, e.retryable), (Some(404), false));
-    assert!(e.message.contains("no such hook"), "{}", e.message);
+    assert_eq!(e.message, "HTTP 404 Not Found");
     // Redirects are not followed: a POST must not become a GET.
     let e = render_and_send(&channel, &m).await.unwrap_err();
     assert_eq!((e.status, e.retryable), (Some(301), false));
     assert_eq!(receiver.seen().len(), 4);
+}
+
+/// A webhook at every kind of forbidden destination: `port` is a real
+/// receiver on loopback, so a request that got through would be seen.
+fn forbidden_channels(port: u16) -> Vec<ChannelSpec> {
+    [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.8/".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, url)| webhook(&format!("hook-{i}"), url, None))
+    .collect()
+}
+
+#[tokio::test]
+async fn the_deliverer_refuses_forbidden_destinations_without_connecting() {
+    let receiver = Receiver::default();
+    let v4 = receiver.start().await;
+    // The same receiver on ::1 and the same port, where the host has IPv6.
+    let _ = tokio::net::TcpListener::bind(("::1", v4.port())).await.map(|l| {
+        let app = axum::Router::new().fallback(receive).with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(l, app).await })
+    });
+    let channels = forbidden_channels(v4.port());
+    let db = db();
+    let http = notify::http_client(Duration::from_secs(5), Destinations::default()).unwrap();
+    let deliverer = Deliverer::new(&db.conn, &http);
+    let ids: Vec<i64> = channels
+        .iter()
+        .map(|c| enqueue_alert(&db, &c.name, &format!("alert-{}", c.name), T0))
+        .collect();
+    let done = pass(&deliverer, T0, &channels).await;
+    assert_eq!(done.len(), channels.len());
+    for d in &done {
+        let error = d.error.as_deref().unwrap_or("");
+        assert_eq!(d.status, Status::Dead, "{}: {error}", d.channel);
+        assert!(error.starts_with("refused destination: "), "{}: {error}", d.channel);
+        assert!(error.contains("alerts.allowed_networks"), "{}: {error}", d.channel);
+    }
+    let error = |id: i64| notification(&db, id).history[0].error.clone().unwrap();
+    assert!(error(ids[0]).contains("127.0.0.1 is loopback"), "{}", error(ids[0]));
+    assert!(error(ids[2]).contains("127.0.0.1 is loopback"), "{}", error(ids[2]));
+    assert!(error(ids[3]).contains("localhost is loopback"), "{}", error(ids[3]));
+    assert!(error(ids[5]).contains("link-local"), "{}", error(ids[5]));
+    assert!(error(ids[6]).contains("private network"), "{}", error(ids[6]));
+    assert!(receiver.seen().is_empty(), "a forbidden destination was reached");
+
+    // Allowed, the same loopback destinations are delivered to.
+    let http = client();
+    let allowed = Deliverer::new(&db.conn, &http);
+    let reachable = &channels[..5];
+    for c in reachable {
+        enqueue_alert(&db, &c.name, &format!("again-{}", c.name), T0);
+    }
+    let done = pass(&allowed, T0, reachable).await;
+    let delivered = done.iter().filter(|d| d.status == Status::Delivered).count();
+    // ::1 is only there when the host has IPv6 on loopback.
+    assert!(delivered >= 4, "{done:?}");
+    assert_eq!(receiver.seen().len(), delivered);
 }
 
 #[tokio::test]
@@ -346,7 +421,7 @@ async fn a_slow_receiver_times_out_retryably() {
     let addr = receiver.start().await;
     let channel = webhook("hook", format!("http://{addr}/"), None);
     let out = notify::render(&channel, &message(MessageKind::Fired), 1, 0).unwrap();
-    let http = notify::http_client(Duration::from_millis(300)).unwrap();
+    let http = notify::http_client(Duration::from_millis(300), loopback()).unwrap();
     let e = notify::send(&out, &http).await.unwrap_err();
     assert!(e.retryable);
     assert!(
@@ -441,10 +516,7 @@ async fn two_500s_then_200_is_delivered_on_the_third_attempt() {
     assert_eq!(n.last_status, Some(200));
     let codes: Vec<_> = n.history.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, [Some(500), Some(503), Some(200)]);
-    assert_eq!(
-        n.history[0].error.as_deref(),
-        Some("HTTP 500 Internal Server Error: boom")
-    );
+    assert_eq!(n.history[0].error.as_deref(), Some("HTTP 500 Internal Server Error"));
     assert_eq!(n.history[2].error, None);
     let ats: Vec<_> = n.history.iter().map(|a| a.at.as_str()).collect();
     assert_eq!(
@@ -478,7 +550,7 @@ async fn a_404_is_a_dead_letter_at_once_and_retry_dead_requeues_it() {
     assert_eq!((done[0].status, done[0].status_code), (Status::Dead, Some(404)));
     let n = notification(&db, id);
     assert_eq!(n.status, Status::Dead);
-    assert_eq!(n.last_error.as_deref(), Some("HTTP 404 Not Found: unknown hook"));
+    assert_eq!(n.last_error.as_deref(), Some("HTTP 404 Not Found"));
     assert!(pass(&deliverer, T0 + 86_400_000, &channels).await.is_empty());
     let dead = outbox::history(
         &db.conn.lock().unwrap(),
@@ -825,4 +897,39 @@ async fn an_smtp_server_that_never_answers_times_out_retryably() {
     assert!(e.retryable);
     assert_eq!(started.elapsed(), notify::SMTP_TIMEOUT);
     drop(listener);
+}
+
+#[tokio::test]
+async fn an_smtp_refusal_keeps_only_the_reply_code() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    // A server that refuses every sender with a reply whose text must
+    // not come back to whoever configured the channel.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        write.write_all(b"220 relay ready\r\n").await.unwrap();
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let reply: &[u8] = match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                Some("EHLO") => b"250 relay\r\n",
+                Some("MAIL") => b"550 5.7.1 internal-secret-detail\r\n",
+                Some("QUIT") => b"221 bye\r\n",
+                _ => b"250 ok\r\n",
+            };
+            if write.write_all(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut channel = email(port, "unused");
+    if let ChannelKind::Email { username, password, .. } = &mut channel.kind {
+        *username = None;
+        *password = None;
+    }
+    let out = notify::render(&channel, &message(MessageKind::Fired), 1, 0).unwrap();
+    let e = notify::send(&out, &client()).await.unwrap_err();
+    assert_eq!((e.status, e.retryable), (Some(550), false));
+    assert_eq!(e.message, "SMTP reply 550");
 }

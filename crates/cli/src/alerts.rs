@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use sealtrail_alert::net::Destinations;
 use sealtrail_alert::store::{self, Origin};
 use sealtrail_alert::{ChannelSpec, RuleSpec, SilenceSpec, Span};
 use sealtrail_server::alerts as ops;
 use sealtrail_server::meta::Meta;
+use sealtrail_server::Config;
 
 use crate::server::{cli_actor, record};
 
@@ -119,6 +121,13 @@ fn read_spec<T: serde::de::DeserializeOwned>(file: &Path) -> anyhow::Result<T> {
     }
 }
 
+/// Where channels may send, as the server is told: the CLI reads
+/// `alerts.allowed_networks` from `SEALTRAIL_ALERTS_ALLOWED_NETWORKS`.
+fn destinations() -> anyhow::Result<Destinations> {
+    let config = Config::load(None, std::env::vars())?;
+    Ok(config.alerts.destinations())
+}
+
 pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> anyhow::Result<()> {
     let meta = Meta::open(data)?;
     let actor = cli_actor();
@@ -174,21 +183,22 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
         },
         AlertsCommand::Channels { command } => match command {
             SpecCommand::List => {
-                for c in store::list::<ChannelSpec>(&meta.lock())? {
+                for c in store::list_channels(&meta.lock(), || meta.secrets())? {
                     let kind = serde_json::to_value(&c.spec.kind)?;
                     let kind = kind.get("type").and_then(|t| t.as_str()).unwrap_or("?").to_string();
                     writeln!(out, "{}\t{kind}\t{}\t{}", c.spec.name, origin(c.origin), c.updated_at)?;
                 }
             }
             SpecCommand::Show { name } => {
-                let Some(c) = store::get::<ChannelSpec>(&meta.lock(), name)? else {
+                let Some(c) = store::get_channel(&meta.lock(), name, || meta.secrets())? else {
                     bail!("no channel named {name:?}");
                 };
                 writeln!(out, "{}", serde_json::to_string_pretty(&c.spec.redacted())?)?;
             }
             SpecCommand::Put { file } => {
                 let spec: ChannelSpec = read_spec(file)?;
-                let (created, _) = ops::put_channel(&meta, &spec, Origin::Api, ops::Put::Upsert, &actor)?;
+                let (created, _) =
+                    ops::put_channel(&meta, &spec, &destinations()?, Origin::Api, ops::Put::Upsert, &actor)?;
                 record(data, &meta)?;
                 writeln!(
                     out,
@@ -290,14 +300,14 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
             writeln!(out, "notification {id} queued again")?;
         }
         AlertsCommand::Test { channel } => {
-            let Some(c) = store::get::<ChannelSpec>(&meta.lock(), channel)? else {
+            let Some(c) = store::get_channel(&meta.lock(), channel, || meta.secrets())? else {
                 bail!("no channel named {channel:?}");
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let result = runtime.block_on(ops::test_send(&meta, &c.spec, &actor));
+            let result = runtime.block_on(ops::test_send(&meta, &c.spec, destinations()?, &actor));
             record(data, &meta)?;
             match result.error {
                 None => writeln!(

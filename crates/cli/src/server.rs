@@ -134,6 +134,10 @@ pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow:
             if tenant.as_deref() == Some("") {
                 bail!("--tenant must not be empty (leave it out for a key of every tenant)");
             }
+            let problems = sealtrail_server::meta::key_problems(name, tenant.as_deref());
+            if !problems.is_empty() {
+                bail!("cannot create the key: --{}", problems.join("; --"));
+            }
             let (key, secret) = meta.create_key(*scope, tenant.as_deref(), name, &now_text(), |k| {
                 key_event(cli_actor(), "api_key.created", k)
             })?;

@@ -212,6 +212,8 @@ fn config(dir: &Path, receiver_port: u16) -> std::path::PathBuf {
             r#"
 [alerts]
 interval_ms = 50
+# The receiver listens on loopback, which channels may not reach by default.
+allowed_networks = ["127.0.0.0/8"]
 retry_base_ms = 200
 retry_max_ms = 1000
 max_attempts = 100
@@ -576,4 +578,51 @@ channels = ["ops"]
     ] {
         assert!(actions.iter().any(|a| a == want), "{want} missing from {actions:?}");
     }
+}
+
+#[test]
+fn the_cli_bounds_keys_and_channels_and_obeys_allowed_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tenant = "t".repeat(5_000);
+    let (code, _, err) = cli(&data, &["keys", "create", "--scope", "read", "--tenant", &tenant]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--tenant: 5,000 characters; the limit is 128"), "{err}");
+    assert!(!err.contains(&tenant), "the value is echoed");
+    let name = "n".repeat(100_000);
+    let (code, _, err) = cli(&data, &["keys", "create", "--scope", "read", "--name", &name]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--name: 100,000 characters; the limit is 256"), "{err}");
+
+    let put = |spec: Value, env: Option<&str>| {
+        let file = dir.path().join("channel.json");
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["alerts", "channels", "put"])
+            .arg(&file)
+            .arg("--data")
+            .arg(&data);
+        command.env_remove("SEALTRAIL_ALERTS_ALLOWED_NETWORKS");
+        if let Some(networks) = env {
+            command.env("SEALTRAIL_ALERTS_ALLOWED_NETWORKS", networks);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let long = format!("https://example.com/{}", "a".repeat(40_000));
+    let (code, _, err) = put(json!({"name": "c", "type": "slack", "url": long}), None);
+    assert_ne!(code, 0);
+    assert!(err.contains("url: 40,020 characters; the limit is 1,024"), "{err}");
+    let local = json!({"name": "local", "type": "webhook", "url": "http://127.0.0.1:9/hook"});
+    let (code, _, err) = put(local.clone(), None);
+    assert_ne!(code, 0);
+    assert!(err.contains("url: 127.0.0.1 is loopback"), "{err}");
+    let (code, out, err) = put(local, Some(r#"["127.0.0.0/8"]"#));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "created channel local\n");
 }

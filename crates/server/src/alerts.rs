@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sealtrail_alert::engine::{Engine, LogState, Transition};
+use sealtrail_alert::net::Destinations;
 use sealtrail_alert::outbox::{self, Backoff, Deliverer, HistoryQuery, Status};
+use sealtrail_alert::sealed::SealError;
 use sealtrail_alert::store::{self, Origin, Silence, StoreError, Stored};
 use sealtrail_alert::{notify, ChannelSpec, Level, Message, MessageKind, RuleSpec, SilenceSpec};
 use serde::Serialize;
@@ -54,6 +56,8 @@ pub enum AlertError {
     Exists(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SealError),
 }
 
 impl From<rusqlite::Error> for AlertError {
@@ -114,7 +118,7 @@ pub fn put_rule(
             )));
         }
         for (i, channel) in spec.channels.iter().enumerate() {
-            if store::get::<ChannelSpec>(conn, channel)?.is_none() {
+            if !store::has_channel(conn, channel)? {
                 return Err(AlertError::Invalid(vec![format!(
                     "channels[{i}]: no channel named {channel:?} (create it first)"
                 )]));
@@ -156,21 +160,34 @@ pub fn delete_rule(meta: &Meta, name: &str, actor: &Value) -> Result<(), AlertEr
 /// channel as stored. Credentials sent in their redacted form (as listed)
 /// keep the stored ones, so a listed channel can be edited and sent back.
 /// The channel must render: a sample notification is rendered first, so a
-/// channel every notification would fail on is refused now, not later.
+/// channel every notification would fail on is refused now, not later;
+/// and a URL whose host is an address `destinations` refuses is refused
+/// now (a name is checked at every delivery).
 pub fn put_channel(
     meta: &Meta,
     spec: &ChannelSpec,
+    destinations: &Destinations,
     origin: Origin,
     put: Put,
     actor: &Value,
 ) -> Result<(bool, Stored<ChannelSpec>), AlertError> {
-    let problems = spec.problems();
+    let mut problems = spec.problems();
+    let refused = spec.destination_problems(destinations);
+    if !refused.is_empty() {
+        metrics::counter!("sealtrail_notification_destinations_refused_total", "via" => "channel").increment(1);
+        tracing::warn!(
+            "alerts: channel {:?} refused: {}",
+            spec.name.chars().take(100).collect::<String>(),
+            refused.join("; ")
+        );
+    }
+    problems.extend(refused);
     if !problems.is_empty() {
         return Err(AlertError::Invalid(problems));
     }
     meta.audited(|conn| {
         let mut spec = spec.clone();
-        match store::get::<ChannelSpec>(conn, &spec.name)? {
+        match store::get_channel(conn, &spec.name, || meta.secrets())? {
             Some(_) if put == Put::CreateOnly => {
                 return Err(AlertError::Exists(format!(
                     "a channel named {:?} exists; PUT /api/v1/channels/{} replaces it",
@@ -189,8 +206,9 @@ pub fn put_channel(
         if let Err(e) = notify::render(&spec, &sample_message(&spec), 0, now_ms().div_euclid(1000)) {
             return Err(AlertError::Invalid(vec![e.to_string()]));
         }
-        let created = store::put(conn, &spec, origin, &now_text())?;
-        let stored = stored::<ChannelSpec>(conn, &spec.name)?;
+        let created = store::put_channel(conn, &spec, &meta.secrets()?, origin, &now_text())?;
+        let stored = store::get_channel(conn, &spec.name, || meta.secrets())?
+            .ok_or_else(|| AlertError::NotFound(format!("{:?} vanished as it was written", spec.name)))?;
         let action = if created {
             "alert_channel.created"
         } else {
@@ -217,7 +235,7 @@ pub fn delete_channel(meta: &Meta, name: &str, actor: &Value) -> Result<(), Aler
                 users.join(", ")
             )));
         }
-        if !store::delete::<ChannelSpec>(conn, name)? {
+        if !store::delete_channel(conn, name)? {
             return Err(AlertError::NotFound(format!("no channel named {name:?}")));
         }
         Ok((
@@ -228,6 +246,10 @@ pub fn delete_channel(meta: &Meta, name: &str, actor: &Value) -> Result<(), Aler
 }
 
 pub fn add_silence(meta: &Meta, spec: &SilenceSpec, actor: &Value, by: &str) -> Result<Silence, AlertError> {
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        return Err(AlertError::Invalid(problems));
+    }
     let Some(until) = sealtrail_alert::engine::parse_time_ms(&spec.until) else {
         return Err(AlertError::Invalid(vec![format!(
             "until: {:?} is not an RFC 3339 time",
@@ -273,10 +295,12 @@ pub fn delete_silence(meta: &Meta, id: i64, actor: &Value) -> Result<(), AlertEr
 /// from what is stored.
 pub fn apply_config(meta: &Meta, config: &Alerts) -> Result<(), AlertError> {
     let actor = json!({"id": "config", "type": "system"});
+    let destinations = config.destinations();
     for channel in &config.channels {
-        let same = store::get::<ChannelSpec>(&meta.lock(), &channel.name)?.is_some_and(|s| s.spec == *channel);
+        let same =
+            store::get_channel(&meta.lock(), &channel.name, || meta.secrets())?.is_some_and(|s| s.spec == *channel);
         if !same {
-            put_channel(meta, channel, Origin::Config, Put::Upsert, &actor)?;
+            put_channel(meta, channel, &destinations, Origin::Config, Put::Upsert, &actor)?;
         }
     }
     for rule in &config.rules {
@@ -599,7 +623,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// from the outbox.
 pub fn spawn_deliverer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let http = match notify::http_client(SEND_TIMEOUT) {
+        let http = match notify::http_client(SEND_TIMEOUT, app.config.alerts.destinations()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("alerts: no HTTP client, notifications stay queued: {e}");
@@ -613,7 +637,7 @@ pub fn spawn_deliverer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let channels = match store::list::<ChannelSpec>(&app.meta.lock()) {
+            let channels = match store::list_channels(&app.meta.lock(), || app.meta.secrets()) {
                 Ok(all) => all
                     .into_iter()
                     .map(|c| (c.spec.name.clone(), c.spec))
@@ -633,6 +657,10 @@ pub fn spawn_deliverer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     for d in done {
                         metrics::counter!("sealtrail_notifications_total", "channel" => d.channel.clone(), "status" => d.status.as_str())
                             .increment(1);
+                        if d.error.as_deref().is_some_and(|e| e.starts_with(notify::REFUSED)) {
+                            metrics::counter!("sealtrail_notification_destinations_refused_total", "via" => "outbox")
+                                .increment(1);
+                        }
                         if d.status == Status::Dead {
                             tracing::warn!(
                                 "alerts: notification {} to {} is a dead letter: {}",
@@ -722,14 +750,15 @@ pub struct TestResult {
     pub error: Option<String>,
 }
 
-/// Send a test notification to `channel` now (not through the outbox) and
-/// record the attempt in the system log.
-pub async fn test_send(meta: &Meta, channel: &ChannelSpec, actor: &Value) -> TestResult {
+/// Send a test notification to `channel` now (not through the outbox),
+/// only where `destinations` allows, and record the attempt in the system
+/// log.
+pub async fn test_send(meta: &Meta, channel: &ChannelSpec, destinations: Destinations, actor: &Value) -> TestResult {
     let now = now_ms();
     let message = sample_message(channel);
     let result = match notify::render(channel, &message, 0, now.div_euclid(1000)) {
         Err(e) => Err((None, e.to_string())),
-        Ok(out) => match notify::http_client(SEND_TIMEOUT) {
+        Ok(out) => match notify::http_client(SEND_TIMEOUT, destinations) {
             Err(e) => Err((None, format!("no HTTP client: {e}"))),
             Ok(http) => notify::send(&out, &http)
                 .await
@@ -746,6 +775,10 @@ pub async fn test_send(meta: &Meta, channel: &ChannelSpec, actor: &Value) -> Tes
         },
         error: result.err().map(|(_, e)| e),
     };
+    if let Some(e) = outcome.error.as_deref().filter(|e| e.starts_with(notify::REFUSED)) {
+        metrics::counter!("sealtrail_notification_destinations_refused_total", "via" => "test").increment(1);
+        tracing::warn!("alerts: test notification to channel {}: {e}", channel.name);
+    }
     let event = config_event(
         actor,
         "alert_channel.tested",

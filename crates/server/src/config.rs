@@ -118,6 +118,17 @@ pub struct Alerts {
     pub rules: Vec<sealtrail_alert::RuleSpec>,
     /// Channels, likewise.
     pub channels: Vec<sealtrail_alert::ChannelSpec>,
+    /// Networks (CIDR, e.g. `10.20.0.0/16`) webhook, Slack, Discord and
+    /// Teams channels may reach although they are loopback, private,
+    /// link-local or otherwise refused (docs/alert-channels.md).
+    pub allowed_networks: Vec<sealtrail_alert::net::Network>,
+}
+
+impl Alerts {
+    /// The destination policy of HTTP notifications.
+    pub fn destinations(&self) -> sealtrail_alert::net::Destinations {
+        sealtrail_alert::net::Destinations::new(self.allowed_networks.clone())
+    }
 }
 
 impl Default for Alerts {
@@ -129,6 +140,7 @@ impl Default for Alerts {
             max_attempts: 20,
             rules: Vec::new(),
             channels: Vec::new(),
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -266,8 +278,11 @@ impl Config {
                 return Err(ConfigError(format!("alerts.rules[{i}].{p}")));
             }
         }
+        let destinations = a.destinations();
         for (i, channel) in a.channels.iter().enumerate() {
-            if let Some(p) = channel.problems().first() {
+            let mut problems = channel.problems();
+            problems.extend(channel.destination_problems(&destinations));
+            if let Some(p) = problems.first() {
                 return Err(ConfigError(format!("alerts.channels[{i}].{p}")));
             }
         }
@@ -396,6 +411,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("default_log:"), "{e}");
+    }
+
+    #[test]
+    fn allowed_networks_come_from_a_toml_array_in_the_environment() {
+        let c = Config::load(
+            None,
+            env(&[("SEALTRAIL_ALERTS_ALLOWED_NETWORKS", r#"["127.0.0.0/8", "fd00::/8"]"#)]),
+        )
+        .unwrap();
+        let shown: Vec<String> = c.alerts.allowed_networks.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.0/8", "fd00::/8"]);
+        assert!(Config::default().alerts.allowed_networks.is_empty());
+        let e = Config::load(
+            None,
+            env(&[("SEALTRAIL_ALERTS_ALLOWED_NETWORKS", r#"["10.0.0.0/40"]"#)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("prefix length must be 0 to 32"), "{e}");
+        // A channel at a forbidden address in the file needs the network allowed.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[alerts.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&path), []).unwrap_err().to_string();
+        assert!(e.starts_with("alerts.channels[0].url: 127.0.0.1 is loopback"), "{e}");
+        Config::load(
+            Some(&path),
+            env(&[("SEALTRAIL_ALERTS_ALLOWED_NETWORKS", r#"["127.0.0.1/32"]"#)]),
+        )
+        .unwrap();
     }
 
     #[test]

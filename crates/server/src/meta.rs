@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
+use sealtrail_alert::sealed::{SealError, SecretKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -52,6 +53,8 @@ pub enum MetaError {
     NoSuchKey(String),
     #[error("reading the system's randomness: {0}")]
     Random(String),
+    #[error("alert channels: {0}")]
+    Secrets(String),
 }
 
 /// What an API key may do. Admin may do everything; read and ingest are
@@ -100,11 +103,112 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
+/// The file name of the key channel credentials are sealed with, beside
+/// the metadata database (docs/alert-channels.md).
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
+
+/// Every problem with a new key's fields, each naming its field: the
+/// name is a display name (at most `ID_CHARS` characters, as an event's),
+/// the tenant a tenant as events define it.
+pub fn key_problems(name: &str, tenant: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    out.extend(sealtrail_alert::spec::too_long(
+        "name",
+        name,
+        sealtrail_event::limits::ID_CHARS,
+    ));
+    if let Some(t) = tenant {
+        out.extend(sealtrail_alert::spec::tenant_problem("tenant", t));
+    }
+    out
+}
+
 /// The metadata database. One connection behind a mutex: every statement
 /// is short, and SQLite serialises writers anyway.
 pub struct Meta {
     path: PathBuf,
+    data_dir: PathBuf,
     conn: Mutex<Connection>,
+    /// Loaded (or created) on first need.
+    secrets: Mutex<Option<SecretKey>>,
+}
+
+/// Owner-only: the database holds API key hashes, alert channels and the
+/// audit outbox; the key file opens channel credentials.
+const PRIVATE_MODE: u32 = 0o600;
+
+/// Create `path` empty and owner-only if it is missing, and make it
+/// owner-only if it exists: SQLite gives the journal and WAL files the
+/// mode of the database file.
+fn make_private(path: &Path, create: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if create {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_MODE)
+            .open(path)
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_MODE)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(()),
+        // Another user's file this process may still use: say so, go on.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tracing::warn!("cannot make {name} in the data directory owner-only: {e}");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The data directory's secrets key, created (owner-only, synced) if it
+/// is missing. Errors name the file, not where the directory is.
+fn load_or_create_key(data_dir: &Path) -> Result<SecretKey, SealError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(SECRETS_KEY_FILE);
+    let fail = |e: std::io::Error| SealError::Key(format!("{SECRETS_KEY_FILE} in the data directory: {e}"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return SecretKey::from_text(&text),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+        Err(_) => {}
+    }
+    let key = SecretKey::generate()?;
+    // Written whole under a temporary name, then linked into place, so a
+    // crash never leaves a short key and two processes agree on one.
+    let tmp = data_dir.join(format!("{SECRETS_KEY_FILE}.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(PRIVATE_MODE)
+        .open(&tmp)
+        .map_err(fail)?;
+    file.write_all(key.to_text().as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    drop(file);
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            std::fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(fail)?;
+            tracing::info!("created the channel secrets key {SECRETS_KEY_FILE} in the data directory");
+            Ok(key)
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            SecretKey::from_text(&std::fs::read_to_string(&path).map_err(fail)?)
+        }
+        Err(e) => Err(fail(e)),
+    }
 }
 
 impl Meta {
@@ -121,17 +225,56 @@ impl Meta {
                 Some(format!("creating {}: {e}", data_dir.display())),
             ))
         })?;
+        let io = |e: std::io::Error| {
+            err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("making {META_FILE} owner-only: {e}")),
+            ))
+        };
+        make_private(&path, true).map_err(io)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            make_private(&data_dir.join(format!("{META_FILE}{suffix}")), false).map_err(io)?;
+        }
         let conn = Connection::open(&path).map_err(err)?;
         // WAL with full sync: a key change is durable when the call returns,
         // and readers never wait for the writer.
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-            .map_err(err)?;
+        // Secure delete: a credential replaced by its sealed form (or a
+        // deleted channel) leaves no copy in the file's free space.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA secure_delete = ON;",
+        )
+        .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         sealtrail_alert::store::migrate(&conn).map_err(err)?;
-        Ok(Meta {
+        let meta = Meta {
             path,
+            data_dir: data_dir.to_path_buf(),
             conn: Mutex::new(conn),
-        })
+            secrets: Mutex::new(None),
+        };
+        // Channels written before credentials were encrypted.
+        let sealed = sealtrail_alert::store::seal_clear_channels(&meta.conn(), || meta.secrets())
+            .map_err(|e| MetaError::Secrets(e.to_string()))?;
+        if sealed > 0 {
+            // The clear rows' old pages leave the WAL now, not at some
+            // later checkpoint.
+            meta.conn()
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(|e| meta.err(e))?;
+            tracing::info!("encrypted the credentials of {sealed} alert channel(s) stored in clear");
+        }
+        Ok(meta)
+    }
+
+    /// The key channel credentials are sealed with, created on first need.
+    pub fn secrets(&self) -> Result<SecretKey, SealError> {
+        let mut slot = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = slot.as_ref() {
+            return Ok(key.clone());
+        }
+        let key = load_or_create_key(&self.data_dir)?;
+        *slot = Some(key.clone());
+        Ok(key)
     }
 
     pub fn path(&self) -> &Path {

@@ -782,7 +782,7 @@ async fn alert_configuration_needs_admin_keys_of_every_tenant_and_never_shows_se
         .call(Method::PUT, "/api/v1/channels/hook", Some(&admin), json_body(listed))
         .await;
     assert_eq!(put.status, StatusCode::OK);
-    let stored = sealtrail_alert::store::get::<sealtrail_alert::ChannelSpec>(&h.app.meta.lock(), "hook")
+    let stored = sealtrail_alert::store::get_channel(&h.app.meta.lock(), "hook", || h.app.meta.secrets())
         .unwrap()
         .unwrap();
     let sealtrail_alert::ChannelKind::Webhook { url, secret, .. } = stored.spec.kind else {
@@ -898,4 +898,495 @@ async fn alert_configuration_needs_admin_keys_of_every_tenant_and_never_shows_se
     // Secrets never reach the system log.
     let all: Vec<String> = h.app.meta.outbox(100).unwrap().into_iter().map(|(_, e)| e).collect();
     assert!(all.iter().all(|e| !e.contains("s3cret")));
+}
+
+// --- alert channels: destinations, bounds, credentials at rest ----------
+
+/// A real HTTP receiver on loopback: records each request, answers with
+/// `status` and a body that must never come back to the caller, and
+/// checks the HMAC signature when it is given the secret.
+/// A request as received: headers and body bytes.
+type Hook = (axum::http::HeaderMap, Vec<u8>);
+
+#[derive(Clone, Default)]
+struct HookReceiver {
+    seen: Arc<std::sync::Mutex<Vec<Hook>>>,
+    status: u16,
+}
+
+impl HookReceiver {
+    async fn start(status: u16) -> (HookReceiver, u16) {
+        let receiver = HookReceiver {
+            status,
+            ..HookReceiver::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = receiver.clone();
+        let app = Router::new().fallback(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                state.seen.lock().unwrap().push((headers, body.to_vec()));
+                (
+                    StatusCode::from_u16(state.status).unwrap(),
+                    "internal detail: redis_version:7.2.4",
+                )
+            },
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, port)
+    }
+
+    fn seen(&self) -> Vec<Hook> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn json_bytes(v: &Value) -> Option<(&'static str, Vec<u8>)> {
+    Some(("application/json", v.to_string().into_bytes()))
+}
+
+#[tokio::test]
+async fn channels_cannot_reach_forbidden_networks_unless_allowed() {
+    let h = Harness::new(|_| {});
+    let admin = h.key(Scope::Admin, None);
+    let (receiver, port) = HookReceiver::start(200).await;
+    // IP literals are refused when the channel is created, naming `url`.
+    for (url, why) in [
+        (format!("http://127.0.0.1:{port}/"), "127.0.0.1 is loopback"),
+        (format!("http://[::1]:{port}/"), "::1 is loopback"),
+        (
+            "http://169.254.169.254/latest/meta-data/".into(),
+            "169.254.169.254 is link-local",
+        ),
+        ("http://10.1.2.3/".into(), "10.1.2.3 is private network"),
+        (format!("http://2130706433:{port}/"), "127.0.0.1 is loopback"),
+        ("http://127.0.0.1:6379/".into(), "127.0.0.1 is loopback"),
+    ] {
+        let body = json!({"name": "hook", "type": "webhook", "url": url});
+        let p = h
+            .call(Method::POST, "/api/v1/channels", Some(&admin), json_bytes(&body))
+            .await
+            .problem(422, "invalid-body");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.starts_with(&format!("url: {why}")), "{url}: {detail}");
+        assert!(detail.contains("alerts.allowed_networks"), "{detail}");
+    }
+    // A name is checked when it is resolved: the test send fails, is
+    // recorded, and nothing reaches the receiver.
+    let body = json!({"name": "hook", "type": "slack", "url": format!("http://localhost:{port}/services/T/B/x")});
+    let created = h
+        .call(Method::POST, "/api/v1/channels", Some(&admin), json_bytes(&body))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let sent = h
+        .call(
+            Method::POST,
+            "/api/v1/notify/test",
+            Some(&admin),
+            json_bytes(&json!({"channel": "hook"})),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK);
+    let result = sent.json();
+    assert_eq!(result["delivered"], false, "{result}");
+    let error = result["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("refused destination: localhost is loopback"),
+        "{error}"
+    );
+    assert!(receiver.seen().is_empty());
+    let queued = h.app.meta.outbox(1000).unwrap();
+    let recorded = queued.iter().find(|(_, e)| e.contains("alert_channel.tested")).unwrap();
+    assert!(recorded.1.contains("refused destination"), "{}", recorded.1);
+    // Channels stored before (or by a server allowing more) are checked
+    // again at every send, IP literals included.
+    for (i, url) in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://2130706433:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.1.2.3/".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("stored-{i}");
+        let spec: sealtrail_alert::ChannelSpec =
+            serde_json::from_value(json!({"name": name, "type": "webhook", "url": url})).unwrap();
+        sealtrail_alert::store::put_channel(
+            &h.app.meta.lock(),
+            &spec,
+            &h.app.meta.secrets().unwrap(),
+            sealtrail_alert::store::Origin::Api,
+            "t",
+        )
+        .unwrap();
+        let result = h
+            .call(
+                Method::POST,
+                "/api/v1/notify/test",
+                Some(&admin),
+                json_bytes(&json!({"channel": name})),
+            )
+            .await
+            .json();
+        assert_eq!(result["delivered"], false, "{url}: {result}");
+        let error = result["error"].as_str().unwrap();
+        assert!(error.starts_with("refused destination: "), "{url}: {error}");
+    }
+    assert!(receiver.seen().is_empty());
+    let metrics = String::from_utf8(h.get("/metrics", None).await.bytes).unwrap();
+    for via in ["channel", "test"] {
+        let line = format!("sealtrail_notification_destinations_refused_total{{via=\"{via}\"}}");
+        assert!(metrics.contains(&line), "/metrics lacks {line}");
+    }
+
+    // Allowed, the same loopback receiver gets the request.
+    let h = Harness::new(|c| c.alerts.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()]);
+    let admin = h.key(Scope::Admin, None);
+    for (name, url) in [
+        ("by-address", format!("http://127.0.0.1:{port}/a")),
+        ("by-name", format!("http://localhost:{port}/b")),
+    ] {
+        let body = json!({"name": name, "type": "webhook", "url": url});
+        let created = h
+            .call(Method::POST, "/api/v1/channels", Some(&admin), json_bytes(&body))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.json());
+        let result = h
+            .call(
+                Method::POST,
+                "/api/v1/notify/test",
+                Some(&admin),
+                json_bytes(&json!({"channel": name})),
+            )
+            .await
+            .json();
+        assert_eq!(result["delivered"], true, "{result}");
+    }
+    assert_eq!(receiver.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_test_send_keeps_only_the_status_line() {
+    let h = Harness::new(|c| c.alerts.allowed_networks = vec!["127.0.0.1".parse().unwrap()]);
+    let admin = h.key(Scope::Admin, None);
+    let (receiver, port) = HookReceiver::start(500).await;
+    let body = json!({"name": "hook", "type": "webhook", "url": format!("http://127.0.0.1:{port}/")});
+    h.call(Method::POST, "/api/v1/channels", Some(&admin), json_bytes(&body))
+        .await;
+    let result = h
+        .call(
+            Method::POST,
+            "/api/v1/notify/test",
+            Some(&admin),
+            json_bytes(&json!({"channel": "hook"})),
+        )
+        .await
+        .json();
+    assert_eq!(receiver.seen().len(), 1);
+    assert_eq!(result["delivered"], false);
+    assert_eq!(result["status"], 500);
+    assert_eq!(result["error"], "HTTP 500 Internal Server Error");
+    assert!(!result.to_string().contains("redis_version"), "{result}");
+}
+
+#[tokio::test]
+async fn admin_inputs_are_bounded_and_refusals_name_the_field() {
+    let h = Harness::new(|_| {});
+    let admin = h.key(Scope::Admin, None);
+    let refused = |p: Value, starts: &str| {
+        let detail = p["detail"].as_str().unwrap().to_string();
+        assert!(detail.starts_with(starts), "{detail}");
+        assert!(detail.len() < 500, "the value is echoed: {} bytes", detail.len());
+    };
+    let post = |uri: &'static str, body: Value| {
+        let h = &h;
+        let admin = admin.clone();
+        async move { h.call(Method::POST, uri, Some(&admin), json_bytes(&body)).await }
+    };
+    // API keys: name and tenant, at the bound and past it.
+    let ok = post(
+        "/api/v1/keys",
+        json!({"scope": "read", "name": "n".repeat(256), "tenant": "t".repeat(128)}),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+    refused(
+        post("/api/v1/keys", json!({"scope": "read", "name": "n".repeat(100_000)}))
+            .await
+            .problem(422, "invalid-body"),
+        "name: 100,000 characters; the limit is 256",
+    );
+    refused(
+        post("/api/v1/keys", json!({"scope": "read", "tenant": "t".repeat(5_000)}))
+            .await
+            .problem(422, "invalid-body"),
+        "tenant: 5,000 characters; the limit is 128",
+    );
+    refused(
+        post("/api/v1/keys", json!({"scope": "read", "tenant": "t".repeat(129)}))
+            .await
+            .problem(422, "invalid-body"),
+        "tenant: 129 characters; the limit is 128",
+    );
+    // Channels.
+    let long_url = format!("https://example.com/{}", "a".repeat(40_000));
+    refused(
+        post(
+            "/api/v1/channels",
+            json!({"name": "c", "type": "slack", "url": long_url}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "url: 40,020 characters; the limit is 1,024",
+    );
+    let at_bound = format!("https://example.com/{}", "a".repeat(1024 - 20));
+    let ok = post(
+        "/api/v1/channels",
+        json!({"name": "c", "type": "slack", "url": at_bound}),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.json());
+    refused(
+        post(
+            "/api/v1/channels",
+            json!({"name": "w", "type": "webhook", "url": "https://example.com/", "headers": {"X-Token": "v".repeat(1025)}}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "headers.X-Token: 1,025 characters; the limit is 1,024",
+    );
+    refused(
+        post(
+            "/api/v1/channels",
+            json!({"name": "w", "type": "webhook", "url": "https://example.com/", "body_template": "x".repeat(16_385)}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "body_template: 16,385 characters; the limit is 16,384",
+    );
+    refused(
+        post(
+            "/api/v1/channels",
+            json!({"name": "m", "type": "email", "host": "smtp.example.org", "from": "a@example.org",
+                   "to": (0..65).map(|i| format!("u{i}@example.org")).collect::<Vec<_>>()}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "to: 65 items; the limit is 64",
+    );
+    refused(
+        post(
+            "/api/v1/channels",
+            json!({"name": "n".repeat(40_000), "type": "slack", "url": "https://example.com/"}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "name: 40,000 characters; the limit is 100",
+    );
+    // Rules.
+    refused(
+        post(
+            "/api/v1/alert-rules",
+            json!({"name": "r", "condition": {"type": "any"}, "filter": {"actor": "u".repeat(5_000)}}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "filter.actor: 5,000 characters; the limit is 256",
+    );
+    refused(
+        post(
+            "/api/v1/alert-rules",
+            json!({"name": "r", "condition": {"type": "any"}, "filter": {"tenant": "t".repeat(129)}}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "filter.tenant: 129 characters; the limit is 128",
+    );
+    refused(
+        post(
+            "/api/v1/alert-rules",
+            json!({"name": "r", "condition": {"type": "any"}, "description": "d".repeat(4_097)}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "description: 4,097 characters; the limit is 4,096",
+    );
+    refused(
+        post(
+            "/api/v1/alert-rules",
+            json!({"name": "r", "condition": {"type": "new_value", "field": format!("details.{}", "k".repeat(200))}}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "condition.field: 208 characters; the limit is 128",
+    );
+    // Silences.
+    let until = "2999-01-01T00:00:00Z";
+    refused(
+        post(
+            "/api/v1/silences",
+            json!({"until": until, "comment": "c".repeat(4_097)}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "comment: 4,097 characters; the limit is 4,096",
+    );
+    refused(
+        post(
+            "/api/v1/silences",
+            json!({"until": until, "group": {"actor.id": "v".repeat(5_000)}}),
+        )
+        .await
+        .problem(422, "invalid-body"),
+        "group.actor.id: 5,000 characters; the limit is 4,096",
+    );
+    let ok = post(
+        "/api/v1/silences",
+        json!({"until": until, "comment": "c".repeat(4_096)}),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn channel_credentials_are_encrypted_in_meta_db_and_still_sign() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let h = Harness::new(|c| c.alerts.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()]);
+    let admin = h.key(Scope::Admin, None);
+    let (receiver, port) = HookReceiver::start(204).await;
+    const SECRET: &str = "whsec-at-rest-5b2c91";
+    const TOKEN: &str = "bearer-token-0f3e77";
+    let body = json!({"name": "hook", "type": "webhook", "url": format!("http://127.0.0.1:{port}/hook?key=url-token-a9"),
+                      "secret": SECRET, "headers": {"Authorization": TOKEN}});
+    let created = h
+        .call(Method::POST, "/api/v1/channels", Some(&admin), json_bytes(&body))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let shown = h.get("/api/v1/channels/hook", Some(&admin)).await.json();
+    assert_eq!(shown["secret"], "********");
+    assert_eq!(shown["headers"]["Authorization"], "********");
+    assert!(!shown.to_string().contains("url-token-a9"), "{shown}");
+
+    // Every file of the database, as bytes on disk.
+    let data = h.app.config.data_dir.clone();
+    let on_disk = || {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            bytes.extend(std::fs::read(data.join(format!("meta.db{suffix}"))).unwrap_or_default());
+        }
+        bytes
+    };
+    let contains = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let bytes = on_disk();
+    assert!(contains(&bytes, "\"webhook\""), "the channel is not in meta.db at all");
+    for clear in [SECRET, TOKEN, "url-token-a9"] {
+        assert!(!contains(&bytes, clear), "{clear} is in meta.db in clear");
+    }
+    let key_mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("secrets.key")).unwrap().permissions());
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    // The receiver verifies the signature made with the stored secret.
+    let result = h
+        .call(
+            Method::POST,
+            "/api/v1/notify/test",
+            Some(&admin),
+            json_bytes(&json!({"channel": "hook"})),
+        )
+        .await
+        .json();
+    assert_eq!(result["delivered"], true, "{result}");
+    let seen = receiver.seen();
+    let (headers, body) = &seen[0];
+    assert_eq!(headers["authorization"], TOKEN);
+    let ts = headers["sealtrail-timestamp"].to_str().unwrap();
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(body);
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(headers["sealtrail-signature"], format!("v1={expected}").as_str());
+}
+
+#[test]
+fn meta_db_and_its_journal_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    meta.create_key(Scope::Admin, None, "k", &now_text(), |_| "{}".into())
+        .unwrap();
+    meta.queue_system_event("{}").unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("meta.db"))
+        .collect();
+    assert!(files.len() >= 3, "meta.db, -wal and -shm while open: {files:?}");
+    for f in &files {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    // A database made group- and world-readable before is made private.
+    drop(meta);
+    std::fs::set_permissions(dir.path().join("meta.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let mode = std::fs::metadata(dir.path().join("meta.db"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn channels_written_in_clear_are_read_and_encrypted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    const SECRET: &str = "whsec-old-clear-77aa";
+    {
+        // A database as an earlier version wrote it: the spec in clear.
+        let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+        let spec = json!({"name": "old", "type": "webhook", "url": "https://example.com/h", "secret": SECRET});
+        meta.lock()
+            .execute(
+                "INSERT INTO alert_channels (name, spec, origin, created_at, updated_at) VALUES ('old', ?1, 'api', 't', 't')",
+                [spec.to_string()],
+            )
+            .unwrap();
+    }
+    let db = dir.path().join("meta.db");
+    let contains = |needle: &str| {
+        let bytes = std::fs::read(&db).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    };
+    assert!(contains(SECRET), "the fixture is not in clear");
+    let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let stored = sealtrail_alert::store::get_channel(&meta.lock(), "old", || meta.secrets())
+        .unwrap()
+        .unwrap();
+    let sealtrail_alert::ChannelKind::Webhook { secret, .. } = &stored.spec.kind else {
+        panic!("not a webhook")
+    };
+    assert_eq!(secret.as_deref(), Some(SECRET));
+    assert_eq!(stored.created_at, "t");
+    drop(meta);
+    assert!(!contains(SECRET), "still in clear after the database was opened");
+    for suffix in ["-wal", "-shm"] {
+        let other = std::fs::read(dir.path().join(format!("meta.db{suffix}"))).unwrap_or_default();
+        assert!(
+            !other.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "in meta.db{suffix}"
+        );
+    }
+    // Without its key the database still opens; the channel says why it
+    // cannot be used.
+    std::fs::remove_file(dir.path().join("secrets.key")).unwrap();
+    let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let e = sealtrail_alert::store::get_channel(&meta.lock(), "old", || meta.secrets()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot be decrypted with this data directory's secrets key"),
+        "{e}"
+    );
 }

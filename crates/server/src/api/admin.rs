@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::blocking;
 use crate::app::{key_event, now_text, App};
 use crate::extract::{Auth, JsonBody, PathArgs};
-use crate::meta::{ApiKey, MetaError, Scope, SYSTEM_LOG};
+use crate::meta::{key_problems, ApiKey, MetaError, Scope, SYSTEM_LOG};
 use crate::problem::{ApiResult, Problem};
 use crate::system::SystemHealth;
 
@@ -128,10 +128,11 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Pro
 pub struct NewKey {
     pub scope: Scope,
     /// Restrict the key to this tenant's events.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, max_length = 128)]
     pub tenant: Option<String>,
     /// A name for people (who uses the key).
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub name: String,
 }
 
@@ -183,6 +184,14 @@ pub async fn create_key(State(app): State<Arc<App>>, Auth(caller): Auth, body: J
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-body",
             "tenant: must not be empty (leave it out for a key of every tenant)",
+        ));
+    }
+    let problems = key_problems(&new.name, new.tenant.as_deref());
+    if !problems.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            problems.join("; "),
         ));
     }
     blocking(move || {

@@ -39,7 +39,7 @@ fn problem(e: AlertError) -> Problem {
         AlertError::NotFound(_) => Problem::not_found(e.to_string()),
         AlertError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "in-use", e.to_string()),
         AlertError::Exists(_) => Problem::new(StatusCode::CONFLICT, "exists", e.to_string()),
-        AlertError::Store(_) => Problem::internal(e.to_string()),
+        AlertError::Store(_) | AlertError::Secrets(_) => Problem::internal(e.to_string()),
     }
 }
 
@@ -242,7 +242,7 @@ pub async fn list_channels(
 ) -> ApiResult<Json<Vec<Stored<ChannelSpec>>>> {
     allowed(&caller, Scope::Admin)?;
     blocking(move || {
-        let all = store::list::<ChannelSpec>(&app.meta.lock()).map_err(store_problem)?;
+        let all = store::list_channels(&app.meta.lock(), || app.meta.secrets()).map_err(store_problem)?;
         Ok(Json(all.into_iter().map(redacted).collect()))
     })
     .await
@@ -263,8 +263,15 @@ pub async fn create_channel(State(app): State<Arc<App>>, Auth(caller): Auth, bod
     allowed(&caller, Scope::Admin)?;
     let spec: ChannelSpec = parse_spec(&body.bytes)?;
     blocking(move || {
-        let (_, stored) =
-            ops::put_channel(&app.meta, &spec, Origin::Api, Put::CreateOnly, &caller.actor()).map_err(problem)?;
+        let (_, stored) = ops::put_channel(
+            &app.meta,
+            &spec,
+            &app.config.alerts.destinations(),
+            Origin::Api,
+            Put::CreateOnly,
+            &caller.actor(),
+        )
+        .map_err(problem)?;
         Ok((StatusCode::CREATED, Json(redacted(stored))).into_response())
     })
     .await
@@ -288,7 +295,7 @@ pub async fn get_channel(
 ) -> ApiResult<Json<Stored<ChannelSpec>>> {
     allowed(&caller, Scope::Admin)?;
     blocking(move || {
-        store::get::<ChannelSpec>(&app.meta.lock(), &name)
+        store::get_channel(&app.meta.lock(), &name, || app.meta.secrets())
             .map_err(store_problem)?
             .map(|s| Json(redacted(s)))
             .ok_or_else(|| Problem::not_found(format!("no channel named {name:?}")))
@@ -320,8 +327,15 @@ pub async fn put_channel(
     let spec: ChannelSpec = parse_spec(&body.bytes)?;
     same_name(&name, &spec.name)?;
     blocking(move || {
-        let (created, stored) =
-            ops::put_channel(&app.meta, &spec, Origin::Api, Put::Upsert, &caller.actor()).map_err(problem)?;
+        let (created, stored) = ops::put_channel(
+            &app.meta,
+            &spec,
+            &app.config.alerts.destinations(),
+            Origin::Api,
+            Put::Upsert,
+            &caller.actor(),
+        )
+        .map_err(problem)?;
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((status, Json(redacted(stored))).into_response())
     })
@@ -596,11 +610,17 @@ pub async fn test_send(State(app): State<Arc<App>>, Auth(caller): Auth, body: Js
     let lookup = app.clone();
     let name = req.channel.clone();
     let channel = blocking(move || {
-        store::get::<ChannelSpec>(&lookup.meta.lock(), &name)
+        store::get_channel(&lookup.meta.lock(), &name, || lookup.meta.secrets())
             .map_err(store_problem)?
             .ok_or_else(|| Problem::not_found(format!("no channel named {name:?}")))
     })
     .await?;
-    let result = crate::alerts::test_send(&app.meta, &channel.spec, &caller.actor()).await;
+    let result = crate::alerts::test_send(
+        &app.meta,
+        &channel.spec,
+        app.config.alerts.destinations(),
+        &caller.actor(),
+    )
+    .await;
     Ok(Json(result))
 }
