@@ -16,7 +16,7 @@ use sealtrail_server::alerts as ops;
 use sealtrail_server::meta::Meta;
 use sealtrail_server::Config;
 
-use crate::server::{cli_actor, record};
+use crate::server::{cli_actor, record, self_command};
 
 #[derive(Subcommand, Debug)]
 pub enum AlertsCommand {
@@ -134,7 +134,15 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
     match command {
         AlertsCommand::Rules { command } => match command {
             SpecCommand::List => {
-                for r in store::list::<RuleSpec>(&meta.lock())? {
+                let rules = store::list::<RuleSpec>(&meta.lock())?;
+                say_if_empty(
+                    rules.is_empty(),
+                    &format!(
+                        "no alert rules (add one with `{} alerts rules put FILE`)",
+                        self_command()
+                    ),
+                );
+                for r in rules {
                     let on = if r.spec.enabled { "enabled" } else { "disabled" };
                     let channels = r.spec.channels.join(",");
                     writeln!(
@@ -183,7 +191,15 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
         },
         AlertsCommand::Channels { command } => match command {
             SpecCommand::List => {
-                for c in store::list_channels(&meta.lock(), || meta.secrets())? {
+                let channels = store::list_channels(&meta.lock(), || meta.secrets())?;
+                say_if_empty(
+                    channels.is_empty(),
+                    &format!(
+                        "no notification channels (add one with `{} alerts channels put FILE`)",
+                        self_command()
+                    ),
+                );
+                for c in channels {
                     let kind = serde_json::to_value(&c.spec.kind)?;
                     let kind = kind.get("type").and_then(|t| t.as_str()).unwrap_or("?").to_string();
                     writeln!(out, "{}\t{kind}\t{}\t{}", c.spec.name, origin(c.origin), c.updated_at)?;
@@ -252,7 +268,16 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
         }
         AlertsCommand::Silences { expired } => {
             let now = jiff::Timestamp::now().as_millisecond();
-            for s in store::list_silences(&meta.lock(), *expired, now)? {
+            let silences = store::list_silences(&meta.lock(), *expired, now)?;
+            say_if_empty(
+                silences.is_empty(),
+                if *expired {
+                    "no silences"
+                } else {
+                    "no silences in force"
+                },
+            );
+            for s in silences {
                 let group: Vec<String> = s.spec.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 writeln!(
                     out,
@@ -276,7 +301,12 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
             writeln!(out, "ended silence {id}")?;
         }
         AlertsCommand::List { firing, limit } => {
-            for a in store::list_alerts(&meta.lock(), *firing, *limit, None)? {
+            let alerts = store::list_alerts(&meta.lock(), *firing, *limit, None)?;
+            say_if_empty(
+                alerts.is_empty(),
+                if *firing { "no alerts firing" } else { "no alerts" },
+            );
+            for a in alerts {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}{}\t{}",
@@ -292,6 +322,7 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
         }
         AlertsCommand::Notifications { status, channel, limit } => {
             let rows = ops::notifications(&meta, status.as_deref(), channel.as_deref(), None, *limit, None)?;
+            say_if_empty(rows.as_array().is_some_and(|r| r.is_empty()), "no notifications");
             writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         }
         AlertsCommand::Retry { id } => {
@@ -320,6 +351,14 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
         }
     }
     Ok(())
+}
+
+/// An empty listing says so on stderr, so that stdout keeps only rows (or
+/// `[]` where the listing is JSON) for scripts.
+pub fn say_if_empty(empty: bool, message: &str) {
+    if empty {
+        eprintln!("{message}");
+    }
 }
 
 fn origin(o: Origin) -> &'static str {

@@ -13,12 +13,13 @@ use sealtrail_ledger::DataDir;
 use sealtrail_merkle::{leaf_hash, open_checkpoint, verify_inclusion};
 use sealtrail_trail::target::parse_target;
 use sealtrail_trail::when::parse_time;
-use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail, TrailOptions};
+use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail, TrailOptions, TrailReader};
 
 use crate::IntegrityFailure;
 
 /// The filters every search command takes.
 #[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Filters (all must match)")]
 pub struct FilterArgs {
     /// Action, exact or a glob (`lead.*`, `*.deleted`, `user.?et`).
     #[arg(long, value_name = "GLOB")]
@@ -29,23 +30,25 @@ pub struct FilterArgs {
     /// A target, `TYPE:ID`, or `TYPE` for any target of that type.
     #[arg(long, value_name = "TYPE:ID")]
     target: Option<String>,
+    /// Tenant (organisation or customer) the event belongs to.
     #[arg(long)]
     tenant: Option<String>,
-    /// source.workflow
+    /// Workflow that sent the event (source.workflow).
     #[arg(long)]
     workflow: Option<String>,
-    /// source.service
+    /// Service that sent the event (source.service).
     #[arg(long)]
     service: Option<String>,
+    /// Outcome of the action.
     #[arg(long, value_parser = parse_outcome, value_name = "success|failure|unknown")]
     outcome: Option<Outcome>,
     /// This severity or graver (debug, info, notice, warning, error, critical, alert, emergency).
     #[arg(long, value_parser = parse_severity, value_name = "LEVEL")]
     severity: Option<Severity>,
-    /// context.ip
+    /// Client IP address (context.ip), IPv4 or IPv6.
     #[arg(long)]
     ip: Option<std::net::IpAddr>,
-    /// context.session_id
+    /// Session id (context.session_id).
     #[arg(long, value_name = "ID")]
     session: Option<String>,
     /// Occurred at or after: 30m, 24h, 7d, 1w (before now), an RFC 3339 time, or a date.
@@ -147,23 +150,44 @@ pub struct ListArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// Most events to print.
-    #[arg(long, default_value_t = 100)]
+    #[arg(help_heading = "Output", long, default_value_t = 100)]
     limit: usize,
     /// Continue a listing: only events before this ledger index (after it with --oldest-first).
-    #[arg(long, value_name = "INDEX")]
+    #[arg(help_heading = "Output", long, value_name = "INDEX")]
     after: Option<u64>,
     /// Oldest first (default: newest first).
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     oldest_first: bool,
-    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    /// How to print: a table for people; json, jsonl or csv for programs.
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = ListFormat::Table)]
     format: ListFormat,
     /// Check each event's inclusion proof against the latest signed checkpoint (exit 1 if any fails).
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     verify: bool,
 }
 
 pub fn open_trail(data: &Path, log: &str) -> anyhow::Result<Trail> {
     Ok(Trail::open(&DataDir::new(data), log, TrailOptions::default())?)
+}
+
+/// The trail for the read commands: read-only, so they work beside a
+/// running server (no lock, nothing written).
+pub fn open_reader(data: &Path, log: &str) -> anyhow::Result<TrailReader> {
+    Ok(TrailReader::open(&DataDir::new(data), log)?)
+}
+
+/// Say on stderr when the newest entries are not in the index yet: a read
+/// does not index (it would write), so they were not searched or counted.
+fn note_unindexed(reader: &TrailReader) {
+    let n = reader.unindexed();
+    if n > 0 {
+        eprintln!(
+            "note: the newest {n} entries (from index {}) are not indexed yet and were left out; \
+             a running server indexes them within 0.5 s, otherwise the next command that writes \
+             to the log does (`sealtrail append`, `sealtrail reindex`)",
+            reader.indexed()
+        );
+    }
 }
 
 /// `sealtrail append` (events): JSON Lines from `input`.
@@ -207,7 +231,7 @@ pub fn append(
 /// One page of events for `query`, `history` and `errors`, checked
 /// against the signed checkpoint when `--verify` asks.
 fn page(
-    trail: &Trail,
+    trail: &TrailReader,
     mut filter: Filter,
     args: &ListArgs,
     failures: bool,
@@ -231,8 +255,20 @@ fn page(
 }
 
 /// `query`, `history` and `errors`: a page of events in `--format`.
-pub fn list(trail: &Trail, filter: Filter, args: &ListArgs, failures: bool, oldest_first: bool) -> anyhow::Result<()> {
+pub fn list(
+    trail: &TrailReader,
+    filter: Filter,
+    args: &ListArgs,
+    failures: bool,
+    oldest_first: bool,
+) -> anyhow::Result<()> {
     let found = page(trail, filter, args, failures, oldest_first)?;
+    if found.is_empty() && args.format == ListFormat::Table {
+        // Machine formats print their empty form (`[]`, a CSV header).
+        eprintln!("no events match");
+        note_unindexed(trail);
+        return Ok(());
+    }
     let mut w = EventWriter::new(args.format.into(), Box::new(std::io::stdout()))?;
     for f in &found {
         w.write(&Row {
@@ -242,6 +278,7 @@ pub fn list(trail: &Trail, filter: Filter, args: &ListArgs, failures: bool, olde
         })?;
     }
     w.finish()?;
+    note_unindexed(trail);
     if found.len() == args.limit {
         if let Some(last) = found.last() {
             eprintln!("(first {} shown; more with --after {})", args.limit, last.index);
@@ -251,7 +288,7 @@ pub fn list(trail: &Trail, filter: Filter, args: &ListArgs, failures: bool, olde
 }
 
 pub fn query(data: &Path, log: &str, args: &ListArgs) -> anyhow::Result<()> {
-    let trail = open_trail(data, log)?;
+    let trail = open_reader(data, log)?;
     let filter = args.filter.filter(Timestamp::now())?;
     list(&trail, filter, args, false, false)
 }
@@ -263,7 +300,7 @@ pub fn history(data: &Path, log: &str, entity: &str, args: &ListArgs) -> anyhow:
     if args.filter.target.is_some() {
         bail!("history takes its entity as TYPE:ID, not --target");
     }
-    let trail = open_trail(data, log)?;
+    let trail = open_reader(data, log)?;
     let mut filter = args.filter.filter(Timestamp::now())?;
     filter.target_type = Some(ty.to_owned());
     filter.target_id = Some(id.to_owned());
@@ -271,15 +308,16 @@ pub fn history(data: &Path, log: &str, entity: &str, args: &ListArgs) -> anyhow:
 }
 
 pub fn errors(data: &Path, log: &str, args: &ListArgs) -> anyhow::Result<()> {
-    let trail = open_trail(data, log)?;
+    let trail = open_reader(data, log)?;
     let filter = args.filter.filter(Timestamp::now())?;
     if args.format != ListFormat::Table {
         return list(&trail, filter, args, true, false);
     }
     let found = page(&trail, filter, args, true, false)?;
+    note_unindexed(&trail);
     let mut out = std::io::stdout().lock();
     if found.is_empty() {
-        writeln!(out, "no failures or errors match")?;
+        eprintln!("no failures or errors match");
     }
     for f in &found {
         let e = &f.event;
@@ -314,11 +352,12 @@ pub fn errors(data: &Path, log: &str, args: &ListArgs) -> anyhow::Result<()> {
 }
 
 /// Check that each event is in the latest checkpoint, signed by the log's key.
-fn verify_found(trail: &Trail, found: &[Found]) -> anyhow::Result<()> {
+fn verify_found(trail: &TrailReader, found: &[Found]) -> anyhow::Result<()> {
     let log = trail.log();
     let verifier = log.verifier();
-    // The CLI holds the log's lock, so the latest checkpoint cannot move
-    // under us: check its signature once and every proof against it.
+    // A read-only log shows the checkpoint of its open, which stays put
+    // while a server appends: check its signature once and every proof
+    // against it.
     let (_, note) = log.checkpoint();
     let (checkpoint, _) =
         open_checkpoint(&note, verifier).map_err(|e| IntegrityFailure(format!("latest checkpoint: {e}")))?;
@@ -343,12 +382,12 @@ pub struct StatsArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// Time buckets of occurred_at.
-    #[arg(long, value_enum, default_value_t = BucketArg::Day)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = BucketArg::Day)]
     by: BucketArg,
     /// Rows per breakdown.
-    #[arg(long, default_value_t = 10)]
+    #[arg(help_heading = "Output", long, default_value_t = 10)]
     top: usize,
-    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = SummaryFormat::Table)]
     format: SummaryFormat,
 }
 
@@ -359,13 +398,14 @@ pub enum BucketArg {
 }
 
 pub fn stats(data: &Path, log: &str, args: &StatsArgs) -> anyhow::Result<()> {
-    let trail = open_trail(data, log)?;
+    let trail = open_reader(data, log)?;
     let filter = args.filter.filter(Timestamp::now())?;
     let bucket = match args.by {
         BucketArg::Hour => Bucket::Hour,
         BucketArg::Day => Bucket::Day,
     };
     let s = trail.stats(&filter, bucket)?;
+    note_unindexed(&trail);
     let mut out = std::io::stdout().lock();
     let pairs = |v: &[(String, u64)]| -> serde_json::Value {
         v.iter()
@@ -421,14 +461,15 @@ pub fn stats(data: &Path, log: &str, args: &StatsArgs) -> anyhow::Result<()> {
 pub struct PerformanceArgs {
     #[command(flatten)]
     filter: FilterArgs,
-    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = SummaryFormat::Table)]
     format: SummaryFormat,
 }
 
 pub fn performance(data: &Path, log: &str, args: &PerformanceArgs) -> anyhow::Result<()> {
-    let trail = open_trail(data, log)?;
+    let trail = open_reader(data, log)?;
     let filter = args.filter.filter(Timestamp::now())?;
     let rows = trail.performance(&filter)?;
+    note_unindexed(&trail);
     let mut out = std::io::stdout().lock();
     if args.format == SummaryFormat::Json {
         let v: Vec<_> = rows
@@ -470,15 +511,15 @@ pub enum ExportFormat {
 pub struct ExportArgs {
     #[command(flatten)]
     filter: FilterArgs,
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Output", long, value_enum)]
     format: ExportFormat,
     /// File to write (`-` for stdout, except xlsx).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Output", long, value_name = "FILE")]
     output: PathBuf,
 }
 
 pub fn export(data: &Path, log: &str, args: &ExportArgs) -> anyhow::Result<()> {
-    let trail = open_trail(data, log)?;
+    let trail = open_reader(data, log)?;
     let filter = args.filter.filter(Timestamp::now())?;
     let format = match args.format {
         ExportFormat::Csv => Format::Csv,
@@ -491,8 +532,13 @@ pub fn export(data: &Path, log: &str, args: &ExportArgs) -> anyhow::Result<()> {
     } else {
         EventWriter::create(format, &args.output).with_context(|| format!("create {}", args.output.display()))?
     };
+    let bar = if args.output.as_os_str() == "-" {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::progress::bar("exporting", trail.count(&filter)?, crate::progress::Unit::Events)
+    };
     let mut failure = None;
-    trail.for_each(&filter, |f| {
+    let exported = trail.for_each(&filter, |f| {
         let row = Row {
             index: f.index,
             event: &f.event,
@@ -502,19 +548,29 @@ pub fn export(data: &Path, log: &str, args: &ExportArgs) -> anyhow::Result<()> {
             failure = Some(e);
             return Ok(false);
         }
+        bar.inc(1);
         Ok(true)
-    })?;
+    });
+    bar.finish_and_clear();
+    exported?;
     if let Some(e) = failure {
         return Err(e).context("write export");
     }
     let rows = w.finish()?;
     eprintln!("exported {rows} events");
+    note_unindexed(&trail);
     Ok(())
 }
 
 pub fn reindex(data: &Path, log: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let n = Trail::reindex(&DataDir::new(data), log, &Default::default())?;
+    let bar = crate::progress::bar("reindexing", 0, crate::progress::Unit::Entries);
+    let n = Trail::reindex_with_progress(&DataDir::new(data), log, &Default::default(), &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let n = n?;
     writeln!(
         out,
         "reindexed log {log}: {n} entries in {:.2} s",

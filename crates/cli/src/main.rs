@@ -4,15 +4,17 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use sealtrail_ledger::verify::{verify_log, Report};
+use sealtrail_ledger::verify::{verify_log_with_progress, Report};
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions};
 use sealtrail_merkle::{leaf_hash, Receipt, Verifier};
+use sealtrail_trail::TrailError;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod alerts;
 mod events;
+mod progress;
 mod server;
 
 // Ingest allocates many small strings on one thread (validation) and frees
@@ -26,11 +28,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser)]
 #[command(name = "sealtrail", version, about = "Audit trail that proves its own integrity")]
 struct Cli {
-    /// Data directory.
-    #[arg(long, global = true, env = "SEALTRAIL_DATA", default_value = server::DEFAULT_DATA)]
+    /// Data directory (the server's data_dir).
+    #[arg(long, global = true, env = "SEALTRAIL_DATA", default_value = server::DEFAULT_DATA, help_heading = "Global options")]
     data: PathBuf,
     /// Log to work on.
-    #[arg(long, global = true, default_value = server::DEFAULT_LOG)]
+    #[arg(long, global = true, default_value = server::DEFAULT_LOG, help_heading = "Global options")]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -151,10 +153,14 @@ impl std::error::Error for IntegrityFailure {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (cli_data, cli_log) = (cli.data.clone(), cli.log.clone());
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sealtrail: {e:#}");
+            if is_missing_log(&e) {
+                eprintln!("{}", missing_log_hint(&cli_data, &cli_log));
+            }
             let integrity = e.downcast_ref::<IntegrityFailure>().is_some()
                 || matches!(e.downcast_ref::<LedgerError>(), Some(LedgerError::Corrupt { .. }));
             ExitCode::from(if integrity { 1 } else { 2 })
@@ -162,9 +168,62 @@ fn main() -> ExitCode {
     }
 }
 
+fn is_missing_log(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<LedgerError>(), Some(LedgerError::NoSuchLog(..)))
+            || matches!(
+                c.downcast_ref::<TrailError>(),
+                Some(TrailError::Ledger(LedgerError::NoSuchLog(..)))
+            )
+    })
+}
+
+/// What to do about a log that is not there: create it, or point `--data`
+/// (or `--log`) at the one that is.
+fn missing_log_hint(data: &Path, log: &str) -> String {
+    let me = server::self_command();
+    let create = if log == server::DEFAULT_LOG {
+        format!("create it with `{me} init`, or start `{me} serve`, which creates it")
+    } else {
+        format!("create it with `{me} logs create {log}`")
+    };
+    if !data.exists() {
+        return format!(
+            "hint: there is no data directory at {}: pass --data DIR (or set SEALTRAIL_DATA) if your data is \
+             elsewhere, or {create}",
+            data.display()
+        );
+    }
+    if !data.join("logs").is_dir() {
+        return format!(
+            "hint: {} is not a Sealtrail data directory (it has no logs/ folder): is --data right? Or {create}",
+            data.display()
+        );
+    }
+    let names: Vec<String> = DataDir::new(data)
+        .list_logs()
+        .map(|logs| logs.into_iter().map(|l| l.name).collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        format!("hint: {} holds no logs yet: {create}", data.display())
+    } else {
+        format!(
+            "hint: {} holds the logs {}: choose one with --log NAME, or {create}",
+            data.display(),
+            names.join(", ")
+        )
+    }
+}
+
 fn open(cli: &Cli) -> anyhow::Result<Log> {
     let dir = DataDir::new(&cli.data);
     Ok(dir.open_log(&cli.log, LogOptions::default())?)
+}
+
+/// The log for the commands that only read it: no lock, so they work
+/// beside a running server.
+fn open_read_only(cli: &Cli) -> anyhow::Result<Log> {
+    Ok(DataDir::new(&cli.data).open_log_read_only(&cli.log)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -188,7 +247,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs {
             command: LogsCommand::List,
         } => {
-            for info in dir.list_logs()? {
+            let logs = dir.list_logs()?;
+            if logs.is_empty() {
+                let me = server::self_command();
+                eprintln!(
+                    "no logs in {} (create one with `{me} init`, or start `{me} serve`)",
+                    cli.data.display()
+                );
+            }
+            for info in logs {
                 writeln!(out, "{}\t{}\t{}", info.name, info.verifier.name(), info.verifier)?;
             }
         }
@@ -198,8 +265,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             strict,
             file,
         } => {
-            let all_good = events::append(&cli.data, &cli.log, open_input(file.as_ref())?, *strict, &mut out)?;
-            return Ok(ExitCode::from(if all_good { 0 } else { 2 }));
+            let (input, bar) = open_input(file.as_ref())?;
+            let all_good = events::append(&cli.data, &cli.log, input, *strict, &mut out);
+            bar.finish_and_clear();
+            return Ok(ExitCode::from(if all_good? { 0 } else { 2 }));
         }
         Command::Query(args) => events::query(&cli.data, &cli.log, args)?,
         Command::History { entity, list } => events::history(&cli.data, &cli.log, entity, list)?,
@@ -210,7 +279,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reindex => events::reindex(&cli.data, &cli.log, &mut out)?,
         Command::Append { raw: true, file, .. } => {
             let log = open(&cli)?;
-            let (first, count, size) = append_lines(&log, open_input(file.as_ref())?)?;
+            let (input, bar) = open_input(file.as_ref())?;
+            let appended = append_lines(&log, input);
+            bar.finish_and_clear();
+            let (first, count, size) = appended?;
             if count == 0 {
                 writeln!(out, "appended nothing; tree size {size}")?;
             } else {
@@ -222,15 +294,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Checkpoint => {
-            let log = open(&cli)?;
+            let log = open_read_only(&cli)?;
             out.write_all(&log.checkpoint().1)?;
         }
         Command::Entry { index } => {
-            let log = open(&cli)?;
+            let log = open_read_only(&cli)?;
             out.write_all(&log.entry(*index)?)?;
         }
         Command::Prove { index, size } => {
-            let log = open(&cli)?;
+            let log = open_read_only(&cli)?;
             let size = size.unwrap_or_else(|| log.size());
             if *index >= size {
                 bail!("index {index} is not in a tree of size {size}");
@@ -253,14 +325,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             let log_dir = dir.log_dir(&cli.log);
             if !log_dir.exists() {
-                bail!("no log named {:?} in {}", cli.log, cli.data.display());
+                return Err(LedgerError::NoSuchLog(cli.log.clone(), cli.data.clone()).into());
             }
-            let report = verify_log(
+            let bar = progress::bar("verifying", 0, progress::Unit::Bytes);
+            let report = verify_log_with_progress(
                 &sealtrail_ledger::storage::OsStorage,
                 &log_dir,
                 key.as_ref(),
                 since.as_deref(),
-            )?;
+                &mut |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            );
+            bar.finish_and_clear();
+            let report = report?;
             if *json {
                 writeln!(out, "{}", report_json(&cli.log, &report))?;
             } else {
@@ -286,13 +365,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lines `append` reads: FILE, or stdin without one.
-fn open_input(file: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
+/// The lines `append` reads: FILE, or stdin without one; a file's reading
+/// moves a progress bar of its bytes (hidden unless stderr is a terminal).
+fn open_input(file: Option<&PathBuf>) -> anyhow::Result<(Box<dyn BufRead>, indicatif::ProgressBar)> {
     Ok(match file {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?;
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = progress::bar("appending", len, progress::Unit::Bytes);
+            (Box::new(std::io::BufReader::new(bar.wrap_read(f))), bar)
+        }
+        None => (Box::new(std::io::stdin().lock()), indicatif::ProgressBar::hidden()),
     })
 }
 

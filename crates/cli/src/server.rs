@@ -88,12 +88,34 @@ fn banner(server: &Server) -> anyhow::Result<()> {
     if app.meta.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
         writeln!(
             out,
-            "  no API keys yet: create one with `sealtrail keys create --scope admin --data {}`",
+            "  no API keys yet: create one with `{} keys create --scope admin --data {}`",
+            self_command(),
             app.config.data_dir.display()
         )?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// How to run this binary again from a shell: `sealtrail` when that name
+/// on `PATH` is this binary (after `cargo install`), otherwise its full
+/// path (after `cargo run`, which puts nothing on `PATH`), so that a hint
+/// works as pasted.
+pub fn self_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "sealtrail".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| std::fs::canonicalize(dir.join("sealtrail")).is_ok_and(|p| p == me))
+    });
+    let text = me.display().to_string();
+    if on_path {
+        "sealtrail".into()
+    } else if text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,7 +176,15 @@ pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow:
             writeln!(out, "{secret}")?;
         }
         KeysCommand::List => {
-            for k in meta.list_keys()? {
+            let keys = meta.list_keys()?;
+            crate::alerts::say_if_empty(
+                keys.is_empty(),
+                &format!(
+                    "no API keys (create one with `{} keys create --scope admin`)",
+                    self_command()
+                ),
+            );
+            for k in keys {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}\t{}",

@@ -570,7 +570,7 @@ fn exports_stream_every_match_and_queries_verify() {
 }
 
 #[test]
-fn reindex_rebuilds_the_same_answers_and_query_catches_up_after_raw_appends() {
+fn reindex_rebuilds_the_same_answers_and_the_next_writer_catches_up() {
     let (env, stored) = setup();
     let actor = stored.iter().find_map(|s| s.str(&["actor", "id"])).unwrap().to_owned();
     let before = listed(&env, &stored, &["query", "--actor", &actor]);
@@ -579,8 +579,19 @@ fn reindex_rebuilds_the_same_answers_and_query_catches_up_after_raw_appends() {
     assert!(out.contains(&format!("{} entries", stored.len())), "{out}");
     assert_eq!(listed(&env, &stored, &["query", "--actor", &actor]), before);
     assert_eq!(env.ok(&["stats", "--format", "json"]), stats_before);
-    // Deleting the index altogether: the next command rebuilds it.
+    // Deleting the index altogether: reads only say what they miss (they
+    // write nothing); the next command that writes rebuilds it.
     std::fs::remove_dir_all(env.data.join("logs/default/query-index")).unwrap();
+    let (out, err) = env.expect(&["query", "--actor", &actor], b"", 0);
+    assert_eq!(out, "");
+    assert!(err.contains("no events match"), "{err}");
+    let note = format!(
+        "note: the newest {} entries (from index 0) are not indexed yet",
+        stored.len()
+    );
+    assert!(err.contains(&note), "{err}");
+    assert!(!env.data.join("logs/default/query-index").exists());
+    env.ok_stdin(&["append"], b"");
     assert_eq!(listed(&env, &stored, &["query", "--actor", &actor]), before);
     // Raw entries are stepped over by the index.
     env.ok_stdin(&["append", "--raw"], b"not an event\n");
@@ -649,6 +660,17 @@ fn after_kill_9_during_append_the_index_catches_up_with_the_ledger() {
     let size = entries(&env).len() as u64;
     assert!(size > 0, "nothing was acknowledged before the kill");
     eprintln!("killed after {size} of 150000 events were acknowledged");
+    // A read leaves out what the index had not committed, and says so.
+    let (out, err) = env.expect(&["stats", "--format", "json"], b"", 0);
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    let indexed = stats["total"].as_u64().unwrap();
+    assert!(indexed <= size);
+    if indexed < size {
+        let note = format!("note: the newest {} entries (from index {indexed})", size - indexed);
+        assert!(err.contains(&note), "{err}");
+    }
+    // The next writer catches the index up.
+    env.ok_stdin(&["append"], b"");
     let stats: Value = serde_json::from_str(&env.ok(&["stats", "--format", "json"])).unwrap();
     assert_eq!(
         stats["total"], size,

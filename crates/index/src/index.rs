@@ -77,6 +77,9 @@ pub enum IndexError {
     /// directory open.
     #[error("{0}: the index is open elsewhere (is a server running?)")]
     Locked(PathBuf),
+    /// A write asked of an index opened with [`EventIndex::open_read_only`].
+    #[error("{0}: the index is open read-only")]
+    ReadOnly(PathBuf),
     /// `wipe` was pointed at a directory that is not an index.
     #[error("{0}: not an index directory (no {MANIFEST}); refusing to delete it")]
     NotAnIndex(PathBuf),
@@ -234,8 +237,11 @@ struct Store {
     committed: AtomicU64,
     merges: Mutex<Merges>,
     merges_changed: Condvar,
-    /// Locked while open, so no other writer touches the directory.
-    _lock: File,
+    /// Opened beside the writer: every write refuses.
+    read_only: bool,
+    /// Locked while open, so no other writer touches the directory (none
+    /// for a read-only open).
+    _lock: Option<File>,
 }
 
 /// The merge thread's state.
@@ -382,7 +388,8 @@ impl EventIndex {
                 ..Merges::default()
             }),
             merges_changed: Condvar::new(),
-            _lock: lock,
+            read_only: false,
+            _lock: Some(lock),
         });
         let merger = {
             let store = Arc::clone(&store);
@@ -395,6 +402,75 @@ impl EventIndex {
             store,
             merger: Some(merger),
         })
+    }
+
+    /// Open the index in `dir` for searching beside its writer (another
+    /// process's [`EventIndex`]): no lock, no merge thread, nothing created
+    /// or deleted. Searches see the commit that was current at the open.
+    /// A segment the manifest names may be merged away and deleted between
+    /// reading the manifest and opening the segment; the manifest is then
+    /// read again. A directory without a manifest is an empty index.
+    /// Writes refuse with [`IndexError::ReadOnly`].
+    pub fn open_read_only(dir: &Path, opts: IndexOptions) -> Result<EventIndex, IndexError> {
+        // Each retry follows a merge that finished meanwhile; a manifest
+        // that names a missing file twice in a row is damage.
+        let manifest_path = dir.join(MANIFEST);
+        let mut previous: Option<String> = None;
+        loop {
+            let text = match fs::read_to_string(&manifest_path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if dir.join(TANTIVY_META).exists() {
+                        return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() });
+                    }
+                    manifest_text(0, &[])
+                }
+                Err(e) => return Err(io_at(&manifest_path)(e)),
+            };
+            let manifest = parse_manifest(dir, &text)?;
+            let mut parts = Vec::with_capacity(manifest.segments.len());
+            let mut vanished = None;
+            for (file, bytes) in &manifest.segments {
+                match Part::open(dir, file, *bytes) {
+                    Ok(part) => parts.push(Arc::new(part)),
+                    Err(e) if !dir.join(file).exists() => {
+                        vanished = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match vanished {
+                None => return Ok(EventIndex::read_only(dir, opts, manifest.watermark, parts)),
+                Some(e) if previous.as_deref() == Some(text.as_str()) => return Err(e),
+                Some(_) => previous = Some(text),
+            }
+        }
+    }
+
+    fn read_only(dir: &Path, opts: IndexOptions, watermark: u64, parts: Vec<Arc<Part>>) -> EventIndex {
+        let store = Store {
+            dir: dir.to_path_buf(),
+            opts,
+            snapshot: RwLock::new(Arc::new(parts.clone())),
+            writer: Mutex::new(Writer {
+                building: Building::default(),
+                pending: watermark,
+                flushed: Vec::new(),
+                parts,
+                next_file: 0,
+                poisoned: false,
+            }),
+            committed: AtomicU64::new(watermark),
+            merges: Mutex::new(Merges::default()),
+            merges_changed: Condvar::new(),
+            read_only: true,
+            _lock: None,
+        };
+        EventIndex {
+            store: Arc::new(store),
+            merger: None,
+        }
     }
 
     /// Delete the index in `dir` (it must not be open). A missing directory
@@ -789,6 +865,9 @@ impl Store {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Writer>, IndexError> {
+        if self.read_only {
+            return Err(IndexError::ReadOnly(self.dir.clone()));
+        }
         let w = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
         if w.poisoned {
             return Err(IndexError::Poisoned);

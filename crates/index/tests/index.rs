@@ -1383,3 +1383,95 @@ fn a_merge_that_fails_refuses_writes_and_wakes_its_waiters() {
     assert_eq!(index.indexed(), next);
     assert!(segment_files(dir.path()).len() <= 17);
 }
+
+/// Name and length of every file in `dir`.
+fn files_with_lengths(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn read_only_opens_beside_the_writer_see_commits_through_merges_and_touch_nothing() {
+    let entries = &entries(23, 2500);
+    let dir = tempfile::tempdir().unwrap();
+    let small = IndexOptions {
+        writer_memory: 32 << 10,
+    };
+    let writer = EventIndex::open(dir.path(), small).unwrap();
+    let events_before = |n: u64| entries[..n as usize].iter().flatten().count() as u64;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut opens = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                // Segments merge away under these opens; each sees one
+                // whole commit.
+                let reader = EventIndex::open_read_only(dir.path(), small).unwrap();
+                let n = reader.indexed();
+                assert_eq!(reader.count(&f()).unwrap(), events_before(n), "at watermark {n}");
+                opens += 1;
+            }
+            opens
+        });
+        for (i, e) in entries.iter().enumerate() {
+            writer.add(i as u64, e.as_ref()).unwrap();
+            if i % 23 == 22 {
+                writer.commit().unwrap();
+            }
+        }
+        writer.commit().unwrap();
+        writer.wait_for_merges().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        assert!(reader.join().unwrap() > 0);
+    });
+
+    // Uncommitted segments of the writer stay: only the writer deletes.
+    for (i, e) in entries.iter().enumerate().take(300) {
+        writer.add((entries.len() + i) as u64, e.as_ref()).unwrap();
+    }
+    let before = files_with_lengths(dir.path());
+    let reader = EventIndex::open_read_only(dir.path(), small).unwrap();
+    assert_eq!(reader.indexed(), entries.len() as u64);
+    assert_eq!(answers(&reader), answers(&writer));
+    assert!(matches!(
+        reader.add(entries.len() as u64, None),
+        Err(IndexError::ReadOnly(_))
+    ));
+    assert!(matches!(reader.commit(), Err(IndexError::ReadOnly(_))));
+    drop(reader);
+    assert_eq!(files_with_lengths(dir.path()), before);
+
+    // No index yet: empty, and nothing is created.
+    let absent = dir.path().join("absent");
+    let reader = EventIndex::open_read_only(&absent, small).unwrap();
+    assert_eq!(reader.indexed(), 0);
+    assert_eq!(reader.count(&f()).unwrap(), 0);
+    assert!(!absent.exists());
+}
+
+#[test]
+fn a_read_only_open_refuses_a_manifest_naming_a_missing_segment() {
+    let entries = &entries(29, 300);
+    let (dir, index) = build_in_one_commit(entries);
+    drop(index);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    std::fs::remove_file(dir.path().join(&seg)).unwrap();
+    let e = EventIndex::open_read_only(dir.path(), IndexOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, IndexError::BadSegment { reason, .. } if reason == "missing"),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&seg), "{e}");
+}

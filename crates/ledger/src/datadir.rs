@@ -159,4 +159,15 @@ impl DataDir {
         }
         Log::open(&*self.storage, &dir, name, opts)
     }
+
+    /// Open log `name` for reading beside its writer (see
+    /// [`Log::open_read_only`]): no lock, nothing written.
+    pub fn open_log_read_only(&self, name: &str) -> Result<Log> {
+        check_log_name(name)?;
+        let dir = self.log_dir(name);
+        if !self.storage.exists(&dir.join(KEY_FILE)) {
+            return Err(LedgerError::NoSuchLog(name.to_string(), self.root.clone()));
+        }
+        Log::open_read_only(&*self.storage, &dir, name)
+    }
 }

@@ -26,6 +26,14 @@ pub enum LedgerError {
     LogExists(String),
     #[error("no log named {0:?} in {1}")]
     NoSuchLog(String, PathBuf),
+    /// A write asked of a log opened read-only (beside its writer).
+    #[error("log {0:?} is open read-only")]
+    ReadOnly(String),
+    /// A read-only open found the derived files behind the last signed
+    /// checkpoint: the log was not closed cleanly and only a writer's open
+    /// repairs it.
+    #[error("{dir}: {detail}; open the log once with a writer (`sealtrail serve`, `sealtrail append` or `sealtrail reindex`) to repair it")]
+    NeedsRecovery { dir: PathBuf, detail: String },
     #[error("key {path}: {detail}")]
     Key { path: PathBuf, detail: String },
 }

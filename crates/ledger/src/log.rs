@@ -264,7 +264,10 @@ struct Inner {
     writer: Mutex<Writer>,
     syncer: Mutex<Syncer>,
     head: RwLock<Head>,
-    /// Held while open: one writer per log across processes.
+    /// Opened beside a writer: appends and flushes refuse or do nothing.
+    read_only: bool,
+    /// Held while open: one writer per log across processes (nothing for
+    /// a read-only open).
     _lock: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -367,47 +370,10 @@ impl Log {
     pub fn open(storage: &dyn Storage, dir: &Path, name: &str, opts: LogOptions) -> Result<Log> {
         let lock_path = dir.join(LOCK_FILE);
         let lock = storage.lock(&lock_path).ctx("lock", &lock_path)?;
-        let key_path = dir.join(KEY_FILE);
-        let key_text = storage.read(&key_path).ctx("read", &key_path)?;
-        let key_text = String::from_utf8(key_text).map_err(|_| LedgerError::Key {
-            path: key_path.clone(),
-            detail: "not UTF-8".into(),
-        })?;
-        let signer = Signer::from_private_key(key_text.trim()).map_err(|e| LedgerError::Key {
-            path: key_path.clone(),
-            detail: e.to_string(),
-        })?;
+        let signer = read_signer(storage, dir)?;
         let verifier = signer.verifier();
-
-        let open = |name: &str| -> Result<Arc<dyn StorageFile>> {
-            let path = dir.join(name);
-            storage.open(&path, false).ctx("open", &path)
-        };
-        let files = Files {
-            dir: dir.to_path_buf(),
-            entries: open(ENTRIES_FILE)?,
-            index: open(INDEX_FILE)?,
-            hashes: open(HASHES_FILE)?,
-            checkpoint: open(CHECKPOINT_FILE)?,
-        };
-        for (f, name, magic) in [
-            (&files.entries, ENTRIES_FILE, format::ENTRIES_MAGIC),
-            (&files.index, INDEX_FILE, format::INDEX_MAGIC),
-            (&files.hashes, HASHES_FILE, format::HASHES_MAGIC),
-        ] {
-            let mut h = [0u8; HEADER_LEN as usize];
-            f.read_exact_at(&mut h, 0).ctx("read header", &files.path(name))?;
-            format::decode_header(&h, magic).map_err(|e| corrupt(dir, name, format!("header: {e}")))?;
-        }
-
-        let slot = read_current_slot(&files)?;
-        let (checkpoint, _) = open_checkpoint(&slot.note, &verifier).map_err(|e| {
-            corrupt(
-                dir,
-                CHECKPOINT_FILE,
-                format!("last signed checkpoint does not verify with {}: {e}", verifier),
-            )
-        })?;
+        let files = open_files(dir, |path| storage.open(path, false))?;
+        let (slot, checkpoint) = read_signed_checkpoint(&files, &verifier)?;
         let signed = checkpoint.size;
         let mut rec = recover(&files, &slot, signed, false)?;
         if rec.frontier.root() != checkpoint.root && rec.derived_size > 0 {
@@ -462,9 +428,97 @@ impl Log {
                 writer: Mutex::new(writer),
                 syncer: Mutex::new(syncer),
                 head: RwLock::new(head),
+                read_only: false,
                 _lock: lock,
             }),
         })
+    }
+
+    /// Open the log in `dir` for reading beside its writer, which may be
+    /// another process appending to it (a running server). Takes no lock
+    /// and writes nothing: no repair, no truncation, no file created. The
+    /// log it shows is the tree of the last signed checkpoint at the time
+    /// of the open, whose entries, offsets and hashes the writer wrote
+    /// before signing it; appends refuse with [`LedgerError::ReadOnly`].
+    ///
+    /// A log whose derived files are behind its last signed checkpoint (a
+    /// crash of the machine before its writer reopened it) is refused with
+    /// [`LedgerError::NeedsRecovery`]: only a writer's open repairs it.
+    pub fn open_read_only(storage: &dyn Storage, dir: &Path, name: &str) -> Result<Log> {
+        let signer = read_signer(storage, dir)?;
+        let verifier = signer.verifier();
+        let files = open_files(dir, |path| storage.open_read(path))?;
+        let (slot, checkpoint) = read_signed_checkpoint(&files, &verifier)?;
+        let size = checkpoint.size;
+        let behind = |detail: String| LedgerError::NeedsRecovery {
+            dir: dir.to_path_buf(),
+            detail,
+        };
+        let index_len = files.index.len().ctx("stat", &files.path(INDEX_FILE))?;
+        let hashes_len = files.hashes.len().ctx("stat", &files.path(HASHES_FILE))?;
+        if index_len < HEADER_LEN + size * 8 || hashes_len < HEADER_LEN + stored_count(size) * 32 {
+            return Err(behind(format!(
+                "the index or hashes file ends before entry {size} of the last signed checkpoint"
+            )));
+        }
+        let frontier = Frontier::load(
+            &HashesFile {
+                file: &*files.hashes,
+                path: files.path(HASHES_FILE),
+            },
+            size,
+        )?;
+        if frontier.root() != checkpoint.root {
+            return Err(behind(format!(
+                "the stored hashes of its first {size} entries do not have the root of the last signed checkpoint \
+                 (`sealtrail verify` tells damage apart)"
+            )));
+        }
+        let written = Written {
+            size,
+            root: checkpoint.root,
+            entries_end: 0,
+        };
+        Ok(Log {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                signer,
+                verifier,
+                opts: LogOptions::default(),
+                files,
+                queue: Mutex::new(Queue {
+                    next: size,
+                    durable: size,
+                    written,
+                    ..Queue::default()
+                }),
+                queued: Condvar::new(),
+                writer: Mutex::new(Writer {
+                    frontier,
+                    entries_end: 0,
+                    records: Vec::new(),
+                    index: Vec::new(),
+                    hashes: Vec::new(),
+                }),
+                syncer: Mutex::new(Syncer {
+                    slot_seq: slot.seq,
+                    derived_size: size,
+                    derived_offset: 0,
+                    durable_end: 0,
+                }),
+                head: RwLock::new(Head {
+                    checkpoint,
+                    note: slot.note.into(),
+                }),
+                read_only: true,
+                _lock: Box::new(()),
+            }),
+        })
+    }
+
+    /// Whether this handle was opened with [`Log::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
     }
 
     pub fn name(&self) -> &str {
@@ -555,6 +609,9 @@ impl Log {
         }
 
         let inner = &*self.inner;
+        if inner.read_only {
+            return Err(LedgerError::ReadOnly(inner.name.clone()));
+        }
         let mut q = lock(&inner.queue);
         if let Some(reason) = &q.poisoned {
             return Err(LedgerError::Poisoned(reason.clone()));
@@ -951,6 +1008,9 @@ impl Inner {
     }
 
     fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         if let Some(reason) = lock(&self.queue).poisoned.clone() {
             return Err(LedgerError::Poisoned(reason));
         }
@@ -973,6 +1033,59 @@ impl Inner {
         }
         r
     }
+}
+
+/// The log's signing key from its key file.
+fn read_signer(storage: &dyn Storage, dir: &Path) -> Result<Signer> {
+    let key_path = dir.join(KEY_FILE);
+    let key_text = storage.read(&key_path).ctx("read", &key_path)?;
+    let key_text = String::from_utf8(key_text).map_err(|_| LedgerError::Key {
+        path: key_path.clone(),
+        detail: "not UTF-8".into(),
+    })?;
+    Signer::from_private_key(key_text.trim()).map_err(|e| LedgerError::Key {
+        path: key_path.clone(),
+        detail: e.to_string(),
+    })
+}
+
+/// Open the log's four files with `open` and check their headers.
+fn open_files(dir: &Path, open: impl Fn(&Path) -> std::io::Result<Arc<dyn StorageFile>>) -> Result<Files> {
+    let open = |name: &str| -> Result<Arc<dyn StorageFile>> {
+        let path = dir.join(name);
+        open(&path).ctx("open", &path)
+    };
+    let files = Files {
+        dir: dir.to_path_buf(),
+        entries: open(ENTRIES_FILE)?,
+        index: open(INDEX_FILE)?,
+        hashes: open(HASHES_FILE)?,
+        checkpoint: open(CHECKPOINT_FILE)?,
+    };
+    for (f, name, magic) in [
+        (&files.entries, ENTRIES_FILE, format::ENTRIES_MAGIC),
+        (&files.index, INDEX_FILE, format::INDEX_MAGIC),
+        (&files.hashes, HASHES_FILE, format::HASHES_MAGIC),
+    ] {
+        let mut h = [0u8; HEADER_LEN as usize];
+        f.read_exact_at(&mut h, 0).ctx("read header", &files.path(name))?;
+        format::decode_header(&h, magic).map_err(|e| corrupt(dir, name, format!("header: {e}")))?;
+    }
+    Ok(files)
+}
+
+/// The current checkpoint slot and its checkpoint, whose signature must
+/// verify with the log's key.
+fn read_signed_checkpoint(files: &Files, verifier: &Verifier) -> Result<(Slot, Checkpoint)> {
+    let slot = read_current_slot(files)?;
+    let (checkpoint, _) = open_checkpoint(&slot.note, verifier).map_err(|e| {
+        corrupt(
+            &files.dir,
+            CHECKPOINT_FILE,
+            format!("last signed checkpoint does not verify with {}: {e}", verifier),
+        )
+    })?;
+    Ok((slot, checkpoint))
 }
 
 /// The valid slot with the highest sequence number.

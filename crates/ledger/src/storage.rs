@@ -26,6 +26,11 @@ pub trait StorageFile: Send + Sync {
 pub trait Storage: Send + Sync {
     /// Open for reading and writing, creating the file if `create`.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
+    /// Open an existing file for reading only, for readers beside a
+    /// writer in another process. Simulated storage may keep the default.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        self.open(path, false)
+    }
     /// Create a file that must not exist yet, write `bytes`, make it durable.
     /// `private` files are readable by the owner only (keys).
     fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> io::Result<()>;
@@ -69,6 +74,10 @@ impl Storage for OsStorage {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
         let f = OpenOptions::new().read(true).write(true).create(create).open(path)?;
         Ok(Arc::new(OsFile(f)))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(OsFile(File::open(path)?)))
     }
 
     fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {

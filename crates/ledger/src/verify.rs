@@ -150,6 +150,18 @@ impl Sequential {
 /// log's own `log.pub`). `since`: an older signed checkpoint the caller kept.
 /// `Err` only for I/O or usage problems; integrity problems are findings.
 pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, since: Option<&[u8]>) -> Result<Report> {
+    verify_log_with_progress(storage, dir, key, since, &mut |_, _| {})
+}
+
+/// [`verify_log`], calling `progress(bytes, total)` as it reads through the
+/// entries file (`total` is the file's length when the check began).
+pub fn verify_log_with_progress(
+    storage: &dyn Storage,
+    dir: &Path,
+    key: Option<&Verifier>,
+    since: Option<&[u8]>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report> {
     let verifier = match key {
         Some(v) => v.clone(),
         None => {
@@ -212,8 +224,15 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
     let mut index_short_reported = false;
     let mut unreadable = false;
 
+    let total = entries.len;
+    let mut reported = 0u64;
     loop {
         let k = frontier.size();
+        // About every 4 MiB, the size of a read.
+        if offset - reported >= CHUNK as u64 {
+            reported = offset;
+            progress(offset, total);
+        }
         let Some(hdr) = entries.get(offset, RECORD_HEADER_LEN as usize)? else {
             if offset < entries.len {
                 c.add(
@@ -369,6 +388,7 @@ pub fn verify_log(storage: &dyn Storage, dir: &Path, key: Option<&Verifier>, sin
         }
     }
     let found = frontier.size();
+    progress(offset.min(total), total);
 
     c.signed = None;
     if let Some(cp) = &checkpoint {

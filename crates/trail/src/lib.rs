@@ -95,6 +95,10 @@ pub enum TrailError {
     IndexStopped(String),
     #[error("reading the system's randomness for event ids: {0}")]
     Random(String),
+    /// A read-only open found an index that covers more entries than the
+    /// log's signed checkpoint: it belongs to another history.
+    #[error("the query index covers {indexed} entries but the log holds {size}; rebuild it with `sealtrail reindex`")]
+    IndexAhead { indexed: u64, size: u64 },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -167,7 +171,7 @@ impl Trail {
         let log = data.open_log(name, opts.log.clone())?;
         let dir = index_dir(data, name);
         let index = Arc::new(open_index(&dir, &opts.index, &log)?);
-        catch_up(&log, &index)?;
+        catch_up(&log, &index, &mut |_, _| {})?;
         let keys = Arc::new(Keys::default());
         let indexer = Indexer::start(
             log.size(),
@@ -188,11 +192,21 @@ impl Trail {
     /// Throw the index of log `name` away and build it again from the
     /// ledger. Returns the number of entries indexed.
     pub fn reindex(data: &DataDir, name: &str, opts: &IndexOptions) -> Result<u64, TrailError> {
+        Trail::reindex_with_progress(data, name, opts, &mut |_, _| {})
+    }
+
+    /// [`Trail::reindex`], calling `progress(entries, total)` as it goes.
+    pub fn reindex_with_progress(
+        data: &DataDir,
+        name: &str,
+        opts: &IndexOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, TrailError> {
         let log = data.open_log(name, LogOptions::default())?;
         let dir = index_dir(data, name);
         EventIndex::wipe(&dir)?;
         let index = open_index(&dir, opts, &log)?;
-        catch_up(&log, &index)?;
+        catch_up(&log, &index, progress)?;
         // End compact: the merges the rebuild calls for, before returning.
         index.wait_for_merges()?;
         Ok(index.indexed())
@@ -311,19 +325,13 @@ impl Trail {
 
     /// The stored event at ledger index `index`.
     pub fn read(&self, index: u64) -> Result<Found, TrailError> {
-        let entry = self.log.entry(index)?;
-        let event = parse_entry(&entry).map_err(|e| TrailError::NotAnEvent {
-            index,
-            reason: e.to_string(),
-        })?;
-        Ok(Found { index, event, entry })
+        read_event(&self.log, index)
     }
 
     /// One page of events matching `filter`.
     pub fn query(&self, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
         self.indexer.healthy()?;
-        let hits = self.index.search(filter, page)?;
-        hits.into_iter().map(|i| self.read(i)).collect()
+        query_events(&self.log, &self.index, filter, page)
     }
 
     /// Every event matching `filter`, oldest first, in bounded memory; `f`
@@ -331,19 +339,10 @@ impl Trail {
     pub fn for_each(
         &self,
         filter: &Filter,
-        mut f: impl FnMut(Found) -> Result<bool, TrailError>,
+        f: impl FnMut(Found) -> Result<bool, TrailError>,
     ) -> Result<(), TrailError> {
         self.indexer.healthy()?;
-        let mut failure = None;
-        self.index
-            .for_each(filter, |index| match self.read(index).and_then(&mut f) {
-                Ok(go_on) => go_on,
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            })?;
-        failure.map_or(Ok(()), Err)
+        for_each_event(&self.log, &self.index, filter, f)
     }
 
     pub fn count(&self, filter: &Filter) -> Result<u64, TrailError> {
@@ -365,6 +364,122 @@ impl Trail {
     pub fn indexed(&self) -> u64 {
         self.index.indexed()
     }
+}
+
+/// A trail opened for reading beside its writer, which may be a running
+/// server in another process: [`Log::open_read_only`] and
+/// [`EventIndex::open_read_only`], so no lock is taken and nothing is
+/// written, repaired or deleted. It shows the log at its last signed
+/// checkpoint and the index at its last commit, both as they were at the
+/// open.
+///
+/// The index may cover fewer entries than the log: events the writer has
+/// acknowledged but not yet committed to the index (within
+/// [`TrailOptions::visibility`] while it runs; all of them after a crash,
+/// until a writer opens the trail). A reader does not index them, since
+/// that would write; searches, counts and statistics leave them out and
+/// [`TrailReader::unindexed`] says how many there are.
+pub struct TrailReader {
+    log: Log,
+    index: EventIndex,
+}
+
+impl TrailReader {
+    /// Open log `name` of `data` and its index read-only.
+    pub fn open(data: &DataDir, name: &str) -> Result<TrailReader, TrailError> {
+        // The index first: its writer commits only entries that a signed
+        // checkpoint already covers, so the log opened next holds at least
+        // as many as the index's watermark.
+        // A log that is not there is refused as such, not as an index.
+        data.verifier(name)?;
+        let index = EventIndex::open_read_only(&index_dir(data, name), IndexOptions::default())?;
+        let log = data.open_log_read_only(name)?;
+        if index.indexed() > log.size() {
+            return Err(TrailError::IndexAhead {
+                indexed: index.indexed(),
+                size: log.size(),
+            });
+        }
+        Ok(TrailReader { log, index })
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Ledger entries `[0, n)` are covered by the index.
+    pub fn indexed(&self) -> u64 {
+        self.index.indexed()
+    }
+
+    /// Entries of the log that the index does not cover yet, so searches,
+    /// counts and statistics leave out (the newest ones).
+    pub fn unindexed(&self) -> u64 {
+        self.log.size() - self.index.indexed()
+    }
+
+    /// The stored event at ledger index `index`.
+    pub fn read(&self, index: u64) -> Result<Found, TrailError> {
+        read_event(&self.log, index)
+    }
+
+    /// One page of the indexed events matching `filter`.
+    pub fn query(&self, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
+        query_events(&self.log, &self.index, filter, page)
+    }
+
+    /// Every indexed event matching `filter`, oldest first, in bounded
+    /// memory; `f` returns false to stop.
+    pub fn for_each(
+        &self,
+        filter: &Filter,
+        f: impl FnMut(Found) -> Result<bool, TrailError>,
+    ) -> Result<(), TrailError> {
+        for_each_event(&self.log, &self.index, filter, f)
+    }
+
+    pub fn count(&self, filter: &Filter) -> Result<u64, TrailError> {
+        Ok(self.index.count(filter)?)
+    }
+
+    pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, TrailError> {
+        Ok(self.index.stats(filter, bucket)?)
+    }
+
+    pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, TrailError> {
+        Ok(self.index.performance(filter)?)
+    }
+}
+
+fn read_event(log: &Log, index: u64) -> Result<Found, TrailError> {
+    let entry = log.entry(index)?;
+    let event = parse_entry(&entry).map_err(|e| TrailError::NotAnEvent {
+        index,
+        reason: e.to_string(),
+    })?;
+    Ok(Found { index, event, entry })
+}
+
+fn query_events(log: &Log, index: &EventIndex, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
+    let hits = index.search(filter, page)?;
+    hits.into_iter().map(|i| read_event(log, i)).collect()
+}
+
+fn for_each_event(
+    log: &Log,
+    index: &EventIndex,
+    filter: &Filter,
+    mut f: impl FnMut(Found) -> Result<bool, TrailError>,
+) -> Result<(), TrailError> {
+    let mut failure = None;
+    index.for_each(filter, |i| match read_event(log, i).and_then(&mut f) {
+        Ok(go_on) => go_on,
+        Err(e) => {
+            failure = Some(e);
+            false
+        }
+    })?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// A validated event and its entry, hashed for the ledger. The event is
@@ -430,8 +545,9 @@ fn open_index(dir: &std::path::Path, opts: &IndexOptions, log: &Log) -> Result<E
     Ok(EventIndex::open(dir, *opts)?)
 }
 
-/// Index the ledger's entries beyond the index's watermark, then commit.
-fn catch_up(log: &Log, index: &EventIndex) -> Result<(), TrailError> {
+/// Index the ledger's entries beyond the index's watermark, then commit;
+/// `progress(entries, total)` after each chunk.
+fn catch_up(log: &Log, index: &EventIndex, progress: &mut dyn FnMut(u64, u64)) -> Result<(), TrailError> {
     const CHUNK: u64 = 4096;
     let size = log.size();
     let mut next = index.indexed();
@@ -447,6 +563,7 @@ fn catch_up(log: &Log, index: &EventIndex) -> Result<(), TrailError> {
             index.add(next + i as u64, event.as_ref())?;
         }
         next += count;
+        progress(next, size);
     }
     index.commit()?;
     Ok(())
