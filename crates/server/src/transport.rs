@@ -12,7 +12,7 @@
 //! may sit at most `http.idle_timeout_ms` with no request and nothing sent
 //! or received (kept-alive or silent connections), and may leave at most
 //! `http.send_timeout_ms` an answer untaken (a client that stops reading
-//! an export). Past any of these, [`Deadlines`] fails the connection's I/O
+//! an export). Past any of these, `Deadlines` fails the connection's I/O
 //! and hyper drops it. Bodies are bounded in time where they are read
 //! (`http.body_timeout_ms`, 408), requests in flight by
 //! [`crate::request`].
