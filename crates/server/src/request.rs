@@ -77,8 +77,18 @@ fn new_id() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| getrandom::u64().unwrap_or(0x5ea1_7a11));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let text = format!("{prefix:016x}{n:08x}");
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+    // 16 hex digits of the prefix, then the counter's low 32 bits: one
+    // allocation (the header value's) per request.
+    let mut text = [0u8; 24];
+    for (i, slot) in text.iter_mut().enumerate() {
+        let nibble = if i < 16 {
+            (prefix >> (60 - 4 * i)) & 0xf
+        } else {
+            (n >> (28 - 4 * (i - 16))) & 0xf
+        };
+        *slot = b"0123456789abcdef"[nibble as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 async fn with_request_id(request: Request, next: Next) -> Response {
