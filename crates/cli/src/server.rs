@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use sealtrail_ledger::{DataDir, LedgerError};
 use sealtrail_server::app::{drain_outbox, key_event, now_text};
+use sealtrail_server::config::{Log as LogConfig, LogFormat};
 use sealtrail_server::meta::{Meta, Scope, SYSTEM_LOG};
 use sealtrail_server::{Config, Server};
 use sealtrail_trail::{Trail, TrailError, TrailOptions};
@@ -25,6 +26,40 @@ pub struct ServeArgs {
     /// TOML configuration file (docs/server-config.md).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// How log lines on standard error look: `text` (for people) or `json`
+    /// (one object a line); overrides `log.format`.
+    #[arg(long, value_name = "json|text", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "json" => Ok(LogFormat::Json),
+        "text" => Ok(LogFormat::Text),
+        _ => Err(format!("{s:?} is not a log format: use json or text")),
+    }
+}
+
+/// Send the server's log lines to standard error (standard output has the
+/// banner): at `log.level`, or as `RUST_LOG` says when it is set.
+fn install_logging(config: &LogConfig, format: LogFormat) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => {
+            EnvFilter::try_new(&text).with_context(|| format!("RUST_LOG={text:?} is not a log filter"))?
+        }
+        _ => EnvFilter::try_new(&config.level)
+            .with_context(|| format!("log.level: {:?} is not a level or log filter", config.level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("installing the log: {e}"))
 }
 
 pub fn serve(data: &Path, log: &str, args: &ServeArgs) -> anyhow::Result<()> {
@@ -38,25 +73,27 @@ pub fn serve(data: &Path, log: &str, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    install_logging(&config.log, args.log_format.unwrap_or(config.log.format))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let server = Server::start(config).await.map_err(anyhow::Error::msg)?;
         // The banner is for people; a closed stdout must not stop the server.
         if let Err(e) = banner(&server) {
-            eprintln!("sealtrail: could not print the banner: {e}");
+            tracing::warn!("could not print the banner: {e}");
         }
         tokio::select! {
             () = sealtrail_server::termination() => {}
         }
-        eprintln!("sealtrail: stopping: finishing requests in flight");
         server.shutdown();
-        server.wait().await.map_err(anyhow::Error::msg)?;
-        eprintln!("sealtrail: stopped; every log has a final checkpoint");
-        Ok(())
-    })
+        server.wait().await.map_err(anyhow::Error::msg)
+    });
+    // Connections were dropped by now; a blocking task still running (a
+    // query whose client went away) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 fn banner(server: &Server) -> anyhow::Result<()> {

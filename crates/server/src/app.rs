@@ -113,6 +113,7 @@ impl App {
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         let system = SystemMonitor::new(data.root(), &config.health);
+        let singles = crate::single::Singles::new(config.limits.max_single_queue);
         let app = Arc::new(App {
             config,
             data,
@@ -121,7 +122,7 @@ impl App {
             opened_sizes: Mutex::new(HashMap::new()),
             opening: Mutex::new(()),
             keys: Mutex::new(HashMap::new()),
-            singles: crate::single::Singles::default(),
+            singles,
             limiter,
             system,
             shutting_down: AtomicBool::new(false),

@@ -31,6 +31,8 @@ pub struct Config {
     pub health: Health,
     pub index: Index,
     pub alerts: Alerts,
+    pub http: Http,
+    pub log: Log,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +68,55 @@ pub struct Limits {
     pub max_batch_events: usize,
     /// Largest `limit` a query page may ask for.
     pub max_page: usize,
+    /// Single events waiting for a log's ingest workers; when that many
+    /// wait, more get 503 with `Retry-After`.
+    pub max_single_queue: usize,
+}
+
+/// The HTTP transport: how long a client may take, and how many may be
+/// served at once. Every wait on a client is bounded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Longest time, in milliseconds, from the first byte of a request to
+    /// the end of its header; a slower client is disconnected.
+    pub header_timeout_ms: u64,
+    /// Longest time, in milliseconds, to receive a whole request body;
+    /// slower bodies get 408.
+    pub body_timeout_ms: u64,
+    /// Longest time, in milliseconds, a connection may stay open with no
+    /// request and nothing sent or received.
+    pub idle_timeout_ms: u64,
+    /// Longest time, in milliseconds, a client may take no part of an
+    /// answer (an export, say) while more waits to be sent.
+    pub send_timeout_ms: u64,
+    /// Most connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Most requests being handled at once; one more is answered 503 with
+    /// `Retry-After` (`/healthz` is always answered).
+    pub max_in_flight: usize,
+    /// Longest time, in milliseconds, a stopping server waits for requests
+    /// in flight before it drops their connections.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// What the server logs, and how (on standard error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// `text` (for people) or `json` (one JSON object a line).
+    pub format: LogFormat,
+    /// Least severe level written (`error`, `warn`, `info`, `debug`,
+    /// `trace`), or a filter such as `info,sealtrail_server=debug`;
+    /// `RUST_LOG`, when set, takes its place.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +209,31 @@ impl Default for Config {
             health: Health::default(),
             index: Index::default(),
             alerts: Alerts::default(),
+            http: Http::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            send_timeout_ms: 30_000,
+            max_connections: 1_024,
+            max_in_flight: 512,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
         }
     }
 }
@@ -187,6 +263,7 @@ impl Default for Limits {
             max_body_bytes: 16 << 20,
             max_batch_events: 10_000,
             max_page: 1_000,
+            max_single_queue: 10_000,
         }
     }
 }
@@ -266,6 +343,25 @@ impl Config {
             return Err(ConfigError(
                 "limits.max_batch_events and limits.max_page must be at least 1".into(),
             ));
+        }
+        if self.limits.max_single_queue == 0 {
+            return Err(ConfigError("limits.max_single_queue: must be at least 1".into()));
+        }
+        let h = &self.http;
+        for (key, value) in [
+            ("header_timeout_ms", h.header_timeout_ms),
+            ("body_timeout_ms", h.body_timeout_ms),
+            ("idle_timeout_ms", h.idle_timeout_ms),
+            ("send_timeout_ms", h.send_timeout_ms),
+            ("max_connections", h.max_connections as u64),
+            ("max_in_flight", h.max_in_flight as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("http.{key}: must be at least 1")));
+            }
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(ConfigError("log.level: must name a level such as `info`".into()));
         }
         let a = &self.alerts;
         if a.interval_ms == 0 || a.retry_base_ms == 0 || a.max_attempts == 0 || a.retry_max_ms < a.retry_base_ms {
@@ -445,6 +541,35 @@ mod tests {
             env(&[("SEALTRAIL_ALERTS_ALLOWED_NETWORKS", r#"["127.0.0.1/32"]"#)]),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn transport_bounds_are_at_least_one() {
+        for key in [
+            "http.header_timeout_ms",
+            "http.body_timeout_ms",
+            "http.idle_timeout_ms",
+            "http.send_timeout_ms",
+            "http.max_connections",
+            "http.max_in_flight",
+            "limits.max_single_queue",
+        ] {
+            let var = format!("SEALTRAIL_{}", key.replace('.', "_").to_ascii_uppercase());
+            let e = Config::load(None, env(&[(var.as_str(), "0")])).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{e}");
+            Config::load(None, env(&[(var.as_str(), "1")])).unwrap();
+        }
+        let c = Config::load(
+            None,
+            env(&[("SEALTRAIL_LOG_FORMAT", "json"), ("SEALTRAIL_LOG_LEVEL", "debug")]),
+        )
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "debug");
+        let e = Config::load(None, env(&[("SEALTRAIL_LOG_FORMAT", "xml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xml") || e.contains("variant"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! own rejections are plain text, and an audit API answers in one format.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -83,7 +84,17 @@ impl FromRequest<Arc<App>> for JsonBody {
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Problem> {
         let kind = body_kind(req.headers())?;
         let limit = app.config.limits.max_body_bytes;
-        let bytes = read_limited(req.into_body(), limit).await?;
+        let timeout_ms = app.config.http.body_timeout_ms;
+        let bytes = tokio::time::timeout(Duration::from_millis(timeout_ms), read_limited(req.into_body(), limit))
+            .await
+            .map_err(|_| {
+                metrics::counter!("sealtrail_http_timeouts_total", "kind" => "body").increment(1);
+                Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request-timeout",
+                    format!("the request body did not arrive within {timeout_ms} ms (http.body_timeout_ms)"),
+                )
+            })??;
         Ok(JsonBody { kind, bytes })
     }
 }

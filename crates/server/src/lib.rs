@@ -1,15 +1,20 @@
 //! The Sealtrail HTTP server.
 //!
 //! [`router`] builds every route on an [`App`] (tests drive it without a
-//! socket); [`Server::start`] binds, serves, and on SIGTERM/SIGINT or
-//! [`Server::shutdown`] stops accepting, lets in-flight requests finish,
-//! writes a final checkpoint and returns.
+//! socket); [`Server::start`] binds and serves it ([`transport`]), and on
+//! SIGTERM/SIGINT or [`Server::shutdown`] stops accepting, lets in-flight
+//! requests finish within `http.shutdown_timeout_ms` (then drops the
+//! connections left), writes a final checkpoint and returns.
 //!
 //! Invariants:
 //! - A 2xx answer to an ingest means the events are durable and covered by
 //!   the signed checkpoint in the answer; anything the server cannot keep
 //!   (poisoned ledger, critically full disk, shutdown) is refused with 503.
-//! - Every error is an RFC 9457 problem document.
+//! - Every error is an RFC 9457 problem document, naming the request's
+//!   `x-request-id`.
+//! - Every wait on a client, and every queue, is bounded: connections,
+//!   requests in flight, header, body, idle and send times, single events
+//!   waiting for their log's workers.
 //! - Every read and export of a trail, and every key change, is recorded in
 //!   the system log before the answer leaves.
 
@@ -25,9 +30,11 @@ pub mod extract;
 pub mod meta;
 pub mod ops;
 pub mod problem;
+pub mod request;
 pub mod single;
 pub mod system;
 pub mod tiles;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,12 +141,14 @@ pub fn openapi() -> OpenApi {
     api().1
 }
 
-/// Every route of the server on `app`.
+/// Every route of the server on `app`, inside the request layers
+/// ([`request::layers`]: request ids, the in-flight cap, the panic net).
 pub fn router(app: Arc<App>) -> Router {
     // Install the recorder before the first request can count anything.
     let _ = ops::prometheus();
+    let max_in_flight = app.config.http.max_in_flight;
     let (api_routes, doc) = api();
-    api_routes
+    let routes = api_routes
         .route("/logs/{log}/tile/{*rest}", get(tiles::tile))
         // Serves the document at OPENAPI_PATH and the bundled (offline) UI,
         // which must not send the document to an outside validator either.
@@ -151,7 +160,8 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { Problem::not_found("no such route; the API is described at /api/v1/openapi.json") })
         .layer(axum::middleware::from_fn(as_problem))
         .layer(axum::middleware::from_fn(ops::track))
-        .with_state(app)
+        .with_state(app);
+    request::layers(routes, max_in_flight)
 }
 
 /// Errors produced outside our handlers (405 from the router, a panic
@@ -203,22 +213,18 @@ impl Server {
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         spawn_outbox_drainer(app.clone(), stop.subscribe());
         let evaluator =
             alerts::spawn_evaluator(app.clone(), stop.subscribe()).map_err(|e| format!("starting alerts: {e}"))?;
         alerts::spawn_deliverer(app.clone(), stop.subscribe());
         let router = router(app.clone());
-        let shutdown_app = app.clone();
+        let http = app.config.http.clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                    shutdown_app.begin_shutdown();
-                })
-                .await
-                .map_err(|e| format!("serving: {e}"))
+            transport::serve(listener, router, http, stopped).await;
+            Ok(())
         });
+        tracing::info!(%addr, data_dir = %app.config.data_dir.display(), "sealtrail {} started", env!("CARGO_PKG_VERSION"));
         Ok(Server {
             addr,
             app,
@@ -228,9 +234,12 @@ impl Server {
         })
     }
 
-    /// Stop accepting connections; in-flight requests finish.
+    /// Stop accepting connections; in-flight requests finish (within
+    /// `http.shutdown_timeout_ms`), and writes are refused from now on.
     pub fn shutdown(&self) {
+        self.app.begin_shutdown();
         let _ = self.stop.send(true);
+        tracing::info!(addr = %self.addr, "stopping: finishing requests in flight");
     }
 
     /// Wait until the server has stopped, then make every log's state
@@ -254,6 +263,7 @@ impl Server {
         })
         .await
         .map_err(|e| e.to_string())??;
+        tracing::info!("stopped; every log has a final checkpoint");
         served
     }
 }

@@ -93,7 +93,10 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, Problem
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 503, description = "Over `http.max_in_flight` requests at once; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn metrics_text(State(app): State<Arc<App>>) -> Response {
     let handle = prometheus();
     let app2 = app.clone();

@@ -26,9 +26,16 @@ pub struct Problem {
     /// For refused events: each field that is wrong.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
-    /// Seconds to wait before retrying (rate limits).
+    /// Seconds to wait before retrying (rate limits, overload).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// `urn:sealtrail:request:<id>`: this occurrence, named by the
+    /// request's `x-request-id` (filled in when the answer is sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The request's `x-request-id`, as in the server's log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// One wrong field of a refused event.
@@ -57,6 +64,8 @@ impl Problem {
             column: None,
             errors: Vec::new(),
             retry_after: None,
+            instance: None,
+            request_id: None,
         }
     }
 
@@ -98,8 +107,21 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let status = self.status();
+        if self.request_id.is_none() {
+            self.request_id = crate::request::current_id();
+        }
+        if self.instance.is_none() {
+            self.instance = self.request_id.as_ref().map(|id| format!("urn:sealtrail:request:{id}"));
+        }
+        let id = self.request_id.as_deref().unwrap_or("-");
+        // The server's faults are logged in full, with the request they hit.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(request_id = id, status = self.status, kind = %self.kind, "{}", self.detail);
+        } else if status.is_server_error() {
+            tracing::error!(request_id = id, status = self.status, kind = %self.kind, "{}", self.detail);
+        }
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

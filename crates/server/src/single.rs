@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use axum::body::Bytes;
-use crossbeam_channel::{Receiver, Sender};
+use axum::http::StatusCode;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use sealtrail_event::{Rejection, Ulid};
 use sealtrail_merkle::{Hash, Receipt};
 use sealtrail_trail::{Item, Trail};
@@ -73,31 +74,59 @@ struct Workers {
 }
 
 /// The single-event workers of every log that has had single events.
-#[derive(Default)]
 pub struct Singles {
     logs: Mutex<HashMap<String, Workers>>,
+    /// Requests a log's queue holds (`limits.max_single_queue`).
+    bound: usize,
 }
 
 impl Singles {
+    /// Workers whose queues hold at most `bound` requests each.
+    pub fn new(bound: usize) -> Singles {
+        Singles {
+            logs: Mutex::new(HashMap::new()),
+            bound: bound.max(1),
+        }
+    }
+
     /// Queue `body` for log `log` (whose open trail is `trail`); the reply
-    /// comes once the event is durable or refused.
+    /// comes once the event is durable or refused. A full queue is refused
+    /// at once (503 with `Retry-After`): waiting requests are bounded, and a
+    /// refused event is not stored.
     pub fn submit(&self, log: &str, trail: &Arc<Trail>, body: Bytes) -> Result<oneshot::Receiver<Reply>, Problem> {
         let (reply, answer) = oneshot::channel();
-        let spawn = || start(log, trail).map_err(|e| Problem::internal(format!("starting ingest workers: {e}")));
+        let spawn =
+            || start(log, trail, self.bound).map_err(|e| Problem::internal(format!("starting ingest workers: {e}")));
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         let workers = match logs.get(log) {
             Some(w) => w,
             None => logs.entry(log.to_string()).or_insert(spawn()?),
         };
-        if let Err(unsent) = workers.queue.send(Request { body, reply }) {
-            // Both workers are gone (they only stop when the queue closes,
-            // so this is a bug): start the log's workers again.
-            let w = spawn()?;
-            let queue = w.queue.clone();
-            logs.insert(log.to_string(), w);
-            queue
-                .send(unsent.into_inner())
-                .map_err(|_| Problem::internal("the ingest workers stopped at once"))?;
+        match workers.queue.try_send(Request { body, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("sealtrail_single_queue_full_total", "log" => log.to_string()).increment(1);
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    format!(
+                        "log {log} has {} single events waiting to be stored (limits.max_single_queue); retry shortly",
+                        self.bound
+                    ),
+                );
+                p.retry_after = Some(1);
+                return Err(p);
+            }
+            Err(TrySendError::Disconnected(unsent)) => {
+                // Both workers are gone (they only stop when the queue
+                // closes, so this is a bug): start the log's workers again.
+                let w = spawn()?;
+                let queue = w.queue.clone();
+                logs.insert(log.to_string(), w);
+                queue
+                    .try_send(unsent)
+                    .map_err(|_| Problem::internal("the ingest workers stopped at once"))?;
+            }
         }
         Ok(answer)
     }
@@ -120,8 +149,8 @@ impl Singles {
     }
 }
 
-fn start(log: &str, trail: &Arc<Trail>) -> std::io::Result<Workers> {
-    let (queue, requests) = crossbeam_channel::unbounded();
+fn start(log: &str, trail: &Arc<Trail>, bound: usize) -> std::io::Result<Workers> {
+    let (queue, requests) = crossbeam_channel::bounded(bound);
     let mut threads = Vec::with_capacity(WORKERS);
     for _ in 0..WORKERS {
         let trail = trail.clone();

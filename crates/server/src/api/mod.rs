@@ -32,9 +32,21 @@ pub struct LogPath {
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(Problem::internal(format!("request worker failed: {e}"))))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        // A panic's text is for the log, never for the client.
+        if e.is_panic() {
+            let panic = e.into_panic();
+            let text = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            crate::request::record_panic(text);
+        }
+        Err(Problem::internal(
+            "the server failed while answering this request; the fault is logged under its request id",
+        ))
+    })
 }
 
 pub fn b64(bytes: &[u8]) -> String {
