@@ -178,7 +178,10 @@ fn run(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, period: Dura
                     }
                 },
             };
-            recover_if_room(&app, &name, &trail, &mut guarded.published);
+            if recover_if_room(&app, &name, &trail, &mut guarded.published) {
+                // Health reads the log's state live: the count must not lag it.
+                lock(&app.integrity.published).insert(name.clone(), guarded.published.clone());
+            }
             step(log, guarded, interval, period);
             lock(&app.integrity.published).insert(name, guarded.published.clone());
         }
@@ -186,9 +189,10 @@ fn run(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, period: Dura
 }
 
 /// Resume a log poisoned by a full disk once the disk has room again.
-fn recover_if_room(app: &App, name: &str, trail: &sealtrail_trail::Trail, published: &mut Published) {
+/// Returns true if it did.
+fn recover_if_room(app: &App, name: &str, trail: &sealtrail_trail::Trail, published: &mut Published) -> bool {
     if !trail.log().poisoned_by_full_disk() || app.system.check_room(RESUME_ROOM_BYTES).is_err() {
-        return;
+        return false;
     }
     match trail.recover() {
         Ok(true) => {
@@ -201,9 +205,13 @@ fn recover_if_room(app: &App, name: &str, trail: &sealtrail_trail::Trail, publis
                 "log {name} resumed after a full disk, from its last durable state ({} entries)",
                 trail.log().size()
             );
+            true
         }
-        Ok(false) => {}
-        Err(e) => tracing::error!(log = %name, "log {name} could not be resumed after a full disk: {e}"),
+        Ok(false) => false,
+        Err(e) => {
+            tracing::error!(log = %name, "log {name} could not be resumed after a full disk: {e}");
+            false
+        }
     }
 }
 
