@@ -152,6 +152,13 @@ struct Guarded {
 }
 
 fn run(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, period: Duration) {
+    // The least scheduling priority (nice 19), as the alert evaluator's:
+    // when ingest keeps every core busy the scrub yields and falls behind
+    // (new entries are capped per interval), so it never slows an
+    // acknowledgement; recovery waits on the disk, not on the CPU.
+    if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+        tracing::warn!("integrity: could not lower the scrub's priority: {e:?}");
+    }
     let mut logs: HashMap<String, Guarded> = HashMap::new();
     loop {
         match stopped.recv_timeout(interval) {

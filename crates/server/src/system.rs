@@ -115,10 +115,16 @@ impl SystemMonitor {
     /// free beyond it and stay below the critical percentage. The refusal
     /// says why.
     pub fn check_room(&self, bytes: u64) -> Result<(), String> {
-        let t = &self.shared.thresholds;
         let Some(space) = space_of(&self.shared.dir) else {
             return Err("the free space of the data directory's file system cannot be read".into());
         };
+        room(space, &self.shared.thresholds, bytes)
+    }
+}
+
+/// Whether `space` has room for a write of `bytes` under `t`.
+fn room(space: Space, t: &Health, bytes: u64) -> Result<(), String> {
+    {
         if space.free < t.disk_reserve_bytes.saturating_add(bytes) {
             return Err(format!(
                 "the data directory's file system has {} bytes free; a write of {bytes} bytes must leave {} (health.disk_reserve_bytes), so writes are refused until space is freed",
@@ -251,4 +257,62 @@ fn space_of(dir: &Path) -> Option<Space> {
         total: v.f_blocks.saturating_mul(v.f_frsize),
         free: v.f_bavail.saturating_mul(v.f_frsize),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_write_must_leave_the_reserve_free_to_the_byte() {
+        let t = Health {
+            disk_reserve_bytes: 1_000,
+            disk_warning_percent: 100.0,
+            disk_critical_percent: 100.0,
+            ..Health::default()
+        };
+        let space = Space {
+            total: 1 << 30,
+            free: 1_500,
+        };
+        assert!(room(space, &t, 500).is_ok(), "leaves exactly the reserve");
+        let refused = room(space, &t, 501).unwrap_err();
+        assert!(refused.contains("disk_reserve_bytes"), "{refused}");
+        // No reserve, no percentage: only writes that do not fit are refused.
+        let none = Health {
+            disk_reserve_bytes: 0,
+            disk_warning_percent: 100.0,
+            disk_critical_percent: 100.0,
+            ..Health::default()
+        };
+        let nearly_full = Space {
+            total: 1 << 30,
+            free: 10,
+        };
+        assert!(room(nearly_full, &none, 10).is_ok());
+        assert!(room(nearly_full, &none, 11).is_err());
+        assert!(
+            room(
+                Space {
+                    total: 1 << 30,
+                    free: 0
+                },
+                &none,
+                0
+            )
+            .is_err(),
+            "100% full"
+        );
+        // The critical percentage still applies with room to spare.
+        let full = Space {
+            total: 1_000_000,
+            free: 40_000,
+        };
+        let no_reserve = Health {
+            disk_reserve_bytes: 0,
+            ..Health::default()
+        };
+        assert!(room(full, &no_reserve, 0).unwrap_err().contains("96.0% full"));
+    }
 }
