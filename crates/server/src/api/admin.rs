@@ -244,6 +244,7 @@ pub async fn revoke_key(
     responses(
         (status = 200, body = SystemHealth),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
