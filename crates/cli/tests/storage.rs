@@ -316,3 +316,99 @@ fn a_full_disk_stops_writes_then_they_resume_without_restart_and_nothing_acknowl
     let (code, out, err) = cli(&data, &["verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Flip one bit of entry `index`'s data in `data`'s default log.
+fn flip(data: &Path, index: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let dir = data.join("logs/default");
+    let mut offset = [0u8; 8];
+    std::fs::File::open(dir.join("index"))
+        .unwrap()
+        .read_exact_at(&mut offset, 16 + 8 * index)
+        .unwrap();
+    let record = u64::from_be_bytes(offset);
+    let entries = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("entries"))
+        .unwrap();
+    let mut b = [0u8; 1];
+    entries.read_exact_at(&mut b, record + 12).unwrap();
+    entries.write_all_at(&[b[0] ^ 0x10], record + 12).unwrap();
+    record
+}
+
+#[test]
+fn an_entry_tampered_with_while_the_server_was_down_is_found_and_nothing_is_signed_over_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("sealtrail.toml");
+    std::fs::write(&config, "[integrity]\nscrub_interval_ms = 20\nscrub_period_s = 1\n").unwrap();
+    let stderr = tmp.path().join("stderr");
+    let server = Running::start(&data, &config, &stderr);
+    let ingest = key(&data, "ingest");
+    let read = key(&data, "read");
+    let agent = agent();
+    let url = format!("{}/api/v1/logs/default/events/batch", server.base);
+    let batch: Vec<Value> = (0..5)
+        .map(|i| json!({"action": "a.b", "message": format!("{i}")}))
+        .collect();
+    let (status, body, _) = call(&agent, "POST", &url, &ingest, Some(Value::from(batch).to_string()));
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<String> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(server.terminate(), 0);
+    let (_, before, _) = cli(&data, &["checkpoint"]);
+
+    flip(&data, 2);
+    let server = Running::start(&data, &config, &stderr);
+    // Nobody reads it: the scrub's first whole-log pass finds it.
+    let started = Instant::now();
+    let problem = loop {
+        let (status, body, _) = call(&agent, "GET", &format!("{}/readyz", server.base), &read, None);
+        if status == 503 {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still ready: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(problem["type"], "urn:sealtrail:problem:integrity-failure", "{problem}");
+    let (_, log) = log_health(&agent, &server.base, &read);
+    assert_eq!(
+        (&log["status"], &log["damaged"]["entry"]),
+        (&json!("damaged"), &json!(2)),
+        "{log}"
+    );
+    let (status, body, _) = call(
+        &agent,
+        "GET",
+        &format!("{}/api/v1/logs/default/events/{}", server.base, ids[2]),
+        &read,
+        None,
+    );
+    assert_eq!(
+        (status, &body["type"]),
+        (503, &json!("urn:sealtrail:problem:integrity-failure")),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains(tmp.path().to_str().unwrap()),
+        "a path in {body}"
+    );
+    let batch = json!([{"action": "a.b"}]).to_string();
+    let url = format!("{}/api/v1/logs/default/events/batch", server.base);
+    let (status, body, _) = call(&agent, "POST", &url, &ingest, Some(batch));
+    assert_eq!(
+        (status, &body["type"]),
+        (503, &json!("urn:sealtrail:problem:integrity-failure")),
+        "{body}"
+    );
+    // Shutdown is clean and signs nothing over the damage.
+    assert_eq!(server.terminate(), 0, "{}", std::fs::read_to_string(&stderr).unwrap());
+    let (_, after, _) = cli(&data, &["checkpoint"]);
+    assert_eq!(after, before);
+}
