@@ -590,6 +590,11 @@ impl Log {
     /// refuses a damaged one, which reopening cannot repair.
     pub fn reopen(&self) -> Result<()> {
         let inner = &*self.inner;
+        // In the order the write path takes them (a syncer takes the queue
+        // while holding its own lock). The queue lock then stays held:
+        // appends wait, and are refused if the reopen fails.
+        let mut writer = lock(&inner.writer);
+        let mut syncer = lock(&inner.syncer);
         let mut q = lock(&inner.queue);
         if let Some(e) = self.damage_error(&q) {
             return Err(e);
@@ -602,10 +607,6 @@ impl Log {
                 "a write or sync of the failed commit is still running; try again".into(),
             ));
         }
-        // The queue lock stays held: appends wait, and are refused below
-        // if the reopen fails.
-        let mut writer = lock(&inner.writer);
-        let mut syncer = lock(&inner.syncer);
         let files = &inner.files;
         let slot = read_current_slot(files)?;
         let (checkpoint, _) = open_checkpoint(&slot.note, &inner.verifier).map_err(|e| {
