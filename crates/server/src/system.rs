@@ -124,22 +124,20 @@ impl SystemMonitor {
 
 /// Whether `space` has room for a write of `bytes` under `t`.
 fn room(space: Space, t: &Health, bytes: u64) -> Result<(), String> {
-    {
-        if space.free < t.disk_reserve_bytes.saturating_add(bytes) {
-            return Err(format!(
-                "the data directory's file system has {} bytes free; a write of {bytes} bytes must leave {} (health.disk_reserve_bytes), so writes are refused until space is freed",
-                space.free, t.disk_reserve_bytes
-            ));
-        }
-        let used = percent(space.used(), space.total);
-        if level(used, t.disk_warning_percent, t.disk_critical_percent) == Level::Critical {
-            return Err(format!(
-                "the data directory's file system is {used:.1}% full (critical at {}%); writes are refused so that nothing acknowledged is lost",
-                t.disk_critical_percent
-            ));
-        }
-        Ok(())
+    if space.free < t.disk_reserve_bytes.saturating_add(bytes) {
+        return Err(format!(
+            "the data directory's file system has {} bytes free; a write of {bytes} bytes must leave {} (health.disk_reserve_bytes), so writes are refused until space is freed",
+            space.free, t.disk_reserve_bytes
+        ));
     }
+    let used = percent(space.used(), space.total);
+    if level(used, t.disk_warning_percent, t.disk_critical_percent) == Level::Critical {
+        return Err(format!(
+            "the data directory's file system is {used:.1}% full (critical at {}%); writes are refused so that nothing acknowledged is lost",
+            t.disk_critical_percent
+        ));
+    }
+    Ok(())
 }
 
 fn level(used: f64, warning: f64, critical: f64) -> Level {
