@@ -228,6 +228,7 @@ fn a_full_disk_stops_writes_then_they_resume_without_restart_and_nothing_acknowl
     let (h, log) = log_health(&agent, &server.base, &read);
     assert_eq!(log["status"], "poisoned", "{refusal} {h}");
     assert!(log["poisoned"].as_str().unwrap().contains("No space left"), "{log}");
+    assert!(!refusal.to_string().contains("/mnt/"), "a path in {refusal}");
     let url = format!("{}/api/v1/logs/default/events", server.base);
     let (status, body, retry_after) = call(
         &agent,

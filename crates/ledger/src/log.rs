@@ -234,12 +234,22 @@ impl Queue {
         }
     }
 
-    /// Stop the log: every caller in flight gets the error.
+    /// Stop the log: every caller in flight gets the error. The reason
+    /// kept (and shown to clients) names the log's file, not where it
+    /// lives; the full error goes to the server's log.
     fn poison(&mut self, error: &LedgerError) {
         if self.poisoned.is_none() {
             self.poisoned_by_full_disk = error.is_storage_full();
+            tracing::error!("log poisoned, writes stop until it is reopened: {error}");
         }
-        self.poisoned = Some(error.to_string().into());
+        let reason = match error {
+            LedgerError::Io { op, path, source } => {
+                let file = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
+                format!("{op} {file}: {source}")
+            }
+            other => other.to_string(),
+        };
+        self.poisoned = Some(reason.into());
         for w in self.waiters.drain(..) {
             w.wake.notify_one();
         }

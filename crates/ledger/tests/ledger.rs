@@ -528,6 +528,11 @@ fn a_log_poisoned_by_a_full_disk_reopens_in_place_and_loses_nothing_acknowledged
     let err = log.append(&[entry(10)]).unwrap_err();
     assert!(err.to_string().contains("simulated full disk"), "{err}");
     assert!(log.poisoned().is_some() && log.poisoned_by_full_disk());
+    let reason = log.poisoned().unwrap();
+    assert!(
+        reason.contains("entries") && !reason.contains('/'),
+        "no path in {reason}"
+    );
     assert!(matches!(log.append(&[entry(11)]), Err(LedgerError::Poisoned(_))));
     storage.set_fault(None);
     log.reopen().unwrap();
