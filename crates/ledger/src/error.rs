@@ -14,10 +14,20 @@ pub enum LedgerError {
     },
     #[error("entry {position} of the batch is {len} bytes; the limit is 65535")]
     EntryTooLarge { position: usize, len: usize },
-    #[error("log is poisoned after a failed write or sync ({0}); it accepts no writes until restarted")]
+    #[error("log is poisoned after a failed write or sync ({0}); it accepts no writes until it is reopened")]
     Poisoned(Arc<str>),
     #[error("{file}: {detail}")]
     Corrupt { file: PathBuf, detail: String },
+    /// Stored data failed its integrity check while the log was open (a
+    /// read or the scrub). The log refuses writes and new checkpoints until
+    /// it is repaired; the message names the entry, never a file path.
+    #[error("log {log}: entry {index} (byte {offset} of its entries file) failed its integrity check: {detail}; the log accepts no writes and signs no checkpoint until it is repaired (see `sealtrail verify`)")]
+    Damaged {
+        log: String,
+        index: u64,
+        offset: u64,
+        detail: String,
+    },
     #[error("index {index} is outside the log (size {size})")]
     OutOfRange { index: u64, size: u64 },
     #[error("log name {0:?} is not valid: use 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit")]
@@ -36,6 +46,14 @@ pub enum LedgerError {
     NeedsRecovery { dir: PathBuf, detail: String },
     #[error("key {path}: {detail}")]
     Key { path: PathBuf, detail: String },
+}
+
+impl LedgerError {
+    /// The write or sync failed because the file system is full: once space
+    /// is free again, reopening the log from its last durable state is safe.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, LedgerError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull)
+    }
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;

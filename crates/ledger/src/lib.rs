@@ -11,10 +11,11 @@ pub mod datadir;
 pub mod error;
 pub mod format;
 pub mod log;
+pub mod scrub;
 pub mod sim;
 pub mod storage;
 pub mod verify;
 
 pub use datadir::{default_origin, DataDir, LogInfo};
 pub use error::{LedgerError, Result};
-pub use log::{Appended, Log, LogOptions, PreparedEntry};
+pub use log::{Appended, Damage, Log, LogOptions, PreparedEntry};

@@ -19,7 +19,7 @@ use sealtrail_merkle::note::{Signer, Verifier};
 use sealtrail_merkle::tree::{stored_count, stored_index, Frontier, NodeSource};
 use sealtrail_merkle::{leaf_hash, Hash, EMPTY_ROOT};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -67,6 +67,20 @@ pub struct Appended {
     /// Size of the tree `checkpoint` commits to.
     pub tree_size: u64,
 }
+
+/// Stored data of an open log that failed its integrity check: the first
+/// entry found damaged, where it is, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub index: u64,
+    /// Byte offset of the entry's record in the entries file.
+    pub offset: u64,
+    pub detail: String,
+}
+
+/// Distinct damaged entries a log remembers (each counted once in
+/// `sealtrail_integrity_failures_total`); beyond this, every detection counts.
+const MAX_DAMAGED_REMEMBERED: usize = 1024;
 
 struct Files {
     dir: PathBuf,
@@ -161,6 +175,14 @@ struct Queue {
     syncing: bool,
     written: Written,
     poisoned: Option<Arc<str>>,
+    /// The poisoning write or sync failed for want of space, so reopening
+    /// from the last durable state is safe once space is free.
+    poisoned_by_full_disk: bool,
+    /// The first damaged entry found; appends and new checkpoints are
+    /// refused while it is set.
+    damaged: Option<Damage>,
+    /// Every damaged entry found so far (up to [`MAX_DAMAGED_REMEMBERED`]).
+    damaged_entries: BTreeSet<u64>,
     /// Every append in flight, in order of `end`.
     waiters: VecDeque<Waiter>,
 }
@@ -212,9 +234,22 @@ impl Queue {
         }
     }
 
-    /// Stop the log: every caller in flight gets the error.
-    fn poison(&mut self, reason: Arc<str>) {
-        self.poisoned = Some(reason);
+    /// Stop the log: every caller in flight gets the error. The reason
+    /// kept (and shown to clients) names the log's file, not where it
+    /// lives; the full error goes to the server's log.
+    fn poison(&mut self, error: &LedgerError) {
+        if self.poisoned.is_none() {
+            self.poisoned_by_full_disk = error.is_storage_full();
+            tracing::error!("log poisoned, writes stop until it is reopened: {error}");
+        }
+        let reason = match error {
+            LedgerError::Io { op, path, source } => {
+                let file = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
+                format!("{op} {file}: {source}")
+            }
+            other => other.to_string(),
+        };
+        self.poisoned = Some(reason.into());
         for w in self.waiters.drain(..) {
             w.wake.notify_one();
         }
@@ -553,6 +588,140 @@ impl Log {
         lock(&self.inner.queue).poisoned.clone()
     }
 
+    /// The log is poisoned because the file system was full: once there is
+    /// room again, [`Log::reopen`] resumes it.
+    pub fn poisoned_by_full_disk(&self) -> bool {
+        let q = lock(&self.inner.queue);
+        q.poisoned.is_some() && q.poisoned_by_full_disk
+    }
+
+    /// The first entry found damaged since the log was opened, if any.
+    pub fn damaged(&self) -> Option<Damage> {
+        lock(&self.inner.queue).damaged.clone()
+    }
+
+    /// Record that entry `index` (its record at byte `offset`) failed its
+    /// integrity check, and return the error to answer with. The first
+    /// detection of each entry is logged and counted.
+    pub(crate) fn mark_damaged(&self, index: u64, offset: u64, detail: String) -> LedgerError {
+        let name = &self.inner.name;
+        let mut q = lock(&self.inner.queue);
+        let new = q.damaged_entries.len() >= MAX_DAMAGED_REMEMBERED || q.damaged_entries.insert(index);
+        if q.damaged.is_none() {
+            q.damaged = Some(Damage {
+                index,
+                offset,
+                detail: detail.clone(),
+            });
+            // Appends in flight must not be acknowledged or signed over it.
+            for w in q.waiters.drain(..) {
+                w.wake.notify_one();
+            }
+        }
+        drop(q);
+        if new {
+            tracing::error!(
+                log = %name,
+                entry = index,
+                offset,
+                "integrity failure: entry {index} of log {name} at byte {offset} of {}: {detail}",
+                self.inner.files.path(ENTRIES_FILE).display()
+            );
+            metrics::counter!("sealtrail_integrity_failures_total", "log" => name.clone()).increment(1);
+        }
+        LedgerError::Damaged {
+            log: name.clone(),
+            index,
+            offset,
+            detail,
+        }
+    }
+
+    /// The error for the log's recorded damage, if it has any.
+    fn damage_error(&self, q: &Queue) -> Option<LedgerError> {
+        q.damaged.as_ref().map(|d| LedgerError::Damaged {
+            log: self.inner.name.clone(),
+            index: d.index,
+            offset: d.offset,
+            detail: d.detail.clone(),
+        })
+    }
+
+    /// Resume a log poisoned by a failed write or sync: reopen it from its
+    /// last durable state, exactly as [`Log::open`] would after a restart
+    /// (the unacknowledged tail is cut, derived data rebuilt), without
+    /// giving up the handle or the lock. Does nothing to a healthy log;
+    /// refuses a damaged one, which reopening cannot repair.
+    pub fn reopen(&self) -> Result<()> {
+        let inner = &*self.inner;
+        // In the order the write path takes them (a syncer takes the queue
+        // while holding its own lock). The queue lock then stays held:
+        // appends wait, and are refused if the reopen fails.
+        let mut writer = lock(&inner.writer);
+        let mut syncer = lock(&inner.syncer);
+        let mut q = lock(&inner.queue);
+        if let Some(e) = self.damage_error(&q) {
+            return Err(e);
+        }
+        if q.poisoned.is_none() {
+            return Ok(());
+        }
+        if q.writing || q.syncing {
+            return Err(LedgerError::Poisoned(
+                "a write or sync of the failed commit is still running; try again".into(),
+            ));
+        }
+        let files = &inner.files;
+        let slot = read_current_slot(files)?;
+        let (checkpoint, _) = open_checkpoint(&slot.note, &inner.verifier).map_err(|e| {
+            corrupt(
+                &files.dir,
+                CHECKPOINT_FILE,
+                format!("last signed checkpoint does not verify: {e}"),
+            )
+        })?;
+        let signed = checkpoint.size;
+        let mut rec = recover(files, &slot, signed, false)?;
+        if rec.frontier.root() != checkpoint.root && rec.derived_size > 0 {
+            rec = recover(files, &slot, signed, true)?;
+        }
+        if rec.frontier.root() != checkpoint.root {
+            return Err(corrupt(
+                &files.dir,
+                ENTRIES_FILE,
+                format!("the tree of its first {signed} entries does not have the root of the last signed checkpoint"),
+            ));
+        }
+        *syncer = Syncer {
+            slot_seq: slot.seq,
+            derived_size: rec.derived_size,
+            derived_offset: rec.derived_offset,
+            durable_end: rec.entries_end,
+        };
+        *writer = Writer {
+            frontier: rec.frontier,
+            entries_end: rec.entries_end,
+            records: Vec::new(),
+            index: Vec::new(),
+            hashes: Vec::new(),
+        };
+        *inner.head.write().unwrap_or_else(|e| e.into_inner()) = Head {
+            checkpoint,
+            note: slot.note.into(),
+        };
+        *q = Queue {
+            next: signed,
+            durable: signed,
+            written: Written {
+                size: signed,
+                root: inner.head().checkpoint.root,
+                entries_end: rec.entries_end,
+            },
+            ..Queue::default()
+        };
+        Ok(())
+    }
+
     fn head(&self) -> Head {
         self.inner.head()
     }
@@ -613,6 +782,9 @@ impl Log {
             return Err(LedgerError::ReadOnly(inner.name.clone()));
         }
         let mut q = lock(&inner.queue);
+        if let Some(e) = self.damage_error(&q) {
+            return Err(e);
+        }
         if let Some(reason) = &q.poisoned {
             return Err(LedgerError::Poisoned(reason.clone()));
         }
@@ -649,6 +821,9 @@ impl Log {
                     checkpoint: h.note,
                 });
             }
+            if let Some(e) = self.damage_error(&q) {
+                return Err(e);
+            }
             if let Some(reason) = &q.poisoned {
                 return Err(LedgerError::Poisoned(reason.clone()));
             }
@@ -678,7 +853,7 @@ impl Log {
                 q.writing = false;
                 match result {
                     Ok(w) => q.written = w,
-                    Err(e) => q.poison(e.to_string().into()),
+                    Err(e) => q.poison(&e),
                 }
                 q.hand_off(end);
                 continue;
@@ -695,7 +870,7 @@ impl Log {
                         q.durable = target.size;
                         q.wake_durable();
                     }
-                    Err(e) => q.poison(e.to_string().into()),
+                    Err(e) => q.poison(&e),
                 }
                 q.hand_off(end);
                 continue;
@@ -772,6 +947,11 @@ impl Log {
             s.derived_size = target.size;
             s.derived_offset = target.entries_end;
         }
+        // Never sign over data found damaged, even if it was found while
+        // this batch synced.
+        if let Some(e) = self.damage_error(&lock(&inner.queue)) {
+            return Err(e);
+        }
         let checkpoint = Checkpoint {
             origin: inner.signer.name().to_string(),
             size: target.size,
@@ -810,7 +990,7 @@ impl Log {
     }
 
     /// Byte offset of entry `index` in the entries file.
-    fn offset(&self, index: u64) -> Result<u64> {
+    pub(crate) fn offset(&self, index: u64) -> Result<u64> {
         let mut b = [0u8; 8];
         let f = &self.inner.files;
         f.index
@@ -847,19 +1027,17 @@ impl Log {
         let last = self.offset(first + count - 1)?;
         let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
         f.entries.read_exact_at(&mut hdr, last).ctx("read", &path)?;
-        let (len, _) = format::decode_record_header(&hdr).map_err(|e| {
-            corrupt(
-                &f.dir,
-                ENTRIES_FILE,
-                format!("entry {} at byte {last}: {e}", first + count - 1),
-            )
-        })?;
+        let (len, _) = format::decode_record_header(&hdr)
+            .map_err(|e| self.mark_damaged(first + count - 1, last, format!("record header: {e}")))?;
         let end = last + RECORD_HEADER_LEN + len as u64;
         if end < start {
-            return Err(corrupt(
-                &f.dir,
-                INDEX_FILE,
-                format!("offsets of entries {first}..{} go backwards", first + count),
+            return Err(self.mark_damaged(
+                first,
+                start,
+                format!(
+                    "the stored offsets of entries {first}..{} go backwards (index file)",
+                    first + count
+                ),
             ));
         }
         let mut buf = vec![0u8; (end - start) as usize];
@@ -867,16 +1045,33 @@ impl Log {
         let mut out = Vec::with_capacity(count as usize);
         let mut at = 0usize;
         for index in first..first + count {
-            let data = format::decode_record(&buf[at..], index).map_err(|e| {
-                corrupt(
-                    &f.dir,
-                    ENTRIES_FILE,
-                    format!("entry {index} at byte {}: {e}", start + at as u64),
-                )
-            })?;
+            let data = match format::decode_record(&buf[at..], index) {
+                Ok(data) => data,
+                Err(e) => {
+                    let detail = crate::verify::explain_bad_record(&buf[at..], index, &e);
+                    return Err(self.mark_damaged(index, start + at as u64, detail));
+                }
+            };
             at += RECORD_HEADER_LEN as usize + data.len();
             out.push(data.to_vec());
         }
+        Ok(out)
+    }
+
+    /// The tree's frontier at `size` entries, from the stored hashes.
+    pub(crate) fn frontier_at(&self, size: u64) -> Result<Frontier> {
+        self.check_size(size)?;
+        Frontier::load(&self.hashes(), size)
+    }
+
+    /// `count` stored hashes from post-order position `first` (see
+    /// `tree::stored_index`), for checking many nodes with one read.
+    pub(crate) fn stored_hashes(&self, first: u64, count: u64) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; (count * 32) as usize];
+        let f = &self.inner.files;
+        f.hashes
+            .read_exact_at(&mut out, HEADER_LEN + first * 32)
+            .ctx("read", &f.path(HASHES_FILE))?;
         Ok(out)
     }
 
@@ -935,6 +1130,9 @@ impl Log {
         let head = self.head();
         if size == head.checkpoint.size {
             return Ok((head.checkpoint, head.note));
+        }
+        if let Some(e) = self.damage_error(&lock(&self.inner.queue)) {
+            return Err(e);
         }
         let checkpoint = Checkpoint {
             origin: self.origin().to_string(),
@@ -1029,7 +1227,7 @@ impl Inner {
             self.write_slot(s, &head.note)
         })();
         if let Err(e) = &r {
-            lock(&self.queue).poison(e.to_string().into());
+            lock(&self.queue).poison(e);
         }
         r
     }

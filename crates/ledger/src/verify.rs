@@ -297,11 +297,7 @@ pub fn verify_log_with_progress(
         // Checked after the tree hashes below, which tell a damaged
         // checksum field apart from damaged data.
         let crc_failed = format::decode_record(record, k).is_err() && bad_leaves.last() != Some(&k);
-        let moved = if crc_failed {
-            (k.saturating_sub(16)..k + 16).find(|j| *j != k && format::decode_record(record, *j).is_ok())
-        } else {
-            None
-        };
+        let moved = if crc_failed { written_as(record, k) } else { None };
         // The index must point at this record.
         match index.get(HEADER_LEN + k * 8, 8)? {
             Some(b) => {
@@ -357,17 +353,7 @@ pub fn verify_log_with_progress(
             if bad_leaves.iter().any(|b| (lo..hi).contains(b)) {
                 continue;
             }
-            let what = if level == 0 {
-                format!("leaf hash of entry {n}")
-            } else {
-                format!("hash of node ({level}, {n}) over entries {lo}..{hi}")
-            };
-            c.add(
-                HASHES_FILE,
-                Some(lo),
-                Some(at),
-                format!("stored {what} differs from the hash recomputed from the entries"),
-            );
+            c.add(HASHES_FILE, Some(lo), Some(at), stored_hash_differs(level, n));
         }
         if short && !hashes_short_reported {
             hashes_short_reported = true;
@@ -470,6 +456,37 @@ pub fn verify_log_with_progress(
         more_findings: more,
         notes,
     })
+}
+
+/// The index a record that fails its check as entry `index` was written
+/// for, if it is a nearby one: the record checksum covers the index, so a
+/// record moved by a swap or a deletion still checks at its old place.
+pub(crate) fn written_as(record: &[u8], index: u64) -> Option<u64> {
+    (index.saturating_sub(16)..index + 16).find(|j| *j != index && format::decode_record(record, *j).is_ok())
+}
+
+/// What is wrong with `record`, read as entry `index`, which failed its
+/// check with `error`; for the log's reads and its scrub, which see one
+/// record at a time.
+pub(crate) fn explain_bad_record(record: &[u8], index: u64, error: &format::FormatError) -> String {
+    match written_as(record, index) {
+        Some(j) => format!("it holds the record written as entry {j}: entries were moved, swapped or deleted"),
+        None => match error {
+            format::FormatError::Checksum { .. } => format!("{error}: its bytes were modified"),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// A stored tree hash that the entries no longer produce.
+pub(crate) fn stored_hash_differs(level: u8, n: u64) -> String {
+    let what = if level == 0 {
+        format!("leaf hash of entry {n}")
+    } else {
+        let (lo, hi) = (n << level, (n + 1) << level);
+        format!("hash of node ({level}, {n}) over entries {lo}..{hi}")
+    };
+    format!("stored {what} differs from the hash recomputed from the entries")
 }
 
 /// The current slot's checkpoint, with its signature checked; findings for

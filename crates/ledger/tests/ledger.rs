@@ -388,3 +388,170 @@ fn crash_with_concurrent_appenders_loses_no_acknowledged_entry() {
         }
     }
 }
+
+/// A log of `n` entries on real files, closed cleanly, and its directory.
+fn real_log(n: u64) -> (tempfile::TempDir, DataDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path());
+    dir.create_log("default", None).unwrap();
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    let batch: Vec<Vec<u8>> = (0..n).map(entry).collect();
+    log.append(&batch).unwrap();
+    drop(log);
+    (tmp, dir)
+}
+
+/// Byte offset of entry `index`'s record in a log of `entry(i)` entries.
+fn record_offset(index: u64) -> u64 {
+    16 + (0..index).map(|i| 8 + entry(i).len() as u64).sum::<u64>()
+}
+
+fn edit_entries(dir: &DataDir, f: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.log_dir("default").join("entries");
+    let mut bytes = std::fs::read(&path).unwrap();
+    f(&mut bytes);
+    // In place, as a disk fault or an intruder would: the open log's
+    // handle sees the change.
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(&bytes, 0)
+        .unwrap();
+}
+
+#[test]
+fn a_flipped_byte_read_back_marks_the_log_damaged_and_stops_writes_and_signatures() {
+    let (_tmp, dir) = real_log(5);
+    edit_entries(&dir, |b| b[record_offset(2) as usize + 10] ^= 0x01);
+    // A clean close leaves nothing to re-read: open does not see it.
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    assert!(log.damaged().is_none());
+    assert_eq!(log.entry(1).unwrap(), entry(1));
+    let err = log.entry(2).unwrap_err();
+    match &err {
+        LedgerError::Damaged { log, index, offset, .. } => {
+            assert_eq!((log.as_str(), *index, *offset), ("default", 2, record_offset(2)));
+        }
+        other => panic!("{other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("entry 2") && text.contains("checksum"), "{text}");
+    assert!(!text.contains('/'), "no file path in {text}");
+    let damage = log.damaged().unwrap();
+    assert_eq!((damage.index, damage.offset), (2, record_offset(2)));
+    // A read of several entries that spans it fails the same way.
+    assert!(matches!(log.entries(0, 5), Err(LedgerError::Damaged { index: 2, .. })));
+
+    let (before, note) = log.checkpoint();
+    assert!(matches!(
+        log.append(&[b"after".to_vec()]),
+        Err(LedgerError::Damaged { index: 2, .. })
+    ));
+    assert!(matches!(log.checkpoint_at(3), Err(LedgerError::Damaged { .. })));
+    assert_eq!(log.checkpoint(), (before, note));
+    assert!(log.poisoned().is_none(), "damage is its own state");
+    assert!(matches!(log.reopen(), Err(LedgerError::Damaged { .. })));
+}
+
+#[test]
+fn the_scrub_finds_damage_nobody_read_in_old_and_new_entries() {
+    use sealtrail_ledger::scrub::Scrub;
+    // A whole-log pass over an intact log completes and finds nothing.
+    let (_tmp, dir) = real_log(300);
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    let mut scrub = Scrub::new(&log).unwrap();
+    scrub.start_pass(&log);
+    let mut steps = 0;
+    while !scrub.check_pass(&log, 64).unwrap() {
+        steps += 1;
+    }
+    assert_eq!(steps, 300 / 64, "the budget paces the pass");
+    let status = scrub.status(&log);
+    assert_eq!(
+        (status.full_passes, status.last_pass_size, status.pass),
+        (1, Some(300), None)
+    );
+
+    // Entries appended later are re-read by the new-entry cursor.
+    let more: Vec<Vec<u8>> = (300..310).map(entry).collect();
+    log.append(&more).unwrap();
+    assert_eq!(scrub.check_new(&log, 1000).unwrap(), 10);
+    assert_eq!(scrub.status(&log).new_checked, 310);
+    let more: Vec<Vec<u8>> = (310..320).map(entry).collect();
+    log.append(&more).unwrap();
+    // An entry rewritten with a valid record checksum: only the leaf hash
+    // gives it away.
+    edit_entries(&dir, |b| {
+        let at = record_offset(315) as usize;
+        let mut forged = entry(315);
+        forged[0] ^= 0x20;
+        let crc = sealtrail_ledger::format::record_crc(&forged, 315);
+        b[at + 4..at + 8].copy_from_slice(&crc.to_be_bytes());
+        b[at + 8..at + 8 + forged.len()].copy_from_slice(&forged);
+    });
+    let err = scrub.check_new(&log, 1000).unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Damaged { index: 315, .. }) && err.to_string().contains("leaf hash of entry 315"),
+        "{err}"
+    );
+    assert_eq!(scrub.status(&log).damaged.unwrap().index, 315);
+    drop(log);
+
+    // A flip in an old entry is found by the next whole-log pass.
+    let (_tmp, dir) = real_log(50);
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    let mut scrub = Scrub::new(&log).unwrap();
+    edit_entries(&dir, |b| b[record_offset(17) as usize + 9] ^= 0x80);
+    assert_eq!(scrub.check_new(&log, 1000).unwrap(), 0);
+    scrub.start_pass(&log);
+    let err = scrub.check_pass(&log, 1000).unwrap_err();
+    assert!(matches!(err, LedgerError::Damaged { index: 17, .. }), "{err}");
+    assert_eq!(
+        scrub.status(&log).pass,
+        Some((0, 50)),
+        "the pass stays at the chunk holding it"
+    );
+    assert!(log.append(&[b"x".to_vec()]).is_err());
+}
+
+#[test]
+fn a_log_poisoned_by_a_full_disk_reopens_in_place_and_loses_nothing_acknowledged() {
+    let storage = SimStorage::new();
+    let dir = sim_dir(&storage);
+    dir.create_log("default", None).unwrap();
+    let log = dir.open_log("default", small_opts()).unwrap();
+    let mut model: Vec<Vec<u8>> = (0..10).map(entry).collect();
+    log.append(&model).unwrap();
+    storage.set_fault(Some(Fault::FailWrite(storage.writes() + 1)));
+    let err = log.append(&[entry(10)]).unwrap_err();
+    assert!(err.to_string().contains("simulated full disk"), "{err}");
+    assert!(log.poisoned().is_some() && log.poisoned_by_full_disk());
+    let reason = log.poisoned().unwrap();
+    assert!(
+        reason.contains("entries") && !reason.contains('/'),
+        "no path in {reason}"
+    );
+    assert!(matches!(log.append(&[entry(11)]), Err(LedgerError::Poisoned(_))));
+    storage.set_fault(None);
+    log.reopen().unwrap();
+    assert!(log.poisoned().is_none());
+    check(&log, &model);
+    let more: Vec<Vec<u8>> = (20..25).map(entry).collect();
+    let a = log.append(&more).unwrap();
+    assert_eq!(a.first, 10);
+    model.extend(more);
+    check(&log, &model);
+    // Reopening a healthy log changes nothing.
+    log.reopen().unwrap();
+    check(&log, &model);
+    drop(log);
+    let log = dir.open_log("default", small_opts()).unwrap();
+    check(&log, &model);
+
+    // A failed sync is not a full disk: no reopen in place is offered.
+    storage.set_fault(Some(Fault::FailSync(storage.syncs() + 1)));
+    log.append(&[entry(30)]).unwrap_err();
+    assert!(log.poisoned().is_some() && !log.poisoned_by_full_disk());
+}

@@ -27,6 +27,9 @@ use crate::system::SystemMonitor;
 /// a key revoked from another process (the CLI) stops working within this.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// `Retry-After` of a write refused for want of disk space, in seconds.
+const RETRY_AFTER_FULL_DISK: u64 = 5;
+
 /// Who made a request.
 #[derive(Debug, Clone)]
 pub enum Caller {
@@ -97,6 +100,8 @@ pub struct App {
     pub singles: crate::single::Singles,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     pub system: SystemMonitor,
+    /// The scrub and full-disk recovery thread and what it reports.
+    pub integrity: crate::integrity::Integrity,
     shutting_down: AtomicBool,
     pub started: Instant,
 }
@@ -125,6 +130,7 @@ impl App {
             singles,
             limiter,
             system,
+            integrity: crate::integrity::Integrity::default(),
             shutting_down: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -133,6 +139,7 @@ impl App {
         }
         crate::alerts::apply_config(&app.meta, &app.config.alerts)
             .map_err(|e| format!("applying the config file's alert rules and channels: {e}"))?;
+        crate::integrity::Integrity::start(&app).map_err(|e| format!("starting the integrity scrub: {e}"))?;
         Ok(app)
     }
 
@@ -310,20 +317,41 @@ impl App {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
-    /// Refuse writes the server could not keep: while shutting down, on a
-    /// critically full disk, or once the log is poisoned.
-    pub fn check_writable(&self, trail: &Trail) -> Result<(), Problem> {
+    /// Refuse writes the server could not keep: while shutting down, once
+    /// the log is damaged or poisoned, or when the data directory's file
+    /// system (asked now) could not hold about `bytes` more and keep its
+    /// reserve.
+    pub fn check_writable(&self, trail: &Trail, bytes: u64) -> Result<(), Problem> {
         if self.shutting_down() {
             return Err(Problem::unavailable("the server is shutting down"));
         }
-        if let Some(reason) = trail.log().poisoned() {
-            return Err(Problem::unavailable(format!(
-                "log {} stopped accepting writes after a storage fault: {reason}; restart the server to recover",
-                trail.log().name()
+        let log = trail.log();
+        if let Some(d) = log.damaged() {
+            return Err(Problem::integrity_failure(format!(
+                "log {}: entry {} failed its integrity check ({}); the log accepts no writes until it is repaired",
+                log.name(),
+                d.index,
+                d.detail
             )));
         }
-        if let Some(reason) = self.system.disk_critical() {
-            return Err(Problem::unavailable(reason));
+        if let Some(reason) = log.poisoned() {
+            let next = if log.poisoned_by_full_disk() {
+                "it resumes by itself once the disk has room"
+            } else {
+                "restart the server to recover"
+            };
+            let mut p = Problem::unavailable(format!(
+                "log {} stopped accepting writes after a storage fault: {reason}; {next}",
+                log.name()
+            ));
+            p.retry_after = log.poisoned_by_full_disk().then_some(RETRY_AFTER_FULL_DISK);
+            return Err(p);
+        }
+        if let Err(reason) = self.system.check_room(bytes) {
+            metrics::counter!("sealtrail_writes_refused_total", "reason" => "disk").increment(1);
+            let mut p = Problem::unavailable(reason);
+            p.retry_after = Some(RETRY_AFTER_FULL_DISK);
+            return Err(p);
         }
         Ok(())
     }

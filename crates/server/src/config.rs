@@ -33,6 +33,7 @@ pub struct Config {
     pub alerts: Alerts,
     pub http: Http,
     pub log: Log,
+    pub integrity: Integrity,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +142,25 @@ pub struct Health {
     pub memory_critical_percent: f64,
     pub cpu_warning_percent: f64,
     pub cpu_critical_percent: f64,
+    /// Free bytes the data directory's file system must keep beyond every
+    /// write: a write is refused (503, `Retry-After`) when free space is
+    /// below this plus the size of its request body. Checked against the
+    /// file system (statvfs) before each write, not against a sample.
+    pub disk_reserve_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Integrity {
+    /// How often, in milliseconds, the scrub re-reads entries appended since
+    /// its last look and checks them against the stored hashes; it also
+    /// retries logs stopped by a full disk at this interval. 0 turns the
+    /// scrub and the automatic recovery off.
+    pub scrub_interval_ms: u64,
+    /// The scrub re-verifies every open log whole once per this many
+    /// seconds, reading a share of it at each interval so that it never
+    /// competes with ingest. 0 turns the whole-log pass off.
+    pub scrub_period_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +231,7 @@ impl Default for Config {
             alerts: Alerts::default(),
             http: Http::default(),
             log: Log::default(),
+            integrity: Integrity::default(),
         }
     }
 }
@@ -286,6 +307,16 @@ impl Default for Health {
             memory_critical_percent: 95.0,
             cpu_warning_percent: 85.0,
             cpu_critical_percent: 98.0,
+            disk_reserve_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Default for Integrity {
+    fn default() -> Self {
+        Self {
+            scrub_interval_ms: 1_000,
+            scrub_period_s: 86_400,
         }
     }
 }

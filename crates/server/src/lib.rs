@@ -27,6 +27,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod extract;
+pub mod integrity;
 pub mod meta;
 pub mod ops;
 pub mod problem;
@@ -254,10 +255,27 @@ impl Server {
             let _ = evaluator.join();
             // Every request was answered; the workers only stop here.
             app.singles.stop();
+            app.integrity.stop();
             let _ = app.drain_outbox();
+            // A log stopped by a storage fault or found damaged keeps what
+            // it last signed and is reported; every healthy log still gets
+            // its final checkpoint, and the exit is clean.
             for (name, trail) in app.open_trails() {
-                trail.sync_index().map_err(|e| format!("log {name}: {e}"))?;
-                trail.log().flush().map_err(|e| format!("log {name}: {e}"))?;
+                let log = trail.log();
+                if let Some(d) = log.damaged() {
+                    tracing::error!(log = %name, "log {name} stops damaged at entry {}: {}", d.index, d.detail);
+                    continue;
+                }
+                if let Some(reason) = log.poisoned() {
+                    tracing::error!(log = %name, "log {name} stops after a storage fault: {reason}");
+                    continue;
+                }
+                // The index is derived: one that stopped after a fault is
+                // caught up from the ledger at the next start.
+                if let Err(e) = trail.sync_index() {
+                    tracing::error!(log = %name, "log {name}: {e}");
+                }
+                log.flush().map_err(|e| format!("log {name}: {e}"))?;
             }
             Ok::<(), String>(())
         })

@@ -63,14 +63,28 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// Liveness: the process answers.
+/// Liveness: the process answers. Still 200 when a log is damaged or
+/// poisoned (restarting would not help), but each such log is named on a
+/// line of its own after `ok`.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "Alive", body = String, content_type = "text/plain; charset=utf-8")))]
-pub async fn healthz() -> &'static str {
-    "ok\n"
+    responses((status = 200, description = "Alive; then one line per damaged or poisoned log", body = String, content_type = "text/plain; charset=utf-8")))]
+pub async fn healthz(State(app): State<Arc<App>>) -> String {
+    let mut out = String::from("ok\n");
+    for (name, trail) in app.open_trails() {
+        let log = trail.log();
+        if let Some(d) = log.damaged() {
+            out.push_str(&format!(
+                "log {name}: damaged at entry {} (byte {} of its entries file): {}\n",
+                d.index, d.offset, d.detail
+            ));
+        } else if let Some(reason) = log.poisoned() {
+            out.push_str(&format!("log {name}: poisoned: {reason}\n"));
+        }
+    }
+    out
 }
 
-/// Readiness: every open log accepts writes and the disk has room.
+/// Readiness: every open log is intact and accepts writes, and the disk has room.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = String, content_type = "text/plain; charset=utf-8"),
@@ -81,6 +95,12 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, Problem
         return Err(Problem::unavailable("the server is shutting down"));
     }
     for (name, trail) in app.open_trails() {
+        if let Some(d) = trail.log().damaged() {
+            return Err(Problem::integrity_failure(format!(
+                "log {name}: entry {} failed its integrity check: {}",
+                d.index, d.detail
+            )));
+        }
         if let Some(reason) = trail.log().poisoned() {
             return Err(Problem::unavailable(format!("log {name} is poisoned: {reason}")));
         }
@@ -118,6 +138,7 @@ pub async fn metrics_text(State(app): State<Arc<App>>) -> Response {
 }
 
 fn sample_logs(app: &App) {
+    app.integrity_metrics();
     let now = SystemTime::now();
     for (name, trail) in app.open_trails() {
         let log = trail.log();

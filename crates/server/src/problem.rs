@@ -91,6 +91,13 @@ impl Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
 
+    /// Stored data failed its integrity check: the damaged entry cannot be
+    /// served and its log takes no writes until it is repaired. 503, as the
+    /// server is fine but cannot serve this until an operator acts.
+    pub fn integrity_failure(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "integrity-failure", detail)
+    }
+
     pub fn internal(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }

@@ -2,15 +2,18 @@
 //! holding the data directory, each `healthy`, `warning` or `critical`
 //! against the configured thresholds.
 //!
-//! A thread samples every second, so a write request's "is the disk
-//! critically full?" costs a mutex read, not a system call.
+//! A thread samples CPU and memory every second. The disk is asked directly
+//! (`statvfs` of the data directory, one system call) whenever it matters:
+//! before each write, so that a fast writer cannot outrun a sample and reach
+//! a full disk, and for each health report, so that health describes the
+//! file system the data directory is on, whatever is mounted where.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use sysinfo::{Disks, System};
+use sysinfo::System;
 use utoipa::ToSchema;
 
 use crate::config::Health;
@@ -33,6 +36,12 @@ pub struct Resource {
     pub used_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
+    /// Bytes available to the server (disk only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+    /// Free bytes writes must leave (disk only; `health.disk_reserve_bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve_bytes: Option<u64>,
 }
 
 /// `GET /api/v1/system/health`.
@@ -45,6 +54,9 @@ pub struct SystemHealth {
     pub disk: Resource,
     /// The data directory whose file system `disk` describes.
     pub data_dir: String,
+    /// Each open log's integrity: damage found, a write fault, the scrub's
+    /// progress and recoveries (empty in the sampler's own reports).
+    pub logs: Vec<crate::integrity::LogHealth>,
 }
 
 struct Shared {
@@ -81,33 +93,51 @@ impl SystemMonitor {
         SystemMonitor { shared }
     }
 
-    /// The latest sample (at most about a second old).
+    /// CPU and memory as last sampled (at most about a second old), the
+    /// disk as it is now.
     pub fn health(&self) -> SystemHealth {
         let latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        latest.unwrap_or_else(|| sample(&self.shared, System::new().ok().as_mut()))
+        let mut h = latest.unwrap_or_else(|| sample(&self.shared, System::new().ok().as_mut()));
+        h.disk = disk(&self.shared);
+        h.status = h.cpu.status.max(h.memory.status).max(h.disk.status);
+        h
     }
 
-    /// Why writes must stop, if the data directory's disk is critically full.
+    /// Why no write may start now, if the data directory's disk is
+    /// critically full: at or past `health.disk_critical_percent`, or too
+    /// little free space for the reserve. Asked fresh on every call.
     pub fn disk_critical(&self) -> Option<String> {
-        // Asked on every write: look before copying the snapshot.
-        let critical = self
-            .shared
-            .latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|h| h.disk.status == Level::Critical);
-        if !critical {
-            return None;
-        }
-        let h = self.health();
-        (h.disk.status == Level::Critical).then(|| {
-            format!(
-                "the disk holding {} is {:.1}% full (critical at {}%); writes are refused so that nothing acknowledged is lost",
-                h.data_dir, h.disk.used_percent, self.shared.thresholds.disk_critical_percent
-            )
-        })
+        self.check_room(0).err()
     }
+
+    /// Whether a write of about `bytes` may start: the data directory's
+    /// file system (statvfs, asked now) must keep `health.disk_reserve_bytes`
+    /// free beyond it and stay below the critical percentage. The refusal
+    /// says why.
+    pub fn check_room(&self, bytes: u64) -> Result<(), String> {
+        let Some(space) = space_of(&self.shared.dir) else {
+            return Err("the free space of the data directory's file system cannot be read".into());
+        };
+        room(space, &self.shared.thresholds, bytes)
+    }
+}
+
+/// Whether `space` has room for a write of `bytes` under `t`.
+fn room(space: Space, t: &Health, bytes: u64) -> Result<(), String> {
+    if space.free < t.disk_reserve_bytes.saturating_add(bytes) {
+        return Err(format!(
+            "the data directory's file system has {} bytes free; a write of {bytes} bytes must leave {} (health.disk_reserve_bytes), so writes are refused until space is freed",
+            space.free, t.disk_reserve_bytes
+        ));
+    }
+    let used = percent(space.used(), space.total);
+    if level(used, t.disk_warning_percent, t.disk_critical_percent) == Level::Critical {
+        return Err(format!(
+            "the data directory's file system is {used:.1}% full (critical at {}%); writes are refused so that nothing acknowledged is lost",
+            t.disk_critical_percent
+        ));
+    }
+    Ok(())
 }
 
 fn level(used: f64, warning: f64, critical: f64) -> Level {
@@ -142,12 +172,13 @@ fn sample(shared: &Shared, system: Option<&mut System>) -> SystemHealth {
         }
         None => (0.0, 0, 0),
     };
-    let (disk_used, disk_total) = disk_of(&shared.dir);
     let cpu = Resource {
         status: level(cpu_used, t.cpu_warning_percent, t.cpu_critical_percent),
         used_percent: cpu_used,
         used_bytes: None,
         total_bytes: None,
+        free_bytes: None,
+        reserve_bytes: None,
     };
     let mem_pct = percent(mem_used, mem_total);
     let memory = Resource {
@@ -155,14 +186,10 @@ fn sample(shared: &Shared, system: Option<&mut System>) -> SystemHealth {
         used_percent: mem_pct,
         used_bytes: Some(mem_used),
         total_bytes: Some(mem_total),
+        free_bytes: None,
+        reserve_bytes: None,
     };
-    let disk_pct = percent(disk_used, disk_total);
-    let disk = Resource {
-        status: level(disk_pct, t.disk_warning_percent, t.disk_critical_percent),
-        used_percent: disk_pct,
-        used_bytes: Some(disk_used),
-        total_bytes: Some(disk_total),
-    };
+    let disk = disk(shared);
     let status = cpu.status.max(memory.status).max(disk.status);
     SystemHealth {
         status,
@@ -170,6 +197,27 @@ fn sample(shared: &Shared, system: Option<&mut System>) -> SystemHealth {
         memory,
         disk,
         data_dir: shared.dir.display().to_string(),
+        logs: Vec::new(),
+    }
+}
+
+/// The data directory's file system now. Below the reserve counts as
+/// critical, as writes are refused there.
+fn disk(shared: &Shared) -> Resource {
+    let t = &shared.thresholds;
+    let space = space_of(&shared.dir).unwrap_or_default();
+    let used = percent(space.used(), space.total);
+    let mut status = level(used, t.disk_warning_percent, t.disk_critical_percent);
+    if space.free < t.disk_reserve_bytes {
+        status = Level::Critical;
+    }
+    Resource {
+        status,
+        used_percent: used,
+        used_bytes: Some(space.used()),
+        total_bytes: Some(space.total),
+        free_bytes: Some(space.free),
+        reserve_bytes: Some(t.disk_reserve_bytes),
     }
 }
 
@@ -185,16 +233,84 @@ impl Ord for Level {
     }
 }
 
-/// Used and total bytes of the file system holding `dir`: the mounted disk
-/// whose mount point is the longest prefix of it.
-fn disk_of(dir: &Path) -> (u64, u64) {
-    let Ok(disks) = Disks::new_with_refreshed_list() else {
-        return (0, 0);
-    };
-    disks
-        .iter()
-        .filter(|d| dir.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map(|d| (d.total_space().saturating_sub(d.available_space()), d.total_space()))
-        .unwrap_or((0, 0))
+/// Size and free space of a file system, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Space {
+    total: u64,
+    /// Available to an unprivileged writer.
+    free: u64,
+}
+
+impl Space {
+    fn used(&self) -> u64 {
+        self.total.saturating_sub(self.free)
+    }
+}
+
+/// The file system holding `dir`, asked directly (statvfs): the one the
+/// data directory is really on, whatever else is mounted.
+fn space_of(dir: &Path) -> Option<Space> {
+    let v = rustix::fs::statvfs(dir).ok()?;
+    Some(Space {
+        total: v.f_blocks.saturating_mul(v.f_frsize),
+        free: v.f_bavail.saturating_mul(v.f_frsize),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_write_must_leave_the_reserve_free_to_the_byte() {
+        let t = Health {
+            disk_reserve_bytes: 1_000,
+            disk_warning_percent: 100.0,
+            disk_critical_percent: 100.0,
+            ..Health::default()
+        };
+        let space = Space {
+            total: 1 << 30,
+            free: 1_500,
+        };
+        assert!(room(space, &t, 500).is_ok(), "leaves exactly the reserve");
+        let refused = room(space, &t, 501).unwrap_err();
+        assert!(refused.contains("disk_reserve_bytes"), "{refused}");
+        // No reserve, no percentage: only writes that do not fit are refused.
+        let none = Health {
+            disk_reserve_bytes: 0,
+            disk_warning_percent: 100.0,
+            disk_critical_percent: 100.0,
+            ..Health::default()
+        };
+        let nearly_full = Space {
+            total: 1 << 30,
+            free: 10,
+        };
+        assert!(room(nearly_full, &none, 10).is_ok());
+        assert!(room(nearly_full, &none, 11).is_err());
+        assert!(
+            room(
+                Space {
+                    total: 1 << 30,
+                    free: 0
+                },
+                &none,
+                0
+            )
+            .is_err(),
+            "100% full"
+        );
+        // The critical percentage still applies with room to spare.
+        let full = Space {
+            total: 1_000_000,
+            free: 40_000,
+        };
+        let no_reserve = Health {
+            disk_reserve_bytes: 0,
+            ..Health::default()
+        };
+        assert!(room(full, &no_reserve, 0).unwrap_err().contains("96.0% full"));
+    }
 }

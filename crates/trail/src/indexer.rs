@@ -47,6 +47,8 @@ struct State {
     idle: bool,
     /// When the oldest batch in `pending` arrived.
     oldest: Option<Instant>,
+    /// One past the last ledger entry handed over (or committed at start).
+    pushed_end: u64,
 }
 
 struct Shared {
@@ -86,6 +88,7 @@ impl Indexer {
                 failed: None,
                 idle: false,
                 oldest: None,
+                pushed_end: next,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -117,6 +120,7 @@ impl Indexer {
             s = self.shared.progress.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         s.backlog += events.len();
+        s.pushed_end = s.pushed_end.max(first + events.len() as u64);
         s.pending.insert(first, events);
         s.oldest.get_or_insert_with(Instant::now);
         if s.idle || s.backlog >= GATHER_EVENTS {
@@ -139,6 +143,11 @@ impl Indexer {
             self.shared.work.notify_one();
             s = self.shared.progress.wait(s).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// One past the last ledger entry handed over so far.
+    pub(crate) fn pushed_end(&self) -> u64 {
+        lock(&self.shared.state).pushed_end
     }
 
     pub(crate) fn healthy(&self) -> Result<(), TrailError> {

@@ -318,6 +318,35 @@ impl Trail {
         }
     }
 
+    /// Resume a log poisoned by a failed write or sync: reopen it from its
+    /// last durable state ([`Log::reopen`]) and hand the indexer whatever
+    /// that state holds beyond what ingest gave it (entries a signed
+    /// checkpoint covers although their append reported the failure).
+    /// Returns false if the log was not poisoned.
+    pub fn recover(&self) -> Result<bool, TrailError> {
+        if self.log.poisoned().is_none() {
+            return Ok(false);
+        }
+        self.log.reopen()?;
+        const CHUNK: u64 = 4096;
+        let size = self.log.size();
+        let mut next = self.indexer.pushed_end();
+        while next < size {
+            let count = CHUNK.min(size - next);
+            let mut events = Vec::with_capacity(count as usize);
+            for (i, entry) in self.log.entries(next, count)?.iter().enumerate() {
+                let event = parse_entry(entry).map_err(|e| TrailError::NotAnEvent {
+                    index: next + i as u64,
+                    reason: e.to_string(),
+                })?;
+                events.push(Box::new(event));
+            }
+            self.indexer.push(next, events);
+            next += count;
+        }
+        Ok(true)
+    }
+
     /// Return once everything acknowledged so far is searchable.
     pub fn sync_index(&self) -> Result<(), TrailError> {
         self.indexer.sync(self.log.size())

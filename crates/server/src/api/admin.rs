@@ -245,16 +245,27 @@ pub async fn revoke_key(
     .await
 }
 
-/// CPU, memory and the data directory's disk, each healthy, warning or critical.
+/// CPU, memory and the data directory's disk, each healthy, warning or
+/// critical, and each open log's integrity (a damaged or poisoned log makes
+/// the whole `critical`).
 #[utoipa::path(
     get, path = "/api/v1/system/health", tag = "operations",
     responses(
         (status = 200, body = SystemHealth),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn system_health(State(app): State<Arc<App>>, Auth(caller): Auth) -> ApiResult<Json<SystemHealth>> {
     caller.require(Scope::Read)?;
-    Ok(Json(app.system.health()))
+    blocking(move || {
+        let mut health = app.system.health();
+        health.logs = app.log_health();
+        if health.logs.iter().any(|l| l.status != crate::integrity::LogStatus::Ok) {
+            health.status = crate::system::Level::Critical;
+        }
+        Ok(Json(health))
+    })
+    .await
 }

@@ -121,12 +121,13 @@ pub(crate) async fn store_event(app: Arc<App>, caller: Caller, log: String, body
     // one reads files, so that happens on the blocking pool.
     let trail = match app.open_trail(&log) {
         Some(trail) => {
-            writable_open(&app, &log, &trail)?;
+            writable_open(&app, &log, &trail, body.bytes.len())?;
             trail
         }
         None => {
             let (app, log) = (app.clone(), log.clone());
-            blocking(move || writable(&app, &log)).await?
+            let bytes = body.bytes.len();
+            blocking(move || writable(&app, &log, bytes)).await?
         }
     };
     let started = Instant::now();
@@ -214,7 +215,7 @@ pub(crate) async fn store_batch(
             Some(log) => log,
             None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
         };
-        let trail = writable(&app, &log)?;
+        let trail = writable(&app, &log, body.bytes.len())?;
         let started = Instant::now();
         let done = trail.ingest(&inputs, atomic).map_err(super::trail_problem)?;
         metrics::histogram!("sealtrail_ingest_seconds", "route" => "batch").record(started.elapsed());
@@ -295,18 +296,18 @@ pub(crate) async fn store_batch(
     .await
 }
 
-/// The trail of `log`, if events may be written to it now.
-fn writable(app: &App, log: &str) -> Result<Arc<Trail>, Problem> {
+/// The trail of `log`, if `bytes` of events may be written to it now.
+fn writable(app: &App, log: &str, bytes: usize) -> Result<Arc<Trail>, Problem> {
     not_system(log)?;
     let trail = app.trail(log)?;
-    app.check_writable(&trail)?;
+    app.check_writable(&trail, bytes as u64)?;
     Ok(trail)
 }
 
 /// [`writable`] for a log already open.
-fn writable_open(app: &App, log: &str, trail: &Trail) -> Result<(), Problem> {
+fn writable_open(app: &App, log: &str, trail: &Trail, bytes: usize) -> Result<(), Problem> {
     not_system(log)?;
-    app.check_writable(trail)
+    app.check_writable(trail, bytes as u64)
 }
 
 fn not_system(log: &str) -> Result<(), Problem> {

@@ -64,11 +64,32 @@ pub fn trail_problem(e: TrailError) -> Problem {
 pub fn ledger_problem(e: LedgerError) -> Problem {
     match e {
         LedgerError::OutOfRange { .. } => Problem::bad_request("out-of-range", e.to_string()),
+        LedgerError::Damaged { .. } => Problem::integrity_failure(e.to_string()),
         // A storage fault: nothing was acknowledged, and the log refuses
-        // writes until restarted.
-        LedgerError::Poisoned(_) | LedgerError::Io { .. } => Problem::unavailable(e.to_string()),
+        // writes until reopened.
+        LedgerError::Poisoned(_) => Problem::unavailable(e.to_string()),
+        // Clients learn which file of the log, never where it lives; the
+        // server's own log has the full path.
+        LedgerError::Io { op, path, source } => {
+            tracing::error!("{op} {}: {source}", path.display());
+            Problem::unavailable(format!("{op} {}: {source}", file_name(&path)))
+        }
+        LedgerError::Corrupt { file, detail } => {
+            tracing::error!("{}: {detail}", file.display());
+            Problem::internal(format!("{}: {detail}", file_name(&file)))
+        }
+        LedgerError::Key { path, detail } => {
+            tracing::error!("key {}: {detail}", path.display());
+            Problem::internal(format!("key {}: {detail}", file_name(&path)))
+        }
         other => Problem::internal(other.to_string()),
     }
+}
+
+/// The last part of a path: enough to say which file, nothing of where.
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map_or_else(|| "file".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// The trail of `log` if `caller` may read it: read scope; the system log
