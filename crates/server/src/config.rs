@@ -61,6 +61,12 @@ pub struct Limits {
     pub max_batch_events: usize,
     /// Largest `limit` a query page may ask for.
     pub max_page: usize,
+    /// Longest request target (path and query string), in bytes; longer
+    /// requests get 414.
+    pub max_uri_bytes: usize,
+    /// Longest value of one query parameter, in bytes once decoded;
+    /// longer ones get 400 `parameter-too-long`.
+    pub max_param_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +173,8 @@ impl Default for Limits {
             max_body_bytes: 16 << 20,
             max_batch_events: 10_000,
             max_page: 1_000,
+            max_uri_bytes: 16 << 10,
+            max_param_bytes: 4 << 10,
         }
     }
 }
@@ -240,6 +248,11 @@ impl Config {
         if self.limits.max_batch_events == 0 || self.limits.max_page == 0 {
             return Err(ConfigError(
                 "limits.max_batch_events and limits.max_page must be at least 1".into(),
+            ));
+        }
+        if self.limits.max_uri_bytes < 256 || self.limits.max_param_bytes == 0 {
+            return Err(ConfigError(
+                "limits.max_uri_bytes must be at least 256 and limits.max_param_bytes at least 1".into(),
             ));
         }
         let a = &self.alerts;

@@ -144,6 +144,10 @@ pub fn router(app: Arc<App>) -> Router {
         // Serves the document at OPENAPI_PATH and the bundled (offline) UI.
         .merge(SwaggerUi::new("/api/docs").url(OPENAPI_PATH, doc))
         .fallback(|| async { Problem::not_found("no such route; the API is described at /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            extract::bound_request,
+        ))
         .layer(axum::middleware::from_fn(as_problem))
         .layer(axum::middleware::from_fn(ops::track))
         .with_state(app)

@@ -103,8 +103,8 @@ impl SystemMonitor {
         let h = self.health();
         (h.disk.status == Level::Critical).then(|| {
             format!(
-                "the disk holding {} is {:.1}% full (critical at {}%); writes are refused so that nothing acknowledged is lost",
-                h.data_dir, h.disk.used_percent, self.shared.thresholds.disk_critical_percent
+                "the disk holding the data directory is {:.1}% full (critical at {}%); writes are refused so that nothing acknowledged is lost",
+                h.disk.used_percent, self.shared.thresholds.disk_critical_percent
             )
         })
     }

@@ -41,21 +41,30 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A trail's error as the client may see it: its own mistakes precisely,
+/// faults generically (the error, which names files, is logged).
 pub fn trail_problem(e: TrailError) -> Problem {
     match e {
         TrailError::Ledger(l) => ledger_problem(l),
-        TrailError::IndexStopped(_) => Problem::unavailable(e.to_string()),
-        other => Problem::internal(other.to_string()),
+        TrailError::IndexStopped(_) => Problem::unavailable_after(
+            "the query index of this log stopped after an error; restart the server to rebuild it from the ledger",
+            e,
+        ),
+        other => Problem::internal(other),
     }
 }
 
+/// A ledger's error as the client may see it (see [`trail_problem`]).
 pub fn ledger_problem(e: LedgerError) -> Problem {
     match e {
         LedgerError::OutOfRange { .. } => Problem::bad_request("out-of-range", e.to_string()),
         // A storage fault: nothing was acknowledged, and the log refuses
         // writes until restarted.
-        LedgerError::Poisoned(_) | LedgerError::Io { .. } => Problem::unavailable(e.to_string()),
-        other => Problem::internal(other.to_string()),
+        LedgerError::Poisoned(_) | LedgerError::Io { .. } => Problem::unavailable_after(
+            "the log stopped after a storage fault; restart the server to recover",
+            e,
+        ),
+        other => Problem::internal(other),
     }
 }
 
