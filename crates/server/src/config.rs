@@ -399,6 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn request_limits_have_floors() {
+        let load = |uri: &str, param: &str| {
+            Config::load(
+                None,
+                env(&[
+                    ("SEALTRAIL_LIMITS_MAX_URI_BYTES", uri),
+                    ("SEALTRAIL_LIMITS_MAX_PARAM_BYTES", param),
+                ]),
+            )
+        };
+        let c = load("256", "1").unwrap();
+        assert_eq!((c.limits.max_uri_bytes, c.limits.max_param_bytes), (256, 1));
+        for (uri, param) in [("255", "1"), ("256", "0")] {
+            let e = load(uri, param).unwrap_err().to_string();
+            assert!(e.contains("limits.max_uri_bytes"), "{e}");
+        }
+    }
+
+    #[test]
     fn every_key_is_documented() {
         let doc = include_str!("../../../docs/server-config.md");
         for key in key_paths() {
