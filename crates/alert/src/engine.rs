@@ -173,7 +173,8 @@ enum ActionMatch {
     Any,
     Exact(String),
     Prefix(String),
-    Glob(String),
+    /// Compiled once per rule, not per event.
+    Glob(sealtrail_event::glob::Glob),
 }
 
 impl ActionMatch {
@@ -184,7 +185,7 @@ impl ActionMatch {
             Some(p) if p.ends_with('*') && !sealtrail_event::glob::is_glob(&p[..p.len() - 1]) => {
                 ActionMatch::Prefix(p[..p.len() - 1].to_string())
             }
-            Some(p) => ActionMatch::Glob(p.to_string()),
+            Some(p) => ActionMatch::Glob(sealtrail_event::glob::Glob::new(p)),
         }
     }
 
@@ -193,7 +194,7 @@ impl ActionMatch {
             ActionMatch::Any => true,
             ActionMatch::Exact(a) => a == action,
             ActionMatch::Prefix(p) => action.starts_with(p.as_str()),
-            ActionMatch::Glob(g) => sealtrail_event::glob_match(g, action),
+            ActionMatch::Glob(g) => g.matches(action),
         }
     }
 }

@@ -483,6 +483,12 @@ impl RuleSpec {
                 window(&mut out, w);
             }
         }
+        if let Some(action) = &self.filter.action {
+            let max = sealtrail_event::glob::MAX_PATTERN_CHARS;
+            if action.chars().count() > max {
+                out.push(format!("filter.action: longer than {max} characters"));
+            }
+        }
         if self.group_by.len() > MAX_GROUP_FIELDS {
             out.push(format!("group_by: at most {MAX_GROUP_FIELDS} fields"));
         }

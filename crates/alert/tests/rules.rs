@@ -450,6 +450,24 @@ fn bad_rules_are_refused_with_field_paths() {
 }
 
 #[test]
+fn an_action_pattern_is_bounded_at_its_limit() {
+    let max = sealtrail_event::glob::MAX_PATTERN_CHARS;
+    let with_action =
+        |action: String| rule(json!({"name": "x", "condition": {"type": "any"}, "filter": {"action": action}}));
+    // At the bound: accepted, and matched as a glob.
+    let at = "*".repeat(max - "failed".len()) + "failed";
+    assert!(with_action(at.clone()).problems().is_empty());
+    let mut run = Run::new(&[with_action(at)]);
+    assert!(run.event(0, json!({"action": "login.passed"})).is_empty());
+    assert_eq!(run.event(1, json!({})).len(), 1);
+    let over = "*".repeat(max + 1);
+    assert_eq!(
+        with_action(over).problems(),
+        [format!("filter.action: longer than {max} characters")]
+    );
+}
+
+#[test]
 fn a_cooldown_longer_than_idle_time_is_still_honoured() {
     let mut spec = failures_per_actor();
     spec.cooldown = Some(sealtrail_alert::Span::parse("14d").unwrap());

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use sealtrail_event::glob::{glob_match, is_glob};
+use sealtrail_event::glob::{is_glob, Glob};
 use sealtrail_segment::{Column, Mapped, Postings, Segment, BLOCK};
 
 use crate::filter::{Filter, TimeRange};
@@ -23,8 +23,8 @@ pub(crate) type Seg = Segment<Mapped>;
 /// One term condition of a plan: the document must hold one of its terms.
 enum TermCondition {
     Exact(u8, Vec<u8>),
-    /// An action matching this glob.
-    ActionGlob(String),
+    /// An action matching this glob, compiled once per query.
+    ActionGlob(Glob),
     /// A target with this id, of any type.
     TargetId(String),
 }
@@ -48,7 +48,7 @@ impl Plan {
         let exact = |field: u8, value: &str| TermCondition::Exact(field, value.as_bytes().to_vec());
         if let Some(action) = &filter.action {
             if is_glob(action) {
-                plan.terms.push(TermCondition::ActionGlob(action.clone()));
+                plan.terms.push(TermCondition::ActionGlob(Glob::new(action)));
             } else {
                 plan.terms.push(exact(ACTION, action));
             }
@@ -118,11 +118,11 @@ impl Plan {
         for condition in &self.terms {
             let terms: Vec<u32> = match condition {
                 TermCondition::Exact(field, bytes) => seg.find(*field, bytes).into_iter().collect(),
-                TermCondition::ActionGlob(pattern) => {
+                TermCondition::ActionGlob(glob) => {
                     let all = seg.field_terms(ACTION);
                     let matching: Vec<u32> = all
                         .clone()
-                        .filter(|&t| std::str::from_utf8(seg.term_bytes(t)).is_ok_and(|a| glob_match(pattern, a)))
+                        .filter(|&t| std::str::from_utf8(seg.term_bytes(t)).is_ok_and(|a| glob.matches(a)))
                         .collect();
                     // Every event has an action: all of them is no condition.
                     if !matching.is_empty() && matching.len() == all.len() {

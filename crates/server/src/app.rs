@@ -135,7 +135,13 @@ impl App {
             started: Instant::now(),
         });
         for name in [app.config.default_log.clone(), SYSTEM_LOG.to_string()] {
-            app.open_or_create(&name).map_err(|p| p.detail)?;
+            app.open_log(&name).map_err(|e| match e {
+                OpenError::Locked { .. } => format!(
+                    "the data directory {} is in use: {e}; stop that process, or give this one another data directory",
+                    app.data.root().display()
+                ),
+                other => other.to_string(),
+            })?;
         }
         crate::alerts::apply_config(&app.meta, &app.config.alerts)
             .map_err(|e| format!("applying the config file's alert rules and channels: {e}"))?;
@@ -169,27 +175,54 @@ impl App {
 
     /// The trail of log `name`, creating the log if it does not exist.
     pub fn open_or_create(&self, name: &str) -> Result<Arc<Trail>, Problem> {
+        self.open_log(name).map_err(|e| match e {
+            OpenError::BadName(e) => Problem::bad_request("bad-log-name", e.to_string()),
+            OpenError::Locked { .. } => Problem::unavailable_after(format!("log {name} is held by another process"), e),
+            OpenError::Create { .. } => Problem::internal(e),
+            OpenError::Open { .. } => Problem::unavailable_after(format!("log {name} could not be opened"), e),
+        })
+    }
+
+    /// [`App::open_or_create`], with the whole error for the server's
+    /// own use (the messages name files of the data directory).
+    fn open_log(&self, name: &str) -> Result<Arc<Trail>, OpenError> {
         let _g = self.opening.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = self.trails.read().unwrap_or_else(|e| e.into_inner()).get(name) {
             return Ok(t.clone());
         }
+        let create = |e: &dyn std::fmt::Display| OpenError::Create {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
         if !self.data.log_dir(name).exists() {
             self.check_log_room(name)?;
             self.data.create_log(name, None).map_err(|e| match e {
-                LedgerError::BadLogName(_) => Problem::bad_request("bad-log-name", e.to_string()),
-                other => Problem::internal(format!("creating log {name}: {other}")),
+                LedgerError::BadLogName(_) => OpenError::BadName(e),
+                other => create(&other),
             })?;
             // Alert rules start at a new log's first entry, even if the
             // server stops before the evaluator first looks at it. (Nothing
             // can be appended before this returns.)
             let now = Timestamp::now().as_millisecond();
-            sealtrail_alert::store::begin_log(&self.meta.lock(), name, now)
-                .map_err(|e| Problem::internal(format!("creating log {name}: {e}")))?;
+            sealtrail_alert::store::begin_log(&self.meta.lock(), name, now).map_err(|e| create(&e))?;
         }
-        let trail = Arc::new(
-            Trail::open(&self.data, name, self.trail_options())
-                .map_err(|e| Problem::unavailable(format!("opening log {name}: {e}")))?,
-        );
+        let trail = Arc::new(Trail::open(&self.data, name, self.trail_options()).map_err(|e| {
+            let locked = match &e {
+                TrailError::Ledger(LedgerError::Io { op: "lock", source, .. }) => {
+                    source.kind() == std::io::ErrorKind::WouldBlock
+                }
+                TrailError::Index(sealtrail_trail::IndexError::Locked(_)) => true,
+                _ => false,
+            };
+            if locked {
+                OpenError::Locked { name: name.to_string() }
+            } else {
+                OpenError::Open {
+                    name: name.to_string(),
+                    source: e,
+                }
+            }
+        })?);
         self.opened_sizes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -270,10 +303,7 @@ impl App {
         let key = match cached {
             Some((key, at)) if at.elapsed() < KEY_CACHE_TTL => key,
             _ => {
-                let found = self
-                    .meta
-                    .authenticate(secret)
-                    .map_err(|e| Problem::internal(e.to_string()))?;
+                let found = self.meta.authenticate(secret).map_err(Problem::internal)?;
                 let Some(key) = found else {
                     return Err(Problem::unauthorized("the API key is unknown or revoked"));
                 };
@@ -359,12 +389,16 @@ impl App {
     /// Record in the system log that `caller` did `action` to log `log`.
     /// Returns only once the record is durable: a read that cannot be
     /// recorded is not served.
+    ///
+    /// Long strings in `details` (a request's query string, say) are kept
+    /// as a prefix with their length and SHA-256 ([`bounded_details`]), so
+    /// the record always fits the event schema.
     pub fn record(&self, caller: &Caller, action: &str, log: &str, details: Value) -> Result<(), Problem> {
-        let event = system_event(caller.actor(), action, log, details);
+        let event = system_event(caller.actor(), action, log, bounded_details(details));
         let trail = self.trail(SYSTEM_LOG)?;
         let done = trail
             .ingest(&[event.as_bytes()], true)
-            .map_err(|e| Problem::unavailable(format!("recording this request in the system log failed: {e}")))?;
+            .map_err(|e| Problem::unavailable_after("recording this request in the system log failed", e))?;
         match done.items.first() {
             Some(sealtrail_trail::Item::Stored { .. }) => Ok(()),
             other => Err(Problem::internal(format!(
@@ -376,8 +410,76 @@ impl App {
     /// Move key changes queued by any process into the system log.
     pub fn drain_outbox(&self) -> Result<usize, Problem> {
         let trail = self.trail(SYSTEM_LOG)?;
-        drain_outbox(&self.meta, &trail).map_err(|e| Problem::internal(e.to_string()))
+        drain_outbox(&self.meta, &trail).map_err(Problem::internal)
     }
+}
+
+/// Strings in a system record's `details` longer than this many bytes are
+/// shortened to [`RECORD_PREFIX_BYTES`]: a few such strings together stay
+/// far below the schema's `details` limit.
+pub const RECORD_STRING_BYTES: usize = 1024;
+/// The prefix kept of a shortened string.
+pub const RECORD_PREFIX_BYTES: usize = 256;
+
+/// `details` that fit the event schema whatever the request: each string
+/// longer than [`RECORD_STRING_BYTES`] at key `k` becomes its first
+/// [`RECORD_PREFIX_BYTES`] (cut at a character boundary), with its length
+/// in `k_bytes` and the SHA-256 of the whole value, hex, in `k_sha256`,
+/// so that anyone holding the value can show it is the one recorded. Should
+/// the result still exceed the limit, only its length and hash are kept.
+pub fn bounded_details(details: Value) -> Value {
+    let bounded = shorten(details);
+    let text = bounded.to_string();
+    if text.len() <= sealtrail_event::limits::MAX_DETAILS_BYTES / 2 {
+        return bounded;
+    }
+    json!({"truncated": true, "bytes": text.len(), "sha256": sha256_hex(text.as_bytes())})
+}
+
+fn shorten(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (key, v) in map {
+                match v {
+                    Value::String(s) if s.len() > RECORD_STRING_BYTES => {
+                        out.insert(format!("{key}_bytes"), json!(s.len()));
+                        out.insert(format!("{key}_sha256"), json!(sha256_hex(s.as_bytes())));
+                        out.insert(key, json!(prefix(&s)));
+                    }
+                    other => {
+                        out.insert(key, shorten(other));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) if s.len() > RECORD_STRING_BYTES => {
+                        json!({"prefix": prefix(&s), "bytes": s.len(), "sha256": sha256_hex(s.as_bytes())})
+                    }
+                    other => shorten(other),
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn prefix(s: &str) -> &str {
+    let mut end = RECORD_PREFIX_BYTES.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The JSON text of a system-log event.
@@ -408,6 +510,20 @@ pub fn key_event(actor: Value, action: &str, key: &ApiKey) -> String {
         "details": {"scope": key.scope.as_str(), "tenant": key.tenant},
     })
     .to_string()
+}
+
+/// Why a log could not be opened or created.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    BadName(LedgerError),
+    /// Another process (a second server, or a command) has the log open.
+    #[error("another process holds log {name} (is a `sealtrail serve` already running on it?)")]
+    Locked { name: String },
+    #[error("creating log {name}: {reason}")]
+    Create { name: String, reason: String },
+    #[error("opening log {name}: {source}")]
+    Open { name: String, source: TrailError },
 }
 
 #[derive(Debug, thiserror::Error)]

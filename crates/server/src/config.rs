@@ -72,6 +72,12 @@ pub struct Limits {
     /// Single events waiting for a log's ingest workers; when that many
     /// wait, more get 503 with `Retry-After`.
     pub max_single_queue: usize,
+    /// Longest request target (path and query string), in bytes; longer
+    /// requests get 414.
+    pub max_uri_bytes: usize,
+    /// Longest value of one query parameter, in bytes once decoded;
+    /// longer ones get 400 `parameter-too-long`.
+    pub max_param_bytes: usize,
 }
 
 /// The HTTP transport: how long a client may take, and how many may be
@@ -285,6 +291,8 @@ impl Default for Limits {
             max_batch_events: 10_000,
             max_page: 1_000,
             max_single_queue: 10_000,
+            max_uri_bytes: 16 << 10,
+            max_param_bytes: 4 << 10,
         }
     }
 }
@@ -393,6 +401,11 @@ impl Config {
         }
         if self.log.level.trim().is_empty() {
             return Err(ConfigError("log.level: must name a level such as `info`".into()));
+        }
+        if self.limits.max_uri_bytes < 256 || self.limits.max_param_bytes == 0 {
+            return Err(ConfigError(
+                "limits.max_uri_bytes must be at least 256 and limits.max_param_bytes at least 1".into(),
+            ));
         }
         let a = &self.alerts;
         if a.interval_ms == 0 || a.retry_base_ms == 0 || a.max_attempts == 0 || a.retry_max_ms < a.retry_base_ms {
@@ -601,6 +614,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("xml") || e.contains("variant"), "{e}");
+    }
+
+    #[test]
+    fn request_limits_have_floors() {
+        let load = |uri: &str, param: &str| {
+            Config::load(
+                None,
+                env(&[
+                    ("SEALTRAIL_LIMITS_MAX_URI_BYTES", uri),
+                    ("SEALTRAIL_LIMITS_MAX_PARAM_BYTES", param),
+                ]),
+            )
+        };
+        let c = load("256", "1").unwrap();
+        assert_eq!((c.limits.max_uri_bytes, c.limits.max_param_bytes), (256, 1));
+        for (uri, param) in [("255", "1"), ("256", "0")] {
+            let e = load(uri, param).unwrap_err().to_string();
+            assert!(e.contains("limits.max_uri_bytes"), "{e}");
+        }
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! Request extractors whose every refusal is a problem document: axum's
 //! own rejections are plain text, and an audit API answers in one format.
+//! Also [`bound_request`], which holds every request target and query
+//! parameter to `limits` before any handler sees them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::app::{App, Caller};
@@ -137,4 +141,101 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Problem> {
             Problem::bad_request("unreadable-body", format!("reading the request body: {e}"))
         }
     })
+}
+
+/// Refuse a request target longer than `limits.max_uri_bytes` (414) and a
+/// query parameter longer than `limits.max_param_bytes` once decoded (400
+/// `parameter-too-long`), so that no handler, filter or system-log record
+/// ever works on an unbounded parameter.
+pub async fn bound_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let limits = &app.config.limits;
+    match check_target(request.uri(), limits.max_uri_bytes, limits.max_param_bytes) {
+        Ok(()) => next.run(request).await,
+        Err(p) => p.into_response(),
+    }
+}
+
+fn check_target(uri: &axum::http::Uri, max_uri: usize, max_param: usize) -> Result<(), Problem> {
+    let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > max_uri {
+        return Err(Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            format!("the request target is {target} bytes; the limit is {max_uri} bytes (limits.max_uri_bytes)"),
+        ));
+    }
+    for pair in uri.query().unwrap_or("").split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let len = decoded_len(value);
+        if len > max_param {
+            let name = String::from_utf8_lossy(&decode(name))
+                .chars()
+                .take(64)
+                .collect::<String>();
+            return Err(Problem::bad_request(
+                "parameter-too-long",
+                format!(
+                    "query parameter {name:?} is {len} bytes; the limit is {max_param} bytes (limits.max_param_bytes)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The length of `text` once `application/x-www-form-urlencoded` decoded.
+fn decoded_len(text: &str) -> usize {
+    let b = text.as_bytes();
+    let escapes = (0..b.len())
+        .filter(|&i| b[i] == b'%' && b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+        .count();
+    b.len() - 2 * escapes
+}
+
+/// `text` decoded as `application/x-www-form-urlencoded` (`+` is a space).
+fn decode(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn decoded_lengths_count_each_escape_as_one_byte() {
+        for (text, decoded) in [
+            ("", ""),
+            ("abc", "abc"),
+            ("a+b", "a b"),
+            ("%41%42", "AB"),
+            ("%4", "%4"),
+            ("%zz1", "%zz1"),
+            ("%C3%A9x", "éx"),
+            ("%%41", "%A"),
+        ] {
+            assert_eq!(decode(text), decoded.as_bytes(), "{text}");
+            assert_eq!(decoded_len(text), decoded.len(), "{text}");
+        }
+    }
 }

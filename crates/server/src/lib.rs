@@ -159,6 +159,10 @@ pub fn router(app: Arc<App>) -> Router {
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(|| async { Problem::not_found("no such route; the API is described at /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            extract::bound_request,
+        ))
         .layer(axum::middleware::from_fn(as_problem))
         .layer(axum::middleware::from_fn(ops::track))
         .with_state(app);
@@ -204,15 +208,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Open the data directory and start serving on `config.listen`.
+    /// Bind `config.listen`, then open the data directory and serve.
+    ///
+    /// Binding comes first, so that a server that cannot listen (the port
+    /// is taken, say) leaves no data directory, log or key behind.
     pub async fn start(config: Config) -> Result<Server, String> {
         let listen = config.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "cannot listen on {listen}: the address is in use by another process; stop it or choose another address (--listen, or `listen` in the configuration)"
+                ),
+                _ => format!("cannot listen on {listen}: {e}"),
+            })?;
         let app = tokio::task::spawn_blocking(move || App::open(config))
             .await
             .map_err(|e| e.to_string())??;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("listening on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = watch::channel(false);
         spawn_outbox_drainer(app.clone(), stop.subscribe());

@@ -102,7 +102,11 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, Problem
             )));
         }
         if let Some(reason) = trail.log().poisoned() {
-            return Err(Problem::unavailable(format!("log {name} is poisoned: {reason}")));
+            // The reason names files: the log has it, the client does not.
+            tracing::warn!(log = %name, %reason, "not ready: the log is poisoned");
+            return Err(Problem::unavailable(format!(
+                "log {name} stopped accepting writes after a storage fault; see the server log"
+            )));
         }
     }
     if let Some(reason) = app.system.disk_critical() {

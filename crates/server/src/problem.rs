@@ -1,6 +1,13 @@
 //! Every error the API returns: an RFC 9457 problem document
 //! (`application/problem+json`) whose `type` names the kind of problem
 //! (listed in docs/api.md) and whose `detail` says what and where.
+//!
+//! A client's mistake gets a precise detail written for the client. A fault
+//! inside the server ([`Problem::internal`], [`Problem::unavailable_after`])
+//! gets a generic detail with an error id, while the error itself, which
+//! may name files of the data directory or carry `Debug` text, goes only to
+//! the server log under that id and to the
+//! `sealtrail_http_internal_errors_total` counter.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -86,7 +93,9 @@ impl Problem {
     }
 
     /// The server cannot keep what it would acknowledge (poisoned ledger,
-    /// full disk, shutting down): refuse rather than lose.
+    /// full disk, shutting down): refuse rather than lose. `detail` is
+    /// shown to the client: it must name no file and carry no error text
+    /// of a lower layer (use [`Problem::unavailable_after`] for that).
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
@@ -98,8 +107,23 @@ impl Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "integrity-failure", detail)
     }
 
-    pub fn internal(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    /// A fault that stops the server serving this request for now (503):
+    /// the client reads `what`, written for it; `error` goes only to the
+    /// server log, under the error id the detail names.
+    pub fn unavailable_after(what: impl std::fmt::Display, error: impl std::fmt::Display) -> Problem {
+        let id = fault("unavailable", &what, &error);
+        Problem::unavailable(format!("{what}; see the server log, error id {id}"))
+    }
+
+    /// An internal fault: `error` goes only to the server log, under the
+    /// error id the generic detail names, never to the client.
+    pub fn internal(error: impl std::fmt::Display) -> Problem {
+        let id = fault("internal", &"internal error", &error);
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error; see the server log, error id {id}"),
+        )
     }
 
     pub fn at(mut self, line: usize, column: usize) -> Problem {
@@ -144,3 +168,66 @@ impl IntoResponse for Problem {
 }
 
 pub type ApiResult<T> = Result<T, Problem>;
+
+/// Log a fault in full under a fresh error id and count it; returns the id.
+fn fault(kind: &'static str, what: &dyn std::fmt::Display, error: &dyn std::fmt::Display) -> String {
+    let id = error_id();
+    tracing::error!(error_id = %id, kind, "{what}: {error}");
+    metrics::counter!("sealtrail_http_internal_errors_total", "kind" => kind).increment(1);
+    id
+}
+
+/// 16 hex digits, random: unique enough to find one fault in a log.
+fn error_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without randomness the time still tells faults apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos as u64).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `error` as a fault: the client's detail must hold none of it.
+    fn check(error: &str, unavailable_what: &str) {
+        let p = Problem::internal(error);
+        assert_eq!((p.status, p.kind.as_str()), (500, "urn:sealtrail:problem:internal"));
+        let id = p
+            .detail
+            .strip_prefix("internal error; see the server log, error id ")
+            .unwrap_or_else(|| panic!("{}", p.detail));
+        assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert!(!p.detail.contains(error), "{}", p.detail);
+
+        let p = Problem::unavailable_after(unavailable_what, error);
+        assert_eq!(p.status, 503);
+        assert!(p
+            .detail
+            .starts_with(&format!("{unavailable_what}; see the server log, error id ")));
+        assert!(!p.detail.contains(error), "{}", p.detail);
+    }
+
+    #[test]
+    fn faults_never_reach_the_client() {
+        check(
+            "checksum mismatch in /var/lib/sealtrail/logs/default/entries at 4096",
+            "the log stopped after a storage fault",
+        );
+        check("Some(Rejected(Rejection { errors: [..] }))", "recording failed");
+        check(
+            "lock /srv/data/logs/x/lock: held by another process",
+            "log x is held by another process",
+        );
+    }
+
+    #[test]
+    fn each_fault_has_its_own_id() {
+        assert_ne!(Problem::internal("a").detail, Problem::internal("a").detail);
+    }
+}

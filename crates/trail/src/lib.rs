@@ -32,13 +32,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealtrail_event::{accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid};
-use sealtrail_index::{EventIndex, IndexError};
+use sealtrail_index::EventIndex;
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PreparedEntry};
 use sealtrail_merkle::hash::{leaf_hash, Hash};
 use thiserror::Error;
 
 pub use sealtrail_index::text_words;
-pub use sealtrail_index::{Bucket, Filter, IndexOptions, Order, Page, Performance, Stats, TimeRange};
+pub use sealtrail_index::{Bucket, Filter, IndexError, IndexOptions, Order, Page, Performance, Stats, TimeRange};
 
 use crate::indexer::Indexer;
 use crate::keys::{Keys, Plan};

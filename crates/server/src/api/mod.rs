@@ -53,43 +53,31 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A trail's error as the client may see it: its own mistakes precisely,
+/// faults generically (the error, which names files, is logged).
 pub fn trail_problem(e: TrailError) -> Problem {
     match e {
         TrailError::Ledger(l) => ledger_problem(l),
-        TrailError::IndexStopped(_) => Problem::unavailable(e.to_string()),
-        other => Problem::internal(other.to_string()),
+        TrailError::IndexStopped(_) => Problem::unavailable_after(
+            "the query index of this log stopped after an error; restart the server to rebuild it from the ledger",
+            e,
+        ),
+        other => Problem::internal(other),
     }
 }
 
+/// A ledger's error as the client may see it (see [`trail_problem`]).
 pub fn ledger_problem(e: LedgerError) -> Problem {
     match e {
         LedgerError::OutOfRange { .. } => Problem::bad_request("out-of-range", e.to_string()),
         LedgerError::Damaged { .. } => Problem::integrity_failure(e.to_string()),
         // A storage fault: nothing was acknowledged, and the log refuses
-        // writes until reopened.
+        // writes until reopened (after a full disk, by itself once space is
+        // free). The client learns what stopped; the server log has why.
         LedgerError::Poisoned(_) => Problem::unavailable(e.to_string()),
-        // Clients learn which file of the log, never where it lives; the
-        // server's own log has the full path.
-        LedgerError::Io { op, path, source } => {
-            tracing::error!("{op} {}: {source}", path.display());
-            Problem::unavailable(format!("{op} {}: {source}", file_name(&path)))
-        }
-        LedgerError::Corrupt { file, detail } => {
-            tracing::error!("{}: {detail}", file.display());
-            Problem::internal(format!("{}: {detail}", file_name(&file)))
-        }
-        LedgerError::Key { path, detail } => {
-            tracing::error!("key {}: {detail}", path.display());
-            Problem::internal(format!("key {}: {detail}", file_name(&path)))
-        }
-        other => Problem::internal(other.to_string()),
+        LedgerError::Io { .. } => Problem::unavailable_after("a storage operation of the log failed", e),
+        other => Problem::internal(other),
     }
-}
-
-/// The last part of a path: enough to say which file, nothing of where.
-fn file_name(path: &std::path::Path) -> String {
-    path.file_name()
-        .map_or_else(|| "file".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// The trail of `log` if `caller` may read it: read scope; the system log

@@ -35,7 +35,8 @@ const DEFAULT_LIMIT: usize = 100;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
-    /// Action, exact or a glob (`lead.*`, `*.deleted`, `user.?et`).
+    /// Action, exact or a glob (`lead.*`, `*.deleted`, `user.?et`); at most 1024 characters.
+    #[param(max_length = 1024)]
     pub action: Option<String>,
     /// `actor.id`.
     pub actor: Option<String>,
@@ -109,6 +110,14 @@ fn range(
 
 impl EventQuery {
     fn filter(&self, caller: &Caller, now: Timestamp) -> Result<Filter, Problem> {
+        // A glob is matched against every distinct action: bound its cost.
+        let max = sealtrail_event::glob::MAX_PATTERN_CHARS;
+        if let Some(chars) = self.action.as_ref().map(|a| a.chars().count()).filter(|&n| n > max) {
+            return Err(Problem::bad_request(
+                "parameter-too-long",
+                format!("query parameter \"action\" is {chars} characters; the limit is {max}"),
+            ));
+        }
         let time = |param: &str, v: &Option<String>| -> Result<Option<Timestamp>, Problem> {
             v.as_deref()
                 .map(|s| parse_time(s, now).map_err(|e| invalid(param, e)))
@@ -292,6 +301,8 @@ fn details(route: &str, query: &Option<String>, results: u64) -> Value {
     params(LogPath, EventQuery),
     responses(
         (status = 200, body = EventPage),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
@@ -342,6 +353,8 @@ async fn list(
     params(LogPath, EventQuery),
     responses(
         (status = 200, body = EventPage),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
@@ -372,6 +385,8 @@ pub struct EventPath {
     params(EventPath),
     responses(
         (status = 200, body = EventItem),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
@@ -452,6 +467,8 @@ pub struct EntityPath {
     params(EntityPath, EventQuery),
     responses(
         (status = 200, body = EventPage),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
@@ -517,6 +534,8 @@ fn counts(v: Vec<(String, u64)>) -> Vec<Count> {
     params(LogPath, EventQuery),
     responses(
         (status = 200, body = StatsBody),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
@@ -577,6 +596,8 @@ pub struct PerformanceRow {
     params(LogPath, EventQuery),
     responses(
         (status = 200, body = Vec<PerformanceRow>),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
@@ -628,6 +649,8 @@ pub async fn performance(
             (String = "application/jsonl"),
             (String = "application/json"),
         )),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
@@ -687,6 +710,8 @@ pub async fn export(
                 w.finish().map(|_| ()).map_err(|e| e.to_string())
             });
         if let Err(e) = result {
+            tracing::error!(error = %e, "export stopped before its end");
+            metrics::counter!("sealtrail_http_internal_errors_total", "kind" => "export").increment(1);
             // The client sees a cut-off body, never a complete-looking one.
             let _ = tx.blocking_send(Err(std::io::Error::other(e)));
         }
