@@ -180,6 +180,7 @@ impl App {
             OpenError::Locked { .. } => Problem::unavailable_after(format!("log {name} is held by another process"), e),
             OpenError::Create { .. } => Problem::internal(e),
             OpenError::Open { .. } => Problem::unavailable_after(format!("log {name} could not be opened"), e),
+            OpenError::Refused(p) => p,
         })
     }
 
@@ -195,7 +196,7 @@ impl App {
             reason: e.to_string(),
         };
         if !self.data.log_dir(name).exists() {
-            self.check_log_room(name)?;
+            self.check_log_room(name).map_err(OpenError::Refused)?;
             self.data.create_log(name, None).map_err(|e| match e {
                 LedgerError::BadLogName(_) => OpenError::BadName(e),
                 other => create(&other),
@@ -524,6 +525,9 @@ pub enum OpenError {
     Create { name: String, reason: String },
     #[error("opening log {name}: {source}")]
     Open { name: String, source: TrailError },
+    /// Creating the log would pass `logs.max_logs`, or its count failed.
+    #[error("{}", .0.detail)]
+    Refused(Problem),
 }
 
 #[derive(Debug, thiserror::Error)]
