@@ -451,7 +451,8 @@ fn bad_rules_are_refused_with_field_paths() {
 
 #[test]
 fn an_action_pattern_is_bounded_at_its_limit() {
-    let max = sealtrail_event::glob::MAX_PATTERN_CHARS;
+    let max = sealtrail_event::limits::NAME_CHARS;
+    assert!(max <= sealtrail_event::glob::MAX_PATTERN_CHARS);
     let with_action =
         |action: String| rule(json!({"name": "x", "condition": {"type": "any"}, "filter": {"action": action}}));
     // At the bound: accepted, and matched as a glob.
@@ -463,7 +464,7 @@ fn an_action_pattern_is_bounded_at_its_limit() {
     let over = "*".repeat(max + 1);
     assert_eq!(
         with_action(over).problems(),
-        [format!("filter.action: longer than {max} characters")]
+        [format!("filter.action: {} characters; the limit is {max}", max + 1)]
     );
 }
 
