@@ -79,14 +79,15 @@ pub fn serve(data: &Path, log: &str, args: &ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let served = runtime.block_on(async move {
+        // Before anything else: a SIGTERM that arrives during start-up or
+        // right after the banner stops the server gracefully.
+        let stop = sealtrail_server::termination();
         let server = Server::start(config).await.map_err(anyhow::Error::msg)?;
         // The banner is for people; a closed stdout must not stop the server.
         if let Err(e) = banner(&server) {
             tracing::warn!("could not print the banner: {e}");
         }
-        tokio::select! {
-            () = sealtrail_server::termination() => {}
-        }
+        stop.await;
         server.shutdown();
         server.wait().await.map_err(anyhow::Error::msg)
     });

@@ -765,18 +765,19 @@ fn main() {
         let (b, c) = (knobs.batch, knobs.batch_clients);
         let same = format!("in-process `Trail::ingest`, batches of {b}, {c} threads, same events, same server");
         lines.push(format!(
-            "| 1 | HTTP batch ingest, {body} bodies of {b}, {c} clients, acknowledged | {} | {same} | {} | {:.2}× | ≥ 150 k/s | {} |",
+            "| 1 | HTTP batch ingest, {body} bodies of {b}, {c} clients, acknowledged | {} | {same} | {} | {:.2}× |  |  |",
             rate(http.rate()),
             rate(inproc.rate()),
             http.rate() / inproc.rate(),
-            met(http.rate() >= 150_000.0)
         ));
+        // The goal: durable and indexed over HTTP at 90% of the in-process rate.
         let (h, i) = (http.events as f64 / http_indexed, inproc.events as f64 / inproc_indexed);
         lines.push(format!(
-            "| 1 | … until indexed (`sync_index`) | {} | in-process, until indexed | {} | {:.2}× |  |  |",
+            "| 1 | … until indexed (`sync_index`) | {} | in-process, until indexed | {} | {:.2}× | ≥ 0.90× | {} |",
             rate(h),
             rate(i),
-            h / i
+            h / i,
+            met(h / i >= 0.90)
         ));
         for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
             lines.push(format!(
@@ -863,11 +864,11 @@ fn main() {
         let pg_name = format!("PostgreSQL single-row INSERT, {clients} tasks, pool of {clients}");
         let inproc_name = format!("in-process `Trail::ingest` of 1 event, {clients} threads");
         lines.push(format!(
-            "| 2 | HTTP single-event ingest, {clients} clients, events/s | {} | {pg_name} | {} | {:.2}× | ≥ 20 k/s | {} |",
+            "| 2 | HTTP single-event ingest, {clients} clients, events/s | {} | {pg_name} | {} | {:.2}× | ≥ 50 k/s | {} |",
             rate(http.rate()),
             rate(postgres.rate()),
             http.rate() / postgres.rate(),
-            met(http.rate() >= 20_000.0)
+            met(http.rate() >= 50_000.0)
         ));
         lines.push(format!(
             "| 2 | HTTP single-event ingest (as above) | {} | {inproc_name} | {} | {:.2}× |  |  |",
@@ -877,7 +878,7 @@ fn main() {
         ));
         for (q, name) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99"), (1.0, "max")] {
             let (goal, ok) = if name == "p99" {
-                ("≤ 10 ms", met(http.q(q) <= Duration::from_millis(10)))
+                ("≤ 5 ms", met(http.q(q) <= Duration::from_millis(5)))
             } else {
                 ("", "")
             };

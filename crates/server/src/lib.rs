@@ -316,25 +316,37 @@ fn spawn_outbox_drainer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     });
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn termination() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future that resolves on SIGTERM or SIGINT. The handlers are installed
+/// when this is called, not when the future is first polled, so a signal
+/// that arrives between the call and the first poll still stops the server
+/// gracefully rather than killing it. Call it inside the runtime.
+pub fn termination() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, interrupt) {
+                (Some(mut term), Some(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                (Some(mut one), None) | (None, Some(mut one)) => {
+                    one.recv().await;
+                }
+                (None, None) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
