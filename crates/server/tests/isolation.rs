@@ -211,6 +211,44 @@ async fn with_per_tenant_logs_a_tenant_key_reads_its_own_logs_bundles() {
 }
 
 #[tokio::test]
+async fn with_per_tenant_logs_a_tenants_log_holds_only_its_events_whoever_sends_them() {
+    let h = Harness::new(|c| c.logs.per_tenant = true);
+    let admin = h.key(Scope::Admin, None);
+    let r = h.post("/api/v1/events", Some(&admin), event(Some("acme"))).await;
+    assert_eq!(r.json()["log"], "acme");
+    // An unrestricted key may not put another tenant's event (or one of no
+    // tenant) where acme's key reads the entry bundles.
+    for wrong in [event(Some("globex")), event(None)] {
+        let r = h.post("/api/v1/logs/acme/events", Some(&admin), wrong.clone()).await;
+        let p = r.problem(422, "invalid-event");
+        assert!(p["detail"].as_str().unwrap().starts_with("tenant: "), "{p}");
+        let r = h
+            .call(
+                Method::POST,
+                "/api/v1/logs/acme/events/batch",
+                Some(&admin),
+                Some((
+                    "application/x-ndjson",
+                    format!("{}\n{}\n", event(Some("acme")), wrong).into_bytes(),
+                )),
+            )
+            .await;
+        let p = r.problem(422, "invalid-event");
+        assert!(p["detail"].as_str().unwrap().contains("line 2"), "{p}");
+    }
+    assert_eq!(h.app.trail("acme").unwrap().log().size(), 1);
+    // Its own events still go there, and the default log takes any.
+    let r = h
+        .post("/api/v1/logs/acme/events", Some(&admin), event(Some("acme")))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = h
+        .post("/api/v1/logs/default/events", Some(&admin), event(Some("globex")))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+#[tokio::test]
 async fn tenant_keys_get_receipts_and_inclusion_proofs_of_their_own_entries_only() {
     let h = Harness::new(|_| {});
     let admin = h.key(Scope::Admin, None);

@@ -117,6 +117,7 @@ pub(crate) async fn store_event(app: Arc<App>, caller: Caller, log: String, body
         ));
     }
     check_tenant(&caller, &[&body.bytes], None)?;
+    check_log_tenant(&app, &log, &[&body.bytes], None)?;
     // An open log is looked up without leaving the async worker; opening
     // one reads files, so that happens on the blocking pool.
     let trail = match app.open_trail(&log) {
@@ -215,6 +216,7 @@ pub(crate) async fn store_batch(
             Some(log) => log,
             None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
         };
+        check_log_tenant(&app, &log, &inputs, lines.as_deref())?;
         let trail = writable(&app, &log, body.bytes.len())?;
         let started = Instant::now();
         let done = trail.ingest(&inputs, atomic).map_err(super::trail_problem)?;
@@ -426,6 +428,34 @@ pub(crate) fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u6
                 "{at} has tenant {}; this API key may only write events with \"tenant\": {tenant:?}",
                 given.map_or("(none)".to_string(), |g| format!("{g:?}"))
             )));
+        }
+    }
+    Ok(())
+}
+
+/// With `logs.per_tenant`, a log other than the default and system logs
+/// belongs to the tenant it is named after: its key may read its entry
+/// bundles, so it must hold that tenant's events only, whoever sends them.
+pub(crate) fn check_log_tenant(app: &App, log: &str, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<(), Problem> {
+    if !app.config.logs.per_tenant || log == app.config.default_log || log == crate::meta::SYSTEM_LOG {
+        return Ok(());
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(given) = tenant_of(input) else { continue };
+        if given.as_deref() != Some(log) {
+            let at = match lines {
+                Some(l) => format!("the event on line {}", l[i]),
+                None if inputs.len() > 1 => format!("the event at position {i}"),
+                None => "the event".to_string(),
+            };
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-event",
+                format!(
+                    "tenant: {at} has tenant {}; with per-tenant logs, log {log:?} holds only events with \"tenant\": {log:?}",
+                    given.map_or("(none)".to_string(), |g| format!("{g:?}"))
+                ),
+            ));
         }
     }
     Ok(())
