@@ -692,11 +692,16 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let _remove_dir = RemoveDir(dir.clone());
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.join("data"),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..Config::default()
     };
+    // SEALTRAIL_BENCH_SCRUB=0 turns the background scrub off, to measure
+    // its share; the default is the product's configuration.
+    if std::env::var("SEALTRAIL_BENCH_SCRUB").is_ok_and(|v| v == "0") {
+        config.integrity.scrub_interval_ms = 0;
+    }
     let server = server_runtime.block_on(Server::start(config)).unwrap();
     let app = server.app.clone();
     let (_, secret) = app

@@ -9,8 +9,9 @@
 //! file system the data directory is on, whatever is mounted where.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sysinfo::System;
@@ -63,7 +64,16 @@ struct Shared {
     thresholds: Health,
     dir: PathBuf,
     latest: Mutex<Option<SystemHealth>>,
+    /// Bytes writes may still take without asking the file system again
+    /// (see [`SystemMonitor::check_room`]), and until when, in milliseconds
+    /// since `born`.
+    credit: AtomicU64,
+    credit_until: AtomicU64,
+    born: Instant,
 }
+
+/// How long a statvfs answer stands for admitting writes.
+const CREDIT_MS: u64 = 100;
 
 pub struct SystemMonitor {
     shared: Arc<Shared>,
@@ -75,6 +85,9 @@ impl SystemMonitor {
             thresholds: thresholds.clone(),
             dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
             latest: Mutex::new(None),
+            credit: AtomicU64::new(0),
+            credit_until: AtomicU64::new(0),
+            born: Instant::now(),
         });
         // Without /proc (sysinfo refuses) CPU and memory read as 0%.
         let mut system = System::new().ok();
@@ -105,20 +118,44 @@ impl SystemMonitor {
 
     /// Why no write may start now, if the data directory's disk is
     /// critically full: at or past `health.disk_critical_percent`, or too
-    /// little free space for the reserve. Asked fresh on every call.
+    /// little free space for the reserve (as [`SystemMonitor::check_room`]).
     pub fn disk_critical(&self) -> Option<String> {
         self.check_room(0).err()
     }
 
     /// Whether a write of about `bytes` may start: the data directory's
-    /// file system (statvfs, asked now) must keep `health.disk_reserve_bytes`
-    /// free beyond it and stay below the critical percentage. The refusal
-    /// says why.
+    /// file system (statvfs) must keep `health.disk_reserve_bytes` free
+    /// beyond it and stay below the critical percentage. The refusal says
+    /// why.
+    ///
+    /// A statvfs per request cost more than the rest of the check; instead
+    /// each answer grants a credit of a quarter of the room it found (the
+    /// ledger and index write more than the request's bytes), for at most
+    /// `CREDIT_MS`. Writes admitted on credit are counted against it, so
+    /// however fast the writers, they cannot spend more than that quarter
+    /// before the file system is asked again.
     pub fn check_room(&self, bytes: u64) -> Result<(), String> {
-        let Some(space) = space_of(&self.shared.dir) else {
+        let shared = &self.shared;
+        let now = shared.born.elapsed().as_millis() as u64;
+        if now < shared.credit_until.load(Ordering::Acquire)
+            && shared
+                .credit
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(bytes))
+                .is_ok()
+        {
+            return Ok(());
+        }
+        let Some(space) = space_of(&shared.dir) else {
             return Err("the free space of the data directory's file system cannot be read".into());
         };
-        room(space, &self.shared.thresholds, bytes)
+        room(space, &shared.thresholds, bytes)?;
+        let t = &shared.thresholds;
+        let to_reserve = space.free.saturating_sub(t.disk_reserve_bytes.saturating_add(bytes));
+        let critical_used = (space.total as f64 * t.disk_critical_percent / 100.0) as u64;
+        let to_critical = critical_used.saturating_sub(space.used().saturating_add(bytes));
+        shared.credit.store(to_reserve.min(to_critical) / 4, Ordering::Release);
+        shared.credit_until.store(now + CREDIT_MS, Ordering::Release);
+        Ok(())
     }
 }
 

@@ -317,12 +317,24 @@ impl Deadlines {
     /// otherwise the timer is set to wake this task at the next one.
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         let (at, expiry) = self.deadline()?;
-        if self.armed != Some(at) {
+        // The deadline moves later with every read or write; moving the
+        // timer each time would cost a timer-wheel update per packet. The
+        // timer is only brought forward; when it fires early it is re-armed
+        // at the deadline of that moment.
+        if self.armed.is_none_or(|armed| armed > at) {
             self.timer.as_mut().reset(at);
             self.armed = Some(at);
         }
-        if Instant::now() < at && self.timer.as_mut().poll(cx).is_pending() {
-            return None;
+        if Instant::now() < at {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            self.timer.as_mut().reset(at);
+            self.armed = Some(at);
+            // Registers this task's waker with the re-armed timer.
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
         }
         metrics::counter!("sealtrail_http_timeouts_total", "kind" => expiry.name()).increment(1);
         tracing::debug!("closing a connection: {} timeout", expiry.name());
