@@ -7,79 +7,33 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
-const SECRET: &str = "whsec-test-3f9a";
+mod support;
 
-struct Running {
-    child: Child,
-    base: String,
-}
+use support::{agent, cli, Running, BIN};
+
+const SECRET: &str = "whsec-test-3f9a";
 
 impl Running {
     fn start(data: &Path, config: &Path) -> Running {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert!(first.contains("listening on"), "{first:?}");
-        let addr = first.trim().rsplit(' ').next().unwrap().to_string();
-        Running {
-            child,
-            base: format!("http://{addr}"),
-        }
+        let mut serve = support::serve(data, "127.0.0.1:0");
+        serve.arg("--config").arg(config).stderr(Stdio::inherit());
+        Running::spawn(&mut serve, String::new)
     }
 
     fn terminate(self) -> i32 {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait_with_output().unwrap().status.code().unwrap_or(-1)
+        self.stop().0
     }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).arg("--data").arg(data).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn key(data: &Path, scope: &str) -> String {
-    let (code, out, err) = cli(data, &["keys", "create", "--scope", scope]);
-    assert_eq!(code, 0, "{err}");
-    out.trim().to_string()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    support::create_key(data, scope, None)
 }
 
 fn call(method: &str, url: &str, key: &str, body: Option<Value>) -> (u16, Value) {

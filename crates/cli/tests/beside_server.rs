@@ -5,69 +5,26 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+mod support;
 
-struct Running {
-    child: Child,
-    base: String,
-    banner: Arc<Mutex<Vec<String>>>,
-}
+use support::{agent, cli, Running, BIN};
 
 impl Running {
     fn start(data: &Path) -> Running {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        assert!(first.contains("listening on"), "{first:?}");
-        let addr = first.trim().rsplit(' ').next().unwrap().to_string();
-        // The rest of the banner, read as it comes (the server must never
-        // block on a full pipe).
-        let banner = Arc::new(Mutex::new(Vec::new()));
-        let sink = banner.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Running {
-            child,
-            base: format!("http://{addr}"),
-            banner,
-        }
+        Running::spawn(support::serve(data, "127.0.0.1:0").stderr(Stdio::null()), String::new)
     }
 
-    fn terminate(mut self) -> i32 {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap().code().unwrap_or(-1)
+    fn terminate(self) -> i32 {
+        self.stop().0
     }
-}
-
-fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).arg("--data").arg(data).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn ok(data: &Path, args: &[&str]) -> (String, String) {
@@ -75,14 +32,6 @@ fn ok(data: &Path, args: &[&str]) -> (String, String) {
     assert_eq!(code, 0, "sealtrail {args:?}: {out}{err}");
     assert!(!err.contains("lock"), "sealtrail {args:?}: {err}");
     (out, err)
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
 }
 
 /// Send `n` events in one batch; their ledger indices and ids.

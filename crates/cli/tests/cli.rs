@@ -3,10 +3,10 @@
 //! must catch, named by entry index.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+mod support;
 
 struct Env {
     _tmp: tempfile::TempDir,
@@ -20,34 +20,13 @@ impl Env {
         Env { _tmp: tmp, data }
     }
 
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealtrail"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
     /// Run and require exit code `code`; returns stdout.
     fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
         self.expect(args, stdin, 0)
     }
 
     fn expect(&self, args: &[&str], stdin: &[u8], code: i32) -> String {
-        let o = self.run(args, stdin);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(
-            o.status.code(),
-            Some(code),
-            "sealtrail {args:?}\nstdout: {out}\nstderr: {err}"
-        );
+        let (out, err) = support::expect(&self.data, args, stdin, code);
         out + &err
     }
 

@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use sealtrail_event::Timestamp;
 use serde_json::Value;
+
+mod support;
 
 const EVENTS: usize = 2000;
 
@@ -29,30 +30,12 @@ impl Env {
     }
 
     fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealtrail"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        support::run(&self.data, args, stdin)
     }
 
     /// Run, require exit code `code`, return (stdout, stderr).
     fn expect(&self, args: &[&str], stdin: &[u8], code: i32) -> (String, String) {
-        let o = self.run(args, stdin);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(
-            o.status.code(),
-            Some(code),
-            "sealtrail {args:?}\nstdout: {out}\nstderr: {err}"
-        );
-        (out, err)
+        support::expect(&self.data, args, stdin, code)
     }
 
     fn ok(&self, args: &[&str]) -> String {

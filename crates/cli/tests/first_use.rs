@@ -8,34 +8,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+mod support;
+
+use support::BIN;
 
 /// Run with `--data data`, stdin empty, stdout and stderr piped.
 fn run(data: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    support::run(data, args, b"")
 }
 
 /// Run, require exit code `code`, return (stdout, stderr).
 fn expect(data: &Path, args: &[&str], code: i32) -> (String, String) {
-    let o = run(data, args);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "sealtrail {args:?}\nstdout: {out}\nstderr: {err}"
-    );
-    (out, err)
+    support::expect(data, args, b"", code)
 }
 
 /// The help text's sections: heading → the lines under it.

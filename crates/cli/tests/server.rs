@@ -4,88 +4,30 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+mod support;
 
-struct Running {
-    child: Child,
-    base: String,
-}
+use support::{agent, cli, Running};
 
 impl Running {
     fn start(data: &Path) -> Running {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_else(|| panic!("no address in the banner: {first:?}"))
-            .to_string();
-        assert!(first.contains("listening on"), "{first:?}");
-        Running {
-            child,
-            base: format!("http://{addr}"),
-        }
+        Running::spawn(support::serve(data, "127.0.0.1:0").stderr(Stdio::piped()), String::new)
     }
 
     fn terminate(self) -> (i32, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = self.child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.stop()
     }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).arg("--data").arg(data).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn key(data: &Path, scope: &str) -> String {
-    let (code, out, err) = cli(data, &["keys", "create", "--scope", scope, "--name", "e2e"]);
-    assert_eq!(code, 0, "{err}");
-    out.trim().to_string()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    support::create_key(data, scope, Some("e2e"))
 }
 
 fn post(agent: &ureq::Agent, url: &str, key: &str, content_type: &str, body: String) -> Result<(u16, Value), String> {
@@ -361,26 +303,7 @@ fn check_present(data: &Path, acked: &Acked) {
         assert_eq!(status, 200, "acknowledged event {id} at {index} is missing: {body}");
         assert_eq!(body["index"], *index);
     }
-    let mut stored: BTreeMap<u64, String> = BTreeMap::new();
-    let mut after = String::new();
-    loop {
-        let url = format!(
-            "{}/api/v1/logs/default/events?order=oldest&limit=1000{after}",
-            server.base
-        );
-        let (status, page) = get(&agent, &url, &read);
-        assert_eq!(status, 200, "{page}");
-        for e in page["events"].as_array().unwrap() {
-            stored.insert(
-                e["index"].as_u64().unwrap(),
-                e["event"]["id"].as_str().unwrap().to_string(),
-            );
-        }
-        match page["next"].as_u64() {
-            Some(next) => after = format!("&after={next}"),
-            None => break,
-        }
-    }
+    let stored = support::stored_ids(&server.base, |url| get(&agent, url, &read));
     for (index, (id, _, _)) in acked {
         assert_eq!(
             stored.get(index),

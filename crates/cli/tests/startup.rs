@@ -6,15 +6,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+mod support;
 
-fn serve(data: &std::path::Path, listen: &str) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(["serve", "--listen", listen, "--data"]).arg(data);
-    c
-}
+use support::serve;
 
 /// The lines of a refused start's standard error, after checking it failed.
 fn refused(out: &Output) -> Vec<String> {

@@ -8,14 +8,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+mod support;
+
+use support::{agent, cli, Running};
+
 const TMPFS_BYTES: u64 = 16 << 20;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -47,69 +50,25 @@ impl Drop for Tmpfs {
     }
 }
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
 impl Running {
     fn start(data: &Path, config: &Path, stderr: &Path) -> Running {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        let mut serve = support::serve(data, "127.0.0.1:0");
+        serve
+            .arg("--config")
             .arg(config)
-            .arg("--data")
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert!(
-            first.contains("listening on"),
-            "{first:?}: {}",
-            std::fs::read_to_string(stderr).unwrap_or_default()
-        );
-        let addr = first.trim().rsplit(' ').next().unwrap().to_string();
-        Running {
-            child,
-            base: format!("http://{addr}"),
-        }
+            .stderr(std::fs::File::create(stderr).unwrap());
+        Running::spawn(&mut serve, || {
+            format!(": {}", std::fs::read_to_string(stderr).unwrap_or_default())
+        })
     }
 
-    fn terminate(mut self) -> i32 {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap().code().unwrap_or(-1)
+    fn terminate(self) -> i32 {
+        self.stop().0
     }
-}
-
-fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).arg("--data").arg(data).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn key(data: &Path, scope: &str) -> String {
-    let (code, out, err) = cli(data, &["keys", "create", "--scope", scope, "--name", "storage"]);
-    assert_eq!(code, 0, "{err}");
-    out.trim().to_string()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    support::create_key(data, scope, Some("storage"))
 }
 
 fn call(agent: &ureq::Agent, method: &str, url: &str, key: &str, body: Option<String>) -> (u16, Value, bool) {
@@ -286,26 +245,10 @@ fn a_full_disk_stops_writes_then_they_resume_without_restart_and_nothing_acknowl
 
     // After a restart every acknowledged event is there, in its place.
     let server = Running::start(&data, &config, &stderr);
-    let mut stored = Acked::new();
-    let mut after = String::new();
-    loop {
-        let url = format!(
-            "{}/api/v1/logs/default/events?order=oldest&limit=1000{after}",
-            server.base
-        );
-        let (status, page, _) = call(&agent, "GET", &url, &read, None);
-        assert_eq!(status, 200, "{page}");
-        for e in page["events"].as_array().unwrap() {
-            stored.insert(
-                e["index"].as_u64().unwrap(),
-                e["event"]["id"].as_str().unwrap().to_string(),
-            );
-        }
-        match page["next"].as_u64() {
-            Some(next) => after = format!("&after={next}"),
-            None => break,
-        }
-    }
+    let stored: Acked = support::stored_ids(&server.base, |url| {
+        let (status, page, _) = call(&agent, "GET", url, &read, None);
+        (status, page)
+    });
     for (index, id) in &acked {
         assert_eq!(
             stored.get(index),

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,26 +13,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealtrail");
+mod support;
+
+use support::{cli, BIN};
 
 /// Start `sealtrail serve` on a free port; its address.
 fn serve(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
+    let mut serve = support::serve(data, "127.0.0.1:0");
+    serve
         .args(args)
         .envs(env.iter().copied())
         .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("listening on"), "{first:?}");
-    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
+        .stderr(Stdio::piped());
+    let (child, addr, _) = support::spawn_serve(&mut serve, String::new);
     (child, addr)
 }
 
@@ -40,11 +33,7 @@ fn serve(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
 /// to exit (at most `limit`, else the test fails).
 fn terminate(mut child: Child, limit: Duration) -> (i32, String, Duration) {
     let started = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    support::sigterm(&child);
     let mut stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -61,19 +50,8 @@ fn terminate(mut child: Child, limit: Duration) -> (i32, String, Duration) {
     (status.code().unwrap_or(-1), text, took)
 }
 
-fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).arg("--data").arg(data).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn key(data: &Path, scope: &str) -> String {
-    let (code, out, err) = cli(data, &["keys", "create", "--scope", scope, "--name", "e2e"]);
-    assert_eq!(code, 0, "{err}");
-    out.trim().to_string()
+    support::create_key(data, scope, Some("e2e"))
 }
 
 /// One request on a new connection; the status and the raw answer.

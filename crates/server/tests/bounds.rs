@@ -8,16 +8,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
-use sealtrail_server::app::{key_event, now_text};
 use sealtrail_server::meta::Scope;
-use sealtrail_server::{router, App, Config};
+use sealtrail_server::{App, Config};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
+
+mod support;
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -27,58 +25,36 @@ struct Harness {
 
 impl Harness {
     fn new(adjust: impl FnOnce(&mut Config)) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        config.index.visibility_ms = 20;
-        adjust(&mut config);
-        let app = App::open(config).unwrap();
-        let router = router(app.clone());
+        let (dir, app, router) = support::open(adjust);
         Harness { dir, app, router }
     }
 
     fn key(&self, scope: Scope) -> String {
-        let (_, secret) = self
-            .app
-            .meta
-            .create_key(scope, None, "test", &now_text(), |k| {
-                key_event(json!({"id": "test", "type": "user"}), "api_key.created", k)
-            })
-            .unwrap();
-        secret
-    }
-
-    async fn request(&self, req: Request<Body>) -> (StatusCode, String, Value) {
-        let response = self.router.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map_or("", |v| v.to_str().unwrap())
-            .to_string();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, format!("{content_type}\n{text}"), json)
+        support::create_key(&self.app, scope, None, "test")
     }
 
     async fn get(&self, uri: &str, key: &str) -> (StatusCode, String, Value) {
-        let req = Request::get(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {key}"))
-            .body(Body::empty())
-            .unwrap();
-        self.request(req).await
+        let bearer = format!("Bearer {key}");
+        let reply = support::send(&self.router, Method::GET, uri, Some(&bearer), None).await;
+        let json = serde_json::from_slice(&reply.bytes).unwrap_or(Value::Null);
+        (
+            reply.status,
+            format!("{}\n{}", reply.content_type(), reply.text()),
+            json,
+        )
     }
 
     async fn post(&self, uri: &str, key: &str, body: Value) -> StatusCode {
-        let req = Request::post(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {key}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        self.request(req).await.0
+        let bearer = format!("Bearer {key}");
+        let reply = support::send(
+            &self.router,
+            Method::POST,
+            uri,
+            Some(&bearer),
+            support::json_body(&body),
+        )
+        .await;
+        reply.status
     }
 
     fn settle(&self, log: &str) {

@@ -10,15 +10,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method};
 use axum::Router;
-use http_body_util::BodyExt;
-use sealtrail_server::app::{key_event, now_text};
 use sealtrail_server::meta::Scope;
-use sealtrail_server::{router, App, Config};
+use sealtrail_server::{App, Config};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+
+mod support;
+
+use support::{json_body, ProblemChecks, Reply};
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -27,51 +27,21 @@ struct Harness {
     admin: String,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    bytes: Vec<u8>,
-}
-
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.bytes)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-
     /// Assert a problem document of this status and type; return it.
     fn problem(&self, status: u16, kind: &str) -> Value {
-        assert_eq!(self.status.as_u16(), status, "{}", self.text());
-        assert_eq!(
-            self.headers.get(header::CONTENT_TYPE).unwrap(),
-            "application/problem+json"
-        );
-        let p = self.json();
-        assert_eq!(p["type"], format!("urn:sealtrail:problem:{kind}"), "{p}");
-        p
+        let checks = ProblemChecks {
+            status_field: false,
+            detail: false,
+        };
+        self.problem_doc(status, kind, checks)
     }
 }
 
 impl Harness {
     fn new(adjust: impl FnOnce(&mut Config)) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        config.index.visibility_ms = 20;
-        adjust(&mut config);
-        let app = App::open(config).unwrap();
-        let router = router(app.clone());
-        let (_, admin) = app
-            .meta
-            .create_key(Scope::Admin, None, "test", &now_text(), |k| {
-                key_event(json!({"id": "test", "type": "user"}), "api_key.created", k)
-            })
-            .unwrap();
+        let (dir, app, router) = support::open(adjust);
+        let admin = support::create_key(&app, Scope::Admin, None, "test");
         Harness {
             dir,
             app,
@@ -81,22 +51,9 @@ impl Harness {
     }
 
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.admin));
-        let req = match body {
-            Some(v) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply { status, headers, bytes }
+        let bearer = format!("Bearer {}", self.admin);
+        let body = body.and_then(|v| json_body(&v));
+        support::send(&self.router, method, uri, Some(&bearer), body).await
     }
 
     async fn get(&self, uri: &str) -> Reply {

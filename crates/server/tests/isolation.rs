@@ -6,126 +6,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use sealtrail_server::app::{key_event, now_text};
+use axum::http::Method;
 use sealtrail_server::meta::Scope;
-use sealtrail_server::{router, App, Config};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    app: Arc<App>,
-    router: Router,
-}
+mod support;
 
-impl Harness {
-    fn new(adjust: impl FnOnce(&mut Config)) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        config.index.visibility_ms = 20;
-        adjust(&mut config);
-        let app = App::open(config).unwrap();
-        let router = router(app.clone());
-        Harness { _dir: dir, app, router }
-    }
-
-    fn key(&self, scope: Scope, tenant: Option<&str>) -> String {
-        let (_, secret) = self
-            .app
-            .meta
-            .create_key(scope, tenant, "test", &now_text(), |k| {
-                key_event(json!({"id": "test", "type": "user"}), "api_key.created", k)
-            })
-            .unwrap();
-        secret
-    }
-
-    /// A request with `authorization` as the whole header value.
-    async fn send(
-        &self,
-        method: Method,
-        uri: &str,
-        authorization: Option<&str>,
-        body: Option<(&str, Vec<u8>)>,
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(a) = authorization {
-            req = req.header(header::AUTHORIZATION, a);
-        }
-        let req = match body {
-            Some((content_type, bytes)) => req.header(header::CONTENT_TYPE, content_type).body(Body::from(bytes)),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply { status, headers, bytes }
-    }
-
-    async fn call(&self, method: Method, uri: &str, key: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Reply {
-        let bearer = key.map(|k| format!("Bearer {k}"));
-        self.send(method, uri, bearer.as_deref(), body).await
-    }
-
-    async fn post(&self, uri: &str, key: Option<&str>, event: Value) -> Reply {
-        self.call(
-            Method::POST,
-            uri,
-            key,
-            Some(("application/json", event.to_string().into_bytes())),
-        )
-        .await
-    }
-
-    async fn get(&self, uri: &str, key: Option<&str>) -> Reply {
-        self.call(Method::GET, uri, key, None).await
-    }
-
-    /// Store `event` in `log`, returning its index.
-    async fn store(&self, log: &str, key: &str, event: Value) -> u64 {
-        let r = self.post(&format!("/api/v1/logs/{log}/events"), Some(key), event).await;
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
-        r.json()["index"].as_u64().unwrap()
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    bytes: Vec<u8>,
-}
+use support::{Harness, ProblemChecks, Reply};
 
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.bytes)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-
     /// Assert a problem document with this status and type, returning it.
     fn problem(&self, status: u16, kind: &str) -> Value {
-        assert_eq!(self.status.as_u16(), status, "{}", self.text());
-        assert_eq!(
-            self.headers.get(header::CONTENT_TYPE).unwrap(),
-            "application/problem+json"
-        );
-        let p = self.json();
-        assert_eq!(p["type"], format!("urn:sealtrail:problem:{kind}"), "{p}");
-        assert!(!p["detail"].as_str().unwrap().is_empty());
-        p
+        let checks = ProblemChecks {
+            status_field: false,
+            detail: true,
+        };
+        self.problem_doc(status, kind, checks)
     }
 }
 

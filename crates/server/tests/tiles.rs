@@ -11,11 +11,12 @@ use base64::Engine;
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use ct_merkle::{ConsistencyProof, InclusionProof, RootHash};
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-use sealtrail_server::app::{key_event, now_text};
 use sealtrail_server::meta::Scope;
 use sealtrail_server::{Config, Server};
 use serde_json::{json, Value};
 use sha2::Sha256;
+
+mod support;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -119,13 +120,7 @@ fn tiles_checkpoint_and_proofs_verify_with_independent_code() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(Server::start(config)).unwrap();
-    let (_, key) = server
-        .app
-        .meta
-        .create_key(Scope::Admin, None, "verifier", &now_text(), |k| {
-            key_event(json!({"id": "test", "type": "user"}), "api_key.created", k)
-        })
-        .unwrap();
+    let key = support::create_key(&server.app, Scope::Admin, None, "verifier");
     let client = Client {
         base: format!("http://{}", server.addr),
         key,

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use sealtrail_server::app::{key_event, now_text};
 use sealtrail_server::meta::Scope;
 use sealtrail_server::{request, transport, Config, Server};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod support;
 
 /// A server with short timeouts (each test shortens what it tests).
 async fn start(adjust: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) {
@@ -39,14 +40,7 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) 
 }
 
 fn key(server: &Server, scope: Scope) -> String {
-    let (_, secret) = server
-        .app
-        .meta
-        .create_key(scope, None, "test", &now_text(), |k| {
-            key_event(json!({"id": "test", "type": "user"}), "api_key.created", k)
-        })
-        .unwrap();
-    secret
+    support::create_key(&server.app, scope, None, "test")
 }
 
 /// An HTTP answer read from a raw socket.

@@ -1,0 +1,178 @@
+//! The harness shared by the server's integration tests: an `App` on a
+//! temporary data directory, API keys, requests through the router
+//! without a socket, and the replies they get.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use sealtrail_server::app::{key_event, now_text};
+use sealtrail_server::meta::Scope;
+use sealtrail_server::{router, App, Config};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// An `App` on a fresh temporary data directory (index visibility 20 ms,
+/// then `adjust`), and its router.
+pub fn open(adjust: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Arc<App>, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    config.index.visibility_ms = 20;
+    adjust(&mut config);
+    let app = App::open(config).unwrap();
+    let router = router(app.clone());
+    (dir, app, router)
+}
+
+/// A new API key named `name`; its secret.
+pub fn create_key(app: &App, scope: Scope, tenant: Option<&str>, name: &str) -> String {
+    let (_, secret) = app
+        .meta
+        .create_key(scope, tenant, name, &now_text(), |k| {
+            key_event(json!({"id": "test", "type": "user"}), "api_key.created", k)
+        })
+        .unwrap();
+    secret
+}
+
+/// Send `req` through `router`.
+pub async fn oneshot(router: &Router, req: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply { status, headers, bytes }
+}
+
+/// A request with `authorization` as the whole header value and `body` as
+/// (content type, bytes).
+pub async fn send(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    authorization: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(a) = authorization {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let req = match body {
+        Some((content_type, bytes)) => req.header(header::CONTENT_TYPE, content_type).body(Body::from(bytes)),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    oneshot(router, req).await
+}
+
+/// A JSON body for `send`.
+pub fn json_body(v: &Value) -> Option<(&'static str, Vec<u8>)> {
+    Some(("application/json", v.to_string().into_bytes()))
+}
+
+/// An `App` on a temporary data directory, driven through its router.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub app: Arc<App>,
+    pub router: Router,
+}
+
+impl Harness {
+    pub fn new(adjust: impl FnOnce(&mut Config)) -> Harness {
+        let (dir, app, router) = open(adjust);
+        Harness { dir, app, router }
+    }
+
+    pub fn key(&self, scope: Scope, tenant: Option<&str>) -> String {
+        create_key(&self.app, scope, tenant, "test")
+    }
+
+    /// A request with `authorization` as the whole header value.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        authorization: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Reply {
+        send(&self.router, method, uri, authorization, body).await
+    }
+
+    pub async fn call(&self, method: Method, uri: &str, key: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Reply {
+        let bearer = key.map(|k| format!("Bearer {k}"));
+        self.send(method, uri, bearer.as_deref(), body).await
+    }
+
+    pub async fn post(&self, uri: &str, key: Option<&str>, event: Value) -> Reply {
+        self.call(Method::POST, uri, key, json_body(&event)).await
+    }
+
+    pub async fn get(&self, uri: &str, key: Option<&str>) -> Reply {
+        self.call(Method::GET, uri, key, None).await
+    }
+
+    /// Wait until everything acknowledged in `log` is searchable.
+    pub fn settle(&self, log: &str) {
+        self.app.trail(log).unwrap().sync_index().unwrap();
+    }
+
+    /// Store `event` in `log`, returning its index.
+    pub async fn store(&self, log: &str, key: &str, event: Value) -> u64 {
+        let r = self.post(&format!("/api/v1/logs/{log}/events"), Some(key), event).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
+        r.json()["index"].as_u64().unwrap()
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+/// What `Reply::problem_doc` checks beyond status, content type and type.
+#[derive(Clone, Copy)]
+pub struct ProblemChecks {
+    /// The document's `status` equals the HTTP status.
+    pub status_field: bool,
+    /// The document has a non-empty `detail`.
+    pub detail: bool,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// Assert a problem document with this status and type, returning it.
+    pub fn problem_doc(&self, status: u16, kind: &str, checks: ProblemChecks) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text());
+        assert_eq!(self.content_type(), "application/problem+json");
+        let p = self.json();
+        assert_eq!(p["type"], format!("urn:sealtrail:problem:{kind}"), "{p}");
+        if checks.status_field {
+            assert_eq!(p["status"], status);
+        }
+        if checks.detail {
+            assert!(!p["detail"].as_str().unwrap().is_empty());
+        }
+        p
+    }
+}
