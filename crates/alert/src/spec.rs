@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use sealtrail_event::validate::thousands;
 use sealtrail_event::{Event, Outcome, Severity};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -581,18 +582,6 @@ pub fn tenant_problem(path: &str, tenant: &str) -> Option<String> {
         return Some(format!("{path}: must not be empty"));
     }
     too_long(path, tenant, bounds::NAME_CHARS)
-}
-
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(d);
-    }
-    out
 }
 
 fn field_problem(path: &str, field: &Field) -> Option<String> {

@@ -841,7 +841,7 @@ fn number_text(n: &Number) -> String {
 }
 
 /// 70123 → "70,123": sizes in messages are read by people.
-pub(crate) fn thousands(n: usize) -> String {
+pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, d) in digits.chars().enumerate() {

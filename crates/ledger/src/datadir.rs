@@ -119,21 +119,25 @@ impl DataDir {
 
     /// The logs in this directory, by name.
     pub fn list_logs(&self) -> Result<Vec<LogInfo>> {
-        let logs = self.root.join("logs");
-        if !self.storage.exists(&logs) {
-            return Ok(Vec::new());
-        }
         let mut out = Vec::new();
-        for name in self.storage.list_dirs(&logs).ctx("list", &logs)? {
-            if check_log_name(&name).is_err() {
-                continue;
-            }
+        for name in self.log_names()? {
             out.push(LogInfo {
                 verifier: self.verifier(&name)?,
                 name,
             });
         }
         Ok(out)
+    }
+
+    /// The names of the logs in the directory, without reading their keys.
+    pub fn log_names(&self) -> Result<Vec<String>> {
+        let logs = self.root.join("logs");
+        if !self.storage.exists(&logs) {
+            return Ok(Vec::new());
+        }
+        let mut names = self.storage.list_dirs(&logs).ctx("list", &logs)?;
+        names.retain(|name| check_log_name(name).is_ok());
+        Ok(names)
     }
 
     /// The verifier key of log `name`, from its public key file.

@@ -240,17 +240,8 @@ impl App {
     /// creations cannot both take the last place.
     fn check_log_room(&self, name: &str) -> Result<(), Problem> {
         let max = self.config.logs.max_logs;
-        let logs = self.data.root().join("logs");
-        let held = match std::fs::read_dir(&logs) {
-            Ok(dir) => dir
-                .filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|n| sealtrail_ledger::datadir::check_log_name(n).is_ok())
-                })
-                .count(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        let held = match self.data.log_names() {
+            Ok(names) => names.len(),
             Err(e) => return Err(Problem::internal(format!("counting the logs: {e}"))),
         };
         if held < max {
@@ -480,7 +471,7 @@ fn prefix(s: &str) -> &str {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    crate::meta::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// The JSON text of a system-log event.

@@ -124,6 +124,12 @@ async fn limit_in_flight(State(in_flight): State<Arc<Semaphore>>, request: Reque
 /// The answer to a panicking handler: the panic's text is for the log,
 /// never for the client.
 fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
+    panic_problem(&*panic).into_response()
+}
+
+/// Log and count `panic`, met while answering the current request (in a
+/// handler or a blocking task), and the generic problem that answers it.
+pub fn panic_problem(panic: &(dyn Any + Send)) -> Problem {
     let text = panic
         .downcast_ref::<String>()
         .map(String::as_str)
@@ -131,11 +137,10 @@ fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
         .unwrap_or("(no message)");
     record_panic(text);
     Problem::internal("the server failed while answering this request; the fault is logged under its request id")
-        .into_response()
 }
 
 /// Log and count a panic met while answering the current request.
-pub fn record_panic(text: &str) {
+fn record_panic(text: &str) {
     metrics::counter!("sealtrail_http_panics_total").increment(1);
     let id = current_id();
     tracing::error!(request_id = id.as_deref().unwrap_or("-"), "a handler panicked: {text}");

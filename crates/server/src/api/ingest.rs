@@ -414,23 +414,12 @@ fn starts(body: &[u8], inputs: &[&[u8]]) -> Vec<(usize, usize)> {
 /// A key restricted to a tenant writes only that tenant's events.
 pub(crate) fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<(), Problem> {
     let Some(tenant) = caller.tenant() else { return Ok(()) };
-    for (i, input) in inputs.iter().enumerate() {
-        // Text that is not an event object is refused by validation later,
-        // with a better message than this check could give.
-        let Some(given) = tenant_of(input) else { continue };
-        if given.as_deref() != Some(tenant) {
-            let at = match lines {
-                Some(l) => format!("the event on line {}", l[i]),
-                None if inputs.len() > 1 => format!("the event at position {i}"),
-                None => "the event".to_string(),
-            };
-            return Err(Problem::forbidden(format!(
-                "{at} has tenant {}; this API key may only write events with \"tenant\": {tenant:?}",
-                given.map_or("(none)".to_string(), |g| format!("{g:?}"))
-            )));
-        }
+    match stray_tenant(inputs, lines, tenant) {
+        Some((at, given)) => Err(Problem::forbidden(format!(
+            "{at} has tenant {given}; this API key may only write events with \"tenant\": {tenant:?}"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// With `logs.per_tenant`, a log other than the default and system logs
@@ -440,25 +429,35 @@ pub(crate) fn check_log_tenant(app: &App, log: &str, inputs: &[&[u8]], lines: Op
     if !app.config.logs.per_tenant || log == app.config.default_log || log == crate::meta::SYSTEM_LOG {
         return Ok(());
     }
-    for (i, input) in inputs.iter().enumerate() {
-        let Some(given) = tenant_of(input) else { continue };
-        if given.as_deref() != Some(log) {
-            let at = match lines {
-                Some(l) => format!("the event on line {}", l[i]),
-                None if inputs.len() > 1 => format!("the event at position {i}"),
-                None => "the event".to_string(),
-            };
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-event",
-                format!(
-                    "tenant: {at} has tenant {}; with per-tenant logs, log {log:?} holds only events with \"tenant\": {log:?}",
-                    given.map_or("(none)".to_string(), |g| format!("{g:?}"))
-                ),
-            ));
-        }
+    match stray_tenant(inputs, lines, log) {
+        Some((at, given)) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-event",
+            format!(
+                "tenant: {at} has tenant {given}; with per-tenant logs, log {log:?} holds only events with \"tenant\": {log:?}"
+            ),
+        )),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The first event whose tenant is not `want`: where it is (for a
+/// message), and its tenant as written (`(none)` without one). Text that is
+/// not an event object is skipped: validation refuses it later, with a
+/// better message than a tenant check could give.
+fn stray_tenant(inputs: &[&[u8]], lines: Option<&[u64]>, want: &str) -> Option<(String, String)> {
+    inputs.iter().enumerate().find_map(|(i, input)| {
+        let given = tenant_of(input)?;
+        if given.as_deref() == Some(want) {
+            return None;
+        }
+        let at = match lines {
+            Some(l) => format!("the event on line {}", l[i]),
+            None if inputs.len() > 1 => format!("the event at position {i}"),
+            None => "the event".to_string(),
+        };
+        Some((at, given.map_or("(none)".to_string(), |g| format!("{g:?}"))))
+    })
 }
 
 /// The `tenant` of an event text: `None` if the text is not a JSON object,

@@ -34,18 +34,10 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T, Problem> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         // A panic's text is for the log, never for the client.
-        if e.is_panic() {
-            let panic = e.into_panic();
-            let text = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(no message)");
-            crate::request::record_panic(text);
-        }
-        Err(Problem::internal(
-            "the server failed while answering this request; the fault is logged under its request id",
-        ))
+        Err(match e.try_into_panic() {
+            Ok(panic) => crate::request::panic_problem(&*panic),
+            Err(e) => Problem::internal(format!("request worker failed: {e}")),
+        })
     })
 }
 
