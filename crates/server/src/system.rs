@@ -56,14 +56,15 @@ pub struct SystemHealth {
     /// The data directory whose file system `disk` describes.
     pub data_dir: String,
     /// Each open log's integrity: damage found, a write fault, the scrub's
-    /// progress and recoveries (empty in the sampler's own reports).
+    /// progress and recoveries (filled in by the health route).
     pub logs: Vec<crate::integrity::LogHealth>,
 }
 
 struct Shared {
     thresholds: Health,
     dir: PathBuf,
-    latest: Mutex<Option<SystemHealth>>,
+    /// CPU and memory, sampled each second (the disk is asked when needed).
+    latest: Mutex<Option<(Resource, Resource)>>,
     /// Bytes writes may still take without asking the file system again
     /// (see [`SystemMonitor::check_room`]), and until when, in milliseconds
     /// since `born`.
@@ -110,10 +111,16 @@ impl SystemMonitor {
     /// disk as it is now.
     pub fn health(&self) -> SystemHealth {
         let latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut h = latest.unwrap_or_else(|| sample(&self.shared, System::new().ok().as_mut()));
-        h.disk = disk(&self.shared);
-        h.status = h.cpu.status.max(h.memory.status).max(h.disk.status);
-        h
+        let (cpu, memory) = latest.unwrap_or_else(|| sample(&self.shared, System::new().ok().as_mut()));
+        let disk = disk(&self.shared);
+        SystemHealth {
+            status: cpu.status.max(memory.status).max(disk.status),
+            cpu,
+            memory,
+            disk,
+            data_dir: self.shared.dir.display().to_string(),
+            logs: Vec::new(),
+        }
     }
 
     /// Why no write may start now, if the data directory's disk is
@@ -195,7 +202,8 @@ fn percent(used: u64, total: u64) -> f64 {
     }
 }
 
-fn sample(shared: &Shared, system: Option<&mut System>) -> SystemHealth {
+/// CPU and memory use now.
+fn sample(shared: &Shared, system: Option<&mut System>) -> (Resource, Resource) {
     let t = &shared.thresholds;
     let (cpu_used, mem_used, mem_total) = match system {
         Some(system) => {
@@ -226,16 +234,7 @@ fn sample(shared: &Shared, system: Option<&mut System>) -> SystemHealth {
         free_bytes: None,
         reserve_bytes: None,
     };
-    let disk = disk(shared);
-    let status = cpu.status.max(memory.status).max(disk.status);
-    SystemHealth {
-        status,
-        cpu,
-        memory,
-        disk,
-        data_dir: shared.dir.display().to_string(),
-        logs: Vec::new(),
-    }
+    (cpu, memory)
 }
 
 /// The data directory's file system now. Below the reserve counts as
