@@ -408,49 +408,7 @@ impl Log {
         let signer = read_signer(storage, dir)?;
         let verifier = signer.verifier();
         let files = open_files(dir, |path| storage.open(path, false))?;
-        let (slot, checkpoint) = read_signed_checkpoint(&files, &verifier)?;
-        let signed = checkpoint.size;
-        let mut rec = recover(&files, &slot, signed, false)?;
-        if rec.frontier.root() != checkpoint.root && rec.derived_size > 0 {
-            // The derived files may be what is wrong: rebuild them from the
-            // entries, which with the signed checkpoint are the truth.
-            rec = recover(&files, &slot, signed, true)?;
-        }
-        if rec.frontier.root() != checkpoint.root {
-            return Err(corrupt(
-                dir,
-                ENTRIES_FILE,
-                format!("the tree of its first {signed} entries does not have the root of the last signed checkpoint"),
-            ));
-        }
-        let written = Written {
-            size: signed,
-            root: checkpoint.root,
-            entries_end: rec.entries_end,
-        };
-        let syncer = Syncer {
-            slot_seq: slot.seq,
-            derived_size: rec.derived_size,
-            derived_offset: rec.derived_offset,
-            durable_end: rec.entries_end,
-        };
-        let writer = Writer {
-            frontier: rec.frontier,
-            entries_end: rec.entries_end,
-            records: Vec::new(),
-            index: Vec::new(),
-            hashes: Vec::new(),
-        };
-        let head = Head {
-            checkpoint,
-            note: slot.note.into(),
-        };
-        let queue = Queue {
-            next: signed,
-            durable: signed,
-            written,
-            ..Queue::default()
-        };
+        let (writer, syncer, head, queue) = resume_signed(&files, &verifier)?;
         Ok(Log {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -671,54 +629,11 @@ impl Log {
                 "a write or sync of the failed commit is still running; try again".into(),
             ));
         }
-        let files = &inner.files;
-        let slot = read_current_slot(files)?;
-        let (checkpoint, _) = open_checkpoint(&slot.note, &inner.verifier).map_err(|e| {
-            corrupt(
-                &files.dir,
-                CHECKPOINT_FILE,
-                format!("last signed checkpoint does not verify: {e}"),
-            )
-        })?;
-        let signed = checkpoint.size;
-        let mut rec = recover(files, &slot, signed, false)?;
-        if rec.frontier.root() != checkpoint.root && rec.derived_size > 0 {
-            rec = recover(files, &slot, signed, true)?;
-        }
-        if rec.frontier.root() != checkpoint.root {
-            return Err(corrupt(
-                &files.dir,
-                ENTRIES_FILE,
-                format!("the tree of its first {signed} entries does not have the root of the last signed checkpoint"),
-            ));
-        }
-        *syncer = Syncer {
-            slot_seq: slot.seq,
-            derived_size: rec.derived_size,
-            derived_offset: rec.derived_offset,
-            durable_end: rec.entries_end,
-        };
-        *writer = Writer {
-            frontier: rec.frontier,
-            entries_end: rec.entries_end,
-            records: Vec::new(),
-            index: Vec::new(),
-            hashes: Vec::new(),
-        };
-        *inner.head.write().unwrap_or_else(|e| e.into_inner()) = Head {
-            checkpoint,
-            note: slot.note.into(),
-        };
-        *q = Queue {
-            next: signed,
-            durable: signed,
-            written: Written {
-                size: signed,
-                root: inner.head().checkpoint.root,
-                entries_end: rec.entries_end,
-            },
-            ..Queue::default()
-        };
+        let (w, s, head, queue) = resume_signed(&inner.files, &inner.verifier)?;
+        *writer = w;
+        *syncer = s;
+        *inner.head.write().unwrap_or_else(|e| e.into_inner()) = head;
+        *q = queue;
         Ok(())
     }
 
@@ -1284,6 +1199,55 @@ fn read_signed_checkpoint(files: &Files, verifier: &Verifier) -> Result<(Slot, C
         )
     })?;
     Ok((slot, checkpoint))
+}
+
+/// A writable log's state at its last signed checkpoint, the files
+/// recovered to exactly the entries it covers: what open and a reopen after
+/// a storage fault both start from.
+fn resume_signed(files: &Files, verifier: &Verifier) -> Result<(Writer, Syncer, Head, Queue)> {
+    let (slot, checkpoint) = read_signed_checkpoint(files, verifier)?;
+    let signed = checkpoint.size;
+    let mut rec = recover(files, &slot, signed, false)?;
+    if rec.frontier.root() != checkpoint.root && rec.derived_size > 0 {
+        // The derived files may be what is wrong: rebuild them from the
+        // entries, which with the signed checkpoint are the truth.
+        rec = recover(files, &slot, signed, true)?;
+    }
+    if rec.frontier.root() != checkpoint.root {
+        return Err(corrupt(
+            &files.dir,
+            ENTRIES_FILE,
+            format!("the tree of its first {signed} entries does not have the root of the last signed checkpoint"),
+        ));
+    }
+    let writer = Writer {
+        frontier: rec.frontier,
+        entries_end: rec.entries_end,
+        records: Vec::new(),
+        index: Vec::new(),
+        hashes: Vec::new(),
+    };
+    let syncer = Syncer {
+        slot_seq: slot.seq,
+        derived_size: rec.derived_size,
+        derived_offset: rec.derived_offset,
+        durable_end: rec.entries_end,
+    };
+    let queue = Queue {
+        next: signed,
+        durable: signed,
+        written: Written {
+            size: signed,
+            root: checkpoint.root,
+            entries_end: rec.entries_end,
+        },
+        ..Queue::default()
+    };
+    let head = Head {
+        checkpoint,
+        note: slot.note.into(),
+    };
+    Ok((writer, syncer, head, queue))
 }
 
 /// The valid slot with the highest sequence number.
