@@ -565,10 +565,12 @@ pub fn export(data: &Path, log: &str, args: &ExportArgs) -> anyhow::Result<()> {
 pub fn reindex(data: &Path, log: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let bar = crate::progress::bar("reindexing", 0, crate::progress::Unit::Entries);
-    let n = Trail::reindex_with_progress(&DataDir::new(data), log, &Default::default(), &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    });
+    let n = Trail::reindex_with_progress(
+        &DataDir::new(data),
+        log,
+        &Default::default(),
+        &mut crate::progress::follow(&bar),
+    );
     bar.finish_and_clear();
     let n = n?;
     writeln!(

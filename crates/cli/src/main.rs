@@ -200,10 +200,7 @@ fn missing_log_hint(data: &Path, log: &str) -> String {
             data.display()
         );
     }
-    let names: Vec<String> = DataDir::new(data)
-        .list_logs()
-        .map(|logs| logs.into_iter().map(|l| l.name).collect())
-        .unwrap_or_default();
+    let names = DataDir::new(data).log_names().unwrap_or_default();
     if names.is_empty() {
         format!("hint: {} holds no logs yet: {create}", data.display())
     } else {
@@ -333,10 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &log_dir,
                 key.as_ref(),
                 since.as_deref(),
-                &mut |done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                },
+                &mut progress::follow(&bar),
             );
             bar.finish_and_clear();
             let report = report?;

@@ -33,3 +33,12 @@ pub fn bar(what: &'static str, total: u64, unit: Unit) -> ProgressBar {
         .with_style(style)
         .with_message(what)
 }
+
+/// A `progress(done, total)` callback, as the library's long operations
+/// take, that moves `bar`.
+pub fn follow(bar: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
+    move |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+}
