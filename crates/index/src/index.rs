@@ -237,11 +237,9 @@ struct Store {
     committed: AtomicU64,
     merges: Mutex<Merges>,
     merges_changed: Condvar,
-    /// Opened beside the writer: every write refuses.
-    read_only: bool,
-    /// Locked while open, so no other writer touches the directory (none
-    /// for a read-only open).
-    _lock: Option<File>,
+    /// Locked while open, so no other writer touches the directory. None
+    /// for an index opened beside the writer, where every write refuses.
+    lock: Option<File>,
 }
 
 /// The merge thread's state.
@@ -388,8 +386,7 @@ impl EventIndex {
                 ..Merges::default()
             }),
             merges_changed: Condvar::new(),
-            read_only: false,
-            _lock: Some(lock),
+            lock: Some(lock),
         });
         let merger = {
             let store = Arc::clone(&store);
@@ -464,8 +461,7 @@ impl EventIndex {
             committed: AtomicU64::new(watermark),
             merges: Mutex::new(Merges::default()),
             merges_changed: Condvar::new(),
-            read_only: true,
-            _lock: None,
+            lock: None,
         };
         EventIndex {
             store: Arc::new(store),
@@ -865,7 +861,7 @@ impl Store {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Writer>, IndexError> {
-        if self.read_only {
+        if self.lock.is_none() {
             return Err(IndexError::ReadOnly(self.dir.clone()));
         }
         let w = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
