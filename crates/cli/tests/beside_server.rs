@@ -109,7 +109,16 @@ fn read_commands_work_while_the_server_ingests() {
     };
     let agent = agent();
     for _ in 0..3 {
+        let waiting = Instant::now();
         while acked.lock().unwrap().len() < 40 {
+            assert!(
+                !ingester.is_finished(),
+                "the ingester stopped before 40 events were acknowledged"
+            );
+            assert!(
+                waiting.elapsed() < Duration::from_secs(60),
+                "40 events not acknowledged within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let before: BTreeMap<u64, String> = acked.lock().unwrap().clone();

@@ -113,11 +113,8 @@ fn digests(list: &Value) -> Vec<sha2::digest::Output<Sha256>> {
 #[test]
 fn tiles_checkpoint_and_proofs_verify_with_independent_code() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
+    let mut config = support::config(dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(Server::start(config)).unwrap();
     let key = support::create_key(&server.app, Scope::Admin, None, "verifier");

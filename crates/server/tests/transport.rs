@@ -25,11 +25,8 @@ mod support;
 /// A server with short timeouts (each test shortens what it tests).
 async fn start(adjust: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
+    let mut config = support::config(&dir.path().join("data"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
     config.index.visibility_ms = 20;
     config.http.header_timeout_ms = 5_000;
     config.http.body_timeout_ms = 5_000;

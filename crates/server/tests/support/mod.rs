@@ -16,14 +16,26 @@ use sealtrail_server::{router, App, Config};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-/// An `App` on a fresh temporary data directory (index visibility 20 ms,
-/// then `adjust`), and its router.
-pub fn open(adjust: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Arc<App>, Router) {
-    let dir = tempfile::tempdir().unwrap();
+/// The defaults on `data_dir`, except for disk thresholds that refuse
+/// writes only on a truly full disk: a test must not depend on the free
+/// space of the machine running it (the tests of the thresholds set
+/// their own).
+pub fn config(data_dir: &std::path::Path) -> Config {
     let mut config = Config {
-        data_dir: dir.path().join("data"),
+        data_dir: data_dir.to_path_buf(),
         ..Config::default()
     };
+    config.health.disk_reserve_bytes = 0;
+    config.health.disk_warning_percent = 100.0;
+    config.health.disk_critical_percent = 100.0;
+    config
+}
+
+/// An `App` on a fresh temporary data directory (`config`, index
+/// visibility 20 ms, then `adjust`), and its router.
+pub fn open(adjust: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Arc<App>, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir.path().join("data"));
     config.index.visibility_ms = 20;
     adjust(&mut config);
     let app = App::open(config).unwrap();
