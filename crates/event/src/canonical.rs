@@ -13,7 +13,30 @@ use std::io::Write as _;
 
 use crate::event::{Actor, Changes, Context, Event, Failure, Impersonator, Source, Target};
 use crate::jcs::{self, JcsError};
+use crate::limits::MAX_ENTRY_BYTES;
+use crate::report::EntryError;
 use crate::timestamp::Stored;
+
+/// The canonical entry bytes of `event`, refused above [`MAX_ENTRY_BYTES`].
+///
+/// The event is trusted to be valid, as [`crate::accept`] and
+/// [`crate::parse_entry`] build them; an `Event` assembled by hand is not checked
+/// against the schema here.
+pub fn canonical_entry(event: &Event) -> Result<Vec<u8>, EntryError> {
+    // serde_json would quietly write a non-finite f64 as `null`.
+    if let Some(d) = event.duration_ms.filter(|d| !d.is_finite()) {
+        return Err(EntryError::Unrepresentable(format!("duration_ms is {d}")));
+    }
+    let mut bytes = Vec::with_capacity(512);
+    write_event(event, &mut bytes).map_err(|e| EntryError::Unrepresentable(e.to_string()))?;
+    if bytes.len() > MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_ENTRY_BYTES,
+        });
+    }
+    Ok(bytes)
+}
 
 /// Append the canonical bytes of `event` to `out` and return the length of
 /// `details` among them (0 without it), which has its own bound. The

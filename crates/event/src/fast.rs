@@ -30,8 +30,8 @@ use crate::event::{
     Actor, ActorType, Changes, Context, Crud, Event, Failure, Impersonator, Outcome, Severity, Source, Target,
 };
 use crate::limits::*;
+use crate::mode::Mode;
 use crate::timestamp;
-use crate::validate::Mode;
 
 /// The event in `text` and its canonical entry, if the text is a valid
 /// event; `None` when it is not, or when this path is unsure.

@@ -29,6 +29,8 @@ pub mod id;
 pub mod jcs;
 pub mod json;
 pub mod limits;
+mod mode;
+mod report;
 pub mod timestamp;
 pub mod validate;
 

@@ -30,32 +30,16 @@ use jiff::Timestamp;
 use serde_json::{Map, Number, Value};
 use ulid::Ulid;
 
+use crate::canonical::canonical_entry;
 use crate::event::{
     Actor, ActorType, Changes, Context, Crud, Event, Failure, Impersonator, Outcome, Severity, Source, Target,
 };
 use crate::limits::*;
+use crate::mode::Mode;
+use crate::report::join;
+pub use crate::report::{thousands, FieldError};
 use crate::timestamp::{self, TimeError};
 use crate::{fast, jcs, json};
-
-/// One thing wrong with an input: where (`actor.id`, `targets[2].type`;
-/// empty for the event as a whole) and why. Displays as `path: message`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for FieldError {}
 
 /// Why an event sent as JSON text was refused: the text is not JSON, or it
 /// is JSON that breaks the schema.
@@ -65,10 +49,6 @@ pub enum Rejection {
     Json(#[from] json::JsonError),
     #[error("{}", join(.0))]
     Invalid(Vec<FieldError>),
-}
-
-pub(crate) fn join(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// Validate an event as a client sent it and complete it with the
@@ -150,7 +130,7 @@ pub(crate) fn stored(input: &Value) -> Result<(Event, Vec<u8>), Vec<FieldError>>
 
 fn finish(mut c: Checker, event: Option<Event>) -> Result<(Event, Vec<u8>), Vec<FieldError>> {
     match event {
-        Some(event) if c.errors.is_empty() => match crate::entry::canonical_entry(&event) {
+        Some(event) if c.errors.is_empty() => match canonical_entry(&event) {
             Ok(entry) => Ok((event, entry)),
             Err(err) => {
                 c.push(&Path::Root, err.to_string());
@@ -159,12 +139,6 @@ fn finish(mut c: Checker, event: Option<Event>) -> Result<(Event, Vec<u8>), Vec<
         },
         _ => Err(c.finish()),
     }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Mode {
-    Submitted { received_at: Timestamp, id: Ulid },
-    Stored,
 }
 
 const EVENT_FIELDS: &[&str; 19] = &[
@@ -838,19 +812,6 @@ fn number_text(n: &Number) -> String {
         (None, None, Some(f)) => jcs::format_f64(f).unwrap_or_else(|_| n.to_string()),
         (None, None, None) => n.to_string(),
     }
-}
-
-/// 70123 → "70,123": sizes in messages are read by people.
-pub fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(d);
-    }
-    out
 }
 
 #[cfg(test)]
