@@ -477,7 +477,7 @@ pub fn performance(data: &Path, log: &str, args: &PerformanceArgs) -> anyhow::Re
             .map(|p| {
                 serde_json::json!({
                     "action": p.action, "count": p.count, "min": p.min, "max": p.max,
-                    "mean": p.mean, "p50": p.p50, "p95": p.p95, "p99": p.p99,
+                    "mean": p.mean, "p50": p.p50, "p95": p.p95, "p99": p.p99, "exact": p.exact,
                 })
             })
             .collect();

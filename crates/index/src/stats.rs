@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use sealtrail_event::{Outcome, Timestamp};
 use sealtrail_segment::NONE;
+use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use crate::query::{Matches, Seg, Values};
 use crate::schema::{time_nanos, ACTION, ACTION_COLUMN, ACTOR, ACTOR_COLUMN, DURATION, OCCURRED, OUTCOME};
@@ -46,8 +47,11 @@ pub struct Stats {
 }
 
 /// Durations (`duration_ms`) of one action's matching events that have
-/// one. Percentiles are exact nearest-rank: the value at 1-based rank
-/// ⌈p/100 · count⌉ of the sorted durations.
+/// one. While the matching durations of a query fit [`EXACT_DURATIONS`],
+/// percentiles are exact nearest-rank: the value at 1-based rank
+/// ⌈p/100 · count⌉ of the sorted durations. Past it they come from a
+/// DDSketch and are within [`RELATIVE_ERROR`] of the value at that rank
+/// (`exact` is false); `count`, `min`, `max` and `mean` stay exact.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Performance {
     pub action: String,
@@ -58,7 +62,22 @@ pub struct Performance {
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
+    pub exact: bool,
 }
+
+/// How many durations one `performance` query keeps exactly (8 MiB):
+/// beyond, every action's durations go into a sketch, so the memory of a
+/// query is bounded whatever the number of events it matches.
+pub const EXACT_DURATIONS: usize = 1 << 20;
+
+/// The relative error of a sketched percentile.
+pub const RELATIVE_ERROR: f64 = 0.01;
+
+/// A sketch holds at most this many bins (16 KiB): at 1% relative error
+/// they span a ratio of about 10¹⁷ between the smallest and the largest
+/// duration, from 10⁻⁹ ms; a wider spread merges the lowest bins, which
+/// only the lowest percentiles would notice.
+const SKETCH_BINS: u32 = 2048;
 
 /// Counts of the matches of one query, summed segment by segment.
 #[derive(Default)]
@@ -142,11 +161,90 @@ fn ranked(mut counts: Vec<(String, u64)>) -> Vec<(String, u64)> {
     counts
 }
 
-/// The durations of the matches of one query, by action.
-#[derive(Default)]
-pub(crate) struct Durations(HashMap<String, Vec<f64>>);
+/// The durations of the matches of one query, by action: exact until
+/// [`EXACT_DURATIONS`] of them are held, then sketched.
+pub(crate) struct Durations {
+    exact: HashMap<String, Vec<f64>>,
+    held: usize,
+    limit: usize,
+    sketched: Option<HashMap<String, Sketch>>,
+}
+
+impl Default for Durations {
+    fn default() -> Durations {
+        Durations::with_limit(EXACT_DURATIONS)
+    }
+}
+
+/// A DDSketch with the exact count, minimum, maximum and sum beside it.
+struct Sketch {
+    sketch: DDSketch,
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+}
+
+impl Sketch {
+    fn new() -> Sketch {
+        Sketch {
+            sketch: DDSketch::new(SketchConfig::new(RELATIVE_ERROR, SKETCH_BINS, 1e-9)),
+            count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+        }
+    }
+
+    fn add(&mut self, v: f64) {
+        self.sketch.add(v);
+        self.count += 1;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.sum += v;
+    }
+
+    fn summary(self, action: String) -> Option<Performance> {
+        let n = self.count;
+        if n == 0 {
+            return None;
+        }
+        // The same nearest rank as the exact path, as the sketch's
+        // quantile of that 0-based rank (it reads rank ⌊q·(n−1)⌋; the
+        // half keeps float rounding from moving it down).
+        let rank = |p: u64| {
+            let r = (p * n).div_ceil(100).max(1) - 1;
+            if r + 1 >= n {
+                return self.max;
+            }
+            let q = (r as f64 + 0.5) / (n - 1) as f64;
+            let v = self.sketch.quantile(q.min(1.0)).ok().flatten().unwrap_or(self.max);
+            v.clamp(self.min, self.max)
+        };
+        Some(Performance {
+            count: n,
+            min: self.min,
+            max: self.max,
+            mean: self.sum / n as f64,
+            p50: rank(50),
+            p95: rank(95),
+            p99: rank(99),
+            exact: false,
+            action,
+        })
+    }
+}
 
 impl Durations {
+    fn with_limit(limit: usize) -> Durations {
+        Durations {
+            exact: HashMap::new(),
+            held: 0,
+            limit,
+            sketched: None,
+        }
+    }
+
     pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>) {
         let (Some(mut action), Some(mut duration)) = (
             seg.column(ACTION_COLUMN).map(Values::new),
@@ -165,13 +263,39 @@ impl Durations {
         let first = seg.field_terms(ACTION).start;
         for (number, values) in by_number {
             let Ok(number) = u32::try_from(number) else { continue };
-            let name = String::from_utf8_lossy(seg.term_bytes(first.saturating_add(number)));
-            self.0.entry(name.into_owned()).or_default().extend(values);
+            let name = String::from_utf8_lossy(seg.term_bytes(first.saturating_add(number))).into_owned();
+            self.extend(name, values);
+        }
+    }
+
+    fn extend(&mut self, action: String, values: Vec<f64>) {
+        if self.sketched.is_none() && self.held + values.len() > self.limit {
+            let mut sketches = HashMap::with_capacity(self.exact.len());
+            for (a, held) in self.exact.drain() {
+                let mut sketch = Sketch::new();
+                held.into_iter().for_each(|v| sketch.add(v));
+                sketches.insert(a, sketch);
+            }
+            self.held = 0;
+            self.sketched = Some(sketches);
+        }
+        match &mut self.sketched {
+            Some(sketches) => {
+                let sketch = sketches.entry(action).or_insert_with(Sketch::new);
+                values.into_iter().for_each(|v| sketch.add(v));
+            }
+            None => {
+                self.held += values.len();
+                self.exact.entry(action).or_default().extend(values);
+            }
         }
     }
 
     pub fn finish(self) -> Vec<Performance> {
-        let mut out: Vec<Performance> = self.0.into_iter().filter_map(|(a, v)| summary(a, v)).collect();
+        let mut out: Vec<Performance> = match self.sketched {
+            Some(sketches) => sketches.into_iter().filter_map(|(a, s)| s.summary(a)).collect(),
+            None => self.exact.into_iter().filter_map(|(a, v)| summary(a, v)).collect(),
+        };
         out.sort_unstable_by(|a, b| a.action.cmp(&b.action));
         out
     }
@@ -192,6 +316,67 @@ fn summary(action: String, mut values: Vec<f64>) -> Option<Performance> {
         p50: rank(50),
         p95: rank(95),
         p99: rank(99),
+        exact: true,
         action,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Log-uniform durations from 0.01 ms to 100 s, deterministic.
+    fn durations(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                10f64.powf(-2.0 + 7.0 * u)
+            })
+            .collect()
+    }
+
+    fn run(limit: usize, actions: &[(&str, Vec<f64>)]) -> Vec<Performance> {
+        let mut d = Durations::with_limit(limit);
+        for (action, values) in actions {
+            for chunk in values.chunks(997) {
+                d.extend(action.to_string(), chunk.to_vec());
+            }
+        }
+        d.finish()
+    }
+
+    #[test]
+    fn within_the_limit_percentiles_are_exact_and_past_it_within_the_relative_error() {
+        let actions = [
+            ("a", durations(30_000, 1)),
+            ("b", durations(20_000, 2)),
+            ("c", vec![0.0, 5.0]),
+        ];
+        let exact = run(usize::MAX, &actions);
+        assert!(exact.iter().all(|p| p.exact));
+        let expected: Vec<Performance> = actions
+            .iter()
+            .map(|(a, v)| summary(a.to_string(), v.clone()).unwrap())
+            .collect();
+        assert_eq!(exact, expected);
+
+        let sketched = run(10_000, &actions);
+        assert_eq!(sketched.len(), exact.len());
+        for (s, e) in sketched.iter().zip(&exact) {
+            assert!(!s.exact);
+            assert_eq!((&s.action, s.count, s.min, s.max), (&e.action, e.count, e.min, e.max));
+            assert!((s.mean - e.mean).abs() <= 1e-9 * e.mean.abs().max(1.0), "{s:?} {e:?}");
+            for (got, want) in [(s.p50, e.p50), (s.p95, e.p95), (s.p99, e.p99)] {
+                assert!(
+                    (got - want).abs() <= RELATIVE_ERROR * want + 1e-9,
+                    "{}: {got} against {want}",
+                    s.action
+                );
+            }
+        }
+    }
 }

@@ -587,10 +587,15 @@ pub struct PerformanceRow {
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
+    /// Whether p50, p95 and p99 are exact nearest-rank percentiles; false
+    /// when the query matched more durations than are kept exactly
+    /// (2^20), and they are within 1% of the value at that rank.
+    pub exact: bool,
 }
 
 /// Per action: count, min, max, mean, p50, p95, p99 of `duration_ms`
-/// (exact nearest-rank percentiles).
+/// (nearest-rank percentiles, exact up to 2^20 matching durations, then
+/// within 1%).
 #[utoipa::path(
     get, path = "/api/v1/logs/{log}/performance", tag = "query",
     params(LogPath, EventQuery),
@@ -631,6 +636,7 @@ pub async fn performance(
                     p50: p.p50,
                     p95: p.p95,
                     p99: p.p99,
+                    exact: p.exact,
                 })
                 .collect(),
         ))
