@@ -18,20 +18,25 @@
 //! or deciding when to commit.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use fastbloom::BloomFilter;
 use sealtrail_event::Event;
-use sealtrail_segment::{merge, term_hash, Mapped, Segment};
+use sealtrail_segment::{merge, term_hash};
 use thiserror::Error;
 
 use crate::filter::{Filter, Order, Page};
+use crate::manifest::{
+    manifest_text, parse_manifest, segment_number, sync_dir, write_manifest, Manifest, MANIFEST, MANIFEST_TMP,
+    SEGMENT_SUFFIX,
+};
+use crate::part::Part;
+use crate::policy::merge_run;
 use crate::query::{first_at_or_after, Plan, Seg};
-use crate::schema::{Building, IDEMPOTENCY, LEDGER, SCHEMA_VERSION};
+use crate::schema::{Building, IDEMPOTENCY, LEDGER};
 use crate::stats::{Bucket, Durations, Performance, Stats, StatsSum};
 
 /// How the index is written.
@@ -91,111 +96,22 @@ pub enum IndexError {
     },
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> IndexError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> IndexError + '_ {
     move |source| IndexError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-/// The committed state's file, replaced whole by rename.
-const MANIFEST: &str = "MANIFEST";
-const MANIFEST_TMP: &str = "MANIFEST.tmp";
 /// Held locked while an [`EventIndex`] has the directory open.
 const LOCK: &str = "LOCK";
 /// What a tantivy index (schema version 2 and before) holds.
 const TANTIVY_META: &str = "meta.json";
-const SEGMENT_SUFFIX: &str = ".seg";
-
-/// Segments of about one size merged into one: each merge rewrites its
-/// segments, so a larger factor rewrites each document fewer times, and
-/// more segments cost a page little (it reads the newest first).
-const MERGE_FACTOR: usize = 16;
-
-/// No merge makes a segment of more documents than this: a merge holds the
-/// merged term dictionary in memory, which grows with the documents.
-const MAX_MERGED_DOCS: u64 = 1 << 22;
-
-/// Nor of more term bytes than this, for the same reason (the format's
-/// limit is 4 GiB).
-const MAX_MERGED_TERM_BYTES: u64 = 1 << 30;
 
 /// The most the segment being built may hold, whatever
 /// [`IndexOptions::writer_memory`] says: its term bytes must stay under the
 /// format's 4 GiB.
 const MAX_BUILDING_MEMORY: usize = 1 << 31;
-
-/// One committed segment.
-struct Part {
-    file: String,
-    bytes: u64,
-    segment: Seg,
-    /// Ledger indices of its first and last documents.
-    first: u64,
-    last: u64,
-    /// Built on the first idempotency lookup that reaches this segment.
-    keys: OnceLock<KeyFilter>,
-}
-
-/// The idempotency keys a segment may hold. A key absent from the filter
-/// is certainly absent from the segment, so a lookup of a fresh key (the
-/// usual case on ingest) skips the segment's dictionary; about 1% of the
-/// segments without a key still look it up. About 10 bits per key, built
-/// from the dictionary's stored term hashes.
-struct KeyFilter(BloomFilter);
-
-const KEY_FILTER_FALSE_POSITIVES: f64 = 0.01;
-
-impl Part {
-    fn open(dir: &Path, file: &str, bytes: u64) -> Result<Part, IndexError> {
-        let path = dir.join(file);
-        let bad = |reason: String| IndexError::BadSegment {
-            path: path.clone(),
-            reason,
-        };
-        // A missing file is damage; any other failure to map it (no memory,
-        // too many open files, permissions) is not the index's fault, and
-        // must not get it wiped.
-        let map = match Mapped::open(&path) {
-            Ok(map) => map,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(bad("missing".into())),
-            Err(e) => return Err(io_at(&path)(e)),
-        };
-        let len = map.as_ref().len() as u64;
-        if len != bytes {
-            return Err(bad(format!("{len} bytes where the manifest says {bytes}")));
-        }
-        let segment = Segment::open(map).map_err(|e| bad(e.to_string()))?;
-        let ledger = segment.column(LEDGER).ok_or_else(|| bad("no ledger column".into()))?;
-        let last_doc = segment
-            .docs()
-            .checked_sub(1)
-            .ok_or_else(|| bad("no documents".into()))?;
-        let (Some(first), Some(last)) = (ledger.get(0), ledger.get(last_doc)) else {
-            return Err(bad("unreadable ledger column".into()));
-        };
-        Ok(Part {
-            file: file.to_string(),
-            bytes,
-            segment,
-            first,
-            last,
-            keys: OnceLock::new(),
-        })
-    }
-
-    fn keys(&self) -> &KeyFilter {
-        self.keys.get_or_init(|| {
-            let terms = self.segment.field_terms(IDEMPOTENCY);
-            let mut filter =
-                BloomFilter::with_false_pos(KEY_FILTER_FALSE_POSITIVES).expected_items((terms.len()).max(1));
-            for t in terms {
-                filter.insert_hash(self.segment.term_hash_at(t));
-            }
-            KeyFilter(filter)
-        })
-    }
-}
 
 struct Writer {
     building: Building,
@@ -249,71 +165,6 @@ struct Merges {
     due: bool,
     running: bool,
     stop: bool,
-}
-
-/// What a manifest says.
-struct Manifest {
-    watermark: u64,
-    /// File name and length of each segment, oldest first.
-    segments: Vec<(String, u64)>,
-}
-
-fn manifest_text(watermark: u64, parts: &[Arc<Part>]) -> String {
-    let mut text = format!("sealtrail-index {SCHEMA_VERSION}\nwatermark {watermark}\n");
-    for p in parts {
-        text.push_str(&format!("segment {} {}\n", p.file, p.bytes));
-    }
-    text
-}
-
-fn parse_manifest(dir: &Path, text: &str) -> Result<Manifest, IndexError> {
-    let path = dir.join(MANIFEST);
-    let bad = |line: usize, reason: &str| IndexError::BadManifest {
-        path: path.clone(),
-        line,
-        reason: reason.to_string(),
-    };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.split(' ').collect::<Vec<_>>()));
-    match lines.next() {
-        Some((_, words)) if words.len() == 2 && words[0] == "sealtrail-index" => {
-            if words[1] != SCHEMA_VERSION.to_string() {
-                return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() });
-            }
-        }
-        _ => return Err(bad(1, "expected `sealtrail-index <version>`")),
-    }
-    let watermark = match lines.next() {
-        Some((_, words)) if words.len() == 2 && words[0] == "watermark" => {
-            words[1].parse().map_err(|_| bad(2, "watermark is not a number"))?
-        }
-        _ => return Err(bad(2, "expected `watermark <entries>`")),
-    };
-    let mut segments = Vec::new();
-    for (n, words) in lines {
-        match words.as_slice() {
-            ["segment", file, bytes] if segment_number(file).is_some() => {
-                let bytes = bytes.parse().map_err(|_| bad(n, "segment length is not a number"))?;
-                segments.push((file.to_string(), bytes));
-            }
-            _ => return Err(bad(n, "expected `segment <NNNNNNNNNNNN.seg> <bytes>`")),
-        }
-    }
-    Ok(Manifest { watermark, segments })
-}
-
-/// The number of a segment file name (`000000000042.seg`).
-fn segment_number(file: &str) -> Option<u64> {
-    let digits = file.strip_suffix(SEGMENT_SUFFIX)?;
-    (digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
-}
-
-fn sync_dir(dir: &Path) -> Result<(), IndexError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
 }
 
 impl EventIndex {
@@ -906,41 +757,4 @@ impl Drop for EventIndex {
             let _ = merger.join();
         }
     }
-}
-
-/// Replace the manifest with `text`: written beside it, synced, renamed
-/// over it, and the rename synced.
-fn write_manifest(dir: &Path, text: &str) -> Result<(), IndexError> {
-    let tmp = dir.join(MANIFEST_TMP);
-    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io_at(&tmp))?;
-    f.sync_all().map_err(io_at(&tmp))?;
-    fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_at(&tmp))?;
-    sync_dir(dir)
-}
-
-/// The run of segments to merge next, if any: the oldest [`MERGE_FACTOR`]
-/// neighbours of which no one holds more documents than the others
-/// together, whose predecessor (if any) holds at least four times the
-/// largest, and which together stay within [`MAX_MERGED_DOCS`] and
-/// [`MAX_MERGED_TERM_BYTES`]. So sizes
-/// fall from the oldest segment to the newest, and each document is
-/// rewritten about once per factor of 16 that the segments around it grow
-/// by, whatever the sizes of commits. Any run qualifies, not only the
-/// newest: commits go on while a merge runs.
-fn merge_run(parts: &[Arc<Part>]) -> Option<std::ops::Range<usize>> {
-    let docs = |p: &Arc<Part>| u64::from(p.segment.docs());
-    (0..=parts.len().checked_sub(MERGE_FACTOR)?)
-        .find(|&start| {
-            let run = &parts[start..start + MERGE_FACTOR];
-            let largest = run.iter().map(docs).max().unwrap_or(0);
-            let total: u64 = run.iter().map(docs).sum();
-            let term_bytes: u64 = run.iter().map(|p| p.segment.term_bytes_len() as u64).sum();
-            let below = start.checked_sub(1).map(|i| docs(&parts[i]));
-            largest <= total - largest
-                && below.is_none_or(|b| largest.saturating_mul(4) <= b)
-                && total <= MAX_MERGED_DOCS
-                && term_bytes <= MAX_MERGED_TERM_BYTES
-        })
-        .map(|start| start..start + MERGE_FACTOR)
 }

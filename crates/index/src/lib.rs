@@ -21,6 +21,9 @@
 
 mod filter;
 mod index;
+mod manifest;
+mod part;
+mod policy;
 mod query;
 mod schema;
 mod stats;

@@ -1,0 +1,93 @@
+//! The manifest: the one file that says which segments are committed and
+//! how many ledger entries they cover, replaced whole by rename so the two
+//! change together (docs/query-index.md).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::index::{io_at, IndexError};
+use crate::part::Part;
+use crate::schema::SCHEMA_VERSION;
+
+/// The committed state's file, replaced whole by rename.
+pub(crate) const MANIFEST: &str = "MANIFEST";
+pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
+pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
+
+/// What a manifest says.
+pub(crate) struct Manifest {
+    pub(crate) watermark: u64,
+    /// File name and length of each segment, oldest first.
+    pub(crate) segments: Vec<(String, u64)>,
+}
+
+pub(crate) fn manifest_text(watermark: u64, parts: &[Arc<Part>]) -> String {
+    let mut text = format!("sealtrail-index {SCHEMA_VERSION}\nwatermark {watermark}\n");
+    for p in parts {
+        text.push_str(&format!("segment {} {}\n", p.file, p.bytes));
+    }
+    text
+}
+
+pub(crate) fn parse_manifest(dir: &Path, text: &str) -> Result<Manifest, IndexError> {
+    let path = dir.join(MANIFEST);
+    let bad = |line: usize, reason: &str| IndexError::BadManifest {
+        path: path.clone(),
+        line,
+        reason: reason.to_string(),
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split(' ').collect::<Vec<_>>()));
+    match lines.next() {
+        Some((_, words)) if words.len() == 2 && words[0] == "sealtrail-index" => {
+            if words[1] != SCHEMA_VERSION.to_string() {
+                return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() });
+            }
+        }
+        _ => return Err(bad(1, "expected `sealtrail-index <version>`")),
+    }
+    let watermark = match lines.next() {
+        Some((_, words)) if words.len() == 2 && words[0] == "watermark" => {
+            words[1].parse().map_err(|_| bad(2, "watermark is not a number"))?
+        }
+        _ => return Err(bad(2, "expected `watermark <entries>`")),
+    };
+    let mut segments = Vec::new();
+    for (n, words) in lines {
+        match words.as_slice() {
+            ["segment", file, bytes] if segment_number(file).is_some() => {
+                let bytes = bytes.parse().map_err(|_| bad(n, "segment length is not a number"))?;
+                segments.push((file.to_string(), bytes));
+            }
+            _ => return Err(bad(n, "expected `segment <NNNNNNNNNNNN.seg> <bytes>`")),
+        }
+    }
+    Ok(Manifest { watermark, segments })
+}
+
+/// The number of a segment file name (`000000000042.seg`).
+pub(crate) fn segment_number(file: &str) -> Option<u64> {
+    let digits = file.strip_suffix(SEGMENT_SUFFIX)?;
+    (digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+}
+
+/// Replace the manifest with `text`: written beside it, synced, renamed
+/// over it, and the rename synced.
+pub(crate) fn write_manifest(dir: &Path, text: &str) -> Result<(), IndexError> {
+    let tmp = dir.join(MANIFEST_TMP);
+    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io_at(&tmp))?;
+    f.sync_all().map_err(io_at(&tmp))?;
+    fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_at(&tmp))?;
+    sync_dir(dir)
+}

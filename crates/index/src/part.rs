@@ -1,0 +1,86 @@
+//! One committed segment as the index holds it: the mapped file, the
+//! ledger range it covers, and a lazily built filter of its idempotency
+//! keys.
+
+use std::io;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use fastbloom::BloomFilter;
+use sealtrail_segment::{Mapped, Segment};
+
+use crate::index::{io_at, IndexError};
+use crate::query::Seg;
+use crate::schema::{IDEMPOTENCY, LEDGER};
+
+/// One committed segment.
+pub(crate) struct Part {
+    pub(crate) file: String,
+    pub(crate) bytes: u64,
+    pub(crate) segment: Seg,
+    /// Ledger indices of its first and last documents.
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+    /// Built on the first idempotency lookup that reaches this segment.
+    keys: OnceLock<KeyFilter>,
+}
+
+/// The idempotency keys a segment may hold. A key absent from the filter
+/// is certainly absent from the segment, so a lookup of a fresh key (the
+/// usual case on ingest) skips the segment's dictionary; about 1% of the
+/// segments without a key still look it up. About 10 bits per key, built
+/// from the dictionary's stored term hashes.
+pub(crate) struct KeyFilter(pub(crate) BloomFilter);
+
+const KEY_FILTER_FALSE_POSITIVES: f64 = 0.01;
+
+impl Part {
+    pub(crate) fn open(dir: &Path, file: &str, bytes: u64) -> Result<Part, IndexError> {
+        let path = dir.join(file);
+        let bad = |reason: String| IndexError::BadSegment {
+            path: path.clone(),
+            reason,
+        };
+        // A missing file is damage; any other failure to map it (no memory,
+        // too many open files, permissions) is not the index's fault, and
+        // must not get it wiped.
+        let map = match Mapped::open(&path) {
+            Ok(map) => map,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(bad("missing".into())),
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        let len = map.as_ref().len() as u64;
+        if len != bytes {
+            return Err(bad(format!("{len} bytes where the manifest says {bytes}")));
+        }
+        let segment = Segment::open(map).map_err(|e| bad(e.to_string()))?;
+        let ledger = segment.column(LEDGER).ok_or_else(|| bad("no ledger column".into()))?;
+        let last_doc = segment
+            .docs()
+            .checked_sub(1)
+            .ok_or_else(|| bad("no documents".into()))?;
+        let (Some(first), Some(last)) = (ledger.get(0), ledger.get(last_doc)) else {
+            return Err(bad("unreadable ledger column".into()));
+        };
+        Ok(Part {
+            file: file.to_string(),
+            bytes,
+            segment,
+            first,
+            last,
+            keys: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn keys(&self) -> &KeyFilter {
+        self.keys.get_or_init(|| {
+            let terms = self.segment.field_terms(IDEMPOTENCY);
+            let mut filter =
+                BloomFilter::with_false_pos(KEY_FILTER_FALSE_POSITIVES).expected_items((terms.len()).max(1));
+            for t in terms {
+                filter.insert_hash(self.segment.term_hash_at(t));
+            }
+            KeyFilter(filter)
+        })
+    }
+}
