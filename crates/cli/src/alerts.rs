@@ -12,8 +12,8 @@ use clap::Subcommand;
 use sealtrail_alert::net::Destinations;
 use sealtrail_alert::store::{self, Origin};
 use sealtrail_alert::{ChannelSpec, RuleSpec, SilenceSpec, Span};
-use sealtrail_server::alerts as ops;
-use sealtrail_server::meta::Meta;
+use sealtrail_meta::alerts as ops;
+use sealtrail_meta::Meta;
 use sealtrail_server::Config;
 
 use crate::server::{cli_actor, record, self_command};

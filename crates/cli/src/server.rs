@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use sealtrail_ledger::{DataDir, LedgerError};
-use sealtrail_server::app::{drain_outbox, key_event, now_text};
+use sealtrail_meta::{drain_outbox, key_event, now_text, Meta, Scope, SYSTEM_LOG};
 use sealtrail_server::config::{Log as LogConfig, LogFormat};
-use sealtrail_server::meta::{Meta, Scope, SYSTEM_LOG};
 use sealtrail_server::{Config, Server};
 use sealtrail_trail::{Trail, TrailError, TrailOptions};
 use serde_json::json;
@@ -194,7 +193,7 @@ pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow:
             if tenant.as_deref() == Some("") {
                 bail!("--tenant must not be empty (leave it out for a key of every tenant)");
             }
-            let problems = sealtrail_server::meta::key_problems(name, tenant.as_deref());
+            let problems = sealtrail_meta::key_problems(name, tenant.as_deref());
             if !problems.is_empty() {
                 bail!("cannot create the key: --{}", problems.join("; --"));
             }

@@ -59,8 +59,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sealtrail_event::{accept_json_entry, event_id, Timestamp};
 use sealtrail_loadgen::{millis, quantile, Events, Load, Mode, Report, Target};
-use sealtrail_server::app::{key_event, now_text};
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
+use sealtrail_meta::{key_event, now_text};
 use sealtrail_server::{Config, Server};
 use sealtrail_trail::{Item, Trail};
 use tokio_postgres::types::ToSql;

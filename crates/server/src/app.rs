@@ -19,13 +19,23 @@ use sealtrail_trail::{Trail, TrailError, TrailOptions};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::meta::{ApiKey, Meta, MetaError, Scope, SYSTEM_LOG};
 use crate::problem::Problem;
 use crate::system::SystemMonitor;
+use sealtrail_meta::{bounded_details, drain_outbox, system_event, ApiKey, Meta, Scope, SYSTEM_LOG};
 
-/// How long a verified key is trusted before the database is asked again:
-/// a key revoked from another process (the CLI) stops working within this.
-const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The live API keys by id, with the SHA-256 of each secret, so that a
+/// request is authenticated without the database. Reloaded whole when the
+/// database's version says something changed: checked every second off
+/// the async threads ([`App::refresh_keys`]), so a key revoked from
+/// another process (the CLI) stops working within a second, and at once
+/// after a change made here.
+#[derive(Default)]
+struct KeyCache {
+    /// The database version the keys were read at; None before the first
+    /// read.
+    version: Option<i64>,
+    by_id: HashMap<String, (ApiKey, [u8; 32])>,
+}
 
 /// `Retry-After` of a write refused for want of disk space, in seconds.
 const RETRY_AFTER_FULL_DISK: u64 = 5;
@@ -95,7 +105,7 @@ pub struct App {
     /// Held while a log is opened or created, so two requests never open
     /// the same log twice (the ledger's lock file would refuse the second).
     opening: Mutex<()>,
-    keys: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    keys: RwLock<KeyCache>,
     /// The single-event ingest workers of each log.
     pub singles: crate::single::Singles,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -126,7 +136,7 @@ impl App {
             trails: RwLock::new(HashMap::new()),
             opened_sizes: Mutex::new(HashMap::new()),
             opening: Mutex::new(()),
-            keys: Mutex::new(HashMap::new()),
+            keys: RwLock::new(KeyCache::default()),
             singles,
             limiter,
             system,
@@ -143,8 +153,13 @@ impl App {
                 other => other.to_string(),
             })?;
         }
-        crate::alerts::apply_config(&app.meta, &app.config.alerts)
-            .map_err(|e| format!("applying the config file's alert rules and channels: {e}"))?;
+        sealtrail_meta::alerts::apply_config(
+            &app.meta,
+            &app.config.alerts.channels,
+            &app.config.alerts.rules,
+            &app.config.alerts.destinations(),
+        )
+        .map_err(|e| format!("applying the config file's alert rules and channels: {e}"))?;
         crate::integrity::Integrity::start(&app).map_err(|e| format!("starting the integrity scrub: {e}"))?;
         Ok(app)
     }
@@ -278,7 +293,7 @@ impl App {
     /// Who holds `authorization` (the header's value, if any). Unknown or
     /// revoked keys are refused outright, even on public routes, so a
     /// client learns its key is bad.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Problem> {
+    pub async fn authenticate(self: &Arc<Self>, authorization: Option<&str>) -> Result<Caller, Problem> {
         let Some(value) = authorization else {
             return Ok(Caller::Anonymous);
         };
@@ -291,19 +306,31 @@ impl App {
         let Some(secret) = secret else {
             return Err(Problem::unauthorized("the Authorization header must be `Bearer <key>`"));
         };
-        let cached = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(secret).cloned();
+        let Some(id) = secret.strip_prefix("stk_").and_then(|s| s.split('_').next()) else {
+            return Err(Problem::unauthorized("the API key is unknown or revoked"));
+        };
+        let cached = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .get(id)
+            .cloned();
         let key = match cached {
-            Some((key, at)) if at.elapsed() < KEY_CACHE_TTL => key,
-            _ => {
-                let found = self.meta.authenticate(secret).map_err(Problem::internal)?;
+            Some((key, stored)) if sealtrail_meta::same(&stored, &sealtrail_meta::digest(secret)) => key,
+            Some(_) => return Err(Problem::unauthorized("the API key is unknown or revoked")),
+            None => {
+                // A key created by another process since the last reload.
+                let (app, owned) = (self.clone(), secret.to_string());
+                let found =
+                    crate::api::blocking(move || app.meta.authenticate(&owned).map_err(Problem::internal)).await?;
                 let Some(key) = found else {
                     return Err(Problem::unauthorized("the API key is unknown or revoked"));
                 };
-                let mut cache = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.len() > 10_000 {
-                    cache.clear();
-                }
-                cache.insert(secret.to_string(), (key.clone(), Instant::now()));
+                let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
+                cache
+                    .by_id
+                    .insert(key.id.clone(), (key.clone(), sealtrail_meta::digest(secret)));
                 key
             }
         };
@@ -326,9 +353,35 @@ impl App {
         Ok(Caller::Key(key))
     }
 
-    /// Forget cached keys, so a revocation made here applies at once.
+    /// Reload the key cache if the metadata database changed since it was
+    /// read. Blocks on the database: call it off the async threads.
+    pub fn refresh_keys(&self) -> Result<(), sealtrail_meta::MetaError> {
+        let version = self.meta.version()?;
+        if self.keys.read().unwrap_or_else(|e| e.into_inner()).version == Some(version) {
+            return Ok(());
+        }
+        let by_id = self
+            .meta
+            .live_keys()?
+            .into_iter()
+            .map(|(key, digest)| (key.id.clone(), (key, digest)))
+            .collect();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = KeyCache {
+            version: Some(version),
+            by_id,
+        };
+        Ok(())
+    }
+
+    /// Reload the key cache now, so a revocation made here applies at once.
+    /// Blocks on the database.
     pub fn forget_keys(&self) {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.keys.write().unwrap_or_else(|e| e.into_inner()).version = None;
+        if let Err(e) = self.refresh_keys() {
+            // Until a reload succeeds no cached key is trusted.
+            tracing::warn!("reloading API keys: {e}");
+            self.keys.write().unwrap_or_else(|e| e.into_inner()).by_id.clear();
+        }
     }
 
     pub fn shutting_down(&self) -> bool {
@@ -406,104 +459,6 @@ impl App {
     }
 }
 
-/// Strings in a system record's `details` longer than this many bytes are
-/// shortened to [`RECORD_PREFIX_BYTES`]: a few such strings together stay
-/// far below the schema's `details` limit.
-pub const RECORD_STRING_BYTES: usize = 1024;
-/// The prefix kept of a shortened string.
-pub const RECORD_PREFIX_BYTES: usize = 256;
-
-/// `details` that fit the event schema whatever the request: each string
-/// longer than [`RECORD_STRING_BYTES`] at key `k` becomes its first
-/// [`RECORD_PREFIX_BYTES`] (cut at a character boundary), with its length
-/// in `k_bytes` and the SHA-256 of the whole value, hex, in `k_sha256`,
-/// so that anyone holding the value can show it is the one recorded. Should
-/// the result still exceed the limit, only its length and hash are kept.
-pub fn bounded_details(details: Value) -> Value {
-    let bounded = shorten(details);
-    let text = bounded.to_string();
-    if text.len() <= sealtrail_event::limits::MAX_DETAILS_BYTES / 2 {
-        return bounded;
-    }
-    json!({"truncated": true, "bytes": text.len(), "sha256": sha256_hex(text.as_bytes())})
-}
-
-fn shorten(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::with_capacity(map.len());
-            for (key, v) in map {
-                match v {
-                    Value::String(s) if s.len() > RECORD_STRING_BYTES => {
-                        out.insert(format!("{key}_bytes"), json!(s.len()));
-                        out.insert(format!("{key}_sha256"), json!(sha256_hex(s.as_bytes())));
-                        out.insert(key, json!(prefix(&s)));
-                    }
-                    other => {
-                        out.insert(key, shorten(other));
-                    }
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) if s.len() > RECORD_STRING_BYTES => {
-                        json!({"prefix": prefix(&s), "bytes": s.len(), "sha256": sha256_hex(s.as_bytes())})
-                    }
-                    other => shorten(other),
-                })
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-fn prefix(s: &str) -> &str {
-    let mut end = RECORD_PREFIX_BYTES.min(s.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    crate::meta::hex(&sha2::Sha256::digest(bytes))
-}
-
-/// The JSON text of a system-log event.
-pub fn system_event(actor: Value, action: &str, log: &str, details: Value) -> String {
-    json!({
-        "action": action,
-        "actor": actor,
-        "targets": [{"type": "log", "id": log}],
-        "source": {"service": "sealtrail"},
-        "outcome": "success",
-        "details": details,
-    })
-    .to_string()
-}
-
-/// The event recording a key change, queued with the change itself.
-pub fn key_event(actor: Value, action: &str, key: &ApiKey) -> String {
-    json!({
-        "action": action,
-        "actor": actor,
-        "targets": [if key.name.is_empty() {
-            json!({"type": "api_key", "id": key.id})
-        } else {
-            json!({"type": "api_key", "id": key.id, "name": key.name})
-        }],
-        "source": {"service": "sealtrail"},
-        "outcome": "success",
-        "details": {"scope": key.scope.as_str(), "tenant": key.tenant},
-    })
-    .to_string()
-}
-
 /// Why a log could not be opened or created.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -519,81 +474,4 @@ pub enum OpenError {
     /// Creating the log would pass `logs.max_logs`, or its count failed.
     #[error("{}", .0.detail)]
     Refused(Problem),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DrainError {
-    #[error(transparent)]
-    Meta(#[from] MetaError),
-    #[error(transparent)]
-    Trail(#[from] TrailError),
-}
-
-/// Append queued system events to `system` (the system log's trail), each
-/// with idempotency key `outbox-<seq>`, then delete them from the queue.
-///
-/// A queued text the trail refuses (a bug in whoever queued it) is kept as
-/// the `details` of a `system.outbox_refused` event instead, so that it is
-/// neither lost nor able to block every later change.
-pub fn drain_outbox(meta: &Meta, system: &Trail) -> Result<usize, DrainError> {
-    let mut moved = 0;
-    loop {
-        let rows = meta.outbox(512)?;
-        let Some(&(last, _)) = rows.last() else {
-            return Ok(moved);
-        };
-        let mut texts: Vec<String> = rows
-            .iter()
-            .map(|(seq, text)| with_idempotency_key(text, &format!("outbox-{seq}")))
-            .collect();
-        // Atomic, so a refusal appends nothing and the queue's order is kept
-        // when the refused texts are replaced and the batch sent again.
-        let inputs: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
-        let done = system.ingest(&inputs, true)?;
-        let refused: Vec<(usize, String)> = done
-            .items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| match item {
-                sealtrail_trail::Item::Rejected(r) => Some((i, r.to_string())),
-                _ => None,
-            })
-            .collect();
-        if !refused.is_empty() {
-            for (i, reason) in refused {
-                let (seq, text) = &rows[i];
-                texts[i] = json!({
-                    "action": "system.outbox_refused",
-                    "actor": {"id": "sealtrail", "type": "system"},
-                    "source": {"service": "sealtrail"},
-                    "outcome": "failure",
-                    "severity": "error",
-                    "idempotency_key": format!("outbox-{seq}"),
-                    "error": {"type": "refused", "message": reason},
-                    "details": {"queued": text.chars().take(16_000).collect::<String>()},
-                })
-                .to_string();
-            }
-            let inputs: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
-            system.ingest(&inputs, true)?;
-        }
-        meta.outbox_done(last)?;
-        moved += rows.len();
-    }
-}
-
-fn with_idempotency_key(text: &str, key: &str) -> String {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(mut m)) => {
-            m.insert("idempotency_key".into(), Value::String(key.into()));
-            Value::Object(m).to_string()
-        }
-        // Not an object: the trail will refuse it and name the row.
-        _ => text.to_string(),
-    }
-}
-
-/// Now, as the RFC 3339 text stored in the metadata database.
-pub fn now_text() -> String {
-    Timestamp::now().to_string()
 }

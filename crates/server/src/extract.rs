@@ -32,7 +32,7 @@ impl FromRequestParts<Arc<App>> for Auth {
                     .map_err(|_| Problem::unauthorized("the Authorization header is not ASCII"))?,
             ),
         };
-        app.authenticate(header).map(Auth)
+        app.authenticate(header).await.map(Auth)
     }
 }
 

@@ -28,7 +28,6 @@ pub mod app;
 pub mod config;
 pub mod extract;
 pub mod integrity;
-pub mod meta;
 pub mod ops;
 pub mod problem;
 pub mod request;
@@ -298,8 +297,9 @@ impl Server {
     }
 }
 
-/// Move key changes made by other processes (the CLI) into the system log
-/// every second until the server stops.
+/// Every second until the server stops: reload the API keys if another
+/// process (the CLI) changed them, and move the changes it queued into the
+/// system log.
 fn spawn_outbox_drainer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         loop {
@@ -308,7 +308,13 @@ fn spawn_outbox_drainer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 _ = stop.wait_for(|s| *s) => return,
             }
             let app = app.clone();
-            let result = tokio::task::spawn_blocking(move || app.drain_outbox()).await;
+            let result = tokio::task::spawn_blocking(move || {
+                if let Err(e) = app.refresh_keys() {
+                    tracing::warn!("reloading API keys: {e}");
+                }
+                app.drain_outbox()
+            })
+            .await;
             if let Ok(Err(p)) = result {
                 tracing::warn!("system outbox: {}", p.detail);
             }

@@ -187,7 +187,7 @@ fn error_id() -> String {
             .map_or(0, |d| d.as_nanos());
         bytes = (nanos as u64).to_be_bytes();
     }
-    crate::meta::hex(&bytes)
+    sealtrail_meta::hex(&bytes)
 }
 
 #[cfg(test)]

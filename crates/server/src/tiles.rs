@@ -28,8 +28,8 @@ use serde_json::json;
 use crate::api::{blocking, ledger_problem, LogPath};
 use crate::app::{App, Caller};
 use crate::extract::{Auth, PathArgs};
-use crate::meta::{Scope, SYSTEM_LOG};
 use crate::problem::Problem;
+use sealtrail_meta::{Scope, SYSTEM_LOG};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const TILE_WIDTH_U64: u64 = TILE_WIDTH as u64;

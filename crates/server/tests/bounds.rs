@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use axum::Router;
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
 use sealtrail_server::{App, Config};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

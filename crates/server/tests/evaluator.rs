@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use sealtrail_alert::store::{self, Origin};
 use sealtrail_alert::RuleSpec;
-use sealtrail_server::alerts::{put_rule, Evaluator, Put};
+use sealtrail_meta::alerts::{put_rule, Put};
+use sealtrail_server::alerts::Evaluator;
 use sealtrail_server::{App, Config};
 use serde_json::json;
 

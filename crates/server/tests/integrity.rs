@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header, Method};
 use axum::Router;
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
 use sealtrail_server::{App, Config};
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use axum::http::Method;
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
 use serde_json::{json, Value};
 
 mod support;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use axum::http::{header, Method, StatusCode};
 use axum::Router;
 use sealtrail_merkle::{leaf_hash, Receipt};
-use sealtrail_server::app::{key_event, now_text};
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
+use sealtrail_meta::{key_event, now_text};
 use serde_json::{json, Value};
 
 mod support;
@@ -1228,7 +1228,7 @@ async fn channel_credentials_are_encrypted_in_meta_db_and_still_sign() {
 fn meta_db_and_its_journal_files_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let meta = sealtrail_meta::Meta::open(dir.path()).unwrap();
     meta.create_key(Scope::Admin, None, "k", &now_text(), |_| "{}".into())
         .unwrap();
     meta.queue_system_event("{}").unwrap();
@@ -1245,7 +1245,7 @@ fn meta_db_and_its_journal_files_are_owner_only() {
     // A database made group- and world-readable before is made private.
     drop(meta);
     std::fs::set_permissions(dir.path().join("meta.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let _meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let _meta = sealtrail_meta::Meta::open(dir.path()).unwrap();
     let mode = std::fs::metadata(dir.path().join("meta.db"))
         .unwrap()
         .permissions()
@@ -1260,7 +1260,7 @@ fn channels_written_in_clear_are_read_and_encrypted_at_open() {
     const SECRET: &str = "whsec-old-clear-77aa";
     {
         // A database as an earlier version wrote it: the spec in clear.
-        let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+        let meta = sealtrail_meta::Meta::open(dir.path()).unwrap();
         let spec = json!({"name": "old", "type": "webhook", "url": "https://example.com/h", "secret": SECRET});
         meta.lock()
             .execute(
@@ -1275,7 +1275,7 @@ fn channels_written_in_clear_are_read_and_encrypted_at_open() {
         bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
     };
     assert!(contains(SECRET), "the fixture is not in clear");
-    let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let meta = sealtrail_meta::Meta::open(dir.path()).unwrap();
     let stored = sealtrail_alert::store::get_channel(&meta.lock(), "old", || meta.secrets())
         .unwrap()
         .unwrap();
@@ -1296,7 +1296,7 @@ fn channels_written_in_clear_are_read_and_encrypted_at_open() {
     // Without its key the database still opens; the channel says why it
     // cannot be used.
     std::fs::remove_file(dir.path().join("secrets.key")).unwrap();
-    let meta = sealtrail_server::meta::Meta::open(dir.path()).unwrap();
+    let meta = sealtrail_meta::Meta::open(dir.path()).unwrap();
     let e = sealtrail_alert::store::get_channel(&meta.lock(), "old", || meta.secrets()).unwrap_err();
     assert!(
         e.to_string()

@@ -11,7 +11,7 @@ use base64::Engine;
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use ct_merkle::{ConsistencyProof, InclusionProof, RootHash};
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
 use sealtrail_server::Server;
 use serde_json::{json, Value};
 use sha2::Sha256;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
 use sealtrail_server::{request, transport, Config, Server};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

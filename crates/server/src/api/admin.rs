@@ -11,11 +11,13 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::blocking;
-use crate::app::{key_event, now_text, App};
+use sealtrail_meta::{key_event, now_text};
+
+use crate::app::App;
 use crate::extract::{Auth, JsonBody, PathArgs};
-use crate::meta::{key_problems, ApiKey, MetaError, Scope, SYSTEM_LOG};
 use crate::problem::{ApiResult, Problem};
 use crate::system::SystemHealth;
+use sealtrail_meta::{key_problems, ApiKey, MetaError, Scope, SYSTEM_LOG};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LogSummary {

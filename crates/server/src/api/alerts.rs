@@ -17,11 +17,11 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::blocking;
-use crate::alerts::{self as ops, AlertError, Put, TestResult};
 use crate::app::{App, Caller};
 use crate::extract::{Auth, JsonBody, Params, PathArgs};
-use crate::meta::Scope;
 use crate::problem::{ApiResult, Problem};
+use sealtrail_meta::alerts::{self as ops, AlertError, Put, TestResult};
+use sealtrail_meta::Scope;
 
 fn allowed(caller: &Caller, scope: Scope) -> Result<(), Problem> {
     caller.require(scope)?;
@@ -571,7 +571,7 @@ pub async fn list_notifications(
     allowed(&caller, Scope::Read)?;
     let limit = page_limit(&app, q.limit)?;
     blocking(move || {
-        let rows = crate::alerts::notifications(
+        let rows = ops::notifications(
             &app.meta,
             q.status.as_deref(),
             q.channel.as_deref(),
@@ -615,7 +615,7 @@ pub async fn test_send(State(app): State<Arc<App>>, Auth(caller): Auth, body: Js
             .ok_or_else(|| Problem::not_found(format!("no channel named {name:?}")))
     })
     .await?;
-    let result = crate::alerts::test_send(
+    let result = ops::test_send(
         &app.meta,
         &channel.spec,
         app.config.alerts.destinations(),

@@ -16,8 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::{b64, blocking, LogPath};
 use crate::app::{App, Caller};
 use crate::extract::{Auth, BodyKind, JsonBody, Params, PathArgs};
-use crate::meta::{Scope, SYSTEM_LOG};
 use crate::problem::{ApiResult, FieldProblem, Problem};
+use sealtrail_meta::{Scope, SYSTEM_LOG};
 
 /// A stored event's acknowledgement: durable when sent.
 #[derive(Debug, Serialize, ToSchema)]
@@ -426,7 +426,7 @@ pub(crate) fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u6
 /// belongs to the tenant it is named after: its key may read its entry
 /// bundles, so it must hold that tenant's events only, whoever sends them.
 pub(crate) fn check_log_tenant(app: &App, log: &str, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<(), Problem> {
-    if !app.config.logs.per_tenant || log == app.config.default_log || log == crate::meta::SYSTEM_LOG {
+    if !app.config.logs.per_tenant || log == app.config.default_log || log == sealtrail_meta::SYSTEM_LOG {
         return Ok(());
     }
     match stray_tenant(inputs, lines, log) {

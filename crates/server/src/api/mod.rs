@@ -17,8 +17,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::app::{App, Caller};
-use crate::meta::{Scope, SYSTEM_LOG};
 use crate::problem::Problem;
+use sealtrail_meta::{Scope, SYSTEM_LOG};
 
 /// The `{log}` of a route.
 #[derive(Debug, Deserialize, IntoParams)]

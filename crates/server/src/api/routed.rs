@@ -16,8 +16,8 @@ use axum::response::Response;
 use super::ingest::{check_tenant, store_batch, store_event, tenant_of, BatchParams, BatchResult, Stored};
 use crate::app::App;
 use crate::extract::{Auth, JsonBody, Params};
-use crate::meta::{Scope, SYSTEM_LOG};
 use crate::problem::{ApiResult, FieldProblem, Problem};
+use sealtrail_meta::{Scope, SYSTEM_LOG};
 
 /// The log an event with this tenant goes to, creating it if needed.
 fn log_for(app: &App, tenant: Option<&str>) -> Result<String, Problem> {

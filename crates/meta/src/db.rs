@@ -1,6 +1,5 @@
-//! The embedded metadata database (`meta.db`, SQLite) beside the logs in a
-//! data directory: API keys, and the outbox of system-log events that must
-//! be recorded whatever process made the change.
+//! The metadata database itself: opening it owner-only, its schema, API
+//! keys, and the outbox of system-log events.
 //!
 //! Why an outbox: `sealtrail keys create` may run while the server holds
 //! the system log's lock. The key and the event recording its creation are
@@ -123,12 +122,16 @@ pub fn key_problems(name: &str, tenant: Option<&str>) -> Vec<String> {
     out
 }
 
-/// The metadata database. One connection behind a mutex: every statement
-/// is short, and SQLite serialises writers anyway.
+/// The metadata database. A writer connection and a reader connection,
+/// each behind a mutex: SQLite serialises writers anyway, and in WAL mode
+/// a reader never waits for the writer, so listing alerts or looking up a
+/// key is not held up by a change being written. Every method blocks on
+/// disk: async callers run them on a blocking pool.
 pub struct Meta {
     path: PathBuf,
     data_dir: PathBuf,
     conn: Mutex<Connection>,
+    reader: Mutex<Connection>,
     /// Loaded (or created) on first need.
     secrets: Mutex<Option<SecretKey>>,
 }
@@ -246,10 +249,17 @@ impl Meta {
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         sealtrail_alert::store::migrate(&conn).map_err(err)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        reader.execute_batch("PRAGMA busy_timeout = 10000;").map_err(err)?;
         let meta = Meta {
             path,
             data_dir: data_dir.to_path_buf(),
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             secrets: Mutex::new(None),
         };
         // Channels written before credentials were encrypted.
@@ -289,6 +299,21 @@ impl Meta {
     /// Hold the guard briefly: every request shares it.
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn()
+    }
+
+    /// The reader connection, for reads of the alert tables. It never
+    /// writes, so it never waits for a change being written.
+    pub fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A number that changes whenever any connection, of this process or
+    /// another, commits a change: a cache of the database is still good
+    /// while it stays the same.
+    pub fn version(&self) -> Result<i64, MetaError> {
+        self.read()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     /// The connection's mutex, for the notification deliverer.
@@ -376,12 +401,29 @@ impl Meta {
     }
 
     pub fn list_keys(&self) -> Result<Vec<ApiKey>, MetaError> {
-        let conn = self.conn();
+        Ok(self.key_rows(false)?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Every key not revoked, with the SHA-256 of its secret: what a cache
+    /// that checks secrets without the database holds.
+    pub fn live_keys(&self) -> Result<Vec<(ApiKey, [u8; 32])>, MetaError> {
+        Ok(self
+            .key_rows(true)?
+            .into_iter()
+            .filter_map(|(k, d)| Some((k, d.try_into().ok()?)))
+            .collect())
+    }
+
+    fn key_rows(&self, live: bool) -> Result<Vec<Row>, MetaError> {
+        let conn = self.read();
         let mut stmt = conn
-            .prepare("SELECT id, name, scope, tenant, created_at, revoked_at, secret_sha256 FROM api_keys ORDER BY created_at, id")
+            .prepare(
+                "SELECT id, name, scope, tenant, created_at, revoked_at, secret_sha256 FROM api_keys
+                 WHERE NOT ?1 OR revoked_at IS NULL ORDER BY created_at, id",
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], row_key).map_err(|e| self.err(e))?;
-        rows.map(|r| r.map(|(k, _)| k).map_err(|e| self.err(e))).collect()
+        let rows = stmt.query_map(params![live], row_key).map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
     }
 
     /// The live key whose secret this is, if any.
@@ -389,7 +431,7 @@ impl Meta {
         let Some(id) = secret.strip_prefix("stk_").and_then(|s| s.split('_').next()) else {
             return Ok(None);
         };
-        let found = select_key(&self.conn(), id).map_err(|e| self.err(e))?;
+        let found = select_key(&self.read(), id).map_err(|e| self.err(e))?;
         Ok(match found {
             Some((key, stored)) if key.revoked_at.is_none() && same(&stored, &digest(secret)) => Some(key),
             _ => None,
@@ -406,7 +448,7 @@ impl Meta {
 
     /// Up to `limit` queued system events, oldest first, with their sequence numbers.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(i64, String)>, MetaError> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn
             .prepare("SELECT seq, event FROM system_outbox ORDER BY seq LIMIT ?1")
             .map_err(|e| self.err(e))?;
@@ -460,16 +502,16 @@ fn select_key(conn: &Connection, id: &str) -> rusqlite::Result<Option<Row>> {
 
 /// Secrets carry 272 random bits, so a plain SHA-256 is a safe verifier:
 /// there is nothing to guess that a slow hash would protect.
-fn digest(secret: &str) -> [u8; 32] {
+pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
 /// Compare without an early exit, so timing says nothing about the digest.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -488,20 +530,34 @@ mod tests {
             })
             .unwrap();
         assert!(secret.starts_with(&format!("stk_{}_", key.id)));
+        assert_eq!(meta.live_keys().unwrap(), vec![(key.clone(), digest(&secret))]);
         assert_eq!(meta.authenticate(&secret).unwrap(), Some(key.clone()));
         assert_eq!(meta.authenticate(&format!("{secret}x")).unwrap(), None);
         assert_eq!(meta.authenticate("stk_nope_x").unwrap(), None);
         assert_eq!(meta.authenticate("Bearer").unwrap(), None);
 
+        // Another process's change moves the version, which a cache of the
+        // keys watches; a read alone does not.
+        let before = meta.version().unwrap();
+        assert_eq!(meta.version().unwrap(), before);
+        let other = Meta::open(dir.path()).unwrap();
+        other
+            .create_key(Scope::Ingest, None, "", "2026-01-01T00:00:01Z", |_| String::new())
+            .unwrap();
+        assert_ne!(meta.version().unwrap(), before);
+        assert_eq!(meta.live_keys().unwrap().len(), 2);
+        drop(other);
+
         // Reopening sees the same key: it is durable.
         drop(meta);
         let meta = Meta::open(dir.path()).unwrap();
-        assert_eq!(meta.list_keys().unwrap(), vec![key.clone()]);
+        assert_eq!(meta.list_keys().unwrap()[0], key);
         let revoked = meta
             .revoke_key(&key.id, "2026-01-02T00:00:00Z", |k| format!("revoked {}", k.id))
             .unwrap();
         assert_eq!(revoked.revoked_at.as_deref(), Some("2026-01-02T00:00:00Z"));
         assert_eq!(meta.authenticate(&secret).unwrap(), None);
+        assert!(meta.live_keys().unwrap().iter().all(|(k, _)| k.id != key.id));
         // Revoking twice records once.
         meta.revoke_key(&key.id, "2026-01-03T00:00:00Z", |_| "again".into())
             .unwrap();
@@ -514,9 +570,13 @@ mod tests {
         let texts: Vec<&str> = queued.iter().map(|(_, e)| e.as_str()).collect();
         assert_eq!(
             texts,
-            vec![format!("created {}", key.id), format!("revoked {}", key.id)]
+            vec![
+                format!("created {}", key.id),
+                String::new(),
+                format!("revoked {}", key.id)
+            ]
         );
         meta.outbox_done(queued[0].0).unwrap();
-        assert_eq!(meta.outbox(10).unwrap().len(), 1);
+        assert_eq!(meta.outbox(10).unwrap().len(), 2);
     }
 }

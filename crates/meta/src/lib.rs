@@ -1,0 +1,31 @@
+//! The embedded metadata database (`meta.db`, SQLite) beside the logs in a
+//! data directory, and everything kept in it: API keys, the administration
+//! of alert rules, channels and silences, and the outbox of system-log
+//! events that must be recorded whatever process made the change. The
+//! server and the CLI both work through this crate; it knows nothing of
+//! HTTP.
+//!
+//! Why an outbox: `sealtrail keys create` may run while the server holds
+//! the system log's lock. The key and the event recording its creation are
+//! written in one SQLite transaction; whoever holds the system log (the
+//! server every second, or the CLI when no server runs) moves outbox rows
+//! into it, each with an idempotency key `outbox-<seq>`, so a crash between
+//! append and delete cannot record a change twice ([`drain_outbox`]).
+//!
+//! Architecture invariant: every change is written together with the
+//! system-log event recording it, in one transaction, or not at all.
+//! Architecture invariant: every call blocks on disk; async callers run it
+//! on a blocking pool.
+
+pub mod alerts;
+mod db;
+mod system;
+
+pub use db::{
+    digest, hex, key_problems, queue_event, same, ApiKey, Meta, MetaError, Scope, META_FILE, SECRETS_KEY_FILE,
+    SYSTEM_LOG,
+};
+pub use system::{
+    bounded_details, drain_outbox, key_event, now_text, system_event, DrainError, RECORD_PREFIX_BYTES,
+    RECORD_STRING_BYTES,
+};
