@@ -16,7 +16,8 @@ use sealtrail_meta::alerts as ops;
 use sealtrail_meta::Meta;
 use sealtrail_server::Config;
 
-use crate::server::{cli_actor, record, self_command};
+use crate::changes::{cli_actor, record};
+use crate::output::{say_if_empty, self_command};
 
 #[derive(Subcommand, Debug)]
 pub enum AlertsCommand {
@@ -351,14 +352,6 @@ pub fn alerts(data: &Path, command: &AlertsCommand, out: &mut impl Write) -> any
         }
     }
     Ok(())
-}
-
-/// An empty listing says so on stderr, so that stdout keeps only rows (or
-/// `[]` where the listing is JSON) for scripts.
-pub fn say_if_empty(empty: bool, message: &str) {
-    if empty {
-        eprintln!("{message}");
-    }
 }
 
 fn origin(o: Origin) -> &'static str {

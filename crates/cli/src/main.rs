@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod alerts;
+mod changes;
 mod events;
+mod output;
 mod progress;
 mod server;
 
@@ -181,7 +183,7 @@ fn is_missing_log(e: &anyhow::Error) -> bool {
 /// What to do about a log that is not there: create it, or point `--data`
 /// (or `--log`) at the one that is.
 fn missing_log_hint(data: &Path, log: &str) -> String {
-    let me = server::self_command();
+    let me = output::self_command();
     let create = if log == server::DEFAULT_LOG {
         format!("create it with `{me} init`, or start `{me} serve`, which creates it")
     } else {
@@ -246,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let logs = dir.list_logs()?;
             if logs.is_empty() {
-                let me = server::self_command();
+                let me = output::self_command();
                 eprintln!(
                     "no logs in {} (create one with `{me} init`, or start `{me} serve`)",
                     cli.data.display()

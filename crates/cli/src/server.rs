@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use sealtrail_ledger::{DataDir, LedgerError};
-use sealtrail_meta::{drain_outbox, key_event, now_text, Meta, Scope, SYSTEM_LOG};
+use sealtrail_meta::{key_event, now_text, Meta, Scope};
+
+use crate::changes::{cli_actor, record};
+use crate::output::self_command;
 use sealtrail_server::config::{Log as LogConfig, LogFormat};
 use sealtrail_server::{Config, Server};
-use sealtrail_trail::{Trail, TrailError, TrailOptions};
-use serde_json::json;
 
 /// The CLI's defaults for its global flags: a flag left at its default
 /// does not override the configuration file.
@@ -134,27 +134,6 @@ fn banner(server: &Server) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How to run this binary again from a shell: `sealtrail` when that name
-/// on `PATH` is this binary (after `cargo install`), otherwise its full
-/// path (after `cargo run`, which puts nothing on `PATH`), so that a hint
-/// works as pasted.
-pub fn self_command() -> String {
-    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
-        return "sealtrail".into();
-    };
-    let on_path = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| std::fs::canonicalize(dir.join("sealtrail")).is_ok_and(|p| p == me))
-    });
-    let text = me.display().to_string();
-    if on_path {
-        "sealtrail".into()
-    } else if text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)) {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Create an API key and print its secret (shown once; only a hash is kept).
@@ -176,14 +155,6 @@ pub enum KeysCommand {
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
     Scope::from_name(s).ok_or_else(|| format!("{s:?} is not a scope: use ingest, read or admin"))
-}
-
-/// The actor of key changes made from the command line.
-pub fn cli_actor() -> serde_json::Value {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    json!({"id": format!("cli:{user}"), "type": "user"})
 }
 
 pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow::Result<()> {
@@ -214,7 +185,7 @@ pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow:
         }
         KeysCommand::List => {
             let keys = meta.list_keys()?;
-            crate::alerts::say_if_empty(
+            crate::output::say_if_empty(
                 keys.is_empty(),
                 &format!(
                     "no API keys (create one with `{} keys create --scope admin`)",
@@ -246,26 +217,6 @@ pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow:
                 key.revoked_at.as_deref().unwrap_or("?")
             )?;
         }
-    }
-    Ok(())
-}
-
-/// Move the queued key-change events into the system log now if no server
-/// holds it; a running server does so within a second.
-pub fn record(data: &Path, meta: &Meta) -> anyhow::Result<()> {
-    let dir = DataDir::new(data);
-    if !dir.log_dir(SYSTEM_LOG).exists() {
-        dir.create_log(SYSTEM_LOG, None)?;
-    }
-    match Trail::open(&dir, SYSTEM_LOG, TrailOptions::default()) {
-        Ok(trail) => {
-            drain_outbox(meta, &trail)?;
-            trail.sync_index()?;
-        }
-        Err(TrailError::Ledger(LedgerError::Io { op: "lock", .. })) => {
-            eprintln!("the server holds the system log; it records this change within a second");
-        }
-        Err(e) => return Err(e.into()),
     }
     Ok(())
 }

@@ -323,7 +323,7 @@ impl App {
                 // A key created by another process since the last reload.
                 let (app, owned) = (self.clone(), secret.to_string());
                 let found =
-                    crate::api::blocking(move || app.meta.authenticate(&owned).map_err(Problem::internal)).await?;
+                    crate::request::blocking(move || app.meta.authenticate(&owned).map_err(Problem::internal)).await?;
                 let Some(key) = found else {
                     return Err(Problem::unauthorized("the API key is unknown or revoked"));
                 };

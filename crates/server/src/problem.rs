@@ -8,9 +8,14 @@
 //! may name files of the data directory or carry `Debug` text, goes only to
 //! the server log under that id and to the
 //! `sealtrail_http_internal_errors_total` counter.
+//!
+//! Also here, for every module that answers requests: how trail and
+//! ledger errors become problems.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sealtrail_ledger::LedgerError;
+use sealtrail_trail::TrailError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -188,6 +193,33 @@ fn error_id() -> String {
         bytes = (nanos as u64).to_be_bytes();
     }
     sealtrail_meta::hex(&bytes)
+}
+
+/// A trail's error as the client may see it: its own mistakes precisely,
+/// faults generically (the error, which names files, is logged).
+pub fn trail_problem(e: TrailError) -> Problem {
+    match e {
+        TrailError::Ledger(l) => ledger_problem(l),
+        TrailError::IndexStopped(_) => Problem::unavailable_after(
+            "the query index of this log stopped after an error; restart the server to rebuild it from the ledger",
+            e,
+        ),
+        other => Problem::internal(other),
+    }
+}
+
+/// A ledger's error as the client may see it (see [`trail_problem`]).
+pub fn ledger_problem(e: LedgerError) -> Problem {
+    match e {
+        LedgerError::OutOfRange { .. } => Problem::bad_request("out-of-range", e.to_string()),
+        LedgerError::Damaged { .. } => Problem::integrity_failure(e.to_string()),
+        // A storage fault: nothing was acknowledged, and the log refuses
+        // writes until reopened (after a full disk, by itself once space is
+        // free). The client learns what stopped; the server log has why.
+        LedgerError::Poisoned(_) => Problem::unavailable(e.to_string()),
+        LedgerError::Io { .. } => Problem::unavailable_after("a storage operation of the log failed", e),
+        other => Problem::internal(other),
+    }
 }
 
 #[cfg(test)]

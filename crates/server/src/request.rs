@@ -145,3 +145,16 @@ fn record_panic(text: &str) {
     let id = current_id();
     tracing::error!(request_id = id.as_deref().unwrap_or("-"), "a handler panicked: {text}");
 }
+
+/// Run `f` on the blocking pool: ledger and index work blocks on disk.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        // A panic's text is for the log, never for the client.
+        Err(match e.try_into_panic() {
+            Ok(panic) => panic_problem(&*panic),
+            Err(e) => Problem::internal(format!("request worker failed: {e}")),
+        })
+    })
+}

@@ -36,8 +36,8 @@ use sealtrail_merkle::{Hash, Receipt};
 use sealtrail_trail::{Item, Trail};
 use tokio::sync::oneshot;
 
-use crate::api::{ledger_problem, trail_problem};
 use crate::problem::Problem;
+use crate::problem::{ledger_problem, trail_problem};
 
 /// Worker threads per log.
 pub const WORKERS: usize = 2;

@@ -25,10 +25,12 @@ use sealtrail_merkle::{EntryBundle, TileCoord, TileKind};
 use sealtrail_trail::Trail;
 use serde_json::json;
 
-use crate::api::{blocking, ledger_problem, LogPath};
+use crate::api::LogPath;
 use crate::app::{App, Caller};
 use crate::extract::{Auth, PathArgs};
+use crate::problem::ledger_problem;
 use crate::problem::Problem;
+use crate::request::blocking;
 use sealtrail_meta::{Scope, SYSTEM_LOG};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

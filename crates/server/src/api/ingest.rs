@@ -184,15 +184,23 @@ pub async fn post_batch(
     Params(params): Params<BatchParams>,
     body: JsonBody,
 ) -> ApiResult<Response> {
-    store_batch(app, caller, Some(log), params.atomic, body).await
+    store_batch(
+        app,
+        caller,
+        move |_: &App, _: &[&[u8]], _: Option<&[u64]>| Ok(log),
+        params.atomic,
+        body,
+    )
+    .await
 }
 
-/// Store the batch in `body` in `log`, or, with no log given, in the log
-/// its events' tenant selects (see [`super::routed`]).
+/// Store the batch in `body` in the log `log` names once the batch is read
+/// and its tenants checked: a fixed name, or the log the events' tenant
+/// selects (which may create it, so only then).
 pub(crate) async fn store_batch(
     app: Arc<App>,
     caller: Caller,
-    log: Option<String>,
+    log: impl FnOnce(&App, &[&[u8]], Option<&[u64]>) -> Result<String, Problem> + Send + 'static,
     atomic: bool,
     body: JsonBody,
 ) -> ApiResult<Response> {
@@ -212,10 +220,7 @@ pub(crate) async fn store_batch(
         }
         check_tenant(&caller, &inputs, lines.as_deref())?;
         // Only now may a routed batch create its tenant's log.
-        let log = match log {
-            Some(log) => log,
-            None => super::routed::batch_log(&app, &inputs, lines.as_deref())?,
-        };
+        let log = log(&app, &inputs, lines.as_deref())?;
         check_log_tenant(&app, &log, &inputs, lines.as_deref())?;
         let trail = writable(&app, &log, body.bytes.len())?;
         let started = Instant::now();

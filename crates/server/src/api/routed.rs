@@ -53,7 +53,7 @@ fn log_for(app: &App, tenant: Option<&str>) -> Result<String, Problem> {
 }
 
 /// The one log every event of a routed batch goes to.
-pub(crate) fn batch_log(app: &App, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<String, Problem> {
+fn batch_log(app: &App, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<String, Problem> {
     if !app.config.logs.per_tenant {
         return Ok(app.config.default_log.clone());
     }
@@ -125,5 +125,5 @@ pub async fn post_batch(
     Params(params): Params<BatchParams>,
     body: JsonBody,
 ) -> ApiResult<Response> {
-    store_batch(app, caller, None, params.atomic, body).await
+    store_batch(app, caller, batch_log, params.atomic, body).await
 }
