@@ -366,7 +366,8 @@ impl EventIndex {
         };
         let dirs = storage.list_dirs(dir).map_err(io_at(dir))?;
         let known = files.iter().any(|f| f == MANIFEST || f == TANTIVY_META);
-        if !(files.is_empty() && dirs.is_empty()) && !known {
+        let empty = files.is_empty() && dirs.is_empty();
+        if !known && !empty {
             return Err(IndexError::NotAnIndex(dir.to_path_buf()));
         }
         storage.remove_dir_all(dir).map_err(io_at(dir))

@@ -129,8 +129,8 @@ fn check_exact(index: &EventIndex, entries: &[Option<Event>], context: &str) {
 /// Add what the index lacks, commit, and check it answers for everything;
 /// no segment file is left that the index does not use.
 fn resume_and_finish(storage: &SimStorage, index: EventIndex, entries: &[Option<Event>], context: &str) {
-    for i in index.indexed() as usize..entries.len() {
-        index.add(i as u64, entries[i].as_ref()).unwrap();
+    for (i, e) in entries.iter().enumerate().skip(index.indexed() as usize) {
+        index.add(i as u64, e.as_ref()).unwrap();
     }
     assert_eq!(index.commit().unwrap(), entries.len() as u64, "{context}");
     index.wait_for_merges().unwrap();
