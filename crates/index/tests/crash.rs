@@ -229,3 +229,106 @@ fn a_failed_write_or_sync_refuses_writes_until_reopened() {
         resume_and_finish(&storage, index, entries, &context);
     }
 }
+
+/// A history whose root at size n is n's bytes repeated, that cannot
+/// answer for sizes in `unreadable`.
+struct Roots {
+    unreadable: std::ops::Range<u64>,
+}
+
+fn root_at(size: u64) -> [u8; 32] {
+    let mut root = [0u8; 32];
+    for chunk in root.chunks_mut(8) {
+        chunk.copy_from_slice(&size.to_le_bytes());
+    }
+    root
+}
+
+impl sealtrail_index::History for Roots {
+    fn root(&self, size: u64) -> Result<[u8; 32], Box<dyn std::error::Error + Send + Sync>> {
+        if self.unreadable.contains(&size) {
+            return Err(format!("no root at {size}").into());
+        }
+        Ok(root_at(size))
+    }
+}
+
+#[test]
+fn the_manifest_records_the_root_at_the_watermark_through_merges_and_reopens() {
+    let entries = &entries();
+    let storage = SimStorage::new();
+    let history = Arc::new(Roots { unreadable: 10..11 });
+    let open_with_history = || {
+        EventIndex::open_with(
+            Arc::new(storage.clone()),
+            Path::new(DIR),
+            IndexOptions::default(),
+            Some(history.clone()),
+        )
+        .unwrap()
+    };
+    let manifest = || String::from_utf8(storage.read(&Path::new(DIR).join("MANIFEST")).unwrap()).unwrap();
+    let index = open_with_history();
+    assert_eq!(index.root(), None, "nothing committed");
+    for (c, chunk) in entries.chunks(PER_COMMIT).enumerate() {
+        let first = c * PER_COMMIT;
+        for (i, e) in chunk.iter().enumerate() {
+            index.add((first + i) as u64, e.as_ref()).unwrap();
+        }
+        let n = (first + chunk.len()) as u64;
+        if n == 10 {
+            // The history cannot answer: nothing is written, and the
+            // writer goes on once it can.
+            let refused = index.commit().unwrap_err();
+            assert!(matches!(refused, IndexError::History { size: 10, .. }), "{refused}");
+            assert!(refused.to_string().contains("no root at 10"), "{refused}");
+            assert_eq!(index.indexed(), 5);
+            continue;
+        }
+        assert_eq!(index.commit().unwrap(), n);
+        index.wait_for_merges().unwrap();
+        assert_eq!(index.root(), Some(root_at(n)));
+    }
+    let text = manifest();
+    let hex: String = root_at(85).iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        text.contains(&format!("\nwatermark 85\nroot {hex}\nsegment ")),
+        "{text}"
+    );
+    // 16 commits, merged into one segment by the last merge, which
+    // rewrote the manifest at the same watermark and root.
+    assert_eq!(text.lines().filter(|l| l.starts_with("segment ")).count(), 1, "{text}");
+    drop(index);
+    let index = open_with_history();
+    assert_eq!(index.root(), Some(root_at(85)));
+    drop(index);
+    let reader = EventIndex::open_read_only_with(Arc::new(storage.clone()), Path::new(DIR), IndexOptions::default());
+    assert_eq!(reader.unwrap().root(), Some(root_at(85)));
+
+    // Without the history the next commit claims no root.
+    let index = open(&storage).unwrap();
+    index.add(85, None).unwrap();
+    index.commit().unwrap();
+    assert_eq!(index.root(), None);
+    assert!(!manifest().contains("root"), "{}", manifest());
+    drop(index);
+
+    // A root line that is not 64 lowercase hex digits is refused, naming
+    // the line.
+    let upper = format!("root {}", "AB".repeat(32));
+    let long = format!("root {hex}0");
+    for bad in ["root", "root 12", &upper, &long] {
+        let text = format!("sealtrail-index 3\nwatermark 0\n{bad}\n");
+        let path = Path::new(DIR).join("MANIFEST");
+        let f = storage.open(&path, false).unwrap();
+        f.set_len(0).unwrap();
+        f.write_all_at(text.as_bytes(), 0).unwrap();
+        match open(&storage) {
+            Err(e @ IndexError::BadManifest { line: 3, .. }) => {
+                assert!(e.to_string().contains("root <64 lowercase hex digits>"), "{e}")
+            }
+            Err(e) => panic!("{bad}: {e}"),
+            Ok(_) => panic!("{bad}: accepted"),
+        }
+    }
+}
