@@ -17,8 +17,7 @@
 //! Not here: reading the ledger or parsing entries (the caller does both),
 //! or deciding when to commit.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -26,9 +25,11 @@ use std::thread::JoinHandle;
 
 use sealtrail_event::Event;
 use sealtrail_segment::{merge, term_hash};
+use sealtrail_storage::{OsStorage, Storage, StorageFile};
 use thiserror::Error;
 
 use crate::filter::{Filter, Order, Page};
+use crate::history::History;
 use crate::manifest::{
     manifest_text, parse_manifest, segment_number, sync_dir, write_manifest, Manifest, MANIFEST, MANIFEST_TMP,
     SEGMENT_SUFFIX,
@@ -88,6 +89,15 @@ pub enum IndexError {
     /// `wipe` was pointed at a directory that is not an index.
     #[error("{0}: not an index directory (no {MANIFEST}); refusing to delete it")]
     NotAnIndex(PathBuf),
+    /// The ledger could not tell its root hash at the watermark being
+    /// committed; nothing was written and the commit may be tried again.
+    #[error("{dir}: the ledger's root hash at {size} entries could not be read for the index's commit: {source}")]
+    History {
+        dir: PathBuf,
+        size: u64,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -145,8 +155,14 @@ pub struct EventIndex {
 
 /// What the caller's threads and the merge thread share.
 struct Store {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     opts: IndexOptions,
+    /// Asked for the root hash at each commit's watermark, if given.
+    history: Option<Arc<dyn History>>,
+    /// The root hash the manifest records with the watermark (the last
+    /// commit's, or the opened manifest's).
+    root: Mutex<Option<[u8; 32]>>,
     writer: Mutex<Writer>,
     snapshot: RwLock<Arc<Vec<Arc<Part>>>>,
     /// Ledger entries `[0, committed)` are in the last commit.
@@ -155,7 +171,7 @@ struct Store {
     merges_changed: Condvar,
     /// Locked while open, so no other writer touches the directory. None
     /// for an index opened beside the writer, where every write refuses.
-    lock: Option<File>,
+    lock: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The merge thread's state.
@@ -172,56 +188,61 @@ impl EventIndex {
     /// the manifest does not name (segments of a commit or merge cut short)
     /// are deleted.
     pub fn open(dir: &Path, opts: IndexOptions) -> Result<EventIndex, IndexError> {
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        EventIndex::open_with(Arc::new(OsStorage), dir, opts, None)
+    }
+
+    /// [`EventIndex::open`] on `storage`. With a `history`, each commit
+    /// records the history's root hash at its watermark in the manifest
+    /// ([`EventIndex::root`]), so that a caller can tell on open whether
+    /// the index was built from the history it holds.
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        opts: IndexOptions,
+        history: Option<Arc<dyn History>>,
+    ) -> Result<EventIndex, IndexError> {
+        storage.create_dir_all(dir).map_err(io_at(dir))?;
         let lock_path = dir.join(LOCK);
-        let lock = File::options()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io_at(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(IndexError::Locked(dir.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(io_at(&lock_path)(e)),
-        }
-        let manifest_path = dir.join(MANIFEST);
-        let manifest = match fs::read_to_string(&manifest_path) {
-            Ok(text) => parse_manifest(dir, &text)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if dir.join(TANTIVY_META).exists() {
-                    return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() });
-                }
+        let lock = match storage.lock(&lock_path) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(IndexError::Locked(dir.to_path_buf())),
+            Err(e) => return Err(io_at(&lock_path)(e)),
+        };
+        let manifest = match read_manifest(&*storage, dir)? {
+            Some(text) => parse_manifest(dir, &text)?,
+            None => {
                 let empty = Manifest {
                     watermark: 0,
+                    root: None,
                     segments: Vec::new(),
                 };
-                write_manifest(dir, &manifest_text(0, &[]))?;
+                write_manifest(&*storage, dir, &manifest_text(0, None, &[]))?;
                 empty
             }
-            Err(e) => return Err(io_at(&manifest_path)(e)),
         };
         let mut parts = Vec::with_capacity(manifest.segments.len());
         for (file, bytes) in &manifest.segments {
-            parts.push(Arc::new(Part::open(dir, file, *bytes)?));
+            parts.push(Arc::new(Part::open(&*storage, dir, file, *bytes)?));
         }
         // Leftovers of a commit or merge that did not finish.
         let mut next_file = 0;
-        for entry in fs::read_dir(dir).map_err(io_at(dir))? {
-            let entry = entry.map_err(io_at(dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in storage.list_files(dir).map_err(io_at(dir))? {
+            let path = dir.join(&name);
             if let Some(n) = segment_number(&name) {
                 next_file = next_file.max(n + 1);
                 if !manifest.segments.iter().any(|(f, _)| *f == name) {
-                    fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+                    storage.remove_file(&path).map_err(io_at(&path))?;
                 }
             } else if name == MANIFEST_TMP {
-                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+                storage.remove_file(&path).map_err(io_at(&path))?;
             }
         }
         let store = Arc::new(Store {
+            storage,
             dir: dir.to_path_buf(),
             opts,
+            history,
+            root: Mutex::new(manifest.root),
             snapshot: RwLock::new(Arc::new(parts.clone())),
             writer: Mutex::new(Writer {
                 building: Building::default(),
@@ -260,28 +281,27 @@ impl EventIndex {
     /// read again. A directory without a manifest is an empty index.
     /// Writes refuse with [`IndexError::ReadOnly`].
     pub fn open_read_only(dir: &Path, opts: IndexOptions) -> Result<EventIndex, IndexError> {
+        EventIndex::open_read_only_with(Arc::new(OsStorage), dir, opts)
+    }
+
+    /// [`EventIndex::open_read_only`] on `storage`.
+    pub fn open_read_only_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        opts: IndexOptions,
+    ) -> Result<EventIndex, IndexError> {
         // Each retry follows a merge that finished meanwhile; a manifest
         // that names a missing file twice in a row is damage.
-        let manifest_path = dir.join(MANIFEST);
         let mut previous: Option<String> = None;
         loop {
-            let text = match fs::read_to_string(&manifest_path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if dir.join(TANTIVY_META).exists() {
-                        return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() });
-                    }
-                    manifest_text(0, &[])
-                }
-                Err(e) => return Err(io_at(&manifest_path)(e)),
-            };
+            let text = read_manifest(&*storage, dir)?.unwrap_or_else(|| manifest_text(0, None, &[]));
             let manifest = parse_manifest(dir, &text)?;
             let mut parts = Vec::with_capacity(manifest.segments.len());
             let mut vanished = None;
             for (file, bytes) in &manifest.segments {
-                match Part::open(dir, file, *bytes) {
+                match Part::open(&*storage, dir, file, *bytes) {
                     Ok(part) => parts.push(Arc::new(part)),
-                    Err(e) if !dir.join(file).exists() => {
+                    Err(e) if !storage.exists(&dir.join(file)) => {
                         vanished = Some(e);
                         break;
                     }
@@ -289,17 +309,27 @@ impl EventIndex {
                 }
             }
             match vanished {
-                None => return Ok(EventIndex::read_only(dir, opts, manifest.watermark, parts)),
+                None => return Ok(EventIndex::read_only(storage, dir, opts, manifest, parts)),
                 Some(e) if previous.as_deref() == Some(text.as_str()) => return Err(e),
                 Some(_) => previous = Some(text),
             }
         }
     }
 
-    fn read_only(dir: &Path, opts: IndexOptions, watermark: u64, parts: Vec<Arc<Part>>) -> EventIndex {
+    fn read_only(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        opts: IndexOptions,
+        manifest: Manifest,
+        parts: Vec<Arc<Part>>,
+    ) -> EventIndex {
+        let watermark = manifest.watermark;
         let store = Store {
+            storage,
             dir: dir.to_path_buf(),
             opts,
+            history: None,
+            root: Mutex::new(manifest.root),
             snapshot: RwLock::new(Arc::new(parts.clone())),
             writer: Mutex::new(Writer {
                 building: Building::default(),
@@ -324,23 +354,36 @@ impl EventIndex {
     /// is already wiped; a directory that holds no index (neither this
     /// crate's manifest nor an earlier tantivy index) is refused.
     pub fn wipe(dir: &Path) -> Result<(), IndexError> {
-        match fs::read_dir(dir) {
+        EventIndex::wipe_with(&OsStorage, dir)
+    }
+
+    /// [`EventIndex::wipe`] on `storage`.
+    pub fn wipe_with(storage: &dyn Storage, dir: &Path) -> Result<(), IndexError> {
+        let files = match storage.list_files(dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_at(dir)(e)),
-            Ok(mut entries) => {
-                let known = dir.join(MANIFEST).is_file() || dir.join(TANTIVY_META).is_file();
-                if entries.next().is_some() && !known {
-                    return Err(IndexError::NotAnIndex(dir.to_path_buf()));
-                }
-            }
+            Ok(files) => files,
+        };
+        let dirs = storage.list_dirs(dir).map_err(io_at(dir))?;
+        let known = files.iter().any(|f| f == MANIFEST || f == TANTIVY_META);
+        let empty = files.is_empty() && dirs.is_empty();
+        if !known && !empty {
+            return Err(IndexError::NotAnIndex(dir.to_path_buf()));
         }
-        fs::remove_dir_all(dir).map_err(io_at(dir))
+        storage.remove_dir_all(dir).map_err(io_at(dir))
     }
 
     /// Ledger entries `[0, n)` are in the last commit: the caller resumes
     /// adding at `n`.
     pub fn indexed(&self) -> u64 {
         self.store.indexed()
+    }
+
+    /// The root hash of the ledger's first [`EventIndex::indexed`] entries
+    /// as the manifest records it: `None` if the index was committed
+    /// without a [`History`] (or by a version that recorded none).
+    pub fn root(&self) -> Option<[u8; 32]> {
+        *self.store.root.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Add ledger entry `index`, which must be the entry after the last one
@@ -573,19 +616,30 @@ impl Store {
         if n == self.indexed() {
             return Ok(n);
         }
-        let result = self.commit_locked(&mut w, n);
+        // Asked before anything is written, so a failure leaves the
+        // writer usable.
+        let root = match &self.history {
+            None => None,
+            Some(history) => Some(history.root(n).map_err(|source| IndexError::History {
+                dir: self.dir.clone(),
+                size: n,
+                source,
+            })?),
+        };
+        let result = self.commit_locked(&mut w, n, root);
         if result.is_err() {
             w.poisoned = true;
         }
         result.map(|()| n)
     }
 
-    fn commit_locked(&self, w: &mut Writer, n: u64) -> Result<(), IndexError> {
+    fn commit_locked(&self, w: &mut Writer, n: u64, root: Option<[u8; 32]>) -> Result<(), IndexError> {
         self.flush(w)?;
         let flushed = std::mem::take(&mut w.flushed);
         w.parts.extend(flushed);
-        self.publish(w, n)?;
+        self.publish(w, n, root)?;
         self.committed.store(n, Ordering::Release);
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = root;
         if merge_run(&w.parts).is_some() {
             self.merges.lock().unwrap_or_else(|e| e.into_inner()).due = true;
             self.merges_changed.notify_all();
@@ -652,20 +706,21 @@ impl Store {
                     });
                 };
                 w.parts.splice(at..at + inputs.len(), [merged]);
-                // The watermark stays the last commit's.
-                self.publish(&w, self.indexed())?;
+                // The watermark stays the last commit's, with its root.
+                let root = *self.root.lock().unwrap_or_else(|e| e.into_inner());
+                self.publish(&w, self.indexed(), root)?;
             }
             for p in inputs {
                 let path = self.dir.join(&p.file);
-                fs::remove_file(&path).map_err(io_at(&path))?;
+                self.storage.remove_file(&path).map_err(io_at(&path))?;
             }
         }
     }
 
     /// Write the manifest of `w.parts` at watermark `n`, then show them to
     /// searches.
-    fn publish(&self, w: &Writer, n: u64) -> Result<(), IndexError> {
-        write_manifest(&self.dir, &manifest_text(n, &w.parts))?;
+    fn publish(&self, w: &Writer, n: u64, root: Option<[u8; 32]>) -> Result<(), IndexError> {
+        write_manifest(&*self.storage, &self.dir, &manifest_text(n, root.as_ref(), &w.parts))?;
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w.parts.clone());
         Ok(())
     }
@@ -694,17 +749,21 @@ impl Store {
     fn write_segment(
         &self,
         file: String,
-        write: impl FnOnce(BufWriter<File>) -> io::Result<BufWriter<File>>,
+        write: impl FnOnce(BufWriter<SegmentFile>) -> io::Result<BufWriter<SegmentFile>>,
     ) -> Result<Arc<Part>, IndexError> {
         let path = self.dir.join(&file);
-        let out = File::create_new(&path).map_err(io_at(&path))?;
+        // Segment names are never reused: one that exists is not ours.
+        if self.storage.exists(&path) {
+            return Err(io_at(&path)(io::ErrorKind::AlreadyExists.into()));
+        }
+        let out = self.storage.open(&path, true).map_err(io_at(&path))?;
+        let out = SegmentFile { file: out, at: 0 };
         let out = write(BufWriter::with_capacity(1 << 20, out)).map_err(io_at(&path))?;
         let out = out.into_inner().map_err(|e| io_at(&path)(e.into_error()))?;
-        out.sync_all().map_err(io_at(&path))?;
+        out.file.sync_data().map_err(io_at(&path))?;
         // The file's name too, before any manifest names it.
-        sync_dir(&self.dir)?;
-        let bytes = out.metadata().map_err(io_at(&path))?.len();
-        Ok(Arc::new(Part::open(&self.dir, &file, bytes)?))
+        sync_dir(&*self.storage, &self.dir)?;
+        Ok(Arc::new(Part::open(&*self.storage, &self.dir, &file, out.at)?))
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Part>>> {
@@ -720,6 +779,45 @@ impl Store {
             return Err(IndexError::Poisoned);
         }
         Ok(w)
+    }
+}
+
+/// A new segment file written front to back.
+struct SegmentFile {
+    file: Arc<dyn StorageFile>,
+    /// Bytes written so far.
+    at: u64,
+}
+
+impl Write for SegmentFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all_at(buf, self.at)?;
+        self.at += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The manifest's text, or `None` where there is none yet; a directory
+/// holding a tantivy index (schema version 2 and before) is refused.
+fn read_manifest(storage: &dyn Storage, dir: &Path) -> Result<Option<String>, IndexError> {
+    let path = dir.join(MANIFEST);
+    match storage.read(&path) {
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| IndexError::BadManifest {
+            path,
+            line: 1,
+            reason: "not UTF-8 text".into(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if storage.exists(&dir.join(TANTIVY_META)) {
+                return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() });
+            }
+            Ok(None)
+        }
+        Err(e) => Err(io_at(&path)(e)),
     }
 }
 

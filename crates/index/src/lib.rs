@@ -18,8 +18,12 @@
 //! Architecture invariant: the watermark (how many ledger entries the
 //! index covers) changes with the segments it covers, in one rename of
 //! the manifest, so the two never disagree, whatever the crash.
+//! Architecture invariant: all file I/O goes through
+//! [`sealtrail_storage::Storage`], so crash tests can cut power at any
+//! sync point.
 
 mod filter;
+mod history;
 mod index;
 mod manifest;
 mod part;
@@ -29,5 +33,6 @@ mod schema;
 mod stats;
 
 pub use filter::{text_words, Filter, Order, Page, TimeRange};
+pub use history::History;
 pub use index::{EventIndex, IndexError, IndexOptions};
 pub use stats::{Bucket, Performance, Stats};

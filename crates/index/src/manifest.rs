@@ -2,10 +2,10 @@
 //! how many ledger entries they cover, replaced whole by rename so the two
 //! change together (docs/query-index.md).
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+
+use sealtrail_storage::Storage;
 
 use crate::index::{io_at, IndexError};
 use crate::part::Part;
@@ -19,12 +19,22 @@ pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
 /// What a manifest says.
 pub(crate) struct Manifest {
     pub(crate) watermark: u64,
+    /// The root hash of the ledger's first `watermark` entries, when the
+    /// writer was told it.
+    pub(crate) root: Option<[u8; 32]>,
     /// File name and length of each segment, oldest first.
     pub(crate) segments: Vec<(String, u64)>,
 }
 
-pub(crate) fn manifest_text(watermark: u64, parts: &[Arc<Part>]) -> String {
+pub(crate) fn manifest_text(watermark: u64, root: Option<&[u8; 32]>, parts: &[Arc<Part>]) -> String {
     let mut text = format!("sealtrail-index {SCHEMA_VERSION}\nwatermark {watermark}\n");
+    if let Some(root) = root {
+        text.push_str("root ");
+        for b in root {
+            text.push_str(&format!("{b:02x}"));
+        }
+        text.push('\n');
+    }
     for p in parts {
         text.push_str(&format!("segment {} {}\n", p.file, p.bytes));
     }
@@ -56,6 +66,17 @@ pub(crate) fn parse_manifest(dir: &Path, text: &str) -> Result<Manifest, IndexEr
         }
         _ => return Err(bad(2, "expected `watermark <entries>`")),
     };
+    let mut lines = lines.peekable();
+    let mut root = None;
+    if let Some((n, words)) = lines.next_if(|(_, words)| words[0] == "root") {
+        root = match words.as_slice() {
+            ["root", hex] => parse_root(hex),
+            _ => None,
+        };
+        if root.is_none() {
+            return Err(bad(n, "expected `root <64 lowercase hex digits>`"));
+        }
+    }
     let mut segments = Vec::new();
     for (n, words) in lines {
         match words.as_slice() {
@@ -66,7 +87,28 @@ pub(crate) fn parse_manifest(dir: &Path, text: &str) -> Result<Manifest, IndexEr
             _ => return Err(bad(n, "expected `segment <NNNNNNNNNNNN.seg> <bytes>`")),
         }
     }
-    Ok(Manifest { watermark, segments })
+    Ok(Manifest {
+        watermark,
+        root,
+        segments,
+    })
+}
+
+fn parse_root(hex: &str) -> Option<[u8; 32]> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut root = [0u8; 32];
+    for (byte, pair) in root.iter_mut().zip(hex.chunks(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(root)
 }
 
 /// The number of a segment file name (`000000000042.seg`).
@@ -77,17 +119,18 @@ pub(crate) fn segment_number(file: &str) -> Option<u64> {
         .flatten()
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+pub(crate) fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<(), IndexError> {
+    storage.sync_dir(dir).map_err(io_at(dir))
 }
 
 /// Replace the manifest with `text`: written beside it, synced, renamed
 /// over it, and the rename synced.
-pub(crate) fn write_manifest(dir: &Path, text: &str) -> Result<(), IndexError> {
+pub(crate) fn write_manifest(storage: &dyn Storage, dir: &Path, text: &str) -> Result<(), IndexError> {
     let tmp = dir.join(MANIFEST_TMP);
-    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io_at(&tmp))?;
-    f.sync_all().map_err(io_at(&tmp))?;
-    fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_at(&tmp))?;
-    sync_dir(dir)
+    let f = storage.open(&tmp, true).map_err(io_at(&tmp))?;
+    f.set_len(0).map_err(io_at(&tmp))?;
+    f.write_all_at(text.as_bytes(), 0).map_err(io_at(&tmp))?;
+    f.sync_data().map_err(io_at(&tmp))?;
+    storage.rename(&tmp, &dir.join(MANIFEST)).map_err(io_at(&tmp))?;
+    sync_dir(storage, dir)
 }

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use fastbloom::BloomFilter;
 use sealtrail_segment::{Mapped, Segment};
+use sealtrail_storage::Storage;
 
 use crate::index::{io_at, IndexError};
 use crate::query::Seg;
@@ -34,8 +35,24 @@ pub(crate) struct KeyFilter(pub(crate) BloomFilter);
 
 const KEY_FILTER_FALSE_POSITIVES: f64 = 0.01;
 
+/// A segment's bytes: the file mapped where the storage has a real one,
+/// else read whole onto the heap (simulated storage, in crash tests).
+pub(crate) enum SegmentBytes {
+    Mapped(Mapped),
+    Loaded(Vec<u8>),
+}
+
+impl AsRef<[u8]> for SegmentBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            SegmentBytes::Mapped(map) => map.as_ref(),
+            SegmentBytes::Loaded(bytes) => bytes,
+        }
+    }
+}
+
 impl Part {
-    pub(crate) fn open(dir: &Path, file: &str, bytes: u64) -> Result<Part, IndexError> {
+    pub(crate) fn open(storage: &dyn Storage, dir: &Path, file: &str, bytes: u64) -> Result<Part, IndexError> {
         let path = dir.join(file);
         let bad = |reason: String| IndexError::BadSegment {
             path: path.clone(),
@@ -44,16 +61,20 @@ impl Part {
         // A missing file is damage; any other failure to map it (no memory,
         // too many open files, permissions) is not the index's fault, and
         // must not get it wiped.
-        let map = match Mapped::open(&path) {
-            Ok(map) => map,
+        let read = match storage.real_path(&path) {
+            Some(real) => Mapped::open(&real).map(SegmentBytes::Mapped),
+            None => storage.read(&path).map(SegmentBytes::Loaded),
+        };
+        let contents = match read {
+            Ok(contents) => contents,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(bad("missing".into())),
             Err(e) => return Err(io_at(&path)(e)),
         };
-        let len = map.as_ref().len() as u64;
+        let len = contents.as_ref().len() as u64;
         if len != bytes {
             return Err(bad(format!("{len} bytes where the manifest says {bytes}")));
         }
-        let segment = Segment::open(map).map_err(|e| bad(e.to_string()))?;
+        let segment = Segment::open(contents).map_err(|e| bad(e.to_string()))?;
         let ledger = segment.column(LEDGER).ok_or_else(|| bad("no ledger column".into()))?;
         let last_doc = segment
             .docs()

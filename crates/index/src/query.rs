@@ -13,12 +13,13 @@
 use std::collections::BTreeSet;
 
 use sealtrail_event::glob::{is_glob, Glob};
-use sealtrail_segment::{Column, Mapped, Postings, Segment, BLOCK};
+use sealtrail_segment::{Column, Postings, Segment, BLOCK};
 
 use crate::filter::{Filter, TimeRange};
+use crate::part::SegmentBytes;
 use crate::schema::{self, *};
 
-pub(crate) type Seg = Segment<Mapped>;
+pub(crate) type Seg = Segment<SegmentBytes>;
 
 /// One term condition of a plan: the document must hold one of its terms.
 enum TermCondition {

@@ -12,9 +12,11 @@ pub mod error;
 pub mod format;
 pub mod log;
 pub mod scrub;
-pub mod sim;
-pub mod storage;
 pub mod verify;
+
+/// The storage trait the ledger does all its file I/O through, re-exported
+/// from `sealtrail-storage` (whose feature `sim` adds the simulated one).
+pub use sealtrail_storage as storage;
 
 pub use datadir::{default_origin, DataDir, LogInfo};
 pub use error::{LedgerError, Result};

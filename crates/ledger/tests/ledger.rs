@@ -2,12 +2,12 @@
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use sealtrail_ledger::sim::{Fault, SimStorage};
-use sealtrail_ledger::storage::Storage;
 use sealtrail_ledger::verify::verify_log;
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PreparedEntry};
 use sealtrail_merkle::checkpoint::open_checkpoint;
 use sealtrail_merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use sealtrail_storage::sim::{Fault, SimStorage};
+use sealtrail_storage::Storage;
 use std::path::Path;
 use std::sync::Arc;
 

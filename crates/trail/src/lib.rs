@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealtrail_event::{accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid};
-use sealtrail_index::EventIndex;
+use sealtrail_index::{EventIndex, History};
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PreparedEntry};
 use sealtrail_merkle::hash::{leaf_hash, Hash};
 use thiserror::Error;
@@ -99,6 +99,10 @@ pub enum TrailError {
     /// log's signed checkpoint: it belongs to another history.
     #[error("the query index covers {indexed} entries but the log holds {size}; rebuild it with `sealtrail reindex`")]
     IndexAhead { indexed: u64, size: u64 },
+    /// A read-only open found an index whose recorded root hash at its
+    /// watermark is not the log's: it was built from another history.
+    #[error("the query index was built from another history of this log (its root hash at {indexed} entries is not the log's); rebuild it with `sealtrail reindex`")]
+    IndexOfAnotherHistory { indexed: u64 },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -170,7 +174,7 @@ impl Trail {
     pub fn open(data: &DataDir, name: &str, opts: TrailOptions) -> Result<Trail, TrailError> {
         let log = data.open_log(name, opts.log.clone())?;
         let dir = index_dir(data, name);
-        let index = Arc::new(open_index(&dir, &opts.index, &log)?);
+        let index = Arc::new(open_index(data, &dir, &opts.index, &log)?);
         catch_up(&log, &index, &mut |_, _| {})?;
         let keys = Arc::new(Keys::default());
         let indexer = Indexer::start(
@@ -204,8 +208,8 @@ impl Trail {
     ) -> Result<u64, TrailError> {
         let log = data.open_log(name, LogOptions::default())?;
         let dir = index_dir(data, name);
-        EventIndex::wipe(&dir)?;
-        let index = open_index(&dir, opts, &log)?;
+        EventIndex::wipe_with(&**data.storage(), &dir)?;
+        let index = open_index(data, &dir, opts, &log)?;
         catch_up(&log, &index, progress)?;
         // End compact: the merges the rebuild calls for, before returning.
         index.wait_for_merges()?;
@@ -429,6 +433,14 @@ impl TrailReader {
                 size: log.size(),
             });
         }
+        // An index without a recorded root (written before roots were
+        // recorded) is trusted until a writer opens the trail and checks
+        // it; one whose root differs would answer with the wrong events.
+        if index.root().is_some() && !built_from(&index, &log)? {
+            return Err(TrailError::IndexOfAnotherHistory {
+                indexed: index.indexed(),
+            });
+        }
         Ok(TrailReader { log, index })
     }
 
@@ -559,19 +571,47 @@ fn index_dir(data: &DataDir, name: &str) -> PathBuf {
     data.log_dir(name).join(INDEX_DIR)
 }
 
+/// The ledger as the index sees it: the root hashes of its prefixes,
+/// recorded with each index commit.
+struct LedgerHistory(Log);
+
+impl History for LedgerHistory {
+    fn root(&self, size: u64) -> Result<[u8; 32], Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.root_at(size)?)
+    }
+}
+
 /// Open the index, starting it afresh when it cannot serve this ledger:
-/// built by another schema version, an unreadable watermark, or more
-/// entries than the ledger holds (another history, e.g. a restored
-/// ledger). It is derived data; `catch_up` then rebuilds it.
-fn open_index(dir: &std::path::Path, opts: &IndexOptions, log: &Log) -> Result<EventIndex, TrailError> {
-    match EventIndex::open(dir, *opts) {
-        Ok(index) if index.indexed() <= log.size() => return Ok(index),
+/// built by another schema version, an unreadable watermark, or built
+/// from another history (e.g. a restored or replaced ledger; see
+/// [`built_from`]). It is derived data; `catch_up` then rebuilds it.
+fn open_index(data: &DataDir, dir: &std::path::Path, opts: &IndexOptions, log: &Log) -> Result<EventIndex, TrailError> {
+    let storage = data.storage();
+    let history = || Some(Arc::new(LedgerHistory(log.clone())) as Arc<dyn History>);
+    match EventIndex::open_with(storage.clone(), dir, *opts, history()) {
+        Ok(index) if built_from(&index, log)? => return Ok(index),
         Ok(index) => drop(index),
         Err(IndexError::SchemaMismatch { .. } | IndexError::BadManifest { .. } | IndexError::BadSegment { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    EventIndex::wipe(dir)?;
-    Ok(EventIndex::open(dir, *opts)?)
+    EventIndex::wipe_with(&**storage, dir)?;
+    Ok(EventIndex::open_with(storage.clone(), dir, *opts, history())?)
+}
+
+/// Whether `index` was built from this log: it covers no more entries
+/// than the log holds, and the root hash its manifest records at its
+/// watermark is the log's at that size. An index without a recorded root
+/// cannot show it, and counts as another history (an empty one is any
+/// history's).
+fn built_from(index: &EventIndex, log: &Log) -> Result<bool, TrailError> {
+    let indexed = index.indexed();
+    if indexed > log.size() {
+        return Ok(false);
+    }
+    if indexed == 0 {
+        return Ok(true);
+    }
+    Ok(index.root() == Some(log.root_at(indexed)?))
 }
 
 /// Index the ledger's entries beyond the index's watermark, then commit;

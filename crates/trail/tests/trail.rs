@@ -502,3 +502,134 @@ fn a_large_batch_validated_in_parallel_keeps_input_order() {
         }
     }
 }
+
+/// Replace log `audit` with a fresh one holding `events`, indexed by its
+/// own trail, and return the index directory's path.
+fn fill_new_ledger(env: &Env, events: &[Vec<u8>]) -> std::path::PathBuf {
+    let log_dir = env.data.log_dir("audit");
+    if log_dir.exists() {
+        std::fs::remove_dir_all(&log_dir).unwrap();
+    }
+    env.data.create_log("audit", None).unwrap();
+    let trail = open(env);
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    trail.ingest(&refs, false).unwrap();
+    drop(trail);
+    log_dir.join(sealtrail_trail::INDEX_DIR)
+}
+
+/// Leave a file no index writes in `index_dir`: open keeps it, a
+/// rebuild (which starts from an empty directory) does not.
+fn mark(index_dir: &std::path::Path) -> std::path::PathBuf {
+    let marker = index_dir.join("marker");
+    std::fs::write(&marker, b"kept").unwrap();
+    marker
+}
+
+/// Every search answers from the ledger it sits on: all events, and for
+/// each actor exactly the events the ledger holds for it.
+fn check_exact(trail: &Trail, size: u64) {
+    assert_eq!(trail.indexed(), size);
+    assert_eq!(all(trail), (0..size).collect::<Vec<_>>());
+    let actors: Vec<Option<String>> = (0..size)
+        .map(|i| trail.read(i).unwrap().event.actor.map(|a| a.id))
+        .collect();
+    for actor in actors.iter().flatten() {
+        let filter = Filter {
+            actor: Some(actor.clone()),
+            ..Filter::default()
+        };
+        let page = Page {
+            order: Order::OldestFirst,
+            limit: 1000,
+            after: None,
+        };
+        let hits: Vec<u64> = trail
+            .query(&filter, &page)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.index)
+            .collect();
+        let expected: Vec<u64> = (0..size)
+            .filter(|&i| actors[i as usize].as_ref() == Some(actor))
+            .collect();
+        assert_eq!(hits, expected, "actor {actor}");
+    }
+}
+
+#[test]
+fn an_index_of_another_history_no_longer_than_the_ledger_is_rebuilt_on_open() {
+    let env = env();
+    let first: Vec<Vec<u8>> = sealtrail_testgen::events(5, 40).collect();
+    let second: Vec<Vec<u8>> = sealtrail_testgen::events(6, 40).collect();
+    let shorter: Vec<Vec<u8>> = sealtrail_testgen::events(7, 25).collect();
+    let kept = env._tmp.path().join("kept-index");
+    let keep = |index_dir: &std::path::Path| {
+        if kept.exists() {
+            std::fs::remove_dir_all(&kept).unwrap();
+        }
+        std::fs::rename(index_dir, &kept).unwrap();
+    };
+
+    // Its own index is kept as it is, and records the ledger's root.
+    let index_dir = fill_new_ledger(&env, &first);
+    let manifest = std::fs::read_to_string(index_dir.join("MANIFEST")).unwrap();
+    let root_line = manifest.lines().nth(2).unwrap();
+    assert!(
+        root_line.starts_with("root ") && root_line.len() == 5 + 64,
+        "{manifest}"
+    );
+    let marker = mark(&index_dir);
+    check_exact(&open(&env), 40);
+    assert!(marker.exists(), "an index of this ledger is kept");
+
+    // The same size, other events: the watermark fits, the root does not.
+    keep(&index_dir);
+    let index_dir = fill_new_ledger(&env, &second);
+    std::fs::remove_dir_all(&index_dir).unwrap();
+    std::fs::rename(&kept, &index_dir).unwrap();
+    let reader = sealtrail_trail::TrailReader::open(&env.data, "audit");
+    assert!(
+        matches!(
+            reader,
+            Err(sealtrail_trail::TrailError::IndexOfAnotherHistory { indexed: 40 })
+        ),
+        "a reader refuses it"
+    );
+    let marker = mark(&index_dir);
+    let trail = open(&env);
+    assert!(!marker.exists(), "rebuilt");
+    check_exact(&trail, 40);
+    drop(trail);
+
+    // A shorter history of other events, under a longer ledger.
+    let index_dir = fill_new_ledger(&env, &shorter);
+    keep(&index_dir);
+    let index_dir = fill_new_ledger(&env, &second);
+    std::fs::remove_dir_all(&index_dir).unwrap();
+    std::fs::rename(&kept, &index_dir).unwrap();
+    let marker = mark(&index_dir);
+    let trail = open(&env);
+    assert!(!marker.exists(), "rebuilt");
+    check_exact(&trail, 40);
+    drop(trail);
+
+    // A manifest without a root (written before roots were recorded)
+    // cannot show its history: rebuilt too, and the rebuild records one.
+    let manifest = std::fs::read_to_string(index_dir.join("MANIFEST")).unwrap();
+    let without: String = manifest
+        .lines()
+        .filter(|l| !l.starts_with("root "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, manifest);
+    std::fs::write(index_dir.join("MANIFEST"), without).unwrap();
+    let marker = mark(&index_dir);
+    let trail = open(&env);
+    assert!(!marker.exists(), "rebuilt");
+    check_exact(&trail, 40);
+    drop(trail);
+    assert!(std::fs::read_to_string(index_dir.join("MANIFEST"))
+        .unwrap()
+        .contains("\nroot "));
+}

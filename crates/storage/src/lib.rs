@@ -1,13 +1,21 @@
-//! The ledger's only door to the file system. Everything the ledger reads or
-//! writes goes through [`Storage`] and [`StorageFile`], so tests can swap in
-//! [`crate::sim::SimStorage`] to cut power at any sync point or fail any
-//! write. Deliberately tiny: positional reads and writes, length, sync.
+//! The only door to the file system of the ledger and the query index.
+//! Everything they read or write goes through [`Storage`] and
+//! [`StorageFile`], so tests can swap in `sim::SimStorage` (feature `sim`)
+//! to cut power at any sync point or fail any write. Deliberately tiny:
+//! positional reads and writes, length, sync, and the few directory
+//! operations (create, rename, delete, list, sync) the two stores use.
+//!
+//! Architecture invariant: no knowledge of what the files hold, no
+//! buffering, no retries; an error is the caller's to act on.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+#[cfg(feature = "sim")]
+pub mod sim;
 
 /// One open file. Implementations must be safe to read from several threads
 /// while one thread writes beyond what the readers read.
@@ -22,7 +30,8 @@ pub trait StorageFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
 }
 
-/// A directory tree of files.
+/// A directory tree of files. A new, renamed or deleted name is durable
+/// only once its directory is synced ([`Storage::sync_dir`]).
 pub trait Storage: Send + Sync {
     /// Open for reading and writing, creating the file if `create`.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
@@ -39,6 +48,21 @@ pub trait Storage: Send + Sync {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Names of the subdirectories of `path`, sorted.
     fn list_dirs(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Names of the files (not directories) in `path`, sorted.
+    fn list_files(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Replace `to` with `from` in one step: a reader finds one or the
+    /// other, never neither.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Delete `path` and everything in it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The real file behind `path`, for callers that map files which never
+    /// change once written rather than read them; `None` where there is no
+    /// real file (simulated storage), and the caller reads the bytes.
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        let _ = path;
+        None
+    }
     /// Make the directory's entries (new files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Take an exclusive lock on `path` (created if missing) for as long as
@@ -112,6 +136,34 @@ impl Storage for OsStorage {
         }
         names.sort();
         Ok(names)
+    }
+
+    fn list_files(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        Some(path.to_path_buf())
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
