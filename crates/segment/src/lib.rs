@@ -37,11 +37,15 @@ mod varint;
 mod write;
 
 pub use map::Mapped;
-pub use read::{Column, FormatError, Postings, Segment};
-pub use write::{merge, SegmentBuilder};
+pub use read::{reseal, Column, FormatError, Postings, Segment};
+pub use write::{merge, MergeDamage, SegmentBuilder};
 
-/// The last eight bytes of every segment.
-pub const MAGIC: [u8; 8] = *b"STSEG001";
+/// The last eight bytes of every segment: the format and its version.
+pub const MAGIC: [u8; 8] = *b"STSEG002";
+
+/// Bytes of each checksummed page of a section (the last page of a
+/// section may be shorter).
+pub const PAGE: usize = 4096;
 
 /// Documents per column block and per posting-list block.
 pub const BLOCK: u32 = 128;
