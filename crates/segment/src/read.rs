@@ -45,7 +45,9 @@ pub enum FormatError {
     },
     #[error("segment column {column} has kind byte {kind}")]
     BadKind { column: usize, kind: u8 },
-    #[error("segment field starts: entry {field} is term {next}, after {start}; entries rise from 0 to the {terms} terms")]
+    #[error(
+        "segment field starts: entry {field} is term {next}, after {start}; entries rise from 0 to the {terms} terms"
+    )]
     BadFieldStart {
         field: usize,
         start: u32,
@@ -248,7 +250,11 @@ fn read_tail(all: &[u8], check_sum: bool) -> Result<Tail, FormatError> {
     };
     // Each section needs 8 bytes of table: a count the file cannot hold
     // is refused before anything is allocated for it.
-    count_limit("columns", u64::from(columns), ((t / 8).saturating_sub(FIXED_SECTIONS)) as u64)?;
+    count_limit(
+        "columns",
+        u64::from(columns),
+        ((t / 8).saturating_sub(FIXED_SECTIONS)) as u64,
+    )?;
     count_limit("documents", u64::from(docs), u64::from(MAX_DOCS))?;
     count_limit("fields", u64::from(fields), 256)?;
     let columns = columns as usize;
@@ -579,7 +585,8 @@ pub struct Postings<'a> {
 
 impl<'a> Postings<'a> {
     fn parse(pages: Pages<'a>, term: u32, list: Range<usize>, docs: u32) -> Result<Postings<'a>, FormatError> {
-        let bad = |what: String, at: usize| damaged(format!("posting list of term {term} ({what})"), pages.offset(0, at));
+        let bad =
+            |what: String, at: usize| damaged(format!("posting list of term {term} ({what})"), pages.offset(0, at));
         let head = pages.read(0, list.start, list.len().min(10))?;
         let mut at = 0;
         let len = varint::get(head, &mut at)
@@ -684,7 +691,12 @@ impl<'a> Postings<'a> {
                 Some(_) => None,
             }
             .filter(|&d| d < self.docs)
-            .ok_or_else(|| (format!("block {b}: not ascending or past {} documents", self.docs), start))?;
+            .ok_or_else(|| {
+                (
+                    format!("block {b}: not ascending or past {} documents", self.docs),
+                    start,
+                )
+            })?;
             out.push(doc);
             prev = Some(doc);
         }
@@ -693,7 +705,10 @@ impl<'a> Postings<'a> {
         }
         if let Some(next) = self.block_base(b + 1) {
             if prev != Some(next) {
-                return Err((format!("block {b} ends at {prev:?}, the next block's base is {next}"), at));
+                return Err((
+                    format!("block {b} ends at {prev:?}, the next block's base is {next}"),
+                    at,
+                ));
             }
         }
         Ok(())
@@ -803,7 +818,11 @@ impl Column<'_> {
         let packed_len = (u64::from(n) * u64::from(width)).div_ceil(8);
         if width > 64 || bytes.len() as u64 != 9 + packed_len || u64_at(bytes, 1) != min {
             return Err(self.damaged(
-                format!("block {b}: {} bytes, width {width}, least {}", bytes.len(), u64_at(bytes, 1)),
+                format!(
+                    "block {b}: {} bytes, width {width}, least {}",
+                    bytes.len(),
+                    u64_at(bytes, 1)
+                ),
                 from,
             ));
         }

@@ -64,7 +64,9 @@ impl<W: Write> Out<W> {
     /// Page sums, section table and trailer after the last section.
     fn finish(mut self, counts: [u32; 4]) -> io::Result<W> {
         let mut tail = std::mem::take(&mut self.page_sums);
-        self.sections.iter().for_each(|s| tail.extend_from_slice(&s.to_le_bytes()));
+        self.sections
+            .iter()
+            .for_each(|s| tail.extend_from_slice(&s.to_le_bytes()));
         counts.iter().for_each(|n| tail.extend_from_slice(&n.to_le_bytes()));
         let sum = term_hash(&tail);
         tail.extend_from_slice(&sum.to_le_bytes());
@@ -538,9 +540,8 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
         bases.push(base);
         base += p.docs();
     }
-    let part_damage = |part: usize| {
-        move |error: FormatError| io::Error::new(io::ErrorKind::InvalidData, MergeDamage { part, error })
-    };
+    let part_damage =
+        |part: usize| move |error: FormatError| io::Error::new(io::ErrorKind::InvalidData, MergeDamage { part, error });
     // At most 256: open refuses more fields.
     let fields = parts.iter().map(|p| p.fields()).max().unwrap_or(0).min(256) as usize;
     // For the fields of term columns: per part, old number -> new number.

@@ -8,9 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sealtrail_segment::{
-    merge, reseal, term_hash, ColumnKind, FormatError, Segment, SegmentBuilder, BLOCK, NONE,
-};
+use sealtrail_segment::{merge, reseal, term_hash, ColumnKind, FormatError, Segment, SegmentBuilder, BLOCK, NONE};
 use sealtrail_testgen::Rng;
 
 /// Field 0: a few action-like names. Field 1: hundreds of actors. Field 2:
@@ -171,10 +169,7 @@ fn check(segment: &Segment, docs: &[Doc]) {
         let action = actions.get(i).unwrap().unwrap();
         match &d.action {
             None => assert_eq!(action, NONE),
-            Some(a) => assert_eq!(
-                segment.term_bytes(actions_start + action as u32).unwrap(),
-                a.as_slice()
-            ),
+            Some(a) => assert_eq!(segment.term_bytes(actions_start + action as u32).unwrap(), a.as_slice()),
         }
     }
     assert_eq!(times.get(docs.len() as u32), Ok(None));
@@ -256,9 +251,15 @@ fn answers<B: AsRef<[u8]>>(s: &Segment<B>, probes: &[(u8, Vec<u8>)]) -> Answers 
     let mut out = BTreeMap::new();
     for (q, (f, t)) in (0u64..).zip(probes) {
         let found = s.find(*f, t);
-        out.insert(("find", q, 0), found.clone().map(|id| id.into_iter().map(u64::from).collect()));
+        out.insert(
+            ("find", q, 0),
+            found.clone().map(|id| id.into_iter().map(u64::from).collect()),
+        );
         let Ok(Some(id)) = found else { continue };
-        out.insert(("bytes", q, 0), s.term_bytes(id).map(|b| b.iter().map(|&x| u64::from(x)).collect()));
+        out.insert(
+            ("bytes", q, 0),
+            s.term_bytes(id).map(|b| b.iter().map(|&x| u64::from(x)).collect()),
+        );
         out.insert(("hash", q, 0), s.term_hash_at(id).map(|h| vec![h]));
         let p = match s.postings(id) {
             Err(e) => {
@@ -287,7 +288,10 @@ fn answers<B: AsRef<[u8]>>(s: &Segment<B>, probes: &[(u8, Vec<u8>)]) -> Answers 
     }
     for f in 0..6u8 {
         let range = s.field_terms(f);
-        out.insert(("field", u64::from(f), 0), Ok(vec![range.start.into(), range.end.into()]));
+        out.insert(
+            ("field", u64::from(f), 0),
+            Ok(vec![range.start.into(), range.end.into()]),
+        );
         for id in range.step_by(3) {
             let got = s.term_bytes(id).map(|b| b.iter().map(|&x| u64::from(x)).collect());
             out.insert(("term", u64::from(id), 0), got);
@@ -298,7 +302,10 @@ fn answers<B: AsRef<[u8]>>(s: &Segment<B>, probes: &[(u8, Vec<u8>)]) -> Answers 
         let c = c as u64;
         for b in 0..col.blocks() {
             let mut values = Vec::new();
-            out.insert(("column block", c, b.into()), col.block(b, &mut values).map(|()| values));
+            out.insert(
+                ("column block", c, b.into()),
+                col.block(b, &mut values).map(|()| values),
+            );
             let range = col.block_range(b).map(|r| r.map_or(vec![], |(lo, hi)| vec![lo, hi]));
             out.insert(("column range", c, b.into()), range);
         }
@@ -342,11 +349,9 @@ fn damage_anywhere_gives_an_error_or_the_right_answer() {
     let docs = docs(11, 160);
     let good = build(&docs);
     assert!(good.len() > sealtrail_segment::PAGE, "{} bytes", good.len());
-    let t = std::time::Instant::now();
     let probes = probes(&docs);
     let want = answers(&Segment::open(good.as_slice()).unwrap(), &probes);
     assert!(want.values().all(Result::is_ok));
-    eprintln!("{} bytes, {} answers, {:?}", good.len(), want.len(), t.elapsed());
     for len in 0..good.len() {
         assert!(Segment::open(&good[..len]).is_err(), "cut to {len} bytes and opened");
     }
@@ -381,7 +386,11 @@ fn damage_is_named_by_section_and_byte() {
             offset: 0
         }
     );
-    assert!(e.to_string().contains("postings fails its checksum in the bytes from 0"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("postings fails its checksum in the bytes from 0"),
+        "{e}"
+    );
 
     // The tail: the page sums, section table and counts.
     let mut bad = good.clone();
@@ -396,8 +405,17 @@ fn damage_is_named_by_section_and_byte() {
     let mut old = good.clone();
     old[n - 8..].copy_from_slice(b"STSEG001");
     let e = Segment::open(old.as_slice()).err().unwrap();
-    assert_eq!(e, FormatError::OtherVersion { found: "STSEG001".into() });
-    assert!(e.to_string().contains("\"STSEG001\", where this version reads \"STSEG002\""), "{e}");
+    assert_eq!(
+        e,
+        FormatError::OtherVersion {
+            found: "STSEG001".into()
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains("\"STSEG001\", where this version reads \"STSEG002\""),
+        "{e}"
+    );
     old[n - 8..].copy_from_slice(b"NOTASEG!");
     assert_eq!(Segment::open(old.as_slice()).err(), Some(FormatError::BadMagic));
     assert_eq!(Segment::open(&good[..10]).err(), Some(FormatError::TooShort(10)));
@@ -452,7 +470,7 @@ fn read_everything<B: AsRef<[u8]>>(s: &Segment<B>) {
     for f in 0..6u8 {
         for id in s.field_terms(f) {
             if let Ok(t) = s.term_bytes(id) {
-                let _ = s.find(f, &t.to_vec());
+                let _ = s.find(f, t);
             }
             let Ok(p) = s.postings(id) else { continue };
             let _ = p.iter().count();
