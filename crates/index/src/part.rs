@@ -45,7 +45,12 @@ impl Part {
         // A missing file is damage; any other failure to map it (no memory,
         // too many open files, permissions) is not the index's fault, and
         // must not get it wiped.
-        let map = match Mapped::open(&path) {
+        // SAFETY: this crate never truncates or writes a segment file once
+        // written: each is created new (`File::create_new`) under a fresh
+        // number, synced, and later only deleted, which leaves maps valid.
+        // Another process must not change files in the index directory.
+        #[allow(unsafe_code)]
+        let map = match unsafe { Mapped::open(&path) } {
             Ok(map) => map,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(bad("missing".into())),
             Err(e) => return Err(io_at(&path)(e)),

@@ -426,6 +426,13 @@ impl<B: AsRef<[u8]>> Segment<B> {
         })
     }
 
+    /// Pages whose checksum reads have checked so far (each is checked
+    /// once): what the reads since open have touched.
+    pub fn checked_pages(&self) -> usize {
+        let words = self.layout.checked.iter();
+        words.map(|w| w.load(Ordering::Relaxed).count_ones() as usize).sum()
+    }
+
     fn pages(&self) -> Pages<'_> {
         Pages {
             all: self.bytes.as_ref(),
