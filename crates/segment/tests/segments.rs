@@ -355,12 +355,12 @@ fn damage_anywhere_gives_an_error_or_the_right_answer() {
     for len in 0..good.len() {
         assert!(Segment::open(&good[..len]).is_err(), "cut to {len} bytes and opened");
     }
+    // One bit of every byte, each bit position in turn.
     for at in 0..good.len() {
-        for flip in [1u8 << (at % 8), 0xff] {
-            let mut bad = good.clone();
-            bad[at] ^= flip;
-            same_answers_or_errors(&bad, &probes, &want, &format!("byte {at} ^ {flip:#x}"));
-        }
+        let flip = 1u8 << (at % 8);
+        let mut bad = good.clone();
+        bad[at] ^= flip;
+        same_answers_or_errors(&bad, &probes, &want, &format!("byte {at} ^ {flip:#x}"));
     }
 }
 
@@ -368,7 +368,11 @@ fn damage_anywhere_gives_an_error_or_the_right_answer() {
 fn damage_is_named_by_section_and_byte() {
     let good = build(&docs(11, 300));
     let segment = Segment::open(good.as_slice()).unwrap();
+    // Open checks the pages of the small sections only (kinds, field
+    // starts); reads check what they touch.
+    assert_eq!(segment.checked_pages(), 2);
     let term = segment.find(1, b"user-7").unwrap().unwrap();
+    assert!(segment.checked_pages() > 2);
     // A byte of the first page of postings: the list reads fail, the
     // dictionary still reads.
     let mut bad = good.clone();
