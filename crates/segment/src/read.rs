@@ -259,7 +259,7 @@ fn read_tail(all: &[u8], check_sum: bool) -> Result<Tail, FormatError> {
     count_limit("fields", u64::from(fields), 256)?;
     let columns = columns as usize;
     let count = FIXED_SECTIONS + columns;
-    let table = t - count * 8;
+    let table = t.checked_sub(count * 8).ok_or(FormatError::TooShort(len))?;
     let mut sections = Vec::with_capacity(count);
     let mut start = 0usize;
     for s in 0..count {

@@ -423,6 +423,14 @@ fn damage_is_named_by_section_and_byte() {
     old[n - 8..].copy_from_slice(b"NOTASEG!");
     assert_eq!(Segment::open(old.as_slice()).err(), Some(FormatError::BadMagic));
     assert_eq!(Segment::open(&good[..10]).err(), Some(FormatError::TooShort(10)));
+    // A trailer alone: no room for the section table.
+    let mut trailer = vec![0; 24];
+    trailer.extend_from_slice(b"STSEG002");
+    assert_eq!(Segment::open(&trailer).err(), Some(FormatError::TooShort(32)));
+    assert!(matches!(
+        Segment::open(&good[n - 32..]),
+        Err(FormatError::BadCount { what: "columns", value: 3, limit: 0 })
+    ));
 }
 
 #[test]
