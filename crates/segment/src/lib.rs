@@ -28,8 +28,11 @@
 //!
 //! The byte layout is in docs/index-segments.md. Architecture invariant: a
 //! segment's bytes are a pure function of what was added, in that order
-//! (no clock, no randomness, no process state), and [`Segment::open`]
-//! refuses, rather than panics on, bytes that do not hold together.
+//! (no clock, no randomness, no process state). Architecture invariant:
+//! no read answers from bytes it has not checked: every page of
+//! [`PAGE`] bytes has a checksum, checked when a read first touches it,
+//! and damaged or inconsistent bytes give a [`FormatError`] naming the
+//! section and byte, never a panic or another answer.
 
 mod map;
 mod read;

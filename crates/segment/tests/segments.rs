@@ -429,7 +429,11 @@ fn damage_is_named_by_section_and_byte() {
     assert_eq!(Segment::open(&trailer).err(), Some(FormatError::TooShort(32)));
     assert!(matches!(
         Segment::open(&good[n - 32..]),
-        Err(FormatError::BadCount { what: "columns", value: 3, limit: 0 })
+        Err(FormatError::BadCount {
+            what: "columns",
+            value: 3,
+            limit: 0
+        })
     ));
 }
 
