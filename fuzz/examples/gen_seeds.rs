@@ -16,6 +16,7 @@ use sealtrail_merkle::note::{self, Signer};
 use sealtrail_merkle::receipt::Receipt;
 use sealtrail_merkle::tile::{EntryBundle, TileCoord};
 use sealtrail_merkle::{inclusion_proof, leaf_hash, MemoryTree};
+use sealtrail_segment::{merge, ColumnKind, Segment, SegmentBuilder};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -236,6 +237,27 @@ fn main() -> Result {
     {
         write(&root, "event_timestamp", &format!("time_{i}"), t)?;
     }
+
+    // segment_open: small segments from the builder, and a merge of two.
+    let kinds = [ColumnKind::Value, ColumnKind::Term(0)];
+    let segment = |docs: u32, words: &[&str]| -> Result<Vec<u8>> {
+        let mut b = SegmentBuilder::new(&kinds);
+        for d in 0..docs {
+            b.add_doc();
+            let w = words[d as usize % words.len()];
+            let action = b.add_term(0, w.as_bytes());
+            b.set(1, action);
+            b.add_term(1, format!("actor-{}", d % 7).as_bytes());
+            b.set(0, 1_700_000_000 + u64::from(d) * 3);
+        }
+        Ok(b.finish(Vec::new())?)
+    };
+    write(&root, "segment_open", "empty", SegmentBuilder::new(&kinds).finish(Vec::new())?)?;
+    write(&root, "segment_open", "three_docs", segment(3, &["login", "logout"])?)?;
+    let two_blocks = segment(140, &["login", "export", "delete"])?;
+    write(&root, "segment_open", "two_blocks", &two_blocks)?;
+    let (a, b) = (Segment::open(segment(5, &["a"])?)?, Segment::open(two_blocks)?);
+    write(&root, "segment_open", "merged", merge(&[&a, &b], Vec::new())?)?;
 
     println!("seeds written to {}", root.display());
     Ok(())

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use sealtrail_event::Event;
-use sealtrail_segment::{merge, term_hash};
+use sealtrail_segment::{merge, term_hash, FormatError, MergeDamage};
 use sealtrail_storage::{OsStorage, Storage, StorageFile};
 use thiserror::Error;
 
@@ -432,6 +432,7 @@ impl EventIndex {
             return Ok(out);
         }
         let parts = self.snapshot();
+        let dir = &self.store.dir;
         match page.order {
             Order::NewestFirst => {
                 // Ledger indices the page may hold: at most `hi`.
@@ -443,16 +444,20 @@ impl EventIndex {
                     },
                 };
                 for part in parts.iter().rev().filter(|p| p.first <= hi) {
-                    let seg = &part.segment;
-                    let Some(mut matches) = plan.on(seg) else { continue };
-                    let Some(last) = first_at_or_after(seg, hi.saturating_add(1)).checked_sub(1) else {
+                    let (seg, bad) = (&part.segment, |e| bad_segment(dir, part, e));
+                    let Some(mut matches) = plan.on(seg).map_err(bad)? else {
+                        continue;
+                    };
+                    let first_after = first_at_or_after(seg, hi.saturating_add(1)).map_err(bad)?;
+                    let Some(last) = first_after.checked_sub(1) else {
                         continue;
                     };
                     let Some(ledger) = seg.column(LEDGER) else { continue };
-                    if !matches.descending(last, |doc| {
-                        out.extend(ledger.get(doc));
-                        out.len() < page.limit
-                    }) {
+                    let more = matches.descending(last, |doc| {
+                        out.extend(ledger.get(doc)?);
+                        Ok::<_, FormatError>(out.len() < page.limit)
+                    });
+                    if !more.map_err(bad)? {
                         return Ok(out);
                     }
                 }
@@ -466,13 +471,17 @@ impl EventIndex {
                     },
                 };
                 for part in parts.iter().filter(|p| p.last >= lo) {
-                    let seg = &part.segment;
-                    let Some(mut matches) = plan.on(seg) else { continue };
+                    let (seg, bad) = (&part.segment, |e| bad_segment(dir, part, e));
+                    let Some(mut matches) = plan.on(seg).map_err(bad)? else {
+                        continue;
+                    };
                     let Some(ledger) = seg.column(LEDGER) else { continue };
-                    if !matches.ascending(first_at_or_after(seg, lo), |doc| {
-                        out.extend(ledger.get(doc));
-                        out.len() < page.limit
-                    }) {
+                    let first = first_at_or_after(seg, lo).map_err(bad)?;
+                    let more = matches.ascending(first, |doc| {
+                        out.extend(ledger.get(doc)?);
+                        Ok::<_, FormatError>(out.len() < page.limit)
+                    });
+                    if !more.map_err(bad)? {
                         return Ok(out);
                     }
                 }
@@ -484,11 +493,14 @@ impl EventIndex {
     /// How many committed events match.
     pub fn count(&self, filter: &Filter) -> Result<u64, IndexError> {
         let plan = Plan::new(filter);
-        Ok(self
-            .snapshot()
-            .iter()
-            .filter_map(|p| plan.on(&p.segment).map(|mut m| m.count()))
-            .sum())
+        let mut n = 0;
+        for part in self.snapshot().iter() {
+            let bad = |e| bad_segment(&self.store.dir, part, e);
+            if let Some(mut matches) = plan.on(&part.segment).map_err(bad)? {
+                n += matches.count().map_err(bad)?;
+            }
+        }
+        Ok(n)
     }
 
     /// Call `f` with every matching ledger index in ascending order until it
@@ -496,12 +508,13 @@ impl EventIndex {
     pub fn for_each(&self, filter: &Filter, mut f: impl FnMut(u64) -> bool) -> Result<(), IndexError> {
         let plan = Plan::new(filter);
         for part in self.snapshot().iter() {
-            let seg = &part.segment;
-            let (Some(mut matches), Some(ledger)) = (plan.on(seg), seg.column(LEDGER)) else {
+            let (seg, bad) = (&part.segment, |e| bad_segment(&self.store.dir, part, e));
+            let (Some(mut matches), Some(ledger)) = (plan.on(seg).map_err(bad)?, seg.column(LEDGER)) else {
                 continue;
             };
             let mut values = crate::query::Values::new(ledger);
-            if !matches.ascending(0, |doc| values.get(doc).is_none_or(&mut f)) {
+            let more = matches.ascending(0, |doc| Ok::<_, FormatError>(values.get(doc)?.is_none_or(&mut f)));
+            if !more.map_err(bad)? {
                 return Ok(());
             }
         }
@@ -513,8 +526,9 @@ impl EventIndex {
         let plan = Plan::new(filter);
         let mut sum = StatsSum::default();
         for part in self.snapshot().iter() {
-            if let Some(mut matches) = plan.on(&part.segment) {
-                sum.add(&part.segment, &mut matches, bucket);
+            let bad = |e| bad_segment(&self.store.dir, part, e);
+            if let Some(mut matches) = plan.on(&part.segment).map_err(bad)? {
+                sum.add(&part.segment, &mut matches, bucket).map_err(bad)?;
             }
         }
         Ok(sum.finish())
@@ -526,8 +540,9 @@ impl EventIndex {
         let plan = Plan::new(filter);
         let mut durations = Durations::default();
         for part in self.snapshot().iter() {
-            if let Some(mut matches) = plan.on(&part.segment) {
-                durations.add(&part.segment, &mut matches);
+            let bad = |e| bad_segment(&self.store.dir, part, e);
+            if let Some(mut matches) = plan.on(&part.segment).map_err(bad)? {
+                durations.add(&part.segment, &mut matches).map_err(bad)?;
             }
         }
         Ok(durations.finish())
@@ -551,22 +566,37 @@ impl EventIndex {
         let hashes: Vec<u64> = keys.iter().map(|k| term_hash(k.as_bytes())).collect();
         // Oldest first: the first segment holding a key holds its first event.
         for part in self.snapshot().iter() {
-            let filter = part.keys();
+            let bad = |e| bad_segment(&self.store.dir, part, e);
+            let filter = part.keys().map_err(bad)?;
             for ((key, &hash), first) in keys.iter().zip(&hashes).zip(found.iter_mut()) {
                 if first.is_some() || !filter.0.contains_hash(hash) {
                     continue;
                 }
                 let seg = &part.segment;
-                if let Some(term) = seg.find(IDEMPOTENCY, key.as_bytes()) {
-                    *first = seg
+                if let Some(term) = seg.find(IDEMPOTENCY, key.as_bytes()).map_err(bad)? {
+                    let doc = seg
                         .postings(term)
+                        .map_err(bad)?
                         .iter()
                         .next()
-                        .and_then(|doc| seg.column(LEDGER)?.get(doc));
+                        .transpose()
+                        .map_err(bad)?;
+                    if let (Some(doc), Some(ledger)) = (doc, seg.column(LEDGER)) {
+                        *first = ledger.get(doc).map_err(bad)?;
+                    }
                 }
             }
         }
         Ok(found)
+    }
+}
+
+/// A segment found damaged while answering: the query fails, naming it,
+/// rather than answering without it.
+fn bad_segment(dir: &Path, part: &Part, e: FormatError) -> IndexError {
+    IndexError::BadSegment {
+        path: dir.join(&part.file),
+        reason: e.to_string(),
     }
 }
 
@@ -687,10 +717,18 @@ impl Store {
                 let Some(run) = merge_run(&w.parts) else { return Ok(()) };
                 (w.parts[run].to_vec(), w.new_file())
             };
+            // A damaged input fails the merge naming that input.
+            let mut damage = None;
             let merged = self.write_segment(file, |out| {
                 let segments: Vec<&Seg> = inputs.iter().map(|p| &p.segment).collect();
-                merge(&segments, out)
-            })?;
+                merge(&segments, out).inspect_err(|e| {
+                    damage = e
+                        .get_ref()
+                        .and_then(|e| e.downcast_ref::<MergeDamage>())
+                        .and_then(|d| Some(bad_segment(&self.dir, inputs.get(d.part)?, d.error.clone())));
+                })
+            });
+            let merged = merged.map_err(|e| damage.unwrap_or(e))?;
             {
                 let mut w = self.lock()?;
                 let at = w.parts.iter().position(|p| Arc::ptr_eq(p, &inputs[0]));

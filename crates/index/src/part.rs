@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use fastbloom::BloomFilter;
-use sealtrail_segment::{Mapped, Segment};
+use sealtrail_segment::{FormatError, Mapped, Segment};
 use sealtrail_storage::Storage;
 
 use crate::index::{io_at, IndexError};
@@ -22,8 +22,9 @@ pub(crate) struct Part {
     /// Ledger indices of its first and last documents.
     pub(crate) first: u64,
     pub(crate) last: u64,
-    /// Built on the first idempotency lookup that reaches this segment.
-    keys: OnceLock<KeyFilter>,
+    /// Built on the first idempotency lookup that reaches this segment
+    /// (or the damage that stopped it).
+    keys: OnceLock<Result<KeyFilter, FormatError>>,
 }
 
 /// The idempotency keys a segment may hold. A key absent from the filter
@@ -62,7 +63,12 @@ impl Part {
         // too many open files, permissions) is not the index's fault, and
         // must not get it wiped.
         let read = match storage.real_path(&path) {
-            Some(real) => Mapped::open(&real).map(SegmentBytes::Mapped),
+            // SAFETY: this crate never truncates or writes a segment file once
+            // written: each is created new under a fresh number, synced, and
+            // later only deleted, which leaves maps valid. Another process
+            // must not change files in the index directory.
+            #[allow(unsafe_code)]
+            Some(real) => unsafe { Mapped::open(&real) }.map(SegmentBytes::Mapped),
             None => storage.read(&path).map(SegmentBytes::Loaded),
         };
         let contents = match read {
@@ -74,14 +80,21 @@ impl Part {
         if len != bytes {
             return Err(bad(format!("{len} bytes where the manifest says {bytes}")));
         }
-        let segment = Segment::open(contents).map_err(|e| bad(e.to_string()))?;
+        let segment = match Segment::open(contents) {
+            Ok(segment) => segment,
+            // Written by another version: rebuilt, as for another schema.
+            Err(FormatError::OtherVersion { .. }) => return Err(IndexError::SchemaMismatch { dir: dir.to_path_buf() }),
+            Err(e) => return Err(bad(e.to_string())),
+        };
         let ledger = segment.column(LEDGER).ok_or_else(|| bad("no ledger column".into()))?;
         let last_doc = segment
             .docs()
             .checked_sub(1)
             .ok_or_else(|| bad("no documents".into()))?;
-        let (Some(first), Some(last)) = (ledger.get(0), ledger.get(last_doc)) else {
-            return Err(bad("unreadable ledger column".into()));
+        let (first, last) = match (ledger.get(0), ledger.get(last_doc)) {
+            (Ok(Some(first)), Ok(Some(last))) => (first, last),
+            (Err(e), _) | (_, Err(e)) => return Err(bad(e.to_string())),
+            _ => return Err(bad("unreadable ledger column".into())),
         };
         Ok(Part {
             file: file.to_string(),
@@ -93,15 +106,18 @@ impl Part {
         })
     }
 
-    pub(crate) fn keys(&self) -> &KeyFilter {
-        self.keys.get_or_init(|| {
+    /// The key filter; an error if the dictionary is damaged, as a filter
+    /// that missed a key would send a duplicate into the ledger.
+    pub(crate) fn keys(&self) -> Result<&KeyFilter, FormatError> {
+        let keys = self.keys.get_or_init(|| {
             let terms = self.segment.field_terms(IDEMPOTENCY);
             let mut filter =
                 BloomFilter::with_false_pos(KEY_FILTER_FALSE_POSITIVES).expected_items((terms.len()).max(1));
             for t in terms {
-                filter.insert_hash(self.segment.term_hash_at(t));
+                filter.insert_hash(self.segment.term_hash_at(t)?);
             }
-            KeyFilter(filter)
-        })
+            Ok(KeyFilter(filter))
+        });
+        keys.as_ref().map_err(Clone::clone)
     }
 }

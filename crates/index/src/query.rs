@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use sealtrail_event::glob::{is_glob, Glob};
-use sealtrail_segment::{Column, Postings, Segment, BLOCK};
+use sealtrail_segment::{Column, FormatError, Postings, Segment, BLOCK};
 
 use crate::filter::{Filter, TimeRange};
 use crate::part::SegmentBytes;
@@ -111,20 +111,22 @@ impl Plan {
     }
 
     /// The plan on `seg`; `None` if no document of it can match.
-    pub fn on<'a>(&self, seg: &'a Seg) -> Option<Matches<'a>> {
+    pub fn on<'a>(&self, seg: &'a Seg) -> Result<Option<Matches<'a>>, FormatError> {
         if self.nothing {
-            return None;
+            return Ok(None);
         }
         let mut lists: Vec<Vec<Postings<'a>>> = Vec::with_capacity(self.terms.len());
         for condition in &self.terms {
             let terms: Vec<u32> = match condition {
-                TermCondition::Exact(field, bytes) => seg.find(*field, bytes).into_iter().collect(),
+                TermCondition::Exact(field, bytes) => seg.find(*field, bytes)?.into_iter().collect(),
                 TermCondition::ActionGlob(glob) => {
                     let all = seg.field_terms(ACTION);
-                    let matching: Vec<u32> = all
-                        .clone()
-                        .filter(|&t| std::str::from_utf8(seg.term_bytes(t)).is_ok_and(|a| glob.matches(a)))
-                        .collect();
+                    let mut matching = Vec::new();
+                    for t in all.clone() {
+                        if std::str::from_utf8(seg.term_bytes(t)?).is_ok_and(|a| glob.matches(a)) {
+                            matching.push(t);
+                        }
+                    }
                     // Every event has an action: all of them is no condition.
                     if !matching.is_empty() && matching.len() == all.len() {
                         continue;
@@ -132,21 +134,22 @@ impl Plan {
                     matching
                 }
                 TermCondition::TargetId(id) => {
-                    let mut term = Vec::new();
-                    seg.field_terms(TARGET_TYPE)
-                        .filter_map(|t| {
-                            let kind = std::str::from_utf8(seg.term_bytes(t)).ok()?;
-                            term.clear();
-                            schema::push_target_term(&mut term, kind, id);
-                            seg.find(TARGET, &term)
-                        })
-                        .collect()
+                    let (mut term, mut found) = (Vec::new(), Vec::new());
+                    for t in seg.field_terms(TARGET_TYPE) {
+                        let Ok(kind) = std::str::from_utf8(seg.term_bytes(t)?) else {
+                            continue;
+                        };
+                        term.clear();
+                        schema::push_target_term(&mut term, kind, id);
+                        found.extend(seg.find(TARGET, &term)?);
+                    }
+                    found
                 }
             };
             if terms.is_empty() {
-                return None;
+                return Ok(None);
             }
-            lists.push(terms.into_iter().map(|t| seg.postings(t)).collect());
+            lists.push(terms.into_iter().map(|t| seg.postings(t)).collect::<Result<_, _>>()?);
         }
         // The rarest condition leads.
         lists.sort_by_key(|l| l.iter().map(|p| u64::from(p.len())).sum::<u64>());
@@ -155,17 +158,19 @@ impl Plan {
             .map(|l| Cursor::Lists(l.into_iter().map(List::new).collect()))
             .collect();
         for &(column, lo, hi) in &self.ranges {
-            let column = seg.column(column)?;
+            let Some(column) = seg.column(column) else {
+                return Ok(None);
+            };
             cursors.push(Cursor::Range(Range {
                 values: Values::new(column),
                 lo,
                 hi,
             }));
         }
-        Some(Matches {
+        Ok(Some(Matches {
             cursors,
             docs: seg.docs(),
-        })
+        }))
     }
 }
 
@@ -191,82 +196,93 @@ pub(crate) struct Matches<'a> {
 
 impl Matches<'_> {
     /// The first match at or after `target`.
-    pub fn ge(&mut self, mut target: u32) -> Option<u32> {
+    pub fn ge(&mut self, mut target: u32) -> Result<Option<u32>, FormatError> {
         'again: loop {
             if target >= self.docs {
-                return None;
+                return Ok(None);
             }
             for c in &mut self.cursors {
-                let d = c.ge(target)?;
+                let Some(d) = c.ge(target)? else { return Ok(None) };
                 if d != target {
                     target = d;
                     continue 'again;
                 }
             }
-            return Some(target);
+            return Ok(Some(target));
         }
     }
 
     /// The last match at or before `target`.
-    pub fn le(&mut self, target: u32) -> Option<u32> {
-        let mut target = target.min(self.docs.checked_sub(1)?);
+    pub fn le(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
+        let Some(last) = self.docs.checked_sub(1) else {
+            return Ok(None);
+        };
+        let mut target = target.min(last);
         'again: loop {
             for c in &mut self.cursors {
-                let d = c.le(target)?;
+                let Some(d) = c.le(target)? else { return Ok(None) };
                 if d != target {
                     target = d;
                     continue 'again;
                 }
             }
-            return Some(target);
+            return Ok(Some(target));
         }
     }
 
     /// Call `visit` with each match from `first` up, ascending, while it
-    /// returns true. False if `visit` stopped it.
-    pub fn ascending(&mut self, first: u32, mut visit: impl FnMut(u32) -> bool) -> bool {
+    /// returns `Ok(true)`. False if `visit` stopped it.
+    pub fn ascending<E: From<FormatError>>(
+        &mut self,
+        first: u32,
+        mut visit: impl FnMut(u32) -> Result<bool, E>,
+    ) -> Result<bool, E> {
         let mut next = first;
-        while let Some(d) = self.ge(next) {
-            if !visit(d) {
-                return false;
+        while let Some(d) = self.ge(next)? {
+            if !visit(d)? {
+                return Ok(false);
             }
             next = d + 1;
         }
-        true
+        Ok(true)
     }
 
     /// Call `visit` with each match from `last` down, descending, while it
-    /// returns true. False if `visit` stopped it.
-    pub fn descending(&mut self, last: u32, mut visit: impl FnMut(u32) -> bool) -> bool {
+    /// returns `Ok(true)`. False if `visit` stopped it.
+    pub fn descending<E: From<FormatError>>(
+        &mut self,
+        last: u32,
+        mut visit: impl FnMut(u32) -> Result<bool, E>,
+    ) -> Result<bool, E> {
         let mut next = last;
-        while let Some(d) = self.le(next) {
-            if !visit(d) {
-                return false;
+        while let Some(d) = self.le(next)? {
+            if !visit(d)? {
+                return Ok(false);
             }
             let Some(below) = d.checked_sub(1) else { break };
             next = below;
         }
-        true
+        Ok(true)
     }
 
     /// Call `visit` with every match, ascending.
-    pub fn for_each(&mut self, mut visit: impl FnMut(u32)) {
-        self.ascending(0, |d| {
-            visit(d);
-            true
-        });
+    pub fn for_each(&mut self, mut visit: impl FnMut(u32) -> Result<(), FormatError>) -> Result<(), FormatError> {
+        self.ascending(0, |d| visit(d).map(|()| true)).map(drop)
     }
 
     /// How many documents match.
-    pub fn count(&mut self) -> u64 {
+    pub fn count(&mut self) -> Result<u64, FormatError> {
         match self.cursors.as_slice() {
-            [] => return u64::from(self.docs),
-            [Cursor::Lists(lists)] if lists.len() == 1 => return u64::from(lists[0].postings.len()),
+            [] => return Ok(u64::from(self.docs)),
+            [Cursor::Lists(lists)] if lists.len() == 1 => return Ok(u64::from(lists[0].postings.len())),
             _ => {}
         }
         let mut n = 0;
-        self.for_each(|_| n += 1);
-        n
+        self.for_each(|_| {
+            n += 1;
+            Ok(())
+        })?;
+        Ok(n)
     }
 }
 
@@ -277,16 +293,28 @@ enum Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn ge(&mut self, target: u32) -> Option<u32> {
+    fn ge(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
         match self {
-            Cursor::Lists(lists) => lists.iter_mut().filter_map(|l| l.ge(target)).min(),
+            Cursor::Lists(lists) => {
+                let mut first = None;
+                for l in lists {
+                    first = first.into_iter().chain(l.ge(target)?).min();
+                }
+                Ok(first)
+            }
             Cursor::Range(r) => r.ge(target),
         }
     }
 
-    fn le(&mut self, target: u32) -> Option<u32> {
+    fn le(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
         match self {
-            Cursor::Lists(lists) => lists.iter_mut().filter_map(|l| l.le(target)).max(),
+            Cursor::Lists(lists) => {
+                let mut last = None;
+                for l in lists {
+                    last = last.into_iter().chain(l.le(target)?).max();
+                }
+                Ok(last)
+            }
             Cursor::Range(r) => r.le(target),
         }
     }
@@ -308,12 +336,14 @@ impl<'a> List<'a> {
         }
     }
 
-    fn load(&mut self, b: u32) {
+    fn load(&mut self, b: u32) -> Result<(), FormatError> {
         if self.block != Some(b) {
             self.docs.clear();
-            self.postings.block(b, &mut self.docs);
+            self.block = None;
+            self.postings.block(b, &mut self.docs)?;
             self.block = Some(b);
         }
+        Ok(())
     }
 
     /// Whether the decoded block spans `target`.
@@ -321,37 +351,41 @@ impl<'a> List<'a> {
         matches!((self.docs.first(), self.docs.last()), (Some(&a), Some(&z)) if a <= target && target <= z)
     }
 
-    fn ge(&mut self, target: u32) -> Option<u32> {
-        let mut b = if self.spans(target) {
-            self.block?
-        } else {
-            self.postings.seek_block(target)
-        };
+    /// The decoded block if it spans `target`, else the block that may
+    /// hold `seek`.
+    fn start(&self, target: u32, seek: u32) -> u32 {
+        match self.block {
+            Some(b) if self.spans(target) => b,
+            _ => self.postings.seek_block(seek),
+        }
+    }
+
+    fn ge(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
+        let mut b = self.start(target, target);
         while b < self.postings.blocks() {
-            self.load(b);
+            self.load(b)?;
             let i = self.docs.partition_point(|&d| d < target);
             if let Some(&d) = self.docs.get(i) {
-                return Some(d);
+                return Ok(Some(d));
             }
             b += 1;
         }
-        None
+        Ok(None)
     }
 
-    fn le(&mut self, target: u32) -> Option<u32> {
+    fn le(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
         // Every document of a later block exceeds `target`.
-        let mut b = if self.spans(target) {
-            self.block?
-        } else {
-            self.postings.seek_block(target.saturating_add(1))
-        };
+        let mut b = self.start(target, target.saturating_add(1));
         loop {
-            self.load(b);
+            self.load(b)?;
             let i = self.docs.partition_point(|&d| d <= target);
             if let Some(i) = i.checked_sub(1) {
-                return self.docs.get(i).copied();
+                return Ok(self.docs.get(i).copied());
             }
-            b = b.checked_sub(1)?;
+            let Some(before) = b.checked_sub(1) else {
+                return Ok(None);
+            };
+            b = before;
         }
     }
 }
@@ -372,17 +406,19 @@ impl<'a> Values<'a> {
         }
     }
 
-    fn load(&mut self, b: u32) -> &[u64] {
+    fn load(&mut self, b: u32) -> Result<&[u64], FormatError> {
         if self.block != Some(b) {
             self.values.clear();
-            self.column.block(b, &mut self.values);
+            self.block = None;
+            self.column.block(b, &mut self.values)?;
             self.block = Some(b);
         }
-        &self.values
+        Ok(&self.values)
     }
 
-    pub fn get(&mut self, doc: u32) -> Option<u64> {
-        self.load(doc / BLOCK).get((doc % BLOCK) as usize).copied()
+    /// The value of `doc`; `None` past the segment's last document.
+    pub fn get(&mut self, doc: u32) -> Result<Option<u64>, FormatError> {
+        Ok(self.load(doc / BLOCK)?.get((doc % BLOCK) as usize).copied())
     }
 }
 
@@ -395,24 +431,27 @@ struct Range<'a> {
 
 impl Range<'_> {
     /// Whether block `b` may hold a match, and whether every value does.
-    fn block(&self, b: u32) -> (bool, bool) {
-        match self.values.column.block_range(b) {
+    fn block(&self, b: u32) -> Result<(bool, bool), FormatError> {
+        Ok(match self.values.column.block_range(b)? {
             Some((min, max)) => (min <= self.hi && self.lo <= max, self.lo <= min && max <= self.hi),
             None => (false, false),
-        }
+        })
     }
 
-    fn ge(&mut self, target: u32) -> Option<u32> {
+    fn ge(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
         let (mut b, mut from) = (target / BLOCK, target);
         while b < self.values.column.blocks() {
-            match self.block(b) {
-                (_, true) => return Some(from),
+            match self.block(b)? {
+                (_, true) => return Ok(Some(from)),
                 (true, false) => {
                     let (lo, hi) = (self.lo, self.hi);
                     let start = (from - b * BLOCK) as usize;
-                    let values = self.values.load(b);
-                    if let Some(i) = values.get(start..)?.iter().position(|v| (lo..=hi).contains(v)) {
-                        return Some(from + i as u32);
+                    let values = self.values.load(b)?;
+                    let Some(rest) = values.get(start..) else {
+                        return Ok(None);
+                    };
+                    if let Some(i) = rest.iter().position(|v| (lo..=hi).contains(v)) {
+                        return Ok(Some(from + i as u32));
                     }
                 }
                 (false, _) => {}
@@ -420,26 +459,29 @@ impl Range<'_> {
             b += 1;
             from = b * BLOCK;
         }
-        None
+        Ok(None)
     }
 
-    fn le(&mut self, target: u32) -> Option<u32> {
+    fn le(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
         let (mut b, mut to) = (target / BLOCK, target);
         loop {
-            match self.block(b) {
-                (_, true) => return Some(to),
+            match self.block(b)? {
+                (_, true) => return Ok(Some(to)),
                 (true, false) => {
                     let (lo, hi) = (self.lo, self.hi);
                     let end = (to - b * BLOCK) as usize;
-                    let values = self.values.load(b);
+                    let values = self.values.load(b)?;
                     let upto = values.get(..=end).unwrap_or(values);
                     if let Some(i) = upto.iter().rposition(|v| (lo..=hi).contains(v)) {
-                        return Some(b * BLOCK + i as u32);
+                        return Ok(Some(b * BLOCK + i as u32));
                     }
                 }
                 (false, _) => {}
             }
-            b = b.checked_sub(1)?;
+            let Some(before) = b.checked_sub(1) else {
+                return Ok(None);
+            };
+            b = before;
             to = b * BLOCK + BLOCK - 1;
         }
     }
@@ -448,23 +490,23 @@ impl Range<'_> {
 /// The first document of `seg` whose ledger index is at least `ledger`
 /// (the segment's document count if none): ledger indices ascend with
 /// documents.
-pub(crate) fn first_at_or_after(seg: &Seg, ledger: u64) -> u32 {
-    let Some(column) = seg.column(LEDGER) else { return 0 };
+pub(crate) fn first_at_or_after(seg: &Seg, ledger: u64) -> Result<u32, FormatError> {
+    let Some(column) = seg.column(LEDGER) else { return Ok(0) };
     let blocks = column.blocks();
     // The first block whose greatest value reaches `ledger`.
     let (mut lo, mut hi) = (0, blocks);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if column.block_range(mid).is_some_and(|(_, max)| max < ledger) {
+        if column.block_range(mid)?.is_some_and(|(_, max)| max < ledger) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
     if lo >= blocks {
-        return seg.docs();
+        return Ok(seg.docs());
     }
     let mut values = Vec::with_capacity(BLOCK as usize);
-    column.block(lo, &mut values);
-    lo * BLOCK + values.partition_point(|&v| v < ledger) as u32
+    column.block(lo, &mut values)?;
+    Ok(lo * BLOCK + values.partition_point(|&v| v < ledger) as u32)
 }

@@ -12,9 +12,10 @@ use sealtrail_event::{Event, Timestamp};
 use sealtrail_segment::{ColumnKind, SegmentBuilder};
 use serde_json::Value;
 
-/// Bumped whenever documents or their meaning change. Version 2 was the
-/// tantivy index; 3 is the first on `sealtrail-segment`.
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+/// Bumped whenever documents, their meaning or the segment format
+/// change. Version 2 was the tantivy index; 3 is the first on
+/// `sealtrail-segment`; 4 has checksummed segments (`STSEG002`).
+pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 // Term fields.
 pub(crate) const ACTION: u8 = 0;

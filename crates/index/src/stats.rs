@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use sealtrail_event::{Outcome, Timestamp};
-use sealtrail_segment::NONE;
+use sealtrail_segment::{FormatError, NONE};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use crate::query::{Matches, Seg, Values};
@@ -90,47 +90,62 @@ pub(crate) struct StatsSum {
 }
 
 /// The string of each term number of `field` in `seg` counted in `counts`.
-fn harvest(seg: &Seg, field: u8, counts: &[u64], into: &mut HashMap<String, u64>) {
+fn harvest(seg: &Seg, field: u8, counts: &[u64], into: &mut HashMap<String, u64>) -> Result<(), FormatError> {
     let first = seg.field_terms(field).start;
     for (number, &n) in (0u32..).zip(counts) {
         if n > 0 {
-            let name = String::from_utf8_lossy(seg.term_bytes(first + number));
+            let name = String::from_utf8_lossy(seg.term_bytes(first + number)?);
             *into.entry(name.into_owned()).or_default() += n;
         }
+    }
+    Ok(())
+}
+
+/// A term column's value that names no term of its field.
+fn no_such_term(field: u8, value: u64, terms: usize, doc: u32) -> FormatError {
+    FormatError::Damaged {
+        what: format!("term column of field {field} (document {doc} holds term {value} of {terms})"),
+        offset: 0,
     }
 }
 
 impl StatsSum {
     /// Count the matches of one segment: by term number while reading its
     /// columns, each name looked up once at the end.
-    pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>, bucket: Bucket) {
+    pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>, bucket: Bucket) -> Result<(), FormatError> {
         let columns = [ACTION_COLUMN, ACTOR_COLUMN, OUTCOME, OCCURRED].map(|c| seg.column(c).map(Values::new));
         let [Some(mut action), Some(mut actor), Some(mut outcome), Some(mut occurred)] = columns else {
-            return;
+            return Ok(());
         };
         let mut actions = vec![0u64; seg.field_terms(ACTION).len()];
         let mut actors = vec![0u64; seg.field_terms(ACTOR).len()];
         let seconds = bucket.seconds();
         matches.for_each(|doc| {
             self.total += 1;
-            for (values, counts) in [(&mut action, &mut actions), (&mut actor, &mut actors)] {
-                if let Some(n) = values.get(doc).and_then(|v| counts.get_mut(usize::try_from(v).ok()?)) {
-                    *n += 1;
+            for (field, values, counts) in [(ACTION, &mut action, &mut actions), (ACTOR, &mut actor, &mut actors)] {
+                match values.get(doc)? {
+                    None | Some(NONE) => {}
+                    Some(v) => {
+                        let terms = counts.len();
+                        let n = usize::try_from(v).ok().and_then(|v| counts.get_mut(v));
+                        *n.ok_or_else(|| no_such_term(field, v, terms, doc))? += 1;
+                    }
                 }
             }
             if let Some(n) = outcome
-                .get(doc)
+                .get(doc)?
                 .and_then(|v| self.outcomes.get_mut(usize::try_from(v).ok()?))
             {
                 *n += 1;
             }
-            if let Some(v) = occurred.get(doc) {
+            if let Some(v) = occurred.get(doc)? {
                 let second = time_nanos(v).div_euclid(1_000_000_000);
                 *self.times.entry(second - second.rem_euclid(seconds)).or_default() += 1;
             }
-        });
-        harvest(seg, ACTION, &actions, &mut self.actions);
-        harvest(seg, ACTOR, &actors, &mut self.actors);
+            Ok(())
+        })?;
+        harvest(seg, ACTION, &actions, &mut self.actions)?;
+        harvest(seg, ACTOR, &actors, &mut self.actors)
     }
 
     pub fn finish(self) -> Stats {
@@ -245,27 +260,32 @@ impl Durations {
         }
     }
 
-    pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>) {
+    pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>) -> Result<(), FormatError> {
         let (Some(mut action), Some(mut duration)) = (
             seg.column(ACTION_COLUMN).map(Values::new),
             seg.column(DURATION).map(Values::new),
         ) else {
-            return;
+            return Ok(());
         };
-        let mut by_number: HashMap<u64, Vec<f64>> = HashMap::new();
+        let actions = seg.field_terms(ACTION);
+        let mut by_number: HashMap<u32, Vec<f64>> = HashMap::new();
         matches.for_each(|doc| {
-            if let (Some(ms), Some(a)) = (duration.get(doc), action.get(doc)) {
-                if ms != NONE {
-                    by_number.entry(a).or_default().push(f64::from_bits(ms));
+            if let (Some(ms), Some(a)) = (duration.get(doc)?, action.get(doc)?) {
+                if ms != NONE && a != NONE {
+                    let number = u32::try_from(a)
+                        .ok()
+                        .filter(|&n| (n as usize) < actions.len())
+                        .ok_or_else(|| no_such_term(ACTION, a, actions.len(), doc))?;
+                    by_number.entry(number).or_default().push(f64::from_bits(ms));
                 }
             }
-        });
-        let first = seg.field_terms(ACTION).start;
+            Ok(())
+        })?;
         for (number, values) in by_number {
-            let Ok(number) = u32::try_from(number) else { continue };
-            let name = String::from_utf8_lossy(seg.term_bytes(first.saturating_add(number))).into_owned();
+            let name = String::from_utf8_lossy(seg.term_bytes(actions.start + number)?).into_owned();
             self.extend(name, values);
         }
+        Ok(())
     }
 
     fn extend(&mut self, action: String, values: Vec<f64>) {

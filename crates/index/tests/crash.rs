@@ -317,9 +317,11 @@ fn the_manifest_records_the_root_at_the_watermark_through_merges_and_reopens() {
     // the line.
     let upper = format!("root {}", "AB".repeat(32));
     let long = format!("root {hex}0");
+    let path = Path::new(DIR).join("MANIFEST");
+    let written = String::from_utf8(storage.read(&path).unwrap()).unwrap();
+    let version_line = written.lines().next().unwrap().to_string();
     for bad in ["root", "root 12", &upper, &long] {
-        let text = format!("sealtrail-index 3\nwatermark 0\n{bad}\n");
-        let path = Path::new(DIR).join("MANIFEST");
+        let text = format!("{version_line}\nwatermark 0\n{bad}\n");
         let f = storage.open(&path, false).unwrap();
         f.set_len(0).unwrap();
         f.write_all_at(text.as_bytes(), 0).unwrap();

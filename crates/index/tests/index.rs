@@ -1244,7 +1244,7 @@ fn open_deletes_what_no_commit_named_and_resumes_at_the_watermark() {
     }
     assert!(segment_files(dir.path()).len() > committed.len());
     drop(index);
-    std::fs::write(dir.path().join("MANIFEST.tmp"), b"sealtrail-index 3\nwater").unwrap();
+    std::fs::write(dir.path().join("MANIFEST.tmp"), b"sealtrail-index 4\nwater").unwrap();
 
     let index = EventIndex::open(dir.path(), small).unwrap();
     assert_eq!(index.indexed(), 200);
@@ -1282,7 +1282,7 @@ fn damaged_indexes_are_refused_with_what_and_where() {
     let e = reopen().err().unwrap();
     assert!(matches!(e, IndexError::BadManifest { line: 4, .. }), "{e}");
 
-    std::fs::write(&manifest, good.replace("sealtrail-index 3", "sealtrail-index 4")).unwrap();
+    std::fs::write(&manifest, good.replace("sealtrail-index 4", "sealtrail-index 3")).unwrap();
     assert!(matches!(reopen(), Err(IndexError::SchemaMismatch { .. })));
 
     std::fs::write(&manifest, &good).unwrap();
@@ -1293,12 +1293,14 @@ fn damaged_indexes_are_refused_with_what_and_where() {
     assert!(matches!(e, IndexError::BadSegment { .. }), "{e}");
     assert!(e.to_string().contains("bytes where the manifest says"), "{e}");
 
+    // The tail's checksum itself.
     let mut flipped = bytes.clone();
-    let last = flipped.len() - 1;
-    flipped[last] ^= 1;
+    let at = flipped.len() - 16;
+    flipped[at] ^= 1;
     std::fs::write(&segment, &flipped).unwrap();
     let e = reopen().err().unwrap();
     assert!(matches!(e, IndexError::BadSegment { .. }), "{e}");
+    assert!(e.to_string().contains("segment tail fails its checksum"), "{e}");
 
     std::fs::remove_file(&segment).unwrap();
     let e = reopen().err().unwrap();
@@ -1320,21 +1322,23 @@ fn damaged_indexes_are_refused_with_what_and_where() {
 
 /// Make the posting list of action `a` in the segment at `path` descend
 /// once, keeping its length: five one-byte deltas become the five-byte
-/// varint of `u32::MAX` (docs/index-segments.md has the layout).
+/// varint of `u32::MAX` (docs/index-segments.md has the layout). The
+/// checksums are recomputed, so that only the list's own checks catch it.
 fn unsort_postings_of_a(path: &std::path::Path, docs: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     let segment = sealtrail_segment::Segment::open(bytes.clone()).unwrap();
-    let term = segment.find(0, b"a").unwrap() as usize;
+    let term = segment.find(0, b"a").unwrap().unwrap() as usize;
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
-    let columns = u32_at(bytes.len() - 12);
-    let table = bytes.len() - 24 - (7 + columns) * 8;
+    let columns = u32_at(bytes.len() - 20);
+    let table = bytes.len() - 32 - (7 + columns) * 8;
     let offsets = u64_at(table); // section 1 starts where section 0 ends
     let list = u64_at(offsets + term * 8);
     let skips = (docs.div_ceil(128) - 1) * 8;
     let deltas = list + 2 + skips; // a two-byte count
     assert_eq!(&bytes[deltas + 21..deltas + 26], &[1; 5]);
     bytes[deltas + 21..deltas + 26].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    sealtrail_segment::reseal(&mut bytes).unwrap();
     std::fs::write(path, bytes).unwrap();
 }
 
@@ -1382,6 +1386,110 @@ fn a_merge_that_fails_refuses_writes_and_wakes_its_waiters() {
     let index = EventIndex::open(dir.path(), IndexOptions::default()).unwrap();
     assert_eq!(index.indexed(), next);
     assert!(segment_files(dir.path()).len() <= 17);
+}
+
+/// The answers of [`answers`] and more, each a value or the message of a
+/// damaged segment (any other error panics).
+fn answers_or_errors(index: &EventIndex, keys: &[&str]) -> Vec<Result<String, String>> {
+    let filters = [
+        f(),
+        Filter {
+            action: Some("lead.*".into()),
+            ..f()
+        },
+        Filter { failures: true, ..f() },
+        Filter {
+            text: Some("customer".into()),
+            ..f()
+        },
+    ];
+    fn shown<T: std::fmt::Debug>(r: Result<T, IndexError>) -> Result<String, String> {
+        match r {
+            Ok(v) => Ok(format!("{v:?}")),
+            Err(e @ IndexError::BadSegment { .. }) => Err(e.to_string()),
+            Err(e) => panic!("not a damaged segment: {e}"),
+        }
+    }
+    let mut out = Vec::new();
+    for filter in &filters {
+        let mut all = Vec::new();
+        let each = shown(index.for_each(filter, |i| {
+            all.push(i);
+            true
+        }));
+        // What it gave before an error is no answer.
+        let seen = match each {
+            Ok(_) => Ok(format!("{all:?}")),
+            Err(_) => Err("not asked".into()),
+        };
+        out.extend([each, seen]);
+        out.push(shown(index.count(filter)));
+        out.push(shown(index.search(filter, &Page::newest(50))));
+        out.push(shown(index.search(filter, &Page::oldest(50))));
+        out.push(shown(index.stats(filter, Bucket::Hour)));
+        out.push(shown(index.performance(filter)));
+    }
+    out.push(shown(index.find_idempotency_keys(keys)));
+    out
+}
+
+#[test]
+fn a_damaged_segment_fails_the_queries_that_read_it_and_no_other_answer_changes() {
+    let entries = &entries(31, 400);
+    let (dir, index) = build_in_one_commit(entries);
+    let keys: Vec<String> = entries
+        .iter()
+        .flatten()
+        .filter_map(|e| e.idempotency_key.clone())
+        .take(5)
+        .chain(["absent".to_string()])
+        .collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let want = answers_or_errors(&index, &keys);
+    assert!(want.iter().all(Result::is_ok));
+    drop(index);
+    let file = dir.path().join(&segment_files(dir.path())[0]);
+    let good = std::fs::read(&file).unwrap();
+    let mut refused = 0;
+    // Forty places across the file, the same length: each either refuses
+    // the open or fails the queries that read it.
+    for i in 0..40 {
+        let at = good.len() * i / 40;
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        std::fs::write(&file, &bad).unwrap();
+        let index = match EventIndex::open_read_only(dir.path(), IndexOptions::default()) {
+            Ok(index) => index,
+            Err(e) => {
+                assert!(matches!(e, IndexError::BadSegment { .. }), "byte {at}: {e}");
+                continue;
+            }
+        };
+        let got = answers_or_errors(&index, &keys);
+        for (q, (g, w)) in got.iter().zip(&want).enumerate() {
+            match g {
+                Ok(g) => assert_eq!(Some(g), w.as_ref().ok(), "byte {at}, question {q}"),
+                Err(e) if e == "not asked" => {}
+                Err(e) => {
+                    refused += 1;
+                    assert!(e.contains(&file.display().to_string()), "{e}");
+                    assert!(e.contains("fails its checksum"), "{e}");
+                }
+            }
+        }
+    }
+    assert!(refused > 0, "no damage reached a query");
+
+    // A segment of the format before checksums: the index is of another
+    // version, and is rebuilt.
+    let mut old = good.clone();
+    let n = old.len();
+    old[n - 8..].copy_from_slice(b"STSEG001");
+    std::fs::write(&file, &old).unwrap();
+    assert!(matches!(
+        EventIndex::open(dir.path(), IndexOptions::default()),
+        Err(IndexError::SchemaMismatch { .. })
+    ));
 }
 
 /// Name and length of every file in `dir`.

@@ -28,8 +28,11 @@
 //!
 //! The byte layout is in docs/index-segments.md. Architecture invariant: a
 //! segment's bytes are a pure function of what was added, in that order
-//! (no clock, no randomness, no process state), and [`Segment::open`]
-//! refuses, rather than panics on, bytes that do not hold together.
+//! (no clock, no randomness, no process state). Architecture invariant:
+//! no read answers from bytes it has not checked: every page of
+//! [`PAGE`] bytes has a checksum, checked when a read first touches it,
+//! and damaged or inconsistent bytes give a [`FormatError`] naming the
+//! section and byte, never a panic or another answer.
 
 mod map;
 mod read;
@@ -37,11 +40,15 @@ mod varint;
 mod write;
 
 pub use map::Mapped;
-pub use read::{Column, FormatError, Postings, Segment};
-pub use write::{merge, SegmentBuilder};
+pub use read::{reseal, Column, FormatError, Postings, Segment};
+pub use write::{merge, MergeDamage, SegmentBuilder};
 
-/// The last eight bytes of every segment.
-pub const MAGIC: [u8; 8] = *b"STSEG001";
+/// The last eight bytes of every segment: the format and its version.
+pub const MAGIC: [u8; 8] = *b"STSEG002";
+
+/// Bytes of each checksummed page of a section (the last page of a
+/// section may be shorter).
+pub const PAGE: usize = 4096;
 
 /// Documents per column block and per posting-list block.
 pub const BLOCK: u32 = 128;

@@ -8,20 +8,71 @@ use std::io::{self, Write};
 
 use hashbrown::HashTable;
 
-use crate::read::Segment;
-use crate::{term_hash, varint, ColumnKind, BLOCK, MAGIC, MAX_DOCS, NONE};
+use crate::read::{FormatError, Segment};
+use crate::{term_hash, varint, ColumnKind, BLOCK, MAGIC, MAX_DOCS, NONE, PAGE};
 
-/// A writer that counts what went through it.
+/// A writer that counts what went through it, and sums each section's
+/// pages as they pass.
 struct Out<W> {
     w: W,
     at: u64,
+    /// The bytes of the current section's page so far.
+    page: Vec<u8>,
+    page_sums: Vec<u8>,
+    /// The end of each section so far.
+    sections: Vec<u64>,
 }
 
 impl<W: Write> Out<W> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn new(w: W) -> Out<W> {
+        Out {
+            w,
+            at: 0,
+            page: Vec::with_capacity(PAGE),
+            page_sums: Vec::new(),
+            sections: Vec::new(),
+        }
+    }
+
+    fn put(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         self.w.write_all(bytes)?;
         self.at += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let n = (PAGE - self.page.len()).min(bytes.len());
+            self.page.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.page.len() == PAGE {
+                self.sum_page();
+            }
+        }
         Ok(())
+    }
+
+    fn sum_page(&mut self) {
+        self.page_sums.extend_from_slice(&term_hash(&self.page).to_le_bytes());
+        self.page.clear();
+    }
+
+    /// The current section ends here: its last page is summed short.
+    fn end_section(&mut self) {
+        if !self.page.is_empty() {
+            self.sum_page();
+        }
+        self.sections.push(self.at);
+    }
+
+    /// Page sums, section table and trailer after the last section.
+    fn finish(mut self, counts: [u32; 4]) -> io::Result<W> {
+        let mut tail = std::mem::take(&mut self.page_sums);
+        self.sections
+            .iter()
+            .for_each(|s| tail.extend_from_slice(&s.to_le_bytes()));
+        counts.iter().for_each(|n| tail.extend_from_slice(&n.to_le_bytes()));
+        let sum = term_hash(&tail);
+        tail.extend_from_slice(&sum.to_le_bytes());
+        tail.extend_from_slice(&MAGIC);
+        self.w.write_all(&tail)?;
+        Ok(self.w)
     }
 }
 
@@ -78,12 +129,13 @@ impl PostingsWriter {
         out.put(&self.list)
     }
 
-    /// Write the offsets; returns the ends of sections 0 and 1.
-    fn finish<W: Write>(mut self, out: &mut Out<W>) -> io::Result<Vec<u64>> {
+    /// End section 0 and write section 1, the offsets.
+    fn finish<W: Write>(mut self, out: &mut Out<W>) -> io::Result<()> {
         self.offsets.extend_from_slice(&out.at.to_le_bytes());
-        let postings_end = out.at;
+        out.end_section();
         out.put(&self.offsets)?;
-        Ok(vec![postings_end, out.at])
+        out.end_section();
+        Ok(())
     }
 }
 
@@ -154,7 +206,6 @@ impl ColumnWriter {
 
 /// The dictionary, kinds and trailer, after postings and columns.
 struct Tail {
-    sections: Vec<u64>,
     keys: Vec<u8>,
     ends: Vec<u32>,
     hashes: Vec<u64>,
@@ -162,24 +213,23 @@ struct Tail {
 }
 
 impl Tail {
-    fn write<W: Write>(self, out: &mut Out<W>, docs: u32, kinds: &[ColumnKind]) -> io::Result<()> {
-        let mut sections = self.sections;
+    fn write<W: Write>(self, mut out: Out<W>, docs: u32, kinds: &[ColumnKind]) -> io::Result<W> {
         out.put(&self.keys)?;
-        sections.push(out.at);
+        out.end_section();
         let mut buf = Vec::with_capacity(self.ends.len() * 12);
         self.ends.iter().for_each(|e| buf.extend_from_slice(&e.to_le_bytes()));
         out.put(&buf)?;
-        sections.push(out.at);
+        out.end_section();
         buf.clear();
         self.hashes.iter().for_each(|h| buf.extend_from_slice(&h.to_le_bytes()));
         out.put(&buf)?;
-        sections.push(out.at);
+        out.end_section();
         buf.clear();
         self.field_starts
             .iter()
             .for_each(|s| buf.extend_from_slice(&s.to_le_bytes()));
         out.put(&buf)?;
-        sections.push(out.at);
+        out.end_section();
         buf.clear();
         for k in kinds {
             buf.extend_from_slice(&match k {
@@ -188,19 +238,14 @@ impl Tail {
             });
         }
         out.put(&buf)?;
-        sections.push(out.at);
-        buf.clear();
-        sections.iter().for_each(|s| buf.extend_from_slice(&s.to_le_bytes()));
-        for n in [
+        out.end_section();
+        let count = |n: usize| u32::try_from(n).map_err(|_| invalid(format!("{n} terms or columns in one segment")));
+        out.finish([
             docs,
-            self.ends.len() as u32,
-            self.field_starts.len().saturating_sub(1) as u32,
-            kinds.len() as u32,
-        ] {
-            buf.extend_from_slice(&n.to_le_bytes());
-        }
-        buf.extend_from_slice(&MAGIC);
-        out.put(&buf)
+            count(self.ends.len())?,
+            count(self.field_starts.len().saturating_sub(1))?,
+            count(kinds.len())?,
+        ])
     }
 }
 
@@ -275,9 +320,10 @@ impl TermTable {
 ///     b.set(0, 100 + i as u64);
 /// }
 /// let segment = Segment::open(b.finish(Vec::new()).unwrap()).unwrap();
-/// let red = segment.find(0, b"red").unwrap();
-/// assert_eq!(segment.postings(red).iter().collect::<Vec<_>>(), [0, 2]);
-/// assert_eq!(segment.column(0).unwrap().get(2), Some(102));
+/// let red = segment.find(0, b"red").unwrap().unwrap();
+/// let docs: Result<Vec<u32>, _> = segment.postings(red).unwrap().iter().collect();
+/// assert_eq!(docs.unwrap(), [0, 2]);
+/// assert_eq!(segment.column(0).unwrap().get(2), Ok(Some(102)));
 /// ```
 pub struct SegmentBuilder {
     terms: TermTable,
@@ -419,13 +465,13 @@ impl SegmentBuilder {
         }
         drop(cursor);
 
-        let mut out = Out { w, at: 0 };
+        let mut out = Out::new(w);
         let mut postings = PostingsWriter::default();
         for t in 0..n {
             postings.add(&docs[starts[t] as usize..starts[t + 1] as usize], &mut out)?;
         }
         drop(docs);
-        let mut sections = postings.finish(&mut out)?;
+        postings.finish(&mut out)?;
         for (column, kind) in self.columns.iter().zip(&self.kinds) {
             let mut cw = ColumnWriter::new(out.at);
             for &v in column {
@@ -439,7 +485,7 @@ impl SegmentBuilder {
                 cw.push(v, &mut out)?;
             }
             cw.finish(&mut out)?;
-            sections.push(out.at);
+            out.end_section();
         }
         let mut keys = Vec::with_capacity(self.terms.bytes.len());
         let mut ends = Vec::with_capacity(n);
@@ -450,20 +496,30 @@ impl SegmentBuilder {
             hashes.push(self.terms.hashes[id as usize]);
         }
         Tail {
-            sections,
             keys,
             ends,
             hashes,
             field_starts,
         }
-        .write(&mut out, self.docs, &self.kinds)?;
-        Ok(out.w)
+        .write(out, self.docs, &self.kinds)
     }
+}
+
+/// A part of a merge that does not read back whole; the merge's
+/// [`io::Error`] (of kind [`io::ErrorKind::InvalidData`]) carries it.
+#[derive(Debug, thiserror::Error)]
+#[error("segment {part} of the merge: {error}")]
+pub struct MergeDamage {
+    /// The part's position in the merge's input.
+    pub part: usize,
+    pub error: FormatError,
 }
 
 /// Write one segment holding the documents of `parts`, in order: document
 /// `d` of part `i` becomes document `d + (documents of parts before i)`.
-/// Every part must have the same column kinds.
+/// Every part must have the same column kinds. A part that turns out
+/// damaged fails the merge with a [`MergeDamage`] inside the error,
+/// before a wrong list or value is written.
 pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Result<W> {
     let Some(first) = parts.first() else {
         return Err(invalid("nothing to merge".into()));
@@ -484,62 +540,72 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
         bases.push(base);
         base += p.docs();
     }
-    let fields = parts.iter().map(|p| p.fields()).max().unwrap_or(0);
+    let part_damage =
+        |part: usize| move |error: FormatError| io::Error::new(io::ErrorKind::InvalidData, MergeDamage { part, error });
+    // At most 256: open refuses more fields.
+    let fields = parts.iter().map(|p| p.fields()).max().unwrap_or(0).min(256) as usize;
     // For the fields of term columns: per part, old number -> new number.
-    let mut renumber: Vec<Vec<Vec<u32>>> = vec![Vec::new(); fields as usize];
+    let mut renumber: Vec<Vec<Vec<u32>>> = vec![Vec::new(); fields];
 
-    let mut out = Out { w, at: 0 };
+    let mut out = Out::new(w);
     let mut postings = PostingsWriter::default();
     let (mut keys, mut ends, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
     let mut field_starts = vec![0u32];
     let mut docs = Vec::new();
-    for field in 0..fields {
-        let field = field as u8;
-        let wanted = kinds.contains(&ColumnKind::Term(field));
+    for (f, renumber) in (0u8..=255).zip(renumber.iter_mut()) {
+        let wanted = kinds.contains(&ColumnKind::Term(f));
         if wanted {
-            renumber[field as usize] = parts.iter().map(|p| vec![0; p.field_terms(field).len()]).collect();
+            *renumber = parts.iter().map(|p| vec![0; p.field_terms(f).len()]).collect();
         }
-        let field_start = ends.len() as u32;
+        let field_start = ends.len();
         // Each part's terms of the field are in (hash, bytes) order: merge.
         let mut heap = BinaryHeap::new();
+        let entry = |i: usize, id: u32| -> io::Result<_> {
+            let p = parts[i];
+            Ok(Reverse((
+                p.term_hash_at(id).map_err(part_damage(i))?,
+                p.term_bytes(id).map_err(part_damage(i))?,
+                i,
+                id,
+            )))
+        };
         for (i, p) in parts.iter().enumerate() {
-            let range = p.field_terms(field);
+            let range = p.field_terms(f);
             if !range.is_empty() {
-                heap.push(Reverse((
-                    p.term_hash_at(range.start),
-                    p.term_bytes(range.start),
-                    i,
-                    range.start,
-                )));
+                heap.push(entry(i, range.start)?);
             }
         }
         while let Some(Reverse((hash, term, _, _))) = heap.peek().copied() {
             docs.clear();
-            let new = ends.len() as u32 - field_start;
+            let new = u32::try_from(ends.len() - field_start).map_err(|_| invalid("over 4G terms".into()))?;
             while let Some(Reverse((h, t, i, id))) = heap.peek().copied() {
                 if h != hash || t != term {
                     break;
                 }
                 heap.pop();
                 let p = parts[i];
-                for d in p.postings(id).iter() {
-                    if d >= p.docs() {
-                        return Err(invalid(format!(
-                            "segment {i} of the merge posts document {d} of {}",
-                            p.docs()
-                        )));
-                    }
-                    docs.push(d + bases[i]);
+                for d in p.postings(id).map_err(part_damage(i))?.iter() {
+                    // Below the part's documents (the decoder checks), so
+                    // the sum stays below the total.
+                    docs.push(d.map_err(part_damage(i))? + bases[i]);
                 }
+                let range = p.field_terms(f);
                 if wanted {
-                    let rel = id - p.field_terms(field).start;
-                    if let Some(slot) = renumber[field as usize][i].get_mut(rel as usize) {
+                    if let Some(slot) = renumber[i].get_mut((id - range.start) as usize) {
                         *slot = new;
                     }
                 }
                 let next = id + 1;
-                if p.field_terms(field).contains(&next) {
-                    heap.push(Reverse((p.term_hash_at(next), p.term_bytes(next), i, next)));
+                if range.contains(&next) {
+                    let e = entry(i, next)?;
+                    // A part's terms must rise, or the output's would not.
+                    if (e.0 .0, e.0 .1) <= (h, t) {
+                        return Err(part_damage(i)(FormatError::Damaged {
+                            what: format!("dictionary (field {f}: term {next} not after term {id})"),
+                            offset: 0,
+                        }));
+                    }
+                    heap.push(e);
                 }
             }
             postings.add(&docs, &mut out)?;
@@ -547,9 +613,9 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
             ends.push(term_end(keys.len())?);
             hashes.push(hash);
         }
-        field_starts.push(ends.len() as u32);
+        field_starts.push(u32::try_from(ends.len()).map_err(|_| invalid("over 4G terms".into()))?);
     }
-    let mut sections = postings.finish(&mut out)?;
+    postings.finish(&mut out)?;
     let mut values = Vec::new();
     for (c, kind) in kinds.iter().enumerate() {
         let mut cw = ColumnWriter::new(out.at);
@@ -559,14 +625,22 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
                 .ok_or_else(|| invalid(format!("segment {i} of the merge lacks column {c}")))?;
             for b in 0..column.blocks() {
                 values.clear();
-                column.block(b, &mut values);
+                column.block(b, &mut values).map_err(part_damage(i))?;
                 for &v in &values {
                     let v = match kind {
-                        ColumnKind::Term(f) if v != NONE => renumber
-                            .get(*f as usize)
-                            .and_then(|r| r.get(i))
-                            .and_then(|r| r.get(v as usize))
-                            .map_or(NONE, |&n| u64::from(n)),
+                        ColumnKind::Term(f) if v != NONE => usize::try_from(v)
+                            .ok()
+                            .and_then(|v| renumber.get(usize::from(*f))?.get(i)?.get(v))
+                            .map(|&n| u64::from(n))
+                            .ok_or_else(|| {
+                                part_damage(i)(FormatError::Damaged {
+                                    what: format!(
+                                        "column {c} (block {b}: term {v} of field {f}, which has {})",
+                                        p.field_terms(*f).len()
+                                    ),
+                                    offset: 0,
+                                })
+                            })?,
                         _ => v,
                     };
                     cw.push(v, &mut out)?;
@@ -574,15 +648,13 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
             }
         }
         cw.finish(&mut out)?;
-        sections.push(out.at);
+        out.end_section();
     }
     Tail {
-        sections,
         keys,
         ends,
         hashes,
         field_starts,
     }
-    .write(&mut out, base, &kinds)?;
-    Ok(out.w)
+    .write(out, base, &kinds)
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sealtrail_segment::{merge, term_hash, ColumnKind, Segment, SegmentBuilder, BLOCK, NONE};
+use sealtrail_segment::{merge, reseal, term_hash, ColumnKind, FormatError, Segment, SegmentBuilder, BLOCK, NONE};
 use sealtrail_testgen::Rng;
 
 /// Field 0: a few action-like names. Field 1: hundreds of actors. Field 2:
@@ -89,18 +89,23 @@ fn check(segment: &Segment, docs: &[Doc]) {
     for ((f, t), list) in &want {
         let id = segment
             .find(*f, t)
+            .unwrap()
             .unwrap_or_else(|| panic!("field {f} term {t:?} not found"));
-        assert_eq!(segment.term_bytes(id), t.as_slice());
+        assert_eq!(segment.term_bytes(id).unwrap(), t.as_slice());
         assert!(segment.field_terms(*f).contains(&id));
-        let postings = segment.postings(id);
+        let postings = segment.postings(id).unwrap();
         let list: Vec<u32> = list.iter().copied().collect();
-        assert_eq!(postings.iter().collect::<Vec<_>>(), list, "field {f} term {t:?}");
+        assert_eq!(
+            postings.iter().collect::<Result<Vec<_>, _>>().unwrap(),
+            list,
+            "field {f} term {t:?}"
+        );
         assert_eq!(postings.len() as usize, list.len());
         // Block by block, newest block first, as a page reads them.
         let mut backwards = Vec::new();
         for b in (0..postings.blocks()).rev() {
             let mut block = Vec::new();
-            postings.block(b, &mut block);
+            postings.block(b, &mut block).unwrap();
             assert!(block.len() <= BLOCK as usize);
             if let Some(base) = postings.block_base(b) {
                 assert!(block.iter().all(|&d| d > base));
@@ -118,7 +123,7 @@ fn check(segment: &Segment, docs: &[Doc]) {
         ] {
             let b = postings.seek_block(target);
             let mut block = Vec::new();
-            postings.block(b, &mut block);
+            postings.block(b, &mut block).unwrap();
             // The first document >= target is in the block found.
             if let Some(&d) = list.iter().find(|&&d| d >= target) {
                 assert!(block.contains(&d), "seek {target} gave block {b}: {block:?}");
@@ -130,11 +135,11 @@ fn check(segment: &Segment, docs: &[Doc]) {
         let mut near = t.clone();
         near.push(b'x');
         if !want.contains_key(&(*f, near.clone())) {
-            assert_eq!(segment.find(*f, &near), None);
+            assert_eq!(segment.find(*f, &near), Ok(None));
         }
         for other in [0u8, 1, 2, 3, 4, 9] {
             if !want.contains_key(&(other, t.clone())) {
-                assert_eq!(segment.find(other, t), None, "field {other} term {t:?}");
+                assert_eq!(segment.find(other, t), Ok(None), "field {other} term {t:?}");
             }
         }
     }
@@ -142,7 +147,7 @@ fn check(segment: &Segment, docs: &[Doc]) {
     for f in FIELDS {
         let got: Vec<Vec<u8>> = segment
             .field_terms(f)
-            .map(|id| segment.term_bytes(id).to_vec())
+            .map(|id| segment.term_bytes(id).unwrap().to_vec())
             .collect();
         let mut expected: Vec<Vec<u8>> = want.keys().filter(|(g, _)| *g == f).map(|(_, t)| t.clone()).collect();
         expected.sort_by_key(|t| (term_hash(t), t.clone()));
@@ -159,22 +164,22 @@ fn check(segment: &Segment, docs: &[Doc]) {
     let actions_start = segment.field_terms(0).start;
     for (i, d) in docs.iter().enumerate() {
         let i = i as u32;
-        assert_eq!(times.get(i), Some(d.values[0]));
-        assert_eq!(any.get(i), Some(d.values[1]));
-        let action = actions.get(i).unwrap();
+        assert_eq!(times.get(i), Ok(Some(d.values[0])));
+        assert_eq!(any.get(i), Ok(Some(d.values[1])));
+        let action = actions.get(i).unwrap().unwrap();
         match &d.action {
             None => assert_eq!(action, NONE),
-            Some(a) => assert_eq!(segment.term_bytes(actions_start + action as u32), a.as_slice()),
+            Some(a) => assert_eq!(segment.term_bytes(actions_start + action as u32).unwrap(), a.as_slice()),
         }
     }
-    assert_eq!(times.get(docs.len() as u32), None);
+    assert_eq!(times.get(docs.len() as u32), Ok(None));
     for b in 0..times.blocks() {
         let mut values = Vec::new();
-        any.block(b, &mut values);
+        any.block(b, &mut values).unwrap();
         let range = (b * BLOCK) as usize..((b + 1) * BLOCK).min(docs.len() as u32) as usize;
         let want: Vec<u64> = docs[range].iter().map(|d| d.values[1]).collect();
         assert_eq!(values, want);
-        let (min, max) = any.block_range(b).unwrap();
+        let (min, max) = any.block_range(b).unwrap().unwrap();
         assert_eq!((min, max), (*want.iter().min().unwrap(), *want.iter().max().unwrap()));
     }
 }
@@ -192,8 +197,8 @@ fn a_built_segment_answers_as_its_documents_do() {
 fn a_segment_without_documents_or_terms() {
     let segment = Segment::open(SegmentBuilder::new(&KINDS).finish(Vec::new()).unwrap()).unwrap();
     assert_eq!((segment.docs(), segment.terms(), segment.fields()), (0, 0, 0));
-    assert_eq!(segment.find(0, b"x"), None);
-    assert_eq!(segment.column(0).unwrap().get(0), None);
+    assert_eq!(segment.find(0, b"x"), Ok(None));
+    assert_eq!(segment.column(0).unwrap().get(0), Ok(None));
 
     let mut b = SegmentBuilder::new(&[]);
     b.add_doc();
@@ -231,32 +236,248 @@ fn a_merge_refuses_parts_with_other_columns() {
     assert!(merge::<Vec<u8>, _>(&[], Vec::new()).is_err());
 }
 
-#[test]
-fn damaged_bytes_are_refused_or_read_without_panic() {
-    let docs = docs(11, 300);
-    let good = build(&docs);
-    // Every truncation: refused (the trailer moved) or, if it parses,
-    // readable without a panic.
-    for len in 0..good.len() {
-        if let Ok(s) = Segment::open(&good[..len]) {
-            read_everything(&s);
+/// Answers by question: (what, which probe or column, which block or
+/// document).
+type Answers = BTreeMap<(&'static str, u64, u64), Result<Vec<u64>, FormatError>>;
+
+fn wide(v: &[u32]) -> Vec<u64> {
+    v.iter().map(|&d| u64::from(d)).collect()
+}
+
+/// Every answer a reader can give about a segment, each under the
+/// question it answers: a damaged segment may fail any of them, but must
+/// not give another answer.
+fn answers<B: AsRef<[u8]>>(s: &Segment<B>, probes: &[(u8, Vec<u8>)]) -> Answers {
+    let mut out = BTreeMap::new();
+    for (q, (f, t)) in (0u64..).zip(probes) {
+        let found = s.find(*f, t);
+        out.insert(
+            ("find", q, 0),
+            found.clone().map(|id| id.into_iter().map(u64::from).collect()),
+        );
+        let Ok(Some(id)) = found else { continue };
+        out.insert(
+            ("bytes", q, 0),
+            s.term_bytes(id).map(|b| b.iter().map(|&x| u64::from(x)).collect()),
+        );
+        out.insert(("hash", q, 0), s.term_hash_at(id).map(|h| vec![h]));
+        let p = match s.postings(id) {
+            Err(e) => {
+                out.insert(("postings", q, 0), Err(e));
+                continue;
+            }
+            Ok(p) => p,
+        };
+        let all = p.iter().collect::<Result<Vec<_>, _>>();
+        out.insert(("postings", q, 0), all.map(|d| wide(&d)));
+        for b in (0..p.blocks()).rev() {
+            let mut block = Vec::new();
+            let got = p.block(b, &mut block).map(|()| {
+                let mut v = wide(&block);
+                v.push(p.block_base(b).map_or(u64::MAX, u64::from));
+                v
+            });
+            out.insert(("block", q, u64::from(b)), got);
+        }
+        for target in [0, 100, 129, 150] {
+            let b = p.seek_block(target);
+            let mut block = Vec::new();
+            let got = p.block(b, &mut block).map(|()| wide(&block));
+            out.insert(("seek", q, u64::from(target)), got);
         }
     }
-    assert!(matches!(
-        Segment::open(&good[..10]),
-        Err(sealtrail_segment::FormatError::TooShort(10))
-    ));
-    let mut bad = good.clone();
-    *bad.last_mut().unwrap() ^= 1;
-    assert_eq!(Segment::open(bad).err(), Some(sealtrail_segment::FormatError::BadMagic));
-    // Every single flipped byte: never a panic.
-    let mut rng = Rng::new(5);
-    for _ in 0..3000 {
+    for f in 0..6u8 {
+        let range = s.field_terms(f);
+        out.insert(
+            ("field", u64::from(f), 0),
+            Ok(vec![range.start.into(), range.end.into()]),
+        );
+        for id in range.step_by(3) {
+            let got = s.term_bytes(id).map(|b| b.iter().map(|&x| u64::from(x)).collect());
+            out.insert(("term", u64::from(id), 0), got);
+        }
+    }
+    for c in 0..4 {
+        let Some(col) = s.column(c) else { continue };
+        let c = c as u64;
+        for b in 0..col.blocks() {
+            let mut values = Vec::new();
+            out.insert(
+                ("column block", c, b.into()),
+                col.block(b, &mut values).map(|()| values),
+            );
+            let range = col.block_range(b).map(|r| r.map_or(vec![], |(lo, hi)| vec![lo, hi]));
+            out.insert(("column range", c, b.into()), range);
+        }
+        for d in (0..=s.docs()).step_by(11) {
+            out.insert(("column doc", c, d.into()), col.get(d).map(|v| v.into_iter().collect()));
+        }
+    }
+    out
+}
+
+/// Terms to look up: every fifth term of the documents (with every
+/// common one), and some near misses.
+fn probes(docs: &[Doc]) -> Vec<(u8, Vec<u8>)> {
+    let all: BTreeSet<(u8, Vec<u8>)> = docs.iter().flat_map(|d| d.terms.iter().cloned()).collect();
+    let mut some: Vec<(u8, Vec<u8>)> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, (f, _))| i % 5 == 0 || *f == 0 || *f == 4)
+        .map(|(_, t)| t.clone())
+        .collect();
+    let misses: Vec<(u8, Vec<u8>)> = some.iter().take(10).map(|(f, t)| (f + 1, t.clone())).collect();
+    some.extend(misses);
+    some
+}
+
+/// Open `bytes` and compare every answer with the intact segment's.
+fn same_answers_or_errors(bytes: &[u8], probes: &[(u8, Vec<u8>)], want: &Answers, what: &str) {
+    let Ok(segment) = Segment::open(bytes) else { return };
+    for (question, got) in answers(&segment, probes) {
+        if let Ok(got) = got {
+            let want = want.get(&question).and_then(|w| w.as_ref().ok());
+            assert_eq!(Some(&got), want, "{what}: {question:?}");
+        }
+    }
+}
+
+#[test]
+fn damage_anywhere_gives_an_error_or_the_right_answer() {
+    // Two posting blocks for the common terms, two column blocks, and
+    // over one page in the postings section.
+    let docs = docs(11, 160);
+    let good = build(&docs);
+    assert!(good.len() > sealtrail_segment::PAGE, "{} bytes", good.len());
+    let probes = probes(&docs);
+    let want = answers(&Segment::open(good.as_slice()).unwrap(), &probes);
+    assert!(want.values().all(Result::is_ok));
+    for len in 0..good.len() {
+        assert!(Segment::open(&good[..len]).is_err(), "cut to {len} bytes and opened");
+    }
+    // One bit of every byte, each bit position in turn.
+    for at in 0..good.len() {
+        let flip = 1u8 << (at % 8);
         let mut bad = good.clone();
-        let at = rng.index(bad.len());
-        bad[at] ^= 1 << rng.index(8);
-        if let Ok(s) = Segment::open(bad) {
-            read_everything(&s);
+        bad[at] ^= flip;
+        same_answers_or_errors(&bad, &probes, &want, &format!("byte {at} ^ {flip:#x}"));
+    }
+}
+
+#[test]
+fn damage_is_named_by_section_and_byte() {
+    let good = build(&docs(11, 300));
+    let segment = Segment::open(good.as_slice()).unwrap();
+    // Open checks the pages of the small sections only (kinds, field
+    // starts); reads check what they touch.
+    assert_eq!(segment.checked_pages(), 2);
+    let term = segment.find(1, b"user-7").unwrap().unwrap();
+    assert!(segment.checked_pages() > 2);
+    // A byte of the first page of postings: the list reads fail, the
+    // dictionary still reads.
+    let mut bad = good.clone();
+    bad[5] ^= 4;
+    let segment = Segment::open(bad.as_slice()).unwrap();
+    assert_eq!(segment.find(1, b"user-7"), Ok(Some(term)));
+    let e = segment
+        .postings(segment.find(0, segment.term_bytes(0).unwrap()).unwrap().unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(
+        e,
+        FormatError::Checksum {
+            section: "postings".into(),
+            offset: 0
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains("postings fails its checksum in the bytes from 0"),
+        "{e}"
+    );
+
+    // The tail: the page sums, section table and counts.
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 20] ^= 1;
+    assert!(matches!(
+        Segment::open(bad.as_slice()),
+        Err(FormatError::Checksum { section, .. }) if section == "tail"
+    ));
+
+    // Another version of the format: refused as such.
+    let mut old = good.clone();
+    old[n - 8..].copy_from_slice(b"STSEG001");
+    let e = Segment::open(old.as_slice()).err().unwrap();
+    assert_eq!(
+        e,
+        FormatError::OtherVersion {
+            found: "STSEG001".into()
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains("\"STSEG001\", where this version reads \"STSEG002\""),
+        "{e}"
+    );
+    old[n - 8..].copy_from_slice(b"NOTASEG!");
+    assert_eq!(Segment::open(old.as_slice()).err(), Some(FormatError::BadMagic));
+    assert_eq!(Segment::open(&good[..10]).err(), Some(FormatError::TooShort(10)));
+    // A trailer alone: no room for the section table.
+    let mut trailer = vec![0; 24];
+    trailer.extend_from_slice(b"STSEG002");
+    assert_eq!(Segment::open(&trailer).err(), Some(FormatError::TooShort(32)));
+    assert!(matches!(
+        Segment::open(&good[n - 32..]),
+        Err(FormatError::BadCount {
+            what: "columns",
+            value: 3,
+            limit: 0
+        })
+    ));
+}
+
+#[test]
+fn a_list_that_does_not_ascend_is_refused_past_its_checksum() {
+    // One document, then the same document again: checksums resealed, so
+    // only the decoder's own checks stand between the bytes and an answer.
+    let mut b = SegmentBuilder::new(&[]);
+    for _ in 0..3 {
+        b.add_doc();
+        b.add_term(0, b"a");
+    }
+    let mut bytes = b.finish(Vec::new()).unwrap();
+    // The list: count 3, deltas 0 1 1.
+    assert_eq!(&bytes[..4], &[3, 0, 1, 1]);
+    bytes[3] = 0;
+    reseal(&mut bytes).unwrap();
+    let segment = Segment::open(bytes.as_slice()).unwrap();
+    let list = segment.postings(0).unwrap();
+    let e = list.iter().collect::<Result<Vec<_>, _>>().unwrap_err();
+    assert!(
+        matches!(&e, FormatError::Damaged { what, offset: 3 } if what.contains("term 0") && what.contains("not ascending")),
+        "{e}"
+    );
+    let mut block = vec![7];
+    assert!(list.block(0, &mut block).is_err());
+    assert_eq!(block, [7], "a failed block leaves the output as it was");
+}
+
+#[test]
+fn damaged_bytes_behind_good_checksums_never_panic() {
+    let docs = docs(11, 300);
+    let good = build(&docs);
+    let mut rng = Rng::new(5);
+    for _ in 0..800 {
+        let mut bad = good.clone();
+        for _ in 0..1 + rng.index(3) {
+            let at = rng.index(bad.len());
+            bad[at] ^= 1 << rng.index(8);
+        }
+        if reseal(&mut bad).is_ok() {
+            if let Ok(s) = Segment::open(bad.as_slice()) {
+                read_everything(&s);
+            }
         }
     }
 }
@@ -264,13 +485,14 @@ fn damaged_bytes_are_refused_or_read_without_panic() {
 fn read_everything<B: AsRef<[u8]>>(s: &Segment<B>) {
     for f in 0..6u8 {
         for id in s.field_terms(f) {
-            let t = s.term_bytes(id).to_vec();
-            let _ = s.find(f, &t);
-            let p = s.postings(id);
+            if let Ok(t) = s.term_bytes(id) {
+                let _ = s.find(f, t);
+            }
+            let Ok(p) = s.postings(id) else { continue };
             let _ = p.iter().count();
             let mut block = Vec::new();
             for b in 0..p.blocks().min(100) {
-                p.block(b, &mut block);
+                let _ = p.block(b, &mut block);
             }
             let _ = p.seek_block(7);
         }
@@ -279,7 +501,7 @@ fn read_everything<B: AsRef<[u8]>>(s: &Segment<B>) {
         if let Some(col) = s.column(c) {
             let mut values = Vec::new();
             for b in 0..col.blocks() {
-                col.block(b, &mut values);
+                let _ = col.block(b, &mut values);
                 let _ = col.block_range(b);
             }
             for d in 0..s.docs().min(1000) {
@@ -287,4 +509,5 @@ fn read_everything<B: AsRef<[u8]>>(s: &Segment<B>) {
             }
         }
     }
+    let _ = merge(&[s, s], Vec::new());
 }
