@@ -107,6 +107,15 @@ impl Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "integrity-failure", detail)
     }
 
+    /// The query index of a log failed and is being rebuilt from the
+    /// ledger by itself: queries on the log are refused until it is back
+    /// (ingest goes on). `detail` names the log and nothing of the fault.
+    pub fn index_unavailable(detail: impl Into<String>, retry_after: u64) -> Problem {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "index-unavailable", detail);
+        p.retry_after = Some(retry_after.max(1));
+        p
+    }
+
     /// A fault that stops the server serving this request for now (503):
     /// the client reads `what`, written for it; `error` goes only to the
     /// server log, under the error id the detail names.

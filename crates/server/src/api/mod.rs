@@ -50,9 +50,18 @@ pub fn b64(bytes: &[u8]) -> String {
 pub fn trail_problem(e: TrailError) -> Problem {
     match e {
         TrailError::Ledger(l) => ledger_problem(l),
-        TrailError::IndexStopped(_) => Problem::unavailable_after(
-            "the query index of this log stopped after an error; restart the server to rebuild it from the ledger",
-            e,
+        // The cause is in the server log (the indexer logged it) and in
+        // health; the client learns which log and when to come back.
+        TrailError::IndexUnavailable {
+            log,
+            state,
+            retry_after,
+        } => Problem::index_unavailable(
+            format!(
+                "the query index of log {log} failed and is being rebuilt from the ledger by itself (now {state}); \
+                 queries on this log resume when it is back, ingest is not affected"
+            ),
+            retry_after.as_secs(),
         ),
         other => Problem::internal(other),
     }
