@@ -134,6 +134,8 @@ struct State {
     failures: u64,
     rebuilds: u64,
     dropped: u64,
+    /// A search met damage in the index: the thread fails it and rebuilds.
+    damage: Option<String>,
     /// The thread waits with nothing to index: a push must wake it.
     idle: bool,
     /// When the oldest batch in `pending` arrived.
@@ -198,6 +200,7 @@ impl Indexer {
                 failures: 0,
                 rebuilds: 0,
                 dropped: 0,
+                damage: None,
                 idle: false,
                 oldest: None,
                 pushed_end: next,
@@ -294,6 +297,23 @@ impl Indexer {
         }
     }
 
+    /// A search found the index damaged (a segment that does not hold
+    /// together): have it rebuilt, and refuse the search.
+    pub(crate) fn damaged(&self, cause: String) -> TrailError {
+        let mut s = lock(&self.shared.state);
+        if s.state == IndexState::Ok {
+            s.damage.get_or_insert(cause);
+            self.shared.work.notify_one();
+        }
+        let mut e = self.unavailable(&s);
+        if let TrailError::IndexUnavailable { state, .. } = &mut e {
+            if *state == IndexState::Ok {
+                *state = IndexState::Rebuilding;
+            }
+        }
+        e
+    }
+
     fn unavailable(&self, s: &State) -> TrailError {
         let retry_after = match s.retry_at {
             Some(at) if s.state == IndexState::Failed => {
@@ -377,6 +397,9 @@ fn live(shared: &Shared, ctx: &Context, mut next: u64) -> Result<(), String> {
         let (ready, commit_now, stop) = {
             let mut s = lock(&shared.state);
             loop {
+                if let Some(why) = s.damage.take() {
+                    return Err(why);
+                }
                 let has_next = s.pending.first_key_value().is_some_and(|(k, _)| *k <= next);
                 let due = uncommitted && last_commit.elapsed() >= ctx.visibility;
                 if s.commit_now || s.stop || due {
@@ -479,6 +502,7 @@ fn failed(shared: &Shared, ctx: &Context, cause: String) {
         s.backlog = 0;
         s.oldest = None;
         s.commit_now = false;
+        s.damage = None;
         std::mem::take(&mut s.pending)
     };
     // Ingest blocked on the bound goes on (and drops its events).
@@ -560,8 +584,9 @@ fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
     {
         let fresh = EventIndex::open(&aside, ctx.opts)?;
         // Until the ledger's end is near: what is appended meanwhile is read
-        // once live indexing resumes.
-        loop {
+        // once live indexing resumes. A few passes at most, should ingest
+        // outpace the rebuild.
+        for _ in 0..8 {
             let size = ctx.log.size();
             let from = fresh.indexed();
             let mut go_on = |at: u64| {

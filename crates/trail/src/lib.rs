@@ -368,7 +368,7 @@ impl Trail {
     /// One page of events matching `filter`.
     pub fn query(&self, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
         self.indexer.healthy()?;
-        query_events(&self.log, &self.indexer.index(), filter, page)
+        self.searched(query_events(&self.log, &self.indexer.index(), filter, page))
     }
 
     /// Every event matching `filter`, oldest first, in bounded memory; `f`
@@ -379,22 +379,31 @@ impl Trail {
         f: impl FnMut(Found) -> Result<bool, TrailError>,
     ) -> Result<(), TrailError> {
         self.indexer.healthy()?;
-        for_each_event(&self.log, &self.indexer.index(), filter, f)
+        self.searched(for_each_event(&self.log, &self.indexer.index(), filter, f))
     }
 
     pub fn count(&self, filter: &Filter) -> Result<u64, TrailError> {
         self.indexer.healthy()?;
-        Ok(self.indexer.index().count(filter)?)
+        self.searched(self.indexer.index().count(filter).map_err(Into::into))
     }
 
     pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, TrailError> {
         self.indexer.healthy()?;
-        Ok(self.indexer.index().stats(filter, bucket)?)
+        self.searched(self.indexer.index().stats(filter, bucket).map_err(Into::into))
     }
 
     pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, TrailError> {
         self.indexer.healthy()?;
-        Ok(self.indexer.index().performance(filter)?)
+        self.searched(self.indexer.index().performance(filter).map_err(Into::into))
+    }
+
+    /// A search that met a damaged segment has the index rebuilt from the
+    /// ledger, as a failed write does, and is refused meanwhile.
+    fn searched<T>(&self, result: Result<T, TrailError>) -> Result<T, TrailError> {
+        match result {
+            Err(TrailError::Index(e @ IndexError::BadSegment { .. })) => Err(self.indexer.damaged(e.to_string())),
+            other => other,
+        }
     }
 
     /// Index entries the index holds (its committed watermark).

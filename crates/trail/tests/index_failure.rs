@@ -272,8 +272,8 @@ fn ingest_waits_for_a_slow_index_only_up_to_the_bound_and_never_for_a_failed_one
     drop(trail);
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
 
-    // The failed index was never replaced: the next open rebuilds it from
-    // the ledger, and refuses nothing in the way that is not an index.
+    // The failed index was never replaced: the next open builds it afresh
+    // from the ledger.
     std::fs::remove_file(env.beside("rebuild")).unwrap();
     let trail = env.open();
     check_answers_equal_ledger(&trail);
