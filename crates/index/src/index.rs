@@ -169,6 +169,9 @@ struct Store {
     committed: AtomicU64,
     merges: Mutex<Merges>,
     merges_changed: Condvar,
+    /// Why the merge thread refused further writes, for the caller that
+    /// then meets [`IndexError::Poisoned`] and must say why.
+    merge_failure: Mutex<Option<String>>,
     /// Locked while open, so no other writer touches the directory. None
     /// for an index opened beside the writer, where every write refuses.
     lock: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -258,6 +261,7 @@ impl EventIndex {
                 ..Merges::default()
             }),
             merges_changed: Condvar::new(),
+            merge_failure: Mutex::new(None),
             lock: Some(lock),
         });
         let merger = {
@@ -342,6 +346,7 @@ impl EventIndex {
             committed: AtomicU64::new(watermark),
             merges: Mutex::new(Merges::default()),
             merges_changed: Condvar::new(),
+            merge_failure: Mutex::new(None),
             lock: None,
         };
         EventIndex {
@@ -418,6 +423,31 @@ impl EventIndex {
         }
         drop(m);
         self.store.lock().map(drop)
+    }
+
+    /// Why a merge failed (or panicked) and poisoned the index, if one did.
+    /// The merge thread runs on its own, so its error reaches the caller
+    /// only here; additions and commits then refuse with
+    /// [`IndexError::Poisoned`].
+    pub fn merge_failure(&self) -> Option<String> {
+        self.store
+            .merge_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stop the merge thread and wait for the merge it is running, if any,
+    /// so that nothing writes to the directory any more (before it is
+    /// renamed or deleted while this index is still searched). Searches go
+    /// on; merges never resume.
+    pub fn stop_merges(&self) {
+        let mut m = self.store.merges.lock().unwrap_or_else(|e| e.into_inner());
+        m.stop = true;
+        self.store.merges_changed.notify_all();
+        while m.running {
+            m = self.store.merges_changed.wait(m).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Part>>> {
@@ -696,11 +726,19 @@ impl Store {
                 m.running = true;
             }
             let running = Running(self);
-            if self.merge_runs().is_err() {
+            if let Err(e) = self.merge_runs() {
                 self.writer.lock().unwrap_or_else(|e| e.into_inner()).poisoned = true;
+                self.merge_failed(format!("merging segments: {e}"));
             }
             drop(running);
         }
+    }
+
+    fn merge_failed(&self, why: String) {
+        self.merge_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
     }
 
     /// Merge runs until none calls for it (or the index closes). The
@@ -872,6 +910,7 @@ impl Drop for Running<'_> {
         // it: a commit takes them in that order.
         if panicked {
             store.writer.lock().unwrap_or_else(|e| e.into_inner()).poisoned = true;
+            store.merge_failed("a merge of segments panicked".into());
         }
         let mut m = store.merges.lock().unwrap_or_else(|e| e.into_inner());
         m.running = false;

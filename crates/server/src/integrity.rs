@@ -48,6 +48,53 @@ pub struct LogHealth {
     pub recoveries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_recovery_at: Option<String>,
+    pub index: IndexHealth,
+}
+
+/// A log's query index: whether it serves queries, and what it covers.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct IndexHealth {
+    /// `ok`; `rebuilding` (it failed and is being rebuilt from the ledger:
+    /// queries on the log answer 503 `index-unavailable`, ingest goes on);
+    /// `failed` (the last rebuild failed too; the next starts after
+    /// `retry_in_seconds`, 1 s doubling up to 60 s).
+    pub state: String,
+    /// The cause of the last failure of the index or of a rebuild, kept
+    /// after it recovered (paths relative to the data directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Ledger entries covered: by the index when `ok`, by the rebuild so
+    /// far otherwise.
+    pub covered: u64,
+    /// Entries of the ledger.
+    pub ledger_size: u64,
+    /// Acknowledged events waiting for the indexer, and their bound.
+    pub queued: u64,
+    pub max_queued: u64,
+    /// Failures of the index and rebuilds completed since the log opened.
+    pub failures: u64,
+    pub rebuilds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_seconds: Option<u64>,
+}
+
+impl IndexHealth {
+    /// `trail`'s index; error paths are shown relative to `data_dir`.
+    pub fn of(trail: &sealtrail_trail::Trail, data_dir: &std::path::Path) -> IndexHealth {
+        let s = trail.index_status();
+        let root = format!("{}/", data_dir.display());
+        IndexHealth {
+            state: s.state.as_str().to_string(),
+            last_error: s.last_error.map(|e| e.replace(&root, "")),
+            covered: s.covered,
+            ledger_size: trail.log().size(),
+            queued: s.queued as u64,
+            max_queued: s.max_queued as u64,
+            failures: s.failures,
+            rebuilds: s.rebuilds,
+            retry_in_seconds: s.retry_in.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -302,6 +349,7 @@ impl App {
                     scrub.result = "damaged".into();
                 }
                 LogHealth {
+                    index: IndexHealth::of(&trail, self.data.root()),
                     name,
                     status,
                     damaged,

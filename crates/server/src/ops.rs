@@ -80,6 +80,12 @@ pub async fn healthz(State(app): State<Arc<App>>) -> String {
         } else if let Some(reason) = log.poisoned() {
             out.push_str(&format!("log {name}: poisoned: {reason}\n"));
         }
+        let index = trail.index_status().state;
+        if index != sealtrail_trail::IndexState::Ok {
+            out.push_str(&format!(
+                "log {name}: query index {index}: being rebuilt from the ledger, queries refused meanwhile\n"
+            ));
+        }
     }
     out
 }
@@ -150,6 +156,10 @@ fn sample_logs(app: &App) {
         let indexed = trail.indexed();
         metrics::gauge!("sealtrail_log_entries", "log" => name.clone()).set(size as f64);
         metrics::gauge!("sealtrail_index_lag_entries", "log" => name.clone()).set(size.saturating_sub(indexed) as f64);
+        let index = trail.index_status();
+        metrics::gauge!("sealtrail_index_queued_events", "log" => name.clone()).set(index.queued as f64);
+        metrics::gauge!("sealtrail_index_available", "log" => name.clone())
+            .set(f64::from(u8::from(index.state == sealtrail_trail::IndexState::Ok)));
         metrics::gauge!("sealtrail_log_poisoned", "log" => name.clone())
             .set(f64::from(u8::from(log.poisoned().is_some())));
         metrics::gauge!("sealtrail_log_bytes", "log" => name.clone()).set(dir_bytes(log.dir()) as f64);

@@ -112,6 +112,15 @@ impl Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "integrity-failure", detail)
     }
 
+    /// The query index of a log failed and is being rebuilt from the
+    /// ledger by itself: queries on the log are refused until it is back
+    /// (ingest goes on). `detail` names the log and nothing of the fault.
+    pub fn index_unavailable(detail: impl Into<String>, retry_after: u64) -> Problem {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "index-unavailable", detail);
+        p.retry_after = Some(retry_after.max(1));
+        p
+    }
+
     /// A fault that stops the server serving this request for now (503):
     /// the client reads `what`, written for it; `error` goes only to the
     /// server log, under the error id the detail names.
@@ -200,9 +209,18 @@ fn error_id() -> String {
 pub fn trail_problem(e: TrailError) -> Problem {
     match e {
         TrailError::Ledger(l) => ledger_problem(l),
-        TrailError::IndexStopped(_) => Problem::unavailable_after(
-            "the query index of this log stopped after an error; restart the server to rebuild it from the ledger",
-            e,
+        // The cause is in the server log (the indexer logged it) and in
+        // health; the client learns which log and when to come back.
+        TrailError::IndexUnavailable {
+            log,
+            state,
+            retry_after,
+        } => Problem::index_unavailable(
+            format!(
+                "the query index of log {log} failed and is being rebuilt from the ledger by itself (now {state}); \
+                 queries on this log resume when it is back, ingest is not affected"
+            ),
+            retry_after.as_secs(),
         ),
         other => Problem::internal(other),
     }

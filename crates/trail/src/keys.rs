@@ -10,7 +10,7 @@
 //! settles, then finds its index.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sealtrail_index::EventIndex;
 
@@ -47,7 +47,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Keys {
     /// Decide each input's fate and reserve the keys of the fresh ones.
     /// `keys[i]` is input i's idempotency key (None: no key, or rejected).
-    pub(crate) fn reserve(&self, keys: &[Option<&str>], index: &EventIndex) -> Result<Vec<Plan>, TrailError> {
+    /// `index` gives the index in use; it is asked under this map's lock,
+    /// so a rebuilt index that replaced it and let keys leave memory is
+    /// the one searched.
+    pub(crate) fn reserve(
+        &self,
+        keys: &[Option<&str>],
+        index: &dyn Fn() -> Arc<EventIndex>,
+    ) -> Result<Vec<Plan>, TrailError> {
         if keys.iter().all(Option::is_none) {
             return Ok(vec![Plan::Fresh; keys.len()]);
         }
@@ -69,7 +76,7 @@ impl Keys {
             .collect();
         let committed: HashMap<&str, u64> = look_up
             .iter()
-            .zip(index.find_idempotency_keys(&look_up)?)
+            .zip(index().find_idempotency_keys(&look_up)?)
             .filter_map(|(&k, at)| Some((k, at?)))
             .collect();
         let mut first_use: HashMap<&str, usize> = HashMap::new();

@@ -40,7 +40,8 @@ use thiserror::Error;
 pub use sealtrail_index::text_words;
 pub use sealtrail_index::{Bucket, Filter, IndexError, IndexOptions, Order, Page, Performance, Stats, TimeRange};
 
-use crate::indexer::Indexer;
+use crate::indexer::{Context, Indexer};
+pub use crate::indexer::{IndexState, IndexStatus};
 use crate::keys::{Keys, Plan};
 
 /// The directory, inside a log's directory, that holds its query index
@@ -89,10 +90,15 @@ pub enum TrailError {
     /// is not one.
     #[error("entry {index} is not a stored event: {reason}")]
     NotAnEvent { index: u64, reason: String },
-    /// The indexer thread failed; searches would miss events, so queries
-    /// are refused until the trail is reopened (which catches up).
-    #[error("the query index stopped after an error ({0}); reopen the log to rebuild it from the ledger")]
-    IndexStopped(String),
+    /// The query index failed and is being rebuilt from the ledger (by
+    /// itself, see [`Trail::index_status`]); searches would miss events, so
+    /// queries are refused until it is back. Ingest goes on.
+    #[error("the query index of log {log} is unavailable ({state}) while it is rebuilt from the ledger; retry in {} s", retry_after.as_secs())]
+    IndexUnavailable {
+        log: String,
+        state: IndexState,
+        retry_after: Duration,
+    },
     #[error("reading the system's randomness for event ids: {0}")]
     Random(String),
     /// A read-only open found an index that covers more entries than the
@@ -162,7 +168,6 @@ impl Ingested {
 /// the indexer after a final commit.
 pub struct Trail {
     log: Log,
-    index: Arc<EventIndex>,
     keys: Arc<Keys>,
     indexer: Indexer,
     clock: Clock,
@@ -174,19 +179,22 @@ impl Trail {
     pub fn open(data: &DataDir, name: &str, opts: TrailOptions) -> Result<Trail, TrailError> {
         let log = data.open_log(name, opts.log.clone())?;
         let dir = index_dir(data, name);
+        indexer::settle_rebuild(&dir)?;
         let index = Arc::new(open_index(data, &dir, &opts.index, &log)?);
         catch_up(&log, &index, &mut |_, _| {})?;
         let keys = Arc::new(Keys::default());
-        let indexer = Indexer::start(
-            log.size(),
-            index.clone(),
-            keys.clone(),
-            opts.visibility,
-            opts.max_index_backlog,
-        );
+        let ctx = Context {
+            log: log.clone(),
+            name: name.to_string(),
+            dir,
+            opts: opts.index,
+            storage: data.storage().clone(),
+            keys: keys.clone(),
+            visibility: opts.visibility,
+        };
+        let indexer = Indexer::start(log.size(), index, ctx, opts.max_index_backlog);
         Ok(Trail {
             log,
-            index,
             keys,
             indexer,
             clock: opts.clock,
@@ -208,6 +216,7 @@ impl Trail {
     ) -> Result<u64, TrailError> {
         let log = data.open_log(name, LogOptions::default())?;
         let dir = index_dir(data, name);
+        indexer::settle_rebuild(&dir)?;
         EventIndex::wipe_with(&**data.storage(), &dir)?;
         let index = open_index(data, &dir, opts, &log)?;
         catch_up(&log, &index, progress)?;
@@ -243,7 +252,7 @@ impl Trail {
             .iter()
             .map(|r| r.as_ref().ok().and_then(|(e, _)| e.idempotency_key.as_deref()))
             .collect();
-        let plans = self.keys.reserve(&keys, &self.index)?;
+        let plans = self.keys.reserve(&keys, &|| self.indexer.index())?;
         let appending: Vec<bool> = accepted
             .iter()
             .zip(&plans)
@@ -364,7 +373,7 @@ impl Trail {
     /// One page of events matching `filter`.
     pub fn query(&self, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
         self.indexer.healthy()?;
-        query_events(&self.log, &self.index, filter, page)
+        self.searched(query_events(&self.log, &self.indexer.index(), filter, page))
     }
 
     /// Every event matching `filter`, oldest first, in bounded memory; `f`
@@ -375,27 +384,42 @@ impl Trail {
         f: impl FnMut(Found) -> Result<bool, TrailError>,
     ) -> Result<(), TrailError> {
         self.indexer.healthy()?;
-        for_each_event(&self.log, &self.index, filter, f)
+        self.searched(for_each_event(&self.log, &self.indexer.index(), filter, f))
     }
 
     pub fn count(&self, filter: &Filter) -> Result<u64, TrailError> {
         self.indexer.healthy()?;
-        Ok(self.index.count(filter)?)
+        self.searched(self.indexer.index().count(filter).map_err(Into::into))
     }
 
     pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, TrailError> {
         self.indexer.healthy()?;
-        Ok(self.index.stats(filter, bucket)?)
+        self.searched(self.indexer.index().stats(filter, bucket).map_err(Into::into))
     }
 
     pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, TrailError> {
         self.indexer.healthy()?;
-        Ok(self.index.performance(filter)?)
+        self.searched(self.indexer.index().performance(filter).map_err(Into::into))
+    }
+
+    /// A search that met a damaged segment has the index rebuilt from the
+    /// ledger, as a failed write does, and is refused meanwhile.
+    fn searched<T>(&self, result: Result<T, TrailError>) -> Result<T, TrailError> {
+        match result {
+            Err(TrailError::Index(e @ IndexError::BadSegment { .. })) => Err(self.indexer.damaged(e.to_string())),
+            other => other,
+        }
     }
 
     /// Index entries the index holds (its committed watermark).
     pub fn indexed(&self) -> u64 {
-        self.index.indexed()
+        self.indexer.index().indexed()
+    }
+
+    /// Whether the query index serves queries, its last failure, what it
+    /// covers and how many events wait for it.
+    pub fn index_status(&self) -> IndexStatus {
+        self.indexer.status()
     }
 }
 
@@ -573,7 +597,7 @@ fn index_dir(data: &DataDir, name: &str) -> PathBuf {
 
 /// The ledger as the index sees it: the root hashes of its prefixes,
 /// recorded with each index commit.
-struct LedgerHistory(Log);
+pub(crate) struct LedgerHistory(pub(crate) Log);
 
 impl History for LedgerHistory {
     fn root(&self, size: u64) -> Result<[u8; 32], Box<dyn std::error::Error + Send + Sync>> {

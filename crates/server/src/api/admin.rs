@@ -249,7 +249,8 @@ pub async fn revoke_key(
 
 /// CPU, memory and the data directory's disk, each healthy, warning or
 /// critical, and each open log's integrity (a damaged or poisoned log makes
-/// the whole `critical`).
+/// the whole `critical`) and query index (one being rebuilt makes it at
+/// least `warning`).
 #[utoipa::path(
     get, path = "/api/v1/system/health", tag = "operations",
     responses(
@@ -266,6 +267,8 @@ pub async fn system_health(State(app): State<Arc<App>>, Auth(caller): Auth) -> A
         health.logs = app.log_health();
         if health.logs.iter().any(|l| l.status != crate::integrity::LogStatus::Ok) {
             health.status = crate::system::Level::Critical;
+        } else if health.logs.iter().any(|l| l.index.state != "ok") && health.status == crate::system::Level::Healthy {
+            health.status = crate::system::Level::Warning;
         }
         Ok(Json(health))
     })

@@ -304,6 +304,7 @@ fn details(route: &str, query: &Option<String>, results: u64) -> Value {
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`index-unavailable`: the log's query index failed and is being rebuilt from the ledger; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -356,6 +357,7 @@ async fn list(
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`index-unavailable`: the log's query index failed and is being rebuilt from the ledger; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -388,6 +390,7 @@ pub struct EventPath {
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`index-unavailable`: the log's query index failed and is being rebuilt from the ledger; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -470,6 +473,7 @@ pub struct EntityPath {
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`index-unavailable`: the log's query index failed and is being rebuilt from the ledger; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -537,6 +541,7 @@ fn counts(v: Vec<(String, u64)>) -> Vec<Count> {
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`index-unavailable`: the log's query index failed and is being rebuilt from the ledger; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -604,6 +609,7 @@ pub struct PerformanceRow {
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`index-unavailable`: the log's query index failed and is being rebuilt from the ledger; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -658,6 +664,7 @@ pub async fn performance(
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`index-unavailable`: the log's query index failed and is being rebuilt from the ledger; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
