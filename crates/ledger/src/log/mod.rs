@@ -31,6 +31,8 @@ use std::time::Duration;
 
 mod commit;
 mod commit_queue;
+#[cfg(test)]
+mod commit_queue_model;
 mod read;
 mod recover;
 
