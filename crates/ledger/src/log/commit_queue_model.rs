@@ -1,9 +1,11 @@
 //! Model check of the group-commit protocol. `commit_queue.rs` is compiled
 //! here a second time, over shuttle's locks instead of std's, so what is
-//! checked is the shipped protocol itself; shuttle runs appender threads
-//! under its own scheduler, depth-first over every interleaving for small
-//! cases and with PCT (randomized, biased to the orderings bugs need) for
-//! larger ones, and reports any thread left blocked as a deadlock.
+//! checked is the shipped protocol itself. shuttle runs appender threads
+//! under its own scheduler, on schedules drawn by PCT (randomized, with a
+//! bounded chance of missing a bug that needs few forced preemptions) and
+//! uniformly at random, and reports any thread left blocked as a deadlock.
+//! Its exhaustive search is out of reach even for two appends: every lock,
+//! unlock and notify is a scheduling point.
 //!
 //! The stages are a model disk: a write records how many entries it
 //! wrote, a sync how many are durable, and either can be made to fail.
@@ -22,10 +24,10 @@
 
 use crate::error::{LedgerError, Result};
 use crate::log::Damage;
-// The disk's bookkeeping uses std's atomics on purpose: shuttle runs one
+use std::path::PathBuf;
+// std's atomics on purpose, for the disk's bookkeeping: shuttle runs one
 // thread at a time, and leaving them out of its schedule keeps the search
 // to the interleavings the protocol's locks and the stages' I/O allow.
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,8 +126,10 @@ impl Stages for Disk {
     }
 }
 
-/// One schedule: appends of `counts` entries from as many threads, while
-/// the disk fails as `disk` says and, with `damage`, a scrub finds damage.
+/// One run: appends of `counts` entries from as many threads, with a
+/// max batch of `max_batch`, while the write or sync counted in
+/// `fail_write` or `fail_sync` fails and, with `damage`, a scrub finds
+/// damage.
 #[derive(Clone)]
 struct Case {
     counts: Vec<u64>,
