@@ -235,10 +235,27 @@ impl Trail {
     /// is appended. A resend whose idempotency key is already stored in
     /// this log returns the original and appends nothing.
     pub fn ingest(&self, inputs: &[&[u8]], atomic: bool) -> Result<Ingested, TrailError> {
+        self.ingest_prepared(self.prepare(inputs)?, atomic)
+    }
+
+    /// The first half of [`Trail::ingest`]: validate, canonicalise and hash
+    /// `inputs`, touching neither the ledger nor the index, so that callers
+    /// may prepare several batches at once on their own threads and store
+    /// them in an order of their choosing with [`Trail::ingest_prepared`].
+    pub fn prepare(&self, inputs: &[&[u8]]) -> Result<PreparedBatch, TrailError> {
         let received_at = (self.clock)();
         let mut random = vec![0u8; 10 * inputs.len()];
         getrandom::fill(&mut random).map_err(|e| TrailError::Random(e.to_string()))?;
-        let accepted = prepare_all(inputs, &random, received_at);
+        Ok(PreparedBatch {
+            accepted: prepare_all(inputs, &random, received_at),
+        })
+    }
+
+    /// The second half of [`Trail::ingest`]: resolve idempotency keys,
+    /// append, and hand the events to the indexer. Batches are stored in
+    /// the order of the calls.
+    pub fn ingest_prepared(&self, batch: PreparedBatch, atomic: bool) -> Result<Ingested, TrailError> {
+        let accepted = batch.accepted;
         let rejected = accepted.iter().filter(|r| r.is_err()).count();
         if atomic && rejected > 0 {
             let items = accepted
@@ -551,6 +568,32 @@ fn for_each_event(
 /// boxed: at 880 bytes, moving it through the pipeline's vectors and
 /// channels by value cost more than its allocation.
 type Prepared = Result<(Box<Event>, PreparedEntry), Rejection>;
+
+/// Inputs checked by [`Trail::prepare`], in input order, waiting for
+/// [`Trail::ingest_prepared`].
+pub struct PreparedBatch {
+    accepted: Vec<Prepared>,
+}
+
+impl PreparedBatch {
+    pub fn len(&self) -> usize {
+        self.accepted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accepted.is_empty()
+    }
+
+    /// Inputs refused (they come back as [`Item::Rejected`]).
+    pub fn rejected(&self) -> usize {
+        self.accepted.iter().filter(|r| r.is_err()).count()
+    }
+
+    /// Put `other`'s inputs after these, so that one append stores both.
+    pub fn extend(&mut self, other: PreparedBatch) {
+        self.accepted.extend(other.accepted);
+    }
+}
 
 /// Batches at least this large are validated on several threads.
 const PARALLEL_BATCH: usize = 256;
