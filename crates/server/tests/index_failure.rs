@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use sealtrail_server::meta::Scope;
+use sealtrail_meta::Scope;
 use serde_json::{json, Value};
 
 mod support;
