@@ -9,14 +9,23 @@
 //! leads, so a rare actor among millions of events costs about one block
 //! decode per match, and a page stops after its last match, whichever end
 //! it starts from.
+//!
+//! Free text is asked as its words and identifiers (field `TEXT`) and, for
+//! each phrase, the pairs of its consecutive words (field `TEXT_PAIR`).
+//! Two words are a phrase exactly; for longer phrases the pairs only
+//! narrow the candidates, each of which is read back through the
+//! [`EventSource`] and kept only if one of its strings holds the phrase.
 
-use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use sealtrail_event::glob::{is_glob, Glob};
 use sealtrail_segment::{Column, Mapped, Postings, Segment, BLOCK};
 
 use crate::filter::{Filter, TimeRange};
 use crate::schema::{self, *};
+use crate::source::EventSource;
+use crate::text::{holds_phrase, push_pair, TextQuery};
+use crate::IndexError;
 
 pub(crate) type Seg = Segment<Mapped>;
 
@@ -36,14 +45,24 @@ pub(crate) struct Plan {
     ranges: Vec<(usize, u64, u64)>,
     /// Nothing can match (an empty time range).
     pub nothing: bool,
+    /// Phrases of three or more words, checked on each candidate event.
+    phrases: Vec<Vec<String>>,
+    source: Option<Arc<dyn EventSource>>,
+    /// The first failure to read an event back; it ends the query.
+    failure: Mutex<Option<IndexError>>,
 }
 
 impl Plan {
-    pub fn new(filter: &Filter) -> Plan {
+    /// The plan of `filter`. `source` reads events back for phrases of
+    /// three or more words; without one such a filter is refused.
+    pub fn new(filter: &Filter, source: Option<Arc<dyn EventSource>>) -> Result<Plan, IndexError> {
         let mut plan = Plan {
             terms: Vec::new(),
             ranges: Vec::new(),
             nothing: false,
+            phrases: Vec::new(),
+            source,
+            failure: Mutex::new(None),
         };
         let exact = |field: u8, value: &str| TermCondition::Exact(field, value.as_bytes().to_vec());
         if let Some(action) = &filter.action {
@@ -80,12 +99,28 @@ impl Plan {
             plan.terms.push(TermCondition::Exact(IP, ip.to_string().into_bytes()));
         }
         if let Some(text) = &filter.text {
-            let mut words = BTreeSet::new();
-            schema::words(text, &mut String::new(), |w| {
-                words.insert(w.to_vec());
-            });
-            plan.terms
-                .extend(words.into_iter().map(|w| TermCondition::Exact(TEXT, w)));
+            let query = TextQuery::parse(text);
+            plan.terms.extend(
+                query
+                    .terms
+                    .into_iter()
+                    .map(|t| TermCondition::Exact(TEXT, t.into_bytes())),
+            );
+            for phrase in query.phrases {
+                for pair in phrase.windows(2) {
+                    let mut term = Vec::new();
+                    push_pair(&mut term, &pair[0], &pair[1]);
+                    plan.terms.push(TermCondition::Exact(TEXT_PAIR, term));
+                }
+                if phrase.len() > 2 {
+                    if plan.source.is_none() {
+                        return Err(IndexError::NoEventSource {
+                            phrase: phrase.join(" "),
+                        });
+                    }
+                    plan.phrases.push(phrase);
+                }
+            }
         }
         if filter.failures {
             plan.terms.push(TermCondition::Exact(FLAG, FAILURE.to_vec()));
@@ -106,11 +141,20 @@ impl Plan {
                 Some(None) => {}
             }
         }
-        plan
+        Ok(plan)
+    }
+
+    /// The first failure to read back an event while running the plan;
+    /// results gathered since are incomplete.
+    pub fn failure(&self) -> Result<(), IndexError> {
+        match self.failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The plan on `seg`; `None` if no document of it can match.
-    pub fn on<'a>(&self, seg: &'a Seg) -> Option<Matches<'a>> {
+    pub fn on<'a>(&'a self, seg: &'a Seg) -> Option<Matches<'a>> {
         if self.nothing {
             return None;
         }
@@ -161,9 +205,59 @@ impl Plan {
                 hi,
             }));
         }
+        let phrases = match (&self.source, self.phrases.is_empty()) {
+            (Some(source), false) => Some(PhraseCheck {
+                ledger: Values::new(seg.column(LEDGER)?),
+                source: source.as_ref(),
+                phrases: &self.phrases,
+                failure: &self.failure,
+                failed: false,
+                number: String::new(),
+                scratch: String::new(),
+            }),
+            _ => None,
+        };
         Some(Matches {
             cursors,
             docs: seg.docs(),
+            phrases,
+        })
+    }
+}
+
+/// Reads each candidate back and keeps it if every phrase holds.
+struct PhraseCheck<'a> {
+    ledger: Values<'a>,
+    source: &'a dyn EventSource,
+    phrases: &'a [Vec<String>],
+    failure: &'a Mutex<Option<IndexError>>,
+    failed: bool,
+    number: String,
+    scratch: String,
+}
+
+impl PhraseCheck<'_> {
+    fn holds(&mut self, doc: u32) -> bool {
+        let Some(ledger) = self.ledger.get(doc) else {
+            return false;
+        };
+        let event = match self.source.event(ledger) {
+            Ok(Some(event)) => event,
+            Ok(None) => return false,
+            Err(source) => {
+                self.failed = true;
+                let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+                failure.get_or_insert(IndexError::Source { index: ledger, source });
+                return false;
+            }
+        };
+        let scratch = &mut self.scratch;
+        self.phrases.iter().all(|phrase| {
+            let mut found = false;
+            schema::for_each_text(&event, &mut self.number, |t| {
+                found = found || holds_phrase(t, phrase, scratch);
+            });
+            found
         })
     }
 }
@@ -186,11 +280,42 @@ fn time_bounds(range: &TimeRange) -> Option<Option<(u64, u64)>> {
 pub(crate) struct Matches<'a> {
     cursors: Vec<Cursor<'a>>,
     docs: u32,
+    phrases: Option<PhraseCheck<'a>>,
 }
 
 impl Matches<'_> {
     /// The first match at or after `target`.
     pub fn ge(&mut self, mut target: u32) -> Option<u32> {
+        loop {
+            let d = self.terms_ge(target)?;
+            let Some(check) = &mut self.phrases else { return Some(d) };
+            if check.holds(d) {
+                return Some(d);
+            }
+            if check.failed {
+                return None;
+            }
+            target = d.checked_add(1)?;
+        }
+    }
+
+    /// The last match at or before `target`.
+    pub fn le(&mut self, mut target: u32) -> Option<u32> {
+        loop {
+            let d = self.terms_le(target)?;
+            let Some(check) = &mut self.phrases else { return Some(d) };
+            if check.holds(d) {
+                return Some(d);
+            }
+            if check.failed {
+                return None;
+            }
+            target = d.checked_sub(1)?;
+        }
+    }
+
+    /// The first document at or after `target` that every cursor holds.
+    fn terms_ge(&mut self, mut target: u32) -> Option<u32> {
         'again: loop {
             if target >= self.docs {
                 return None;
@@ -206,8 +331,8 @@ impl Matches<'_> {
         }
     }
 
-    /// The last match at or before `target`.
-    pub fn le(&mut self, target: u32) -> Option<u32> {
+    /// The last document at or before `target` that every cursor holds.
+    fn terms_le(&mut self, target: u32) -> Option<u32> {
         let mut target = target.min(self.docs.checked_sub(1)?);
         'again: loop {
             for c in &mut self.cursors {
@@ -259,6 +384,7 @@ impl Matches<'_> {
     /// How many documents match.
     pub fn count(&mut self) -> u64 {
         match self.cursors.as_slice() {
+            _ if self.phrases.is_some() => {}
             [] => return u64::from(self.docs),
             [Cursor::Lists(lists)] if lists.len() == 1 => return u64::from(lists[0].postings.len()),
             _ => {}
