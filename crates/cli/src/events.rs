@@ -63,7 +63,7 @@ pub struct FilterArgs {
     /// Received by the server before (same forms as --since).
     #[arg(long, value_name = "WHEN")]
     received_until: Option<String>,
-    /// Words that must all occur in message, error or details.
+    /// Free text: words and identifiers that must all occur in message, error or details, and "quoted phrases" (docs/query-syntax.md).
     #[arg(long)]
     text: Option<String>,
 }

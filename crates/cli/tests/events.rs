@@ -169,6 +169,8 @@ fn text_words(s: &Stored) -> Vec<String> {
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::String(s) => out.extend(words(s)),
+            // Numbers inside details are searchable text too.
+            Value::Number(n) => out.extend(words(&n.to_string())),
             Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
             Value::Object(o) => o.iter().for_each(|(k, x)| {
                 out.extend(words(k));

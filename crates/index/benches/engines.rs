@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 use sealtrail_event::{accept_json, event_id, Event, Timestamp};
-use sealtrail_index::{EventIndex, Filter, IndexOptions, Page, TimeRange};
+use sealtrail_index::{EventIndex, EventSource, Filter, IndexOptions, Page, SourceError, TimeRange};
 use sealtrail_testgen::{process_cpu_secs, Rng};
 
 fn knob(name: &str, default: usize) -> usize {
@@ -47,6 +47,9 @@ enum Query {
     /// four, else an exact action, in a window of 1 to 48 hours.
     GlobTime(String, Timestamp, Timestamp),
     Text(String),
+    /// A quoted run of two or three consecutive words of a message (not
+    /// asked of SQLite, whose FTS5 table keeps no positions).
+    Phrase(String),
 }
 
 impl Query {
@@ -57,6 +60,8 @@ impl Query {
             Query::ActionTime(..) => "action + time range",
             Query::GlobTime(..) => "action glob + 1-48 h",
             Query::Text(_) => "full text (1 word)",
+            Query::Phrase(p) if p.split(' ').count() == 2 => "phrase (2 words)",
+            Query::Phrase(_) => "phrase (3 words)",
         }
     }
 
@@ -79,7 +84,7 @@ impl Query {
                 },
                 ..Filter::default()
             },
-            Query::Text(w) => Filter {
+            Query::Text(w) | Query::Phrase(w) => Filter {
                 text: Some(w.clone()),
                 ..Filter::default()
             },
@@ -136,7 +141,33 @@ fn queries(events: &[Event], per_kind: usize) -> Vec<Query> {
             }
         }
     }
+    for len in [2, 3] {
+        let mut n = 0;
+        while n < per_kind {
+            let Some(m) = &events[rng.index(events.len())].message else {
+                continue;
+            };
+            let words: Vec<&str> = m
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .collect();
+            if words.len() >= len {
+                let start = rng.index(words.len() - len + 1);
+                out.push(Query::Phrase(format!("\"{}\"", words[start..start + len].join(" "))));
+                n += 1;
+            }
+        }
+    }
     out
+}
+
+/// The bench's events, read back by ledger index for long phrases.
+struct Events(std::sync::Arc<Vec<Event>>);
+
+impl EventSource for Events {
+    fn event(&self, index: u64) -> Result<Option<Event>, SourceError> {
+        Ok(self.0.get(index as usize).cloned())
+    }
 }
 
 fn text_of(e: &Event) -> String {
@@ -281,6 +312,7 @@ fn sqlite_query(db: &Connection, q: &Query) -> Vec<u64> {
             "SELECT rowid FROM words WHERE words MATCH ?1 ORDER BY rowid DESC LIMIT 100",
             &[&format!("\"{w}\"")],
         ),
+        Query::Phrase(_) => Vec::new(),
     }
 }
 
@@ -365,6 +397,8 @@ fn main() {
     );
 
     let qs = queries(&events, per_kind);
+    let events = std::sync::Arc::new(events);
+    index.set_event_source(std::sync::Arc::new(Events(events.clone())));
     let mut sqlite = None;
     let mut sqlite_load_time = Duration::ZERO;
     let mut sqlite_bytes = 0;
@@ -426,6 +460,8 @@ fn main() {
         "action + time range",
         "action glob + 1-48 h",
         "full text (1 word)",
+        "phrase (2 words)",
+        "phrase (3 words)",
     ] {
         let (mut tt, mut st) = (Vec::new(), Vec::new());
         let (mut hits, mut differ) = (0, 0);
@@ -435,7 +471,7 @@ fn main() {
             let got = index.search(&filter, &Page::newest(100)).unwrap();
             tt.push(t.elapsed());
             hits += got.len();
-            if let Some(db) = &sqlite {
+            if let (Some(db), false) = (&sqlite, matches!(q, Query::Phrase(_))) {
                 let t = Instant::now();
                 let want = sqlite_query(db, q);
                 st.push(t.elapsed());

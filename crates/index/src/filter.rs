@@ -38,25 +38,25 @@ pub struct Filter {
     pub occurred: TimeRange,
     /// `received_at` within this range.
     pub received: TimeRange,
-    /// Every word must occur in `message`, `error.type`, `error.message` or
-    /// `details` (its keys and string values, at any depth). Words are cut
-    /// at every character that is not alphanumeric and lowercased, as the
-    /// index does; a text with no word in it sets no condition.
+    /// Free text (docs/query-syntax.md): every word and identifier must
+    /// occur in `message`, `error.type`, `error.message` or `details` (its
+    /// keys, strings and numbers, at any depth), and every `"quoted
+    /// phrase"` as consecutive words of one of them. Text is compared
+    /// after NFKC normalisation and lowercasing; identifiers (addresses,
+    /// e-mail addresses, UUIDs, paths, dotted names) are looked up whole.
+    /// A text with no word in it sets no condition.
     pub text: Option<String>,
     /// Only failures: outcome `failure`, or severity `error` or graver, or
     /// an `error` object.
     pub failures: bool,
 }
 
-/// The words [`Filter::text`] searches for, as the index cuts and
-/// lowercases them; empty when the text has none (only punctuation or
-/// spaces), in which case it sets no condition.
+/// The words and identifiers [`Filter::text`] searches for, normalised
+/// as the index holds them, phrase words included; empty when the text
+/// has none (only punctuation or spaces), in which case it sets no
+/// condition.
 pub fn text_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    crate::schema::words(text, &mut String::new(), |w| {
-        words.push(String::from_utf8_lossy(w).into_owned());
-    });
-    words
+    crate::text::TextQuery::parse(text).all_words()
 }
 
 /// A half-open range of instants; an absent bound is unbounded.

@@ -38,6 +38,7 @@ use crate::part::Part;
 use crate::policy::merge_run;
 use crate::query::{first_at_or_after, Plan, Seg};
 use crate::schema::{Building, IDEMPOTENCY, LEDGER};
+use crate::source::{EventSource, SourceError};
 use crate::stats::{Bucket, Durations, Performance, Stats, StatsSum};
 
 /// How the index is written.
@@ -86,6 +87,18 @@ pub enum IndexError {
     /// A write asked of an index opened with [`EventIndex::open_read_only`].
     #[error("{0}: the index is open read-only")]
     ReadOnly(PathBuf),
+    /// A text query with a phrase of three or more words, asked of an
+    /// index without an [`EventSource`] to check candidates against.
+    #[error("the phrase \"{phrase}\" needs the events read back, and this index has no event source")]
+    NoEventSource { phrase: String },
+    /// The [`EventSource`] failed to read back ledger entry `index` while
+    /// checking a phrase.
+    #[error("reading back ledger entry {index} to check a phrase: {source}")]
+    Source {
+        index: u64,
+        #[source]
+        source: SourceError,
+    },
     /// `wipe` was pointed at a directory that is not an index.
     #[error("{0}: not an index directory (no {MANIFEST}); refusing to delete it")]
     NotAnIndex(PathBuf),
@@ -151,6 +164,8 @@ impl Writer {
 pub struct EventIndex {
     store: Arc<Store>,
     merger: Option<JoinHandle<()>>,
+    /// Reads events back for long phrases ([`EventIndex::set_event_source`]).
+    source: RwLock<Option<Arc<dyn EventSource>>>,
 }
 
 /// What the caller's threads and the merge thread share.
@@ -274,6 +289,7 @@ impl EventIndex {
         Ok(EventIndex {
             store,
             merger: Some(merger),
+            source: RwLock::new(None),
         })
     }
 
@@ -352,6 +368,7 @@ impl EventIndex {
         EventIndex {
             store: Arc::new(store),
             merger: None,
+            source: RwLock::new(None),
         }
     }
 
@@ -454,12 +471,24 @@ impl EventIndex {
         self.store.snapshot()
     }
 
+    /// Lend the index a way to read events back by ledger index. Text
+    /// queries with a phrase of three or more words need it: the index
+    /// narrows the candidates with the phrase's word pairs and checks each
+    /// against the event's text. Replaces any source set before.
+    pub fn set_event_source(&self, source: Arc<dyn EventSource>) {
+        *self.source.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    fn source(&self) -> Option<Arc<dyn EventSource>> {
+        self.source.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// One page of matching ledger indices, in the page's order.
     pub fn search(&self, filter: &Filter, page: &Page) -> Result<Vec<u64>, IndexError> {
         let mut out = Vec::with_capacity(page.limit.min(4096));
-        let plan = Plan::new(filter);
+        let plan = Plan::new(filter, self.source())?;
         if page.limit == 0 || plan.nothing {
-            return Ok(out);
+            return plan.failure().map(|()| out);
         }
         let parts = self.snapshot();
         let dir = &self.store.dir;
@@ -488,7 +517,7 @@ impl EventIndex {
                         Ok::<_, FormatError>(out.len() < page.limit)
                     });
                     if !more.map_err(bad)? {
-                        return Ok(out);
+                        return plan.failure().map(|()| out);
                     }
                 }
             }
@@ -512,17 +541,17 @@ impl EventIndex {
                         Ok::<_, FormatError>(out.len() < page.limit)
                     });
                     if !more.map_err(bad)? {
-                        return Ok(out);
+                        return plan.failure().map(|()| out);
                     }
                 }
             }
         }
-        Ok(out)
+        plan.failure().map(|()| out)
     }
 
     /// How many committed events match.
     pub fn count(&self, filter: &Filter) -> Result<u64, IndexError> {
-        let plan = Plan::new(filter);
+        let plan = Plan::new(filter, self.source())?;
         let mut n = 0;
         for part in self.snapshot().iter() {
             let bad = |e| bad_segment(&self.store.dir, part, e);
@@ -530,13 +559,13 @@ impl EventIndex {
                 n += matches.count().map_err(bad)?;
             }
         }
-        Ok(n)
+        plan.failure().map(|()| n)
     }
 
     /// Call `f` with every matching ledger index in ascending order until it
     /// returns false. Memory stays bounded however many match.
     pub fn for_each(&self, filter: &Filter, mut f: impl FnMut(u64) -> bool) -> Result<(), IndexError> {
-        let plan = Plan::new(filter);
+        let plan = Plan::new(filter, self.source())?;
         for part in self.snapshot().iter() {
             let (seg, bad) = (&part.segment, |e| bad_segment(&self.store.dir, part, e));
             let (Some(mut matches), Some(ledger)) = (plan.on(seg).map_err(bad)?, seg.column(LEDGER)) else {
@@ -545,15 +574,15 @@ impl EventIndex {
             let mut values = crate::query::Values::new(ledger);
             let more = matches.ascending(0, |doc| Ok::<_, FormatError>(values.get(doc)?.is_none_or(&mut f)));
             if !more.map_err(bad)? {
-                return Ok(());
+                break;
             }
         }
-        Ok(())
+        plan.failure()
     }
 
     /// Counts of the matching events by action, actor, outcome and time.
     pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, IndexError> {
-        let plan = Plan::new(filter);
+        let plan = Plan::new(filter, self.source())?;
         let mut sum = StatsSum::default();
         for part in self.snapshot().iter() {
             let bad = |e| bad_segment(&self.store.dir, part, e);
@@ -561,13 +590,14 @@ impl EventIndex {
                 sum.add(&part.segment, &mut matches, bucket).map_err(bad)?;
             }
         }
+        plan.failure()?;
         Ok(sum.finish())
     }
 
     /// Duration statistics per action over the matching events that have a
     /// `duration_ms`, sorted by action.
     pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, IndexError> {
-        let plan = Plan::new(filter);
+        let plan = Plan::new(filter, self.source())?;
         let mut durations = Durations::default();
         for part in self.snapshot().iter() {
             let bad = |e| bad_segment(&self.store.dir, part, e);
@@ -575,6 +605,7 @@ impl EventIndex {
                 durations.add(&part.segment, &mut matches).map_err(bad)?;
             }
         }
+        plan.failure()?;
         Ok(durations.finish())
     }
 

@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Architecture invariant: no knowledge of the ledger's files or of HTTP;
-//! the caller feeds entries in ledger order and reads events back itself.
+//! the caller feeds entries in ledger order and reads events back itself,
+//! and lends the index an [`EventSource`] to read back the candidates of a
+//! long phrase.
 //! Architecture invariant: the watermark (how many ledger entries the
 //! index covers) changes with the segments it covers, in one rename of
 //! the manifest, so the two never disagree, whatever the crash.
@@ -30,9 +32,12 @@ mod part;
 mod policy;
 mod query;
 mod schema;
+mod source;
 mod stats;
+mod text;
 
 pub use filter::{text_words, Filter, Order, Page, TimeRange};
 pub use history::History;
 pub use index::{EventIndex, IndexError, IndexOptions};
+pub use source::{EventSource, SourceError};
 pub use stats::{Bucket, Performance, Stats};

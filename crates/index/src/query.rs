@@ -9,8 +9,14 @@
 //! leads, so a rare actor among millions of events costs about one block
 //! decode per match, and a page stops after its last match, whichever end
 //! it starts from.
+//!
+//! Free text is asked as its words and identifiers (field `TEXT`) and, for
+//! each phrase, the pairs of its consecutive words (field `TEXT_PAIR`).
+//! Two words are a phrase exactly; for longer phrases the pairs only
+//! narrow the candidates, each of which is read back through the
+//! [`EventSource`] and kept only if one of its strings holds the phrase.
 
-use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use sealtrail_event::glob::{is_glob, Glob};
 use sealtrail_segment::{Column, FormatError, Postings, Segment, BLOCK};
@@ -18,6 +24,9 @@ use sealtrail_segment::{Column, FormatError, Postings, Segment, BLOCK};
 use crate::filter::{Filter, TimeRange};
 use crate::part::SegmentBytes;
 use crate::schema::{self, *};
+use crate::source::EventSource;
+use crate::text::{holds_phrase, push_pair, TextQuery};
+use crate::IndexError;
 
 pub(crate) type Seg = Segment<SegmentBytes>;
 
@@ -37,14 +46,24 @@ pub(crate) struct Plan {
     ranges: Vec<(usize, u64, u64)>,
     /// Nothing can match (an empty time range).
     pub nothing: bool,
+    /// Phrases of three or more words, checked on each candidate event.
+    phrases: Vec<Vec<String>>,
+    source: Option<Arc<dyn EventSource>>,
+    /// The first failure to read an event back; it ends the query.
+    failure: Mutex<Option<IndexError>>,
 }
 
 impl Plan {
-    pub fn new(filter: &Filter) -> Plan {
+    /// The plan of `filter`. `source` reads events back for phrases of
+    /// three or more words; without one such a filter is refused.
+    pub fn new(filter: &Filter, source: Option<Arc<dyn EventSource>>) -> Result<Plan, IndexError> {
         let mut plan = Plan {
             terms: Vec::new(),
             ranges: Vec::new(),
             nothing: false,
+            phrases: Vec::new(),
+            source,
+            failure: Mutex::new(None),
         };
         let exact = |field: u8, value: &str| TermCondition::Exact(field, value.as_bytes().to_vec());
         if let Some(action) = &filter.action {
@@ -81,12 +100,28 @@ impl Plan {
             plan.terms.push(TermCondition::Exact(IP, ip.to_string().into_bytes()));
         }
         if let Some(text) = &filter.text {
-            let mut words = BTreeSet::new();
-            schema::words(text, &mut String::new(), |w| {
-                words.insert(w.to_vec());
-            });
-            plan.terms
-                .extend(words.into_iter().map(|w| TermCondition::Exact(TEXT, w)));
+            let query = TextQuery::parse(text);
+            plan.terms.extend(
+                query
+                    .terms
+                    .into_iter()
+                    .map(|t| TermCondition::Exact(TEXT, t.into_bytes())),
+            );
+            for phrase in query.phrases {
+                for pair in phrase.windows(2) {
+                    let mut term = Vec::new();
+                    push_pair(&mut term, &pair[0], &pair[1]);
+                    plan.terms.push(TermCondition::Exact(TEXT_PAIR, term));
+                }
+                if phrase.len() > 2 {
+                    if plan.source.is_none() {
+                        return Err(IndexError::NoEventSource {
+                            phrase: phrase.join(" "),
+                        });
+                    }
+                    plan.phrases.push(phrase);
+                }
+            }
         }
         if filter.failures {
             plan.terms.push(TermCondition::Exact(FLAG, FAILURE.to_vec()));
@@ -107,11 +142,20 @@ impl Plan {
                 Some(None) => {}
             }
         }
-        plan
+        Ok(plan)
+    }
+
+    /// The first failure to read back an event while running the plan;
+    /// results gathered since are incomplete.
+    pub fn failure(&self) -> Result<(), IndexError> {
+        match self.failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The plan on `seg`; `None` if no document of it can match.
-    pub fn on<'a>(&self, seg: &'a Seg) -> Result<Option<Matches<'a>>, FormatError> {
+    pub fn on<'a>(&'a self, seg: &'a Seg) -> Result<Option<Matches<'a>>, FormatError> {
         if self.nothing {
             return Ok(None);
         }
@@ -167,9 +211,62 @@ impl Plan {
                 hi,
             }));
         }
+        let phrases = match (&self.source, self.phrases.is_empty()) {
+            (Some(source), false) => Some(PhraseCheck {
+                ledger: match seg.column(LEDGER) {
+                    Some(ledger) => Values::new(ledger),
+                    None => return Ok(None),
+                },
+                source: source.as_ref(),
+                phrases: &self.phrases,
+                failure: &self.failure,
+                failed: false,
+                number: String::new(),
+                scratch: String::new(),
+            }),
+            _ => None,
+        };
         Ok(Some(Matches {
             cursors,
             docs: seg.docs(),
+            phrases,
+        }))
+    }
+}
+
+/// Reads each candidate back and keeps it if every phrase holds.
+struct PhraseCheck<'a> {
+    ledger: Values<'a>,
+    source: &'a dyn EventSource,
+    phrases: &'a [Vec<String>],
+    failure: &'a Mutex<Option<IndexError>>,
+    failed: bool,
+    number: String,
+    scratch: String,
+}
+
+impl PhraseCheck<'_> {
+    fn holds(&mut self, doc: u32) -> Result<bool, FormatError> {
+        let Some(ledger) = self.ledger.get(doc)? else {
+            return Ok(false);
+        };
+        let event = match self.source.event(ledger) {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ok(false),
+            Err(source) => {
+                self.failed = true;
+                let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+                failure.get_or_insert(IndexError::Source { index: ledger, source });
+                return Ok(false);
+            }
+        };
+        let scratch = &mut self.scratch;
+        Ok(self.phrases.iter().all(|phrase| {
+            let mut found = false;
+            schema::for_each_text(&event, &mut self.number, |t| {
+                found = found || holds_phrase(t, phrase, scratch);
+            });
+            found
         }))
     }
 }
@@ -192,11 +289,52 @@ fn time_bounds(range: &TimeRange) -> Option<Option<(u64, u64)>> {
 pub(crate) struct Matches<'a> {
     cursors: Vec<Cursor<'a>>,
     docs: u32,
+    phrases: Option<PhraseCheck<'a>>,
 }
 
 impl Matches<'_> {
     /// The first match at or after `target`.
     pub fn ge(&mut self, mut target: u32) -> Result<Option<u32>, FormatError> {
+        loop {
+            let Some(d) = self.terms_ge(target)? else {
+                return Ok(None);
+            };
+            let Some(check) = &mut self.phrases else {
+                return Ok(Some(d));
+            };
+            if check.holds(d)? {
+                return Ok(Some(d));
+            }
+            if check.failed {
+                return Ok(None);
+            }
+            let Some(next) = d.checked_add(1) else { return Ok(None) };
+            target = next;
+        }
+    }
+
+    /// The last match at or before `target`.
+    pub fn le(&mut self, mut target: u32) -> Result<Option<u32>, FormatError> {
+        loop {
+            let Some(d) = self.terms_le(target)? else {
+                return Ok(None);
+            };
+            let Some(check) = &mut self.phrases else {
+                return Ok(Some(d));
+            };
+            if check.holds(d)? {
+                return Ok(Some(d));
+            }
+            if check.failed {
+                return Ok(None);
+            }
+            let Some(next) = d.checked_sub(1) else { return Ok(None) };
+            target = next;
+        }
+    }
+
+    /// The first document at or after `target` that every cursor holds.
+    fn terms_ge(&mut self, mut target: u32) -> Result<Option<u32>, FormatError> {
         'again: loop {
             if target >= self.docs {
                 return Ok(None);
@@ -212,8 +350,8 @@ impl Matches<'_> {
         }
     }
 
-    /// The last match at or before `target`.
-    pub fn le(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
+    /// The last document at or before `target` that every cursor holds.
+    fn terms_le(&mut self, target: u32) -> Result<Option<u32>, FormatError> {
         let Some(last) = self.docs.checked_sub(1) else {
             return Ok(None);
         };
@@ -273,6 +411,7 @@ impl Matches<'_> {
     /// How many documents match.
     pub fn count(&mut self) -> Result<u64, FormatError> {
         match self.cursors.as_slice() {
+            _ if self.phrases.is_some() => {}
             [] => return Ok(u64::from(self.docs)),
             [Cursor::Lists(lists)] if lists.len() == 1 => return Ok(u64::from(lists[0].postings.len())),
             _ => {}

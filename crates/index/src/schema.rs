@@ -8,13 +8,17 @@
 //! [`SCHEMA_VERSION`], and an index built with another version is refused
 //! on open and rebuilt.
 
-use sealtrail_event::{Event, Timestamp};
+use sealtrail_event::{jcs, Event, Timestamp};
 use sealtrail_segment::{ColumnKind, SegmentBuilder};
 use serde_json::Value;
 
+use crate::text::{index_text, push_pair, TermSink};
+
 /// Bumped whenever documents, their meaning or the segment format
 /// change. Version 2 was the tantivy index; 3 is the first on
-/// `sealtrail-segment`; 4 has checksummed segments (`STSEG002`).
+/// `sealtrail-segment`; 4 has checksummed segments (`STSEG002`) and
+/// normalises text (NFKC, lowercase), with identifiers, word pairs and
+/// numbers.
 pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 // Term fields.
@@ -30,7 +34,11 @@ pub(crate) const SESSION: u8 = 7;
 pub(crate) const IP: u8 = 8;
 pub(crate) const IDEMPOTENCY: u8 = 9;
 pub(crate) const FLAG: u8 = 10;
+/// Words and identifiers of the free text (`crate::text`).
 pub(crate) const TEXT: u8 = 11;
+/// Each word of the free text with the next word of the same string,
+/// for phrases (`crate::text::push_pair`).
+pub(crate) const TEXT_PAIR: u8 = 12;
 
 /// The term the `flag` field carries for a failure (see [`crate::Filter::failures`]).
 pub(crate) const FAILURE: &[u8] = b"failure";
@@ -97,25 +105,18 @@ pub(crate) fn is_failure(e: &Event) -> bool {
         || e.error.is_some()
 }
 
-/// Call `f` with each word of `text`: runs of alphanumeric characters,
-/// lowercased. Queries cut their text the same way.
-pub(crate) fn words(text: &str, scratch: &mut String, mut f: impl FnMut(&[u8])) {
-    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        if w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-            f(w.as_bytes());
-        } else {
-            scratch.clear();
-            scratch.extend(w.chars().flat_map(char::to_lowercase));
-            f(scratch.as_bytes());
-        }
-    }
-}
-
 /// The segment being filled, and scratch buffers reused between documents.
 pub(crate) struct Building {
     pub segment: SegmentBuilder,
     term: Vec<u8>,
-    word: String,
+    text: TextTerms,
+}
+
+/// The text terms of the document being added.
+#[derive(Default)]
+struct TextTerms {
+    pair: Vec<u8>,
+    scratch: String,
 }
 
 impl Default for Building {
@@ -123,7 +124,7 @@ impl Default for Building {
         Building {
             segment: SegmentBuilder::new(&COLUMNS),
             term: Vec::new(),
-            word: String::new(),
+            text: TextTerms::default(),
         }
     }
 }
@@ -185,42 +186,95 @@ impl Building {
         s.set(RECEIVED, time_value(e.received_at));
         s.set(DURATION, e.duration_ms.map_or(sealtrail_segment::NONE, f64::to_bits));
 
-        let mut text = |t: &str, word: &mut String| {
-            words(t, word, |w| {
-                s.add_term(TEXT, w);
-            })
-        };
-        if let Some(m) = &e.message {
-            text(m, &mut self.word);
+        let TextTerms { pair, scratch } = &mut self.text;
+        let mut sink = Sink { segment: s, pair };
+        let mut number = String::new();
+        for_each_text(e, &mut number, |t| index_text(t, scratch, &mut sink));
+    }
+}
+
+/// Adds the text terms of one string to the current document.
+struct Sink<'a> {
+    segment: &'a mut SegmentBuilder,
+    pair: &'a mut Vec<u8>,
+}
+
+impl TermSink for Sink<'_> {
+    fn word(&mut self, word: &str) {
+        self.segment.add_term(TEXT, word.as_bytes());
+    }
+
+    fn pair(&mut self, first: &str, second: &str) {
+        self.pair.clear();
+        push_pair(self.pair, first, second);
+        self.segment.add_term(TEXT_PAIR, self.pair);
+    }
+
+    fn identifier(&mut self, identifier: &str) {
+        self.segment.add_term(TEXT, identifier.as_bytes());
+    }
+}
+
+/// Call `f` with each string of `e` that free text searches, one field
+/// at a time: `message`, `error.type`, `error.message`, and every key,
+/// string and number inside `details` (a number as its stored, RFC 8785
+/// text, so that an index rebuilt from the ledger holds the same terms).
+pub(crate) fn for_each_text(e: &Event, number: &mut String, mut f: impl FnMut(&str)) {
+    if let Some(m) = &e.message {
+        f(m);
+    }
+    if let Some(err) = &e.error {
+        if let Some(k) = &err.kind {
+            f(k);
         }
-        if let Some(err) = &e.error {
-            if let Some(k) = &err.kind {
-                text(k, &mut self.word);
-            }
-            if let Some(m) = &err.message {
-                text(m, &mut self.word);
-            }
+        if let Some(m) = &err.message {
+            f(m);
         }
-        if let Some(details) = &e.details {
-            for (k, v) in details {
-                text(k, &mut self.word);
-                strings_of(v, &mut |t| text(t, &mut self.word));
-            }
+    }
+    if let Some(details) = &e.details {
+        for (k, v) in details {
+            f(k);
+            strings_of(v, number, &mut f);
         }
     }
 }
 
-/// Every string and object key inside `v`.
-fn strings_of(v: &Value, push: &mut impl FnMut(&str)) {
+/// Every string, number and object key inside `v`.
+fn strings_of(v: &Value, number: &mut String, push: &mut impl FnMut(&str)) {
     match v {
         Value::String(s) => push(s),
-        Value::Array(items) => items.iter().for_each(|i| strings_of(i, push)),
+        Value::Number(n) => {
+            number.clear();
+            stored_number(n, number);
+            push(number);
+        }
+        Value::Array(items) => items.iter().for_each(|i| strings_of(i, number, push)),
         Value::Object(map) => {
             for (k, v) in map {
                 push(k);
-                strings_of(v, push);
+                strings_of(v, number, push);
             }
         }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
+/// `n` as the ledger stores it (RFC 8785): integers up to 2^53 as
+/// themselves, anything else as the shortest text of its double.
+fn stored_number(n: &serde_json::Number, out: &mut String) {
+    use std::fmt::Write as _;
+    const EXACT: u64 = 1 << 53;
+    match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) if u <= EXACT => {
+            let _ = write!(out, "{u}");
+        }
+        (_, Some(i)) if i.unsigned_abs() <= EXACT => {
+            let _ = write!(out, "{i}");
+        }
+        _ => {
+            if let Ok(text) = jcs::number_as_f64(n).and_then(jcs::format_f64) {
+                out.push_str(&text);
+            }
+        }
     }
 }

@@ -91,6 +91,7 @@ fn event_words(e: &Event) -> Vec<String> {
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::String(s) => out.extend(words(s)),
+            Value::Number(n) => out.extend(words(&n.to_string())),
             Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
             Value::Object(m) => m.iter().for_each(|(k, v)| {
                 out.extend(words(k));
@@ -1282,6 +1283,7 @@ fn damaged_indexes_are_refused_with_what_and_where() {
     let e = reopen().err().unwrap();
     assert!(matches!(e, IndexError::BadManifest { line: 4, .. }), "{e}");
 
+    // An index of the version before (plain words, no pairs or identifiers).
     std::fs::write(&manifest, good.replace("sealtrail-index 4", "sealtrail-index 3")).unwrap();
     assert!(matches!(reopen(), Err(IndexError::SchemaMismatch { .. })));
 

@@ -629,6 +629,7 @@ fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
         ctx.opts,
         Some(ctx.history()),
     )?);
+    index.set_event_source(Arc::new(crate::LedgerEvents(ctx.log.clone())));
     let watermark = index.indexed();
     *shared.index.write().unwrap_or_else(|e| e.into_inner()) = index;
     {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealtrail_event::{accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid};
-use sealtrail_index::{EventIndex, History};
+use sealtrail_index::{EventIndex, EventSource, History, SourceError};
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PreparedEntry};
 use sealtrail_merkle::hash::{leaf_hash, Hash};
 use thiserror::Error;
@@ -85,7 +85,7 @@ pub enum TrailError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("query index: {0}")]
-    Index(#[from] IndexError),
+    Index(IndexError),
     /// A ledger entry that the index or a caller expects to be an event
     /// is not one.
     #[error("entry {index} is not a stored event: {reason}")]
@@ -115,6 +115,32 @@ pub enum TrailError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<IndexError> for TrailError {
+    /// A ledger error met while the index read an event back (to check a
+    /// phrase) is the ledger's, so that damage is reported as damage.
+    fn from(e: IndexError) -> TrailError {
+        match e {
+            IndexError::Source { index, source } => match source.downcast::<LedgerError>() {
+                Ok(ledger) => TrailError::Ledger(*ledger),
+                Err(source) => TrailError::Index(IndexError::Source { index, source }),
+            },
+            e => TrailError::Index(e),
+        }
+    }
+}
+
+/// The index's way back to the events: the ledger, which holds them.
+pub(crate) struct LedgerEvents(pub(crate) Log);
+
+impl EventSource for LedgerEvents {
+    fn event(&self, index: u64) -> Result<Option<Event>, SourceError> {
+        let entry = self.0.entry(index)?;
+        // A raw entry has no document, so is never asked for; were it,
+        // it holds no text.
+        Ok(parse_entry(&entry).ok())
+    }
 }
 
 /// An event as stored: its ledger index, the event, and the exact entry
@@ -181,6 +207,7 @@ impl Trail {
         let dir = index_dir(data, name);
         indexer::settle_rebuild(&dir)?;
         let index = Arc::new(open_index(data, &dir, &opts.index, &log)?);
+        index.set_event_source(Arc::new(LedgerEvents(log.clone())));
         catch_up(&log, &index, &mut |_, _| {})?;
         let keys = Arc::new(Keys::default());
         let ctx = Context {
@@ -482,6 +509,7 @@ impl TrailReader {
                 indexed: index.indexed(),
             });
         }
+        index.set_event_source(Arc::new(LedgerEvents(log.clone())));
         Ok(TrailReader { log, index })
     }
 

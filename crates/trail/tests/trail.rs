@@ -633,3 +633,32 @@ fn an_index_of_another_history_no_longer_than_the_ledger_is_rebuilt_on_open() {
         .unwrap()
         .contains("\nroot "));
 }
+
+/// A phrase of three or more words is checked against the events read
+/// back from the ledger, by the trail and by a reader beside it.
+#[test]
+fn long_phrases_are_checked_against_the_ledger() {
+    let env = env();
+    let trail = open(&env);
+    let inputs: Vec<&[u8]> = vec![
+        br#"{"action":"disk.alert","message":"Disk is full on /var/log"}"#,
+        br#"{"action":"disk.alert","message":"disk is not full; full is disk is"}"#,
+        br#"{"action":"disk.alert","message":"is full","details":{"note":"disk is"}}"#,
+    ];
+    trail.ingest(&inputs, false).unwrap();
+    trail.sync_index().unwrap();
+    let text = |t: &str| Filter {
+        text: Some(t.into()),
+        ..Filter::default()
+    };
+    let hits = |found: Vec<sealtrail_trail::Found>| found.into_iter().map(|f| f.index).collect::<Vec<_>>();
+    let page = Page::oldest(10);
+    // Every pair of "disk is full" is in events 0 and 1; only 0 holds it.
+    assert_eq!(hits(trail.query(&text(r#""disk is full""#), &page).unwrap()), [0]);
+    assert_eq!(trail.count(&text(r#""disk is full""#)).unwrap(), 1);
+    assert_eq!(hits(trail.query(&text(r#""disk is""#), &page).unwrap()), [0, 1, 2]);
+    assert_eq!(hits(trail.query(&text("/var/log"), &page).unwrap()), [0]);
+    drop(trail);
+    let reader = sealtrail_trail::TrailReader::open(&env.data, "audit").unwrap();
+    assert_eq!(hits(reader.query(&text(r#""DISK IS FULL""#), &page).unwrap()), [0]);
+}

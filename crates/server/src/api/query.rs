@@ -66,7 +66,7 @@ pub struct EventQuery {
     pub received_since: Option<String>,
     /// Received before (same forms as `since`).
     pub received_until: Option<String>,
-    /// Words that must all occur in message, error or details.
+    /// Free text: words and identifiers that must all occur in message, error or details, and `"quoted phrases"` (docs/query-syntax.md).
     pub text: Option<String>,
     /// Page size (default 100, at most `limits.max_page`). Lists only.
     pub limit: Option<usize>,
