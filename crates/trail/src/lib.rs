@@ -59,8 +59,9 @@ pub struct TrailOptions {
     /// Longest time between an acknowledged append and its being searchable
     /// (the index commit interval).
     pub visibility: Duration,
-    /// Most acknowledged events waiting for the indexer before ingest waits
-    /// for it: bounds memory when the indexer falls behind.
+    /// Acknowledged events waiting for the indexer at which ingest waits
+    /// for it: bounds memory when the indexer falls behind (a batch that
+    /// finds fewer waiting is handed over whole).
     pub max_index_backlog: usize,
     /// The system clock unless a test injects one.
     pub clock: Clock,

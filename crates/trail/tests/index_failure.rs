@@ -20,6 +20,9 @@ use sealtrail_trail::{Filter, IndexState, Item, Order, Page, Trail, TrailError, 
 
 const LOG: &str = "audit";
 const BOUND: usize = 64;
+/// The most that may queue: a batch that finds the queue below the bound
+/// is queued whole, so the bound plus the largest batch these tests send.
+const MOST_QUEUED: usize = BOUND + 20;
 
 struct Env {
     _tmp: tempfile::TempDir,
@@ -189,7 +192,7 @@ fn a_failed_index_is_rebuilt_by_itself_while_ingest_goes_on() {
                 for b in 0..50 {
                     let items = ingest(trail, &events(100_000 * (t + 1) + b * 20, 20));
                     assert!(items.iter().all(|i| matches!(i, Item::Stored { duplicate: false, .. })));
-                    assert!(trail.index_status().queued <= BOUND);
+                    assert!(trail.index_status().queued <= MOST_QUEUED);
                 }
             });
         }
@@ -239,7 +242,7 @@ fn a_failed_index_is_rebuilt_by_itself_while_ingest_goes_on() {
     };
     assert_eq!(duplicate_of(&ingest(&trail, &events(900_000, 1))), Some(first_during));
     assert_eq!(duplicate_of(&ingest(&trail, &events(5, 1))), Some(5));
-    assert!(watch.longest() <= BOUND);
+    assert!(watch.longest() <= MOST_QUEUED);
 
     // And the rebuilt index is the one a restart opens.
     let size = trail.log().size();
