@@ -24,6 +24,7 @@
 //! [`sealtrail_storage::Storage`], so crash tests can cut power at any
 //! sync point.
 
+mod error;
 mod filter;
 mod history;
 mod index;
@@ -36,8 +37,9 @@ mod source;
 mod stats;
 mod text;
 
+pub use error::IndexError;
 pub use filter::{text_words, Filter, Order, Page, TimeRange};
 pub use history::History;
-pub use index::{EventIndex, IndexError, IndexOptions};
+pub use index::{EventIndex, IndexOptions};
 pub use source::{EventSource, SourceError};
 pub use stats::{Bucket, Performance, Stats};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sealtrail_storage::Storage;
 
-use crate::index::{io_at, IndexError};
+use crate::error::{io_at, IndexError};
 use crate::part::Part;
 use crate::schema::SCHEMA_VERSION;
 

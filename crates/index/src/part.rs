@@ -10,8 +10,7 @@ use fastbloom::BloomFilter;
 use sealtrail_segment::{FormatError, Mapped, Segment};
 use sealtrail_storage::Storage;
 
-use crate::index::{io_at, IndexError};
-use crate::query::Seg;
+use crate::error::{io_at, IndexError};
 use crate::schema::{IDEMPOTENCY, LEDGER};
 
 /// One committed segment.
@@ -35,6 +34,9 @@ pub(crate) struct Part {
 pub(crate) struct KeyFilter(pub(crate) BloomFilter);
 
 const KEY_FILTER_FALSE_POSITIVES: f64 = 0.01;
+
+/// A committed segment as queries read it.
+pub(crate) type Seg = Segment<SegmentBytes>;
 
 /// A segment's bytes: the file mapped where the storage has a real one,
 /// else read whole onto the heap (simulated storage, in crash tests).

@@ -19,16 +19,14 @@
 use std::sync::{Arc, Mutex};
 
 use sealtrail_event::glob::{is_glob, Glob};
-use sealtrail_segment::{Column, FormatError, Postings, Segment, BLOCK};
+use sealtrail_segment::{Column, FormatError, Postings, BLOCK};
 
+use crate::error::IndexError;
 use crate::filter::{Filter, TimeRange};
-use crate::part::SegmentBytes;
+use crate::part::Seg;
 use crate::schema::{self, *};
 use crate::source::EventSource;
 use crate::text::{holds_phrase, push_pair, TextQuery};
-use crate::IndexError;
-
-pub(crate) type Seg = Segment<SegmentBytes>;
 
 /// One term condition of a plan: the document must hold one of its terms.
 enum TermCondition {

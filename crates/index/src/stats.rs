@@ -12,7 +12,8 @@ use sealtrail_event::{Outcome, Timestamp};
 use sealtrail_segment::{FormatError, NONE};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
-use crate::query::{Matches, Seg, Values};
+use crate::part::Seg;
+use crate::query::{Matches, Values};
 use crate::schema::{time_nanos, ACTION, ACTION_COLUMN, ACTOR, ACTOR_COLUMN, DURATION, OCCURRED, OUTCOME};
 
 /// Width of the time buckets of [`Stats::by_time`], in UTC.
@@ -47,10 +48,10 @@ pub struct Stats {
 }
 
 /// Durations (`duration_ms`) of one action's matching events that have
-/// one. While the matching durations of a query fit [`EXACT_DURATIONS`],
+/// one. While the matching durations of a query fit 2^20 (1,048,576),
 /// percentiles are exact nearest-rank: the value at 1-based rank
 /// ⌈p/100 · count⌉ of the sorted durations. Past it they come from a
-/// DDSketch and are within [`RELATIVE_ERROR`] of the value at that rank
+/// DDSketch and are within 1% of the value at that rank
 /// (`exact` is false); `count`, `min`, `max` and `mean` stay exact.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Performance {
