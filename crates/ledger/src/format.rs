@@ -214,6 +214,26 @@ pub fn newest_slot(file: &[u8]) -> Result<Slot, String> {
     best.ok_or_else(|| format!("no valid checkpoint slot ({})", errors.join("; ")))
 }
 
+/// The index a record that fails its check as entry `index` was written
+/// for, if it is a nearby one: the record checksum covers the index, so a
+/// record moved by a swap or a deletion still checks at its old place.
+pub(crate) fn written_as(record: &[u8], index: u64) -> Option<u64> {
+    (index.saturating_sub(16)..index + 16).find(|j| *j != index && decode_record(record, *j).is_ok())
+}
+
+/// What is wrong with `record`, read as entry `index`, which failed its
+/// check with `error`; for the log's reads and its scrub, which see one
+/// record at a time.
+pub(crate) fn explain_bad_record(record: &[u8], index: u64, error: &FormatError) -> String {
+    match written_as(record, index) {
+        Some(j) => format!("it holds the record written as entry {j}: entries were moved, swapped or deleted"),
+        None => match error {
+            FormatError::Checksum { .. } => format!("{error}: its bytes were modified"),
+            other => other.to_string(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

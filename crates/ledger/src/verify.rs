@@ -297,7 +297,11 @@ pub fn verify_log_with_progress(
         // Checked after the tree hashes below, which tell a damaged
         // checksum field apart from damaged data.
         let crc_failed = format::decode_record(record, k).is_err() && bad_leaves.last() != Some(&k);
-        let moved = if crc_failed { written_as(record, k) } else { None };
+        let moved = if crc_failed {
+            format::written_as(record, k)
+        } else {
+            None
+        };
         // The index must point at this record.
         match index.get(HEADER_LEN + k * 8, 8)? {
             Some(b) => {
@@ -456,26 +460,6 @@ pub fn verify_log_with_progress(
         more_findings: more,
         notes,
     })
-}
-
-/// The index a record that fails its check as entry `index` was written
-/// for, if it is a nearby one: the record checksum covers the index, so a
-/// record moved by a swap or a deletion still checks at its old place.
-pub(crate) fn written_as(record: &[u8], index: u64) -> Option<u64> {
-    (index.saturating_sub(16)..index + 16).find(|j| *j != index && format::decode_record(record, *j).is_ok())
-}
-
-/// What is wrong with `record`, read as entry `index`, which failed its
-/// check with `error`; for the log's reads and its scrub, which see one
-/// record at a time.
-pub(crate) fn explain_bad_record(record: &[u8], index: u64, error: &format::FormatError) -> String {
-    match written_as(record, index) {
-        Some(j) => format!("it holds the record written as entry {j}: entries were moved, swapped or deleted"),
-        None => match error {
-            format::FormatError::Checksum { .. } => format!("{error}: its bytes were modified"),
-            other => other.to_string(),
-        },
-    }
 }
 
 /// A stored tree hash that the entries no longer produce.

@@ -128,7 +128,7 @@ impl Log {
             let data = match format::decode_record(&buf[at..], index) {
                 Ok(data) => data,
                 Err(e) => {
-                    let detail = crate::verify::explain_bad_record(&buf[at..], index, &e);
+                    let detail = crate::format::explain_bad_record(&buf[at..], index, &e);
                     return Err(self.mark_damaged(index, start + at as u64, detail));
                 }
             };
