@@ -45,9 +45,10 @@ pub struct Resource {
     pub reserve_bytes: Option<u64>,
 }
 
-/// `GET /api/v1/system/health`.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct SystemHealth {
+/// The machine's resources as the server sees them: what health reports
+/// beside each log's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
     /// The worst of the three.
     pub status: Level,
     pub cpu: Resource,
@@ -55,9 +56,6 @@ pub struct SystemHealth {
     pub disk: Resource,
     /// The data directory whose file system `disk` describes.
     pub data_dir: String,
-    /// Each open log's integrity: damage found, a write fault, the scrub's
-    /// progress and recoveries (filled in by the health route).
-    pub logs: Vec<crate::integrity::LogHealth>,
 }
 
 struct Shared {
@@ -109,17 +107,16 @@ impl SystemMonitor {
 
     /// CPU and memory as last sampled (at most about a second old), the
     /// disk as it is now.
-    pub fn health(&self) -> SystemHealth {
+    pub fn health(&self) -> Resources {
         let latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (cpu, memory) = latest.unwrap_or_else(|| sample(&self.shared, System::new().ok().as_mut()));
         let disk = disk(&self.shared);
-        SystemHealth {
+        Resources {
             status: cpu.status.max(memory.status).max(disk.status),
             cpu,
             memory,
             disk,
             data_dir: self.shared.dir.display().to_string(),
-            logs: Vec::new(),
         }
     }
 

@@ -15,8 +15,9 @@ use sealtrail_meta::{key_event, now_text};
 
 use crate::app::App;
 use crate::extract::{Auth, JsonBody, PathArgs};
+use crate::integrity::{LogHealth, LogStatus};
 use crate::problem::{ApiResult, Problem};
-use crate::system::SystemHealth;
+use crate::system::{Level, Resource};
 use sealtrail_meta::{key_problems, ApiKey, MetaError, Scope, SYSTEM_LOG};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -251,6 +252,22 @@ pub async fn revoke_key(
 /// critical, and each open log's integrity (a damaged or poisoned log makes
 /// the whole `critical`) and query index (one being rebuilt makes it at
 /// least `warning`).
+/// `GET /api/v1/system/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SystemHealth {
+    /// The worst of the resources', and critical when a log is damaged or
+    /// stopped (warning when its query index is being rebuilt).
+    pub status: Level,
+    pub cpu: Resource,
+    pub memory: Resource,
+    pub disk: Resource,
+    /// The data directory whose file system `disk` describes.
+    pub data_dir: String,
+    /// Each open log's integrity: damage found, a write fault, the scrub's
+    /// progress and recoveries, its query index.
+    pub logs: Vec<LogHealth>,
+}
+
 #[utoipa::path(
     get, path = "/api/v1/system/health", tag = "operations",
     responses(
@@ -263,14 +280,23 @@ pub async fn revoke_key(
 pub async fn system_health(State(app): State<Arc<App>>, Auth(caller): Auth) -> ApiResult<Json<SystemHealth>> {
     caller.require(Scope::Read)?;
     blocking(move || {
-        let mut health = app.system.health();
-        health.logs = app.log_health();
-        if health.logs.iter().any(|l| l.status != crate::integrity::LogStatus::Ok) {
-            health.status = crate::system::Level::Critical;
-        } else if health.logs.iter().any(|l| l.index.state != "ok") && health.status == crate::system::Level::Healthy {
-            health.status = crate::system::Level::Warning;
-        }
-        Ok(Json(health))
+        let r = app.system.health();
+        let logs = app.log_health();
+        let status = if logs.iter().any(|l| l.status != LogStatus::Ok) {
+            Level::Critical
+        } else if logs.iter().any(|l| l.index.state != "ok") && r.status == Level::Healthy {
+            Level::Warning
+        } else {
+            r.status
+        };
+        Ok(Json(SystemHealth {
+            status,
+            cpu: r.cpu,
+            memory: r.memory,
+            disk: r.disk,
+            data_dir: r.data_dir,
+            logs,
+        }))
     })
     .await
 }
