@@ -306,8 +306,11 @@ impl EventIndex {
     }
 
     /// Delete the index in `dir` (it must not be open). A missing directory
-    /// is already wiped; a directory that holds no index (neither this
-    /// crate's manifest nor an earlier tantivy index) is refused.
+    /// is already wiped; a directory that holds nothing an index writes (a
+    /// manifest, its temporary, the lock, a segment, or an earlier tantivy
+    /// index's `meta.json`) is refused, so a wrong path never deletes
+    /// someone's files. An index stopped before its first commit (a lock
+    /// and segments, no manifest yet) is an index.
     pub fn wipe(dir: &Path) -> Result<(), IndexError> {
         EventIndex::wipe_with(&OsStorage, dir)
     }
@@ -320,7 +323,9 @@ impl EventIndex {
             Ok(files) => files,
         };
         let dirs = storage.list_dirs(dir).map_err(io_at(dir))?;
-        let known = files.iter().any(|f| f == MANIFEST || f == TANTIVY_META);
+        let known = files.iter().any(|f| {
+            f == MANIFEST || f == MANIFEST_TMP || f == LOCK || f == TANTIVY_META || segment_number(f).is_some()
+        });
         let empty = files.is_empty() && dirs.is_empty();
         if !known && !empty {
             return Err(IndexError::NotAnIndex(dir.to_path_buf()));

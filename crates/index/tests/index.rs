@@ -1176,6 +1176,15 @@ fn wipe_deletes_only_an_index() {
     std::fs::write(other.join("precious.txt"), b"keep").unwrap();
     assert!(matches!(EventIndex::wipe(&other), Err(IndexError::NotAnIndex(_))));
     assert!(other.join("precious.txt").exists());
+
+    // An index stopped before its first commit (a full disk, a crash):
+    // its lock and a segment, no manifest. Still an index.
+    let unfinished = dir.path().join("unfinished");
+    std::fs::create_dir(&unfinished).unwrap();
+    std::fs::write(unfinished.join("LOCK"), b"").unwrap();
+    std::fs::write(unfinished.join("000000000000.seg"), b"partial").unwrap();
+    EventIndex::wipe(&unfinished).unwrap();
+    assert!(!unfinished.exists());
 }
 
 /// The segment files of an index directory, sorted.
