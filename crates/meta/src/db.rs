@@ -428,12 +428,12 @@ impl Meta {
 
     /// The live key whose secret this is, if any.
     pub fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>, MetaError> {
-        let Some(id) = secret.strip_prefix("stk_").and_then(|s| s.split('_').next()) else {
+        let Some(id) = key_id(secret) else {
             return Ok(None);
         };
         let found = select_key(&self.read(), id).map_err(|e| self.err(e))?;
         Ok(match found {
-            Some((key, stored)) if key.revoked_at.is_none() && same(&stored, &digest(secret)) => Some(key),
+            Some((key, stored)) if key.revoked_at.is_none() && secret_matches(&stored, secret) => Some(key),
             _ => None,
         })
     }
@@ -506,8 +506,19 @@ pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The id a secret names (`stk_<id>_<random>`), if it has that form.
+pub fn key_id(secret: &str) -> Option<&str> {
+    secret.strip_prefix("stk_").and_then(|s| s.split('_').next())
+}
+
+/// Whether `secret` is the one whose SHA-256 is `stored`, compared in
+/// constant time.
+pub fn secret_matches(stored: &[u8], secret: &str) -> bool {
+    same(stored, &digest(secret))
+}
+
 /// Compare without an early exit, so timing says nothing about the digest.
-pub fn same(a: &[u8], b: &[u8]) -> bool {
+fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -22,8 +22,8 @@ mod db;
 mod system;
 
 pub use db::{
-    digest, hex, key_problems, queue_event, same, ApiKey, Meta, MetaError, Scope, META_FILE, SECRETS_KEY_FILE,
-    SYSTEM_LOG,
+    digest, hex, key_id, key_problems, queue_event, secret_matches, ApiKey, Meta, MetaError, Scope, META_FILE,
+    SECRETS_KEY_FILE, SYSTEM_LOG,
 };
 pub use system::{
     bounded_details, drain_outbox, key_event, now_text, system_event, DrainError, RECORD_PREFIX_BYTES,

@@ -34,6 +34,10 @@ struct KeyCache {
     /// The database version the keys were read at; None before the first
     /// read.
     version: Option<i64>,
+    /// Counts reloads and clears: a key looked up on a miss is cached only
+    /// if none happened meanwhile, so a revocation the reload saw is never
+    /// undone by a lookup that started before it.
+    generation: u64,
     by_id: HashMap<String, (ApiKey, [u8; 32])>,
 }
 
@@ -306,18 +310,15 @@ impl App {
         let Some(secret) = secret else {
             return Err(Problem::unauthorized("the Authorization header must be `Bearer <key>`"));
         };
-        let Some(id) = secret.strip_prefix("stk_").and_then(|s| s.split('_').next()) else {
+        let Some(id) = sealtrail_meta::key_id(secret) else {
             return Err(Problem::unauthorized("the API key is unknown or revoked"));
         };
-        let cached = self
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_id
-            .get(id)
-            .cloned();
+        let (cached, generation) = {
+            let cache = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            (cache.by_id.get(id).cloned(), cache.generation)
+        };
         let key = match cached {
-            Some((key, stored)) if sealtrail_meta::same(&stored, &sealtrail_meta::digest(secret)) => key,
+            Some((key, stored)) if sealtrail_meta::secret_matches(&stored, secret) => key,
             Some(_) => return Err(Problem::unauthorized("the API key is unknown or revoked")),
             None => {
                 // A key created by another process since the last reload.
@@ -328,9 +329,11 @@ impl App {
                     return Err(Problem::unauthorized("the API key is unknown or revoked"));
                 };
                 let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
-                cache
-                    .by_id
-                    .insert(key.id.clone(), (key.clone(), sealtrail_meta::digest(secret)));
+                if cache.generation == generation {
+                    cache
+                        .by_id
+                        .insert(key.id.clone(), (key.clone(), sealtrail_meta::digest(secret)));
+                }
                 key
             }
         };
@@ -366,8 +369,10 @@ impl App {
             .into_iter()
             .map(|(key, digest)| (key.id.clone(), (key, digest)))
             .collect();
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = KeyCache {
+        let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        *cache = KeyCache {
             version: Some(version),
+            generation: cache.generation + 1,
             by_id,
         };
         Ok(())
@@ -376,11 +381,17 @@ impl App {
     /// Reload the key cache now, so a revocation made here applies at once.
     /// Blocks on the database.
     pub fn forget_keys(&self) {
-        self.keys.write().unwrap_or_else(|e| e.into_inner()).version = None;
+        let forget = || {
+            let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
+            cache.version = None;
+            cache.generation += 1;
+            cache
+        };
+        drop(forget());
         if let Err(e) = self.refresh_keys() {
             // Until a reload succeeds no cached key is trusted.
             tracing::warn!("reloading API keys: {e}");
-            self.keys.write().unwrap_or_else(|e| e.into_inner()).by_id.clear();
+            forget().by_id.clear();
         }
     }
 
