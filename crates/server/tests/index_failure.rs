@@ -17,20 +17,9 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{Harness, ProblemChecks};
+use support::{metric, Harness, ProblemChecks};
 
 const LOG: &str = "default";
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .unwrap_or_else(|| panic!("/metrics lacks {line_start}:\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 async fn health(h: &Harness, key: &str) -> Value {
     let r = h.get("/api/v1/system/health", Some(key)).await;

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{json_body, ProblemChecks, Reply};
+use support::{json_body, metric, ProblemChecks, Reply};
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -135,17 +135,6 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .unwrap_or_else(|| panic!("/metrics lacks {line_start}:\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

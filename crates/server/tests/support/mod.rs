@@ -84,6 +84,19 @@ pub async fn send(
     oneshot(router, req).await
 }
 
+/// The value of the first `/metrics` line starting with `line_start`
+/// (a metric's name and labels).
+pub fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .unwrap_or_else(|| panic!("/metrics lacks {line_start}:\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A JSON body for `send`.
 pub fn json_body(v: &Value) -> Option<(&'static str, Vec<u8>)> {
     Some(("application/json", v.to_string().into_bytes()))
