@@ -52,13 +52,7 @@ struct Knobs {
 }
 
 fn knob<T: FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => match v.replace(['_', ','], "").parse() {
-            Ok(v) => v,
-            Err(_) => fail(&format!("{name}={v} is not a valid value")),
-        },
-        Err(_) => default,
-    }
+    sealtrail_testgen::knob("append", name, default)
 }
 
 fn fail(message: &str) -> ! {

@@ -39,13 +39,7 @@ use sealtrail_trail::Item;
 use serde_json::json;
 
 fn knob<T: FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.replace(['_', ','], "").parse().unwrap_or_else(|_| {
-            eprintln!("alerts bench: {name}={v} is not a valid value");
-            std::process::exit(2)
-        }),
-        Err(_) => default,
-    }
+    sealtrail_testgen::knob("alerts", name, default)
 }
 
 fn rules() -> Vec<RuleSpec> {

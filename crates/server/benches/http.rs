@@ -89,13 +89,7 @@ struct Knobs {
 }
 
 fn knob<T: FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => match v.replace(['_', ','], "").parse() {
-            Ok(v) => v,
-            Err(_) => fail(&format!("{name}={v} is not a valid value")),
-        },
-        Err(_) => default,
-    }
+    sealtrail_testgen::knob("http", name, default)
 }
 
 impl Knobs {

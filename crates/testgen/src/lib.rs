@@ -81,10 +81,12 @@
 
 mod catalog;
 mod cpu;
+mod knob;
 mod rng;
 
 use catalog::{Action, Ns, ACTIONS, TARGET_TYPES};
 pub use cpu::process_cpu_secs;
+pub use knob::knob;
 pub use rng::Rng;
 use rng::{mix, skewed, unit, Skew};
 
