@@ -359,6 +359,20 @@ impl App {
     /// Reload the key cache if the metadata database changed since it was
     /// read. Blocks on the database: call it off the async threads.
     pub fn refresh_keys(&self) -> Result<(), sealtrail_meta::MetaError> {
+        let reloaded = self.reload_keys();
+        if reloaded.is_err() {
+            metrics::counter!("sealtrail_key_reload_failures_total").increment(1);
+            // A revocation the failed reload would have seen must not be
+            // missed: until a reload succeeds no cached key is trusted.
+            let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
+            cache.version = None;
+            cache.generation += 1;
+            cache.by_id.clear();
+        }
+        reloaded
+    }
+
+    fn reload_keys(&self) -> Result<(), sealtrail_meta::MetaError> {
         let version = self.meta.version()?;
         if self.keys.read().unwrap_or_else(|e| e.into_inner()).version == Some(version) {
             return Ok(());
@@ -381,17 +395,13 @@ impl App {
     /// Reload the key cache now, so a revocation made here applies at once.
     /// Blocks on the database.
     pub fn forget_keys(&self) {
-        let forget = || {
+        {
             let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
             cache.version = None;
             cache.generation += 1;
-            cache
-        };
-        drop(forget());
+        }
         if let Err(e) = self.refresh_keys() {
-            // Until a reload succeeds no cached key is trusted.
             tracing::warn!("reloading API keys: {e}");
-            forget().by_id.clear();
         }
     }
 

@@ -301,6 +301,8 @@ impl Server {
 /// process (the CLI) changed them, and move the changes it queued into the
 /// system log.
 fn spawn_outbox_drainer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    // Present from the start, so a rate over it works from zero.
+    metrics::counter!("sealtrail_key_reload_failures_total").increment(0);
     tokio::spawn(async move {
         loop {
             tokio::select! {
