@@ -138,7 +138,7 @@ fn banner(server: &Server) -> anyhow::Result<()> {
 pub enum KeysCommand {
     /// Create an API key and print its secret (shown once; only a hash is kept).
     Create {
-        #[arg(long, value_parser = parse_scope, value_name = "ingest|read|admin")]
+        #[arg(long, value_parser = parse_scope, value_name = "ingest|read|analyst|admin")]
         scope: Scope,
         /// Restrict the key to this tenant's events.
         #[arg(long)]
@@ -154,7 +154,7 @@ pub enum KeysCommand {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    Scope::from_name(s).ok_or_else(|| format!("{s:?} is not a scope: use ingest, read or admin"))
+    Scope::from_name(s).ok_or_else(|| format!("{s:?} is not a scope: use ingest, read, analyst or admin"))
 }
 
 pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow::Result<()> {

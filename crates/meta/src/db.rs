@@ -57,12 +57,15 @@ pub enum MetaError {
 }
 
 /// What an API key may do. Admin may do everything; read and ingest are
-/// separate so a sender cannot read the trail it writes.
+/// separate so a sender cannot read the trail it writes. Analyst runs data
+/// reconciliations (and sees their results) without administering keys or
+/// alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Ingest,
     Read,
+    Analyst,
     Admin,
 }
 
@@ -71,6 +74,7 @@ impl Scope {
         match self {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
+            Scope::Analyst => "analyst",
             Scope::Admin => "admin",
         }
     }
@@ -79,6 +83,7 @@ impl Scope {
         match name {
             "ingest" => Some(Scope::Ingest),
             "read" => Some(Scope::Read),
+            "analyst" => Some(Scope::Analyst),
             "admin" => Some(Scope::Admin),
             _ => None,
         }
