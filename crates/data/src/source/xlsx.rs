@@ -26,7 +26,8 @@ enum Message {
 /// other numbers as the shortest text that reads back the same, dates as
 /// ISO 8601 (`2024-03-01`, or `2024-03-01T12:30:00` with a time,
 /// `12:30:00` for a time alone), booleans `TRUE`/`FALSE` as Excel shows
-/// them, error cells as their code (`#DIV/0!`), empty cells as null. Rows
+/// them, error cells as their code (`#DIV/0!`), empty cells (and cells of
+/// empty text) as null. Rows
 /// without any value are skipped; `line` is the sheet's row number.
 ///
 /// The workbook is parsed on a thread of its own, a bounded number of
@@ -203,6 +204,9 @@ fn column_letters(mut col: u32) -> String {
 fn render(value: &DataRef<'_>) -> Option<String> {
     Some(match value {
         DataRef::Empty => return None,
+        // A cell holding empty text looks empty too.
+        DataRef::String(s) if s.is_empty() => return None,
+        DataRef::SharedString(s) if s.is_empty() => return None,
         DataRef::Int(i) => i.to_string(),
         DataRef::Float(f) => render_number(*f),
         DataRef::String(s) => s.clone(),
