@@ -118,7 +118,11 @@ fn generate(path: &std::path::Path, rows: u64) -> Result<()> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let note = if x % 5 == 0 { "\"late, call first\"" } else { "" };
+        let note = if x.is_multiple_of(5) {
+            "\"late, call first\""
+        } else {
+            ""
+        };
         writeln!(
             out,
             "{id},Customer {c},c{c}@example.com,{a}.{b:02},EUR,2024-{m:02}-{d:02},{s},{city},{note}",

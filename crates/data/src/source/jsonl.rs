@@ -100,10 +100,8 @@ impl JsonLinesSource {
     /// Parses `line_buf` into the slots; on the first line, also learns
     /// the columns.
     fn parse_line(&mut self, first: bool) -> Result<(), DataError> {
-        for slot in &mut self.slots {
-            if let Some(s) = slot {
-                s.clear();
-            }
+        for s in self.slots.iter_mut().flatten() {
+            s.clear();
         }
         self.seen.iter_mut().for_each(|s| *s = false);
         let mut new_key = None;
@@ -284,7 +282,9 @@ mod tests {
         (dir, source)
     }
 
-    fn rows(source: &mut JsonLinesSource) -> Result<Vec<(u64, Vec<Option<String>>)>, DataError> {
+    type Lines = Vec<(u64, Vec<Option<String>>)>;
+
+    fn rows(source: &mut JsonLinesSource) -> Result<Lines, DataError> {
         let mut row = Row::new();
         let mut out = Vec::new();
         while source.next_row(&mut row)? {

@@ -84,6 +84,9 @@ impl XlsxSource {
     }
 }
 
+/// One sheet row's cells: (column, text), in column order.
+type Cells = Vec<(u32, Option<String>)>;
+
 /// Streams the sheet's rows into `tx`; stops when the receiver is gone.
 fn read_sheet(mut workbook: Xlsx<BufReader<File>>, sheet: &str, name: &str, tx: &SyncSender<Message>) {
     if let Err(e) = stream_rows(&mut workbook, sheet, name, tx) {
@@ -99,8 +102,7 @@ fn stream_rows(
 ) -> Result<(), DataError> {
     let xlsx_error = |e: calamine::XlsxError| DataError::new(name, format!("unreadable sheet: {e}"));
     let mut cells = workbook.worksheet_cells_reader(sheet).map_err(xlsx_error)?;
-    // (sheet row, first column, values from that column)
-    let mut current: Option<(u32, Vec<(u32, Option<String>)>)> = None;
+    let mut current: Option<(u32, Cells)> = None;
     let mut header: Option<(u32, Vec<String>)> = None;
     loop {
         let cell = cells.next_cell().map_err(xlsx_error)?;
@@ -132,7 +134,7 @@ fn stream_rows(
 /// gone.
 fn emit(
     row: u32,
-    values: Vec<(u32, Option<String>)>,
+    values: Cells,
     header: &mut Option<(u32, Vec<String>)>,
     name: &str,
     tx: &SyncSender<Message>,
@@ -206,7 +208,7 @@ fn render(value: &DataRef<'_>) -> Option<String> {
         DataRef::Empty => return None,
         // A cell holding empty text looks empty too.
         DataRef::String(s) if s.is_empty() => return None,
-        DataRef::SharedString(s) if s.is_empty() => return None,
+        DataRef::SharedString("") => return None,
         DataRef::Int(i) => i.to_string(),
         DataRef::Float(f) => render_number(*f),
         DataRef::String(s) => s.clone(),
