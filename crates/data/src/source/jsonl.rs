@@ -65,6 +65,9 @@ impl JsonLinesSource {
             return Err(DataError::new(&source.name, "empty file: no JSON object"));
         }
         source.parse_line(true)?;
+        if source.columns.is_empty() {
+            return Err(DataError::new(&source.name, "the first object has no keys: no columns").at_line(source.line));
+        }
         source.pending = Some(source.line);
         Ok(source)
     }
@@ -343,6 +346,8 @@ mod tests {
         assert!(source.err().expect("empty").message.contains("empty file"));
         let (_dir, source) = open("\n  \n");
         assert!(source.err().expect("blank").message.contains("empty file"));
+        let (_dir, source) = open("\n{}\n");
+        assert_eq!(source.err().expect("no keys").line, Some(2));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod xlsx;
 pub use self::csv::{CsvOptions, CsvSource};
 pub use self::jsonl::JsonLinesSource;
 pub use self::postgres::PostgresSource;
-pub use self::sniff::sniff_dialect;
+pub use self::sniff::{sniff_dialect, Dialect};
 pub use self::xlsx::XlsxSource;
 pub use memory::MemorySource;
 
@@ -155,21 +155,18 @@ pub fn open(address: &str, options: &OpenOptions) -> Result<Box<dyn Source>, Dat
     Ok(match kind_of(address)? {
         Kind::Csv { tab } => {
             let path = std::path::Path::new(address);
-            let mut dialect = match (options.delimiter, options.quote, tab) {
+            let dialect = match (options.delimiter, options.quote, tab) {
                 (Some(delimiter), Some(quote), _) => (delimiter, quote),
-                (None, Some(quote), true) => (b'\t', quote),
-                (None, None, true) => (b'\t', b'"'),
-                _ => {
-                    let sniffed = sniff_dialect(path)?;
+                (None, quote, true) => (b'\t', quote.unwrap_or(b'"')),
+                (delimiter, quote, false) => {
+                    let sniffed = sniff::sniff_file(path, delimiter, quote)?;
                     (sniffed.delimiter, sniffed.quote)
                 }
+                (Some(delimiter), None, true) => {
+                    let sniffed = sniff::sniff_file(path, Some(delimiter), None)?;
+                    (delimiter, sniffed.quote)
+                }
             };
-            if let Some(delimiter) = options.delimiter {
-                dialect.0 = delimiter;
-            }
-            if let Some(quote) = options.quote {
-                dialect.1 = quote;
-            }
             let csv = CsvOptions {
                 delimiter: dialect.0,
                 quote: dialect.1,

@@ -31,6 +31,11 @@ pub struct Dialect {
 /// `,` and `"` unless the sample says otherwise. A file of one column
 /// reads as `,` and `"`.
 pub fn sniff_dialect(path: &Path) -> Result<Dialect, DataError> {
+    sniff_file(path, None, None)
+}
+
+/// Like [`sniff_dialect`], with the delimiter or the quote fixed when given.
+pub(crate) fn sniff_file(path: &Path, delimiter: Option<u8>, quote: Option<u8>) -> Result<Dialect, DataError> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| DataError::io(&name, &e))?;
     let mut sample = Vec::with_capacity(SAMPLE_BYTES);
@@ -38,19 +43,32 @@ pub fn sniff_dialect(path: &Path) -> Result<Dialect, DataError> {
         .read_to_end(&mut sample)
         .map_err(|e| DataError::io(&name, &e))?;
     let whole = sample.len() < SAMPLE_BYTES;
-    Ok(sniff_bytes(&sample, whole))
+    Ok(sniff_among(&sample, whole, delimiter, quote))
 }
 
 /// The dialect of `sample`; `whole` says whether it is the entire file
 /// (otherwise its last record may be cut and is ignored).
-pub(crate) fn sniff_bytes(sample: &[u8], whole: bool) -> Dialect {
+#[cfg(test)]
+fn sniff_bytes(sample: &[u8], whole: bool) -> Dialect {
+    sniff_among(sample, whole, None, None)
+}
+
+fn sniff_among(sample: &[u8], whole: bool, delimiter: Option<u8>, quote: Option<u8>) -> Dialect {
+    let quotes = match quote {
+        Some(q) => vec![q],
+        None => QUOTES.to_vec(),
+    };
+    let delimiters = match delimiter {
+        Some(d) => vec![d],
+        None => DELIMITERS.to_vec(),
+    };
     let mut best = Dialect {
-        delimiter: b',',
-        quote: b'"',
+        delimiter: delimiters[0],
+        quote: quotes[0],
     };
     let mut best_score = (false, 0usize, 0usize);
-    for quote in QUOTES {
-        for delimiter in DELIMITERS {
+    for &quote in &quotes {
+        for &delimiter in &delimiters {
             let score = score(sample, whole, delimiter, quote);
             if score > best_score {
                 best_score = score;
@@ -139,6 +157,17 @@ mod tests {
         check("id\n1\n2\n", b',', b'"');
         // Semicolons win when commas are decimal separators.
         check("a;b\n1,5;2,25\n3,0;4\n", b';', b'"');
+    }
+
+    #[test]
+    fn a_given_delimiter_or_quote_is_kept() {
+        let sample = b"a,b,c;d\n1,2,3;4\n";
+        let got = sniff_among(sample, true, None, None);
+        assert_eq!((got.delimiter, got.quote), (b',', b'"'));
+        let got = sniff_among(sample, true, Some(b';'), None);
+        assert_eq!((got.delimiter, got.quote), (b';', b'"'));
+        let got = sniff_among(b"a;b\n'x;y';z\n", true, None, Some(b'\''));
+        assert_eq!((got.delimiter, got.quote), (b';', b'\''));
     }
 
     #[test]

@@ -20,6 +20,8 @@ enum Message {
     Header(Vec<String>),
     Row(u64, Vec<Option<String>>),
     Failed(DataError),
+    /// The sheet was read to its end.
+    End,
 }
 
 /// One worksheet of an XLSX workbook. Values: integers without `.0`,
@@ -73,7 +75,9 @@ impl XlsxSource {
         let columns = match rx.recv() {
             Ok(Message::Header(columns)) => columns,
             Ok(Message::Failed(e)) => return Err(e),
-            Ok(Message::Row(..)) | Err(_) => return Err(DataError::new(&name, "the sheet reader stopped early")),
+            Ok(Message::Row(..) | Message::End) | Err(_) => {
+                return Err(DataError::new(&name, "the sheet reader stopped early"))
+            }
         };
         Ok(XlsxSource {
             name,
@@ -89,9 +93,11 @@ type Cells = Vec<(u32, Option<String>)>;
 
 /// Streams the sheet's rows into `tx`; stops when the receiver is gone.
 fn read_sheet(mut workbook: Xlsx<BufReader<File>>, sheet: &str, name: &str, tx: &SyncSender<Message>) {
-    if let Err(e) = stream_rows(&mut workbook, sheet, name, tx) {
-        let _ = tx.send(Message::Failed(e));
-    }
+    // A send fails only when the source is gone, and then nobody listens.
+    let _ = match stream_rows(&mut workbook, sheet, name, tx) {
+        Ok(()) => tx.send(Message::End),
+        Err(e) => tx.send(Message::Failed(e)),
+    };
 }
 
 fn stream_rows(
@@ -289,9 +295,14 @@ impl Source for XlsxSource {
                 self.done = true;
                 Err(DataError::new(&self.name, "the sheet reader sent a second header"))
             }
-            Err(_) => {
+            Ok(Message::End) => {
                 self.done = true;
                 Ok(false)
+            }
+            // Without an end marker, the reader died: never a short table.
+            Err(_) => {
+                self.done = true;
+                Err(DataError::new(&self.name, "the sheet reader stopped early"))
             }
         }
     }
