@@ -94,23 +94,20 @@ fn parse_address(address: &str) -> Result<Address, DataError> {
     Ok(Address { connect, select, name })
 }
 
-/// The address without a password in its user information.
+/// The address without a password in its user information. The user
+/// information ends at the last `@`, so that a password with an unescaped
+/// `/` or `@` in it is still cut out whole.
 fn without_password(base: &str) -> String {
     let Some((scheme, after)) = base.split_once("://") else {
         return base.to_string();
     };
-    let (authority, path) = match after.find('/') {
-        Some(i) => after.split_at(i),
-        None => (after, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
+    match after.rsplit_once('@') {
+        Some((user_info, rest)) => {
             let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
-            format!("{user}@{host}")
+            format!("{scheme}://{user}@{rest}")
         }
-        None => authority.to_string(),
-    };
-    format!("{scheme}://{authority}{path}")
+        None => base.to_string(),
+    }
 }
 
 /// `schema.name` as a quoted identifier: each dotted part is taken exactly
@@ -293,6 +290,8 @@ mod tests {
         assert_eq!(a.name, "postgres://u@h/d?query");
         assert!(!a.name.contains("pw"));
         assert_eq!(a.connect, "postgres://u@h/d?password=pw");
+        let a = parse_address("postgresql://u:p/a@ss@h:1/d?table=t").expect("address");
+        assert_eq!(a.name, "postgresql://u@h:1/d?table=t");
     }
 
     #[test]
