@@ -40,10 +40,10 @@ const BUFFER_BYTES: usize = 1 << 18;
 /// A delimited text file (CSV, TSV), UTF-8. Empty fields are empty text,
 /// not null: a CSV file cannot tell them apart.
 ///
-/// Parsed with `csv-core` over a buffer of our own: it skips the line
-/// breaks before each record itself, so every row knows the exact line and
-/// byte it starts on (also after CRLF and blank lines), and a record past
-/// its bound is refused before more of it is read.
+/// Parsed with `csv-core` over a buffer of our own: the source skips the
+/// line breaks before each record itself, so every row knows the exact
+/// line and byte it starts on (also after CRLF and blank lines), and a
+/// record past its bound is refused before more of it is read.
 pub struct CsvSource {
     name: String,
     columns: Vec<String>,

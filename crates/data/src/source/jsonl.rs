@@ -122,7 +122,15 @@ impl JsonLinesSource {
             Ok(()) => Ok(()),
             Err(e) => {
                 let column = e.column() as u64;
-                let mut err = DataError::new(&self.name, e.to_string()).at_line(self.line);
+                // The parser saw one line: its own "at line 1" would mislead.
+                let text = e.to_string();
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                let message = match text.strip_suffix(&suffix) {
+                    Some(m) if column > 0 => format!("{m} (column {column} of the line)"),
+                    Some(m) => m.to_string(),
+                    None => text,
+                };
+                let mut err = DataError::new(&self.name, message).at_line(self.line);
                 if let Some(key) = new_key {
                     err = err.in_column(key);
                 }
@@ -333,6 +341,8 @@ mod tests {
         let err = rows(&mut source).expect_err("bad json");
         // Line 2 starts at byte 9; the parser stops at the comma, column 7.
         assert_eq!((err.line, err.byte), (Some(2), Some(9 + 6)));
+        assert!(err.message.ends_with("(column 7 of the line)"), "{err}");
+        assert!(!err.message.contains("line 1"), "{err}");
         let (_dir, source) = open("[1,2]\n");
         let err = source.err().expect("not an object");
         assert!(err.message.contains("a JSON object"), "{err}");
