@@ -1,0 +1,1 @@
+//! Writers of a diff's changes and summary.
