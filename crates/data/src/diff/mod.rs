@@ -194,7 +194,7 @@ pub(crate) struct Budget {
 const OVERHEAD: usize = 24 << 20;
 
 /// The smallest budget for rows, so a tiny budget still makes progress.
-const MIN_ROWS_BUDGET: usize = 1 << 16;
+const MIN_ROWS_BUDGET: usize = 16 << 10;
 
 impl Budget {
     fn new(total: usize) -> Budget {
