@@ -361,3 +361,63 @@ fn one_key(
     };
     joiner.duplicate(original.unwrap_or_default(), dup)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    fn filled(temp: &Path) -> PartFile {
+        let mut f = PartFile::create(temp).expect("create");
+        // Three blocks' worth of records.
+        let mut rec = vec![0u8; HEADER + 1000];
+        rec[8..HEADER].copy_from_slice(&1000u32.to_le_bytes());
+        for i in 0..200u8 {
+            rec[HEADER] = i;
+            f.buf.extend_from_slice(&rec);
+            if f.buf.len() >= BLOCK {
+                f.flush_block(temp).expect("flush");
+            }
+        }
+        f.flush_block(temp).expect("flush");
+        f
+    }
+
+    #[test]
+    fn blocks_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = filled(dir.path());
+        let all = f.load(dir.path()).expect("load");
+        assert_eq!(all.len(), 200 * (HEADER + 1000));
+        assert_eq!(all[(HEADER + 1000) * 77 + HEADER], 77);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_an_error_naming_its_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = filled(dir.path());
+        // A byte inside the second block's payload.
+        let second = 8 + 12 + 65 * (HEADER + 1000) as u64;
+        let at = second + 12 + 500;
+        let mut b = [0u8; 1];
+        f.file.read_exact_at(&mut b, at).expect("read");
+        f.file.write_all_at(&[b[0] ^ 1], at).expect("write");
+        let err = f.load(dir.path()).expect_err("damaged");
+        assert!(err.message.contains("checksum mismatch"), "{err}");
+        assert_eq!(err.byte, Some(second + 12));
+    }
+
+    #[test]
+    fn a_short_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = filled(dir.path());
+        let len = f.file.metadata().expect("metadata").len();
+        f.file.set_len(len - 1).expect("truncate");
+        let err = f.load(dir.path()).expect_err("short");
+        assert!(err.message.contains("cut short"), "{err}");
+        // Cut at a block boundary: the reader expects more payload.
+        f.file.set_len(8 + 12 + 65 * (HEADER + 1000) as u64).expect("truncate");
+        let err = f.load(dir.path()).expect_err("short");
+        assert!(err.message.contains("cut short"), "{err}");
+    }
+}
