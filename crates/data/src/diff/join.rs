@@ -51,10 +51,8 @@ impl<'a> Joiner<'a> {
         }
     }
 
-    /// Compares two sides held in memory, emitting changes in order.
-    pub fn join(&mut self, mut left: Store, mut right: Store) -> Result<(), DataError> {
-        left.sort();
-        right.sort();
+    /// Compares two sides held in memory, each sorted, emitting changes in order.
+    pub fn join(&mut self, left: Store, right: Store) -> Result<(), DataError> {
         let (le, re) = (&left.entries, &right.entries);
         let (mut i, mut j) = (0, 0);
         while i < le.len() || j < re.len() {

@@ -266,11 +266,53 @@ pub fn diff(
             let l = l.into_partitions(temp_dir.as_path())?;
             let r = r.into_partitions(temp_dir.as_path())?;
             joiner.spilled = true;
-            spill::join_partitions(&mut joiner, &plan, &budget, temp_dir.as_path(), l, r)?;
+            compare_partitions(&mut joiner, &plan, &budget, temp_dir.as_path(), l, r)?;
         }
     }
     let spilled = joiner.spilled;
     drop(joiner);
     summary.spilled = spilled;
     Ok(summary)
+}
+
+/// Compares partition files: one thread loads and sorts the next pair
+/// while this one compares the current.
+fn compare_partitions(
+    joiner: &mut join::Joiner<'_>,
+    plan: &plan::Plan,
+    budget: &Budget,
+    temp: &std::path::Path,
+    left: spill::Partitions,
+    right: spill::Partitions,
+) -> Result<(), DataError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<spill::Work, DataError>>(0);
+        let loader = scope.spawn(move || {
+            let mut send = |w: spill::Work| {
+                // The comparison stopped (on an error it reports itself).
+                tx.send(Ok(w))
+                    .map_err(|_| DataError::new(&plan.left.name, "comparison stopped"))
+            };
+            if let Err(e) = spill::join_partitions(&mut send, plan, budget, temp, left, right) {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let mut result = Ok(());
+        for work in rx.iter() {
+            let step = match work {
+                Ok(spill::Work::Pair(l, r)) => joiner.join(l, r),
+                Ok(spill::Work::OneKey(key, dup)) => joiner.duplicate(key, dup),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                result = Err(e);
+                break;
+            }
+        }
+        drop(rx);
+        if loader.join().is_err() && result.is_ok() {
+            result = Err(DataError::new(&plan.left.name, "the partition reader failed"));
+        }
+        result
+    })
 }

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::join::Joiner;
 use super::plan::{Plan, SidePlan};
 use super::record::{self, Spans, HEADER};
 use super::store::{Entry, Store};
@@ -199,15 +198,26 @@ impl Partitions {
     }
 }
 
+/// What the partition reader hands to the comparison, in order.
+pub(crate) enum Work {
+    /// Both sides of a partition, sorted.
+    Pair(Store, Store),
+    /// One key on more rows than memory holds.
+    OneKey(Vec<Option<String>>, Duplicate),
+}
+
 /// Memory a partition pair needs in memory: payloads and sort entries.
 fn need(l: &PartFile, r: &PartFile) -> usize {
     let entry = std::mem::size_of::<Entry>() as u64;
     (l.bytes + r.bytes + (l.records + r.records) * entry) as usize
 }
 
-/// Compares the two sides partition by partition, in partition order.
+/// Loads and sorts the partitions in order, splitting those too big,
+/// and hands each to `out`. Two pairs may be in memory at once (one
+/// compared while the next is loaded), so a pair is loaded whole only
+/// within half the budget.
 pub(crate) fn join_partitions(
-    joiner: &mut Joiner<'_>,
+    out: &mut dyn FnMut(Work) -> Result<(), DataError>,
     plan: &Plan,
     budget: &Budget,
     temp: &Path,
@@ -218,14 +228,14 @@ pub(crate) fn join_partitions(
     right.finish()?;
     let consumed = left.consumed + left.bits;
     for (l, r) in left.files.into_iter().zip(right.files) {
-        join_pair(joiner, plan, budget, temp, l, r, consumed)?;
+        join_pair(out, plan, budget, temp, l, r, consumed)?;
     }
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
 fn join_pair(
-    joiner: &mut Joiner<'_>,
+    out: &mut dyn FnMut(Work) -> Result<(), DataError>,
     plan: &Plan,
     budget: &Budget,
     temp: &Path,
@@ -236,14 +246,16 @@ fn join_pair(
     if l.records + r.records == 0 {
         return Ok(());
     }
-    if need(&l, &r) <= budget.limit || l.records + r.records <= 2 {
+    if need(&l, &r) <= budget.limit / 2 || l.records + r.records <= 2 {
         let damaged = |side: &SidePlan| DataError::new(&side.name, "internal error: a stored row does not decode");
-        let ls = Store::from_bytes(l.load(temp)?).ok_or_else(|| damaged(&plan.left))?;
-        let rs = Store::from_bytes(r.load(temp)?).ok_or_else(|| damaged(&plan.right))?;
-        return joiner.join(ls, rs);
+        let mut ls = Store::from_bytes(l.load(temp)?).ok_or_else(|| damaged(&plan.left))?;
+        let mut rs = Store::from_bytes(r.load(temp)?).ok_or_else(|| damaged(&plan.right))?;
+        ls.sort();
+        rs.sort();
+        return out(Work::Pair(ls, rs));
     }
     if consumed + NEXT_BITS > 64 {
-        return one_key(joiner, plan, temp, l, r);
+        return one_key(out, plan, temp, l, r);
     }
     let mut ls = Partitions::create(temp, consumed)?;
     let mut rs = Partitions::create(temp, consumed)?;
@@ -257,9 +269,9 @@ fn join_pair(
         let i = ls.index(h);
         let l = ls.files.swap_remove(i);
         let r = rs.files.swap_remove(i);
-        return one_key(joiner, plan, temp, l, r);
+        return one_key(out, plan, temp, l, r);
     }
-    join_partitions(joiner, plan, budget, temp, ls, rs)
+    join_partitions(out, plan, budget, temp, ls, rs)
 }
 
 /// The hashes of a partition's records.
@@ -312,7 +324,7 @@ fn split(from: &mut PartFile, to: &mut Partitions, temp: &Path) -> Result<Hashes
 /// key hash: one key duplicated more often than memory holds (or keys whose
 /// hashes collide, which is refused). Streamed, never loaded.
 fn one_key(
-    joiner: &mut Joiner<'_>,
+    out: &mut dyn FnMut(Work) -> Result<(), DataError>,
     plan: &Plan,
     temp: &Path,
     mut l: PartFile,
@@ -359,7 +371,7 @@ fn one_key(
         left_lines,
         right_lines,
     };
-    joiner.duplicate(original.unwrap_or_default(), dup)
+    out(Work::OneKey(original.unwrap_or_default(), dup))
 }
 
 #[cfg(test)]

@@ -114,6 +114,9 @@ impl Data {
         match self {
             Data::Spilled(p) => Ok(p),
             Data::Memory(store) => {
+                // Sorted, so written in (hash, key) order, not input order:
+                // what matters is that duplicates keep their input order,
+                // which the sort keeps.
                 let mut parts = Partitions::create(temp, 0)?;
                 for e in &store.entries {
                     parts.write(e.hash, store.record(e))?;
@@ -162,7 +165,11 @@ pub(crate) fn read_side(
     }
     let data = match parts {
         Some(p) => Data::Spilled(p),
-        None => Data::Memory(store),
+        None => {
+            // Sorted here, so that both sides sort at once, each on its thread.
+            store.sort();
+            Data::Memory(store)
+        }
     };
     Ok(SideRead { rows, data })
 }
