@@ -424,7 +424,8 @@ fn csv_quoting_newlines_and_unicode() {
     .expect("diff");
     assert_eq!((summary.changed, summary.unchanged), (3, 1));
     assert!(summary.schema.columns_reordered);
-    let by_key: BTreeMap<String, (Option<String>, Option<String>, Option<u64>)> = changes
+    type Seen = (Option<String>, Option<String>, Option<u64>);
+    let by_key: BTreeMap<String, Seen> = changes
         .iter()
         .map(|c| {
             let f = &c.fields[0];
