@@ -12,11 +12,14 @@
 //! by the size of an input.
 
 mod change;
+pub mod diff;
 mod error;
+pub mod output;
 mod row;
 pub mod source;
 
-pub use change::{Change, ChangeKind, FieldChange};
+pub use change::{Change, ChangeKind, Duplicate, FieldChange};
+pub use diff::{diff, ChangeSink, DiffOptions, DiffSummary};
 pub use error::DataError;
 pub use row::Row;
 pub use source::Source;
