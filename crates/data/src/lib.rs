@@ -13,6 +13,7 @@
 
 mod change;
 mod error;
+pub mod keys;
 mod row;
 pub mod source;
 
