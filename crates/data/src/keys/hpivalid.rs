@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 
 use super::bits::Bits;
-use super::table::{Partition, Table, UNIQUE};
+use super::table::{Partition, Scratch, Table, UNIQUE};
 
 /// Pairs sampled from a partition with `p` row pairs: `p ^ EXPONENT`.
 const SAMPLE_EXPONENT: f64 = 0.3;
@@ -67,7 +67,7 @@ struct Search<'t> {
     path: Vec<usize>,
     levels: Vec<Partition>,
     computed: usize,
-    scratch: Vec<u64>,
+    scratch: Scratch,
     pub(crate) peak_bytes: usize,
 }
 
@@ -130,7 +130,7 @@ impl<'t> Search<'t> {
             path: Vec::new(),
             levels: Vec::new(),
             computed: 0,
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
             peak_bytes: 0,
         }
     }
@@ -196,12 +196,16 @@ impl<'t> Search<'t> {
     /// `s` hits, `uncov` the edges `s` misses.
     fn extend(&mut self, s: &mut Bits, cand: &mut Bits, crit: &mut Vec<Bits>, uncov: &mut Bits) {
         if uncov.is_empty() {
+            let before = self.edges.len();
             if self.check(s) {
                 self.keys.push(s.clone());
                 return;
             }
-            // The rows `s` fails on gave edges that `s` misses: go on.
-            uncov.grow(self.edges.len());
+            // The rows `s` fails on gave edges that `s` misses (as does
+            // every ancestor's set): go on from here.
+            for e in before..self.edges.len() {
+                uncov.set(e);
+            }
             for c in crit.iter_mut() {
                 c.grow(self.edges.len());
             }
@@ -248,8 +252,8 @@ impl<'t> Search<'t> {
                 for (c, r) in crit.iter_mut().zip(&removed) {
                     c.union_with(r);
                 }
-                // Edges added below are missed by every column chosen here.
-                uncov.grow(self.edges.len());
+                // Edges added below stay in `uncov`; no column here hits
+                // them alone.
                 for c in crit.iter_mut() {
                     c.grow(self.edges.len());
                 }
@@ -285,7 +289,7 @@ impl<'t> Search<'t> {
             &self.levels[depth - 1]
         };
         let unique = partition.is_unique();
-        let held: usize = self.levels.iter().map(Partition::bytes).sum::<usize>() + self.scratch.capacity() * 8;
+        let held: usize = self.levels.iter().map(Partition::bytes).sum::<usize>() + self.scratch.bytes();
         self.peak_bytes = self.peak_bytes.max(held + self.edge_bytes());
         if unique {
             self.unique.insert(s.clone());

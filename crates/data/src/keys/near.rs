@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::table::{Partition, Table};
+use super::table::{Partition, Scratch, Table};
 use super::KeyOptions;
 
 /// Depth when keys are searched without a limit.
@@ -43,7 +43,7 @@ pub(crate) fn near_keys(table: &Table, options: &KeyOptions) -> (usize, Vec<(Vec
         depth,
         duplicates: HashMap::new(),
         levels: vec![Partition::default(); depth],
-        scratch: Vec::new(),
+        scratch: Scratch::default(),
         path: Vec::new(),
     };
     for c in 0..n_cols {
@@ -81,7 +81,7 @@ struct Walk<'t> {
     /// Duplicate rows of every combination visited (0 for keys).
     duplicates: HashMap<Vec<usize>, u64>,
     levels: Vec<Partition>,
-    scratch: Vec<u64>,
+    scratch: Scratch,
     path: Vec<usize>,
 }
 

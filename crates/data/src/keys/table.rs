@@ -54,8 +54,7 @@ impl Partition {
 
     /// The partition refined by a column given as each row's group number
     /// in it (`UNIQUE` for a value of its own), written into `out`.
-    /// `scratch` is reused from call to call.
-    pub(crate) fn intersect(&self, groups: &[u32], out: &mut Partition, scratch: &mut Vec<u64>) {
+    pub(crate) fn intersect(&self, groups: &[u32], out: &mut Partition, scratch: &mut Scratch) {
         out.clear();
         for group in self.groups() {
             if let [a, b] = *group {
@@ -66,26 +65,68 @@ impl Partition {
                 }
                 continue;
             }
-            scratch.clear();
-            scratch.extend(group.iter().filter_map(|&r| {
+            // Count the rows of each sub-group, in order of first sight,
+            // then place them: linear in the group, no sorting.
+            let Scratch { count, seen } = scratch;
+            seen.clear();
+            for &r in group {
                 let g = groups[r as usize];
-                (g != UNIQUE).then_some((u64::from(g) << 32) | u64::from(r))
-            }));
-            scratch.sort_unstable();
-            let mut i = 0;
-            while i < scratch.len() {
-                let g = scratch[i] >> 32;
-                let mut j = i + 1;
-                while j < scratch.len() && scratch[j] >> 32 == g {
-                    j += 1;
+                if g == UNIQUE {
+                    continue;
                 }
-                if j - i >= 2 {
-                    out.rows.extend(scratch[i..j].iter().map(|&x| x as u32));
-                    out.starts.push(out.rows.len() as u32);
+                let g = g as usize;
+                if g >= count.len() {
+                    count.resize(g + 1, 0);
                 }
-                i = j;
+                if count[g] == 0 {
+                    seen.push(g as u32);
+                }
+                count[g] += 1;
+            }
+            let base = out.rows.len() as u32;
+            let mut end = base;
+            for &g in seen.iter() {
+                let n = count[g as usize];
+                if n >= 2 {
+                    // From here on, count[g] is where g's next row goes.
+                    count[g as usize] = end;
+                    end += n;
+                    out.starts.push(end);
+                } else {
+                    count[g as usize] = u32::MAX;
+                }
+            }
+            out.rows.resize(end as usize, 0);
+            for &r in group {
+                let g = groups[r as usize];
+                if g == UNIQUE {
+                    continue;
+                }
+                let slot = &mut count[g as usize];
+                if *slot != u32::MAX {
+                    out.rows[*slot as usize] = r;
+                    *slot += 1;
+                }
+            }
+            for &g in seen.iter() {
+                count[g as usize] = 0;
             }
         }
+    }
+}
+
+/// Work space of [`Partition::intersect`], kept from call to call: per
+/// group number of the refining column, a count (zero between calls), and
+/// the group numbers seen in the current group.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    count: Vec<u32>,
+    seen: Vec<u32>,
+}
+
+impl Scratch {
+    pub(crate) fn bytes(&self) -> usize {
+        (self.count.capacity() + self.seen.capacity()) * 4
     }
 }
 
@@ -361,7 +402,7 @@ mod tests {
         ];
         let t = table(rows, NullEquality::Equal);
         let mut out = Partition::default();
-        t.partitions[0].intersect(&t.groups[1], &mut out, &mut Vec::new());
+        t.partitions[0].intersect(&t.groups[1], &mut out, &mut Scratch::default());
         let groups: Vec<Vec<u32>> = out.groups().map(<[u32]>::to_vec).collect();
         assert_eq!(groups, vec![vec![0, 1], vec![3, 4]]);
     }
