@@ -95,11 +95,6 @@ impl Bits {
             })
         })
     }
-
-    /// Heap bytes held, for memory accounting.
-    pub(crate) fn bytes(&self) -> usize {
-        self.words.capacity() * 8
-    }
 }
 
 #[cfg(test)]

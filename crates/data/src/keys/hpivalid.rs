@@ -68,17 +68,16 @@ struct Search<'t> {
     levels: Vec<Partition>,
     computed: usize,
     scratch: Scratch,
-    pub(crate) peak_bytes: usize,
 }
 
 /// Every minimal key of at most `max_columns` columns, as sorted column
 /// numbers, sorted. The table has at least two rows.
-pub(crate) fn minimal_keys(table: &Table, max_columns: usize) -> (Vec<Vec<usize>>, usize) {
+pub(crate) fn minimal_keys(table: &Table, max_columns: usize) -> Vec<Vec<usize>> {
     let n_cols = table.columns.len();
     let mut search = Search::new(table, max_columns);
     // Two equal rows: no combination is unique.
     if !search.all_columns_unique() {
-        return (Vec::new(), search.peak_bytes);
+        return Vec::new();
     }
     search.add_edge(Bits::full(n_cols));
     for c in 0..n_cols {
@@ -100,7 +99,7 @@ pub(crate) fn minimal_keys(table: &Table, max_columns: usize) -> (Vec<Vec<usize>
     let mut keys: Vec<Vec<usize>> = search.keys.iter().map(|k| k.ones().collect()).collect();
     keys.sort();
     keys.dedup();
-    (keys, search.peak_bytes)
+    keys
 }
 
 impl<'t> Search<'t> {
@@ -131,7 +130,6 @@ impl<'t> Search<'t> {
             levels: Vec::new(),
             computed: 0,
             scratch: Scratch::default(),
-            peak_bytes: 0,
         }
     }
 
@@ -147,7 +145,6 @@ impl<'t> Search<'t> {
             }
             current.intersect(&table.groups[c], &mut next, &mut self.scratch);
             std::mem::swap(&mut current, &mut next);
-            self.peak_bytes = self.peak_bytes.max(current.bytes() + next.bytes());
         }
         current.is_unique()
     }
@@ -289,8 +286,6 @@ impl<'t> Search<'t> {
             &self.levels[depth - 1]
         };
         let unique = partition.is_unique();
-        let held: usize = self.levels.iter().map(Partition::bytes).sum::<usize>() + self.scratch.bytes();
-        self.peak_bytes = self.peak_bytes.max(held + self.edge_bytes());
         if unique {
             self.unique.insert(s.clone());
         } else {
@@ -300,10 +295,6 @@ impl<'t> Search<'t> {
             self.added = true;
         }
         unique
-    }
-
-    fn edge_bytes(&self) -> usize {
-        self.edges.iter().map(Bits::bytes).sum::<usize>() + self.hits.iter().map(Bits::bytes).sum::<usize>()
     }
 }
 

@@ -136,7 +136,10 @@ pub fn discover(source: &mut dyn Source, options: &KeyOptions) -> Result<KeyRepo
     // The search holds one partition per level of its path, each at most
     // as large as the largest column's.
     let largest = table.partitions.iter().map(|p| p.bytes()).max().unwrap_or(0);
-    let search_bytes = table.bytes + largest * limit.saturating_sub(1) * 3 / 2;
+    let mut search_bytes = table.bytes + largest * limit.saturating_sub(1) * 3 / 2;
+    if options.near {
+        search_bytes += near::bytes_needed(&table, options, largest);
+    }
     if search_bytes > options.memory_budget {
         let mib = |b: usize| b.div_ceil(1 << 20);
         return Err(DataError::new(
@@ -157,7 +160,7 @@ pub fn discover(source: &mut dyn Source, options: &KeyOptions) -> Result<KeyRepo
         // With no two rows, every column alone is a key.
         (0..n_cols).map(|c| vec![c]).collect()
     } else {
-        hpivalid::minimal_keys(&table, limit).0
+        hpivalid::minimal_keys(&table, limit)
     };
     let near = options.near.then(|| near::near_keys(&table, options));
 

@@ -27,14 +27,28 @@ fn combinations(n: u64, k: usize) -> u64 {
     total
 }
 
-/// The depth searched, and the best near keys: column numbers with their
-/// duplicate rows.
-pub(crate) fn near_keys(table: &Table, options: &KeyOptions) -> (usize, Vec<(Vec<usize>, u64)>) {
+fn depth(table: &Table, options: &KeyOptions) -> usize {
     let n_cols = table.columns.len();
     let mut depth = options.max_columns.unwrap_or(DEFAULT_COLUMNS).min(n_cols);
     while depth > 1 && combinations(n_cols as u64, depth) > MAX_COMBINATIONS {
         depth -= 1;
     }
+    depth
+}
+
+/// At most what the walk holds: a partition per level, and an entry per
+/// combination (its columns and count, in a hash map).
+pub(crate) fn bytes_needed(table: &Table, options: &KeyOptions, largest_partition: usize) -> usize {
+    let depth = depth(table, options);
+    let entries = combinations(table.columns.len() as u64, depth) as usize;
+    largest_partition * 3 / 2 * depth + entries * (48 + 8 * depth)
+}
+
+/// The depth searched, and the best near keys: column numbers with their
+/// duplicate rows.
+pub(crate) fn near_keys(table: &Table, options: &KeyOptions) -> (usize, Vec<(Vec<usize>, u64)>) {
+    let n_cols = table.columns.len();
+    let depth = depth(table, options);
     if table.rows < 2 || depth == 0 {
         return (depth, Vec::new());
     }

@@ -124,12 +124,6 @@ pub(crate) struct Scratch {
     seen: Vec<u32>,
 }
 
-impl Scratch {
-    pub(crate) fn bytes(&self) -> usize {
-        (self.count.capacity() + self.seen.capacity()) * 4
-    }
-}
-
 /// The table, column-wise.
 pub(crate) struct Table {
     pub(crate) columns: Vec<String>,
