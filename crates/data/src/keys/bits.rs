@@ -56,6 +56,20 @@ impl Bits {
         self.words.get(i).copied().unwrap_or(0)
     }
 
+    /// `|self ∩ other|`, and the largest `key` of its members (0 if none).
+    pub(crate) fn and_count_max(&self, other: &Bits, key: impl Fn(usize) -> usize) -> (usize, usize) {
+        let (mut count, mut max) = (0, 0);
+        for (i, (&a, &b)) in self.words.iter().zip(&other.words).enumerate() {
+            let mut w = a & b;
+            count += w.count_ones() as usize;
+            while w != 0 {
+                max = max.max(key(i * 64 + w.trailing_zeros() as usize));
+                w &= w - 1;
+            }
+        }
+        (count, max)
+    }
+
     pub(crate) fn is_subset(&self, other: &Bits) -> bool {
         self.words.iter().enumerate().all(|(i, &w)| w & !other.word(i) == 0)
     }
@@ -111,6 +125,7 @@ mod tests {
         b.set(129);
         assert_eq!(a.ones().collect::<Vec<_>>(), vec![3, 70]);
         assert!(!a.is_subset(&b));
+        assert_eq!(a.and_count_max(&b, |i| i + 1), (1, 71));
         let mut c = a.and(&b);
         assert_eq!(c.ones().collect::<Vec<_>>(), vec![70]);
         assert!(c.is_subset(&a) && c.is_subset(&b));

@@ -211,16 +211,15 @@ impl<'t> Search<'t> {
             return;
         }
         // Branch on the missed edge with fewest allowed columns.
-        let mut best: Option<(usize, usize, Bits)> = None;
+        let mut best: Option<(usize, usize, usize)> = None;
         for e in uncov.ones() {
-            let c = self.edges[e].and(cand);
-            let count = c.count();
-            let nice = c.ones().map(|v| self.rank[v]).max().unwrap_or(0);
-            if best.as_ref().is_none_or(|(bc, bn, _)| (count, nice) < (*bc, *bn)) {
-                best = Some((count, nice, c));
+            let (count, nice) = self.edges[e].and_count_max(cand, |v| self.rank[v]);
+            if best.is_none_or(|(bc, bn, _)| (count, nice) < (bc, bn)) {
+                best = Some((count, nice, e));
             }
         }
-        let Some((_, _, branch)) = best else { return };
+        let Some((_, _, e)) = best else { return };
+        let branch = self.edges[e].and(cand);
         cand.remove_all(&branch);
         for v in branch.ones() {
             // Adding v must leave every chosen column an edge of its own.
