@@ -271,12 +271,19 @@ impl<'t> Search<'t> {
         let table = self.table;
         for k in self.computed.max(1)..depth {
             let (before, after) = self.levels.split_at_mut(k);
-            let previous = if k == 1 {
-                &table.partitions[self.path[0]]
+            let (base, by) = if k == 1 {
+                // Two columns: refine the smaller partition by the other,
+                // the same groups for less work.
+                let (a, b) = (self.path[0], self.path[1]);
+                if table.partitions[a].rows.len() <= table.partitions[b].rows.len() {
+                    (&table.partitions[a], b)
+                } else {
+                    (&table.partitions[b], a)
+                }
             } else {
-                &before[k - 1]
+                (&before[k - 1], self.path[k])
             };
-            previous.intersect(&table.groups[self.path[k]], &mut after[0], &mut self.scratch);
+            base.intersect(&table.groups[by], &mut after[0], &mut self.scratch);
         }
         self.computed = depth;
         let partition = if depth == 1 {
