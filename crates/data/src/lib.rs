@@ -15,6 +15,7 @@ mod change;
 pub mod diff;
 mod error;
 pub mod output;
+pub mod keys;
 mod row;
 pub mod source;
 
