@@ -15,6 +15,7 @@ mod change;
 mod error;
 mod row;
 pub mod source;
+pub mod validate;
 
 pub use change::{Change, ChangeKind, FieldChange};
 pub use error::DataError;
