@@ -513,3 +513,15 @@ fn bad_rules_are_refused_with_line_and_field_path() {
     );
     refused("[columns.a\n", 1, "");
 }
+
+#[test]
+fn the_documented_example_is_valid() {
+    let doc = include_str!("../../../docs/data.md");
+    let section = &doc[doc.find("## Validation rules").expect("section")..];
+    let start = section.find("```toml\n").expect("example") + "```toml\n".len();
+    let end = start + section[start..].find("```").expect("end of example");
+    let rules = Rules::from_toml(&section[start..end], "rules.toml").expect("the example reads");
+    assert_eq!(rules.reference_date(), jiff::civil::date(2026, 6, 30));
+    assert_eq!(rules.unique_memory(), 64 << 20);
+    assert_eq!(rules.column_names().count(), 8);
+}
