@@ -13,6 +13,7 @@
 
 mod change;
 mod error;
+pub mod history;
 mod row;
 pub mod source;
 pub mod validate;
