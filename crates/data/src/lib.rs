@@ -16,8 +16,10 @@ pub mod diff;
 mod error;
 pub mod output;
 pub mod keys;
+pub mod history;
 mod row;
 pub mod source;
+pub mod validate;
 
 pub use change::{Change, ChangeKind, Duplicate, FieldChange};
 pub use diff::{diff, ChangeSink, DiffOptions, DiffSummary};

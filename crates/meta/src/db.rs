@@ -38,6 +38,23 @@ CREATE TABLE IF NOT EXISTS system_outbox (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
     event TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS data_runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL CHECK (kind IN ('diff', 'keys', 'validate')),
+    name          TEXT,
+    inputs        TEXT NOT NULL,
+    parameters    TEXT NOT NULL,
+    summary       TEXT NOT NULL,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT NOT NULL,
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    outcome       TEXT NOT NULL CHECK (outcome IN ('success', 'differences', 'failure')),
+    error         TEXT,
+    quality_score REAL CHECK (quality_score IS NULL OR (quality_score >= 0 AND quality_score <= 1)),
+    actor         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS data_runs_by_name ON data_runs (name, id);
+CREATE INDEX IF NOT EXISTS data_runs_by_kind ON data_runs (kind, id);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +71,9 @@ pub enum MetaError {
     Random(String),
     #[error("alert channels: {0}")]
     Secrets(String),
+    /// Problems with a data run to record, each naming its field.
+    #[error("data run: {}", .0.join("; "))]
+    InvalidDataRun(Vec<String>),
 }
 
 /// What an API key may do. Admin may do everything; read and ingest are

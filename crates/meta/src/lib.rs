@@ -18,9 +18,14 @@
 //! on a blocking pool.
 
 pub mod alerts;
+mod data_runs;
 mod db;
 mod system;
 
+pub use data_runs::{
+    data_run_problems, redact_address, DataRun, DataRunFilter, RunInput, RunKind, RunOutcome, StoredDataRun,
+    MAX_RUN_ERROR_BYTES, MAX_RUN_INPUTS, MAX_RUN_JSON_BYTES, MAX_RUN_LIST,
+};
 pub use db::{
     digest, hex, key_id, key_problems, queue_event, secret_matches, ApiKey, Meta, MetaError, Scope, META_FILE,
     SECRETS_KEY_FILE, SYSTEM_LOG,
