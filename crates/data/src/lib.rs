@@ -14,9 +14,10 @@
 mod change;
 pub mod diff;
 mod error;
-pub mod output;
-pub mod keys;
 pub mod history;
+pub mod job;
+pub mod keys;
+pub mod output;
 mod row;
 pub mod source;
 pub mod validate;
