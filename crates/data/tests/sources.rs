@@ -339,6 +339,23 @@ fn postgres_tables_and_queries_as_text() {
         .enumerate()
         .all(|(i, (line, v))| *line == i as u64 + 1 && v[0] == Some((i + 1).to_string())));
 
+    // A failure in a later batch (no ORDER BY: a sort would evaluate every
+    // row before the first fetch): the rows before it were read.
+    let address = db.address("query=SELECT%201%2F(n-1500)%20AS%20q%20FROM%20big");
+    let mut s = source::open(&address, &OpenOptions::default()).expect("open failing query");
+    let mut row = Row::new();
+    let mut read = 0;
+    let err = loop {
+        match s.next_row(&mut row) {
+            Ok(true) => read += 1,
+            Ok(false) => panic!("the query divides by zero at row 1500"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(read, 1000);
+    assert!(err.message.contains("division by zero"), "{err}");
+    assert!(err.message.ends_with("(after row 1000)"), "{err}");
+
     // An empty result still names its columns.
     let address = db.address("query=SELECT%20n%20FROM%20big%20WHERE%20false");
     let mut s = source::open(&address, &OpenOptions::default()).expect("open empty");

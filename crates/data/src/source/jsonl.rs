@@ -28,8 +28,9 @@ pub struct JsonLinesSource {
     reader: BufReader<CountingReader<File>>,
     line_buf: Vec<u8>,
     /// One slot per column for the line being read, reused.
-    slots: Vec<Option<String>>,
-    seen: Vec<bool>,
+    slots: Vec<String>,
+    /// What the line gave each column: missing, a value or null.
+    seen: Vec<Seen>,
     /// The first object, parsed while opening, handed out first.
     pending: Option<u64>,
     line: u64,
@@ -103,10 +104,7 @@ impl JsonLinesSource {
     /// Parses `line_buf` into the slots; on the first line, also learns
     /// the columns.
     fn parse_line(&mut self, first: bool) -> Result<(), DataError> {
-        for s in self.slots.iter_mut().flatten() {
-            s.clear();
-        }
-        self.seen.iter_mut().for_each(|s| *s = false);
+        self.seen.iter_mut().for_each(|s| *s = Seen::Missing);
         let mut new_key = None;
         let mut de = serde_json::Deserializer::from_slice(&self.line_buf);
         let seed = LineSeed {
@@ -147,8 +145,8 @@ struct LineSeed<'a> {
     first: bool,
     columns: &'a mut Vec<String>,
     index: &'a mut HashMap<String, usize>,
-    slots: &'a mut Vec<Option<String>>,
-    seen: &'a mut Vec<bool>,
+    slots: &'a mut Vec<String>,
+    seen: &'a mut Vec<Seen>,
     /// The key that made the line fail, for the error's column.
     new_key: &'a mut Option<String>,
 }
@@ -169,42 +167,82 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let i = match self.index.get(key.as_ref()) {
-                Some(&i) => i,
-                None if self.first => {
+        while let Some(key) = map.next_key_seed(KeySeed { index: self.index })? {
+            let i = match key {
+                Key::Known(i) => i,
+                Key::New(key) if self.first => {
                     let i = self.columns.len();
                     self.columns.push(key.to_string());
                     self.index.insert(key.to_string(), i);
-                    self.slots.push(Some(String::new()));
-                    self.seen.push(false);
+                    self.slots.push(String::new());
+                    self.seen.push(Seen::Missing);
                     i
                 }
-                None => {
+                Key::New(key) => {
                     *self.new_key = Some(key.to_string());
                     return Err(de::Error::custom(format!(
                         "key {key:?} is not among the columns of the first line"
                     )));
                 }
             };
-            if self.seen[i] {
-                return Err(de::Error::custom(format!("key {key:?} appears twice")));
+            if self.seen[i] != Seen::Missing {
+                let name = &self.columns[i];
+                return Err(de::Error::custom(format!("key {name:?} appears twice")));
             }
-            self.seen[i] = true;
+
             let raw: &RawValue = map.next_value()?;
-            render(raw, &mut self.slots[i]).map_err(de::Error::custom)?;
+            self.seen[i] = render(raw, &mut self.slots[i]).map_err(de::Error::custom)?;
         }
         Ok(())
     }
 }
 
-/// Writes the text of a JSON value into `slot` (`None` for null).
-fn render(raw: &RawValue, slot: &mut Option<String>) -> Result<(), serde_json::Error> {
+/// A key looked up without allocating when it is a known column.
+enum Key {
+    Known(usize),
+    New(String),
+}
+
+struct KeySeed<'a> {
+    index: &'a HashMap<String, usize>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+        Ok(match self.index.get(key) {
+            Some(&i) => Key::Known(i),
+            None => Key::New(key.to_string()),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Missing,
+    Value,
+    Null,
+}
+
+/// Writes the text of a JSON value into `out`, reused from line to line.
+fn render(raw: &RawValue, out: &mut String) -> Result<Seen, serde_json::Error> {
     let text = raw.get();
-    let out = slot.get_or_insert_with(String::new);
     out.clear();
     match text.as_bytes().first() {
-        Some(b'n') => *slot = None,
+        Some(b'n') => return Ok(Seen::Null),
         Some(b'"') => {
             if text.contains('\\') {
                 let s: String = serde_json::from_str(text)?;
@@ -216,7 +254,7 @@ fn render(raw: &RawValue, slot: &mut Option<String>) -> Result<(), serde_json::E
         Some(b'{' | b'[') => compact(text, out),
         _ => out.push_str(text),
     }
-    Ok(())
+    Ok(Seen::Value)
 }
 
 /// Copies JSON text without the whitespace between tokens.
@@ -264,8 +302,8 @@ impl Source for JsonLinesSource {
             }
         };
         for (slot, seen) in self.slots.iter().zip(&self.seen) {
-            match slot {
-                Some(text) if *seen => row.push(text),
+            match (slot, seen) {
+                (text, Seen::Value) => row.push(text),
                 _ => row.push_null(),
             }
         }
@@ -332,6 +370,19 @@ mod tests {
         let mut source = source.expect("open");
         let err = rows(&mut source).expect_err("new key");
         assert_eq!((err.line, err.column.as_deref()), (Some(3), Some("extra")));
+    }
+
+    #[test]
+    fn escaped_keys_match_and_repeated_keys_are_refused() {
+        let (_dir, source) = open("{\"name\":\"a\"}\n{\"n\\u0061me\":\"b\"}\n{\"name\":1,\"name\":2}\n");
+        let mut source = source.expect("open");
+        let mut row = Row::new();
+        assert!(source.next_row(&mut row).expect("line 1"));
+        assert!(source.next_row(&mut row).expect("line 2"));
+        assert_eq!((row.line, row.get(0)), (2, Some("b")));
+        let err = source.next_row(&mut row).expect_err("twice");
+        assert_eq!(err.line, Some(3));
+        assert!(err.message.contains("\"name\" appears twice"), "{err}");
     }
 
     #[test]

@@ -244,7 +244,11 @@ impl Source for PostgresSource {
             if self.exhausted {
                 return Ok(false);
             }
-            self.fetch()?;
+            // The failing row is somewhere in the batch: say where it began.
+            self.fetch().map_err(|mut e| {
+                e.message = format!("{} (after row {})", e.message, self.row_number);
+                e
+            })?;
         }
         let Some(values) = self.batch.pop_front() else {
             return Ok(false);
