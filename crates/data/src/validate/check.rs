@@ -2,7 +2,9 @@
 //! row, and for `unique` columns a digest and a line per distinct value,
 //! within the rules' budget (a clear refusal past it).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -113,7 +115,7 @@ pub fn check(
                 .map(|(_, past, future)| sanity_window(rules.reference_date, *past, *future))
         })
         .collect();
-    let mut seen: Vec<HashMap<u128, u64>> = vec![HashMap::new(); rules.columns.len()];
+    let mut seen: Vec<HashMap<u128, u64, DigestHash>> = vec![HashMap::default(); rules.columns.len()];
     let mut distinct: u64 = 0;
     let budget_values = rules.unique_memory / UNIQUE_BYTES_PER_VALUE;
     let mut tally = Tally {
@@ -188,17 +190,12 @@ pub fn check(
                 let mut key = [0u8; 16];
                 key.copy_from_slice(&digest[..16]);
                 let key = u128::from_le_bytes(key);
-                match seen[c].get(&key) {
-                    Some(&first) => {
-                        tally.report(
-                            rules,
-                            rule,
-                            line,
-                            Some(text),
-                            Some(format!("first seen on line {first}")),
-                        )?;
+                match seen[c].entry(key) {
+                    Entry::Occupied(first) => {
+                        let detail = format!("first seen on line {}", first.get());
+                        tally.report(rules, rule, line, Some(text), Some(detail))?;
                     }
-                    None => {
+                    Entry::Vacant(slot) => {
                         if distinct >= budget_values {
                             return Err(DataError::new(
                                 source.name(),
@@ -214,7 +211,7 @@ pub fn check(
                             .in_column(&col.name));
                         }
                         distinct += 1;
-                        seen[c].insert(key, line);
+                        slot.insert(line);
                     }
                 }
             }
@@ -271,6 +268,31 @@ pub fn check(
         rules: summaries,
     })
 }
+
+/// Hashes a digest key by taking its bits: the key is already a SHA-256
+/// prefix, so hashing it again would only cost time.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type DigestHash = BuildHasherDefault<DigestHasher>;
 
 /// The input's position of each column the rules name.
 fn resolve(source: &dyn Source, rules: &Rules) -> Result<Vec<usize>, DataError> {
