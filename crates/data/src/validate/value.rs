@@ -182,6 +182,9 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<Timestamp> {
     if !zone_ok {
         return None;
     }
+    if b[10] == b'T' && !text.ends_with('z') {
+        return text.parse().ok();
+    }
     // The parser wants `T`; a space or lower case is the same instant.
     let mut owned = text.to_ascii_uppercase();
     owned.replace_range(10..11, "T");
@@ -284,6 +287,7 @@ mod tests {
         let a = parse_timestamp("2026-03-01T12:00:00Z").expect("rfc 3339");
         let b = parse_timestamp("2026-03-01 14:00:00.000+02:00").expect("space and offset");
         assert_eq!(a, b);
+        assert_eq!(parse_timestamp("2026-03-01t12:00:00z"), Some(a));
         for bad in [
             "2026-03-01T12:00Z",
             "2026-03-01T12:00:00",
