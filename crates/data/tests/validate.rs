@@ -307,6 +307,12 @@ fn duplicates_name_the_first_line_and_rules_their_text() {
     assert_eq!(json["rows_with_violations"], 1);
     assert_eq!(json["violations_by_rule"]["unique"], 1);
     assert_eq!(json["rules"][0]["text"], "a value is required");
+    // Stored summaries and violations read back as they were.
+    let back: sealtrail_data::validate::ValidationSummary = serde_json::from_value(json).expect("reads back");
+    assert_eq!(back, summary);
+    let text = serde_json::to_string(&found[1]).expect("serializable");
+    assert!(!text.contains("detail"), "{text}");
+    assert_eq!(serde_json::from_str::<Violation>(&text).expect("reads back"), found[1]);
 }
 
 #[test]

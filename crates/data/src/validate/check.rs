@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::rules::{sanity_window, Rules};
@@ -15,7 +15,7 @@ use super::UNIQUE_BYTES_PER_VALUE;
 use crate::{DataError, Row, Source};
 
 /// One value (or one row's pair of values) that breaks a rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     /// Line of the row in the input.
     pub line: u64,
@@ -34,7 +34,7 @@ pub struct Violation {
 }
 
 /// Violations of one rule of one column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSummary {
     pub column: String,
     pub rule: String,
@@ -44,7 +44,7 @@ pub struct RuleSummary {
 
 /// What a validation found. The top-level numbers are the run's metrics
 /// in the run history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationSummary {
     pub input: String,
     pub rules_file: String,
