@@ -307,6 +307,12 @@ fn duplicates_name_the_first_line_and_rules_their_text() {
     assert_eq!(json["rows_with_violations"], 1);
     assert_eq!(json["violations_by_rule"]["unique"], 1);
     assert_eq!(json["rules"][0]["text"], "a value is required");
+    // Stored summaries and violations read back as they were.
+    let back: sealtrail_data::validate::ValidationSummary = serde_json::from_value(json).expect("reads back");
+    assert_eq!(back, summary);
+    let text = serde_json::to_string(&found[1]).expect("serializable");
+    assert!(!text.contains("detail"), "{text}");
+    assert_eq!(serde_json::from_str::<Violation>(&text).expect("reads back"), found[1]);
 }
 
 #[test]
@@ -524,4 +530,60 @@ fn the_documented_example_is_valid() {
     assert_eq!(rules.reference_date(), jiff::civil::date(2026, 6, 30));
     assert_eq!(rules.unique_memory(), 64 << 20);
     assert_eq!(rules.column_names().count(), 8);
+}
+
+#[test]
+fn every_comparison_operator_agrees_with_native_ordering() {
+    // Decimals with two places, compared natively as integer cents; the
+    // left column is an integer (whole units), the right a decimal.
+    let mut rng = Rng(42);
+    let pairs: Vec<(i64, i64)> = (0..400)
+        .map(|_| {
+            let a = rng.below(21) as i64 - 10;
+            // Often equal, often near.
+            let b = if rng.chance(30) {
+                a * 100
+            } else {
+                rng.below(2001) as i64 - 1000
+            };
+            (a, b)
+        })
+        .collect();
+    let cents = |b: i64| {
+        let sign = if b < 0 { "-" } else { "" };
+        format!("{sign}{}.{:02}", b.abs() / 100, b.abs() % 100)
+    };
+    type Holds = fn(i64, i64) -> bool;
+    let ops: [(&str, Holds); 6] = [
+        ("<", |x, y| x < y),
+        ("<=", |x, y| x <= y),
+        (">", |x, y| x > y),
+        (">=", |x, y| x >= y),
+        ("==", |x, y| x == y),
+        ("!=", |x, y| x != y),
+    ];
+    for (op, holds) in ops {
+        let text = format!(
+            "[columns.units]\ntype = \"integer\"\n[columns.price]\ntype = \"decimal\"\n[[compare]]\nrule = \"units {op} price\"\n"
+        );
+        let rules = Rules::from_toml(&text, "r.toml").expect("rules read");
+        let rows = pairs
+            .iter()
+            .map(|&(a, b)| vec![Some(a.to_string()), Some(cents(b))])
+            .collect();
+        let mut source = MemorySource::new("t.csv", &["units", "price"], rows);
+        let (found, _) = run(&mut source, &rules);
+        let got: Vec<u64> = found.iter().map(|v| v.line).collect();
+        let want: Vec<u64> = pairs
+            .iter()
+            .enumerate()
+            .filter(|(_, &(a, b))| !holds(a * 100, b))
+            .map(|(i, _)| i as u64 + 2)
+            .collect();
+        assert_eq!(got, want, "units {op} price");
+        assert!(
+            !want.is_empty() && want.len() < pairs.len(),
+            "both outcomes occur for {op}"
+        );
+    }
 }

@@ -2,9 +2,11 @@
 //! row, and for `unique` columns a digest and a line per distinct value,
 //! within the rules' budget (a clear refusal past it).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::rules::{sanity_window, Rules};
@@ -13,7 +15,7 @@ use super::UNIQUE_BYTES_PER_VALUE;
 use crate::{DataError, Row, Source};
 
 /// One value (or one row's pair of values) that breaks a rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     /// Line of the row in the input.
     pub line: u64,
@@ -32,7 +34,7 @@ pub struct Violation {
 }
 
 /// Violations of one rule of one column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSummary {
     pub column: String,
     pub rule: String,
@@ -42,7 +44,7 @@ pub struct RuleSummary {
 
 /// What a validation found. The top-level numbers are the run's metrics
 /// in the run history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationSummary {
     pub input: String,
     pub rules_file: String,
@@ -113,7 +115,7 @@ pub fn check(
                 .map(|(_, past, future)| sanity_window(rules.reference_date, *past, *future))
         })
         .collect();
-    let mut seen: Vec<HashMap<u128, u64>> = vec![HashMap::new(); rules.columns.len()];
+    let mut seen: Vec<HashMap<u128, u64, DigestHash>> = vec![HashMap::default(); rules.columns.len()];
     let mut distinct: u64 = 0;
     let budget_values = rules.unique_memory / UNIQUE_BYTES_PER_VALUE;
     let mut tally = Tally {
@@ -188,17 +190,12 @@ pub fn check(
                 let mut key = [0u8; 16];
                 key.copy_from_slice(&digest[..16]);
                 let key = u128::from_le_bytes(key);
-                match seen[c].get(&key) {
-                    Some(&first) => {
-                        tally.report(
-                            rules,
-                            rule,
-                            line,
-                            Some(text),
-                            Some(format!("first seen on line {first}")),
-                        )?;
+                match seen[c].entry(key) {
+                    Entry::Occupied(first) => {
+                        let detail = format!("first seen on line {}", first.get());
+                        tally.report(rules, rule, line, Some(text), Some(detail))?;
                     }
-                    None => {
+                    Entry::Vacant(slot) => {
                         if distinct >= budget_values {
                             return Err(DataError::new(
                                 source.name(),
@@ -214,7 +211,7 @@ pub fn check(
                             .in_column(&col.name));
                         }
                         distinct += 1;
-                        seen[c].insert(key, line);
+                        slot.insert(line);
                     }
                 }
             }
@@ -271,6 +268,31 @@ pub fn check(
         rules: summaries,
     })
 }
+
+/// Hashes a digest key by taking its bits: the key is already a SHA-256
+/// prefix, so hashing it again would only cost time.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type DigestHash = BuildHasherDefault<DigestHasher>;
 
 /// The input's position of each column the rules name.
 fn resolve(source: &dyn Source, rules: &Rules) -> Result<Vec<usize>, DataError> {
