@@ -29,7 +29,8 @@ fn main() {
         std::process::exit(2);
     };
     let start = Instant::now();
-    let result = sealtrail_data::source::open(&path).and_then(|mut source| keys::discover(source.as_mut(), &options));
+    let result = sealtrail_data::source::open(&path, &sealtrail_data::source::OpenOptions::default())
+        .and_then(|mut source| keys::discover(source.as_mut(), &options));
     let elapsed = start.elapsed();
     match result {
         Ok(report) => match serde_json::to_string(&report) {
