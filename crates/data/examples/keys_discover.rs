@@ -10,25 +10,31 @@ use std::time::Instant;
 use sealtrail_data::keys::{self, KeyOptions, NullEquality};
 
 fn main() {
+    const USAGE: &str = "usage: keys_discover FILE [--max-columns K] [--near] [--nulls-distinct] [--budget-mib M]";
+    let usage = || -> ! {
+        eprintln!("{USAGE}");
+        std::process::exit(2)
+    };
     let mut args = std::env::args().skip(1);
     let mut path = None;
     let mut options = KeyOptions::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--max-columns" => options.max_columns = args.next().and_then(|v| v.parse().ok()),
+            "--max-columns" => {
+                let k = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
+                options.max_columns = Some(k);
+            }
             "--near" => options.near = true,
             "--nulls-distinct" => options.nulls = NullEquality::Distinct,
             "--budget-mib" => {
-                let mib: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(256);
+                let mib: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
                 options.memory_budget = mib << 20;
             }
-            _ => path = Some(arg),
+            _ if path.is_none() && !arg.starts_with("--") => path = Some(arg),
+            _ => usage(),
         }
     }
-    let Some(path) = path else {
-        eprintln!("usage: keys_discover FILE [--max-columns K] [--near] [--nulls-distinct] [--budget-mib M]");
-        std::process::exit(2);
-    };
+    let Some(path) = path else { usage() };
     let start = Instant::now();
     let result = sealtrail_data::source::open(&path).and_then(|mut source| keys::discover(source.as_mut(), &options));
     let elapsed = start.elapsed();
