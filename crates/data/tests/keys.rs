@@ -429,3 +429,53 @@ fn discovery_is_deterministic() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen.into_iter().next(), Some(first.keys));
 }
+
+#[test]
+fn reads_a_csv_file_and_names_the_line_of_a_ragged_row() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("orders.csv");
+    std::fs::write(&path, "id,region,code\n1,eu,a\n2,eu,b\n3,us,a\n").expect("write");
+    let mut source = sealtrail_data::source::open(path.to_str().expect("UTF-8 path")).expect("opens");
+    let report = keys::discover(source.as_mut(), &KeyOptions::default()).expect("discovers");
+    assert_eq!(key_names(&report), vec![vec!["id"], vec!["region", "code"]]);
+    assert!(report.nullable.is_empty(), "a CSV file has no nulls");
+
+    std::fs::write(&path, "id,region\n1,eu\n2\n").expect("write");
+    let mut source = sealtrail_data::source::open(path.to_str().expect("UTF-8 path")).expect("opens");
+    let err = keys::discover(source.as_mut(), &KeyOptions::default()).expect_err("ragged row");
+    assert_eq!(err.line, Some(3), "{err}");
+}
+
+#[test]
+fn the_documented_example_holds() {
+    let t = vec![
+        vec![Some("1".to_string()), Some("eu".to_string()), Some("a".to_string())],
+        vec![Some("2".to_string()), Some("eu".to_string()), None],
+        vec![Some("3".to_string()), Some("us".to_string()), Some("a".to_string())],
+    ];
+    let mut source = MemorySource::new("t", &["id", "region", "code"], t);
+    let options = KeyOptions {
+        max_columns: Some(3),
+        near: true,
+        ..KeyOptions::default()
+    };
+    let report = keys::discover(&mut source, &options).expect("discovers");
+    assert_eq!(
+        serde_json::to_value(&report).expect("serializes"),
+        serde_json::json!({
+            "rows": 3,
+            "columns": ["id", "region", "code"],
+            "keys": [["id"], ["region", "code"]],
+            "nulls": "equal",
+            "nullable": ["code"],
+            "max_columns": 3,
+            "near": {
+                "max_columns": 3,
+                "keys": [
+                    {"columns": ["region"], "duplicate_rows": 2},
+                    {"columns": ["code"], "duplicate_rows": 2}
+                ]
+            }
+        })
+    );
+}

@@ -133,10 +133,11 @@ pub fn discover(source: &mut dyn Source, options: &KeyOptions) -> Result<KeyRepo
     let n_cols = table.columns.len();
     let limit = options.max_columns.unwrap_or(n_cols).min(n_cols);
 
-    // The search holds one partition per level of its path, each at most
-    // as large as the largest column's.
-    let largest = table.partitions.iter().map(|p| p.bytes()).max().unwrap_or(0);
-    let mut search_bytes = table.bytes + largest * limit.saturating_sub(1) * 3 / 2;
+    // The search holds a refined partition per level of its path (two
+    // for the first check), each at most the largest column's, and
+    // per-row work space.
+    let largest = table.partitions.iter().map(|p| p.bound()).max().unwrap_or(0);
+    let mut search_bytes = table.bytes + largest * limit.saturating_sub(1).max(2) + table.rows * 8;
     if options.near {
         search_bytes += near::bytes_needed(&table, options, largest);
     }

@@ -41,7 +41,7 @@ fn depth(table: &Table, options: &KeyOptions) -> usize {
 pub(crate) fn bytes_needed(table: &Table, options: &KeyOptions, largest_partition: usize) -> usize {
     let depth = depth(table, options);
     let entries = combinations(table.columns.len() as u64, depth) as usize;
-    largest_partition * 3 / 2 * depth + entries * (48 + 8 * depth)
+    largest_partition * depth + entries * (48 + 8 * depth)
 }
 
 /// The depth searched, and the best near keys: column numbers with their

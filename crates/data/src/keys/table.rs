@@ -52,10 +52,19 @@ impl Partition {
         (self.rows.capacity() + self.starts.capacity()) * 4
     }
 
+    /// The most bytes a refinement of this partition can hold.
+    pub(crate) fn bound(&self) -> usize {
+        (self.rows.len() + self.rows.len() / 2 + 1) * 4
+    }
+
     /// The partition refined by a column given as each row's group number
     /// in it (`UNIQUE` for a value of its own), written into `out`.
     pub(crate) fn intersect(&self, groups: &[u32], out: &mut Partition, scratch: &mut Scratch) {
         out.clear();
+        // Exactly what the result can need, so that memory stays within
+        // `Partition::bound` whatever the order of calls.
+        out.rows.reserve_exact(self.rows.len());
+        out.starts.reserve_exact(self.rows.len() / 2 + 1);
         for group in self.groups() {
             if let [a, b] = *group {
                 let g = groups[a as usize];
