@@ -435,13 +435,15 @@ fn reads_a_csv_file_and_names_the_line_of_a_ragged_row() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("orders.csv");
     std::fs::write(&path, "id,region,code\n1,eu,a\n2,eu,b\n3,us,a\n").expect("write");
-    let mut source = sealtrail_data::source::open(path.to_str().expect("UTF-8 path")).expect("opens");
+    let mut source =
+        sealtrail_data::source::open(path.to_str().expect("UTF-8 path"), &Default::default()).expect("opens");
     let report = keys::discover(source.as_mut(), &KeyOptions::default()).expect("discovers");
     assert_eq!(key_names(&report), vec![vec!["id"], vec!["region", "code"]]);
     assert!(report.nullable.is_empty(), "a CSV file has no nulls");
 
     std::fs::write(&path, "id,region\n1,eu\n2\n").expect("write");
-    let mut source = sealtrail_data::source::open(path.to_str().expect("UTF-8 path")).expect("opens");
+    let mut source =
+        sealtrail_data::source::open(path.to_str().expect("UTF-8 path"), &Default::default()).expect("opens");
     let err = keys::discover(source.as_mut(), &KeyOptions::default()).expect_err("ragged row");
     assert_eq!(err.line, Some(3), "{err}");
 }

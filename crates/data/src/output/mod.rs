@@ -7,7 +7,10 @@
 mod csv;
 mod json;
 mod table;
+mod violations;
 mod xlsx;
+
+pub use violations::ViolationWriter;
 
 use std::io::Write;
 use std::path::Path;
