@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 mod alerts;
 mod changes;
+mod data;
 mod events;
 mod output;
 mod progress;
@@ -53,6 +54,11 @@ enum Command {
     Alerts {
         #[command(subcommand)]
         command: alerts::AlertsCommand,
+    },
+    /// Data reconciliation: diff two tables, find their keys, validate them, review past runs (docs/data.md).
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
     },
     /// Create the data directory and the log (default: `default`); print its verifier key.
     Init {
@@ -232,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => server::serve(&cli.data, &cli.log, args)?,
         Command::Keys { command } => server::keys(&cli.data, command, &mut out)?,
         Command::Alerts { command } => alerts::alerts(&cli.data, command, &mut out)?,
+        Command::Data { command } => return data::data(&cli.data, &cli.log, command, &mut out),
         Command::Init { origin } => {
             let v = dir.create_log(&cli.log, origin.as_deref())?;
             eprintln!("created log {:?} in {}", cli.log, dir.log_dir(&cli.log).display());
