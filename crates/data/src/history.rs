@@ -26,10 +26,8 @@ pub const DIFFERENCE_METRICS: &[&str] = &[
     "added",
     "removed",
     "changed",
-    "duplicate_keys",
-    "duplicates",
-    "schema_changes",
-    "differences",
+    "left_duplicate_keys",
+    "right_duplicate_keys",
     "violations",
     "rows_with_violations",
 ];
