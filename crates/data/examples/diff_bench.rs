@@ -192,6 +192,16 @@ fn measure(args: &[String]) {
     };
     let summary = diff(&mut l, &mut r, &options, &mut sink).unwrap_or_else(|e| fail(&e.to_string()));
     let seconds = started.elapsed().as_secs_f64();
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks
+    // (100 a second on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak_kib: u64 = status
         .lines()
@@ -206,6 +216,7 @@ fn measure(args: &[String]) {
         "changed_fields": fields,
         "spilled": summary.spilled,
         "seconds": seconds,
+        "cpu_seconds": ticks as f64 / 100.0,
         "peak_rss_mib": peak_kib as f64 / 1024.0,
         "budget_mib": budget,
     });

@@ -442,3 +442,40 @@ fn csv_quoting_newlines_and_unicode() {
     );
     assert_eq!(by_key["é"], (Some(String::new()), Some(" ".into()), Some(6)));
 }
+
+#[test]
+fn same_columns_same_order_compare_whole_rows_then_fields() {
+    let row = |i: usize, v: &str| vec![Some(format!("{i}")), Some(v.to_string()), None];
+    let left: Rows = (0..1000).map(|i| row(i, "same")).collect();
+    let mut right: Rows = (0..1000).rev().map(|i| row(i, "same")).collect();
+    right[10][1] = Some("other".into());
+    right[20][2] = Some(String::new());
+    let cols = ["id", "v", "w"];
+    let mut changes = Vec::new();
+    let summary = diff(
+        &mut MemorySource::new("l", &cols, left),
+        &mut MemorySource::new("r", &cols, right),
+        &DiffOptions::with_key(&["id"]),
+        &mut |c: &Change| -> Result<(), DataError> {
+            changes.push(c.clone());
+            Ok(())
+        },
+    )
+    .expect("diff");
+    assert_eq!((summary.unchanged, summary.changed), (998, 2));
+    let mut got: Vec<(String, String, Option<String>, Option<String>)> = changes
+        .iter()
+        .map(|c| {
+            let f = &c.fields[0];
+            (key(c), f.column.clone(), f.old.clone(), f.new.clone())
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("979".into(), "w".into(), None, Some(String::new())),
+            ("989".into(), "v".into(), Some("same".into()), Some("other".into())),
+        ]
+    );
+}

@@ -80,12 +80,17 @@ impl PartFile {
         Ok(reader)
     }
 
-    /// The whole payload, for comparing in memory.
+    /// The whole payload, for comparing in memory: each block is read
+    /// straight into place and checked there.
     fn load(&mut self, temp: &Path) -> Result<Vec<u8>, DataError> {
         let mut all = Vec::with_capacity(self.bytes as usize);
         let mut reader = self.reader(temp)?;
-        while reader.next_block()? {
-            all.extend_from_slice(&reader.block);
+        while reader.left > 0 {
+            let (len, sum) = reader.block_header()?;
+            let start = all.len();
+            all.resize(start + len, 0);
+            reader.read_exact(&mut all[start..])?;
+            reader.check(&all[start..], sum)?;
         }
         Ok(all)
     }
@@ -121,11 +126,8 @@ impl BlockReader<'_> {
         }
     }
 
-    /// Reads the next block into `self.block`; `false` after the last.
-    fn next_block(&mut self) -> Result<bool, DataError> {
-        if self.left == 0 {
-            return Ok(false);
-        }
+    /// Reads a block's header: its payload length and checksum.
+    fn block_header(&mut self) -> Result<(usize, u64), DataError> {
         let mut head = [0u8; 12];
         self.read_exact(&mut head)?;
         let (len, sum) = head.split_at(4);
@@ -134,18 +136,30 @@ impl BlockReader<'_> {
         if len == 0 || len > self.left {
             return Err(self.damaged("block length out of range"));
         }
-        let start = self.at;
-        self.block.resize(len as usize, 0);
-        let mut block = std::mem::take(&mut self.block);
-        let read = self.read_exact(&mut block);
-        self.block = block;
-        read?;
-        if xxh3_64(&self.block) != sum {
-            self.at = start;
+        Ok((len as usize, sum))
+    }
+
+    /// Checks a payload just read against its checksum.
+    fn check(&mut self, payload: &[u8], sum: u64) -> Result<(), DataError> {
+        if xxh3_64(payload) != sum {
+            self.at -= payload.len() as u64;
             return Err(self.damaged("block checksum mismatch"));
         }
-        self.left -= len;
-        Ok(true)
+        self.left -= payload.len() as u64;
+        Ok(())
+    }
+
+    /// Reads the next block into `self.block`; `false` after the last.
+    fn next_block(&mut self) -> Result<bool, DataError> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        let (len, sum) = self.block_header()?;
+        let mut block = std::mem::take(&mut self.block);
+        block.resize(len, 0);
+        let read = self.read_exact(&mut block).and_then(|()| self.check(&block, sum));
+        self.block = block;
+        read.map(|()| true)
     }
 }
 
