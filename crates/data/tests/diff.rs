@@ -225,14 +225,39 @@ fn spilling_gives_the_same_answer_in_the_same_order() {
     };
     let (spilled, on_disk) = run(&case, &tiny);
     assert!(spilled.spilled);
+    assert_eq!(spilled.spilled_partitions, 64);
     assert_eq!(
         DiffSummary {
             spilled: false,
+            spilled_partitions: 0,
             ..spilled.clone()
         },
         memory
     );
     assert_eq!(on_disk, in_memory);
+    // A budget that holds part of the inputs: the low partitions stay in
+    // memory, the high ones go to files (24 MiB of any budget is kept for
+    // buffers).
+    let part = DiffOptions {
+        memory_budget: (24 << 20) + (3 << 20),
+        ..options()
+    };
+    let (partly, mixed) = run(&case, &part);
+    assert!(partly.spilled);
+    assert!(
+        (1..64).contains(&partly.spilled_partitions),
+        "{}",
+        partly.spilled_partitions
+    );
+    assert_eq!(
+        DiffSummary {
+            spilled: false,
+            spilled_partitions: 0,
+            ..partly.clone()
+        },
+        memory
+    );
+    assert_eq!(mixed, in_memory);
 }
 
 #[test]

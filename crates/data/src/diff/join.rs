@@ -14,8 +14,6 @@ pub(crate) struct Joiner<'a> {
     sink: &'a mut dyn ChangeSink,
     left_spans: Spans,
     right_spans: Spans,
-    /// Whether rows went through partition files.
-    pub spilled: bool,
 }
 
 /// A record read back: only reached if memory or a checksummed file holds
@@ -47,7 +45,6 @@ impl<'a> Joiner<'a> {
             sink,
             left_spans: Spans::default(),
             right_spans: Spans::default(),
-            spilled: false,
         }
     }
 

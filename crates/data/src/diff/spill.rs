@@ -20,7 +20,7 @@ pub(crate) const MAGIC: &[u8; 8] = b"SLTPART1";
 const BLOCK: usize = 64 << 10;
 
 /// Hash bits that pick a partition: the first split, then each re-split.
-const FIRST_BITS: u32 = 6;
+pub(crate) const FIRST_BITS: u32 = 6;
 const NEXT_BITS: u32 = 4;
 
 fn temp_error(temp: &Path, err: &std::io::Error) -> DataError {
@@ -37,7 +37,7 @@ pub(crate) struct PartFile {
 }
 
 impl PartFile {
-    fn create(temp: &Path) -> Result<PartFile, DataError> {
+    pub fn create(temp: &Path) -> Result<PartFile, DataError> {
         let mut file = tempfile::tempfile_in(temp).map_err(|e| temp_error(temp, &e))?;
         file.write_all(MAGIC).map_err(|e| temp_error(temp, &e))?;
         Ok(PartFile {
@@ -46,6 +46,23 @@ impl PartFile {
             bytes: 0,
             records: 0,
         })
+    }
+
+    /// Appends one record (header included).
+    pub fn push(&mut self, rec: &[u8], temp: &Path) -> Result<(), DataError> {
+        self.buf.extend_from_slice(rec);
+        self.records += 1;
+        if self.buf.len() >= BLOCK {
+            self.flush_block(temp)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the last block and frees the buffer.
+    pub fn finish(&mut self, temp: &Path) -> Result<(), DataError> {
+        self.flush_block(temp)?;
+        self.buf = Vec::new();
+        Ok(())
     }
 
     fn flush_block(&mut self, temp: &Path) -> Result<(), DataError> {
@@ -193,20 +210,13 @@ impl Partitions {
     /// Appends one record (header included).
     pub fn write(&mut self, hash: u64, rec: &[u8]) -> Result<(), DataError> {
         let i = self.index(hash);
-        let f = &mut self.files[i];
-        f.buf.extend_from_slice(rec);
-        f.records += 1;
-        if f.buf.len() >= BLOCK {
-            f.flush_block(&self.temp)?;
-        }
-        Ok(())
+        self.files[i].push(rec, &self.temp)
     }
 
     /// Writes the last blocks and frees the buffers.
     fn finish(&mut self) -> Result<(), DataError> {
         for f in &mut self.files {
-            f.flush_block(&self.temp)?;
-            f.buf = Vec::new();
+            f.finish(&self.temp)?;
         }
         Ok(())
     }
@@ -248,7 +258,7 @@ pub(crate) fn join_partitions(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn join_pair(
+pub(crate) fn join_pair(
     out: &mut dyn FnMut(Work) -> Result<(), DataError>,
     plan: &Plan,
     budget: &Budget,
