@@ -166,6 +166,10 @@ pub(crate) fn read_side(
         side.rows += 1;
         let hash = encoder.encode(plan, &row, &mut rec);
         let p = partition(hash);
+        // The shared counters are touched only when memory grows (a new
+        // chunk, a longer index) or every 256 rows: touched on every row
+        // by both readers, their cache line would bounce between cores.
+        let mut look = side.rows % 256 == 0;
         if p >= line {
             let file = match &mut side.files[p] {
                 Some(f) => f,
@@ -173,15 +177,21 @@ pub(crate) fn read_side(
             };
             file.push(&rec, temp)?;
         } else {
-            budget.add(side.memory[p].push(hash, &rec));
-            if budget.over() {
-                budget.lower(line);
+            let grew = side.memory[p].push(hash, &rec);
+            if grew > 0 {
+                budget.add(grew);
+                if budget.over() {
+                    budget.lower(line);
+                }
+                look = true;
             }
         }
-        let now = budget.line();
-        if now < line {
-            side.spill_from(now, budget, temp)?;
-            line = now;
+        if look {
+            let now = budget.line();
+            if now < line {
+                side.spill_from(now, budget, temp)?;
+                line = now;
+            }
         }
     }
     Ok(side)
