@@ -1,12 +1,12 @@
 //! The keyed diff of two tables, in bounded memory.
 //!
 //! Both inputs are read once, each on its own thread, into compact row
-//! records (one byte string per row, see `record`). While both fit the
-//! memory budget they stay in memory; as soon as they do not, every record
-//! goes to temporary partition files chosen by the top bits of the key's
-//! hash, and the partitions are then compared one by one (a partition still
-//! too big is split again on the next bits). Within a partition, or in
-//! memory, each side is sorted by (key hash, key) and the two are merged.
+//! records (one byte string per row, see `record`), split into 64
+//! partitions by the top bits of the key's hash. Partitions stay in memory
+//! while the budget allows; past it, the highest ones move to temporary
+//! files, one at a time (see `store::read_side`). The partitions are then
+//! compared in order (one from files that is still too big is split again
+//! on the next bits): each side sorted by (key hash, key), the two merged.
 //! So changes always come out ordered by (key hash, key bytes), whatever
 //! the row order of the inputs, the budget, or whether anything spilled.
 //!
