@@ -236,10 +236,10 @@ fn spilling_gives_the_same_answer_in_the_same_order() {
     );
     assert_eq!(on_disk, in_memory);
     // A budget that holds part of the inputs: the low partitions stay in
-    // memory, the high ones go to files (24 MiB of any budget is kept for
+    // memory, the high ones go to files (40 MiB of any budget is kept for
     // buffers).
     let part = DiffOptions {
-        memory_budget: (24 << 20) + (3 << 20),
+        memory_budget: (40 << 20) + (3 << 20),
         ..options()
     };
     let (partly, mixed) = run(&case, &part);

@@ -193,9 +193,10 @@ pub(crate) struct Budget {
     line: AtomicUsize,
 }
 
-/// Held back from the budget for what is not rows: read and spill buffers,
-/// the rows being compared, the sink's own buffers.
-const OVERHEAD: usize = 24 << 20;
+/// Held back from the budget for what is not rows: read buffers, 128
+/// partition file buffers, the rows being compared, the sink's buffers,
+/// and memory the allocator keeps after rows move to files.
+const OVERHEAD: usize = 40 << 20;
 
 /// The smallest budget for rows, so a tiny budget still makes progress.
 const MIN_ROWS_BUDGET: usize = 16 << 10;

@@ -42,7 +42,8 @@ impl PartFile {
         file.write_all(MAGIC).map_err(|e| temp_error(temp, &e))?;
         Ok(PartFile {
             file,
-            buf: Vec::new(),
+            // A block and a typical record: no doubling past the block size.
+            buf: Vec::with_capacity(BLOCK + (4 << 10)),
             bytes: 0,
             records: 0,
         })
@@ -97,17 +98,19 @@ impl PartFile {
         Ok(reader)
     }
 
-    /// The whole payload, for comparing in memory: each block is read
-    /// straight into place and checked there.
-    fn load(&mut self, temp: &Path) -> Result<Vec<u8>, DataError> {
-        let mut all = Vec::with_capacity(self.bytes as usize);
+    /// The whole payload, for comparing in memory: one buffer per block,
+    /// each read straight into place and checked there. Buffers of a
+    /// block's size reuse the memory that partitions held in memory have
+    /// freed, where one large buffer would be new memory.
+    fn load(&mut self, temp: &Path) -> Result<Vec<Vec<u8>>, DataError> {
+        let mut all = Vec::new();
         let mut reader = self.reader(temp)?;
         while reader.left > 0 {
             let (len, sum) = reader.block_header()?;
-            let start = all.len();
-            all.resize(start + len, 0);
-            reader.read_exact(&mut all[start..])?;
-            reader.check(&all[start..], sum)?;
+            let mut block = vec![0; len];
+            reader.read_exact(&mut block)?;
+            reader.check(&block, sum)?;
+            all.push(block);
         }
         Ok(all)
     }
@@ -272,8 +275,8 @@ pub(crate) fn join_pair(
     }
     if need(&l, &r) <= budget.limit / 2 || l.records + r.records <= 2 {
         let damaged = |side: &SidePlan| DataError::new(&side.name, "internal error: a stored row does not decode");
-        let mut ls = Store::from_bytes(l.load(temp)?).ok_or_else(|| damaged(&plan.left))?;
-        let mut rs = Store::from_bytes(r.load(temp)?).ok_or_else(|| damaged(&plan.right))?;
+        let mut ls = Store::from_chunks(l.load(temp)?).ok_or_else(|| damaged(&plan.left))?;
+        let mut rs = Store::from_chunks(r.load(temp)?).ok_or_else(|| damaged(&plan.right))?;
         ls.sort();
         rs.sort();
         return out(Work::Pair(ls, rs));
@@ -423,7 +426,7 @@ mod tests {
     fn blocks_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut f = filled(dir.path());
-        let all = f.load(dir.path()).expect("load");
+        let all = f.load(dir.path()).expect("load").concat();
         assert_eq!(all.len(), 200 * (HEADER + 1000));
         assert_eq!(all[(HEADER + 1000) * 77 + HEADER], 77);
     }

@@ -57,22 +57,25 @@ impl Store {
         grew
     }
 
-    /// A store over one buffer of whole records.
-    pub fn from_bytes(bytes: Vec<u8>) -> Option<Store> {
+    /// A store over buffers of whole records (a record never spans two).
+    pub fn from_chunks(chunks: Vec<Vec<u8>>) -> Option<Store> {
         let mut entries = Vec::new();
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let (hash, end) = record::frame(&bytes, pos)?;
-            entries.push(Entry {
-                hash,
-                chunk: 0,
-                at: u32::try_from(pos).ok()?,
-            });
-            pos = end;
+        for (c, bytes) in chunks.iter().enumerate() {
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let (hash, end) = record::frame(bytes, pos)?;
+                entries.push(Entry {
+                    hash,
+                    chunk: u32::try_from(c).ok()?,
+                    at: u32::try_from(pos).ok()?,
+                });
+                pos = end;
+            }
         }
         Some(Store {
-            accounted: bytes.capacity() + entries.capacity() * std::mem::size_of::<Entry>(),
-            chunks: vec![bytes],
+            accounted: chunks.iter().map(Vec::capacity).sum::<usize>()
+                + entries.capacity() * std::mem::size_of::<Entry>(),
+            chunks,
             entries,
         })
     }
