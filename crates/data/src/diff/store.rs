@@ -172,7 +172,7 @@ pub(crate) fn read_side(
         // The shared counters are touched only when memory grows (a new
         // chunk, a longer index) or every 256 rows: touched on every row
         // by both readers, their cache line would bounce between cores.
-        let mut look = side.rows % 256 == 0;
+        let mut look = side.rows.is_multiple_of(256);
         if p >= line {
             let file = match &mut side.files[p] {
                 Some(f) => f,
