@@ -250,6 +250,7 @@ fn measure(args: &[String]) {
         "unchanged": summary.unchanged,
         "changed_fields": fields,
         "spilled": summary.spilled,
+        "spilled_partitions": summary.spilled_partitions,
         "seconds": seconds,
         "cpu_seconds": ticks as f64 / 100.0,
         "peak_rss_mib": peak_kib as f64 / 1024.0,
