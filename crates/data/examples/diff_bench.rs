@@ -9,10 +9,13 @@
 //! order, the right shuffled; about 1% of keys only on the left, 1% only on
 //! the right, 1% with a changed amount. Then runs the diff in a child
 //! process (so that its peak RSS, VmHWM, is the diff's alone) and, unless
-//! `--no-polars`, `scripts/polars-baseline` on the same files; checks that
-//! both count the same and prints both times and their ratio.
+//! `--no-polars`, `scripts/polars-baseline` on the same files, `--rounds`
+//! times, alternating which goes first; checks that both count the same
+//! and prints both times, CPU times and peak RSS, the ratio of each round
+//! and the median ratio.
 //!
 //! Options: `--rows N` (default 1,000,000), `--budget MIB` (default 256),
+//! `--rounds N` (default 3),
 //! `--dir DIR` (where the files go; default a temporary directory),
 //! `--no-polars`.
 
@@ -38,6 +41,7 @@ fn main() {
     let mut budget = 256usize;
     let mut dir: Option<PathBuf> = None;
     let mut polars = true;
+    let mut rounds = 3u32;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || {
@@ -49,6 +53,7 @@ fn main() {
             "--rows" => rows = value().parse().unwrap_or_else(|_| fail("--rows N")),
             "--budget" => budget = value().parse().unwrap_or_else(|_| fail("--budget MIB")),
             "--dir" => dir = Some(PathBuf::from(value())),
+            "--rounds" => rounds = value().parse().unwrap_or_else(|_| fail("--rounds N")),
             "--no-polars" => polars = false,
             other => fail(&format!("unknown option {other}")),
         }
@@ -68,50 +73,80 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    let mut ratios = Vec::new();
+    let mut cpu_ratios = Vec::new();
+    for round in 1..=rounds {
+        // Alternate who goes first: the page cache and the machine's load
+        // then favour neither.
+        let (ours, theirs) = if round % 2 == 1 {
+            let ours = run_ours(&left, &right, budget);
+            (ours, polars.then(|| run_polars(&left, &right)))
+        } else {
+            let theirs = polars.then(|| run_polars(&left, &right));
+            (run_ours(&left, &right, budget), theirs)
+        };
+        println!("round {round} sealtrail: {ours}");
+        let Some(theirs) = theirs else {
+            continue;
+        };
+        println!("round {round} polars:    {theirs}");
+        for k in ["added", "removed", "changed", "unchanged"] {
+            if ours[k] != theirs[k] {
+                fail(&format!(
+                    "the counts differ: {k} {} (sealtrail) vs {} (polars)",
+                    ours[k], theirs[k]
+                ));
+            }
+        }
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        ratios.push(f(&theirs, "seconds") / f(&ours, "seconds"));
+        cpu_ratios.push(f(&theirs, "cpu_seconds") / f(&ours, "cpu_seconds"));
+    }
+    if !ratios.is_empty() {
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let list = |v: &[f64]| v.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
+        println!(
+            "same counts every round; polars time ÷ sealtrail time: {}",
+            list(&ratios)
+        );
+        println!(
+            "median: {:.2}× faster in wall-clock time (goal ≥ 2), {:.2}× less CPU time",
+            median(&mut ratios),
+            median(&mut cpu_ratios)
+        );
+    }
+}
+
+fn run_ours(left: &Path, right: &Path, budget: usize) -> serde_json::Value {
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(&e.to_string()));
     let out = Command::new(exe)
         .arg("--measure")
-        .arg(&left)
-        .arg(&right)
+        .arg(left)
+        .arg(right)
         .arg(budget.to_string())
         .output()
         .unwrap_or_else(|e| fail(&e.to_string()));
     if !out.status.success() {
         fail(&format!("the diff failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(&e.to_string()));
-    println!("sealtrail: {ours}");
-    if !polars {
-        return;
-    }
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+fn run_polars(left: &Path, right: &Path) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/polars-baseline");
     let out = Command::new(script)
-        .arg(&left)
-        .arg(&right)
+        .arg(left)
+        .arg(right)
         .arg("id")
         .output()
         .unwrap_or_else(|e| fail(&e.to_string()));
     if !out.status.success() {
         fail(&format!("polars failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(&e.to_string()));
-    println!("polars:    {theirs}");
-    for k in ["added", "removed", "changed", "unchanged"] {
-        if ours[k] != theirs[k] {
-            fail(&format!(
-                "the counts differ: {k} {} (sealtrail) vs {} (polars)",
-                ours[k], theirs[k]
-            ));
-        }
-    }
-    let (a, b) = (
-        ours["seconds"].as_f64().unwrap_or(f64::NAN),
-        theirs["seconds"].as_f64().unwrap_or(f64::NAN),
-    );
-    println!(
-        "same counts; sealtrail {a:.3} s, polars {b:.3} s: sealtrail is {:.2}× faster",
-        b / a
-    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(&e.to_string()))
 }
 
 fn fail(message: &str) -> ! {
@@ -192,6 +227,16 @@ fn measure(args: &[String]) {
     };
     let summary = diff(&mut l, &mut r, &options, &mut sink).unwrap_or_else(|e| fail(&e.to_string()));
     let seconds = started.elapsed().as_secs_f64();
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks
+    // (100 a second on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak_kib: u64 = status
         .lines()
@@ -205,7 +250,9 @@ fn measure(args: &[String]) {
         "unchanged": summary.unchanged,
         "changed_fields": fields,
         "spilled": summary.spilled,
+        "spilled_partitions": summary.spilled_partitions,
         "seconds": seconds,
+        "cpu_seconds": ticks as f64 / 100.0,
         "peak_rss_mib": peak_kib as f64 / 1024.0,
         "budget_mib": budget,
     });

@@ -225,14 +225,39 @@ fn spilling_gives_the_same_answer_in_the_same_order() {
     };
     let (spilled, on_disk) = run(&case, &tiny);
     assert!(spilled.spilled);
+    assert_eq!(spilled.spilled_partitions, 64);
     assert_eq!(
         DiffSummary {
             spilled: false,
+            spilled_partitions: 0,
             ..spilled.clone()
         },
         memory
     );
     assert_eq!(on_disk, in_memory);
+    // A budget that holds part of the inputs: the low partitions stay in
+    // memory, the high ones go to files (40 MiB of any budget is kept for
+    // buffers).
+    let part = DiffOptions {
+        memory_budget: (40 << 20) + (3 << 20),
+        ..options()
+    };
+    let (partly, mixed) = run(&case, &part);
+    assert!(partly.spilled);
+    assert!(
+        (1..64).contains(&partly.spilled_partitions),
+        "{}",
+        partly.spilled_partitions
+    );
+    assert_eq!(
+        DiffSummary {
+            spilled: false,
+            spilled_partitions: 0,
+            ..partly.clone()
+        },
+        memory
+    );
+    assert_eq!(mixed, in_memory);
 }
 
 #[test]
@@ -441,4 +466,41 @@ fn csv_quoting_newlines_and_unicode() {
         (Some("two\nlines".into()), Some("two\r\nlines".into()), Some(3))
     );
     assert_eq!(by_key["é"], (Some(String::new()), Some(" ".into()), Some(6)));
+}
+
+#[test]
+fn same_columns_same_order_compare_whole_rows_then_fields() {
+    let row = |i: usize, v: &str| vec![Some(format!("{i}")), Some(v.to_string()), None];
+    let left: Rows = (0..1000).map(|i| row(i, "same")).collect();
+    let mut right: Rows = (0..1000).rev().map(|i| row(i, "same")).collect();
+    right[10][1] = Some("other".into());
+    right[20][2] = Some(String::new());
+    let cols = ["id", "v", "w"];
+    let mut changes = Vec::new();
+    let summary = diff(
+        &mut MemorySource::new("l", &cols, left),
+        &mut MemorySource::new("r", &cols, right),
+        &DiffOptions::with_key(&["id"]),
+        &mut |c: &Change| -> Result<(), DataError> {
+            changes.push(c.clone());
+            Ok(())
+        },
+    )
+    .expect("diff");
+    assert_eq!((summary.unchanged, summary.changed), (998, 2));
+    let mut got: Vec<(String, String, Option<String>, Option<String>)> = changes
+        .iter()
+        .map(|c| {
+            let f = &c.fields[0];
+            (key(c), f.column.clone(), f.old.clone(), f.new.clone())
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("979".into(), "w".into(), None, Some(String::new())),
+            ("989".into(), "v".into(), Some("same".into()), Some("other".into())),
+        ]
+    );
 }

@@ -1,12 +1,12 @@
 //! The keyed diff of two tables, in bounded memory.
 //!
 //! Both inputs are read once, each on its own thread, into compact row
-//! records (one byte string per row, see `record`). While both fit the
-//! memory budget they stay in memory; as soon as they do not, every record
-//! goes to temporary partition files chosen by the top bits of the key's
-//! hash, and the partitions are then compared one by one (a partition still
-//! too big is split again on the next bits). Within a partition, or in
-//! memory, each side is sorted by (key hash, key) and the two are merged.
+//! records (one byte string per row, see `record`), split into 64
+//! partitions by the top bits of the key's hash. Partitions stay in memory
+//! while the budget allows; past it, the highest ones move to temporary
+//! files, one at a time (see `store::read_side`). The partitions are then
+//! compared in order (one from files that is still too big is split again
+//! on the next bits): each side sorted by (key hash, key), the two merged.
 //! So changes always come out ordered by (key hash, key bytes), whatever
 //! the row order of the inputs, the budget, or whether anything spilled.
 //!
@@ -20,7 +20,7 @@ mod store;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -160,9 +160,12 @@ pub struct DiffSummary {
     pub schema: SchemaChanges,
     /// The first duplicated keys in output order, at most [`DUPLICATE_SAMPLES`].
     pub duplicate_samples: Vec<DuplicateSample>,
-    /// Whether the rows went to temporary files (the inputs did not fit
-    /// the memory budget).
+    /// Whether rows went to temporary files (the inputs did not fit the
+    /// memory budget).
     pub spilled: bool,
+    /// How many of the 64 partitions by key hash were compared from
+    /// temporary files rather than from memory.
+    pub spilled_partitions: u32,
 }
 
 /// Receives the diff: first the layout, then each change in order.
@@ -182,16 +185,18 @@ impl<F: FnMut(&Change) -> Result<(), DataError>> ChangeSink for F {
     }
 }
 
-/// Accounts the bytes held against the budget, shared by both readers.
+/// Accounts the bytes held against the budget, shared by both readers,
+/// and holds the spill line: level-0 partitions from it up live in files.
 pub(crate) struct Budget {
     limit: usize,
     used: AtomicUsize,
-    spill: AtomicBool,
+    line: AtomicUsize,
 }
 
-/// Held back from the budget for what is not rows: read and spill buffers,
-/// the rows being compared, the sink's own buffers.
-const OVERHEAD: usize = 24 << 20;
+/// Held back from the budget for what is not rows: read buffers, 128
+/// partition file buffers, the rows being compared, the sink's buffers,
+/// and memory the allocator keeps after rows move to files.
+const OVERHEAD: usize = 40 << 20;
 
 /// The smallest budget for rows, so a tiny budget still makes progress.
 const MIN_ROWS_BUDGET: usize = 16 << 10;
@@ -201,23 +206,34 @@ impl Budget {
         Budget {
             limit: total.saturating_sub(OVERHEAD).max(MIN_ROWS_BUDGET),
             used: AtomicUsize::new(0),
-            spill: AtomicBool::new(false),
+            line: AtomicUsize::new(store::PARTITIONS),
         }
     }
 
     fn add(&self, bytes: usize) {
-        let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if used > self.limit {
-            self.spill.store(true, Ordering::Relaxed);
-        }
+        self.used.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn release(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    fn spilling(&self) -> bool {
-        self.spill.load(Ordering::Relaxed)
+    fn over(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit
+    }
+
+    fn line(&self) -> usize {
+        self.line.load(Ordering::Relaxed)
+    }
+
+    /// Moves the spill line down one partition from `seen`, unless the
+    /// other side already moved it since.
+    fn lower(&self, seen: usize) {
+        if seen > 0 {
+            let _ = self
+                .line
+                .compare_exchange(seen, seen - 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 }
 
@@ -248,7 +264,12 @@ pub fn diff(
             .unwrap_or_else(|_| Err(DataError::new(plan.layout.left.clone(), "the reader thread failed")));
         (left_read, right_read)
     });
-    let (left_read, right_read) = (left_read?, right_read?);
+    let (mut left_read, mut right_read) = (left_read?, right_read?);
+    // A side that finished before the line last moved still holds the
+    // partitions above it.
+    let line = budget.line();
+    left_read.spill_from(line, &budget, &temp_dir)?;
+    right_read.spill_from(line, &budget, &temp_dir)?;
     let mut summary = DiffSummary {
         left: plan.layout.left.clone(),
         right: plan.layout.right.clone(),
@@ -257,33 +278,27 @@ pub fn diff(
         left_rows: left_read.rows,
         right_rows: right_read.rows,
         schema: plan.schema.clone(),
+        spilled: line < store::PARTITIONS,
+        spilled_partitions: (store::PARTITIONS - line) as u32,
         ..DiffSummary::default()
     };
     let mut joiner = join::Joiner::new(&plan, &mut summary, sink);
-    match (left_read.data, right_read.data) {
-        (store::Data::Memory(l), store::Data::Memory(r)) => joiner.join(l, r)?,
-        (l, r) => {
-            let l = l.into_partitions(temp_dir.as_path())?;
-            let r = r.into_partitions(temp_dir.as_path())?;
-            joiner.spilled = true;
-            compare_partitions(&mut joiner, &plan, &budget, temp_dir.as_path(), l, r)?;
-        }
-    }
-    let spilled = joiner.spilled;
+    compare(&mut joiner, &plan, &budget, &temp_dir, line, left_read, right_read)?;
     drop(joiner);
-    summary.spilled = spilled;
     Ok(summary)
 }
 
-/// Compares partition files: one thread loads and sorts the next pair
-/// while this one compares the current.
-fn compare_partitions(
+/// Compares partition by partition, in order: those below `line` from
+/// memory, the rest from files. One thread sorts (or loads and sorts) the
+/// next pair while this one compares the current.
+fn compare(
     joiner: &mut join::Joiner<'_>,
     plan: &plan::Plan,
     budget: &Budget,
     temp: &std::path::Path,
-    left: spill::Partitions,
-    right: spill::Partitions,
+    line: usize,
+    mut left: store::SideRead,
+    mut right: store::SideRead,
 ) -> Result<(), DataError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<spill::Work, DataError>>(0);
@@ -293,7 +308,30 @@ fn compare_partitions(
                 tx.send(Ok(w))
                     .map_err(|_| DataError::new(&plan.left.name, "comparison stopped"))
             };
-            if let Err(e) = spill::join_partitions(&mut send, plan, budget, temp, left, right) {
+            let mut each = || -> Result<(), DataError> {
+                for p in 0..store::PARTITIONS {
+                    if p < line {
+                        let mut l = std::mem::take(&mut left.memory[p]);
+                        let mut r = std::mem::take(&mut right.memory[p]);
+                        l.sort();
+                        r.sort();
+                        send(spill::Work::Pair(l, r))?;
+                    } else {
+                        let file = |f: &mut Option<spill::PartFile>| -> Result<spill::PartFile, DataError> {
+                            let mut f = match f.take() {
+                                Some(f) => f,
+                                None => spill::PartFile::create(temp)?,
+                            };
+                            f.finish(temp)?;
+                            Ok(f)
+                        };
+                        let (l, r) = (file(&mut left.files[p])?, file(&mut right.files[p])?);
+                        spill::join_pair(&mut send, plan, budget, temp, l, r, spill::FIRST_BITS)?;
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = each() {
                 let _ = tx.send(Err(e));
             }
         });

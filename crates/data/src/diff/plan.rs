@@ -50,6 +50,8 @@ pub(crate) struct Plan {
     pub left: SidePlan,
     pub right: SidePlan,
     pub compared: Vec<Compared>,
+    /// Whether every compared column has the same index on both sides.
+    pub aligned: bool,
     pub tolerance: Option<f64>,
 }
 
@@ -192,6 +194,7 @@ impl Plan {
                 key_columns,
             },
             schema,
+            aligned: compared.iter().all(|c| c.left == c.right),
             compared,
             tolerance: options.numeric_tolerance,
         })

@@ -144,6 +144,13 @@ pub(crate) struct View<'a> {
     values: &'a [u8],
 }
 
+impl<'a> View<'a> {
+    /// All values, encoded.
+    pub fn values(&self) -> &'a [u8] {
+        self.values
+    }
+}
+
 /// The record body (after the header).
 pub(crate) fn view(body: &[u8]) -> Option<View<'_>> {
     let mut pos = 0;

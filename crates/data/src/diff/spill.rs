@@ -20,7 +20,7 @@ pub(crate) const MAGIC: &[u8; 8] = b"SLTPART1";
 const BLOCK: usize = 64 << 10;
 
 /// Hash bits that pick a partition: the first split, then each re-split.
-const FIRST_BITS: u32 = 6;
+pub(crate) const FIRST_BITS: u32 = 6;
 const NEXT_BITS: u32 = 4;
 
 fn temp_error(temp: &Path, err: &std::io::Error) -> DataError {
@@ -37,15 +37,33 @@ pub(crate) struct PartFile {
 }
 
 impl PartFile {
-    fn create(temp: &Path) -> Result<PartFile, DataError> {
+    pub fn create(temp: &Path) -> Result<PartFile, DataError> {
         let mut file = tempfile::tempfile_in(temp).map_err(|e| temp_error(temp, &e))?;
         file.write_all(MAGIC).map_err(|e| temp_error(temp, &e))?;
         Ok(PartFile {
             file,
-            buf: Vec::new(),
+            // A block and a typical record: no doubling past the block size.
+            buf: Vec::with_capacity(BLOCK + (4 << 10)),
             bytes: 0,
             records: 0,
         })
+    }
+
+    /// Appends one record (header included).
+    pub fn push(&mut self, rec: &[u8], temp: &Path) -> Result<(), DataError> {
+        self.buf.extend_from_slice(rec);
+        self.records += 1;
+        if self.buf.len() >= BLOCK {
+            self.flush_block(temp)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the last block and frees the buffer.
+    pub fn finish(&mut self, temp: &Path) -> Result<(), DataError> {
+        self.flush_block(temp)?;
+        self.buf = Vec::new();
+        Ok(())
     }
 
     fn flush_block(&mut self, temp: &Path) -> Result<(), DataError> {
@@ -80,12 +98,19 @@ impl PartFile {
         Ok(reader)
     }
 
-    /// The whole payload, for comparing in memory.
-    fn load(&mut self, temp: &Path) -> Result<Vec<u8>, DataError> {
-        let mut all = Vec::with_capacity(self.bytes as usize);
+    /// The whole payload, for comparing in memory: one buffer per block,
+    /// each read straight into place and checked there. Buffers of a
+    /// block's size reuse the memory that partitions held in memory have
+    /// freed, where one large buffer would be new memory.
+    fn load(&mut self, temp: &Path) -> Result<Vec<Vec<u8>>, DataError> {
+        let mut all = Vec::new();
         let mut reader = self.reader(temp)?;
-        while reader.next_block()? {
-            all.extend_from_slice(&reader.block);
+        while reader.left > 0 {
+            let (len, sum) = reader.block_header()?;
+            let mut block = vec![0; len];
+            reader.read_exact(&mut block)?;
+            reader.check(&block, sum)?;
+            all.push(block);
         }
         Ok(all)
     }
@@ -121,11 +146,8 @@ impl BlockReader<'_> {
         }
     }
 
-    /// Reads the next block into `self.block`; `false` after the last.
-    fn next_block(&mut self) -> Result<bool, DataError> {
-        if self.left == 0 {
-            return Ok(false);
-        }
+    /// Reads a block's header: its payload length and checksum.
+    fn block_header(&mut self) -> Result<(usize, u64), DataError> {
         let mut head = [0u8; 12];
         self.read_exact(&mut head)?;
         let (len, sum) = head.split_at(4);
@@ -134,18 +156,30 @@ impl BlockReader<'_> {
         if len == 0 || len > self.left {
             return Err(self.damaged("block length out of range"));
         }
-        let start = self.at;
-        self.block.resize(len as usize, 0);
-        let mut block = std::mem::take(&mut self.block);
-        let read = self.read_exact(&mut block);
-        self.block = block;
-        read?;
-        if xxh3_64(&self.block) != sum {
-            self.at = start;
+        Ok((len as usize, sum))
+    }
+
+    /// Checks a payload just read against its checksum.
+    fn check(&mut self, payload: &[u8], sum: u64) -> Result<(), DataError> {
+        if xxh3_64(payload) != sum {
+            self.at -= payload.len() as u64;
             return Err(self.damaged("block checksum mismatch"));
         }
-        self.left -= len;
-        Ok(true)
+        self.left -= payload.len() as u64;
+        Ok(())
+    }
+
+    /// Reads the next block into `self.block`; `false` after the last.
+    fn next_block(&mut self) -> Result<bool, DataError> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        let (len, sum) = self.block_header()?;
+        let mut block = std::mem::take(&mut self.block);
+        block.resize(len, 0);
+        let read = self.read_exact(&mut block).and_then(|()| self.check(&block, sum));
+        self.block = block;
+        read.map(|()| true)
     }
 }
 
@@ -179,20 +213,13 @@ impl Partitions {
     /// Appends one record (header included).
     pub fn write(&mut self, hash: u64, rec: &[u8]) -> Result<(), DataError> {
         let i = self.index(hash);
-        let f = &mut self.files[i];
-        f.buf.extend_from_slice(rec);
-        f.records += 1;
-        if f.buf.len() >= BLOCK {
-            f.flush_block(&self.temp)?;
-        }
-        Ok(())
+        self.files[i].push(rec, &self.temp)
     }
 
     /// Writes the last blocks and frees the buffers.
     fn finish(&mut self) -> Result<(), DataError> {
         for f in &mut self.files {
-            f.flush_block(&self.temp)?;
-            f.buf = Vec::new();
+            f.finish(&self.temp)?;
         }
         Ok(())
     }
@@ -234,7 +261,7 @@ pub(crate) fn join_partitions(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn join_pair(
+pub(crate) fn join_pair(
     out: &mut dyn FnMut(Work) -> Result<(), DataError>,
     plan: &Plan,
     budget: &Budget,
@@ -248,8 +275,8 @@ fn join_pair(
     }
     if need(&l, &r) <= budget.limit / 2 || l.records + r.records <= 2 {
         let damaged = |side: &SidePlan| DataError::new(&side.name, "internal error: a stored row does not decode");
-        let mut ls = Store::from_bytes(l.load(temp)?).ok_or_else(|| damaged(&plan.left))?;
-        let mut rs = Store::from_bytes(r.load(temp)?).ok_or_else(|| damaged(&plan.right))?;
+        let mut ls = Store::from_chunks(l.load(temp)?).ok_or_else(|| damaged(&plan.left))?;
+        let mut rs = Store::from_chunks(r.load(temp)?).ok_or_else(|| damaged(&plan.right))?;
         ls.sort();
         rs.sort();
         return out(Work::Pair(ls, rs));
@@ -399,7 +426,7 @@ mod tests {
     fn blocks_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut f = filled(dir.path());
-        let all = f.load(dir.path()).expect("load");
+        let all = f.load(dir.path()).expect("load").concat();
         assert_eq!(all.len(), 200 * (HEADER + 1000));
         assert_eq!(all[(HEADER + 1000) * 77 + HEADER], 77);
     }

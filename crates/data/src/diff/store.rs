@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::plan::SidePlan;
 use super::record::{self, Encoder, HEADER};
-use super::spill::Partitions;
+use super::spill::{PartFile, FIRST_BITS};
 use super::Budget;
 use crate::{DataError, Row, Source};
 
@@ -36,7 +36,9 @@ impl Store {
         let mut grew = 0;
         let fits = self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= rec.len());
         if !fits {
-            let cap = CHUNK.max(rec.len());
+            // Chunks grow from 4 KiB, so that small partitions stay small.
+            let next = self.chunks.last().map_or(4 << 10, |c| (c.capacity() * 2).min(CHUNK));
+            let cap = next.max(rec.len());
             self.chunks.push(Vec::with_capacity(cap));
             grew += cap;
         }
@@ -55,22 +57,25 @@ impl Store {
         grew
     }
 
-    /// A store over one buffer of whole records.
-    pub fn from_bytes(bytes: Vec<u8>) -> Option<Store> {
+    /// A store over buffers of whole records (a record never spans two).
+    pub fn from_chunks(chunks: Vec<Vec<u8>>) -> Option<Store> {
         let mut entries = Vec::new();
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let (hash, end) = record::frame(&bytes, pos)?;
-            entries.push(Entry {
-                hash,
-                chunk: 0,
-                at: u32::try_from(pos).ok()?,
-            });
-            pos = end;
+        for (c, bytes) in chunks.iter().enumerate() {
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let (hash, end) = record::frame(bytes, pos)?;
+                entries.push(Entry {
+                    hash,
+                    chunk: u32::try_from(c).ok()?,
+                    at: u32::try_from(pos).ok()?,
+                });
+                pos = end;
+            }
         }
         Some(Store {
-            accounted: bytes.capacity() + entries.capacity() * std::mem::size_of::<Entry>(),
-            chunks: vec![bytes],
+            accounted: chunks.iter().map(Vec::capacity).sum::<usize>()
+                + entries.capacity() * std::mem::size_of::<Entry>(),
+            chunks,
             entries,
         })
     }
@@ -102,37 +107,48 @@ impl Store {
     }
 }
 
-/// What one side's reading left behind.
-pub(crate) enum Data {
-    Memory(Store),
-    Spilled(Partitions),
+/// Level-0 partitions: records are split by the top bits of their hash.
+pub(crate) const PARTITIONS: usize = 1 << FIRST_BITS;
+
+/// The level-0 partition of a hash.
+pub(crate) fn partition(hash: u64) -> usize {
+    (hash >> (64 - FIRST_BITS)) as usize
 }
 
-impl Data {
-    /// The records as partition files, writing them out if still in memory.
-    pub fn into_partitions(self, temp: &Path) -> Result<Partitions, DataError> {
-        match self {
-            Data::Spilled(p) => Ok(p),
-            Data::Memory(store) => {
-                // Sorted, so written in (hash, key) order, not input order:
-                // what matters is that duplicates keep their input order,
-                // which the sort keeps.
-                let mut parts = Partitions::create(temp, 0)?;
-                for e in &store.entries {
-                    parts.write(e.hash, store.record(e))?;
-                }
-                Ok(parts)
+/// What one side's reading left behind: per partition, the records held in
+/// memory, or a file.
+pub(crate) struct SideRead {
+    pub rows: u64,
+    pub memory: Vec<Store>,
+    pub files: Vec<Option<PartFile>>,
+}
+
+impl SideRead {
+    /// Moves partitions `from..` that are still in memory to files, in
+    /// their input order (after any records already in the file).
+    pub fn spill_from(&mut self, from: usize, budget: &Budget, temp: &Path) -> Result<(), DataError> {
+        for q in from..PARTITIONS {
+            let store = std::mem::take(&mut self.memory[q]);
+            if store.entries.is_empty() {
+                continue;
             }
+            let file = match &mut self.files[q] {
+                Some(f) => f,
+                none => none.insert(PartFile::create(temp)?),
+            };
+            for e in &store.entries {
+                file.push(store.record(e), temp)?;
+            }
+            budget.release(store.accounted);
         }
+        Ok(())
     }
 }
 
-pub(crate) struct SideRead {
-    pub rows: u64,
-    pub data: Data,
-}
-
-/// Reads every row of `source` once.
+/// Reads every row of `source` once. Partitions below the budget's
+/// spill line stay in memory; those above it go to files. Over budget,
+/// the line moves down one partition, and both sides move that
+/// partition's records out.
 pub(crate) fn read_side(
     source: &mut dyn Source,
     plan: &SidePlan,
@@ -142,34 +158,44 @@ pub(crate) fn read_side(
     let mut row = Row::new();
     let mut encoder = Encoder::new();
     let mut rec = Vec::new();
-    let mut store = Store::default();
-    let mut parts: Option<Partitions> = None;
-    let mut rows = 0u64;
+    let mut side = SideRead {
+        rows: 0,
+        memory: (0..PARTITIONS).map(|_| Store::default()).collect(),
+        files: (0..PARTITIONS).map(|_| None).collect(),
+    };
+    // The spill line as this side last saw it.
+    let mut line = PARTITIONS;
     while source.next_row(&mut row)? {
-        rows += 1;
+        side.rows += 1;
         let hash = encoder.encode(plan, &row, &mut rec);
-        if let Some(p) = parts.as_mut() {
-            p.write(hash, &rec)?;
-            continue;
-        }
-        budget.add(store.push(hash, &rec));
-        if budget.spilling() {
-            let mut p = Partitions::create(temp, 0)?;
-            for e in &store.entries {
-                p.write(e.hash, store.record(e))?;
+        let p = partition(hash);
+        // The shared counters are touched only when memory grows (a new
+        // chunk, a longer index) or every 256 rows: touched on every row
+        // by both readers, their cache line would bounce between cores.
+        let mut look = side.rows.is_multiple_of(256);
+        if p >= line {
+            let file = match &mut side.files[p] {
+                Some(f) => f,
+                none => none.insert(PartFile::create(temp)?),
+            };
+            file.push(&rec, temp)?;
+        } else {
+            let grew = side.memory[p].push(hash, &rec);
+            if grew > 0 {
+                budget.add(grew);
+                if budget.over() {
+                    budget.lower(line);
+                }
+                look = true;
             }
-            budget.release(store.accounted);
-            store = Store::default();
-            parts = Some(p);
+        }
+        if look {
+            let now = budget.line();
+            if now < line {
+                side.spill_from(now, budget, temp)?;
+                line = now;
+            }
         }
     }
-    let data = match parts {
-        Some(p) => Data::Spilled(p),
-        None => {
-            // Sorted here, so that both sides sort at once, each on its thread.
-            store.sort();
-            Data::Memory(store)
-        }
-    };
-    Ok(SideRead { rows, data })
+    Ok(side)
 }
