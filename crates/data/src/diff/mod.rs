@@ -313,8 +313,10 @@ fn compare(
                     if p < line {
                         let mut l = std::mem::take(&mut left.memory[p]);
                         let mut r = std::mem::take(&mut right.memory[p]);
-                        l.sort();
-                        r.sort();
+                        std::thread::scope(|s| {
+                            s.spawn(|| l.sort());
+                            r.sort();
+                        });
                         send(spill::Work::Pair(l, r))?;
                     } else {
                         let file = |f: &mut Option<spill::PartFile>| -> Result<spill::PartFile, DataError> {
