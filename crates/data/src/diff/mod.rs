@@ -289,8 +289,8 @@ pub fn diff(
 }
 
 /// Compares partition by partition, in order: those below `line` from
-/// memory, the rest from files. One thread sorts (or loads and sorts) the
-/// next pair while this one compares the current.
+/// memory, the rest from files. Two threads sort (or load and sort) the
+/// two sides of the next pair while this one compares the current.
 fn compare(
     joiner: &mut join::Joiner<'_>,
     plan: &plan::Plan,
