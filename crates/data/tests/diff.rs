@@ -504,3 +504,32 @@ fn same_columns_same_order_compare_whole_rows_then_fields() {
         ]
     );
 }
+
+#[test]
+fn empty_inputs_and_null_keys() {
+    let cols = ["id", "v"];
+    let run2 = |l: Rows, r: Rows| {
+        let mut changes = Vec::new();
+        let s = diff(
+            &mut MemorySource::new("l", &cols, l),
+            &mut MemorySource::new("r", &cols, r),
+            &DiffOptions::with_key(&["id"]),
+            &mut |c: &Change| -> Result<(), DataError> {
+                changes.push(c.clone());
+                Ok(())
+            },
+        )
+        .expect("diff");
+        (s, changes)
+    };
+    let (s, changes) = run2(vec![], vec![]);
+    assert_eq!((s.left_rows, s.right_rows, changes.len()), (0, 0, 0));
+    let (s, changes) = run2(vec![], rows(&[&["1", "a"]]));
+    assert_eq!((s.added, changes.len()), (1, 1));
+    // A null key and an empty one are different keys.
+    let null = vec![vec![None, Some("x".to_string())]];
+    let (s, changes) = run2(null, rows(&[&["", "x"]]));
+    assert_eq!((s.added, s.removed, s.unchanged), (1, 1, 0));
+    let removed = changes.iter().find(|c| c.kind == ChangeKind::Removed).expect("removed");
+    assert_eq!(removed.key, [None]);
+}

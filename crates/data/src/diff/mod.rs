@@ -289,8 +289,8 @@ pub fn diff(
 }
 
 /// Compares partition by partition, in order: those below `line` from
-/// memory, the rest from files. One thread sorts (or loads and sorts) the
-/// next pair while this one compares the current.
+/// memory, the rest from files. Two threads sort (or load and sort) the
+/// two sides of the next pair while this one compares the current.
 fn compare(
     joiner: &mut join::Joiner<'_>,
     plan: &plan::Plan,
@@ -313,8 +313,10 @@ fn compare(
                     if p < line {
                         let mut l = std::mem::take(&mut left.memory[p]);
                         let mut r = std::mem::take(&mut right.memory[p]);
-                        l.sort();
-                        r.sort();
+                        std::thread::scope(|s| {
+                            s.spawn(|| l.sort());
+                            r.sort();
+                        });
                         send(spill::Work::Pair(l, r))?;
                     } else {
                         let file = |f: &mut Option<spill::PartFile>| -> Result<spill::PartFile, DataError> {

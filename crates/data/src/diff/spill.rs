@@ -274,12 +274,22 @@ pub(crate) fn join_pair(
         return Ok(());
     }
     if need(&l, &r) <= budget.limit / 2 || l.records + r.records <= 2 {
-        let damaged = |side: &SidePlan| DataError::new(&side.name, "internal error: a stored row does not decode");
-        let mut ls = Store::from_chunks(l.load(temp)?).ok_or_else(|| damaged(&plan.left))?;
-        let mut rs = Store::from_chunks(r.load(temp)?).ok_or_else(|| damaged(&plan.right))?;
-        ls.sort();
-        rs.sort();
-        return out(Work::Pair(ls, rs));
+        // Each side loaded and sorted on its own thread.
+        let load = |f: &mut PartFile, side: &SidePlan| -> Result<Store, DataError> {
+            let mut store = Store::from_chunks(f.load(temp)?)
+                .ok_or_else(|| DataError::new(&side.name, "internal error: a stored row does not decode"))?;
+            store.sort();
+            Ok(store)
+        };
+        let (ls, rs) = std::thread::scope(|s| {
+            let ls = s.spawn(|| load(&mut l, &plan.left));
+            let rs = load(&mut r, &plan.right);
+            let ls = ls
+                .join()
+                .unwrap_or_else(|_| Err(DataError::new(&plan.left.name, "the partition reader failed")));
+            (ls, rs)
+        });
+        return out(Work::Pair(ls?, rs?));
     }
     if consumed + NEXT_BITS > 64 {
         return one_key(out, plan, temp, l, r);
