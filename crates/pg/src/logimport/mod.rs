@@ -448,6 +448,18 @@ impl Decoder {
             },
             (None, None) => (None, None),
         };
+        // The server appends the error's position to the message here; the
+        // other formats keep it apart.
+        let mut message = e.message;
+        let mut cursor_position = None;
+        if e.statement.is_some() {
+            if let Some((m, at)) = message.rsplit_once(" at character ") {
+                if let Ok(at) = at.parse::<u64>() {
+                    cursor_position = Some(at);
+                    message = Cow::Owned(m.to_owned());
+                }
+            }
+        }
         let rec = Record {
             timestamp: f.timestamp.map(Cow::Borrowed),
             user: f.user.map(Cow::Borrowed),
@@ -462,12 +474,13 @@ impl Decoder {
             xid: num(f.xid),
             level: Cow::Borrowed(e.head.level),
             sqlstate: f.sqlstate.map(Cow::Borrowed),
-            message: e.message,
+            message,
             detail: e.detail,
             hint: e.hint,
             internal_query: e.query,
             context: e.context,
             statement: e.statement,
+            cursor_position,
             location: e.location,
             application: f.application.map(Cow::Borrowed),
             backend_type: f.backend_type.map(Cow::Borrowed),
@@ -633,6 +646,7 @@ struct JsonEntry<'a> {
     context: Option<Cow<'a, str>>,
     #[serde(borrow)]
     statement: Option<Cow<'a, str>>,
+    cursor_position: Option<u64>,
     #[serde(borrow)]
     func_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -678,6 +692,7 @@ impl<'a> JsonEntry<'a> {
             internal_query: self.internal_query,
             context: self.context,
             statement: self.statement,
+            cursor_position: self.cursor_position,
             location,
             application: self.application_name,
             backend_type: self.backend_type,
@@ -769,6 +784,7 @@ fn csv_record(rec: &csv::StringRecord) -> Result<Record<'_>, String> {
         internal_query: text(16),
         context: text(18),
         statement: text(19),
+        cursor_position: num(20)?,
         location: text(21),
         application: text(22),
         backend_type: text(23),

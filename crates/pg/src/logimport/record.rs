@@ -27,6 +27,8 @@ pub(crate) struct Record<'a> {
     pub internal_query: Option<Cow<'a, str>>,
     pub context: Option<Cow<'a, str>>,
     pub statement: Option<Cow<'a, str>>,
+    /// 1-based character in `statement` where the error is.
+    pub cursor_position: Option<u64>,
     pub location: Option<Cow<'a, str>>,
     pub application: Option<Cow<'a, str>>,
     pub backend_type: Option<Cow<'a, str>>,
@@ -188,6 +190,8 @@ struct Details<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     statement: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    cursor_position: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     internal_query: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u64>,
@@ -254,6 +258,7 @@ impl Record<'_> {
                 hint: opt(&self.hint, TEXT_CHARS, &mut truncated),
                 context: opt(&self.context, TEXT_CHARS, &mut truncated),
                 statement: opt(&self.statement, STATEMENT_CHARS, &mut truncated),
+                cursor_position: self.cursor_position,
                 internal_query: opt(&self.internal_query, TEXT_CHARS, &mut truncated),
                 pid: self.pid,
                 session_line: self.session_line,
