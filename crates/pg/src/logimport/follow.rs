@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How to follow a file.
 #[derive(Debug, Clone)]
@@ -21,6 +21,10 @@ pub struct FollowOptions {
     /// every delivered batch); `None`: start at the beginning each time,
     /// relying on idempotency keys.
     pub position_file: Option<PathBuf>,
+    /// How long the file must stay unchanged before its last entry counts
+    /// as complete (a later DETAIL or continuation line could still
+    /// belong to it while the server is writing).
+    pub settle: Duration,
 }
 
 impl Default for FollowOptions {
@@ -29,6 +33,7 @@ impl Default for FollowOptions {
             import: ImportOptions::default(),
             poll: Duration::from_millis(500),
             position_file: None,
+            settle: Duration::from_secs(1),
         }
     }
 }
@@ -108,7 +113,7 @@ struct Open {
 /// Follow `path` until `stop` (asked before every poll with the report so
 /// far) returns true, importing what the server appends, across rotation.
 /// An entry is delivered once the next one has started or the file has
-/// not grown for one poll.
+/// not grown for [`FollowOptions::settle`].
 pub fn follow<S, F>(path: &Path, opts: &FollowOptions, mut sink: S, mut stop: F) -> Result<ImportReport, ImportError>
 where
     S: FnMut(&[String]) -> Result<BatchOutcome, String>,
@@ -128,6 +133,8 @@ where
     let mut out = Vec::new();
     let mut open: Option<Open> = None;
     let mut buf = vec![0u8; super::READ_CHUNK];
+    let mut stored: Option<Position> = None;
+    let mut grew = Instant::now();
     loop {
         if stop(&report) {
             break;
@@ -148,11 +155,12 @@ where
         };
         let n = cur.file.read(&mut buf).map_err(io)?;
         if n > 0 {
+            grew = Instant::now();
             report.bytes += n as u64;
             dec.feed(&buf[..n]);
             dec.drain(Flush::More, &mut out)?;
             deliver(&display, &mut out, opts.import.batch_size, &mut report, &mut sink)?;
-            save(opts, cur, &dec)?;
+            save(opts, cur, &dec, &mut stored)?;
             continue;
         }
         // At the end: has the file been replaced or truncated?
@@ -181,15 +189,17 @@ where
             dec.reset(identity, 0, 1);
             continue;
         }
-        dec.drain(Flush::Idle, &mut out)?;
-        deliver(&display, &mut out, opts.import.batch_size, &mut report, &mut sink)?;
-        save(opts, cur, &dec)?;
+        if grew.elapsed() >= opts.settle {
+            dec.drain(Flush::Idle, &mut out)?;
+            deliver(&display, &mut out, opts.import.batch_size, &mut report, &mut sink)?;
+            save(opts, cur, &dec, &mut stored)?;
+        }
         std::thread::sleep(opts.poll);
     }
     if let Some(cur) = &open {
         dec.drain(Flush::Idle, &mut out)?;
         deliver(&display, &mut out, opts.import.batch_size, &mut report, &mut sink)?;
-        save(opts, cur, &dec)?;
+        save(opts, cur, &dec, &mut stored)?;
         report.lines += dec.line - 1;
     }
     Ok(report)
@@ -227,14 +237,19 @@ fn try_open(path: &Path, saved: &mut Option<Position>) -> std::io::Result<Option
     )))
 }
 
-fn save(opts: &FollowOptions, cur: &Open, dec: &Decoder) -> Result<(), ImportError> {
+/// Store the position if it moved (each store is an fsync).
+fn save(opts: &FollowOptions, cur: &Open, dec: &Decoder, stored: &mut Option<Position>) -> Result<(), ImportError> {
     let Some(p) = &opts.position_file else { return Ok(()) };
-    Position {
+    let now = Position {
         device: cur.device,
         inode: cur.inode,
         identity: cur.identity.clone(),
         offset: dec.offset,
         line: dec.line,
+    };
+    if stored.as_ref() != Some(&now) {
+        now.store(p)?;
+        *stored = Some(now);
     }
-    .store(p)
+    Ok(())
 }
