@@ -540,11 +540,12 @@ where
         return Ok(report);
     }
     client
-        .batch_execute(CREATE_HISTORY)
-        .map_err(db("creating the history table"))?;
-    client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .map_err(db("waiting for other migration runs"))?;
+    if let Err(e) = client.batch_execute(CREATE_HISTORY) {
+        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]);
+        return Err(db("creating the history table")(e));
+    }
     let result = run_locked(client, &scripts, opts, &mut sink, &mut report);
     // Closing the connection would release the lock too; say so explicitly.
     let unlocked = client
@@ -663,8 +664,23 @@ fn apply(
     let mut tx = client
         .transaction()
         .map_err(|e| Attempt::Fatal(db("starting a transaction")(e)))?;
+    let xact = |tx: &mut postgres::Transaction| -> Result<String, Attempt> {
+        tx.query_one("SELECT pg_current_xact_id()::text", &[])
+            .map(|r| r.get(0))
+            .map_err(|e| Attempt::Fatal(db("reading the transaction id")(e)))
+    };
+    let before = xact(&mut tx)?;
     if let Err(e) = tx.batch_execute(sql) {
         return Err(Attempt::Failed(script_error(&script.name, sql, &e)));
+    }
+    // A COMMIT or ROLLBACK in the script ends our transaction: what came
+    // before it is committed (or gone) outside the runner's control.
+    if xact(&mut tx)? != before {
+        return Err(Attempt::Failed(format!(
+            "{}: the script ends the transaction itself (COMMIT or ROLLBACK); \
+             statements after it ran outside the runner's transaction",
+            script.name
+        )));
     }
     let elapsed = started.elapsed().as_millis() as i64;
     let row = tx

@@ -386,3 +386,25 @@ fn an_unreachable_server_is_reported() {
     };
     assert!(err.to_string().starts_with("connecting to the database"), "{err}");
 }
+
+#[test]
+fn a_script_ending_the_transaction_itself_is_a_failure() {
+    let db = Db::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "V1__sneaky.sql",
+        "CREATE TABLE a (id int);\nCOMMIT;\nCREATE TABLE b (id int);",
+    );
+    let mut events = Vec::new();
+    let report = migrate::run(&mut db.client(), dir.path(), &opts(), collect(&mut events)).expect("run");
+    let failed = report.failed.expect("refused");
+    assert!(failed.error.contains("ends the transaction itself"), "{}", failed.error);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["outcome"], "failure");
+    let applied = strings(
+        &mut db.client(),
+        "SELECT script FROM sealtrail_schema_history WHERE success",
+    );
+    assert!(applied.is_empty());
+}

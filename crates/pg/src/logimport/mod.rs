@@ -188,6 +188,9 @@ where
 
 const READ_CHUNK: usize = 1 << 20;
 
+/// The largest entry waited for; PostgreSQL's own messages are far smaller.
+const MAX_ENTRY_BYTES: usize = 16 << 20;
+
 /// A file's identity for idempotency keys and positions: the first 16 hex
 /// digits of the SHA-256 of its first line, which carries the first
 /// entry's timestamp. A renamed or copied file keeps it; a new file after
@@ -313,6 +316,16 @@ impl Decoder {
                     None => 0,
                 }
             }
+        };
+        // An entry never ends (an unclosed quote, a line without newline):
+        // past this size take what there is, so memory stays bounded.
+        let end = if end == 0 && self.pending.len() > MAX_ENTRY_BYTES {
+            match line_boundary(&self.pending, Flush::Idle) {
+                0 => self.pending.len(),
+                n => n,
+            }
+        } else {
+            end
         };
         if end == 0 {
             return Ok(());
@@ -607,7 +620,9 @@ fn stderr_boundary(prefix: &LinePrefix, buf: &[u8], flush: Flush) -> usize {
         }
         end = start;
     }
-    0
+    // No entry starts here: these lines continue nothing that may still
+    // grow, so they are reported now rather than held.
+    complete
 }
 
 #[derive(Deserialize)]
