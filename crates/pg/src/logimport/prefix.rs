@@ -29,6 +29,7 @@ const CANDIDATES: &[&str] = &[
     "%m [%p-%l] %q%u@%d ",
     "%m %u %d [%p] ",
     "%t %u %d [%p] ",
+    "",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +187,7 @@ impl LinePrefix {
         let (best, count) = hits
             .iter()
             .enumerate()
-            .max_by_key(|&(i, &h)| (h, candidates[i].tokens.len()))?;
+            .max_by_key(|&(i, &h)| (h, candidates[i].tokens.len(), std::cmp::Reverse(i)))?;
         if *count == 0 || *count * 2 < total {
             return None;
         }
@@ -259,7 +260,11 @@ fn take_value<'a>(escape: char, rest: &'a str, next: Option<&str>) -> Option<(&'
                 return None;
             }
             let mut end = 19;
-            if b.get(end) == Some(&b'.') {
+            // %m has milliseconds, %t and %s do not.
+            if (b.get(end) == Some(&b'.')) != (escape == 'm') {
+                return None;
+            }
+            if escape == 'm' {
                 end += 1;
                 while b.get(end).is_some_and(u8::is_ascii_digit) {
                     end += 1;
@@ -338,6 +343,21 @@ mod tests {
     fn unknown_escape_is_refused_with_its_position() {
         let e = LinePrefix::parse("%m %z").expect_err("%z is not an escape");
         assert_eq!(e.at, 3);
+    }
+
+    #[test]
+    fn detection_prefers_the_prefix_that_reads_most_lines() {
+        let debian = [
+            "2026-12-06 20:21:51.323 UTC [20304] LOG:  starting PostgreSQL 15.20",
+            "2026-12-06 20:21:51.433 UTC [20318] postgres@postgres LOG:  statement: SELECT 42",
+            "\tcontinued",
+            "2026-12-06 20:21:51.433 UTC [20318] postgres@postgres ERROR:  boom",
+        ];
+        let p = LinePrefix::detect(debian).expect("detected");
+        assert_eq!(p.to_string(), "%m [%p] %q%u@%d ");
+        let bare = LinePrefix::detect(["LOG:  a", "ERROR:  b"]).expect("detected");
+        assert_eq!(bare.to_string(), "");
+        assert!(LinePrefix::detect(["<1> LOG:  a", "<2> LOG:  b"]).is_none());
     }
 
     #[test]
