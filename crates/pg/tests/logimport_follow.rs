@@ -181,3 +181,23 @@ fn a_restart_resumes_at_the_stored_position() {
     let got: Vec<String> = seen.lock().expect("lock").iter().map(|t| message(t)).collect();
     assert_eq!(got, all, "each entry once, none again after the restart");
 }
+
+#[test]
+fn a_damaged_position_file_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("postgresql.log");
+    append(&path, &fixture());
+    let position = dir.path().join("position.json");
+    std::fs::write(&position, "{\"device\": 1,\n oops").expect("write");
+    let o = FollowOptions {
+        import: opts(),
+        position_file: Some(position.clone()),
+        ..FollowOptions::default()
+    };
+    let err = follow(&path, &o, |_: &[String]| Ok(BatchOutcome::default()), |_| true).expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("{}: position file: line 2, column", position.display())),
+        "{text}"
+    );
+}
