@@ -120,15 +120,24 @@ pub(crate) fn epoch_rfc3339(epoch: &str) -> Option<String> {
     Some(t.to_string())
 }
 
-const MESSAGE_CHARS: usize = 4_000;
-const TEXT_CHARS: usize = 2_000;
-const STATEMENT_CHARS: usize = 12_000;
+/// Byte budgets of the texts of an entry, before JSON escaping.
+const MESSAGE_BYTES: usize = 4_000;
+const TEXT_BYTES: usize = 2_000;
+const STATEMENT_BYTES: usize = 12_000;
+/// `details` must stay under the schema's 32 KiB; leave room for the
+/// canonical form's escaping differences.
+const DETAILS_BUDGET: usize = 30_000;
 
+/// At most `max` bytes of `s`, cut at a character boundary.
 fn cut(s: &str, max: usize) -> (&str, bool) {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => (&s[..at], true),
-        None => (s, false),
+    if s.len() <= max {
+        return (s, false);
     }
+    let mut at = max;
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    (&s[..at], true)
 }
 
 #[derive(Serialize)]
@@ -227,18 +236,45 @@ fn opt<'a>(v: &'a Option<Cow<'_, str>>, max: usize, truncated: &mut bool) -> Opt
 impl Record<'_> {
     /// The `pg.log` event for this entry, as JSON text. `occurred_at` is
     /// given when the caller computed it (stderr's `%n`), else derived from
-    /// the timestamp.
+    /// the timestamp. Long texts are cut (and `details.truncated` set) so
+    /// that the event fits the schema's bounds whatever the text holds.
     pub(crate) fn to_event(&self, key: &str, occurred_at: Option<String>) -> String {
-        let mut truncated = false;
-        let (message, m_cut) = cut(&self.message, MESSAGE_CHARS);
-        truncated |= m_cut;
         let occurred_at = occurred_at.or_else(|| self.timestamp.as_deref().and_then(rfc3339));
+        let texts = [
+            &self.detail,
+            &self.hint,
+            &self.context,
+            &self.statement,
+            &self.internal_query,
+        ];
+        let raw = self.message.len() + texts.iter().map(|t| t.as_ref().map_or(0, |t| t.len())).sum::<usize>();
+        let mut shrink = 1;
+        loop {
+            let event = self.event(key, occurred_at.clone(), shrink);
+            // Escaping at most sextuples a text (\u0001); most entries are
+            // far below the budget and need no measuring.
+            let fits = raw * 6 + 2_000 < DETAILS_BUDGET
+                || shrink >= 64
+                || serde_json::to_vec(&event.details).is_ok_and(|d| d.len() <= DETAILS_BUDGET);
+            if fits {
+                // Serialising plain strings and numbers cannot fail.
+                return serde_json::to_string(&event).unwrap_or_default();
+            }
+            shrink *= 2;
+        }
+    }
+
+    fn event<'e>(&'e self, key: &'e str, occurred_at: Option<String>, shrink: usize) -> Event<'e> {
+        let mut truncated = false;
+        let (message, m_cut) = cut(&self.message, MESSAGE_BYTES / shrink);
+        truncated |= m_cut;
         let user = self.user.as_deref().filter(|u| !u.is_empty());
         let host = self.host.as_deref().filter(|h| !h.is_empty());
         let ip = host.filter(|h| h.parse::<std::net::IpAddr>().is_ok());
         let session_id = self.session_id.as_deref().filter(|s| !s.is_empty());
         let severity = severity(&self.level).unwrap_or("info");
-        let event = Event {
+        let text = TEXT_BYTES / shrink;
+        Event {
             action: "pg.log",
             occurred_at,
             severity,
@@ -254,12 +290,12 @@ impl Record<'_> {
                 application: opt(&self.application, 256, &mut truncated),
                 sqlstate: opt(&self.sqlstate, 16, &mut truncated),
                 message,
-                detail: opt(&self.detail, TEXT_CHARS, &mut truncated),
-                hint: opt(&self.hint, TEXT_CHARS, &mut truncated),
-                context: opt(&self.context, TEXT_CHARS, &mut truncated),
-                statement: opt(&self.statement, STATEMENT_CHARS, &mut truncated),
+                detail: opt(&self.detail, text, &mut truncated),
+                hint: opt(&self.hint, text, &mut truncated),
+                context: opt(&self.context, text, &mut truncated),
+                statement: opt(&self.statement, STATEMENT_BYTES / shrink, &mut truncated),
                 cursor_position: self.cursor_position,
-                internal_query: opt(&self.internal_query, TEXT_CHARS, &mut truncated),
+                internal_query: opt(&self.internal_query, text, &mut truncated),
                 pid: self.pid,
                 session_line: self.session_line,
                 host: if ip.is_some() { None } else { host },
@@ -273,9 +309,7 @@ impl Record<'_> {
                 truncated,
             },
             idempotency_key: key,
-        };
-        // Serialising plain strings and numbers into a String cannot fail.
-        serde_json::to_string(&event).unwrap_or_default()
+        }
     }
 }
 
@@ -296,6 +330,41 @@ mod tests {
             assert_eq!(rfc3339(pg).as_deref(), want, "{pg}");
         }
         assert_eq!(epoch_rfc3339("0.5").as_deref(), Some("1970-01-01T00:00:00.5Z"));
+    }
+
+    /// Texts of every kind of character, far over the bounds: the event
+    /// must still be one the trail accepts.
+    #[test]
+    fn oversized_texts_are_cut_to_fit_the_schema() {
+        let nasty = |n: usize| Cow::Owned("é\t\u{1}\"€😀".repeat(n));
+        let rec = Record {
+            level: Cow::Borrowed("ERROR"),
+            message: nasty(3_000),
+            detail: Some(nasty(3_000)),
+            hint: Some(nasty(3_000)),
+            context: Some(nasty(3_000)),
+            statement: Some(nasty(20_000)),
+            internal_query: Some(nasty(3_000)),
+            timestamp: Some(Cow::Borrowed("2026-12-06 20:20:42.342 UTC")),
+            ..Record::default()
+        };
+        let text = rec.to_event("k", None);
+        sealtrail_event::accept_json(
+            text.as_bytes(),
+            sealtrail_event::Timestamp::now(),
+            sealtrail_event::Ulid::nil(),
+        )
+        .expect("the trail accepts the event");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["details"]["truncated"], true);
+        let small = Record {
+            level: Cow::Borrowed("LOG"),
+            message: Cow::Borrowed("short"),
+            ..Record::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&small.to_event("k", None)).expect("JSON");
+        assert!(v["details"].get("truncated").is_none());
+        assert_eq!(v["message"], "short");
     }
 
     #[test]
