@@ -75,6 +75,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         (name = "logs", description = "The logs of this server."),
         (name = "keys", description = "API keys (admin scope)."),
         (name = "alerts", description = "Alert rules, channels, silences, alerts and notification history (docs/alerts.md)."),
+        (name = "data", description = "Data reconciliation runs: diff, key discovery, validation (docs/api.md, docs/data.md)."),
         (name = "operations", description = "Health, readiness, metrics."),
     )
 )]
@@ -118,6 +119,10 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
         .routes(routes!(api::alerts::list_alerts))
         .routes(routes!(api::alerts::list_notifications))
         .routes(routes!(api::alerts::test_send))
+        .routes(routes!(api::data::create_run, api::data::list_runs))
+        .routes(routes!(api::data::get_run))
+        .routes(routes!(api::data::list_changes))
+        .routes(routes!(api::data::get_report))
         .routes(routes!(tiles::checkpoint))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
