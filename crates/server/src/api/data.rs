@@ -159,6 +159,11 @@ impl DataRuns {
         Ok(Ticket { runs: self.clone() })
     }
 
+    /// Places taken now: runs queued or running, and uploads being read.
+    pub fn admitted(&self) -> usize {
+        self.live().admitted
+    }
+
     /// Where run `id` is, if it has not finished.
     fn state(&self, id: i64) -> Option<(RunState, Vec<InputProgress>)> {
         let live = self.live();
