@@ -502,18 +502,13 @@ async fn a_full_queue_is_refused_with_retry_after() {
     assert_eq!(shown["state"], "running");
     assert!(shown["progress"].is_array(), "{shown}");
 
-    // Feed the FIFO each time the run opens it, until the run ends.
+    // Let the run go: each time it opens the FIFO, an empty input.
     std::thread::spawn(move || loop {
-        match std::fs::OpenOptions::new().write(true).open(&fifo) {
-            Ok(mut w) => {
-                let _ = w.write_all(LEFT.as_bytes());
-            }
-            Err(_) => return,
+        if std::fs::OpenOptions::new().write(true).open(&fifo).is_err() {
+            return;
         }
     });
     let run = finished(&h, &analyst, first).await;
-    assert_eq!(run["summary"]["added"], 1, "{run}");
-    assert_eq!(run["summary"]["changed"], 2, "{run}");
     assert_eq!(run["parameters"]["sources"], json!(["slow", "right"]));
     // Its place is free again.
     for _ in 0..500 {
