@@ -580,3 +580,59 @@ fn a_run_left_running_by_a_stopped_server_is_failed_at_the_next_start() {
     server.shutdown();
     rt.block_on(server.wait()).expect("stopped");
 }
+
+#[tokio::test]
+async fn only_the_newest_runs_keep_their_files() {
+    let h = Harness::new(|c| c.data.keep_runs = 2);
+    let analyst = h.key(Scope::Analyst, None);
+    let rules = "[columns.amount]\ntype = \"integer\"\n";
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = submit(
+            &h,
+            &analyst,
+            form(&[
+                ("kind", None, b"validate"),
+                ("input", Some("in.csv"), b"id,amount\n1,x\n"),
+                ("rules", None, rules.as_bytes()),
+            ]),
+        )
+        .await;
+        let id = id_of(&r);
+        assert_eq!(finished(&h, &analyst, id).await["summary"]["violations"], 1);
+        ids.push(id);
+    }
+    let dir = h.app.config.data_dir.join("data-runs");
+    let mut kept: Vec<String> = std::fs::read_dir(&dir)
+        .expect("runs dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, [ids[1].to_string(), ids[2].to_string()]);
+    let r = h
+        .get(&format!("/api/v1/data/runs/{}/changes", ids[0]), Some(&analyst))
+        .await;
+    r.problem_doc(
+        410,
+        "run-files-deleted",
+        support::ProblemChecks {
+            status_field: true,
+            detail: true,
+        },
+    );
+    let r = h
+        .get(&format!("/api/v1/data/runs/{}/changes", ids[2]), Some(&analyst))
+        .await;
+    assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(1));
+    // The history of all three stays, newest first, in pages.
+    let page = h.get("/api/v1/data/runs?limit=2", Some(&analyst)).await.json();
+    assert_eq!(page["runs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["runs"][0]["id"], ids[2]);
+    let before = page["next_before"].as_i64().expect("next_before");
+    let rest = h
+        .get(&format!("/api/v1/data/runs?limit=2&before={before}"), Some(&analyst))
+        .await
+        .json();
+    assert_eq!(rest["runs"][0]["id"], ids[0]);
+    assert_eq!(rest["next_before"], Value::Null);
+}

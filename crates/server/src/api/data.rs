@@ -869,14 +869,15 @@ fn refuse_tenant(caller: &Caller) -> Result<(), Problem> {
     security(("api_key" = []))
 )]
 pub async fn create_run(State(app): State<Arc<App>>, Auth(caller): Auth, request: Request) -> ApiResult<Response> {
-    if caller.require(Scope::Analyst).is_err() {
-        caller.require(Scope::Admin).map_err(|_| {
-            let scope = caller.key().map_or("none", |k| k.scope.as_str());
-            Problem::forbidden(format!(
-                "this API key has scope {scope}; running data reconciliations needs scope analyst or admin"
-            ))
-        })?;
+    let key = caller.require(Scope::Analyst).or_else(|_| caller.require(Scope::Admin));
+    if let (Err(_), Some(k)) = (&key, caller.key()) {
+        return Err(Problem::forbidden(format!(
+            "API key {} has scope {}; running data reconciliations needs scope analyst or admin",
+            k.id,
+            k.scope.as_str()
+        )));
     }
+    key?;
     refuse_tenant(&caller)?;
     if app.shutting_down() {
         return Err(Problem::unavailable("the server is shutting down"));
@@ -967,7 +968,7 @@ fn begin(app: &Arc<App>, caller: &Caller, s: Submission, ticket: Ticket) -> Resu
             return Err(problem);
         }
         for input in &mut inputs {
-            if let Some(rest) = Path::new(&input.address).strip_prefix(incoming).ok() {
+            if let Ok(rest) = Path::new(&input.address).strip_prefix(incoming) {
                 input.address = dir.join(rest).to_string_lossy().into_owned();
             }
         }
@@ -1100,7 +1101,7 @@ const LAYOUT_FILE: &str = "layout.json";
 
 impl Job {
     fn run(self, app: &App) {
-        let result = self.execute(app).map_err(|e| self.shown(&e.to_string()));
+        let result = self.execute().map_err(|e| self.shown(&e.to_string()));
         finish(app, self.id, &self.record, result, self.kind);
         app.data_runs.prune(app.config.data.keep_runs);
     }
@@ -1137,7 +1138,7 @@ impl Job {
             .collect()
     }
 
-    fn execute(&self, app: &App) -> Result<Ended, DataError> {
+    fn execute(&self) -> Result<Ended, DataError> {
         let temp = self.dir.join("tmp");
         std::fs::create_dir_all(&temp).map_err(|e| DataError::io("run directory", &e))?;
         let open = OpenOptions::default();
@@ -1199,7 +1200,6 @@ impl Job {
             }
         };
         let _ = std::fs::remove_dir_all(&temp);
-        let _ = app;
         Ok(ended)
     }
 }
