@@ -210,6 +210,7 @@ async fn a_diff_of_two_uploads_is_summed_paged_filtered_reported_and_recorded() 
     // Listed, and recorded in the system log under the analyst's key.
     let list = h.get("/api/v1/data/runs?kind=diff", Some(&read)).await.json();
     assert_eq!(list["runs"][0]["id"], id);
+    h.settle("system");
     let events = h
         .get(
             &format!("/api/v1/logs/system/events?action=data.run.completed&target=data_run:{id}"),
@@ -398,6 +399,7 @@ async fn bad_requests_are_refused_and_bad_data_fails_the_run_where_it_is() {
     assert!(error.starts_with("right.csv:3"), "{error}");
     let r = h.get(&format!("/api/v1/data/runs/{id}/changes"), Some(&analyst)).await;
     r.problem_doc(409, "run-failed", checks);
+    h.settle("system");
     let failed = h
         .get(
             &format!("/api/v1/logs/system/events?action=data.run.failed&target=data_run:{id}"),
