@@ -1,6 +1,9 @@
 //! Data reconciliation runs over HTTP: uploads and configured sources,
 //! the run's state and results, reports, scopes, and the bounds.
 
+// The shared harness unwraps; this file's own code says why with expect.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::{Cursor, Write};
