@@ -119,7 +119,12 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
         .routes(routes!(api::alerts::list_alerts))
         .routes(routes!(api::alerts::list_notifications))
         .routes(routes!(api::alerts::test_send))
-        .routes(routes!(api::data::create_run, api::data::list_runs))
+        .routes({
+            // Uploads are bounded by data.max_upload_bytes as they stream
+            // to disk, not by axum's default for bodies read into memory.
+            let (schemas, paths, method) = routes!(api::data::create_run, api::data::list_runs);
+            (schemas, paths, method.layer(axum::extract::DefaultBodyLimit::disable()))
+        })
         .routes(routes!(api::data::get_run))
         .routes(routes!(api::data::list_changes))
         .routes(routes!(api::data::get_report))

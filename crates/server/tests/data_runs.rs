@@ -462,6 +462,29 @@ async fn an_upload_over_the_bound_is_refused_naming_its_part() {
     // Nothing kept of it.
     let dir = h.app.config.data_dir.join("data-runs");
     assert_eq!(std::fs::read_dir(&dir).expect("runs dir").count(), 0);
+
+    // Within the bound, an upload larger than what bodies read into memory
+    // may be (2 MiB by default in axum) is taken.
+    let h = Harness::new(|c| c.data.max_upload_bytes = 8 << 20);
+    let analyst = h.key(Scope::Analyst, None);
+    let rows = 300_000;
+    let big = format!(
+        "id,v\n{}",
+        (0..rows).map(|i| format!("{i},value\n")).collect::<String>()
+    );
+    assert!(big.len() > 3 << 20);
+    let id = id_of(
+        &submit(
+            &h,
+            &analyst,
+            form(&[("kind", None, b"keys"), ("input", Some("big.csv"), big.as_bytes())]),
+        )
+        .await,
+    );
+    let run = finished(&h, &analyst, id).await;
+    assert_eq!(run["outcome"], "success", "{run}");
+    assert_eq!(run["inputs"][0]["bytes"], big.len());
+    assert_eq!(run["summary"]["rows"], rows);
 }
 
 #[tokio::test]
