@@ -129,7 +129,15 @@ pub struct StoredDataRun {
     pub id: i64,
     #[serde(flatten)]
     pub run: DataRun,
+    /// Begun ([`Meta::begin_data_run`]) and not finished yet. Until it
+    /// finishes the stored run reads as a failure with [`INTERRUPTED`] as
+    /// its error: what it becomes if the process running it stops.
+    #[serde(default)]
+    pub open: bool,
 }
+
+/// The error of a run begun by a process that stopped before finishing it.
+pub const INTERRUPTED: &str = "the server stopped during the run";
 
 /// Which runs to list: newest first, at most `limit` (capped at
 /// [`MAX_RUN_LIST`]), with ids below `before` when given (the id of the
@@ -330,7 +338,7 @@ fn run_event(id: i64, run: &DataRun) -> String {
     event.to_string()
 }
 
-const COLUMNS: &str = "id, kind, name, inputs, parameters, summary, started_at, finished_at, duration_ms, outcome, error, quality_score, actor";
+const COLUMNS: &str = "id, kind, name, inputs, parameters, summary, started_at, finished_at, duration_ms, outcome, error, quality_score, actor, id IN (SELECT id FROM data_runs_open)";
 
 fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> {
     let text: String = r.get(i)?;
@@ -361,7 +369,29 @@ fn row_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDataRun> {
             quality_score: r.get(11)?,
             actor: json_column(r, 12)?,
         },
+        open: r.get(13)?,
     })
+}
+
+fn update(conn: &Connection, id: i64, run: &DataRun) -> rusqlite::Result<()> {
+    let inputs = serde_json::to_string(&run.inputs).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "UPDATE data_runs SET inputs = ?2, parameters = ?3, summary = ?4, finished_at = ?5, duration_ms = ?6,
+                              outcome = ?7, error = ?8, quality_score = ?9
+         WHERE id = ?1",
+        params![
+            id,
+            inputs,
+            run.parameters.to_string(),
+            run.summary.to_string(),
+            run.finished_at,
+            run.duration_ms as i64,
+            run.outcome.as_str(),
+            run.error.as_deref().map(|e| cut(e, MAX_RUN_ERROR_BYTES)),
+            run.quality_score,
+        ],
+    )?;
+    Ok(())
 }
 
 fn insert(conn: &Connection, run: &DataRun) -> rusqlite::Result<i64> {
@@ -388,6 +418,29 @@ fn insert(conn: &Connection, run: &DataRun) -> rusqlite::Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// `run` with its input addresses stripped of passwords.
+fn redacted(run: &DataRun) -> DataRun {
+    let mut out = run.clone();
+    for input in &mut out.inputs {
+        input.address = redact_address(&input.address);
+    }
+    out
+}
+
+/// `run` as stored when it begins: a failure that says the process
+/// stopped, until [`Meta::finish_data_run`] replaces it.
+fn as_begun(run: &DataRun) -> DataRun {
+    DataRun {
+        summary: json!({}),
+        finished_at: run.started_at.clone(),
+        duration_ms: 0,
+        outcome: RunOutcome::Failure,
+        error: Some(INTERRUPTED.into()),
+        quality_score: None,
+        ..redacted(run)
+    }
+}
+
 fn sqlite_error(meta: &Meta, source: rusqlite::Error) -> MetaError {
     MetaError::Sqlite {
         path: meta.path().to_path_buf(),
@@ -407,15 +460,104 @@ impl Meta {
         if !problems.is_empty() {
             return Err(MetaError::InvalidDataRun(problems));
         }
-        let mut redacted = run.clone();
-        for input in &mut redacted.inputs {
-            input.address = redact_address(&input.address);
-        }
+        let redacted = redacted(run);
         self.audited(|conn| {
             let id = insert(conn, &redacted)?;
             Ok::<_, rusqlite::Error>((id, run_event(id, &redacted)))
         })
         .map_err(|e| sqlite_error(self, e))
+    }
+
+    /// Stores the start of a run that will take a while, so it has an id
+    /// at once; returns the id. The run stays open until
+    /// [`Meta::finish_data_run`] stores how it ended, together with its
+    /// system-log event. Meanwhile it reads as a failure with error
+    /// [`INTERRUPTED`] and `open` set. `run` gives kind, name, inputs,
+    /// parameters, start and actor; the rest is ignored. Nothing is queued
+    /// for the system log yet.
+    pub fn begin_data_run(&self, run: &DataRun) -> Result<i64, MetaError> {
+        let begun = as_begun(run);
+        let problems = data_run_problems(&begun);
+        if !problems.is_empty() {
+            return Err(MetaError::InvalidDataRun(problems));
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
+        let result = tx.and_then(|tx| {
+            let id = insert(&tx, &begun)?;
+            tx.execute("INSERT INTO data_runs_open (id) VALUES (?1)", params![id])?;
+            tx.commit()?;
+            Ok(id)
+        });
+        result.map_err(|e| sqlite_error(self, e))
+    }
+
+    /// Stores how open run `id` ended and queues the system-log event
+    /// recording it, in one transaction, as [`Meta::record_data_run`]
+    /// does. Refuses a run with problems, and an id that is not open
+    /// (unknown, or finished already): [`MetaError::InvalidDataRun`].
+    pub fn finish_data_run(&self, id: i64, run: &DataRun) -> Result<(), MetaError> {
+        let problems = data_run_problems(run);
+        if !problems.is_empty() {
+            return Err(MetaError::InvalidDataRun(problems));
+        }
+        let redacted = redacted(run);
+        let result = self.audited(|conn| {
+            if conn.execute("DELETE FROM data_runs_open WHERE id = ?1", params![id])? == 0 {
+                // Rolls the transaction back: nothing is queued.
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            update(conn, id, &redacted)?;
+            Ok::<_, rusqlite::Error>(((), run_event(id, &redacted)))
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(rusqlite::Error::QueryReturnedNoRows) => {
+                Err(MetaError::InvalidDataRun(vec![format!("id: run {id} is not open")]))
+            }
+            Err(e) => Err(sqlite_error(self, e)),
+        }
+    }
+
+    /// Runs left open by a process that stopped: each becomes a failure
+    /// ([`INTERRUPTED`]) finished at `now`, recorded with its system-log
+    /// event. Call it where no other process can be running data runs on
+    /// this database (the server, once it holds the data directory).
+    /// Returns the ids closed.
+    pub fn fail_open_data_runs(&self, now: &str) -> Result<Vec<i64>, MetaError> {
+        let ids: Vec<i64> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare("SELECT id FROM data_runs_open ORDER BY id")
+                .map_err(|e| sqlite_error(self, e))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| sqlite_error(self, e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| sqlite_error(self, e))?
+        };
+        for &id in &ids {
+            let Some(stored) = self.data_run(id)? else { continue };
+            let started = stored.run.started_at.parse::<jiff::Timestamp>().ok();
+            let finished = now.parse::<jiff::Timestamp>().ok();
+            let (finished_at, duration_ms) = match (started, finished) {
+                (Some(s), Some(f)) if f >= s => (
+                    now.to_string(),
+                    u64::try_from(f.as_millisecond() - s.as_millisecond()).unwrap_or(0),
+                ),
+                _ => (stored.run.started_at.clone(), 0),
+            };
+            let run = DataRun {
+                finished_at,
+                duration_ms,
+                outcome: RunOutcome::Failure,
+                error: Some(INTERRUPTED.into()),
+                ..stored.run
+            };
+            match self.finish_data_run(id, &run) {
+                Ok(()) | Err(MetaError::InvalidDataRun(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ids)
     }
 
     /// Runs matching `filter`, newest first.
@@ -546,7 +688,14 @@ mod store_tests {
         let stored = meta.data_run(a).expect("read").expect("run a");
         let mut want = nightly.clone();
         want.inputs[1].address = "postgres://app:***@db/ledger?table=invoices".into();
-        assert_eq!(stored, StoredDataRun { id: a, run: want });
+        assert_eq!(
+            stored,
+            StoredDataRun {
+                id: a,
+                run: want,
+                open: false
+            }
+        );
         assert_eq!(meta.data_run(c + 1).expect("read"), None);
 
         let ids = |f: DataRunFilter| -> Vec<i64> {
@@ -660,5 +809,76 @@ mod store_tests {
         assert!(error.len() < MAX_RUN_ERROR_BYTES + 64 && error.ends_with("(100000 bytes in all)"));
         let events = queued(&meta);
         assert_eq!(events[0]["details"]["metrics"], json!({"rows": 10}));
+    }
+
+    #[test]
+    fn a_begun_run_is_open_until_finished_and_a_stopped_one_fails() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let meta = Meta::open(dir.path()).expect("open");
+        let started = run(RunKind::Diff, Some("nightly"), RunOutcome::Success, 0);
+        let a = meta.begin_data_run(&started).expect("begin a");
+        let b = meta.begin_data_run(&started).expect("begin b");
+        assert!(
+            meta.outbox(10).expect("outbox").is_empty(),
+            "nothing recorded before the end"
+        );
+        let open = meta.data_run(a).expect("read").expect("run a");
+        assert!(open.open);
+        assert_eq!(open.run.outcome, RunOutcome::Failure);
+        assert_eq!(open.run.error.as_deref(), Some(INTERRUPTED));
+        assert_eq!(
+            open.run.inputs[1].address,
+            "postgres://app:***@db/ledger?table=invoices"
+        );
+
+        let done = run(RunKind::Diff, Some("nightly"), RunOutcome::Differences, 4);
+        meta.finish_data_run(a, &done).expect("finish a");
+        let stored = meta.data_run(a).expect("read").expect("run a");
+        assert!(!stored.open);
+        assert_eq!(stored.run.summary, done.summary);
+        assert_eq!(stored.run.outcome, RunOutcome::Differences);
+        // Finished once only; an unknown id is refused; neither queues anything.
+        assert!(matches!(
+            meta.finish_data_run(a, &done),
+            Err(MetaError::InvalidDataRun(_))
+        ));
+        assert!(matches!(
+            meta.finish_data_run(b + 9, &done),
+            Err(MetaError::InvalidDataRun(_))
+        ));
+        assert_eq!(queued(&meta).len(), 1);
+
+        // The process stops with b open: the next start fails it.
+        drop(meta);
+        let meta = Meta::open(dir.path()).expect("reopen");
+        assert_eq!(
+            meta.fail_open_data_runs("2026-05-01T02:00:05Z").expect("sweep"),
+            vec![b]
+        );
+        let failed = meta.data_run(b).expect("read").expect("run b");
+        assert!(!failed.open);
+        assert_eq!(failed.run.outcome, RunOutcome::Failure);
+        assert_eq!(failed.run.duration_ms, 5000);
+        let events = queued(&meta);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["action"], "data.run.failed");
+        assert_eq!(events[1]["error"]["message"], INTERRUPTED);
+        assert_eq!(events[1]["targets"][0]["id"], b.to_string());
+        assert!(meta
+            .fail_open_data_runs("2026-05-01T02:00:06Z")
+            .expect("sweep")
+            .is_empty());
+    }
+
+    #[test]
+    fn analyst_keys_can_be_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let meta = Meta::open(dir.path()).expect("open");
+        let (key, _) = meta
+            .create_key(crate::Scope::Analyst, None, "a", "2026-05-01T00:00:00Z", |_| {
+                json!({"action": "api_key.created", "actor": {"id": "t", "type": "user"}, "source": {"service": "sealtrail"}}).to_string()
+            })
+            .expect("analyst key");
+        assert_eq!(key.scope, crate::Scope::Analyst);
     }
 }

@@ -28,7 +28,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
-    scope         TEXT NOT NULL CHECK (scope IN ('ingest', 'read', 'admin')),
+    scope         TEXT NOT NULL CHECK (scope IN ('ingest', 'read', 'analyst', 'admin')),
     tenant        TEXT,
     secret_sha256 BLOB NOT NULL,
     created_at    TEXT NOT NULL,
@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS data_runs (
 );
 CREATE INDEX IF NOT EXISTS data_runs_by_name ON data_runs (name, id);
 CREATE INDEX IF NOT EXISTS data_runs_by_kind ON data_runs (kind, id);
+CREATE TABLE IF NOT EXISTS data_runs_open (
+    id INTEGER PRIMARY KEY REFERENCES data_runs (id)
+);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,35 @@ pub enum MetaError {
     /// Problems with a data run to record, each naming its field.
     #[error("data run: {}", .0.join("; "))]
     InvalidDataRun(Vec<String>),
+}
+
+/// A database made before the analyst scope refuses analyst keys by its
+/// `CHECK`: rebuild its key table with the current one.
+fn allow_analyst_keys(conn: &Connection) -> rusqlite::Result<()> {
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'",
+        [],
+        |r| r.get(0),
+    )?;
+    if sql.contains("'analyst'") {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE api_keys RENAME TO api_keys_before_analyst;
+         CREATE TABLE api_keys (
+             id            TEXT PRIMARY KEY,
+             name          TEXT NOT NULL,
+             scope         TEXT NOT NULL CHECK (scope IN ('ingest', 'read', 'analyst', 'admin')),
+             tenant        TEXT,
+             secret_sha256 BLOB NOT NULL,
+             created_at    TEXT NOT NULL,
+             revoked_at    TEXT
+         );
+         INSERT INTO api_keys SELECT id, name, scope, tenant, secret_sha256, created_at, revoked_at FROM api_keys_before_analyst;
+         DROP TABLE api_keys_before_analyst;
+         COMMIT;",
+    )
 }
 
 /// What an API key may do. Admin may do everything; read and ingest are
@@ -273,6 +305,7 @@ impl Meta {
         )
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        allow_analyst_keys(&conn).map_err(err)?;
         sealtrail_alert::store::migrate(&conn).map_err(err)?;
         let reader = Connection::open_with_flags(
             &path,

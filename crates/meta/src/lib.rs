@@ -24,7 +24,7 @@ mod system;
 
 pub use data_runs::{
     data_run_problems, redact_address, DataRun, DataRunFilter, RunInput, RunKind, RunOutcome, StoredDataRun,
-    MAX_RUN_ERROR_BYTES, MAX_RUN_INPUTS, MAX_RUN_JSON_BYTES, MAX_RUN_LIST,
+    INTERRUPTED, MAX_RUN_ERROR_BYTES, MAX_RUN_INPUTS, MAX_RUN_JSON_BYTES, MAX_RUN_LIST,
 };
 pub use db::{
     digest, hex, key_id, key_problems, queue_event, secret_matches, ApiKey, Meta, MetaError, Scope, META_FILE,

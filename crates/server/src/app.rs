@@ -118,6 +118,8 @@ pub struct App {
     pub integrity: crate::integrity::Integrity,
     shutting_down: AtomicBool,
     pub started: Instant,
+    /// Data reconciliation runs queued and running.
+    pub data_runs: Arc<crate::api::data::DataRuns>,
 }
 
 impl App {
@@ -133,6 +135,7 @@ impl App {
         });
         let system = SystemMonitor::new(data.root(), &config.health);
         let singles = crate::single::Singles::new(config.limits.max_single_queue);
+        let data_runs = Arc::new(crate::api::data::DataRuns::open(&config, &meta)?);
         let app = Arc::new(App {
             config,
             data,
@@ -147,6 +150,7 @@ impl App {
             integrity: crate::integrity::Integrity::default(),
             shutting_down: AtomicBool::new(false),
             started: Instant::now(),
+            data_runs,
         });
         for name in [app.config.default_log.clone(), SYSTEM_LOG.to_string()] {
             app.open_log(&name).map_err(|e| match e {

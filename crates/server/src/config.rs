@@ -34,6 +34,7 @@ pub struct Config {
     pub http: Http,
     pub log: Log,
     pub integrity: Integrity,
+    pub data: Data,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +170,43 @@ pub struct Integrity {
     pub scrub_period_s: u64,
 }
 
+/// Data reconciliation runs (`/api/v1/data/runs`, docs/api.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Data {
+    /// Largest upload of one run request, all parts together; a larger
+    /// one gets 413 naming the part that crossed it.
+    pub max_upload_bytes: u64,
+    /// Bytes one run may hold in memory (rows, indexes, spill buffers);
+    /// beyond, it spills to temporary files in the run's directory.
+    pub memory_budget: usize,
+    /// Runs executing at once.
+    pub max_running: usize,
+    /// Runs waiting for one of those places; one more is refused with 503
+    /// and `Retry-After`.
+    pub max_queued: usize,
+    /// Runs whose directories (uploads, changes, reports) are kept; the
+    /// oldest are deleted beyond this. Their history stays.
+    pub keep_runs: usize,
+    /// Sources a JSON run request may name: name → address (a file path
+    /// on the server or a PostgreSQL URL, docs/data.md). Clients never
+    /// give addresses themselves.
+    pub sources: BTreeMap<String, String>,
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 1 << 30,
+            memory_budget: 256 << 20,
+            max_running: 1,
+            max_queued: 8,
+            keep_runs: 100,
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Index {
@@ -238,6 +276,7 @@ impl Default for Config {
             http: Http::default(),
             log: Log::default(),
             integrity: Integrity::default(),
+            data: Data::default(),
         }
     }
 }
@@ -425,6 +464,17 @@ impl Config {
             if let Some(p) = problems.first() {
                 return Err(ConfigError(format!("alerts.channels[{i}].{p}")));
             }
+        }
+        let d = &self.data;
+        if d.max_running == 0 || d.keep_runs == 0 || d.max_upload_bytes == 0 || d.memory_budget < (1 << 20) {
+            return Err(ConfigError(
+                "data: max_running, keep_runs and max_upload_bytes must be at least 1, and memory_budget at least 1048576".into(),
+            ));
+        }
+        if let Some(name) = d.sources.keys().find(|n| n.is_empty() || n.len() > 128) {
+            return Err(ConfigError(format!(
+                "data.sources: name {name:?} must be 1 to 128 bytes"
+            )));
         }
         let h = &self.health;
         for (name, warn, crit) in [

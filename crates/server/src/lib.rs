@@ -75,6 +75,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         (name = "logs", description = "The logs of this server."),
         (name = "keys", description = "API keys (admin scope)."),
         (name = "alerts", description = "Alert rules, channels, silences, alerts and notification history (docs/alerts.md)."),
+        (name = "data", description = "Data reconciliation runs: diff, key discovery, validation (docs/api.md, docs/data.md)."),
         (name = "operations", description = "Health, readiness, metrics."),
     )
 )]
@@ -118,6 +119,15 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
         .routes(routes!(api::alerts::list_alerts))
         .routes(routes!(api::alerts::list_notifications))
         .routes(routes!(api::alerts::test_send))
+        .routes({
+            // Uploads are bounded by data.max_upload_bytes as they stream
+            // to disk, not by axum's default for bodies read into memory.
+            let (schemas, paths, method) = routes!(api::data::create_run, api::data::list_runs);
+            (schemas, paths, method.layer(axum::extract::DefaultBodyLimit::disable()))
+        })
+        .routes(routes!(api::data::get_run))
+        .routes(routes!(api::data::list_changes))
+        .routes(routes!(api::data::get_report))
         .routes(routes!(tiles::checkpoint))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

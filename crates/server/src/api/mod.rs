@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod data;
 pub mod ingest;
 pub mod proofs;
 pub mod query;
