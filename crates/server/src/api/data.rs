@@ -1796,5 +1796,6 @@ fn summary_of(v: &Value) -> DiffSummary {
             })
             .unwrap_or_default(),
         spilled: v["spilled"].as_bool().unwrap_or(false),
+        spilled_partitions: u32::try_from(count(v, "spilled_partitions")).unwrap_or(u32::MAX),
     }
 }
