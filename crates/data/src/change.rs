@@ -1,7 +1,7 @@
 use serde::Serialize;
 
 /// What happened to a key between the left input and the right.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     /// Only on the right.
@@ -27,7 +27,7 @@ impl ChangeKind {
 }
 
 /// One compared column whose value differs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FieldChange {
     /// The column's name on the right (after renames).
     pub column: String,
@@ -37,7 +37,7 @@ pub struct FieldChange {
 
 /// A key found on more than one row of an input: how many rows each side
 /// has under it, and the first lines of each side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Duplicate {
     pub left_rows: u64,
     pub right_rows: u64,
@@ -49,7 +49,7 @@ pub struct Duplicate {
 }
 
 /// One difference under one key, keyed by the values of the key columns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Change {
     pub kind: ChangeKind,
     /// The key's values as read (before case or whitespace folding): from
@@ -64,13 +64,45 @@ pub struct Change {
     pub right_line: Option<u64>,
     /// The whole row, in its side's column order: the right row for added,
     /// the left row for removed; empty otherwise.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub row: Vec<Option<String>>,
     /// The changed fields, in the left input's column order; empty unless
     /// changed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldChange>,
     /// Row counts and lines under a duplicated key; only for duplicates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<Duplicate>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_read_back_as_written() {
+        let changed = Change {
+            kind: ChangeKind::Changed,
+            key: vec![Some("7".into()), None],
+            left_line: Some(3),
+            right_line: Some(9),
+            row: Vec::new(),
+            fields: vec![FieldChange {
+                column: "amount".into(),
+                old: Some("1".into()),
+                new: None,
+            }],
+            duplicate: None,
+        };
+        let added = Change {
+            kind: ChangeKind::Added,
+            row: vec![Some("x".into())],
+            fields: Vec::new(),
+            ..changed.clone()
+        };
+        for c in [changed, added] {
+            let text = serde_json::to_string(&c).expect("serialises");
+            assert_eq!(serde_json::from_str::<Change>(&text).expect("reads back"), c, "{text}");
+        }
+    }
 }

@@ -90,7 +90,7 @@ impl DiffOptions {
 }
 
 /// How the columns differ, compared by name after renames.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SchemaChanges {
     /// Columns only on the right, in right order.
     pub columns_added: Vec<String>,
@@ -101,10 +101,10 @@ pub struct SchemaChanges {
     /// Whether the columns on both sides come in a different order.
     pub columns_reordered: bool,
     /// The columns on both sides, in left order, when reordered.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_order: Vec<String>,
     /// The columns on both sides, in right order, when reordered.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub right_order: Vec<String>,
 }
 
@@ -118,7 +118,7 @@ impl SchemaChanges {
 }
 
 /// One duplicated key, as a sample.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DuplicateSample {
     pub key: Vec<Option<String>>,
     pub left_rows: u64,
@@ -133,7 +133,8 @@ pub struct DuplicateSample {
 /// comparison, so `left_rows = removed + changed + unchanged +
 /// left_excluded_rows` and `right_rows = added + changed + unchanged +
 /// right_excluded_rows`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct DiffSummary {
     pub left: String,
     pub right: String,

@@ -9,7 +9,7 @@ use crate::{DataError, Source};
 
 /// The two inputs' columns as the diff sees them, given to a sink before
 /// any change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Layout {
     pub left: String,
     pub right: String,
