@@ -1,0 +1,158 @@
+//! The SQL that capture installs into a tracked database. Every statement
+//! is idempotent (`IF NOT EXISTS`, `CREATE OR REPLACE`), so the same text
+//! installs version 1 from nothing and brings a version-1 install up to date.
+
+/// The schema that holds everything capture creates.
+pub(crate) const SCHEMA: &str = "sealtrail";
+
+/// The install version this code writes. A database holding a newer one is
+/// left alone (an older binary must not downgrade it).
+pub const VERSION: i32 = 1;
+
+/// Row-trigger names on tracked tables; uninstall and re-install find them
+/// by these names.
+pub(crate) const ROW_TRIGGER: &str = "sealtrail_capture_row";
+pub(crate) const TRUNCATE_TRIGGER: &str = "sealtrail_capture_truncate";
+
+/// The event-trigger names (one per event).
+pub(crate) const EVENT_TRIGGERS: [(&str, &str); 3] = [
+    ("sealtrail_ddl_end", "ddl_command_end"),
+    ("sealtrail_ddl_drop", "sql_drop"),
+    ("sealtrail_ddl_rewrite", "table_rewrite"),
+];
+
+/// Tables, indexes and the row-capture functions.
+pub(crate) const BASE: &str = r#"
+CREATE SCHEMA IF NOT EXISTS sealtrail;
+REVOKE ALL ON SCHEMA sealtrail FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS sealtrail.install (
+    singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version       integer NOT NULL,
+    epoch         uuid NOT NULL DEFAULT gen_random_uuid(),
+    installed_at  timestamptz NOT NULL DEFAULT now(),
+    upgraded_at   timestamptz,
+    ddl_capture   boolean NOT NULL,
+    drained_xid   xid8,
+    drained_id    bigint,
+    drained_total bigint NOT NULL DEFAULT 0,
+    drained_at    timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS sealtrail.tables (
+    relid       oid PRIMARY KEY,
+    name        text NOT NULL,
+    key_columns text[] NOT NULL,
+    excluded    text[] NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sealtrail.outbox (
+    id          bigserial PRIMARY KEY,
+    xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    captured_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    kind        text NOT NULL,
+    payload     jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_xid_id ON sealtrail.outbox (xid, id);
+
+-- Row changes. Arguments: TG_ARGV[0] is the key columns as a JSON array
+-- (empty: no primary key), the rest are excluded columns. SECURITY DEFINER
+-- so that writers need no right on the outbox, and so cannot forge rows in
+-- it; the role recorded is therefore session_user.
+CREATE OR REPLACE FUNCTION sealtrail.capture_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    excluded text[] := TG_ARGV[1:];
+    old_image jsonb;
+    new_image jsonb;
+    changed text[];
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        old_image := to_jsonb(OLD) - excluded;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        new_image := to_jsonb(NEW) - excluded;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        SELECT array_agg(n.key ORDER BY n.key) INTO changed
+        FROM jsonb_each(new_image) n
+        WHERE n.value IS DISTINCT FROM old_image -> n.key;
+        IF changed IS NULL THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO sealtrail.outbox (kind, payload) VALUES (lower(TG_OP), jsonb_build_object(
+        'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'key', TG_ARGV[0]::jsonb,
+        'before', old_image, 'after', new_image, 'fields', changed,
+        'actor', current_setting('sealtrail.actor', true),
+        'reason', current_setting('sealtrail.reason', true),
+        'request_id', current_setting('sealtrail.request_id', true),
+        'role', session_user::text,
+        'application_name', current_setting('application_name', true)));
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION sealtrail.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    INSERT INTO sealtrail.outbox (kind, payload) VALUES ('truncate', jsonb_build_object(
+        'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
+        'actor', current_setting('sealtrail.actor', true),
+        'reason', current_setting('sealtrail.reason', true),
+        'request_id', current_setting('sealtrail.request_id', true),
+        'role', session_user::text,
+        'application_name', current_setting('application_name', true),
+        'statement', current_query()));
+    RETURN NULL;
+END
+$fn$;
+"#;
+
+/// The DDL capture function; its event triggers are created separately
+/// (they need a superuser).
+pub(crate) const DDL_FUNCTION: &str = r#"
+-- DDL. Objects in the sealtrail schema are capture's own and not recorded;
+-- a DROP is recorded once, from sql_drop (ddl_command_end lists no objects
+-- for it).
+CREATE OR REPLACE FUNCTION sealtrail.capture_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    objects jsonb;
+BEGIN
+    IF TG_EVENT = 'ddl_command_end' THEN
+        SELECT jsonb_agg(jsonb_build_object('command_tag', d.command_tag, 'object_type', d.object_type,
+                   'schema', d.schema_name, 'identity', d.object_identity))
+          INTO objects
+          FROM pg_event_trigger_ddl_commands() d
+         WHERE d.schema_name IS DISTINCT FROM 'sealtrail'
+           AND NOT (d.object_type = 'schema' AND d.object_identity = 'sealtrail');
+        IF objects IS NULL THEN
+            RETURN;
+        END IF;
+    ELSIF TG_EVENT = 'sql_drop' THEN
+        SELECT jsonb_agg(jsonb_build_object('object_type', d.object_type, 'schema', d.schema_name,
+                   'identity', d.object_identity, 'original', d.original))
+          INTO objects
+          FROM pg_event_trigger_dropped_objects() d
+         WHERE d.schema_name IS DISTINCT FROM 'sealtrail'
+           AND NOT (d.object_type = 'schema' AND d.object_identity = 'sealtrail');
+        IF objects IS NULL THEN
+            RETURN;
+        END IF;
+    ELSE
+        objects := jsonb_build_array(jsonb_build_object('object_type', 'table',
+            'identity', pg_event_trigger_table_rewrite_oid()::regclass::text,
+            'rewrite_reason', pg_event_trigger_table_rewrite_reason()));
+    END IF;
+    INSERT INTO sealtrail.outbox (kind, payload) VALUES ('ddl', jsonb_build_object(
+        'event', TG_EVENT, 'command_tag', TG_TAG, 'objects', objects,
+        'statement', current_query(),
+        'actor', current_setting('sealtrail.actor', true),
+        'reason', current_setting('sealtrail.reason', true),
+        'request_id', current_setting('sealtrail.request_id', true),
+        'role', session_user::text,
+        'application_name', current_setting('application_name', true)));
+END
+$fn$;
+"#;
