@@ -457,3 +457,27 @@ fn a_role_that_is_not_superuser_gets_row_capture_only_when_it_asks() {
         .batch_execute(&format!("DROP ROLE IF EXISTS {name}_owner"))
         .expect("drop role");
 }
+
+#[test]
+fn rows_whose_delete_was_lost_are_not_appended_twice() {
+    // The window between a durable append and the committed delete: a
+    // drainer killed there, or a PostgreSQL crash that rolls the delete
+    // back, leaves the rows in the outbox. Put them back by hand.
+    let db = Db::new("window");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").expect("schema");
+    install(&db.dsn(), &tables(&["t"])).expect("install");
+    c.batch_execute("INSERT INTO t SELECT generate_series(1, 40)")
+        .expect("insert");
+    c.batch_execute("CREATE TABLE saved AS SELECT * FROM sealtrail.outbox")
+        .expect("save");
+    let t = trail();
+    // 40 inserts and the DDL of `saved`.
+    let first = drain_all(&db.dsn(), &t.trail, &DrainOptions { batch: 16, limit: None }, 41);
+    assert_eq!((first.appended, first.duplicates), (41, 0));
+    c.batch_execute("INSERT INTO sealtrail.outbox SELECT * FROM saved")
+        .expect("restore");
+    let second = drain_all(&db.dsn(), &t.trail, &DrainOptions { batch: 16, limit: None }, 40);
+    assert_eq!((second.appended, second.duplicates), (0, 40));
+    assert_eq!(t.trail.log().size(), 41);
+}
