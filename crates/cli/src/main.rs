@@ -17,6 +17,7 @@ mod changes;
 mod data;
 mod events;
 mod output;
+mod pg;
 mod progress;
 mod server;
 
@@ -59,6 +60,11 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: data::DataCommand,
+    },
+    /// PostgreSQL change capture: install, uninstall, status, and sync into the log (docs/postgresql.md).
+    Pg {
+        #[command(subcommand)]
+        command: pg::PgCommand,
     },
     /// Create the data directory and the log (default: `default`); print its verifier key.
     Init {
@@ -239,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command } => server::keys(&cli.data, command, &mut out)?,
         Command::Alerts { command } => alerts::alerts(&cli.data, command, &mut out)?,
         Command::Data { command } => return data::data(&cli.data, &cli.log, command, &mut out),
+        Command::Pg { command } => return pg::pg(&cli.data, &cli.log, command, &mut out),
         Command::Init { origin } => {
             let v = dir.create_log(&cli.log, origin.as_deref())?;
             eprintln!("created log {:?} in {}", cli.log, dir.log_dir(&cli.log).display());
