@@ -82,6 +82,10 @@ const ENTRY_BUDGET: usize = sealtrail_event::limits::MAX_ENTRY_BYTES - 1024;
 /// `details.statement` is cut to this many bytes (the full text's length
 /// and SHA-256 are kept beside it).
 const STATEMENT_BYTES: usize = 8 * 1024;
+/// A batch stops at the row that passes this many stored payload bytes
+/// (always taking at least one row), so that a run of TOAST-sized rows
+/// does not fill memory.
+const BATCH_BYTES: i64 = 32 << 20;
 /// Successive limits on the JSON size of one column value in a row image;
 /// a larger value is replaced by its length and SHA-256.
 const VALUE_LIMITS: [usize; 4] = [4096, 1024, 256, 64];
@@ -115,10 +119,13 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         "SELECT id, xid::text, kind, payload::text,
                 to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                 {commit}
-           FROM sealtrail.outbox
-          WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY xid, id
-          LIMIT $1",
+           FROM (SELECT o.*, sum(pg_column_size(o.payload)) OVER (ORDER BY o.xid, o.id) AS running
+                   FROM sealtrail.outbox o
+                  WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
+                  ORDER BY o.xid, o.id
+                  LIMIT $1) batch
+          WHERE running - pg_column_size(payload) < $2
+          ORDER BY xid, id",
         commit = if commit_times {
             "to_char(pg_xact_commit_timestamp(xid::xid) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
         } else {
@@ -142,27 +149,26 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
             break;
         }
         let rows = client
-            .query(&read, &[&(want as i64)])
+            .query(&read, &[&(want as i64), &BATCH_BYTES])
             .map_err(CaptureError::pg("reading the outbox"))?;
         if rows.is_empty() {
             break;
         }
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut events = Vec::with_capacity(rows.len());
-        let mut origin = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let outbox = OutboxRow {
+        let outbox: Vec<OutboxRow> = rows
+            .iter()
+            .map(|row| OutboxRow {
                 id: row.get(0),
                 xid: row.get(1),
                 kind: row.get(2),
                 payload: row.get(3),
                 captured_at: row.get(4),
                 commit_time: row.get(5),
-            };
-            ids.push(outbox.id);
-            events.push(event(&ctx, &outbox));
-            origin.push((outbox.id, outbox.xid));
-        }
+            })
+            .collect();
+        drop(rows);
+        let events = map_all(&ctx, &outbox);
+        let ids: Vec<i64> = outbox.iter().map(|o| o.id).collect();
+        let origin: Vec<(i64, String)> = outbox.into_iter().map(|o| (o.id, o.xid)).collect();
         let inputs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
         let ingested = trail.ingest(&inputs, true)?;
         for (item, (id, xid)) in ingested.items.iter().zip(&origin) {
@@ -184,8 +190,14 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         let mut tx = client
             .transaction()
             .map_err(CaptureError::pg("deleting drained rows"))?;
-        tx.execute("DELETE FROM sealtrail.outbox WHERE id = ANY($1)", &[&ids])
-            .map_err(CaptureError::pg("deleting drained rows"))?;
+        // Every row up to the batch's last in (xid, id) order was in the
+        // batch: all are of transactions that had ended before the read,
+        // and the read took them in that order from the start.
+        tx.execute(
+            "DELETE FROM sealtrail.outbox WHERE (xid, id) <= ($1::text::xid8, $2)",
+            &[&last_xid, &last_id],
+        )
+        .map_err(CaptureError::pg("deleting drained rows"))?;
         tx.execute(
             "UPDATE sealtrail.install SET drained_xid = $1::text::xid8, drained_id = $2,
                     drained_total = drained_total + $3, drained_at = now()",
@@ -199,6 +211,26 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         report.through = Some((last_xid, last_id));
     }
     Ok(report)
+}
+
+/// The events of `rows`, in order, made on as many threads as there are
+/// cores (making events costs more than reading the rows).
+fn map_all(ctx: &Context<'_>, rows: &[OutboxRow]) -> Vec<Vec<u8>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || rows.len() < 256 {
+        return rows.iter().map(|r| event(ctx, r)).collect();
+    }
+    let chunk = rows.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = rows
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|r| event(ctx, r)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 struct Context<'a> {
@@ -254,7 +286,7 @@ fn event(ctx: &Context<'_>, row: &OutboxRow) -> Vec<u8> {
     let table = format!("{}.{}", text("schema").unwrap_or("?"), text("table").unwrap_or("?"));
     match row.kind.as_str() {
         "insert" | "update" | "delete" => {
-            return row_event(event, details, &payload, &row.kind, &table);
+            return row_event(event, details, payload, row.payload.len(), &row.kind, &table);
         }
         "truncate" => {
             event.insert("action".into(), "pg.truncate".into());
@@ -307,7 +339,8 @@ fn event(ctx: &Context<'_>, row: &OutboxRow) -> Vec<u8> {
 fn row_event(
     mut event: Map<String, Value>,
     mut details: Map<String, Value>,
-    payload: &Value,
+    mut payload: Value,
+    payload_bytes: usize,
     kind: &str,
     table: &str,
 ) -> Vec<u8> {
@@ -320,7 +353,7 @@ fn row_event(
     event.insert("crud".into(), crud.into());
     let before = payload.get("before").filter(|v| !v.is_null());
     let after = payload.get("after").filter(|v| !v.is_null());
-    let image = after.or(before).cloned().unwrap_or(Value::Null);
+    let image = after.or(before).unwrap_or(&Value::Null);
     let key: Vec<&str> = payload
         .get("key")
         .and_then(Value::as_array)
@@ -328,7 +361,7 @@ fn row_event(
         .unwrap_or_default();
     event.insert(
         "targets".into(),
-        json!([{ "type": bounded(table, 128), "id": target_id(&key, &image) }]),
+        json!([{ "type": bounded(table, 128), "id": target_id(&key, image) }]),
     );
     let mut fields: Vec<Value> = payload
         .get("fields")
@@ -338,6 +371,25 @@ fn row_event(
     if fields.len() > sealtrail_event::limits::MAX_CHANGED_FIELDS {
         details.insert("fields_count".into(), fields.len().into());
         fields.truncate(sealtrail_event::limits::MAX_CHANGED_FIELDS);
+    }
+    // The common case: no value can pass the first limit, so the images go
+    // in as they are.
+    let shallow = |v: Option<&Value>| v.is_none_or(|v| depth(v) <= sealtrail_event::limits::MAX_DEPTH);
+    if payload_bytes <= VALUE_LIMITS[0] && shallow(before) && shallow(after) {
+        let mut changes = Map::new();
+        if let Some(p) = payload.as_object_mut() {
+            for name in ["before", "after"] {
+                if let Some(image) = p.remove(name).filter(|v| !v.is_null()) {
+                    changes.insert(name.into(), image);
+                }
+            }
+        }
+        if kind == "update" {
+            changes.insert("fields".into(), fields.into());
+        }
+        event.insert("changes".into(), changes.into());
+        event.insert("details".into(), details.into());
+        return serde_json::to_vec(&event).unwrap_or_default();
     }
     for limit in VALUE_LIMITS.into_iter().map(Some).chain([None]) {
         let mut omitted = Vec::new();

@@ -46,14 +46,16 @@ CREATE TABLE IF NOT EXISTS sealtrail.tables (
     excluded    text[] NOT NULL
 );
 
+-- The key is the drain order: one index to maintain per captured change,
+-- and a drained batch is deleted as one key range.
 CREATE TABLE IF NOT EXISTS sealtrail.outbox (
-    id          bigserial PRIMARY KEY,
+    id          bigserial,
     xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
     captured_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     kind        text NOT NULL,
-    payload     jsonb NOT NULL
+    payload     jsonb NOT NULL,
+    PRIMARY KEY (xid, id)
 );
-CREATE INDEX IF NOT EXISTS outbox_xid_id ON sealtrail.outbox (xid, id);
 
 -- Row changes. Arguments: TG_ARGV[0] is the key columns as a JSON array
 -- (empty: no primary key), the rest are excluded columns. SECURITY DEFINER
