@@ -58,6 +58,8 @@ pub struct DrainReport {
     pub appended: u64,
     /// Rows whose event an earlier, interrupted drain had already appended.
     pub duplicates: u64,
+    /// Updates that changed only excluded columns: deleted, no event.
+    pub skipped: u64,
     pub batches: u64,
     /// The last (transaction id, outbox id) drained by this run.
     pub through: Option<(String, i64)>,
@@ -167,11 +169,25 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
             .collect();
         drop(rows);
         let events = map_all(&ctx, &outbox);
-        let ids: Vec<i64> = outbox.iter().map(|o| o.id).collect();
-        let origin: Vec<(i64, String)> = outbox.into_iter().map(|o| (o.id, o.xid)).collect();
-        let inputs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
-        let ingested = trail.ingest(&inputs, true)?;
-        for (item, (id, xid)) in ingested.items.iter().zip(&origin) {
+        let count = outbox.len();
+        let (last_id, last_xid) = outbox.last().map(|o| (o.id, o.xid.clone())).unwrap_or_default();
+        let mut origin: Vec<(i64, String)> = Vec::with_capacity(count);
+        let mut inputs: Vec<&[u8]> = Vec::with_capacity(count);
+        for (o, e) in outbox.into_iter().zip(&events) {
+            match e {
+                Some(e) => {
+                    inputs.push(e);
+                    origin.push((o.id, o.xid));
+                }
+                None => report.skipped += 1,
+            }
+        }
+        let ingested = if inputs.is_empty() {
+            Vec::new()
+        } else {
+            trail.ingest(&inputs, true)?.items
+        };
+        for (item, (id, xid)) in ingested.iter().zip(&origin) {
             match item {
                 Item::Stored { duplicate: false, .. } => report.appended += 1,
                 Item::Stored { duplicate: true, .. } => report.duplicates += 1,
@@ -186,7 +202,6 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
             }
         }
         // The append is durable: now, and only now, the rows may go.
-        let (last_id, last_xid) = origin.last().cloned().unwrap_or_default();
         let mut tx = client
             .transaction()
             .map_err(CaptureError::pg("deleting drained rows"))?;
@@ -201,12 +216,12 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         tx.execute(
             "UPDATE sealtrail.install SET drained_xid = $1::text::xid8, drained_id = $2,
                     drained_total = drained_total + $3, drained_at = now()",
-            &[&last_xid, &last_id, &(ids.len() as i64)],
+            &[&last_xid, &last_id, &(count as i64)],
         )
         .map_err(CaptureError::pg("storing the watermark"))?;
         tx.commit()
             .map_err(CaptureError::pg("committing the drained rows' deletion"))?;
-        report.rows += ids.len() as u64;
+        report.rows += count as u64;
         report.batches += 1;
         report.through = Some((last_xid, last_id));
     }
@@ -215,7 +230,7 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
 
 /// The events of `rows`, in order, made on as many threads as there are
 /// cores (making events costs more than reading the rows).
-fn map_all(ctx: &Context<'_>, rows: &[OutboxRow]) -> Vec<Vec<u8>> {
+fn map_all(ctx: &Context<'_>, rows: &[OutboxRow]) -> Vec<Option<Vec<u8>>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads == 1 || rows.len() < 256 {
         return rows.iter().map(|r| event(ctx, r)).collect();
@@ -248,9 +263,10 @@ pub(crate) struct OutboxRow {
     pub(crate) commit_time: Option<String>,
 }
 
-/// The event JSON of one outbox row. Never fails: whatever the payload,
-/// the event records it within the schema's bounds.
-fn event(ctx: &Context<'_>, row: &OutboxRow) -> Vec<u8> {
+/// The event JSON of one outbox row; `None` for an update that changed
+/// only excluded columns. Never fails: whatever the payload, the event
+/// records it within the schema's bounds.
+fn event(ctx: &Context<'_>, row: &OutboxRow) -> Option<Vec<u8>> {
     let payload: Value = serde_json::from_str(&exact_numbers(&row.payload))
         .unwrap_or_else(|e| json!({ "unreadable_payload": e.to_string() }));
     let text = |key: &str| payload.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -332,7 +348,7 @@ fn event(ctx: &Context<'_>, row: &OutboxRow) -> Vec<u8> {
         }
     }
     event.insert("details".into(), details.into());
-    serde_json::to_vec(&event).unwrap_or_default()
+    Some(serde_json::to_vec(&event).unwrap_or_default())
 }
 
 /// A row change: targets from the key, images bounded to fit an entry.
@@ -343,7 +359,7 @@ fn row_event(
     payload_bytes: usize,
     kind: &str,
     table: &str,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let (action, crud) = match kind {
         "insert" => ("pg.insert", "c"),
         "update" => ("pg.update", "u"),
@@ -363,11 +379,21 @@ fn row_event(
         "targets".into(),
         json!([{ "type": bounded(table, 128), "id": target_id(&key, image) }]),
     );
-    let mut fields: Vec<Value> = payload
-        .get("fields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    // Changed columns, in column-name order; an update of excluded columns
+    // only changes nothing that is recorded, and is no event.
+    let mut fields: Vec<Value> = Vec::new();
+    if kind == "update" {
+        if let (Some(Value::Object(b)), Some(Value::Object(a))) = (before, after) {
+            fields = a
+                .iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, _)| Value::from(k.as_str()))
+                .collect();
+        }
+        if fields.is_empty() {
+            return None;
+        }
+    }
     if fields.len() > sealtrail_event::limits::MAX_CHANGED_FIELDS {
         details.insert("fields_count".into(), fields.len().into());
         fields.truncate(sealtrail_event::limits::MAX_CHANGED_FIELDS);
@@ -389,7 +415,7 @@ fn row_event(
         }
         event.insert("changes".into(), changes.into());
         event.insert("details".into(), details.into());
-        return serde_json::to_vec(&event).unwrap_or_default();
+        return Some(serde_json::to_vec(&event).unwrap_or_default());
     }
     for limit in VALUE_LIMITS.into_iter().map(Some).chain([None]) {
         let mut omitted = Vec::new();
@@ -411,7 +437,7 @@ fn row_event(
         e.insert("details".into(), details.into());
         let bytes = serde_json::to_vec(&e).unwrap_or_default();
         if bytes.len() <= ENTRY_BUDGET || limit.is_none() {
-            return bytes;
+            return Some(bytes);
         }
     }
     unreachable!("the last limit always returns")

@@ -80,7 +80,7 @@ fn killed_drains_lose_and_duplicate_nothing() {
             .env(CHILD, format!("{}\t{}", db.dsn(), dir.path().display()))
             .spawn()
             .expect("spawn drain");
-        std::thread::sleep(Duration::from_millis(random(400)));
+        std::thread::sleep(Duration::from_millis(random(150)));
         if child.try_wait().expect("poll child").is_none() {
             killed_running += 1;
         }

@@ -226,9 +226,13 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
         let args = args.join(", ");
         let name = &t.table.name;
         tx.batch_execute(&format!(
-            "CREATE TRIGGER {row} AFTER INSERT OR UPDATE OR DELETE ON {name} FOR EACH ROW EXECUTE FUNCTION sealtrail.capture_row({args});
+            // `*<>` compares the rows' stored bytes: it needs no equality
+            // operator, which types such as json and point lack.
+            "CREATE TRIGGER {row} AFTER INSERT OR DELETE ON {name} FOR EACH ROW EXECUTE FUNCTION sealtrail.capture_row({args});
+             CREATE TRIGGER {update} AFTER UPDATE ON {name} FOR EACH ROW WHEN (OLD.* *<> NEW.*) EXECUTE FUNCTION sealtrail.capture_row({args});
              CREATE TRIGGER {trunc} AFTER TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_truncate();",
             row = sql::ROW_TRIGGER,
+            update = sql::UPDATE_TRIGGER,
             trunc = sql::TRUNCATE_TRIGGER,
         ))
         .map_err(CaptureError::pg(format!("creating the capture triggers on {name}")))?;
@@ -328,10 +332,9 @@ pub fn status(dsn: &str) -> Result<Status, CaptureError> {
     let tables = tx
         .query(
             "SELECT t.name, t.key_columns, t.excluded,
-                    EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = $1)
-                AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = $2)
+                    (SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = ANY($1)) = 3
                FROM sealtrail.tables t ORDER BY t.name",
-            &[&sql::ROW_TRIGGER, &sql::TRUNCATE_TRIGGER],
+            &[&vec![sql::ROW_TRIGGER, sql::UPDATE_TRIGGER, sql::TRUNCATE_TRIGGER]],
         )
         .map_err(CaptureError::pg("reading the tracked tables"))?;
     let mut tracked = Vec::new();
@@ -406,7 +409,7 @@ fn drop_row_triggers(tx: &mut postgres::Transaction<'_>) -> Result<(), CaptureEr
     let rows = tx
         .query(
             "SELECT tgname::text, tgrelid::regclass::text FROM pg_trigger WHERE tgname = ANY($1) AND NOT tgisinternal",
-            &[&vec![sql::ROW_TRIGGER, sql::TRUNCATE_TRIGGER]],
+            &[&vec![sql::ROW_TRIGGER, sql::UPDATE_TRIGGER, sql::TRUNCATE_TRIGGER]],
         )
         .map_err(CaptureError::pg("listing capture triggers"))?;
     for r in rows {

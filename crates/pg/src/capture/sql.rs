@@ -12,6 +12,7 @@ pub const VERSION: i32 = 1;
 /// Row-trigger names on tracked tables; uninstall and re-install find them
 /// by these names.
 pub(crate) const ROW_TRIGGER: &str = "sealtrail_capture_row";
+pub(crate) const UPDATE_TRIGGER: &str = "sealtrail_capture_update";
 pub(crate) const TRUNCATE_TRIGGER: &str = "sealtrail_capture_truncate";
 
 /// The event-trigger names (one per event).
@@ -60,32 +61,16 @@ CREATE TABLE IF NOT EXISTS sealtrail.outbox (
 -- Row changes. Arguments: TG_ARGV[0] is the key columns as a JSON array
 -- (empty: no primary key), the rest are excluded columns. SECURITY DEFINER
 -- so that writers need no right on the outbox, and so cannot forge rows in
--- it; the role recorded is therefore session_user.
+-- it; the role recorded is therefore session_user. Kept to one INSERT: the
+-- changed columns are found by the drain, and an UPDATE that changes
+-- nothing never reaches here (the trigger's WHEN clause).
 CREATE OR REPLACE FUNCTION sealtrail.capture_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-    excluded text[] := TG_ARGV[1:];
-    old_image jsonb;
-    new_image jsonb;
-    changed text[];
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        old_image := to_jsonb(OLD) - excluded;
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        new_image := to_jsonb(NEW) - excluded;
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
-        SELECT array_agg(n.key ORDER BY n.key) INTO changed
-        FROM jsonb_each(new_image) n
-        WHERE n.value IS DISTINCT FROM old_image -> n.key;
-        IF changed IS NULL THEN
-            RETURN NULL;
-        END IF;
-    END IF;
     INSERT INTO sealtrail.outbox (kind, payload) VALUES (lower(TG_OP), jsonb_build_object(
         'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'key', TG_ARGV[0]::jsonb,
-        'before', old_image, 'after', new_image, 'fields', changed,
+        'before', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) - TG_ARGV[1:] END,
+        'after', CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) - TG_ARGV[1:] END,
         'actor', current_setting('sealtrail.actor', true),
         'reason', current_setting('sealtrail.reason', true),
         'request_id', current_setting('sealtrail.request_id', true),

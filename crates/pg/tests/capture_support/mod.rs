@@ -105,6 +105,7 @@ pub fn drain_all(
         total.rows += r.rows;
         total.appended += r.appended;
         total.duplicates += r.duplicates;
+        total.skipped += r.skipped;
         total.batches += r.batches;
         if r.through.is_some() {
             total.through = r.through;
