@@ -228,10 +228,15 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
         tx.batch_execute(&format!(
             // `*<>` compares the rows' stored bytes: it needs no equality
             // operator, which types such as json and point lack.
-            "CREATE TRIGGER {row} AFTER INSERT OR DELETE ON {name} FOR EACH ROW EXECUTE FUNCTION sealtrail.capture_row({args});
-             CREATE TRIGGER {update} AFTER UPDATE ON {name} FOR EACH ROW WHEN (OLD.* *<> NEW.*) EXECUTE FUNCTION sealtrail.capture_row({args});
+            "CREATE TRIGGER {insert} AFTER INSERT ON {name} REFERENCING NEW TABLE AS sealtrail_new
+                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows({args});
+             CREATE TRIGGER {delete} AFTER DELETE ON {name} REFERENCING OLD TABLE AS sealtrail_old
+                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows({args});
+             CREATE TRIGGER {update} AFTER UPDATE ON {name} FOR EACH ROW WHEN (OLD.* *<> NEW.*)
+                 EXECUTE FUNCTION sealtrail.capture_row({args});
              CREATE TRIGGER {trunc} AFTER TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_truncate();",
-            row = sql::ROW_TRIGGER,
+            insert = sql::INSERT_TRIGGER,
+            delete = sql::DELETE_TRIGGER,
             update = sql::UPDATE_TRIGGER,
             trunc = sql::TRUNCATE_TRIGGER,
         ))
@@ -332,9 +337,9 @@ pub fn status(dsn: &str) -> Result<Status, CaptureError> {
     let tables = tx
         .query(
             "SELECT t.name, t.key_columns, t.excluded,
-                    (SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = ANY($1)) = 3
+                    (SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = ANY($1)) = 4
                FROM sealtrail.tables t ORDER BY t.name",
-            &[&vec![sql::ROW_TRIGGER, sql::UPDATE_TRIGGER, sql::TRUNCATE_TRIGGER]],
+            &[&sql::TABLE_TRIGGERS.to_vec()],
         )
         .map_err(CaptureError::pg("reading the tracked tables"))?;
     let mut tracked = Vec::new();
@@ -409,7 +414,7 @@ fn drop_row_triggers(tx: &mut postgres::Transaction<'_>) -> Result<(), CaptureEr
     let rows = tx
         .query(
             "SELECT tgname::text, tgrelid::regclass::text FROM pg_trigger WHERE tgname = ANY($1) AND NOT tgisinternal",
-            &[&vec![sql::ROW_TRIGGER, sql::UPDATE_TRIGGER, sql::TRUNCATE_TRIGGER]],
+            &[&sql::TABLE_TRIGGERS.to_vec()],
         )
         .map_err(CaptureError::pg("listing capture triggers"))?;
     for r in rows {

@@ -9,11 +9,13 @@ pub(crate) const SCHEMA: &str = "sealtrail";
 /// left alone (an older binary must not downgrade it).
 pub const VERSION: i32 = 1;
 
-/// Row-trigger names on tracked tables; uninstall and re-install find them
-/// by these names.
-pub(crate) const ROW_TRIGGER: &str = "sealtrail_capture_row";
+/// Trigger names on tracked tables; uninstall and re-install find them by
+/// these names.
+pub(crate) const INSERT_TRIGGER: &str = "sealtrail_capture_insert";
+pub(crate) const DELETE_TRIGGER: &str = "sealtrail_capture_delete";
 pub(crate) const UPDATE_TRIGGER: &str = "sealtrail_capture_update";
 pub(crate) const TRUNCATE_TRIGGER: &str = "sealtrail_capture_truncate";
+pub(crate) const TABLE_TRIGGERS: [&str; 4] = [INSERT_TRIGGER, DELETE_TRIGGER, UPDATE_TRIGGER, TRUNCATE_TRIGGER];
 
 /// The event-trigger names (one per event).
 pub(crate) const EVENT_TRIGGERS: [(&str, &str); 3] = [
@@ -76,6 +78,30 @@ BEGIN
         'request_id', current_setting('sealtrail.request_id', true),
         'role', session_user::text,
         'application_name', current_setting('application_name', true)));
+    RETURN NULL;
+END
+$fn$;
+
+-- Inserted and deleted rows, once per statement from its transition table
+-- (one INSERT … SELECT for a bulk statement instead of one per row).
+CREATE OR REPLACE FUNCTION sealtrail.capture_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    common jsonb := jsonb_build_object(
+        'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'key', TG_ARGV[0]::jsonb,
+        'actor', current_setting('sealtrail.actor', true),
+        'reason', current_setting('sealtrail.reason', true),
+        'request_id', current_setting('sealtrail.request_id', true),
+        'role', session_user::text,
+        'application_name', current_setting('application_name', true));
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO sealtrail.outbox (kind, payload)
+        SELECT 'insert', common || jsonb_build_object('after', to_jsonb(n) - TG_ARGV[1:]) FROM sealtrail_new n;
+    ELSE
+        INSERT INTO sealtrail.outbox (kind, payload)
+        SELECT 'delete', common || jsonb_build_object('before', to_jsonb(o) - TG_ARGV[1:]) FROM sealtrail_old o;
+    END IF;
     RETURN NULL;
 END
 $fn$;
