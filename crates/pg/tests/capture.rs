@@ -488,3 +488,66 @@ fn rows_whose_delete_was_lost_are_not_appended_twice() {
     assert_eq!((second.appended, second.duplicates), (0, 40));
     assert_eq!(t.trail.log().size(), 41);
 }
+
+#[test]
+fn a_row_too_wide_for_an_entry_is_shrunk_until_it_fits() {
+    let db = Db::new("wide");
+    let columns: Vec<String> = (0..100).map(|i| format!("c{i:02} text")).collect();
+    db.client()
+        .batch_execute(&format!(
+            "CREATE TABLE wide (id int PRIMARY KEY, {})",
+            columns.join(", ")
+        ))
+        .expect("schema");
+    install(&db.dsn(), &tables(&["wide"])).expect("install");
+    // 100 values of 1,000 characters: each under the first bound, together
+    // far over an entry.
+    let value = "x".repeat(1000);
+    let names: Vec<String> = (0..100).map(|i| format!("c{i:02}")).collect();
+    db.client()
+        .execute(
+            &format!(
+                "INSERT INTO wide (id, {}) SELECT 1, {}",
+                names.join(", "),
+                names.iter().map(|_| "$1").collect::<Vec<_>>().join(", ")
+            ),
+            &[&value],
+        )
+        .expect("insert");
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 1);
+    let ev = events(&t.trail);
+    let quoted = format!("\"{value}\"");
+    let digest = json!({"omitted": true, "bytes": 1002, "sha256": hex(quoted.as_bytes())});
+    for name in &names {
+        assert_eq!(ev[0]["changes"]["after"][name], digest, "{name}");
+    }
+    assert_eq!(ev[0]["changes"]["after"]["id"], 1);
+    let omitted: Vec<String> = names.iter().map(|n| format!("after.{n}")).collect();
+    assert_eq!(ev[0]["details"]["omitted"], json!(omitted));
+}
+
+#[test]
+fn a_dropped_capture_trigger_shows_in_status_and_in_the_trail() {
+    let db = Db::new("tamper");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").expect("schema");
+    install(&db.dsn(), &tables(&["t"])).expect("install");
+    c.batch_execute("DROP TRIGGER sealtrail_capture_update ON t")
+        .expect("drop trigger");
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert_eq!(st.missing_triggers, ["public.t"]);
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 1);
+    let ev = events(&t.trail);
+    assert_eq!(ev[0]["action"], "pg.ddl");
+    assert_eq!(ev[0]["details"]["command_tag"], "DROP TRIGGER");
+    assert_eq!(
+        ev[0]["targets"],
+        json!([{"type": "trigger", "id": "sealtrail_capture_update on public.t"}])
+    );
+    // A re-install puts it back.
+    install(&db.dsn(), &tables(&["t"])).expect("reinstall");
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert!(st.missing_triggers.is_empty());
+}
