@@ -150,8 +150,8 @@ pub fn pg(data: &Path, log: &str, command: &PgCommand, out: &mut impl Write) -> 
             )?;
             writeln!(
                 out,
-                "drained {} change(s) into log {log}: {} appended, {} already there",
-                report.rows, report.appended, report.duplicates
+                "drained {} change(s) into log {log}: {} appended, {} already there, {} without an event (only excluded columns changed)",
+                report.rows, report.appended, report.duplicates, report.skipped
             )?;
         }
     }
