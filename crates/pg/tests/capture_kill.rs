@@ -2,7 +2,7 @@
 //! writers keep changing the database; then a final drain. Every change
 //! must be in the trail exactly once.
 //!
-//! The drainer is this test binary run again as a child (the environment
+//! The drainer is this test run again as a child process (the environment
 //! variable below tells it to drain once and exit), so that a kill lands
 //! in a real process with a real trail open.
 
@@ -18,18 +18,15 @@ use sealtrail_pg::drain::{drain, DrainOptions};
 
 const CHILD: &str = "SEALTRAIL_TEST_DRAIN_CHILD";
 
-fn main() {
+#[test]
+fn killed_drains_lose_and_duplicate_nothing() {
+    // Run as the drainer child: drain once and exit.
     if let Ok(spec) = std::env::var(CHILD) {
         let (dsn, path) = spec.split_once('\t').expect("dsn TAB path");
         let trail = open_trail(std::path::Path::new(path));
         drain(dsn, &trail, &DrainOptions { batch: 25, limit: None }).expect("child drain");
         return;
     }
-    killed_drains_lose_and_duplicate_nothing();
-    println!("test killed_drains_lose_and_duplicate_nothing ... ok");
-}
-
-fn killed_drains_lose_and_duplicate_nothing() {
     let db = Db::new("kill");
     let mut c = db.client();
     c.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v int)")
@@ -77,6 +74,12 @@ fn killed_drains_lose_and_duplicate_nothing() {
             expected.entry(id.to_string()).or_default().1 += 1;
         }
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "killed_drains_lose_and_duplicate_nothing",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD, format!("{}\t{}", db.dsn(), dir.path().display()))
             .spawn()
             .expect("spawn drain");
