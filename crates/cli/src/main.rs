@@ -17,6 +17,7 @@ mod changes;
 mod data;
 mod events;
 mod output;
+mod pg;
 mod pg_admin;
 mod progress;
 mod server;
@@ -61,10 +62,10 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
-    /// PostgreSQL: server-log import and audited migrations (docs/postgresql.md).
+    /// PostgreSQL: change capture, server-log import and audited migrations (docs/postgresql.md).
     Pg {
         #[command(subcommand)]
-        command: pg_admin::PgCommand,
+        command: pg::PgCommand,
     },
     /// Create the data directory and the log (default: `default`); print its verifier key.
     Init {
@@ -245,7 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command } => server::keys(&cli.data, command, &mut out)?,
         Command::Alerts { command } => alerts::alerts(&cli.data, command, &mut out)?,
         Command::Data { command } => return data::data(&cli.data, &cli.log, command, &mut out),
-        Command::Pg { command } => return pg_admin::pg(&cli.data, &cli.log, command, &mut out),
+        Command::Pg { command } => return pg::pg(&cli.data, &cli.log, command, &mut out),
         Command::Init { origin } => {
             let v = dir.create_log(&cli.log, origin.as_deref())?;
             eprintln!("created log {:?} in {}", cli.log, dir.log_dir(&cli.log).display());

@@ -16,24 +16,6 @@ use sealtrail_pg::logimport::{self, BatchOutcome, FollowOptions, ImportOptions, 
 use sealtrail_pg::migrate::{self, MigrateOptions, MigrationState};
 use sealtrail_trail::{Item, Trail, TrailOptions};
 
-#[derive(clap::Subcommand)]
-pub enum PgCommand {
-    /// Import PostgreSQL server log files (stderr, csvlog or jsonlog) as pg.log events; idempotent.
-    ImportLog(ImportLogArgs),
-    /// Apply pending migration scripts, each in its own transaction, recorded in the database and as pg.migration events.
-    Migrate(MigrateArgs),
-    /// The migrations of a directory: applied, pending, missing or changed since applied.
-    Migrations(MigrationsArgs),
-}
-
-pub fn pg(data: &Path, log: &str, command: &PgCommand, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    match command {
-        PgCommand::ImportLog(args) => import_log(data, log, args),
-        PgCommand::Migrate(args) => migrate(data, log, args, out),
-        PgCommand::Migrations(args) => migrations(args, out).map(|()| ExitCode::SUCCESS),
-    }
-}
-
 #[derive(Args)]
 pub struct ImportLogArgs {
     /// Log files of a PostgreSQL server.

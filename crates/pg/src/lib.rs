@@ -2,5 +2,7 @@
 //! changed it, brought into the verifiable trail. The CLI and the server
 //! call this crate; it knows nothing of HTTP.
 
+pub mod capture;
+pub mod drain;
 pub mod logimport;
 pub mod migrate;

@@ -1,0 +1,594 @@
+//! Change capture installed into a tracked PostgreSQL database: an outbox
+//! table in a `sealtrail` schema, row triggers on the chosen tables, and
+//! event triggers for DDL. Every captured change is written to the outbox
+//! in the same transaction as the change, so it commits or rolls back with
+//! it; [`crate::drain`] carries committed changes into a trail.
+//!
+//! This module only installs, upgrades, removes and inspects the capture
+//! objects; it does not read the outbox. Logical decoding is not used.
+
+mod sql;
+
+use postgres::{Client, NoTls};
+use thiserror::Error;
+
+pub use sql::VERSION;
+
+/// What to capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallOptions {
+    pub tables: Tables,
+    /// Columns left out of row images, each `table.column` or
+    /// `schema.table.column` (the table part as given in `tables`).
+    pub exclude_columns: Vec<String>,
+    /// Install row capture even when the role may not create event triggers
+    /// (not a superuser): DDL is then not captured, and [`status`] says so.
+    pub without_ddl: bool,
+}
+
+/// Which tables get row triggers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Tables {
+    /// None: DDL capture only.
+    #[default]
+    None,
+    /// These tables (`name` or `schema.name`, resolved with the search path
+    /// as PostgreSQL resolves a table name).
+    List(Vec<String>),
+    /// Every ordinary and partitioned table of this schema (not partitions:
+    /// a partitioned table's row triggers fire for its partitions).
+    Schema(String),
+}
+
+/// One table with row capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedTable {
+    /// `schema.table`, quoted where PostgreSQL would quote it.
+    pub name: String,
+    /// Primary-key columns; empty when the table has none (its rows are
+    /// identified by a hash of the row, see docs/postgresql.md).
+    pub key_columns: Vec<String>,
+    pub excluded: Vec<String>,
+}
+
+/// The result of [`install`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub version: i32,
+    /// Random per install, kept by upgrades: part of every idempotency key.
+    pub epoch: String,
+    /// `false` when the install upgraded an existing one in place.
+    pub fresh: bool,
+    pub ddl_capture: bool,
+    pub tables: Vec<TrackedTable>,
+    /// Things the user should know, e.g. a table without a primary key.
+    pub warnings: Vec<String>,
+}
+
+/// The result of [`status`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub database: String,
+    /// `None`: capture is not installed in this database.
+    pub install: Option<InstallStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallStatus {
+    pub version: i32,
+    pub epoch: String,
+    pub installed_at: String,
+    pub ddl_capture: bool,
+    pub tables: Vec<TrackedTable>,
+    /// Tracked tables whose capture triggers are gone (dropped by someone).
+    pub missing_triggers: Vec<String>,
+    /// Outbox rows not yet drained, and when the oldest was captured.
+    pub pending: i64,
+    pub oldest_pending: Option<String>,
+    /// Events drained so far, and the last (transaction id, outbox id).
+    pub drained_total: i64,
+    pub drained_through: Option<(String, i64)>,
+    pub drained_at: Option<String>,
+}
+
+/// What capture refuses or fails at.
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error("invalid PostgreSQL connection string: {0}")]
+    Dsn(String),
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: postgres::Error,
+    },
+    #[error("capture is not installed in database {database}; run `sealtrail pg install` first")]
+    NotInstalled { database: String },
+    #[error("database {database} holds capture version {found}, newer than this sealtrail's {supported}; use a newer sealtrail")]
+    NewerVersion {
+        database: String,
+        found: i32,
+        supported: i32,
+    },
+    #[error("role {role} is not a superuser, and only a superuser may create the event triggers that capture DDL; install as a superuser, or pass --no-ddl to capture row changes only")]
+    NotSuperuser { role: String },
+    #[error("table {name} does not exist in database {database}")]
+    NoSuchTable { name: String, database: String },
+    #[error("{name} is not a table (it is a {kind})")]
+    NotATable { name: String, kind: String },
+    #[error("schema {name} does not exist in database {database}")]
+    NoSuchSchema { name: String, database: String },
+    #[error("--exclude-columns {spec}: {reason}")]
+    BadExclude { spec: String, reason: String },
+    #[error("the outbox of database {database} holds {pending} changes not yet drained; run `sealtrail pg sync` first, or force the uninstall to discard them")]
+    Pending { database: String, pending: i64 },
+    #[error("{what}: {source}")]
+    Postgres {
+        what: String,
+        #[source]
+        source: postgres::Error,
+    },
+}
+
+impl CaptureError {
+    pub(crate) fn pg(what: impl Into<String>) -> impl FnOnce(postgres::Error) -> CaptureError {
+        let what = what.into();
+        move |source| CaptureError::Postgres { what, source }
+    }
+}
+
+/// Connect to `dsn`, naming host, port and database (never the password)
+/// when that fails.
+pub(crate) fn connect(dsn: &str) -> Result<(Client, String), CaptureError> {
+    let config: postgres::Config = dsn
+        .parse()
+        .map_err(|e: postgres::Error| CaptureError::Dsn(e.to_string()))?;
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres")
+        .to_string();
+    let target = format!("{host}:{port}, database {database}");
+    let client = config
+        .connect(NoTls)
+        .map_err(|source| CaptureError::Connect { target, source })?;
+    Ok((client, database))
+}
+
+/// Install capture into the database at `dsn`, or bring an existing
+/// install up to date. The tracked tables become exactly `opts.tables`
+/// (tables no longer named lose their triggers). The outbox, its pending
+/// changes and the epoch survive a re-install. One transaction: on any
+/// error nothing changes.
+pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureError> {
+    let (mut client, database) = connect(dsn)?;
+    let (role, superuser): (String, bool) = {
+        let row = client
+            .query_one(
+                "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .map_err(CaptureError::pg("reading the role"))?;
+        (row.get(0), row.get(1))
+    };
+    if !superuser && !opts.without_ddl {
+        return Err(CaptureError::NotSuperuser { role });
+    }
+    let ddl_capture = superuser;
+    let mut tx = client
+        .transaction()
+        .map_err(CaptureError::pg("beginning the install"))?;
+    // One installer at a time.
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext('sealtrail.install'))", &[])
+        .map_err(CaptureError::pg("locking the install"))?;
+    let existing = installed_version(&mut tx)?;
+    if let Some(found) = existing {
+        if found > VERSION {
+            return Err(CaptureError::NewerVersion {
+                database,
+                found,
+                supported: VERSION,
+            });
+        }
+    }
+    // Event triggers go first so that the install's own DDL is not
+    // recorded, and are recreated last.
+    drop_event_triggers(&mut tx)?;
+    tx.batch_execute(sql::BASE)
+        .map_err(CaptureError::pg("creating the capture schema"))?;
+
+    let mut tables = resolve_tables(&mut tx, &opts.tables, &database)?;
+    apply_excludes(&mut tables, &opts.exclude_columns)?;
+    let mut warnings = Vec::new();
+    drop_row_triggers(&mut tx)?;
+    tx.execute("DELETE FROM sealtrail.tables", &[])
+        .map_err(CaptureError::pg("clearing the tracked tables"))?;
+    for t in &tables {
+        if t.table.key_columns.is_empty() {
+            warnings.push(format!(
+                "table {} has no primary key: its rows are identified by a SHA-256 of the whole row image",
+                t.table.name
+            ));
+        }
+        let mut args = vec![quote_literal(
+            &serde_json::to_string(&t.table.key_columns).unwrap_or_default(),
+        )];
+        args.extend(t.table.excluded.iter().map(|c| quote_literal(c)));
+        let args = args.join(", ");
+        let name = &t.table.name;
+        tx.batch_execute(&format!(
+            // `*<>` compares the rows' stored bytes: it needs no equality
+            // operator, which types such as json and point lack.
+            "CREATE TRIGGER {insert} AFTER INSERT ON {name} REFERENCING NEW TABLE AS sealtrail_new
+                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows({args});
+             CREATE TRIGGER {delete} AFTER DELETE ON {name} REFERENCING OLD TABLE AS sealtrail_old
+                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows({args});
+             CREATE TRIGGER {update} AFTER UPDATE ON {name} FOR EACH ROW WHEN (OLD.* *<> NEW.*)
+                 EXECUTE FUNCTION sealtrail.capture_row({args});
+             CREATE TRIGGER {trunc} AFTER TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_truncate();",
+            insert = sql::INSERT_TRIGGER,
+            delete = sql::DELETE_TRIGGER,
+            update = sql::UPDATE_TRIGGER,
+            trunc = sql::TRUNCATE_TRIGGER,
+        ))
+        .map_err(CaptureError::pg(format!("creating the capture triggers on {name}")))?;
+        tx.execute(
+            "INSERT INTO sealtrail.tables (relid, name, key_columns, excluded) VALUES ($1, $2, $3, $4)",
+            &[&t.relid, name, &t.table.key_columns, &t.table.excluded],
+        )
+        .map_err(CaptureError::pg("recording the tracked tables"))?;
+    }
+
+    if ddl_capture {
+        tx.batch_execute(sql::DDL_FUNCTION)
+            .map_err(CaptureError::pg("creating the DDL capture function"))?;
+        for (name, event) in sql::EVENT_TRIGGERS {
+            tx.batch_execute(&format!(
+                "CREATE EVENT TRIGGER {name} ON {event} EXECUTE FUNCTION sealtrail.capture_ddl()"
+            ))
+            .map_err(CaptureError::pg(format!("creating event trigger {name}")))?;
+        }
+    } else {
+        tx.batch_execute("DROP FUNCTION IF EXISTS sealtrail.capture_ddl()")
+            .map_err(CaptureError::pg("dropping the DDL capture function"))?;
+        warnings.push(format!(
+            "role {role} is not a superuser: DDL is not captured (only row changes)"
+        ));
+    }
+
+    let row = tx
+        .query_one(
+            "INSERT INTO sealtrail.install (version, ddl_capture) VALUES ($1, $2)
+             ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version,
+                 ddl_capture = EXCLUDED.ddl_capture, upgraded_at = now()
+             RETURNING epoch::text",
+            &[&VERSION, &ddl_capture],
+        )
+        .map_err(CaptureError::pg("recording the install"))?;
+    let epoch: String = row.get(0);
+    tx.commit().map_err(CaptureError::pg("committing the install"))?;
+    Ok(Installed {
+        version: VERSION,
+        epoch,
+        fresh: existing.is_none(),
+        ddl_capture,
+        tables: tables.into_iter().map(|t| t.table).collect(),
+        warnings,
+    })
+}
+
+/// Remove everything [`install`] created: the event triggers, the row
+/// triggers and the `sealtrail` schema with the outbox. Refuses while the
+/// outbox holds undrained changes unless `force`, since they would be lost.
+pub fn uninstall(dsn: &str, force: bool) -> Result<bool, CaptureError> {
+    let (mut client, database) = connect(dsn)?;
+    let mut tx = client
+        .transaction()
+        .map_err(CaptureError::pg("beginning the uninstall"))?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext('sealtrail.install'))", &[])
+        .map_err(CaptureError::pg("locking the install"))?;
+    if installed_version(&mut tx)?.is_none() {
+        return Ok(false);
+    }
+    let pending: i64 = tx
+        .query_one("SELECT count(*) FROM sealtrail.outbox", &[])
+        .map_err(CaptureError::pg("counting pending changes"))?
+        .get(0);
+    if pending > 0 && !force {
+        return Err(CaptureError::Pending { database, pending });
+    }
+    drop_event_triggers(&mut tx)?;
+    drop_row_triggers(&mut tx)?;
+    tx.batch_execute("DROP SCHEMA sealtrail CASCADE")
+        .map_err(CaptureError::pg("dropping the sealtrail schema"))?;
+    tx.commit().map_err(CaptureError::pg("committing the uninstall"))?;
+    Ok(true)
+}
+
+/// What is installed in the database at `dsn`, and how far draining is.
+pub fn status(dsn: &str) -> Result<Status, CaptureError> {
+    let (mut client, database) = connect(dsn)?;
+    let mut tx = client.transaction().map_err(CaptureError::pg("reading the install"))?;
+    let Some(_) = installed_version(&mut tx)? else {
+        return Ok(Status {
+            database,
+            install: None,
+        });
+    };
+    let row = tx
+        .query_one(
+            "SELECT version, epoch::text, installed_at::text, ddl_capture, drained_total,
+                    drained_xid::text, drained_id, drained_at::text
+               FROM sealtrail.install",
+            &[],
+        )
+        .map_err(CaptureError::pg("reading the install"))?;
+    let drained_xid: Option<String> = row.get(5);
+    let drained_id: Option<i64> = row.get(6);
+    let tables = tx
+        .query(
+            "SELECT t.name, t.key_columns, t.excluded,
+                    (SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = ANY($1)) = 4
+               FROM sealtrail.tables t ORDER BY t.name",
+            &[&sql::TABLE_TRIGGERS.to_vec()],
+        )
+        .map_err(CaptureError::pg("reading the tracked tables"))?;
+    let mut tracked = Vec::new();
+    let mut missing = Vec::new();
+    for t in tables {
+        let table = TrackedTable {
+            name: t.get(0),
+            key_columns: t.get(1),
+            excluded: t.get(2),
+        };
+        if !t.get::<_, bool>(3) {
+            missing.push(table.name.clone());
+        }
+        tracked.push(table);
+    }
+    let pending = tx
+        .query_one("SELECT count(*), min(captured_at)::text FROM sealtrail.outbox", &[])
+        .map_err(CaptureError::pg("counting pending changes"))?;
+    Ok(Status {
+        database,
+        install: Some(InstallStatus {
+            version: row.get(0),
+            epoch: row.get(1),
+            installed_at: row.get(2),
+            ddl_capture: row.get(3),
+            tables: tracked,
+            missing_triggers: missing,
+            pending: pending.get(0),
+            oldest_pending: pending.get(1),
+            drained_total: row.get(4),
+            drained_through: drained_xid.zip(drained_id),
+            drained_at: row.get(7),
+        }),
+    })
+}
+
+/// The install's version, or `None` when capture is not installed.
+pub(crate) fn installed_version(tx: &mut postgres::Transaction<'_>) -> Result<Option<i32>, CaptureError> {
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('sealtrail.install') IS NOT NULL", &[])
+        .map_err(CaptureError::pg("looking for an install"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = tx
+        .query_opt("SELECT version FROM sealtrail.install", &[])
+        .map_err(CaptureError::pg("reading the install version"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+fn drop_event_triggers(tx: &mut postgres::Transaction<'_>) -> Result<(), CaptureError> {
+    let names: Vec<String> = tx
+        .query(
+            "SELECT evtname::text FROM pg_event_trigger WHERE evtname = ANY($1)",
+            &[&sql::EVENT_TRIGGERS.iter().map(|(n, _)| *n).collect::<Vec<_>>()],
+        )
+        .map_err(CaptureError::pg("listing event triggers"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for name in names {
+        tx.batch_execute(&format!("DROP EVENT TRIGGER IF EXISTS {name}"))
+            .map_err(CaptureError::pg(format!("dropping event trigger {name}")))?;
+    }
+    Ok(())
+}
+
+/// Drop the capture triggers from every table that has them (not only the
+/// recorded ones: a table renamed or re-created keeps or loses them).
+fn drop_row_triggers(tx: &mut postgres::Transaction<'_>) -> Result<(), CaptureError> {
+    let rows = tx
+        .query(
+            "SELECT tgname::text, tgrelid::regclass::text FROM pg_trigger WHERE tgname = ANY($1) AND NOT tgisinternal",
+            &[&sql::TABLE_TRIGGERS.to_vec()],
+        )
+        .map_err(CaptureError::pg("listing capture triggers"))?;
+    for r in rows {
+        let (trigger, table): (String, String) = (r.get(0), r.get(1));
+        tx.batch_execute(&format!("DROP TRIGGER IF EXISTS {trigger} ON {table}"))
+            .map_err(CaptureError::pg(format!("dropping trigger {trigger} on {table}")))?;
+    }
+    Ok(())
+}
+
+struct Resolved {
+    relid: u32,
+    /// The name as given, for matching `--exclude-columns`.
+    given: String,
+    table: TrackedTable,
+    columns: Vec<String>,
+}
+
+fn resolve_tables(
+    tx: &mut postgres::Transaction<'_>,
+    tables: &Tables,
+    database: &str,
+) -> Result<Vec<Resolved>, CaptureError> {
+    let oids: Vec<(String, u32)> = match tables {
+        Tables::None => Vec::new(),
+        Tables::List(names) => {
+            let mut out = Vec::new();
+            for given in names {
+                // A name PostgreSQL cannot even parse names no table either.
+                let row = tx
+                    .query_opt(
+                        "SELECT c.oid, c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1)",
+                        &[given],
+                    )
+                    .ok()
+                    .flatten();
+                let Some(row) = row else {
+                    return Err(CaptureError::NoSuchTable {
+                        name: given.clone(),
+                        database: database.into(),
+                    });
+                };
+                let kind: String = row.get(1);
+                if kind != "r" && kind != "p" {
+                    let kind = match kind.as_str() {
+                        "v" => "view",
+                        "m" => "materialized view",
+                        "f" => "foreign table",
+                        "S" => "sequence",
+                        "i" | "I" => "index",
+                        _ => "relation that is not a table",
+                    };
+                    return Err(CaptureError::NotATable {
+                        name: given.clone(),
+                        kind: kind.into(),
+                    });
+                }
+                out.push((given.clone(), row.get(0)));
+            }
+            out
+        }
+        Tables::Schema(schema) => {
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    &[schema],
+                )
+                .map_err(CaptureError::pg("looking up the schema"))?
+                .get(0);
+            if !exists || schema == sql::SCHEMA {
+                return Err(CaptureError::NoSuchSchema {
+                    name: schema.clone(),
+                    database: database.into(),
+                });
+            }
+            tx.query(
+                "SELECT c.relname::text, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname",
+                &[schema],
+            )
+            .map_err(CaptureError::pg("listing the schema's tables"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+        }
+    };
+    let mut out: Vec<Resolved> = Vec::new();
+    for (given, relid) in oids {
+        if out.iter().any(|r| r.relid == relid) {
+            continue;
+        }
+        // Always schema-qualified, whatever the search path.
+        let qualified: String = tx
+            .query_one(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                &[&relid],
+            )
+            .map_err(CaptureError::pg("naming the table"))?
+            .get(0);
+        let key_columns: Vec<String> = tx
+            .query(
+                "SELECT a.attname::text FROM pg_index i
+                   JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n) ON true
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.n",
+                &[&relid],
+            )
+            .map_err(CaptureError::pg("reading the primary key"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let columns: Vec<String> = tx
+            .query(
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+                &[&relid],
+            )
+            .map_err(CaptureError::pg("reading the columns"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        out.push(Resolved {
+            relid,
+            given,
+            table: TrackedTable {
+                name: qualified,
+                key_columns,
+                excluded: Vec::new(),
+            },
+            columns,
+        });
+    }
+    Ok(out)
+}
+
+/// Attach each `table.column` of `specs` to its table.
+fn apply_excludes(tables: &mut [Resolved], specs: &[String]) -> Result<(), CaptureError> {
+    for spec in specs {
+        let bad = |reason: String| CaptureError::BadExclude {
+            spec: spec.clone(),
+            reason,
+        };
+        let Some((table, column)) = spec.rsplit_once('.') else {
+            return Err(bad("expected TABLE.COLUMN".into()));
+        };
+        if table.is_empty() || column.is_empty() {
+            return Err(bad("expected TABLE.COLUMN".into()));
+        }
+        let unquoted = |s: &str| s.replace('"', "");
+        let t = tables
+            .iter_mut()
+            .find(|t| {
+                t.given == table
+                    || unquoted(&t.table.name) == unquoted(table)
+                    || unquoted(&t.table.name).rsplit_once('.').map(|(_, n)| n) == Some(&unquoted(table))
+            })
+            .ok_or_else(|| bad(format!("table {table} is not among the captured tables")))?;
+        if !t.columns.iter().any(|c| c == column) {
+            return Err(bad(format!("table {} has no column {column}", t.table.name)));
+        }
+        if t.table.key_columns.iter().any(|c| c == column) {
+            return Err(bad(format!(
+                "{column} is part of the primary key of {}, which identifies each change",
+                t.table.name
+            )));
+        }
+        if !t.table.excluded.iter().any(|c| c == column) {
+            t.table.excluded.push(column.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// A SQL string literal.
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

@@ -1,0 +1,553 @@
+//! Capture end to end against the local PostgreSQL server: install into a
+//! fresh database, change things, drain into a fresh trail, read the trail.
+
+mod capture_support;
+
+use std::collections::BTreeSet;
+
+use capture_support::{drain_all, events, trail, Db};
+use sealtrail_pg::capture::{install, status, uninstall, CaptureError, InstallOptions, Tables};
+use sealtrail_pg::drain::{drain, DrainError, DrainOptions};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn tables(names: &[&str]) -> InstallOptions {
+    InstallOptions {
+        tables: Tables::List(names.iter().map(|s| s.to_string()).collect()),
+        ..InstallOptions::default()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn actions(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["action"].as_str().expect("action")).collect()
+}
+
+#[test]
+fn row_changes_with_actor_reason_and_excluded_columns() {
+    let db = Db::new("rows");
+    let mut c = db.client();
+    c.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, name text, secret text, balance numeric);
+         CREATE TABLE untracked (id int PRIMARY KEY);",
+    )
+    .expect("schema");
+    let mut opts = tables(&["accounts"]);
+    opts.exclude_columns = vec!["accounts.secret".into()];
+    let installed = install(&db.dsn(), &opts).expect("install");
+    assert!(installed.fresh && installed.ddl_capture);
+    assert_eq!(installed.tables[0].name, "public.accounts");
+    assert_eq!(installed.tables[0].key_columns, vec!["id"]);
+
+    c.batch_execute(
+        "BEGIN;
+         SET LOCAL sealtrail.actor = 'u-17';
+         SET LOCAL sealtrail.reason = 'ticket OPS-4';
+         SET LOCAL sealtrail.request_id = 'req-9';
+         INSERT INTO accounts VALUES (1, 'ann', 's1', 12345678901234567.89), (2, 'bob', 's2', 5);
+         COMMIT;
+         UPDATE accounts SET name = 'anne', secret = 's1b' WHERE id = 1;
+         UPDATE accounts SET name = name WHERE id = 2;
+         UPDATE accounts SET secret = 'only the excluded column' WHERE id = 2;
+         INSERT INTO untracked VALUES (1);
+         DELETE FROM accounts WHERE id = 2;
+         TRUNCATE accounts;",
+    )
+    .expect("changes");
+
+    let t = trail();
+    // Six outbox rows: the update of only the excluded column is read and
+    // dropped; the update that changes nothing never reaches the outbox.
+    let report = drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 6);
+    assert_eq!(
+        (report.rows, report.appended, report.duplicates, report.skipped),
+        (6, 5, 0, 1)
+    );
+    let ev = events(&t.trail);
+    assert_eq!(
+        actions(&ev),
+        ["pg.insert", "pg.insert", "pg.update", "pg.delete", "pg.truncate"]
+    );
+    let first = &ev[0];
+    assert_eq!(first["actor"], json!({"id": "u-17", "type": "user"}));
+    assert_eq!(first["details"]["reason"], "ticket OPS-4");
+    assert_eq!(first["context"]["request_id"], "req-9");
+    assert_eq!(first["targets"], json!([{"type": "public.accounts", "id": "1"}]));
+    // numeric beyond a double's exact range travels as its decimal text.
+    assert_eq!(
+        first["changes"]["after"],
+        json!({"id": 1, "name": "ann", "balance": "12345678901234567.89"})
+    );
+    assert_eq!(first["crud"], "c");
+    assert_eq!(first["details"]["database"], db.name.as_str());
+    assert_eq!(first["details"]["role"], "postgres");
+    assert_eq!(ev[1]["changes"]["after"]["balance"], 5);
+    // Both inserts were one transaction.
+    assert_eq!(first["details"]["transaction_id"], ev[1]["details"]["transaction_id"]);
+
+    let update = &ev[2];
+    assert_eq!(
+        update["actor"],
+        json!({"id": "postgres"}),
+        "no sealtrail.actor: the role"
+    );
+    assert!(update["details"].get("reason").is_none());
+    assert_eq!(update["changes"]["fields"], json!(["name"]));
+    assert_eq!(update["changes"]["before"]["name"], "ann");
+    assert_eq!(update["changes"]["after"]["name"], "anne");
+    assert!(update["changes"]["after"].get("secret").is_none());
+
+    assert_eq!(ev[3]["targets"], json!([{"type": "public.accounts", "id": "2"}]));
+    assert_eq!(
+        ev[3]["changes"]["before"],
+        json!({"id": 2, "name": "bob", "balance": 5})
+    );
+    assert!(ev[3]["changes"].get("after").is_none());
+    assert_eq!(ev[4]["targets"], json!([{"type": "table", "id": "public.accounts"}]));
+    // The statement is the client's whole query string (here one batch).
+    assert!(ev[4]["details"]["statement"]
+        .as_str()
+        .expect("statement")
+        .contains("TRUNCATE accounts;"));
+
+    // Every key distinct, of the documented shape, and the outbox empty.
+    let epoch = installed.epoch;
+    for e in &ev {
+        let key = e["idempotency_key"].as_str().expect("key");
+        let xid = e["details"]["transaction_id"].as_str().expect("xid");
+        let id = e["details"]["outbox_id"].as_i64().expect("outbox id");
+        assert_eq!(key, format!("pg-{epoch}-{xid}-{id}"));
+    }
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert_eq!((st.pending, st.drained_total), (0, 6));
+
+    // A second drain finds nothing.
+    let again = drain(&db.dsn(), &t.trail, &DrainOptions::default()).expect("drain again");
+    assert_eq!(again.rows, 0);
+    assert_eq!(t.trail.log().size(), 5);
+}
+
+#[test]
+fn ddl_of_common_kinds() {
+    let db = Db::new("ddl");
+    install(&db.dsn(), &InstallOptions::default()).expect("install");
+    let mut c = db.client();
+    for statement in [
+        "CREATE TABLE orders (id bigint PRIMARY KEY, total int)",
+        "ALTER TABLE orders ADD COLUMN note text",
+        "CREATE INDEX orders_total ON orders (total)",
+        "ALTER TABLE orders RENAME TO purchases",
+        "ALTER TABLE purchases ALTER COLUMN total TYPE bigint",
+        "DROP TABLE purchases",
+    ] {
+        c.batch_execute(statement).expect(statement);
+    }
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 7);
+    let ev = events(&t.trail);
+    assert!(actions(&ev).iter().all(|a| *a == "pg.ddl"), "{:?}", actions(&ev));
+    let seen: Vec<(String, String)> = ev
+        .iter()
+        .map(|e| {
+            (
+                e["details"]["event"].as_str().expect("event").to_string(),
+                e["details"]["command_tag"].as_str().expect("tag").to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("ddl_command_end", "CREATE TABLE"),
+        ("ddl_command_end", "ALTER TABLE"),
+        ("ddl_command_end", "CREATE INDEX"),
+        ("ddl_command_end", "ALTER TABLE"),
+        ("table_rewrite", "ALTER TABLE"),
+        ("ddl_command_end", "ALTER TABLE"),
+        ("sql_drop", "DROP TABLE"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(
+        ev[0]["details"]["statement"],
+        "CREATE TABLE orders (id bigint PRIMARY KEY, total int)"
+    );
+    let targets = |i: usize| -> BTreeSet<String> {
+        ev[i]["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}:{}",
+                    t["type"].as_str().expect("type"),
+                    t["id"].as_str().expect("id")
+                )
+            })
+            .collect()
+    };
+    assert!(targets(0).contains("table:public.orders"), "{:?}", targets(0));
+    assert!(targets(2).contains("index:public.orders_total"), "{:?}", targets(2));
+    assert!(targets(3).contains("table:public.purchases"), "{:?}", targets(3));
+    assert!(targets(6).contains("table:public.purchases"), "{:?}", targets(6));
+    assert_eq!(ev[0]["actor"], json!({"id": "postgres"}));
+}
+
+#[test]
+fn a_late_committing_transaction_is_not_skipped() {
+    let db = Db::new("late");
+    db.client()
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, writer int)")
+        .expect("schema");
+    install(&db.dsn(), &tables(&["items"])).expect("install");
+    let t = trail();
+
+    // A long transaction takes its transaction id first, then others commit.
+    let mut long = db.client();
+    let mut long_tx = long.transaction().expect("begin");
+    long_tx
+        .execute("INSERT INTO items VALUES (0, 0)", &[])
+        .expect("long insert");
+    let writers: Vec<_> = (1..=4)
+        .map(|w| {
+            let dsn = db.dsn();
+            std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect");
+                for i in 0..50 {
+                    c.execute("INSERT INTO items VALUES ($1, $2)", &[&(w * 1000 + i), &w])
+                        .expect("insert");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let before = drain(&db.dsn(), &t.trail, &DrainOptions { batch: 17, limit: None }).expect("drain");
+    assert_eq!(before.rows, 0, "everything after the open transaction waits for it");
+    long_tx.commit().expect("commit the long transaction");
+
+    let after = drain_all(&db.dsn(), &t.trail, &DrainOptions { batch: 17, limit: None }, 201);
+    assert_eq!(after.rows, 201);
+    let ev = events(&t.trail);
+    let ids: BTreeSet<String> = ev
+        .iter()
+        .map(|e| e["targets"][0]["id"].as_str().expect("id").to_string())
+        .collect();
+    let expected: BTreeSet<String> = std::iter::once(0)
+        .chain((1..=4).flat_map(|w| (0..50).map(move |i| w * 1000 + i)))
+        .map(|i: i32| i.to_string())
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(ev.len(), 201);
+    let xids: Vec<u64> = ev
+        .iter()
+        .map(|e| {
+            e["details"]["transaction_id"]
+                .as_str()
+                .expect("xid")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    assert!(xids.windows(2).all(|w| w[0] <= w[1]), "in transaction order");
+    assert_eq!(ev[0]["targets"][0]["id"], "0", "the long transaction began first");
+}
+
+#[test]
+fn toast_sized_values_become_length_and_hash() {
+    let db = Db::new("toast");
+    db.client()
+        .batch_execute("CREATE TABLE docs (id int PRIMARY KEY, title text, body text)")
+        .expect("schema");
+    install(&db.dsn(), &tables(&["docs"])).expect("install");
+    let body: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    db.client()
+        .execute("INSERT INTO docs VALUES (1, 'big', $1)", &[&body])
+        .expect("insert");
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 1);
+    let ev = events(&t.trail);
+    assert_eq!(ev.len(), 1);
+    let quoted = format!("\"{body}\"");
+    assert_eq!(
+        ev[0]["changes"]["after"],
+        json!({"id": 1, "title": "big", "body": {"omitted": true, "bytes": quoted.len(), "sha256": hex(quoted.as_bytes())}})
+    );
+    assert_eq!(ev[0]["details"]["omitted"], json!(["after.body"]));
+}
+
+#[test]
+fn a_table_without_primary_key_is_identified_by_row_hash() {
+    let db = Db::new("nopk");
+    db.client()
+        .batch_execute("CREATE TABLE log_lines (at int, line text)")
+        .expect("schema");
+    let installed = install(&db.dsn(), &tables(&["log_lines"])).expect("install");
+    assert!(installed.tables[0].key_columns.is_empty());
+    assert!(
+        installed.warnings.iter().any(|w| w.contains("no primary key")),
+        "{:?}",
+        installed.warnings
+    );
+    db.client()
+        .batch_execute("INSERT INTO log_lines VALUES (1, 'x'); DELETE FROM log_lines;")
+        .expect("changes");
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 2);
+    let ev = events(&t.trail);
+    let row = br#"{"at":1,"line":"x"}"#;
+    let id = format!("sha256:{}", hex(row));
+    assert_eq!(ev[0]["targets"][0]["id"], id.as_str());
+    assert_eq!(ev[1]["targets"][0]["id"], id.as_str(), "the delete names the same row");
+}
+
+#[test]
+fn reinstall_upgrades_in_place_and_uninstall_removes_everything() {
+    let db = Db::new("reinstall");
+    let mut c = db.client();
+    c.batch_execute(
+        "CREATE SCHEMA app; CREATE TABLE app.a (id int PRIMARY KEY); CREATE TABLE app.b (id int PRIMARY KEY, doc json);",
+    )
+    .expect("schema");
+    let first = install(&db.dsn(), &tables(&["app.a"])).expect("install");
+    c.batch_execute("INSERT INTO app.a VALUES (1)").expect("insert");
+    let second = install(
+        &db.dsn(),
+        &InstallOptions {
+            tables: Tables::Schema("app".into()),
+            ..InstallOptions::default()
+        },
+    )
+    .expect("reinstall");
+    assert!(!second.fresh);
+    assert_eq!(first.epoch, second.epoch);
+    let names: Vec<&str> = second.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["app.a", "app.b"]);
+    // json has no equality operator; the update trigger must not need one.
+    c.batch_execute("INSERT INTO app.b VALUES (1); UPDATE app.b SET doc = '{\"x\": 1}'; UPDATE app.b SET doc = doc;")
+        .expect("insert and update");
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert!(st.missing_triggers.is_empty());
+    // The row from before the reinstall is kept, plus the insert and the
+    // one update that changed something.
+    let pending = st.pending;
+    assert_eq!(pending, 3);
+
+    match uninstall(&db.dsn(), false) {
+        Err(CaptureError::Pending { pending: p, .. }) => assert_eq!(p, pending),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(uninstall(&db.dsn(), true).expect("forced uninstall"));
+    let left: i64 = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'sealtrail')
+                  + (SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'sealtrail%')
+                  + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'sealtrail%')
+                  + (SELECT count(*) FROM pg_proc WHERE proname LIKE 'capture_%')",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+    assert!(status(&db.dsn()).expect("status").install.is_none());
+    assert!(!uninstall(&db.dsn(), false).expect("second uninstall"));
+    // DDL after uninstall is not captured and needs nothing of ours.
+    c.batch_execute("CREATE TABLE app.c (id int)")
+        .expect("DDL after uninstall");
+}
+
+#[test]
+fn bad_inputs_are_refused_clearly() {
+    let unreachable = install(
+        "host=127.0.0.1 port=1 user=postgres dbname=nowhere",
+        &InstallOptions::default(),
+    );
+    match unreachable {
+        Err(e @ CaptureError::Connect { .. }) => {
+            assert!(e.to_string().contains("127.0.0.1:1, database nowhere"), "{e}")
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+    assert!(matches!(
+        install("port=notanumber", &InstallOptions::default()),
+        Err(CaptureError::Dsn(_))
+    ));
+
+    let db = Db::new("bad");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, c text); CREATE VIEW v AS SELECT 1 AS x;")
+        .expect("schema");
+    match install(&db.dsn(), &tables(&["missing"])) {
+        Err(e @ CaptureError::NoSuchTable { .. }) => {
+            assert!(e.to_string().contains("table missing does not exist"), "{e}")
+        }
+        other => panic!("expected no such table, got {other:?}"),
+    }
+    assert!(matches!(
+        install(&db.dsn(), &tables(&["a.b.c.d"])),
+        Err(CaptureError::NoSuchTable { .. })
+    ));
+    assert!(matches!(
+        install(&db.dsn(), &tables(&["v"])),
+        Err(CaptureError::NotATable { .. })
+    ));
+    let excluding = |spec: &str| {
+        let mut o = tables(&["t"]);
+        o.exclude_columns = vec![spec.into()];
+        install(&db.dsn(), &o)
+    };
+    for (spec, says) in [
+        ("t.nope", "has no column nope"),
+        ("t.id", "part of the primary key"),
+        ("other.c", "not among the captured tables"),
+        ("nodot", "expected TABLE.COLUMN"),
+    ] {
+        match excluding(spec) {
+            Err(e @ CaptureError::BadExclude { .. }) => assert!(e.to_string().contains(says), "{spec}: {e}"),
+            other => panic!("{spec}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        install(
+            &db.dsn(),
+            &InstallOptions {
+                tables: Tables::Schema("nope".into()),
+                ..InstallOptions::default()
+            }
+        ),
+        Err(CaptureError::NoSuchSchema { .. })
+    ));
+    // Nothing was installed by the refused attempts.
+    assert!(status(&db.dsn()).expect("status").install.is_none());
+    let t = trail();
+    assert!(matches!(
+        drain(&db.dsn(), &t.trail, &DrainOptions::default()),
+        Err(DrainError::Capture(CaptureError::NotInstalled { .. }))
+    ));
+}
+
+#[test]
+fn a_role_that_is_not_superuser_gets_row_capture_only_when_it_asks() {
+    let db = Db::new("role");
+    let role = format!("{}_owner", db.name);
+    let mut c = db.client();
+    c.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT CREATE ON DATABASE {} TO {role};
+         CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO {role};",
+        db.name
+    ))
+    .expect("role");
+    let dsn = format!("host=127.0.0.1 port=5432 user={role} dbname={}", db.name);
+    let result = install(&dsn, &tables(&["t"]));
+    match result {
+        Err(e @ CaptureError::NotSuperuser { .. }) => assert!(e.to_string().contains("--no-ddl"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut opts = tables(&["t"]);
+    opts.without_ddl = true;
+    let installed = install(&dsn, &opts).expect("row capture only");
+    assert!(!installed.ddl_capture);
+    c.batch_execute("INSERT INTO t VALUES (1); CREATE TABLE u (id int);")
+        .expect("changes");
+    let t = trail();
+    drain_all(&dsn, &t.trail, &DrainOptions::default(), 1);
+    assert_eq!(actions(&events(&t.trail)), ["pg.insert"]);
+    assert!(uninstall(&dsn, false).expect("uninstall"));
+    drop(c);
+    let name = db.name.clone();
+    drop(db);
+    capture_support::admin()
+        .batch_execute(&format!("DROP ROLE IF EXISTS {name}_owner"))
+        .expect("drop role");
+}
+
+#[test]
+fn rows_whose_delete_was_lost_are_not_appended_twice() {
+    // The window between a durable append and the committed delete: a
+    // drainer killed there, or a PostgreSQL crash that rolls the delete
+    // back, leaves the rows in the outbox. Put them back by hand.
+    let db = Db::new("window");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").expect("schema");
+    install(&db.dsn(), &tables(&["t"])).expect("install");
+    c.batch_execute("INSERT INTO t SELECT generate_series(1, 40)")
+        .expect("insert");
+    c.batch_execute("CREATE TABLE saved AS SELECT * FROM sealtrail.outbox")
+        .expect("save");
+    let t = trail();
+    // 40 inserts and the DDL of `saved`.
+    let first = drain_all(&db.dsn(), &t.trail, &DrainOptions { batch: 16, limit: None }, 41);
+    assert_eq!((first.appended, first.duplicates), (41, 0));
+    c.batch_execute("INSERT INTO sealtrail.outbox SELECT * FROM saved")
+        .expect("restore");
+    let second = drain_all(&db.dsn(), &t.trail, &DrainOptions { batch: 16, limit: None }, 40);
+    assert_eq!((second.appended, second.duplicates), (0, 40));
+    assert_eq!(t.trail.log().size(), 41);
+}
+
+#[test]
+fn a_row_too_wide_for_an_entry_is_shrunk_until_it_fits() {
+    let db = Db::new("wide");
+    let columns: Vec<String> = (0..100).map(|i| format!("c{i:02} text")).collect();
+    db.client()
+        .batch_execute(&format!(
+            "CREATE TABLE wide (id int PRIMARY KEY, {})",
+            columns.join(", ")
+        ))
+        .expect("schema");
+    install(&db.dsn(), &tables(&["wide"])).expect("install");
+    // 100 values of 1,000 characters: each under the first bound, together
+    // far over an entry.
+    let value = "x".repeat(1000);
+    let names: Vec<String> = (0..100).map(|i| format!("c{i:02}")).collect();
+    db.client()
+        .execute(
+            &format!(
+                "INSERT INTO wide (id, {}) SELECT 1, {}",
+                names.join(", "),
+                names.iter().map(|_| "$1").collect::<Vec<_>>().join(", ")
+            ),
+            &[&value],
+        )
+        .expect("insert");
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 1);
+    let ev = events(&t.trail);
+    let quoted = format!("\"{value}\"");
+    let digest = json!({"omitted": true, "bytes": 1002, "sha256": hex(quoted.as_bytes())});
+    for name in &names {
+        assert_eq!(ev[0]["changes"]["after"][name], digest, "{name}");
+    }
+    assert_eq!(ev[0]["changes"]["after"]["id"], 1);
+    let omitted: Vec<String> = names.iter().map(|n| format!("after.{n}")).collect();
+    assert_eq!(ev[0]["details"]["omitted"], json!(omitted));
+}
+
+#[test]
+fn a_dropped_capture_trigger_shows_in_status_and_in_the_trail() {
+    let db = Db::new("tamper");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").expect("schema");
+    install(&db.dsn(), &tables(&["t"])).expect("install");
+    c.batch_execute("DROP TRIGGER sealtrail_capture_update ON t")
+        .expect("drop trigger");
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert_eq!(st.missing_triggers, ["public.t"]);
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 1);
+    let ev = events(&t.trail);
+    assert_eq!(ev[0]["action"], "pg.ddl");
+    assert_eq!(ev[0]["details"]["command_tag"], "DROP TRIGGER");
+    assert_eq!(
+        ev[0]["targets"],
+        json!([{"type": "trigger", "id": "sealtrail_capture_update on public.t"}])
+    );
+    // A re-install puts it back.
+    install(&db.dsn(), &tables(&["t"])).expect("reinstall");
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert!(st.missing_triggers.is_empty());
+}

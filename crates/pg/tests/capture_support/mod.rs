@@ -1,0 +1,123 @@
+//! Shared by the capture tests: a throw-away database on the local
+//! PostgreSQL server and a throw-away trail.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use postgres::{Client, NoTls};
+use sealtrail_ledger::DataDir;
+use sealtrail_trail::{Trail, TrailOptions};
+use serde_json::Value;
+
+pub const SERVER: &str = "host=127.0.0.1 port=5432 user=postgres";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A database created for one test and dropped after it.
+pub struct Db {
+    pub name: String,
+}
+
+impl Db {
+    pub fn new(tag: &str) -> Db {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos();
+        let name = format!(
+            "st_capture_{tag}_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the test database");
+        Db { name }
+    }
+
+    pub fn dsn(&self) -> String {
+        format!("{SERVER} dbname={}", self.name)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.dsn(), NoTls).expect("connect to the test database")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = admin().batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+pub fn admin() -> Client {
+    Client::connect(&format!("{SERVER} dbname=postgres"), NoTls)
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/postgres starts it)")
+}
+
+/// A trail in a temporary directory.
+pub struct TestTrail {
+    pub dir: tempfile::TempDir,
+    pub trail: Trail,
+}
+
+pub fn trail() -> TestTrail {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trail = open_trail(dir.path());
+    TestTrail { dir, trail }
+}
+
+pub fn create_trail(path: &std::path::Path) {
+    DataDir::new(path).create_log("default", None).expect("create log");
+}
+
+pub fn open_trail(path: &std::path::Path) -> Trail {
+    let data = DataDir::new(path);
+    if !path.join("logs").join("default").exists() {
+        create_trail(path);
+    }
+    Trail::open(&data, "default", TrailOptions::default()).expect("open trail")
+}
+
+/// Every event in the trail, in ledger order, as JSON.
+pub fn events(trail: &Trail) -> Vec<Value> {
+    (0..trail.log().size())
+        .map(|i| {
+            let found = trail.read(i).expect("read entry");
+            serde_json::from_slice(&found.entry).expect("entry is JSON")
+        })
+        .collect()
+}
+
+/// Drain until `rows` outbox rows have been drained in all. A drain stops
+/// at the oldest transaction still open anywhere on the server, and tests
+/// running beside this one hold transactions open for a moment.
+pub fn drain_all(
+    dsn: &str,
+    trail: &Trail,
+    opts: &sealtrail_pg::drain::DrainOptions,
+    rows: u64,
+) -> sealtrail_pg::drain::DrainReport {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut total = sealtrail_pg::drain::DrainReport::default();
+    loop {
+        let r = sealtrail_pg::drain::drain(dsn, trail, opts).expect("drain");
+        total.rows += r.rows;
+        total.appended += r.appended;
+        total.duplicates += r.duplicates;
+        total.skipped += r.skipped;
+        total.batches += r.batches;
+        if r.through.is_some() {
+            total.through = r.through;
+        }
+        if total.rows >= rows {
+            return total;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drained {} of {rows} rows in 60 s",
+            total.rows
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
