@@ -34,10 +34,10 @@ pub struct ImportLogArgs {
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// The database: postgresql://user@host:port/db
+    /// The database: `postgresql://user@host:port/db`.
     #[arg(long)]
     dsn: String,
-    /// Directory of V<version>__<description>.sql scripts.
+    /// Directory of `V<version>__<description>.sql` scripts.
     dir: PathBuf,
     /// The change ticket the migration belongs to (recorded with each script).
     #[arg(long)]
@@ -52,10 +52,10 @@ pub struct MigrateArgs {
 
 #[derive(Args)]
 pub struct MigrationsArgs {
-    /// The database: postgresql://user@host:port/db
+    /// The database: `postgresql://user@host:port/db`.
     #[arg(long)]
     dsn: String,
-    /// Directory of V<version>__<description>.sql scripts.
+    /// Directory of `V<version>__<description>.sql` scripts.
     dir: PathBuf,
 }
 
