@@ -506,36 +506,52 @@ async fn a_full_queue_is_refused_with_retry_after() {
         c.data.sources.insert("slow".into(), f.to_string_lossy().into_owned());
         c.data.sources.insert("right".into(), r.to_string_lossy().into_owned());
     });
+    // However this test ends, the run is let go (else the runtime would
+    // wait for its thread forever): each time it opens the FIFO, an empty
+    // input.
+    struct Release(std::path::PathBuf);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let fifo = self.0.clone();
+            std::thread::spawn(move || loop {
+                if std::fs::OpenOptions::new().write(true).open(&fifo).is_err() {
+                    return;
+                }
+            });
+        }
+    }
+    let release = Release(fifo);
     let analyst = h.key(Scope::Analyst, None);
     let request = json!({"kind": "diff", "left": "slow", "right": "right", "options": {"key": ["id"]}});
     let first = id_of(&h.post("/api/v1/data/runs", Some(&analyst), request.clone()).await);
     let r = h.post("/api/v1/data/runs", Some(&analyst), request.clone()).await;
-    let p = r.problem_doc(
-        503,
-        "overloaded",
-        support::ProblemChecks {
-            status_field: true,
-            detail: true,
-        },
-    );
+    let checks = support::ProblemChecks {
+        status_field: true,
+        detail: true,
+    };
+    let p = r.problem_doc(503, "overloaded", checks);
     assert_eq!(r.headers.get("retry-after").expect("Retry-After"), "5");
     assert!(p["detail"].as_str().expect("detail").contains("data.max_queued"), "{p}");
+    // Only this test is refused, in this process.
     let m = h.get("/metrics", None).await.text();
     assert_eq!(support::metric(&m, "sealtrail_data_runs_refused_total"), 1.0);
-    assert_eq!(support::metric(&m, "sealtrail_data_runs_running "), 1.0);
-    let shown = h
-        .get(&format!("/api/v1/data/runs/{first}"), Some(&analyst))
-        .await
-        .json();
-    assert_eq!(shown["state"], "running");
-    assert!(shown["progress"].is_array(), "{shown}");
-
-    // Let the run go: each time it opens the FIFO, an empty input.
-    std::thread::spawn(move || loop {
-        if std::fs::OpenOptions::new().write(true).open(&fifo).is_err() {
-            return;
+    // It takes its place to run at once, and stays there, held by the FIFO.
+    let mut shown = Value::Null;
+    for _ in 0..500 {
+        shown = h
+            .get(&format!("/api/v1/data/runs/{first}"), Some(&analyst))
+            .await
+            .json();
+        if shown["state"] != "queued" {
+            break;
         }
-    });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(shown["state"], "running", "{shown}");
+    assert_eq!(shown["progress"][0]["rows"], 0, "{shown}");
+    assert_eq!(shown["outcome"], Value::Null);
+
+    drop(release);
     let run = finished(&h, &analyst, first).await;
     assert_eq!(run["parameters"]["sources"], json!(["slow", "right"]));
     // Its place is free again.

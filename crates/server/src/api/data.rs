@@ -110,7 +110,10 @@ impl DataRuns {
             .map_err(|e| format!("closing data runs left open: {e}"))?;
         for id in failed {
             tracing::warn!(run = id, "data run {id} failed: {}", sealtrail_meta::INTERRUPTED);
-            metrics::counter!("sealtrail_data_runs_total", "kind" => "unknown", "outcome" => "failure").increment(0);
+            if let Ok(Some(run)) = meta.data_run(id) {
+                metrics::counter!("sealtrail_data_runs_total", "kind" => run.run.kind.as_str(), "outcome" => "failure")
+                    .increment(1);
+            }
         }
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
@@ -888,6 +891,19 @@ pub async fn create_run(State(app): State<Arc<App>>, Auth(caller): Auth, request
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    // An upload must fit the disk beside what the logs need.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(app.config.data.max_upload_bytes);
+    if let Err(reason) = app.system.check_room(declared) {
+        let mut p = Problem::unavailable(reason);
+        p.retry_after = Some(RETRY_AFTER_FULL);
+        return Err(p);
+    }
     let ticket = app.data_runs.admit(&app.config)?;
     let submission = if content_type.starts_with("multipart/form-data") {
         let form = Multipart::from_request(request, &())
@@ -1586,7 +1602,9 @@ pub async fn get_report(
             let dir = results(&app, &run)?;
             let path = dir.join(format!("report.{format}"));
             if !path.exists() {
-                let temp = dir.join(format!("report.{format}.partial"));
+                // Two requests may make the same report at once: each its own.
+                let n = INCOMING.fetch_add(1, Ordering::Relaxed);
+                let temp = dir.join(format!("report.{format}.partial-{n}"));
                 make_report(&run, &dir, &format, &temp).map_err(Problem::internal)?;
                 std::fs::rename(&temp, &path).map_err(|e| Problem::internal(format!("{}: {e}", path.display())))?;
             }
