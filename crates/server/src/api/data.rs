@@ -30,13 +30,13 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sealtrail_data::diff::{DiffSummary, DuplicateSample, Layout, SchemaChanges};
+use sealtrail_data::diff::{DiffSummary, Layout};
 use sealtrail_data::job::{self, JobInput, Watch};
 use sealtrail_data::keys::{KeyOptions, NullEquality};
 use sealtrail_data::output::{self, Format};
 use sealtrail_data::source::OpenOptions;
 use sealtrail_data::validate::{Rules, Violation};
-use sealtrail_data::{Change, ChangeKind, ChangeSink, DataError, DiffOptions, Duplicate, FieldChange};
+use sealtrail_data::{Change, ChangeSink, DataError, DiffOptions};
 use sealtrail_meta::{now_text, DataRun, DataRunFilter, RunInput, RunKind, RunOutcome, Scope, StoredDataRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -1636,29 +1636,32 @@ fn make_report(run: &StoredDataRun, dir: &Path, format: &str, out: &Path) -> Res
     match run.run.kind {
         RunKind::Diff => {
             let format: Format = format.parse()?;
-            let layout: Value = serde_json::from_slice(
+            let layout: Layout = serde_json::from_slice(
                 &std::fs::read(dir.join(LAYOUT_FILE)).map_err(|e| format!("{LAYOUT_FILE}: {e}"))?,
             )
             .map_err(|e| format!("{LAYOUT_FILE}: {e}"))?;
             let temp = dir.join("tmp-report");
             std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
             let mut writer = output::writer(format, Box::new(file), Some(&temp)).map_err(|e| e.to_string())?;
-            writer.as_sink().begin(&layout_of(&layout)).map_err(|e| e.to_string())?;
+            writer.as_sink().begin(&layout).map_err(|e| e.to_string())?;
             let changes = File::open(dir.join(CHANGES_FILE)).map_err(|e| format!("{CHANGES_FILE}: {e}"))?;
             let mut summary = None;
             for line in BufReader::new(changes).lines() {
                 let line = line.map_err(|e| format!("{CHANGES_FILE}: {e}"))?;
-                let v: Value = serde_json::from_str(&line).map_err(|e| format!("{CHANGES_FILE}: {e}"))?;
+                let bad = |e: serde_json::Error| format!("{CHANGES_FILE}: {e}");
+                let v: Value = serde_json::from_str(&line).map_err(bad)?;
                 if let Some(s) = v.get("summary") {
-                    summary = Some(summary_of(s));
+                    summary = Some(DiffSummary::deserialize(s).map_err(bad)?);
                 } else {
-                    writer.as_sink().change(&change_of(&v)?).map_err(|e| e.to_string())?;
+                    let change = Change::deserialize(&v).map_err(bad)?;
+                    writer.as_sink().change(&change).map_err(|e| e.to_string())?;
                 }
             }
             // The stored summary names the uploads as the client did.
-            let mut summary = summary.unwrap_or_else(|| summary_of(&run.run.summary));
-            summary.left = text(&run.run.summary["left"]);
-            summary.right = text(&run.run.summary["right"]);
+            let stored = DiffSummary::deserialize(&run.run.summary).map_err(|e| format!("the run's summary: {e}"))?;
+            let mut summary = summary.unwrap_or_else(|| stored.clone());
+            summary.left = stored.left;
+            summary.right = stored.right;
             writer.finish(&summary).map_err(|e| e.to_string())?;
             let _ = std::fs::remove_dir_all(&temp);
             Ok(())
@@ -1687,133 +1690,5 @@ fn make_report(run: &StoredDataRun, dir: &Path, format: &str, out: &Path) -> Res
             out.write_all(b"]}").map_err(io)?;
             out.flush().map_err(io)
         }
-    }
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn opt_strings(v: &Value) -> Vec<Option<String>> {
-    v.as_array()
-        .map(|a| a.iter().map(|s| s.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
-}
-
-fn numbers(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
-}
-
-fn count(v: &Value, field: &str) -> u64 {
-    v[field].as_u64().unwrap_or(0)
-}
-
-fn layout_of(v: &Value) -> Layout {
-    Layout {
-        left: text(&v["left"]),
-        right: text(&v["right"]),
-        left_columns: strings(&v["left_columns"]),
-        right_columns: strings(&v["right_columns"]),
-        key_columns: strings(&v["key_columns"]),
-        compared_columns: strings(&v["compared_columns"]),
-    }
-}
-
-/// A change as the JSON Lines writer wrote it, read back.
-fn change_of(v: &Value) -> Result<Change, String> {
-    let kind = match v["kind"].as_str() {
-        Some("added") => ChangeKind::Added,
-        Some("removed") => ChangeKind::Removed,
-        Some("changed") => ChangeKind::Changed,
-        Some("duplicate") => ChangeKind::Duplicate,
-        other => return Err(format!("{CHANGES_FILE}: change kind {other:?}")),
-    };
-    let duplicate = v.get("duplicate").map(|d| Duplicate {
-        left_rows: count(d, "left_rows"),
-        right_rows: count(d, "right_rows"),
-        left_lines: numbers(&d["left_lines"]),
-        right_lines: numbers(&d["right_lines"]),
-    });
-    Ok(Change {
-        kind,
-        key: opt_strings(&v["key"]),
-        left_line: v["left_line"].as_u64(),
-        right_line: v["right_line"].as_u64(),
-        row: opt_strings(&v["row"]),
-        fields: v["fields"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|f| FieldChange {
-                        column: text(&f["column"]),
-                        old: f["old"].as_str().map(str::to_string),
-                        new: f["new"].as_str().map(str::to_string),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        duplicate,
-    })
-}
-
-/// A diff's summary as stored, read back.
-fn summary_of(v: &Value) -> DiffSummary {
-    let s = &v["schema"];
-    DiffSummary {
-        left: text(&v["left"]),
-        right: text(&v["right"]),
-        key_columns: strings(&v["key_columns"]),
-        compared_columns: strings(&v["compared_columns"]),
-        left_rows: count(v, "left_rows"),
-        right_rows: count(v, "right_rows"),
-        added: count(v, "added"),
-        removed: count(v, "removed"),
-        changed: count(v, "changed"),
-        unchanged: count(v, "unchanged"),
-        left_duplicate_keys: count(v, "left_duplicate_keys"),
-        left_duplicate_rows: count(v, "left_duplicate_rows"),
-        right_duplicate_keys: count(v, "right_duplicate_keys"),
-        right_duplicate_rows: count(v, "right_duplicate_rows"),
-        left_excluded_rows: count(v, "left_excluded_rows"),
-        right_excluded_rows: count(v, "right_excluded_rows"),
-        changed_fields: v["changed_fields"]
-            .as_object()
-            .map(|o| o.iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0))).collect())
-            .unwrap_or_default(),
-        schema: SchemaChanges {
-            columns_added: strings(&s["columns_added"]),
-            columns_removed: strings(&s["columns_removed"]),
-            columns_renamed: s["columns_renamed"]
-                .as_array()
-                .map(|a| a.iter().map(|p| (text(&p[0]), text(&p[1]))).collect())
-                .unwrap_or_default(),
-            columns_reordered: s["columns_reordered"].as_bool().unwrap_or(false),
-            left_order: strings(&s["left_order"]),
-            right_order: strings(&s["right_order"]),
-        },
-        duplicate_samples: v["duplicate_samples"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|d| DuplicateSample {
-                        key: opt_strings(&d["key"]),
-                        left_rows: count(d, "left_rows"),
-                        right_rows: count(d, "right_rows"),
-                        left_lines: numbers(&d["left_lines"]),
-                        right_lines: numbers(&d["right_lines"]),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        spilled: v["spilled"].as_bool().unwrap_or(false),
-        spilled_partitions: u32::try_from(count(v, "spilled_partitions")).unwrap_or(u32::MAX),
     }
 }
