@@ -25,8 +25,11 @@ use crate::config::{PgSource, Postgres};
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How often the pending count is asked of the source (`capture::status`
-/// opens a connection of its own, so not at every poll).
+/// opens a connection of its own, so not at every poll)...
 const PENDING_EVERY: Duration = Duration::from_secs(15);
+/// ...or, while the last count was not 0, after a drain that found
+/// nothing, at most this often.
+const PENDING_AGAIN: Duration = Duration::from_secs(1);
 /// Free bytes asked of the data directory before a drain: a drain's batch
 /// is appended in pieces bounded by the drainer, so this is a floor, not
 /// the batch's size.
@@ -106,6 +109,9 @@ impl Followers {
         if me.sources.is_empty() {
             return Ok(());
         }
+        // Counted from the first drain, which may end before the router
+        // would install the recorder.
+        let _ = crate::ops::prometheus();
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);
         *me.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         let mut threads = me.threads.lock().unwrap_or_else(|e| e.into_inner());
@@ -195,7 +201,9 @@ fn follow(app: &App, source: &Source, rx: &Receiver<()>) {
                 metrics::counter!("sealtrail_pg_drained_total", "source" => c.name.clone()).increment(appended);
                 metrics::gauge!("sealtrail_pg_last_drain_timestamp_seconds", "source" => c.name.clone())
                     .set(unix_seconds());
-                if pending_at.is_none_or(|t| now.duration_since(t) >= PENDING_EVERY) {
+                let since = pending_at.map(|t| now.duration_since(t));
+                let stale = source.health.lock().unwrap_or_else(|e| e.into_inner()).pending != Some(0);
+                if since.is_none_or(|d| d >= PENDING_EVERY || (stale && appended == 0 && d >= PENDING_AGAIN)) {
                     pending_at = Some(now);
                     update_pending(source);
                 }
