@@ -778,3 +778,79 @@ mod tests {
         assert!(e.starts_with("logs.max_logs:"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod postgres_tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write the file");
+        Config::load(Some(&path), [])
+    }
+
+    const SOURCE: &str =
+        "[[postgres.sources]]\nname = \"shop\"\ndsn = \"postgresql://u:pw@db/shop\"\nlog = \"shop-db\"\n";
+
+    #[test]
+    fn sources_take_their_defaults() {
+        let c = load(SOURCE).expect("a valid source");
+        assert_eq!(
+            c.postgres.sources,
+            [PgSource {
+                name: "shop".into(),
+                dsn: "postgresql://u:pw@db/shop".into(),
+                log: "shop-db".into(),
+                poll_interval_ms: 1000,
+                batch: 10_000,
+            }]
+        );
+        let c = load(&format!("{SOURCE}poll_interval_ms = 5\nbatch = 7\n")).expect("a valid source");
+        assert_eq!(
+            (c.postgres.sources[0].poll_interval_ms, c.postgres.sources[0].batch),
+            (5, 7)
+        );
+        assert!(Config::default().postgres.sources.is_empty());
+    }
+
+    #[test]
+    fn bad_sources_are_refused_naming_the_key() {
+        let twice = format!("{SOURCE}{}", SOURCE.replace("shop-db", "other"));
+        for (text, start) in [
+            (
+                twice.as_str(),
+                "postgres.sources[1].name: \"shop\" names another source",
+            ),
+            (
+                &SOURCE.replace("postgresql://u:pw@db/shop", " "),
+                "postgres.sources[0].dsn: must not be empty",
+            ),
+            (&SOURCE.replace("shop-db", "Shop DB"), "postgres.sources[0].log:"),
+            (
+                &SOURCE.replace("shop-db", "system"),
+                "postgres.sources[0].log: the system log",
+            ),
+            (
+                &SOURCE.replace("name = \"shop\"", "name = \"\""),
+                "postgres.sources[0].name:",
+            ),
+            (
+                &format!("{SOURCE}batch = 0\n"),
+                "postgres.sources[0]: poll_interval_ms and batch",
+            ),
+        ] {
+            let e = load(text).expect_err(text).to_string();
+            assert!(e.starts_with(start), "{e}");
+            assert!(!e.contains("pw@"), "{e}");
+        }
+        let e = load(&SOURCE.replace("log = \"shop-db\"\n", ""))
+            .expect_err("no log")
+            .to_string();
+        assert!(e.contains("log"), "{e}");
+        let e = load(&format!("{SOURCE}tables = []\n"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("tables"), "{e}");
+    }
+}
