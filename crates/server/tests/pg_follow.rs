@@ -2,6 +2,9 @@
 //! row changes made before and while it runs reach the log exactly once,
 //! and an unreachable source shows `failing` without stopping the server.
 
+// For the shared harness (`support`), written with `unwrap`.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
