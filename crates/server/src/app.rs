@@ -120,6 +120,8 @@ pub struct App {
     pub started: Instant,
     /// Data reconciliation runs queued and running.
     pub data_runs: Arc<crate::api::data::DataRuns>,
+    /// The followers of `[[postgres.sources]]`.
+    pub pg_follow: crate::pg_follow::Followers,
 }
 
 impl App {
@@ -136,6 +138,7 @@ impl App {
         let system = SystemMonitor::new(data.root(), &config.health);
         let singles = crate::single::Singles::new(config.limits.max_single_queue);
         let data_runs = Arc::new(crate::api::data::DataRuns::open(&config, &meta)?);
+        let pg_follow = crate::pg_follow::Followers::new(&config.postgres);
         let app = Arc::new(App {
             config,
             data,
@@ -151,6 +154,7 @@ impl App {
             shutting_down: AtomicBool::new(false),
             started: Instant::now(),
             data_runs,
+            pg_follow,
         });
         for name in [app.config.default_log.clone(), SYSTEM_LOG.to_string()] {
             app.open_log(&name).map_err(|e| match e {

@@ -35,6 +35,7 @@ pub struct Config {
     pub log: Log,
     pub integrity: Integrity,
     pub data: Data,
+    pub postgres: Postgres,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +278,7 @@ impl Default for Config {
             log: Log::default(),
             integrity: Integrity::default(),
             data: Data::default(),
+            postgres: Postgres::default(),
         }
     }
 }
@@ -476,6 +478,7 @@ impl Config {
                 "data.sources: name {name:?} must be 1 to 128 bytes"
             )));
         }
+        self.postgres.check()?;
         let h = &self.health;
         for (name, warn, crit) in [
             ("disk", h.disk_warning_percent, h.disk_critical_percent),
@@ -549,6 +552,80 @@ fn set(table: &mut toml::Table, path: &str, value: toml::Value) {
         t = next;
     }
     t.insert(last.into(), value);
+}
+
+/// PostgreSQL databases followed continuously (docs/postgresql.md,
+/// "Following from the server").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Postgres {
+    /// `[[postgres.sources]]`: each drained into its log by a thread of
+    /// its own.
+    pub sources: Vec<PgSource>,
+}
+
+/// One database with capture installed (`sealtrail pg install`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgSource {
+    /// Names the source in health, metrics and the server's log.
+    pub name: String,
+    /// A `postgresql://` URL or `key=value` connection string; its
+    /// password is never logged or shown.
+    pub dsn: String,
+    /// The log its changes are appended to, created if missing.
+    pub log: String,
+    /// Wait between drains that found nothing, in milliseconds.
+    #[serde(default = "PgSource::default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Outbox rows per read, append and delete.
+    #[serde(default = "PgSource::default_batch")]
+    pub batch: usize,
+}
+
+impl PgSource {
+    fn default_poll_interval_ms() -> u64 {
+        1_000
+    }
+    fn default_batch() -> usize {
+        10_000
+    }
+}
+
+impl Postgres {
+    fn check(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = format!("postgres.sources[{i}]");
+            if s.name.is_empty() || s.name.len() > 128 || s.name.chars().any(char::is_control) {
+                return Err(ConfigError(format!(
+                    "{at}.name: {:?} must be 1 to 128 bytes without control characters",
+                    s.name
+                )));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "{at}.name: {:?} names another source too; names must be unique",
+                    s.name
+                )));
+            }
+            if s.dsn.trim().is_empty() {
+                return Err(ConfigError(format!("{at}.dsn: must not be empty")));
+            }
+            sealtrail_ledger::datadir::check_log_name(&s.log).map_err(|e| ConfigError(format!("{at}.log: {e}")))?;
+            if s.log == sealtrail_meta::SYSTEM_LOG {
+                return Err(ConfigError(format!(
+                    "{at}.log: the system log holds the server's own events; name another log"
+                )));
+            }
+            if s.poll_interval_ms == 0 || s.batch == 0 {
+                return Err(ConfigError(format!(
+                    "{at}: poll_interval_ms and batch must be at least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -699,5 +776,81 @@ mod tests {
         assert_eq!(load("2").unwrap().logs.max_logs, 2);
         let e = load("1").unwrap_err().to_string();
         assert!(e.starts_with("logs.max_logs:"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod postgres_tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write the file");
+        Config::load(Some(&path), [])
+    }
+
+    const SOURCE: &str =
+        "[[postgres.sources]]\nname = \"shop\"\ndsn = \"postgresql://u:pw@db/shop\"\nlog = \"shop-db\"\n";
+
+    #[test]
+    fn sources_take_their_defaults() {
+        let c = load(SOURCE).expect("a valid source");
+        assert_eq!(
+            c.postgres.sources,
+            [PgSource {
+                name: "shop".into(),
+                dsn: "postgresql://u:pw@db/shop".into(),
+                log: "shop-db".into(),
+                poll_interval_ms: 1000,
+                batch: 10_000,
+            }]
+        );
+        let c = load(&format!("{SOURCE}poll_interval_ms = 5\nbatch = 7\n")).expect("a valid source");
+        assert_eq!(
+            (c.postgres.sources[0].poll_interval_ms, c.postgres.sources[0].batch),
+            (5, 7)
+        );
+        assert!(Config::default().postgres.sources.is_empty());
+    }
+
+    #[test]
+    fn bad_sources_are_refused_naming_the_key() {
+        let twice = format!("{SOURCE}{}", SOURCE.replace("shop-db", "other"));
+        for (text, start) in [
+            (
+                twice.as_str(),
+                "postgres.sources[1].name: \"shop\" names another source",
+            ),
+            (
+                &SOURCE.replace("postgresql://u:pw@db/shop", " "),
+                "postgres.sources[0].dsn: must not be empty",
+            ),
+            (&SOURCE.replace("shop-db", "Shop DB"), "postgres.sources[0].log:"),
+            (
+                &SOURCE.replace("shop-db", "system"),
+                "postgres.sources[0].log: the system log",
+            ),
+            (
+                &SOURCE.replace("name = \"shop\"", "name = \"\""),
+                "postgres.sources[0].name:",
+            ),
+            (
+                &format!("{SOURCE}batch = 0\n"),
+                "postgres.sources[0]: poll_interval_ms and batch",
+            ),
+        ] {
+            let e = load(text).expect_err(text).to_string();
+            assert!(e.starts_with(start), "{e}");
+            assert!(!e.contains("pw@"), "{e}");
+        }
+        let e = load(&SOURCE.replace("log = \"shop-db\"\n", ""))
+            .expect_err("no log")
+            .to_string();
+        assert!(e.contains("log"), "{e}");
+        let e = load(&format!("{SOURCE}tables = []\n"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("tables"), "{e}");
     }
 }

@@ -29,6 +29,7 @@ pub mod config;
 pub mod extract;
 pub mod integrity;
 pub mod ops;
+pub mod pg_follow;
 pub mod problem;
 pub mod request;
 pub mod single;
@@ -240,6 +241,7 @@ impl Server {
         let evaluator =
             alerts::spawn_evaluator(app.clone(), stop.subscribe()).map_err(|e| format!("starting alerts: {e}"))?;
         alerts::spawn_deliverer(app.clone(), stop.subscribe());
+        pg_follow::Followers::start(&app).map_err(|e| format!("starting the PostgreSQL followers: {e}"))?;
         let router = router(app.clone());
         let http = app.config.http.clone();
         let task = tokio::spawn(async move {
@@ -274,6 +276,7 @@ impl Server {
         tokio::task::spawn_blocking(move || {
             // The evaluator saves its progress as it stops.
             let _ = evaluator.join();
+            app.pg_follow.stop();
             // Every request was answered; the workers only stop here.
             app.singles.stop();
             app.integrity.stop();

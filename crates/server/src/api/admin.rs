@@ -266,6 +266,9 @@ pub struct SystemHealth {
     /// Each open log's integrity: damage found, a write fault, the scrub's
     /// progress and recoveries, its query index.
     pub logs: Vec<LogHealth>,
+    /// Each `[[postgres.sources]]` followed: `ok` or `failing`, its last
+    /// error, events drained. A failing source does not change `status`.
+    pub postgres: Vec<crate::pg_follow::PgSourceHealth>,
 }
 
 #[utoipa::path(
@@ -296,6 +299,7 @@ pub async fn system_health(State(app): State<Arc<App>>, Auth(caller): Auth) -> A
             disk: r.disk,
             data_dir: r.data_dir,
             logs,
+            postgres: app.pg_follow.health(),
         }))
     })
     .await
