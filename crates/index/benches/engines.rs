@@ -31,11 +31,10 @@ use sealtrail_event::{accept_json, event_id, Event, Timestamp};
 use sealtrail_index::{EventIndex, EventSource, Filter, IndexOptions, Page, SourceError, TimeRange};
 use sealtrail_testgen::{process_cpu_secs, Rng};
 
+/// A setting from the environment; a value that does not parse stops the
+/// bench with a message rather than running with the default unnoticed.
 fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
+    sealtrail_testgen::knob("engines", name, default)
 }
 
 /// One query of each kind, as values both engines take.
