@@ -613,6 +613,30 @@ fn shown_name(file_name: Option<&str>, part: &str) -> String {
     }
 }
 
+/// The next chunk of upload part `part`, waiting at most `wait` for it and
+/// counting it into `total`, which may not pass `limit` (the whole
+/// request's bound). `None` at the part's end.
+async fn next_chunk(
+    app: &App,
+    field: &mut axum::extract::multipart::Field<'_>,
+    part: &str,
+    wait: Duration,
+    total: &mut u64,
+    limit: u64,
+) -> Result<Option<axum::body::Bytes>, Problem> {
+    let chunk = match tokio::time::timeout(wait, field.chunk()).await {
+        Err(_) => return Err(body_timeout(app)),
+        Ok(Err(e)) => return Err(multipart_problem(&e, part)),
+        Ok(Ok(None)) => return Ok(None),
+        Ok(Ok(Some(c))) => c,
+    };
+    *total += chunk.len() as u64;
+    if *total > limit {
+        return Err(too_large(part, limit));
+    }
+    Ok(Some(chunk))
+}
+
 /// Read a multipart upload: text parts into memory (bounded), file parts
 /// streamed to `incoming/inputs/`, everything within
 /// `data.max_upload_bytes`.
@@ -647,17 +671,7 @@ async fn read_upload(app: &App, mut form: Multipart, incoming: &Path) -> Result<
                 };
                 let mut bytes = Vec::new();
                 let mut field = field;
-                loop {
-                    let chunk = match tokio::time::timeout(chunk_wait, field.chunk()).await {
-                        Err(_) => return Err(body_timeout(app)),
-                        Ok(Err(e)) => return Err(multipart_problem(&e, &part)),
-                        Ok(Ok(None)) => break,
-                        Ok(Ok(Some(c))) => c,
-                    };
-                    total += chunk.len() as u64;
-                    if total > limit {
-                        return Err(too_large(&part, limit));
-                    }
+                while let Some(chunk) = next_chunk(app, &mut field, &part, chunk_wait, &mut total, limit).await? {
                     bytes.extend_from_slice(&chunk);
                     if bytes.len() > max {
                         return Err(invalid(&format!("part {part}"), format!("at most {max} bytes")));
@@ -685,17 +699,7 @@ async fn read_upload(app: &App, mut form: Multipart, incoming: &Path) -> Result<
                     .await
                     .map_err(|e| Problem::internal(format!("creating {}: {e}", path.display())))?;
                 let mut field = field;
-                loop {
-                    let chunk = match tokio::time::timeout(chunk_wait, field.chunk()).await {
-                        Err(_) => return Err(body_timeout(app)),
-                        Ok(Err(e)) => return Err(multipart_problem(&e, &part)),
-                        Ok(Ok(None)) => break,
-                        Ok(Ok(Some(c))) => c,
-                    };
-                    total += chunk.len() as u64;
-                    if total > limit {
-                        return Err(too_large(&part, limit));
-                    }
+                while let Some(chunk) = next_chunk(app, &mut field, &part, chunk_wait, &mut total, limit).await? {
                     tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
                         .await
                         .map_err(|e| Problem::internal(format!("writing {}: {e}", path.display())))?;
