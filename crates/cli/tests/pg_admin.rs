@@ -10,34 +10,8 @@ use std::path::Path;
 use serde_json::Value;
 
 mod support;
+use sealtrail_testgen::pg::TestDatabase;
 use support::cli;
-
-const ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
-
-/// A database of its own, dropped when the test ends.
-struct Database(String);
-
-impl Database {
-    fn new(name: &str) -> Database {
-        let name = format!("sealtrail_cli_{name}_{}", std::process::id());
-        let mut admin = postgres::Client::connect(ADMIN, postgres::NoTls).unwrap();
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        Database(name)
-    }
-
-    fn dsn(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:5432/{}", self.0)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(ADMIN, postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
-        }
-    }
-}
 
 fn events(data: &Path, action: &str) -> Vec<Value> {
     let (code, out, err) = cli(
@@ -59,7 +33,7 @@ fn events(data: &Path, action: &str) -> Vec<Value> {
 
 #[test]
 fn migrations_apply_in_order_stop_at_a_failure_and_are_recorded() {
-    let db = Database::new("migrate");
+    let db = TestDatabase::new("cli_migrate");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let scripts = dir.path().join("scripts");
@@ -76,7 +50,7 @@ fn migrations_apply_in_order_stop_at_a_failure_and_are_recorded() {
     .unwrap();
     std::fs::write(scripts.join("V10__later.sql"), "CREATE TABLE later (id int);\n").unwrap();
     assert_eq!(cli(&data, &["init"]).0, 0);
-    let dsn = db.dsn();
+    let dsn = db.url();
     let dir_arg = scripts.to_str().unwrap();
 
     let (code, out, err) = cli(
@@ -111,7 +85,7 @@ fn migrations_apply_in_order_stop_at_a_failure_and_are_recorded() {
     assert!(err.contains("V2__bad.sql") && err.contains("nosuch"), "{err}");
 
     // V1 applied, V2 rolled back (its INSERT too), V10 not attempted.
-    let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+    let mut client = db.client();
     let rows: i64 = client.query_one("SELECT count(*) FROM orders", &[]).unwrap().get(0);
     assert_eq!(rows, 0);
     let later: bool = client

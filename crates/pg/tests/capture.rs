@@ -460,7 +460,7 @@ fn a_role_that_is_not_superuser_gets_row_capture_only_when_it_asks() {
     drop(c);
     let name = db.name.clone();
     drop(db);
-    capture_support::admin()
+    sealtrail_testgen::pg::admin()
         .batch_execute(&format!("DROP ROLE IF EXISTS {name}_owner"))
         .expect("drop role");
 }

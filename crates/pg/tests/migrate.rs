@@ -1,56 +1,13 @@
 //! The migration runner against the PostgreSQL server on 127.0.0.1:5432;
 //! each test works in a database of its own, dropped at the end.
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 use sealtrail_pg::logimport::BatchOutcome;
 use sealtrail_pg::migrate::{self, MigrateError, MigrateOptions, MigrationState};
+use sealtrail_testgen::pg::TestDatabase;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-const ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
-
-/// A database that exists for one test.
-struct Db {
-    name: String,
-}
-
-impl Db {
-    fn new() -> Db {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos();
-        let name = format!(
-            "sealtrail_migrate_{}_{}_{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut admin = Client::connect(ADMIN, NoTls).expect("PostgreSQL on 127.0.0.1:5432");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        Db { name }
-    }
-
-    fn dsn(&self) -> String {
-        format!("host=127.0.0.1 port=5432 user=postgres dbname={}", self.name)
-    }
-
-    fn client(&self) -> Client {
-        migrate::connect(&self.dsn()).expect("connect")
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = Client::connect(ADMIN, NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
-}
 
 fn opts() -> MigrateOptions {
     MigrateOptions {
@@ -112,7 +69,7 @@ fn ordered_scripts(dir: &Path) {
 
 #[test]
 fn scripts_apply_in_version_order_once() {
-    let db = Db::new();
+    let db = TestDatabase::new("migrate");
     let dir = tempfile::tempdir().expect("temp dir");
     ordered_scripts(dir.path());
     let mut events = Vec::new();
@@ -172,7 +129,7 @@ fn scripts_apply_in_version_order_once() {
 
 #[test]
 fn a_failing_script_rolls_back_alone_and_stops_the_run() {
-    let db = Db::new();
+    let db = TestDatabase::new("migrate");
     let dir = tempfile::tempdir().expect("temp dir");
     write(dir.path(), "V1__base.sql", "CREATE TABLE base (id int);");
     write(
@@ -236,7 +193,7 @@ fn a_failing_script_rolls_back_alone_and_stops_the_run() {
 
 #[test]
 fn a_changed_or_missing_applied_script_is_refused() {
-    let db = Db::new();
+    let db = TestDatabase::new("migrate");
     let dir = tempfile::tempdir().expect("temp dir");
     write(dir.path(), "V1__one.sql", "CREATE TABLE one (id int);");
     write(dir.path(), "V2__two.sql", "CREATE TABLE two (id int);");
@@ -280,7 +237,7 @@ fn a_changed_or_missing_applied_script_is_refused() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let db = Db::new();
+    let db = TestDatabase::new("migrate");
     let dir = tempfile::tempdir().expect("temp dir");
     ordered_scripts(dir.path());
     let mut events = Vec::new();
@@ -318,7 +275,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn ticket_and_reason_are_required() {
-    let db = Db::new();
+    let db = TestDatabase::new("migrate");
     let dir = tempfile::tempdir().expect("temp dir");
     ordered_scripts(dir.path());
     for o in [
@@ -341,7 +298,7 @@ fn ticket_and_reason_are_required() {
 
 #[test]
 fn an_event_the_sink_lost_is_sent_again_with_the_same_key() {
-    let db = Db::new();
+    let db = TestDatabase::new("migrate");
     let dir = tempfile::tempdir().expect("temp dir");
     write(dir.path(), "V1__one.sql", "CREATE TABLE one (id int);");
     let mut lost = Vec::new();
@@ -389,7 +346,7 @@ fn an_unreachable_server_is_reported() {
 
 #[test]
 fn a_script_ending_the_transaction_itself_is_a_failure() {
-    let db = Db::new();
+    let db = TestDatabase::new("migrate");
     let dir = tempfile::tempdir().expect("temp dir");
     write(
         dir.path(),

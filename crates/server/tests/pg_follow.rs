@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
@@ -14,54 +13,10 @@ use sealtrail_meta::Scope;
 use sealtrail_pg::capture::{self, InstallOptions, Tables};
 use sealtrail_server::config::PgSource;
 use sealtrail_server::{router, Server};
+use sealtrail_testgen::pg::TestDatabase;
 use serde_json::Value;
 
 mod support;
-
-const ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
-
-/// A database that exists for one test, dropped at its end.
-struct Db {
-    name: String,
-}
-
-impl Db {
-    fn new() -> Db {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos();
-        let name = format!(
-            "sealtrail_follow_{}_{}_{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut admin = Client::connect(ADMIN, NoTls).expect("PostgreSQL on 127.0.0.1:5432");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        Db { name }
-    }
-
-    fn dsn(&self) -> String {
-        format!("host=127.0.0.1 port=5432 user=postgres dbname={}", self.name)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        // On a thread of its own: the blocking client may not run on the
-        // test's async threads, and a drop may happen there.
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut admin) = Client::connect(ADMIN, NoTls) {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        })
-        .join();
-    }
-}
 
 /// Every event of `log` as JSON, in log order.
 fn events(server: &Server, log: &str) -> Vec<Value> {
@@ -91,7 +46,7 @@ async fn pg<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_drains_changes_exactly_once_and_survives_an_unreachable_source() {
-    let db = pg(Db::new).await;
+    let db = pg(|| TestDatabase::new("follow")).await;
     let dsn = db.dsn();
     let setup_dsn = dsn.clone();
     // Twenty rows before the server starts: waiting in the outbox.

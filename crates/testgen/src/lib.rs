@@ -82,6 +82,8 @@
 mod catalog;
 mod cpu;
 mod knob;
+#[cfg(feature = "postgres")]
+pub mod pg;
 mod rng;
 
 use catalog::{Action, Ns, ACTIONS, TARGET_TYPES};

@@ -2,58 +2,12 @@
 //! PostgreSQL server and a throw-away trail.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use postgres::{Client, NoTls};
 use sealtrail_ledger::DataDir;
 use sealtrail_trail::{Trail, TrailOptions};
 use serde_json::Value;
 
-pub const SERVER: &str = "host=127.0.0.1 port=5432 user=postgres";
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
 /// A database created for one test and dropped after it.
-pub struct Db {
-    pub name: String,
-}
-
-impl Db {
-    pub fn new(tag: &str) -> Db {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos();
-        let name = format!(
-            "st_capture_{tag}_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        admin()
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create the test database");
-        Db { name }
-    }
-
-    pub fn dsn(&self) -> String {
-        format!("{SERVER} dbname={}", self.name)
-    }
-
-    pub fn client(&self) -> Client {
-        Client::connect(&self.dsn(), NoTls).expect("connect to the test database")
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = admin().batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-    }
-}
-
-pub fn admin() -> Client {
-    Client::connect(&format!("{SERVER} dbname=postgres"), NoTls)
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/postgres starts it)")
-}
+pub type Db = sealtrail_testgen::pg::TestDatabase;
 
 /// A trail in a temporary directory.
 pub struct TestTrail {
