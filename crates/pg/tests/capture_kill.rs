@@ -10,9 +10,9 @@ mod capture_support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use capture_support::{events, open_trail, Db};
+use capture_support::{drain_until_empty, events, open_trail, Db};
 use sealtrail_pg::capture::{install, InstallOptions, Tables};
 use sealtrail_pg::drain::{drain, DrainOptions};
 
@@ -98,19 +98,7 @@ fn killed_drains_lose_and_duplicate_nothing() {
 
     // Final drains until the outbox is empty.
     let trail = open_trail(dir.path());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        drain(&db.dsn(), &trail, &DrainOptions::default()).expect("final drain");
-        let left: i64 = c
-            .query_one("SELECT count(*) FROM sealtrail.outbox", &[])
-            .expect("count")
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "outbox not empty after 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    drain_until_empty(&db.dsn(), &trail);
 
     let ev = events(&trail);
     let mut found: BTreeMap<String, (u32, u32)> = BTreeMap::new();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capture_support::{create_trail, events, open_trail};
+use capture_support::{create_trail, drain_until_empty, events, open_trail};
 use sealtrail_pg::capture::{install, InstallOptions, Tables};
 use sealtrail_pg::drain::{drain, DrainOptions};
 
@@ -46,17 +46,25 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn run(&self, program: &str, args: &[&str]) {
+    /// `program` of the PostgreSQL binaries, as the `postgres` user when
+    /// run as root: initdb and postgres refuse to run as root.
+    fn command(&self, program: &str) -> Command {
         let path = self.bin.join(program);
-        let mut command = if is_root() {
-            // initdb and postgres refuse to run as root.
+        if is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&path);
             c
         } else {
             Command::new(&path)
-        };
-        let out = command.args(args).output().expect("run a PostgreSQL program");
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL program");
         assert!(
             out.status.success(),
             "{program} {args:?}: {}{}",
@@ -141,15 +149,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(data) = self.data.to_str() {
-            let path = self.bin.join("pg_ctl");
-            let mut command = if is_root() {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(&path);
-                c
-            } else {
-                Command::new(&path)
-            };
-            let _ = command.args(["-D", data, "-m", "immediate", "stop"]).output();
+            let _ = self
+                .command("pg_ctl")
+                .args(["-D", data, "-m", "immediate", "stop"])
+                .output();
         }
     }
 }
@@ -229,20 +232,7 @@ fn a_postgresql_crash_mid_drain_loses_and_duplicates_nothing() {
     );
 
     // After the restart, drain to the end.
-    let mut c = pg.client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        drain(&pg.dsn(), &trail, &DrainOptions::default()).expect("drain after the restart");
-        let left: i64 = c
-            .query_one("SELECT count(*) FROM sealtrail.outbox", &[])
-            .expect("count")
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "outbox not empty after 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    drain_until_empty(&pg.dsn(), &trail);
 
     let mut found: BTreeMap<String, u32> = BTreeMap::new();
     let mut keys = std::collections::BTreeSet::new();
@@ -255,6 +245,10 @@ fn a_postgresql_crash_mid_drain_loses_and_duplicates_nothing() {
             .or_default() += 1;
     }
     assert_eq!(found, expected);
-    let rows: i64 = c.query_one("SELECT count(*) FROM items", &[]).expect("count").get(0);
+    let rows: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM items", &[])
+        .expect("count")
+        .get(0);
     assert_eq!(rows, 2000, "the cut transaction left no rows");
 }

@@ -46,6 +46,25 @@ pub fn events(trail: &Trail) -> Vec<Value> {
 /// Drain until `rows` outbox rows have been drained in all. A drain stops
 /// at the oldest transaction still open anywhere on the server, and tests
 /// running beside this one hold transactions open for a moment.
+/// Drains `dsn` into `trail` until its outbox is empty (waiting for
+/// transactions still in flight), at most 60 s.
+pub fn drain_until_empty(dsn: &str, trail: &Trail) {
+    let mut client = postgres::Client::connect(dsn, postgres::NoTls).expect("connect to the tracked database");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        sealtrail_pg::drain::drain(dsn, trail, &sealtrail_pg::drain::DrainOptions::default()).expect("drain");
+        let left: i64 = client
+            .query_one("SELECT count(*) FROM sealtrail.outbox", &[])
+            .expect("count the outbox")
+            .get(0);
+        if left == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "outbox not empty after 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn drain_all(
     dsn: &str,
     trail: &Trail,
