@@ -238,7 +238,7 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    s.parse()
+    s.parse().map_err(|e: sealtrail_export::UnknownFormat| e.to_string())
 }
 
 fn parse_nulls(s: &str) -> Result<NullEquality, String> {
@@ -439,7 +439,7 @@ fn diff(data: &Path, log: &str, args: &DiffArgs) -> anyhow::Result<ExitCode> {
         "rename": args.rename.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
         "ignore_case": args.ignore_case, "ignore_whitespace": args.ignore_whitespace,
         "tolerance": args.tolerance, "memory_bytes": args.read.memory,
-        "format": args.format.name(), "record": args.record.then_some(log),
+        "format": args.format.as_str(), "record": args.record.then_some(log),
     });
     let run = begin(
         data,
@@ -654,7 +654,7 @@ fn validate(data: &Path, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     if args.format == Format::Xlsx {
         bail!("--format for validate is table, json, jsonl or csv");
     }
-    let parameters = json!({"rules": args.rules.display().to_string(), "format": args.format.name()});
+    let parameters = json!({"rules": args.rules.display().to_string(), "format": args.format.as_str()});
     let run = begin(
         data,
         RunKind::Validate,

@@ -256,7 +256,7 @@ fn xlsx_has_a_sheet_per_kind() {
 #[test]
 fn formats_parse_by_name() {
     for f in Format::ALL {
-        assert_eq!(f.name().parse::<Format>(), Ok(f));
+        assert_eq!(f.as_str().parse::<Format>(), Ok(f));
     }
     assert!("yaml".parse::<Format>().is_err());
 }

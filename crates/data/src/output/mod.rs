@@ -14,50 +14,13 @@ pub use violations::ViolationWriter;
 
 use std::io::Write;
 use std::path::Path;
-use std::str::FromStr;
 
 use crate::diff::{ChangeSink, DiffSummary};
 use crate::DataError;
 
-/// An output format of a diff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Human-readable text for a terminal.
-    Table,
-    /// One JSON document: `{"summary": …, "left_columns": …, "right_columns": …, "changes": […]}`.
-    Json,
-    /// One change per line, then one summary line.
-    Jsonl,
-    /// One row per changed field, per added or removed row, per duplicated key.
-    Csv,
-    /// An Excel workbook: summary, added, removed, changed, duplicates, schema.
-    Xlsx,
-}
-
-impl Format {
-    pub const ALL: [Format; 5] = [Format::Table, Format::Json, Format::Jsonl, Format::Csv, Format::Xlsx];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Table => "table",
-            Format::Json => "json",
-            Format::Jsonl => "jsonl",
-            Format::Csv => "csv",
-            Format::Xlsx => "xlsx",
-        }
-    }
-}
-
-impl FromStr for Format {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Format, String> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown format {s:?} (table, json, jsonl, csv or xlsx)"))
-    }
-}
+/// The output formats of a diff (and, but for XLSX, of a validation): the
+/// export formats, named as everywhere else in Sealtrail.
+pub use sealtrail_export::Format;
 
 /// A sink that writes a diff, finished with its summary.
 pub trait DiffWriter: ChangeSink + Send {

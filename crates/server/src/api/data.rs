@@ -1639,7 +1639,9 @@ fn make_report(run: &StoredDataRun, dir: &Path, format: &str, out: &Path) -> Res
     let file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     match run.run.kind {
         RunKind::Diff => {
-            let format: Format = format.parse()?;
+            let format: Format = format
+                .parse()
+                .map_err(|e: sealtrail_export::UnknownFormat| e.to_string())?;
             let layout: Layout = serde_json::from_slice(
                 &std::fs::read(dir.join(LAYOUT_FILE)).map_err(|e| format!("{LAYOUT_FILE}: {e}"))?,
             )
