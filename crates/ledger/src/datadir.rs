@@ -161,7 +161,7 @@ impl DataDir {
         if !self.storage.exists(&dir.join(KEY_FILE)) {
             return Err(LedgerError::NoSuchLog(name.to_string(), self.root.clone()));
         }
-        Log::open(&*self.storage, &dir, name, opts)
+        Log::open(self.storage.clone(), &dir, name, opts)
     }
 
     /// Open log `name` for reading beside its writer (see
@@ -172,6 +172,6 @@ impl DataDir {
         if !self.storage.exists(&dir.join(KEY_FILE)) {
             return Err(LedgerError::NoSuchLog(name.to_string(), self.root.clone()));
         }
-        Log::open_read_only(&*self.storage, &dir, name)
+        Log::open_read_only(self.storage.clone(), &dir, name)
     }
 }

@@ -30,6 +30,13 @@ pub enum LedgerError {
     },
     #[error("index {index} is outside the log (size {size})")]
     OutOfRange { index: u64, size: u64 },
+    /// The entry was pruned: its bytes are gone for good, while its leaf
+    /// hash and the tree above it are kept (proofs still work).
+    #[error("entry {index} was pruned (entries below {pruned_below} are gone; their hashes remain)")]
+    Pruned { index: u64, pruned_below: u64 },
+    /// A prune or compaction that cannot be done as asked; nothing changed.
+    #[error("log {log}: cannot prune below {below}: {reason}")]
+    PruneRefused { log: String, below: u64, reason: String },
     #[error("log name {0:?} is not valid: use 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit")]
     BadLogName(String),
     #[error("log {0:?} already exists")]
@@ -55,6 +62,9 @@ impl LedgerError {
         matches!(self, LedgerError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull)
     }
 }
+
+/// The ledger's error under its short name.
+pub type Error = LedgerError;
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 

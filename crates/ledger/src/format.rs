@@ -1,14 +1,22 @@
-//! Byte layouts of the ledger's files (format version 1), documented in
-//! docs/ledger-format.md. Encoders and decoders only; no I/O, so every
+//! Byte layouts of the ledger's files (format version 2, which reads
+//! version 1), documented in docs/ledger-format.md. Encoders and decoders only; no I/O, so every
 //! decoder can be fuzzed on arbitrary bytes.
 
 /// Largest entry: the C2SP tlog-tiles entry bundle's u16 length prefix.
 pub const MAX_ENTRY: usize = 65_535;
+/// Version of the `entries`, `index` and `hashes` headers: their layout
+/// did not change in format 2.
 pub const VERSION: u32 = 1;
+/// Version written in checkpoint slots and in the headers of the files
+/// format 2 added (entry segments, packs).
+pub const VERSION_2: u32 = 2;
 pub const HEADER_LEN: u64 = 16;
+/// Header of an entry segment file `entries-<first>` (format 2).
+pub const SEGMENT_HEADER_LEN: u64 = 32;
 pub const RECORD_HEADER_LEN: u64 = 8;
 pub const SLOT_LEN: usize = 4096;
-const SLOT_FIXED: usize = 40;
+const SLOT_FIXED_V1: usize = 40;
+const SLOT_FIXED: usize = 48;
 /// Room for the signed note in a checkpoint slot.
 pub const MAX_NOTE: usize = SLOT_LEN - SLOT_FIXED - 4;
 
@@ -21,7 +29,7 @@ pub const SLOT_MAGIC: [u8; 8] = *b"STLCKPNT";
 pub enum FormatError {
     #[error("bad magic {found:?}, expected {expected:?}")]
     Magic { found: [u8; 8], expected: [u8; 8] },
-    #[error("format version {0} is not supported (this build reads version 1)")]
+    #[error("format version {0} is not supported (this build reads versions 1 and 2)")]
     Version(u32),
     #[error("reserved header bytes 12..16 are not zero")]
     Reserved,
@@ -44,15 +52,18 @@ pub fn encode_header(magic: [u8; 8]) -> [u8; 16] {
 }
 
 pub fn decode_header(bytes: &[u8], expected: [u8; 8]) -> Result<(), FormatError> {
-    check_magic_and_version(bytes, expected)?;
+    if check_magic_and_version(bytes, expected)? != VERSION {
+        return Err(FormatError::Version(VERSION_2));
+    }
     if bytes[12..16] != [0; 4] {
         return Err(FormatError::Reserved);
     }
     Ok(())
 }
 
-/// The first 12 bytes shared by file headers and checkpoint slots.
-fn check_magic_and_version(bytes: &[u8], expected: [u8; 8]) -> Result<(), FormatError> {
+/// The first 12 bytes shared by file headers and checkpoint slots; returns
+/// the version (1 or 2).
+fn check_magic_and_version(bytes: &[u8], expected: [u8; 8]) -> Result<u32, FormatError> {
     if bytes.len() < HEADER_LEN as usize {
         return Err(FormatError::Short(bytes.len()));
     }
@@ -61,10 +72,44 @@ fn check_magic_and_version(bytes: &[u8], expected: [u8; 8]) -> Result<(), Format
         return Err(FormatError::Magic { found, expected });
     }
     let version = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_2 {
         return Err(FormatError::Version(version));
     }
-    Ok(())
+    Ok(version)
+}
+
+/// The header of entry segment `entries-<first>`: magic `STLENTRS`,
+/// version 2, zero, the index of its first entry, and the log-wide offset
+/// of that entry's record (which the index file stores).
+pub fn encode_segment_header(first: u64, start: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[..8].copy_from_slice(&ENTRIES_MAGIC);
+    h[8..12].copy_from_slice(&VERSION_2.to_be_bytes());
+    h[16..24].copy_from_slice(&first.to_be_bytes());
+    h[24..32].copy_from_slice(&start.to_be_bytes());
+    h
+}
+
+/// Decode an entry segment header: `(first, start)`.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<(u64, u64), FormatError> {
+    if bytes.len() < SEGMENT_HEADER_LEN as usize {
+        return Err(FormatError::Short(bytes.len()));
+    }
+    if check_magic_and_version(bytes, ENTRIES_MAGIC)? != VERSION_2 {
+        return Err(FormatError::Version(VERSION));
+    }
+    if bytes[12..16] != [0; 4] {
+        return Err(FormatError::Reserved);
+    }
+    Ok((be_u64(&bytes[16..24]), be_u64(&bytes[24..32])))
+}
+
+/// The big-endian u64 in the first 8 bytes of `b` (zero-padded if short).
+pub(crate) fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    let n = b.len().min(8);
+    a[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(a)
 }
 
 /// CRC-32C of an entry record: over its length, its bytes and its index, so
@@ -133,6 +178,8 @@ pub struct Slot {
     pub derived_size: u64,
     /// Byte offset in the entries file where entry `derived_size` starts.
     pub derived_offset: u64,
+    /// Entries below this index are pruned (version 2; 0 in version 1).
+    pub pruned_below: u64,
     /// The signed checkpoint note, verbatim.
     pub note: Vec<u8>,
 }
@@ -144,11 +191,12 @@ impl Slot {
         }
         let mut b = [0u8; SLOT_LEN];
         b[..8].copy_from_slice(&SLOT_MAGIC);
-        b[8..12].copy_from_slice(&VERSION.to_be_bytes());
+        b[8..12].copy_from_slice(&VERSION_2.to_be_bytes());
         b[12..16].copy_from_slice(&(self.note.len() as u32).to_be_bytes());
         b[16..24].copy_from_slice(&self.seq.to_be_bytes());
         b[24..32].copy_from_slice(&self.derived_size.to_be_bytes());
         b[32..40].copy_from_slice(&self.derived_offset.to_be_bytes());
+        b[40..48].copy_from_slice(&self.pruned_below.to_be_bytes());
         let end = SLOT_FIXED + self.note.len();
         b[SLOT_FIXED..end].copy_from_slice(&self.note);
         let crc = crc32c::crc32c(&b[..end]);
@@ -156,9 +204,11 @@ impl Slot {
         Ok(b)
     }
 
+    /// Decode a version 2 slot, or a version 1 slot (no `pruned_below`).
     pub fn decode(b: &[u8]) -> Result<Slot, FormatError> {
-        check_magic_and_version(b, SLOT_MAGIC)?;
-        if b.len() < SLOT_FIXED + 4 {
+        let version = check_magic_and_version(b, SLOT_MAGIC)?;
+        let fixed = if version == VERSION { SLOT_FIXED_V1 } else { SLOT_FIXED };
+        if b.len() < fixed + 4 {
             return Err(FormatError::Short(b.len()));
         }
         let u64_at = |i: usize| {
@@ -174,10 +224,10 @@ impl Slot {
             ])
         };
         let note_len = u32::from_be_bytes([b[12], b[13], b[14], b[15]]);
-        if note_len as usize > MAX_NOTE {
+        if note_len as usize > SLOT_LEN - fixed - 4 {
             return Err(FormatError::NoteLength(note_len));
         }
-        let end = SLOT_FIXED + note_len as usize;
+        let end = fixed + note_len as usize;
         if b.len() < end + 4 {
             return Err(FormatError::Short(b.len()));
         }
@@ -190,9 +240,19 @@ impl Slot {
             seq: u64_at(16),
             derived_size: u64_at(24),
             derived_offset: u64_at(32),
-            note: b[SLOT_FIXED..end].to_vec(),
+            pruned_below: if version == VERSION { 0 } else { u64_at(40) },
+            note: b[fixed..end].to_vec(),
         })
     }
+}
+
+/// Whether either slot of a checkpoint file's bytes is a valid version 1
+/// slot (an earlier release would read it).
+pub fn has_v1_slot(file: &[u8]) -> bool {
+    (0..2).any(|i| {
+        file.get(i * SLOT_LEN..(i + 1) * SLOT_LEN)
+            .is_some_and(|b| b.get(8..12) == Some(&VERSION.to_be_bytes()[..]) && Slot::decode(b).is_ok())
+    })
 }
 
 /// The current checkpoint slot of a checkpoint file's bytes: the valid slot
@@ -255,12 +315,13 @@ mod tests {
             seq: 3,
             derived_size: 10,
             derived_offset: 999,
+            pruned_below: 256,
             note: b"note\n".to_vec(),
         };
         let b = s.encode().unwrap();
         assert_eq!(Slot::decode(&b).unwrap(), s);
         let mut torn = b;
-        torn[41] = 0;
+        torn[49] = 0;
         assert!(Slot::decode(&torn).is_err());
         assert!(Slot::decode(&[0u8; SLOT_LEN]).is_err());
     }

@@ -1,5 +1,7 @@
 //! Sealtrail's ledger: append-only, crash-safe storage of log entries with
 //! their Merkle tree and signed checkpoints, and offline verification of it.
+//! Sealed bundles of entries can be compressed ([`Log::compact`]) and the
+//! oldest pruned ([`Log::prune`]), keeping every tree hash.
 //!
 //! Architecture invariants: synchronous (no async runtime); all file I/O goes
 //! through [`storage::Storage`]; knows nothing about events, JSON schemas or
@@ -11,6 +13,7 @@ pub mod datadir;
 pub mod error;
 pub mod format;
 pub mod log;
+mod read_ahead;
 pub mod scrub;
 pub mod verify;
 
@@ -19,5 +22,7 @@ pub mod verify;
 pub use sealtrail_storage as storage;
 
 pub use datadir::{default_origin, DataDir, LogInfo};
-pub use error::{LedgerError, Result};
-pub use log::{Appended, Damage, Log, LogOptions, PreparedEntry};
+pub use error::{Error, LedgerError, Result};
+pub use log::{
+    Appended, CompactReport, Damage, Log, LogOptions, PackVersion, PreparedEntry, PruneReport, READ_ONLY_OPEN_ATTEMPTS,
+};

@@ -5,7 +5,8 @@
 //! tree node they complete, and compares each with the hashes file, in one
 //! sequential pass, as `verify` does offline. Two cursors run independently:
 //! one follows new entries as they are appended, one walks the whole log
-//! from entry 0 at whatever pace its caller sets. Damage found marks the log
+//! from entry 0 (the first kept one, once the log is pruned) at whatever
+//! pace its caller sets. Damage found marks the log
 //! damaged ([`Log::damaged`]), which refuses appends and new checkpoints.
 //!
 //! Deliberately not here: threads, clocks and pacing. The caller decides
@@ -46,6 +47,12 @@ impl Cursor {
     /// Returns how many were checked.
     fn step(&mut self, log: &Log, end: u64, max: u64) -> Result<u64> {
         let mut done = 0;
+        // Pruned entries cannot be re-read: start after them, from the
+        // stored tree (their hashes were checked when they were written).
+        let pruned = log.pruned_below().min(end);
+        if self.frontier.size() < pruned {
+            self.frontier = log.frontier_at(pruned)?;
+        }
         while done < max && self.frontier.size() < end {
             let first = self.frontier.size();
             let count = CHUNK.min(max - done).min(end - first);

@@ -94,7 +94,22 @@ fn current_code_opens_verifies_and_extends_it() {
     for (i, e) in ENTRIES.iter().enumerate() {
         assert_eq!(log.entry(i as u64).unwrap(), *e);
     }
+    // Opening alone converts nothing.
+    let cp = std::fs::read(to.join("checkpoint")).unwrap();
+    assert!(format::has_v1_slot(&cp));
     log.append(&[b"appended by today's code"]).unwrap();
+    // The first checkpoint written converts the directory: both slots are
+    // version 2, so no release that reads only version 1 finds the older
+    // checkpoint and cuts the log back to it.
+    let cp = std::fs::read(to.join("checkpoint")).unwrap();
+    assert!(!format::has_v1_slot(&cp));
+    for slot in cp.chunks(SLOT_LEN) {
+        assert_eq!(slot[8..12], [0, 0, 0, 2]);
+        assert_eq!(Slot::decode(slot).unwrap().pruned_below, 0);
+    }
     drop(log);
     assert!(verify_log(&OsStorage, &to, None, None).unwrap().intact());
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    assert_eq!(log.size(), 6);
+    assert_eq!(log.entry(5).unwrap(), b"appended by today's code");
 }

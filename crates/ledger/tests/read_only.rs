@@ -5,6 +5,7 @@
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions};
 use sealtrail_merkle::checkpoint::open_checkpoint;
 use sealtrail_merkle::{leaf_hash, verify_inclusion};
+use sealtrail_storage::Storage as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,4 +144,115 @@ fn read_only_open_leaves_an_unsigned_tail_and_refuses_a_log_needing_repair() {
     let reader = data.open_log_read_only("default").unwrap();
     assert_eq!(reader.size(), 20);
     check_prefix(&reader);
+}
+
+/// Storage whose listing of the log's directory runs `between` once,
+/// after the names are read and before the reader opens them (a writer's
+/// prune deleting a listed file), and that can list a file that no longer
+/// exists at every listing (`phantom`).
+struct Racing {
+    inner: sealtrail_storage::sim::SimStorage,
+    between: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    phantom: Option<String>,
+    listings: std::sync::atomic::AtomicU32,
+}
+
+impl sealtrail_storage::Storage for Racing {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn sealtrail_storage::StorageFile>> {
+        self.inner.open(path, create)
+    }
+    fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+        self.inner.create_new(path, bytes, private)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.inner.read(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dirs(path)
+    }
+    fn list_files(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        let mut names = self.inner.list_files(path)?;
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        if let Some(between) = self.between.lock().unwrap().take() {
+            between();
+        }
+        if let Some(p) = &self.phantom {
+            names.push(p.clone());
+            names.sort();
+        }
+        Ok(names)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        self.inner.lock(path)
+    }
+}
+
+#[test]
+fn a_file_pruned_between_listing_and_opening_is_listed_again() {
+    let sim = sealtrail_storage::sim::SimStorage::new();
+    let data = DataDir::with_storage("/data", Arc::new(sim.clone()));
+    data.create_log("default", None).unwrap();
+    let writer = Arc::new(data.open_log("default", LogOptions::default()).unwrap());
+    let batch: Vec<Vec<u8>> = (0..600).map(entry).collect();
+    writer.append(&batch).unwrap();
+    let dir = data.log_dir("default");
+    assert!(sim.list_files(&dir).unwrap().contains(&"entries".to_string()));
+
+    // The reader lists `entries`; the writer prunes below 256, which
+    // moves the kept entries to a new file and deletes `entries`, before
+    // the reader opens what it listed.
+    let pruner = writer.clone();
+    let racing = Arc::new(Racing {
+        inner: sim.clone(),
+        between: std::sync::Mutex::new(Some(Box::new(move || {
+            pruner.prune(256).unwrap();
+        }))),
+        phantom: None,
+        listings: Default::default(),
+    });
+    let reader = Log::open_read_only(racing.clone(), &dir, "default").unwrap();
+    assert!(!sim.list_files(&dir).unwrap().contains(&"entries".to_string()));
+    // The entry files; then again the entry files, and the packs.
+    assert_eq!(racing.listings.load(Ordering::SeqCst), 3, "listed again once");
+    assert_eq!(reader.pruned_below(), 256);
+    assert_eq!(reader.size(), 600);
+    let kept = reader.entries(256, 344).unwrap();
+    assert_eq!(kept, (256..600).map(entry).collect::<Vec<_>>());
+
+    // A file that stays missing is retried a bounded number of times,
+    // then reported, naming it.
+    let racing = Arc::new(Racing {
+        inner: sim.clone(),
+        between: std::sync::Mutex::new(None),
+        phantom: Some("entries-00000000000000ff".into()),
+        listings: Default::default(),
+    });
+    let err = Log::open_read_only(racing.clone(), &dir, "default").err().unwrap();
+    assert!(
+        matches!(&err, LedgerError::Io { op: "open", path, source }
+            if path.ends_with("entries-00000000000000ff") && source.kind() == std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+    assert_eq!(
+        racing.listings.load(Ordering::SeqCst),
+        sealtrail_ledger::READ_ONLY_OPEN_ATTEMPTS
+    );
 }

@@ -9,6 +9,12 @@
 //! directory syncs) are counted so a test can fail the k-th one ([`Fault`])
 //! and so enumerate every crash point.
 //!
+//! A directory may be renamed (the query index's rebuild swaps
+//! directories): the files under it move at once for the running process,
+//! and on disk when the parent directory is next synced; until then a
+//! crash image has the directory, and what it held durably, under its old
+//! name.
+//!
 //! Test support only (feature `sim`): nothing here is for production use.
 
 use crate::{Storage, StorageFile};
@@ -60,6 +66,9 @@ struct State {
     /// is synced.
     durable_names: BTreeMap<PathBuf, Inode>,
     dirs: Vec<PathBuf>,
+    /// Directory renames (from, to) not yet made durable by a sync of
+    /// the parent of `to`, in order.
+    dir_renames: Vec<(PathBuf, PathBuf)>,
     syncs: u64,
     writes: u64,
     fault: Option<Fault>,
@@ -142,7 +151,16 @@ impl SimStorage {
     /// survives of that file, modelling an in-order, torn write-back.
     pub fn crash_image(&self, keep: impl FnMut(usize) -> usize) -> SimStorage {
         let st = lock(&self.state);
-        image(&st, &st.durable_names, keep)
+        // Directories under the names they had before renames not yet durable.
+        let mut dirs = st.dirs.clone();
+        for (from, to) in st.dir_renames.iter().rev() {
+            for d in &mut dirs {
+                if let Some(p) = moved(d, to, from) {
+                    *d = p;
+                }
+            }
+        }
+        image(&st, &st.durable_names, dirs, keep)
     }
 
     /// [`SimStorage::crash_image`] on a file system that had written every
@@ -150,7 +168,7 @@ impl SimStorage {
     /// order, but no more file data than `keep` says.
     pub fn crash_image_all_names(&self, keep: impl FnMut(usize) -> usize) -> SimStorage {
         let st = lock(&self.state);
-        image(&st, &st.names, keep)
+        image(&st, &st.names, st.dirs.clone(), keep)
     }
 
     /// Direct access for tamper tests: the current bytes of a file.
@@ -161,7 +179,37 @@ impl SimStorage {
     }
 }
 
-fn image(st: &State, names: &BTreeMap<PathBuf, Inode>, mut keep: impl FnMut(usize) -> usize) -> SimStorage {
+/// `path` once the directory `from` is renamed to `to`; None if not under it.
+fn moved(path: &Path, from: &Path, to: &Path) -> Option<PathBuf> {
+    let rest = path.strip_prefix(from).ok()?;
+    Some(if rest.as_os_str().is_empty() {
+        to.to_path_buf()
+    } else {
+        to.join(rest)
+    })
+}
+
+/// Rename every name under directory `from` to the same under `to`.
+fn move_names(names: &mut BTreeMap<PathBuf, Inode>, from: &Path, to: &Path) {
+    let under: Vec<(PathBuf, Inode)> = names
+        .iter()
+        .filter(|(p, _)| p.starts_with(from))
+        .map(|(p, i)| (p.clone(), *i))
+        .collect();
+    for (p, inode) in under {
+        names.remove(&p);
+        if let Some(new) = moved(&p, from, to) {
+            names.insert(new, inode);
+        }
+    }
+}
+
+fn image(
+    st: &State,
+    names: &BTreeMap<PathBuf, Inode>,
+    dirs: Vec<PathBuf>,
+    mut keep: impl FnMut(usize) -> usize,
+) -> SimStorage {
     let mut inodes = BTreeMap::new();
     for inode in names.values() {
         if inodes.contains_key(inode) {
@@ -194,7 +242,7 @@ fn image(st: &State, names: &BTreeMap<PathBuf, Inode>, mut keep: impl FnMut(usiz
         next_inode: st.next_inode,
         names: names.clone(),
         durable_names: names.clone(),
-        dirs: st.dirs.clone(),
+        dirs,
         ..State::default()
     };
     SimStorage {
@@ -387,6 +435,24 @@ impl Storage for SimStorage {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = lock(&self.state);
         st.check()?;
+        if st.dirs.iter().any(|d| d == from) {
+            let st = &mut *st;
+            if st.names.keys().any(|p| p == to || p.starts_with(to)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not empty", to.display()),
+                ));
+            }
+            st.dirs.retain(|d| d != to);
+            for d in &mut st.dirs {
+                if let Some(p) = moved(d, from, to) {
+                    *d = p;
+                }
+            }
+            move_names(&mut st.names, from, to);
+            st.dir_renames.push((from.to_path_buf(), to.to_path_buf()));
+            return Ok(());
+        }
         let inode = st.inode(from)?;
         st.names.remove(from);
         st.names.insert(to.to_path_buf(), inode);
@@ -423,6 +489,16 @@ impl Storage for SimStorage {
         st.check()?;
         st.sync_point()?;
         let st = &mut *st;
+        // Directory renames in `path` reach the disk, in order.
+        let mut kept = Vec::new();
+        for (from, to) in std::mem::take(&mut st.dir_renames) {
+            if to.parent() == Some(path) {
+                move_names(&mut st.durable_names, &from, &to);
+            } else {
+                kept.push((from, to));
+            }
+        }
+        st.dir_renames = kept;
         st.durable_names.retain(|p, _| p.parent() != Some(path));
         for (p, inode) in &st.names {
             if p.parent() == Some(path) {

@@ -7,7 +7,7 @@
 
 use super::commit_queue::Stages;
 use super::{lock, Appended, Digest, Head, Inner, Log, PreparedEntry};
-use super::{CHECKPOINT_FILE, ENTRIES_FILE, HASHES_FILE, INDEX_FILE};
+use super::{CHECKPOINT_FILE, HASHES_FILE, INDEX_FILE};
 use crate::error::{IoContext, LedgerError, Result};
 use crate::format::{self, Slot, HEADER_LEN, MAX_ENTRY, RECORD_HEADER_LEN, SLOT_LEN};
 use sealtrail_merkle::checkpoint::Checkpoint;
@@ -61,6 +61,12 @@ pub(super) struct Syncer {
     pub(super) derived_offset: u64,
     /// End of the entries covered by the published checkpoint.
     pub(super) durable_end: u64,
+    /// Entries below this are pruned, as the checkpoint file records.
+    pub(super) pruned_below: u64,
+    /// A slot still holds a version 1 checkpoint: the next write also
+    /// overwrites it, so that no release that reads only version 1 finds
+    /// an older checkpoint there and cuts the log back to it.
+    pub(super) v1_slot: bool,
 }
 
 impl Log {
@@ -183,10 +189,11 @@ impl Stages for Inner {
                 w.frontier.push(*leaf, |_, _, h| hashes.extend_from_slice(h));
             }
         }
-        files
-            .entries
-            .write_all_at(&w.records, w.entries_end)
-            .ctx("write", &files.path(ENTRIES_FILE))?;
+        let active = files.active();
+        active
+            .file
+            .write_all_at(&w.records, active.pos(w.entries_end))
+            .ctx("write", &files.path(&active.name))?;
         files
             .index
             .write_all_at(&w.index, HEADER_LEN + start_size * 8)
@@ -213,7 +220,8 @@ impl Stages for Inner {
         // Covers `target` and maybe part of a later batch; the checkpoint
         // below commits only to `target`, so open cuts any such extra.
         let started = std::time::Instant::now();
-        files.entries.sync_data().ctx("fdatasync", &files.path(ENTRIES_FILE))?;
+        let active = files.active();
+        active.file.sync_data().ctx("fdatasync", &files.path(&active.name))?;
         // The fsync every acknowledgement waits for; a recorder (the
         // server's /metrics) may collect it, otherwise this is a no-op.
         metrics::histogram!("sealtrail_fsync_seconds").record(started.elapsed());
@@ -245,13 +253,14 @@ impl Stages for Inner {
 impl Inner {
     /// Persist `note` in the slot not holding the current checkpoint, so a
     /// torn write leaves the previous one intact.
-    fn write_slot(&self, w: &mut Syncer, note: &[u8]) -> Result<()> {
+    pub(super) fn write_slot(&self, w: &mut Syncer, note: &[u8]) -> Result<()> {
         let files = &self.files;
         let path = files.path(CHECKPOINT_FILE);
         let slot = Slot {
             seq: w.slot_seq + 1,
             derived_size: w.derived_size,
             derived_offset: w.derived_offset,
+            pruned_below: w.pruned_below,
             note: note.to_vec(),
         };
         let bytes = slot
@@ -263,6 +272,10 @@ impl Inner {
             .ctx("write", &path)?;
         files.checkpoint.sync_data().ctx("fdatasync", &path)?;
         w.slot_seq = slot.seq;
+        if w.v1_slot {
+            w.v1_slot = false;
+            return self.write_slot(w, note);
+        }
         Ok(())
     }
 

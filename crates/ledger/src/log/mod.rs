@@ -19,22 +19,34 @@
 
 use crate::error::{LedgerError, Result};
 use crate::format;
-use crate::storage::StorageFile;
+use crate::storage::{Storage, StorageFile};
 use commit::{Syncer, Writer};
 use commit_queue::CommitQueue;
 use sealtrail_merkle::checkpoint::{sign_checkpoint, Checkpoint};
 use sealtrail_merkle::note::{Signer, Verifier};
 use sealtrail_merkle::{leaf_hash, Hash};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 mod commit;
 mod commit_queue;
 #[cfg(test)]
 mod commit_queue_model;
+mod compact;
+pub(crate) mod packs;
+mod prune;
 mod read;
 mod recover;
+pub(crate) mod segments;
+
+pub use compact::CompactReport;
+pub use packs::PackVersion;
+pub use prune::PruneReport;
+pub use recover::READ_ONLY_OPEN_ATTEMPTS;
+use segments::{Segment, Segments};
+pub mod snapshot;
 
 /// The locks the commit protocol runs on. Its model check compiles
 /// `commit_queue` a second time over shuttle's, which schedule the
@@ -51,6 +63,10 @@ pub const KEY_FILE: &str = "log.key";
 pub const PUBKEY_FILE: &str = "log.pub";
 pub const LOCK_FILE: &str = "lock";
 
+/// The zstd level bundles are packed with by default (see BENCHMARKS.md,
+/// "Ledger compression", for how it was chosen).
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
 /// Tuning of the write path.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -63,6 +79,12 @@ pub struct LogOptions {
     /// Sync the derived files (index, hashes) after this many entries; bounds
     /// what must be re-read on open after a crash.
     pub derived_sync_every: u64,
+    /// zstd level [`Log::compact`] compresses bundles with.
+    pub compression_level: i32,
+    /// The pack format version [`Log::compact`] writes: the newest by
+    /// default; [`PackVersion::V2`] while releases that read only it must
+    /// still read the log. Packs of either version are read.
+    pub pack_version: PackVersion,
 }
 
 impl Default for LogOptions {
@@ -71,6 +93,8 @@ impl Default for LogOptions {
             max_batch: 16_384,
             max_delay: Duration::ZERO,
             derived_sync_every: 1 << 18,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            pack_version: PackVersion::default(),
         }
     }
 }
@@ -98,8 +122,11 @@ pub struct Damage {
 }
 
 struct Files {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
-    entries: Arc<dyn StorageFile>,
+    /// The entry segments; changed only by prune (with the writer's and
+    /// the syncer's locks held while the one appended to changes).
+    entries: RwLock<Segments>,
     index: Arc<dyn StorageFile>,
     hashes: Arc<dyn StorageFile>,
     checkpoint: Arc<dyn StorageFile>,
@@ -108,6 +135,15 @@ struct Files {
 impl Files {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    fn segments(&self) -> RwLockReadGuard<'_, Segments> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The segment appends go to.
+    fn active(&self) -> Segment {
+        self.segments().active().clone()
     }
 }
 
@@ -173,6 +209,11 @@ struct Inner {
     writer: Mutex<Writer>,
     syncer: Mutex<Syncer>,
     head: RwLock<Head>,
+    /// Entries below this are pruned; raised only after the checkpoint
+    /// file records it durably.
+    pruned_below: AtomicU64,
+    /// Serializes prunes.
+    maintenance: Mutex<()>,
     /// Opened beside a writer: appends and flushes refuse or do nothing.
     read_only: bool,
     /// Held while open: one writer per log across processes (nothing for
@@ -221,6 +262,12 @@ impl Log {
         &self.inner.files.dir
     }
 
+    /// Entries below this index are pruned (0 when nothing is): their
+    /// bytes are gone, their leaf and subtree hashes are kept.
+    pub fn pruned_below(&self) -> u64 {
+        self.inner.pruned_below.load(Ordering::Acquire)
+    }
+
     /// Entries covered by the latest signed checkpoint.
     pub fn size(&self) -> u64 {
         self.head().checkpoint.size
@@ -264,7 +311,7 @@ impl Log {
                 entry = index,
                 offset,
                 "integrity failure: entry {index} of log {name} at byte {offset} of {}: {detail}",
-                self.inner.files.path(ENTRIES_FILE).display()
+                self.inner.files.segments().path(offset).display()
             );
             metrics::counter!("sealtrail_integrity_failures_total", "log" => name.clone()).increment(1);
         }

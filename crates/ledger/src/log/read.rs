@@ -4,7 +4,9 @@
 //!
 //! Deliberately not here: anything that writes, except recording damage.
 
-use super::{Log, ENTRIES_FILE, HASHES_FILE, INDEX_FILE};
+use super::packs::{pack_for, BUNDLE};
+use super::segments::Segments;
+use super::{Log, HASHES_FILE, INDEX_FILE};
 use crate::error::{IoContext, LedgerError, Result};
 use crate::format::{self, HEADER_LEN, RECORD_HEADER_LEN};
 use crate::storage::StorageFile;
@@ -89,7 +91,10 @@ impl Log {
         out.pop().ok_or(LedgerError::OutOfRange { index, size })
     }
 
-    /// Entries `[first, first+count)`, read in one pass.
+    /// Entries `[first, first+count)`, read in one pass. Entries below
+    /// [`Log::pruned_below`] are refused with [`LedgerError::Pruned`].
+    /// Packed (compressed) bundles are read and decompressed whole, each
+    /// checked against its checksum and every record against its own.
     pub fn entries(&self, first: u64, count: u64) -> Result<Vec<Vec<u8>>> {
         let size = self.size();
         if first + count > size {
@@ -101,12 +106,68 @@ impl Log {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let f = &self.inner.files;
-        let path = f.path(ENTRIES_FILE);
+        // Cloned before the boundary is read: a prune raises the boundary
+        // before it drops a file from the list, and open handles still
+        // read a file deleted meanwhile.
+        let store = self.inner.files.segments().clone();
+        let pruned_below = self.pruned_below();
+        if first < pruned_below {
+            return Err(LedgerError::Pruned {
+                index: first,
+                pruned_below,
+            });
+        }
+        let end = first + count;
+        let mut out = Vec::with_capacity(count as usize);
+        let mut i = first;
+        while i < end {
+            if let Some(pack) = pack_for(&store.packs, i) {
+                let k = ((i - pack.first) / BUNDLE) as usize;
+                let bundle_first = pack.first + k as u64 * BUNDLE;
+                let records = pack
+                    .records(k)
+                    .map_err(|e| self.mark_damaged(i, pack.frames[k].offset, format!("{}: {e}", pack.name)))?;
+                let stop = end.min(bundle_first + BUNDLE);
+                let mut at = 0usize;
+                for index in bundle_first..stop {
+                    let data = format::decode_record(&records[at..], index).map_err(|e| {
+                        let detail = format::explain_bad_record(&records[at..], index, &e);
+                        self.mark_damaged(
+                            index,
+                            pack.frames[k].offset,
+                            format!("{} (packed): {detail}", pack.name),
+                        )
+                    })?;
+                    at += RECORD_HEADER_LEN as usize + data.len();
+                    if index >= i {
+                        out.push(data.to_vec());
+                    }
+                }
+                i = stop;
+            } else {
+                let next_pack = store.packs.iter().map(|p| p.first).find(|f| *f > i);
+                let stop = next_pack.map_or(end, |f| f.min(end));
+                let buf = self.raw_records(&store, i, stop - i)?;
+                let mut at = 0usize;
+                for _ in i..stop {
+                    let len = format::decode_record_header(&buf[at..]).map_or(0, |(len, _)| len as usize);
+                    let data = &buf[at + RECORD_HEADER_LEN as usize..at + RECORD_HEADER_LEN as usize + len];
+                    out.push(data.to_vec());
+                    at += RECORD_HEADER_LEN as usize + len;
+                }
+                i = stop;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records of unpacked entries `[first, first+count)` (count > 0),
+    /// back to back as stored, each checked against its checksum.
+    pub(crate) fn raw_records(&self, store: &Segments, first: u64, count: u64) -> Result<Vec<u8>> {
         let start = self.offset(first)?;
         let last = self.offset(first + count - 1)?;
         let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
-        f.entries.read_exact_at(&mut hdr, last).ctx("read", &path)?;
+        store.read_at(&mut hdr, last)?;
         let (len, _) = format::decode_record_header(&hdr)
             .map_err(|e| self.mark_damaged(first + count - 1, last, format!("record header: {e}")))?;
         let end = last + RECORD_HEADER_LEN + len as u64;
@@ -121,21 +182,25 @@ impl Log {
             ));
         }
         let mut buf = vec![0u8; (end - start) as usize];
-        f.entries.read_exact_at(&mut buf, start).ctx("read", &path)?;
-        let mut out = Vec::with_capacity(count as usize);
+        store.read_at(&mut buf, start)?;
         let mut at = 0usize;
         for index in first..first + count {
-            let data = match format::decode_record(&buf[at..], index) {
-                Ok(data) => data,
+            match format::decode_record(&buf[at..], index) {
+                Ok(data) => at += RECORD_HEADER_LEN as usize + data.len(),
                 Err(e) => {
                     let detail = crate::format::explain_bad_record(&buf[at..], index, &e);
                     return Err(self.mark_damaged(index, start + at as u64, detail));
                 }
-            };
-            at += RECORD_HEADER_LEN as usize + data.len();
-            out.push(data.to_vec());
+            }
         }
-        Ok(out)
+        if at != buf.len() {
+            return Err(self.mark_damaged(
+                first + count - 1,
+                last,
+                "the stored offsets do not follow the records (index file)".into(),
+            ));
+        }
+        Ok(buf)
     }
 
     /// The tree's frontier at `size` entries, from the stored hashes.

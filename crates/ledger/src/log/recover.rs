@@ -7,7 +7,9 @@
 
 use super::commit::{Syncer, Writer, Written};
 use super::commit_queue::{CommitQueue, Queue};
+use super::packs::{packed_end, PACK_PREFIX};
 use super::read::HashesFile;
+use super::segments::{Segments, SEGMENT_PREFIX, TEMP_SUFFIX};
 use super::{corrupt, lock, Files, Head, Inner, Log, LogOptions};
 use super::{CHECKPOINT_FILE, ENTRIES_FILE, HASHES_FILE, INDEX_FILE, KEY_FILE, LOCK_FILE};
 use crate::error::{IoContext, LedgerError, Result};
@@ -18,6 +20,7 @@ use sealtrail_merkle::note::{Signer, Verifier};
 use sealtrail_merkle::tree::{stored_count, Frontier};
 use sealtrail_merkle::{leaf_hash, EMPTY_ROOT};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 impl Log {
@@ -48,6 +51,7 @@ impl Log {
             seq: 1,
             derived_size: 0,
             derived_offset: HEADER_LEN,
+            pruned_below: 0,
             note: note.into_bytes(),
         };
         let mut bytes = vec![0u8; 2 * SLOT_LEN];
@@ -63,13 +67,16 @@ impl Log {
     /// Open the log in `dir`: check it against its last signed checkpoint,
     /// rebuild derived data written since its last sync, and drop any tail
     /// that no signed checkpoint covers (never acknowledged).
-    pub fn open(storage: &dyn Storage, dir: &Path, name: &str, opts: LogOptions) -> Result<Log> {
+    pub fn open(storage: Arc<dyn Storage>, dir: &Path, name: &str, opts: LogOptions) -> Result<Log> {
         let lock_path = dir.join(LOCK_FILE);
         let lock = storage.lock(&lock_path).ctx("lock", &lock_path)?;
-        let signer = read_signer(storage, dir)?;
+        let signer = read_signer(&*storage, dir)?;
         let verifier = signer.verifier();
-        let files = open_files(dir, |path| storage.open(path, false))?;
+        remove_temporaries(&*storage, dir)?;
+        let st = storage.clone();
+        let files = open_files(storage, dir, &|path| st.open(path, false))?;
         let (writer, syncer, head, queue) = resume_signed(&files, &verifier)?;
+        let pruned_below = syncer.pruned_below;
         Ok(Log {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -81,6 +88,8 @@ impl Log {
                 writer: Mutex::new(writer),
                 syncer: Mutex::new(syncer),
                 head: RwLock::new(head),
+                pruned_below: AtomicU64::new(pruned_below),
+                maintenance: Mutex::new(()),
                 read_only: false,
                 _lock: lock,
             }),
@@ -97,10 +106,27 @@ impl Log {
     /// A log whose derived files are behind its last signed checkpoint (a
     /// crash of the machine before its writer reopened it) is refused with
     /// [`LedgerError::NeedsRecovery`]: only a writer's open repairs it.
-    pub fn open_read_only(storage: &dyn Storage, dir: &Path, name: &str) -> Result<Log> {
-        let signer = read_signer(storage, dir)?;
+    ///
+    /// The writer's compaction and pruning delete entry files: one listed
+    /// but deleted before it is opened makes the open list the directory
+    /// again, up to [`READ_ONLY_OPEN_ATTEMPTS`] times in all (each retry
+    /// follows a deletion that finished meanwhile), before the `NotFound`
+    /// is returned.
+    pub fn open_read_only(storage: Arc<dyn Storage>, dir: &Path, name: &str) -> Result<Log> {
+        let signer = read_signer(&*storage, dir)?;
         let verifier = signer.verifier();
-        let files = open_files(dir, |path| storage.open_read(path))?;
+        let st = storage.clone();
+        let mut attempt = 1;
+        let files = loop {
+            match open_files(storage.clone(), dir, &|path| st.open_read(path)) {
+                Err(LedgerError::Io { op: "open", source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempt < READ_ONLY_OPEN_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         let (slot, checkpoint) = read_signed_checkpoint(&files, &verifier)?;
         let size = checkpoint.size;
         let behind = |detail: String| LedgerError::NeedsRecovery {
@@ -147,11 +173,15 @@ impl Log {
                     derived_size: size,
                     derived_offset: 0,
                     durable_end: 0,
+                    pruned_below: slot.pruned_below,
+                    v1_slot: false,
                 }),
                 head: RwLock::new(Head {
                     checkpoint,
                     note: slot.note.into(),
                 }),
+                pruned_below: AtomicU64::new(slot.pruned_below),
+                maintenance: Mutex::new(()),
                 read_only: true,
                 _lock: Box::new(()),
             }),
@@ -183,6 +213,9 @@ impl Log {
             ));
         }
         let (w, s, head, queue) = resume_signed(&inner.files, &inner.verifier)?;
+        inner
+            .pruned_below
+            .store(s.pruned_below, std::sync::atomic::Ordering::Release);
         *writer = w;
         *syncer = s;
         *inner.head.write().unwrap_or_else(|e| e.into_inner()) = head;
@@ -190,6 +223,10 @@ impl Log {
         Ok(())
     }
 }
+
+/// How many times a read-only open lists the log's files when a listed
+/// one is deleted before it is opened.
+pub const READ_ONLY_OPEN_ATTEMPTS: u32 = 5;
 
 /// The log's signing key from its key file.
 fn read_signer(storage: &dyn Storage, dir: &Path) -> Result<Signer> {
@@ -205,21 +242,42 @@ fn read_signer(storage: &dyn Storage, dir: &Path) -> Result<Signer> {
     })
 }
 
-/// Open the log's four files with `open` and check their headers.
-fn open_files(dir: &Path, open: impl Fn(&Path) -> std::io::Result<Arc<dyn StorageFile>>) -> Result<Files> {
-    let open = |name: &str| -> Result<Arc<dyn StorageFile>> {
+/// Delete files a crash left half written (they never got their names).
+fn remove_temporaries(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    let mut removed = false;
+    for name in storage.list_files(dir).ctx("list", dir)? {
+        if (name.starts_with(SEGMENT_PREFIX) || name.starts_with(PACK_PREFIX)) && name.ends_with(TEMP_SUFFIX) {
+            let path = dir.join(&name);
+            storage.remove_file(&path).ctx("delete", &path)?;
+            removed = true;
+        }
+    }
+    if removed {
+        storage.sync_dir(dir).ctx("sync directory", dir)?;
+    }
+    Ok(())
+}
+
+/// Open the log's files with `open` and check their headers.
+fn open_files(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    open: &dyn Fn(&Path) -> std::io::Result<Arc<dyn StorageFile>>,
+) -> Result<Files> {
+    let open_one = |name: &str| -> Result<Arc<dyn StorageFile>> {
         let path = dir.join(name);
         open(&path).ctx("open", &path)
     };
+    let entries = Segments::load(&*storage, dir, open)?;
     let files = Files {
         dir: dir.to_path_buf(),
-        entries: open(ENTRIES_FILE)?,
-        index: open(INDEX_FILE)?,
-        hashes: open(HASHES_FILE)?,
-        checkpoint: open(CHECKPOINT_FILE)?,
+        entries: RwLock::new(entries),
+        index: open_one(INDEX_FILE)?,
+        hashes: open_one(HASHES_FILE)?,
+        checkpoint: open_one(CHECKPOINT_FILE)?,
+        storage,
     };
     for (f, name, magic) in [
-        (&files.entries, ENTRIES_FILE, format::ENTRIES_MAGIC),
         (&files.index, INDEX_FILE, format::INDEX_MAGIC),
         (&files.hashes, HASHES_FILE, format::HASHES_MAGIC),
     ] {
@@ -263,12 +321,17 @@ fn resume_signed(files: &Files, verifier: &Verifier) -> Result<(Writer, Syncer, 
             format!("the tree of its first {signed} entries does not have the root of the last signed checkpoint"),
         ));
     }
+    let packed = packed_end(&files.segments().packs, slot.pruned_below);
+    remove_pruned_segments(files, slot.pruned_below.max(packed.min(rec.derived_size)))?;
+    remove_pruned_packs(files, slot.pruned_below)?;
     let writer = Writer::new(rec.frontier, rec.entries_end);
     let syncer = Syncer {
         slot_seq: slot.seq,
         derived_size: rec.derived_size,
         derived_offset: rec.derived_offset,
         durable_end: rec.entries_end,
+        pruned_below: slot.pruned_below,
+        v1_slot: slot_file_has_v1(files)?,
     };
     let written = Written {
         size: signed,
@@ -281,6 +344,15 @@ fn resume_signed(files: &Files, verifier: &Verifier) -> Result<(Writer, Syncer, 
         note: slot.note.into(),
     };
     Ok((writer, syncer, head, queue))
+}
+
+/// Whether a slot of the checkpoint file is in version 1.
+fn slot_file_has_v1(files: &Files) -> Result<bool> {
+    let path = files.path(CHECKPOINT_FILE);
+    let len = files.checkpoint.len().ctx("stat", &path)?.min(2 * SLOT_LEN as u64);
+    let mut bytes = vec![0u8; len as usize];
+    files.checkpoint.read_exact_at(&mut bytes, 0).ctx("read", &path)?;
+    Ok(format::has_v1_slot(&bytes))
 }
 
 /// The valid slot with the highest sequence number.
@@ -298,7 +370,10 @@ fn read_current_slot(files: &Files) -> Result<Slot> {
 fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Recovered> {
     let dir = &files.dir;
     let entries_path = files.path(ENTRIES_FILE);
-    let entries_len = files.entries.len().ctx("stat", &entries_path)?;
+    let segments = files.segments().clone();
+    let entries_len = segments
+        .end()
+        .ctx("stat", &segments.dir.join(&segments.active().name))?;
     let index_len = files.index.len().ctx("stat", &files.path(INDEX_FILE))?;
     let hashes_len = files.hashes.len().ctx("stat", &files.path(HASHES_FILE))?;
 
@@ -310,10 +385,53 @@ fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Rec
         || index_len < HEADER_LEN + size * 8
         || hashes_len < HEADER_LEN + stored_count(size) * 32
         || offset > entries_len
+        || size < slot.pruned_below
     {
         (size, offset) = (0, HEADER_LEN);
+        // Rebuild from the first entry still in a segment: entries below
+        // are pruned or packed, and their hashes must be intact.
+        let packed = packed_end(&segments.packs, slot.pruned_below);
+        let pruned = [slot.pruned_below, packed]
+            .into_iter()
+            .find(|c| segments.list.iter().any(|s| s.first == *c))
+            .unwrap_or(packed);
+        if pruned > 0 {
+            // Entries below the boundary are gone: the derived files must
+            // hold them, which prune made sure of before it deleted any.
+            if pruned > signed
+                || index_len < HEADER_LEN + pruned * 8
+                || hashes_len < HEADER_LEN + stored_count(pruned) * 32
+            {
+                return Err(corrupt(
+                    dir,
+                    HASHES_FILE,
+                    format!(
+                        "the index or hashes file ends before entry {pruned}, below which entries are pruned \
+                         or packed: they cannot be rebuilt"
+                    ),
+                ));
+            }
+            // Prune and compaction leave a segment starting at exactly
+            // the boundary; a compaction cut short, the index says.
+            let mut start = segments.list.iter().find(|s| s.first == pruned).map(|s| s.start);
+            if start.is_none() {
+                let mut b = [0u8; 8];
+                if files.index.read_exact_at(&mut b, HEADER_LEN + pruned * 8).is_ok() {
+                    start = Some(u64::from_be_bytes(b));
+                }
+            }
+            let Some(start) = start else {
+                return Err(corrupt(
+                    dir,
+                    ENTRIES_FILE,
+                    format!("no entries file starts at entry {pruned}, below which entries are pruned or packed"),
+                ));
+            };
+            (size, offset) = (pruned, start);
+        }
     }
     let (trusted_size, trusted_offset) = (size, offset);
+    let _ = &entries_path;
     let hashes = HashesFile {
         file: &*files.hashes,
         path: files.path(HASHES_FILE),
@@ -334,10 +452,7 @@ fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Rec
             let want = (1usize << 20).max(RECORD_HEADER_LEN as usize + MAX_ENTRY);
             let avail = entries_len.saturating_sub(offset) as usize;
             chunk.resize(want.min(avail), 0);
-            files
-                .entries
-                .read_exact_at(&mut chunk, offset)
-                .ctx("read", &entries_path)?;
+            segments.read_at(&mut chunk, offset)?;
             chunk_start = offset;
             at = 0;
         }
@@ -374,10 +489,7 @@ fn recover(files: &Files, slot: &Slot, signed: u64, rebuild: bool) -> Result<Rec
     }
     // Whatever follows was never covered by a signed checkpoint, so never
     // acknowledged: a torn or unsynced tail. Cut it, and stale derived data.
-    if entries_len > offset {
-        files.entries.set_len(offset).ctx("truncate", &entries_path)?;
-        files.entries.sync_data().ctx("fdatasync", &entries_path)?;
-    }
+    cut_entries(files, &segments, signed, offset)?;
     files
         .index
         .set_len(HEADER_LEN + signed * 8)
@@ -418,4 +530,98 @@ fn missing(dir: &Path, size: u64, offset: u64, signed: u64) -> LedgerError {
              entries were removed or the file was rolled back"
         ),
     )
+}
+
+/// Cut the entries to end at log offset `end`, after entry `signed`:
+/// delete segments a prune started past it (never covered by a signed
+/// checkpoint), and cut the tail of the one holding it.
+fn cut_entries(files: &Files, segments: &Segments, signed: u64, end: u64) -> Result<()> {
+    let storage = &*files.storage;
+    let mut keep = segments.clone();
+    let beyond: Vec<_> = keep
+        .list
+        .iter()
+        .filter(|s| s.first > signed && s.first > 0)
+        .cloned()
+        .collect();
+    if !beyond.is_empty() {
+        for s in &beyond {
+            let path = files.path(&s.name);
+            storage.remove_file(&path).ctx("delete", &path)?;
+        }
+        storage.sync_dir(&files.dir).ctx("sync directory", &files.dir)?;
+        keep.list.retain(|s| s.first <= signed || s.first == 0);
+    }
+    let last = keep.active();
+    let path = files.path(&last.name);
+    let len = last.len().ctx("stat", &path)?;
+    if end < last.start {
+        return Err(missing(&files.dir, signed, end, signed));
+    }
+    if len > last.pos(end) {
+        last.file.set_len(last.pos(end)).ctx("truncate", &path)?;
+        last.file.sync_data().ctx("fdatasync", &path)?;
+    }
+    *files.entries.write().unwrap_or_else(|e| e.into_inner()) = keep;
+    Ok(())
+}
+
+/// Delete the packs every entry of which is below `pruned_below`, or whose
+/// rest a later pack starting at or below it holds: a prune recorded the
+/// boundary but did not get to delete them.
+fn remove_pruned_packs(files: &Files, pruned_below: u64) -> Result<()> {
+    if pruned_below == 0 {
+        return Ok(());
+    }
+    let mut store = files.entries.write().unwrap_or_else(|e| e.into_inner());
+    let packs = &store.packs;
+    let gone: Vec<String> = packs
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            p.end() <= pruned_below
+                || packs
+                    .get(i + 1)
+                    .is_some_and(|n| n.first <= pruned_below && n.end() >= p.end())
+        })
+        .map(|(_, p)| p.name.clone())
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    for name in &gone {
+        let path = files.path(name);
+        files.storage.remove_file(&path).ctx("delete", &path)?;
+    }
+    files.storage.sync_dir(&files.dir).ctx("sync directory", &files.dir)?;
+    store.packs.retain(|p| !gone.contains(&p.name));
+    Ok(())
+}
+
+/// Delete the segments every entry of which is below `below`: a prune or
+/// a compaction recorded that open never needs them but did not get to
+/// delete them.
+fn remove_pruned_segments(files: &Files, pruned_below: u64) -> Result<()> {
+    if pruned_below == 0 {
+        return Ok(());
+    }
+    let mut segments = files.entries.write().unwrap_or_else(|e| e.into_inner());
+    let list = &segments.list;
+    let gone: Vec<usize> = (0..list.len().saturating_sub(1))
+        .filter(|&i| list[i + 1].first <= pruned_below)
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    for &i in &gone {
+        let path = files.path(&list[i].name);
+        files.storage.remove_file(&path).ctx("delete", &path)?;
+    }
+    files.storage.sync_dir(&files.dir).ctx("sync directory", &files.dir)?;
+    let mut i = 0;
+    segments.list.retain(|_| {
+        i += 1;
+        !gone.contains(&(i - 1))
+    });
+    Ok(())
 }

@@ -1,0 +1,145 @@
+//! Compaction: packing sealed entry bundles into zstd-compressed packs and
+//! freeing their uncompressed bytes.
+//!
+//! Only bundles a synced checkpoint covers are packed. In order, each step
+//! safe to be cut short by a crash (docs/ledger-format.md, "Compaction"):
+//!
+//! 1. if the segment appended to holds entries below the last whole
+//!    bundle `B`, start a new one (as prune does);
+//! 2. write the packs of bundles `[packed end, B)`, each bundle read from
+//!    its segment (checksums checked), compressed, decompressed again and
+//!    compared, under a temporary name, synced, renamed, directory synced;
+//! 3. copy the entries from `B` on of the segment holding entry `B` into
+//!    a segment starting at `B` (as prune does);
+//! 4. sync the index and hashes files and record that in a checkpoint
+//!    slot, so open never re-reads an entry below `B` from a segment;
+//! 5. delete the segments wholly below `B`, sync the directory.
+//!
+//! Reads, proofs, tiles, verify and the scrub see the same entries before,
+//! during and after.
+
+use super::packs::{self, pack_name, packed_end, Frame, Packer, BUNDLE};
+use super::{lock, Log};
+use crate::error::{IoContext, LedgerError, Result};
+use std::sync::Arc;
+
+/// Most bundles in one pack (262,144 entries).
+pub(crate) const MAX_PACK_BUNDLES: u64 = 1024;
+
+/// What [`Log::compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Entries `[from, to)` were packed (`from == to`: nothing to do).
+    pub from: u64,
+    pub to: u64,
+    /// Bytes of their records (uncompressed).
+    pub raw_bytes: u64,
+    /// Bytes of the packs written.
+    pub packed_bytes: u64,
+    /// Bytes of entry files deleted, less every byte written.
+    pub bytes_freed: u64,
+}
+
+impl Log {
+    /// Compress every whole bundle the latest checkpoint covers that is
+    /// not packed yet into packs (zstd, one frame per bundle, level
+    /// [`LogOptions::compression_level`](super::LogOptions)), then free
+    /// their uncompressed bytes. Transparent to reads, proofs, tiles,
+    /// verify and the scrub. Appends wait only while the entry file they
+    /// go to changes. Crash-safe at every sync point.
+    pub fn compact(&self) -> Result<CompactReport> {
+        let inner = &*self.inner;
+        if inner.read_only {
+            return Err(LedgerError::ReadOnly(inner.name.clone()));
+        }
+        let _one_at_a_time = lock(&inner.maintenance);
+        if let Some(e) = inner.damage_error() {
+            return Err(e);
+        }
+        if let Some(reason) = inner.commits.poisoned() {
+            return Err(LedgerError::Poisoned(reason));
+        }
+        let pruned = self.pruned_below();
+        let from = packed_end(&inner.files.segments().packs, pruned);
+        let to = self.size() / BUNDLE * BUNDLE;
+        if to <= from {
+            return Ok(CompactReport {
+                from,
+                to: from,
+                ..CompactReport::default()
+            });
+        }
+        let mut written = self.start_segment_above(to)?;
+        let (mut raw_bytes, mut packed_bytes) = (0, 0);
+        let mut first = from;
+        while first < to {
+            let bundles = MAX_PACK_BUNDLES.min((to - first) / BUNDLE);
+            let (raw, packed) = self.write_pack(first, bundles)?;
+            raw_bytes += raw;
+            packed_bytes += packed;
+            first += bundles * BUNDLE;
+        }
+        written += packed_bytes + self.split_segment_at(to)?;
+        self.record_pruned(pruned)?;
+        let deleted = inner.delete_segments_below(to);
+        let bytes_freed = deleted.saturating_sub(written);
+        tracing::info!(log = %inner.name, from, to, raw_bytes, packed_bytes, "packed entries {from}..{to}");
+        metrics::counter!("sealtrail_ledger_packed_bytes_total", "log" => inner.name.clone()).increment(packed_bytes);
+        Ok(CompactReport {
+            from,
+            to,
+            raw_bytes,
+            packed_bytes,
+            bytes_freed,
+        })
+    }
+
+    /// Write the pack of `bundles` bundles from entry `first`; returns the
+    /// bytes of their records and of the pack.
+    fn write_pack(&self, first: u64, bundles: u64) -> Result<(u64, u64)> {
+        let inner = &*self.inner;
+        let store = inner.files.segments().clone();
+        let name = pack_name(first);
+        let path = inner.files.path(&name);
+        let level = inner.opts.compression_level;
+        let version = inner.opts.pack_version;
+        let mut raw = 0u64;
+        let file = inner.create_named(&name, |file| {
+            // One compression context and one frame buffer for the whole
+            // pack: a context per bundle costs more than a small bundle.
+            let mut packer = Packer::new(level, version).ctx("compress", &path)?;
+            let mut frame = Vec::new();
+            let mut frames = Vec::with_capacity(bundles as usize);
+            let mut at = packs::frames_start(bundles as usize);
+            for b in 0..bundles {
+                let bundle_first = first + b * BUNDLE;
+                let records = self.raw_records(&store, bundle_first, BUNDLE)?;
+                if !packer.pack(&records, bundle_first, &mut frame).ctx("compress", &path)? {
+                    return Err(LedgerError::Corrupt {
+                        file: path.clone(),
+                        detail: format!(
+                            "bundle {} does not decompress to what was compressed",
+                            bundle_first / BUNDLE
+                        ),
+                    });
+                }
+                file.write_all_at(&frame, at).ctx("write", &path)?;
+                frames.push(Frame {
+                    offset: at,
+                    len: frame.len() as u32,
+                    crc: crc32c::crc32c(&frame),
+                });
+                at += frame.len() as u64;
+                raw += records.len() as u64;
+            }
+            file.write_all_at(&packs::encode_header(version, first, &frames), 0)
+                .ctx("write", &path)
+        })?;
+        let pack = packs::open_pack(name, file, &path)?;
+        let packed = pack.len().ctx("stat", &path)?;
+        let mut store = inner.files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let at = store.packs.partition_point(|p| p.first < first);
+        store.packs.insert(at, Arc::new(pack));
+        Ok((raw, packed))
+    }
+}

@@ -1,0 +1,338 @@
+//! Compaction: sealed bundles packed with zstd are read, proved, tiled,
+//! verified and scrubbed as before; their uncompressed bytes are freed; a
+//! crash at any sync point of a compaction (or of a prune cutting through
+//! a pack) loses nothing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use sealtrail_ledger::scrub::Scrub;
+use sealtrail_ledger::verify::verify_log;
+use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PackVersion};
+use sealtrail_storage::sim::{Fault, SimStorage};
+use sealtrail_storage::Storage;
+
+fn names(storage: &dyn Storage, dir: &DataDir) -> Vec<String> {
+    storage.list_files(&dir.log_dir("default")).unwrap()
+}
+
+#[test]
+fn compaction_is_transparent_and_frees_the_raw_bytes() {
+    let storage = SimStorage::new();
+    let dir = sim_dir(&storage);
+    dir.create_log("default", None).unwrap();
+    let log_dir = dir.log_dir("default");
+    let mut model = Vec::new();
+    let log = dir.open_log("default", opts()).unwrap();
+    append_n(&log, &mut model, 3000, 77);
+    let before = entry_bytes(&storage, &log_dir);
+
+    let r = log.compact().unwrap();
+    assert_eq!((r.from, r.to), (0, 2816));
+    let raw: u64 = model[..2816].iter().map(|e| 8 + e.len() as u64).sum();
+    assert_eq!(r.raw_bytes, raw);
+    assert!(r.packed_bytes * 5 < r.raw_bytes, "{r:?}");
+    let files = names(&storage, &dir);
+    assert!(files.contains(&"pack-0000000000000000".to_string()), "{files:?}");
+    assert!(!files.contains(&"entries".to_string()), "{files:?}");
+    // Only what is not packed stays uncompressed.
+    let unpacked: u64 = model[2816..].iter().map(|e| 8 + e.len() as u64).sum();
+    assert_eq!(entry_bytes(&storage, &log_dir), unpacked + 2 * 32);
+    assert_eq!(before - unpacked - 64 - r.packed_bytes, r.bytes_freed);
+    check(&log, &model, 0);
+    // A read across the packed and unpacked entries.
+    assert_eq!(log.entries(2800, 100).unwrap(), model[2800..2900]);
+
+    // Nothing new to pack; then more appends, packed after the first.
+    assert_eq!(log.compact().unwrap().to, 2816);
+    append_n(&log, &mut model, 700, 100);
+    let r = log.compact().unwrap();
+    assert_eq!((r.from, r.to), (2816, 3584));
+    check(&log, &model, 0);
+
+    // Pruning into a pack keeps the rest of that pack.
+    let p = log.prune(1280).unwrap();
+    assert!(p.bytes_freed > 0, "{p:?}");
+    check(&log, &model, 1280);
+    let mut scrub = Scrub::new(&log).unwrap();
+    scrub.start_pass(&log);
+    assert!(scrub.check_pass(&log, 1 << 20).unwrap());
+    drop(log);
+
+    let report = verify_log(&storage, &log_dir, None, None).unwrap();
+    assert!(report.intact(), "{:?}", report.findings);
+    assert_eq!(report.entries, 3700);
+    let log = dir.open_log("default", opts()).unwrap();
+    check(&log, &model, 1280);
+    append_n(&log, &mut model, 3, 3);
+    check(&log, &model, 1280);
+    drop(log);
+    let ro = dir.open_log_read_only("default").unwrap();
+    check(&ro, &model, 1280);
+}
+
+#[test]
+fn a_damaged_pack_is_found_by_reads_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path());
+    dir.create_log("default", None).unwrap();
+    let mut model = Vec::new();
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    append_n(&log, &mut model, 1024, 512);
+    log.compact().unwrap();
+    drop(log);
+    let pack = dir.log_dir("default").join("pack-0000000000000000");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    // The third bundle's frame: header (32) and table (4 × 16) first.
+    let at = u64::from_be_bytes(bytes[32 + 2 * 16..32 + 2 * 16 + 8].try_into().unwrap()) as usize;
+    bytes[at + 40] ^= 0x10;
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let report = verify_log(
+        &sealtrail_ledger::storage::OsStorage,
+        &dir.log_dir("default"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(!report.intact());
+    let f = &report.findings[0];
+    assert_eq!((f.file, f.index), ("pack", Some(512)), "{f:?}");
+    assert!(f.message.contains("checksum mismatch"), "{f:?}");
+
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    assert_eq!(log.entry(511).unwrap(), model[511]);
+    match log.entry(600) {
+        Err(LedgerError::Damaged { index, .. }) => assert_eq!(index, 600),
+        other => panic!("{other:?}"),
+    }
+    assert!(log.damaged().is_some());
+    assert!(log.append(&[b"x"]).is_err());
+}
+
+#[test]
+fn a_frame_damaged_under_recomputed_crcs_is_found_by_reads_and_verify() {
+    // Damage the CRCs in the table cannot see (as if it happened before
+    // they were computed): zstd's content checksum over the decompressed
+    // bytes, which version 3 requires, still finds it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path());
+    dir.create_log("default", None).unwrap();
+    let mut model = Vec::new();
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    append_n(&log, &mut model, 1024, 512);
+    log.compact().unwrap();
+    drop(log);
+    let pack = dir.log_dir("default").join("pack-0000000000000000");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    assert_eq!(&bytes[8..12], [0, 0, 0, 3]);
+    let t = 32 + 2 * 16;
+    let at = u64::from_be_bytes(bytes[t..t + 8].try_into().unwrap()) as usize;
+    let len = u32::from_be_bytes(bytes[t + 8..t + 12].try_into().unwrap()) as usize;
+    // The content checksum itself, the frame's last 4 bytes.
+    bytes[at + len - 2] ^= 0x01;
+    let crc = crc32c::crc32c(&bytes[at..at + len]);
+    bytes[t + 12..t + 16].copy_from_slice(&crc.to_be_bytes());
+    let table_crc = crc32c::crc32c(&bytes[32..32 + 4 * 16]);
+    bytes[28..32].copy_from_slice(&table_crc.to_be_bytes());
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let report = verify_log(
+        &sealtrail_ledger::storage::OsStorage,
+        &dir.log_dir("default"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(!report.intact());
+    let f = &report.findings[0];
+    assert_eq!((f.file, f.index), ("pack", Some(512)), "{f:?}");
+    assert!(!f.message.contains("checksum mismatch (stored"), "{f:?}");
+
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    assert_eq!(log.entry(768).unwrap(), model[768]);
+    match log.entry(600) {
+        Err(LedgerError::Damaged { index, .. }) => assert_eq!(index, 600),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Cut power at every sync point of `op` run on the log `setup` makes;
+/// every image must open (with `options`), hold every entry, verify, and
+/// let `op` run again. Returns how many sync points there were.
+fn crash_everywhere(
+    setup: impl Fn() -> (SimStorage, DataDir, Log, Vec<Vec<u8>>),
+    op: impl Fn(&Log) -> Result<(), LedgerError>,
+    pruned: (u64, u64),
+    options: &LogOptions,
+) -> u64 {
+    let mut k = 1;
+    loop {
+        let (storage, _dir, log, model) = setup();
+        let base = storage.syncs();
+        storage.set_fault(Some(Fault::CrashAtSync(base + k)));
+        let result = op(&log);
+        if !storage.has_crashed() {
+            result.unwrap();
+            return k - 1;
+        }
+        drop(log);
+        for (what, image) in [
+            ("unsynced lost", storage.crash_image(|_| 0)),
+            ("unsynced torn", storage.crash_image(|len| len / 2)),
+            ("unsynced kept", storage.crash_image(|len| len)),
+            ("names kept", storage.crash_image_all_names(|len| len)),
+        ] {
+            let dir = sim_dir(&image);
+            let log = dir
+                .open_log("default", options.clone())
+                .unwrap_or_else(|e| panic!("sync {k}, {what}: open: {e}"));
+            let p = log.pruned_below();
+            assert!(p == pruned.0 || p == pruned.1, "sync {k}, {what}: pruned below {p}");
+            check(&log, &model, p);
+            drop(log);
+            let report = verify_log(&image, &dir.log_dir("default"), None, None).unwrap();
+            assert!(report.intact(), "sync {k}, {what}: {:?}", report.findings);
+            let log = dir.open_log("default", options.clone()).unwrap();
+            op(&log).unwrap_or_else(|e| panic!("sync {k}, {what}: again: {e}"));
+            let mut model = model.clone();
+            append_n(&log, &mut model, 3, 3);
+            check(&log, &model, pruned.1);
+            drop(log);
+            let report = verify_log(&image, &dir.log_dir("default"), None, None).unwrap();
+            assert!(report.intact(), "sync {k}, {what}, again: {:?}", report.findings);
+        }
+        k += 1;
+    }
+}
+
+/// The pack versions of the packs of the log in `storage`, by name.
+fn pack_versions(storage: &SimStorage) -> Vec<(String, u8)> {
+    let dir = sim_dir(storage).log_dir("default");
+    let mut out: Vec<(String, u8)> = storage
+        .list_files(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("pack-") && !n.ends_with(".tmp"))
+        .map(|n| {
+            let mut h = [0u8; 12];
+            storage
+                .open(&dir.join(&n), false)
+                .unwrap()
+                .read_exact_at(&mut h, 0)
+                .unwrap();
+            assert_eq!(&h[..11], b"STLPACKS\0\0\0", "{n}");
+            (n, h[11])
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn with_version(version: PackVersion) -> LogOptions {
+    LogOptions {
+        pack_version: version,
+        ..opts()
+    }
+}
+
+/// A compaction after one in `first`, crashed at every sync point, its
+/// second pack written in `second`.
+fn crash_compaction(first: PackVersion, second: PackVersion) -> u64 {
+    crash_everywhere(
+        || {
+            let storage = SimStorage::new();
+            let dir = sim_dir(&storage);
+            dir.create_log("default", None).unwrap();
+            let mut model = Vec::new();
+            let log = dir.open_log("default", with_version(first)).unwrap();
+            append_n(&log, &mut model, 600, 45);
+            log.compact().unwrap();
+            drop(log);
+            let log = dir.open_log("default", with_version(second)).unwrap();
+            append_n(&log, &mut model, 500, 45);
+            (storage, dir, log, model)
+        },
+        |log| log.compact().map(|_| ()),
+        (0, 0),
+        &with_version(second),
+    )
+}
+
+#[test]
+fn crash_at_every_sync_point_of_a_compaction_in_each_pack_version() {
+    for (first, second) in [
+        (PackVersion::V3, PackVersion::V3),
+        (PackVersion::V2, PackVersion::V2),
+        (PackVersion::V2, PackVersion::V3),
+    ] {
+        let syncs = crash_compaction(first, second);
+        assert!(syncs >= 8, "{first:?} then {second:?}: {syncs}");
+    }
+}
+
+#[test]
+fn compaction_writes_the_pack_version_asked_for() {
+    let storage = SimStorage::new();
+    let dir = sim_dir(&storage);
+    dir.create_log("default", None).unwrap();
+    let mut model = Vec::new();
+    let log = dir.open_log("default", with_version(PackVersion::V2)).unwrap();
+    append_n(&log, &mut model, 600, 45);
+    log.compact().unwrap();
+    drop(log);
+    let log = dir.open_log("default", opts()).unwrap();
+    append_n(&log, &mut model, 500, 45);
+    log.compact().unwrap();
+    assert_eq!(
+        pack_versions(&storage),
+        [
+            ("pack-0000000000000000".to_string(), 2),
+            ("pack-0000000000000200".to_string(), 3)
+        ]
+    );
+    check(&log, &model, 0);
+}
+
+/// A prune through a pack of `version` (two of its three bundles kept),
+/// crashed at every sync point; what is kept stays in `version`.
+fn crash_prune_through(version: PackVersion) -> u64 {
+    let syncs = crash_everywhere(
+        || {
+            let storage = SimStorage::new();
+            let dir = sim_dir(&storage);
+            dir.create_log("default", None).unwrap();
+            let mut model = Vec::new();
+            let log = dir.open_log("default", with_version(version)).unwrap();
+            append_n(&log, &mut model, 1100, 45);
+            log.compact().unwrap();
+            append_n(&log, &mut model, 20, 5);
+            (storage, dir, log, model)
+        },
+        |log| log.prune(768).map(|_| ()),
+        (0, 768),
+        &opts(),
+    );
+    // The same prune uncrashed: the pack of the bundles kept.
+    let storage = SimStorage::new();
+    let dir = sim_dir(&storage);
+    dir.create_log("default", None).unwrap();
+    let mut model = Vec::new();
+    let log = dir.open_log("default", with_version(version)).unwrap();
+    append_n(&log, &mut model, 1100, 45);
+    log.compact().unwrap();
+    log.prune(768).unwrap();
+    let n = version.number() as u8;
+    assert_eq!(pack_versions(&storage), [("pack-0000000000000300".to_string(), n)]);
+    check(&log, &model, 768);
+    syncs
+}
+
+#[test]
+fn crash_at_every_sync_point_of_a_prune_through_a_pack_of_each_version() {
+    for version in [PackVersion::V3, PackVersion::V2] {
+        let syncs = crash_prune_through(version);
+        assert!(syncs >= 5, "{version:?}: {syncs}");
+    }
+}
