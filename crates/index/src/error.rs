@@ -49,6 +49,10 @@ pub enum IndexError {
         #[source]
         source: SourceError,
     },
+    /// [`EventIndex::forget_below`](crate::EventIndex::forget_below) past
+    /// what the index holds.
+    #[error("cannot forget entries below {n}: the index holds only the first {watermark} (commit first)")]
+    ForgetPastWatermark { n: u64, watermark: u64 },
     /// `wipe` was pointed at a directory that is not an index.
     #[error("{0}: not an index directory (no MANIFEST); refusing to delete it")]
     NotAnIndex(PathBuf),

@@ -46,6 +46,12 @@ pub struct Filter {
     /// e-mail addresses, UUIDs, paths, dotted names) are looked up whole.
     /// A text with no word in it sets no condition.
     pub text: Option<String>,
+    /// Index words that satisfy each word and phrase of [`Filter::text`]
+    /// as well (an event holding any of them matches the text): the hex
+    /// HMACs of the text's terms where a log pseudonymises free-text
+    /// fields (docs/pii.md), so a search for a clear value finds its
+    /// stored pseudonym. Ignored without `text`.
+    pub text_alternatives: Vec<String>,
     /// Only failures: outcome `failure`, or severity `error` or graver, or
     /// an `error` object.
     pub failures: bool,

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use sealtrail_event::Event;
-use sealtrail_segment::{merge, term_hash, FormatError, MergeDamage};
+use sealtrail_segment::{merge_dropping, term_hash, FormatError, MergeDamage};
 use sealtrail_storage::{OsStorage, Storage, StorageFile};
 
 use crate::error::{io_at, IndexError};
@@ -38,9 +38,13 @@ use crate::part::Part;
 use crate::part::Seg;
 use crate::policy::merge_run;
 use crate::query::{first_at_or_after, Plan};
-use crate::schema::{Building, IDEMPOTENCY, LEDGER};
+use crate::schema::{Building, ACTION, IDEMPOTENCY, LEDGER};
 use crate::source::EventSource;
-use crate::stats::{Bucket, Durations, Performance, Stats, StatsSum};
+use crate::stats::{Bucket, Durations, Facet, FacetSum, GlobSum, GlobTally, Performance, Stats, StatsSum};
+
+/// A segment the forget watermark cuts through is rewritten without its
+/// forgotten documents once at least one in this many of them are.
+const PURGE_SHARE: u64 = 4;
 
 /// How the index is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +119,9 @@ struct Store {
     snapshot: RwLock<Arc<Vec<Arc<Part>>>>,
     /// Ledger entries `[0, committed)` are in the last commit.
     committed: AtomicU64,
+    /// Ledger entries `[0, forgotten)` are forgotten: pruned from the
+    /// ledger, so no query returns or counts them.
+    forgotten: AtomicU64,
     merges: Mutex<Merges>,
     merges_changed: Condvar,
     /// Why the merge thread refused further writes, for the caller that
@@ -165,9 +172,10 @@ impl EventIndex {
                 let empty = Manifest {
                     watermark: 0,
                     root: None,
+                    forgotten: 0,
                     segments: Vec::new(),
                 };
-                write_manifest(&*storage, dir, &manifest_text(0, None, &[]))?;
+                write_manifest(&*storage, dir, &manifest_text(0, None, 0, &[]))?;
                 empty
             }
         };
@@ -204,6 +212,7 @@ impl EventIndex {
                 poisoned: false,
             }),
             committed: AtomicU64::new(manifest.watermark),
+            forgotten: AtomicU64::new(manifest.forgotten),
             merges: Mutex::new(Merges {
                 due: true,
                 ..Merges::default()
@@ -247,7 +256,7 @@ impl EventIndex {
         // that names a missing file twice in a row is damage.
         let mut previous: Option<String> = None;
         loop {
-            let text = read_manifest(&*storage, dir)?.unwrap_or_else(|| manifest_text(0, None, &[]));
+            let text = read_manifest(&*storage, dir)?.unwrap_or_else(|| manifest_text(0, None, 0, &[]));
             let manifest = parse_manifest(dir, &text)?;
             let mut parts = Vec::with_capacity(manifest.segments.len());
             let mut vanished = None;
@@ -293,6 +302,7 @@ impl EventIndex {
                 poisoned: false,
             }),
             committed: AtomicU64::new(watermark),
+            forgotten: AtomicU64::new(manifest.forgotten),
             merges: Mutex::new(Merges::default()),
             merges_changed: Condvar::new(),
             merge_failure: Mutex::new(None),
@@ -344,6 +354,43 @@ impl EventIndex {
     /// without a [`History`] (or by a version that recorded none).
     pub fn root(&self) -> Option<[u8; 32]> {
         *self.store.root.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ledger entries below this are forgotten ([`EventIndex::forget_below`]).
+    pub fn forgotten(&self) -> u64 {
+        self.store.forgotten.load(Ordering::Acquire)
+    }
+
+    /// Forget ledger entries `[0, n)` for good: from the return on, no
+    /// search, count, statistic or idempotency lookup sees them, in this
+    /// process or any that opens the index later (the manifest records
+    /// `n`, synced). For entries pruned from the ledger. `n` may not pass
+    /// the watermark (commit first); a smaller `n` than already forgotten
+    /// changes nothing. Segments are immutable, so the forgotten documents
+    /// leave them only in merges: the merge thread, woken here, drops
+    /// the segments that hold nothing else and rewrites the one the
+    /// watermark cuts through once a quarter of it is forgotten; any
+    /// later merge leaves forgotten documents out too.
+    pub fn forget_below(&self, n: u64) -> Result<(), IndexError> {
+        let w = self.store.lock()?;
+        let watermark = self.store.indexed();
+        if n > watermark {
+            return Err(IndexError::ForgetPastWatermark { n, watermark });
+        }
+        if n <= self.forgotten() {
+            return Ok(());
+        }
+        let before = self.store.forgotten.swap(n, Ordering::AcqRel);
+        let root = *self.store.root.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.store.publish(&w, watermark, root) {
+            self.store.forgotten.store(before, Ordering::Release);
+            return Err(e);
+        }
+        drop(w);
+        // The merge thread drops what is now forgotten from the segments.
+        self.store.merges.lock().unwrap_or_else(|e| e.into_inner()).due = true;
+        self.store.merges_changed.notify_all();
+        Ok(())
     }
 
     /// Add ledger entry `index`, which must be the entry after the last one
@@ -417,6 +464,13 @@ impl EventIndex {
         *self.source.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
     }
 
+    /// The plan of `filter` on this index: forgotten entries never match.
+    fn plan(&self, filter: &Filter) -> Result<Plan, IndexError> {
+        let mut plan = Plan::new(filter, self.source())?;
+        plan.at_least(self.forgotten());
+        Ok(plan)
+    }
+
     fn source(&self) -> Option<Arc<dyn EventSource>> {
         self.source.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -424,7 +478,7 @@ impl EventIndex {
     /// One page of matching ledger indices, in the page's order.
     pub fn search(&self, filter: &Filter, page: &Page) -> Result<Vec<u64>, IndexError> {
         let mut out = Vec::with_capacity(page.limit.min(4096));
-        let plan = Plan::new(filter, self.source())?;
+        let plan = self.plan(filter)?;
         if page.limit == 0 || plan.nothing {
             return plan.failure().map(|()| out);
         }
@@ -489,7 +543,7 @@ impl EventIndex {
 
     /// How many committed events match.
     pub fn count(&self, filter: &Filter) -> Result<u64, IndexError> {
-        let plan = Plan::new(filter, self.source())?;
+        let plan = self.plan(filter)?;
         let mut n = 0;
         for part in self.snapshot().iter() {
             let bad = |e| bad_segment(&self.store.dir, part, e);
@@ -503,7 +557,7 @@ impl EventIndex {
     /// Call `f` with every matching ledger index in ascending order until it
     /// returns false. Memory stays bounded however many match.
     pub fn for_each(&self, filter: &Filter, mut f: impl FnMut(u64) -> bool) -> Result<(), IndexError> {
-        let plan = Plan::new(filter, self.source())?;
+        let plan = self.plan(filter)?;
         for part in self.snapshot().iter() {
             let (seg, bad) = (&part.segment, |e| bad_segment(&self.store.dir, part, e));
             let (Some(mut matches), Some(ledger)) = (plan.on(seg).map_err(bad)?, seg.column(LEDGER)) else {
@@ -520,7 +574,7 @@ impl EventIndex {
 
     /// Counts of the matching events by action, actor, outcome and time.
     pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, IndexError> {
-        let plan = Plan::new(filter, self.source())?;
+        let plan = self.plan(filter)?;
         let mut sum = StatsSum::default();
         for part in self.snapshot().iter() {
             let bad = |e| bad_segment(&self.store.dir, part, e);
@@ -532,10 +586,48 @@ impl EventIndex {
         Ok(sum.finish())
     }
 
+    /// For each of `globs` (action globs as [`Filter::action`] takes them),
+    /// among the events matching `filter`: how many have an action it
+    /// matches, how many of those failed, their counts by action and the
+    /// ledger indices of the `newest` newest. One pass over the events
+    /// whose action some glob matches, however many globs there are; the
+    /// figures are those of a `stats`, a `count` with outcome `failure`
+    /// and a `search` with the glob as the action.
+    pub fn tally_globs(&self, filter: &Filter, globs: &[&str], newest: usize) -> Result<Vec<GlobTally>, IndexError> {
+        let plan = self.plan(filter)?;
+        let mut sum = GlobSum::new(globs, newest);
+        for part in self.snapshot().iter() {
+            let (seg, bad) = (&part.segment, |e| bad_segment(&self.store.dir, part, e));
+            let terms = sum.terms(seg).map_err(bad)?;
+            let start = seg.field_terms(ACTION).start;
+            let numbers: Vec<u32> = terms.iter().map(|(number, _)| start + number).collect();
+            if let Some(mut matches) = plan.on_holding(seg, Some(&numbers)).map_err(bad)? {
+                sum.add(seg, &mut matches, &terms).map_err(bad)?;
+            }
+        }
+        plan.failure()?;
+        Ok(sum.finish())
+    }
+
+    /// How many matching events hold each value of `facet`, largest count
+    /// first, then by value. Read from the posting lists, never the ledger.
+    pub fn facet(&self, filter: &Filter, facet: Facet) -> Result<Vec<(String, u64)>, IndexError> {
+        let plan = Plan::new(filter, self.source())?;
+        let mut sum = FacetSum::default();
+        for part in self.snapshot().iter() {
+            let bad = |e| bad_segment(&self.store.dir, part, e);
+            if let Some(mut matches) = plan.on(&part.segment).map_err(bad)? {
+                sum.add(&part.segment, &mut matches, facet).map_err(bad)?;
+            }
+        }
+        plan.failure()?;
+        Ok(sum.finish())
+    }
+
     /// Duration statistics per action over the matching events that have a
     /// `duration_ms`, sorted by action.
     pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, IndexError> {
-        let plan = Plan::new(filter, self.source())?;
+        let plan = self.plan(filter)?;
         let mut durations = Durations::default();
         for part in self.snapshot().iter() {
             let bad = |e| bad_segment(&self.store.dir, part, e);
@@ -563,6 +655,7 @@ impl EventIndex {
             return Ok(found);
         }
         let hashes: Vec<u64> = keys.iter().map(|k| term_hash(k.as_bytes())).collect();
+        let forgotten = self.forgotten();
         // Oldest first: the first segment holding a key holds its first event.
         for part in self.snapshot().iter() {
             let bad = |e| bad_segment(&self.store.dir, part, e);
@@ -581,7 +674,8 @@ impl EventIndex {
                         .transpose()
                         .map_err(bad)?;
                     if let (Some(doc), Some(ledger)) = (doc, seg.column(LEDGER)) {
-                        *first = ledger.get(doc).map_err(bad)?;
+                        // A forgotten event's key is forgotten with it.
+                        *first = ledger.get(doc).map_err(bad)?.filter(|&i| i >= forgotten);
                     }
                 }
             }
@@ -719,23 +813,40 @@ impl Store {
             if self.merges.lock().unwrap_or_else(|e| e.into_inner()).stop {
                 return Ok(());
             }
-            let (inputs, file) = {
+            let (inputs, drops, file) = {
                 let mut w = self.lock()?;
-                let Some(run) = merge_run(&w.parts) else { return Ok(()) };
-                (w.parts[run].to_vec(), w.new_file())
+                let forgotten = self.forgotten.load(Ordering::Acquire);
+                let Some(run) = self.purge_run(&w.parts, forgotten)?.or_else(|| merge_run(&w.parts)) else {
+                    return Ok(());
+                };
+                let inputs = w.parts[run].to_vec();
+                let drops = inputs
+                    .iter()
+                    .map(|p| self.forgotten_docs(p, forgotten))
+                    .collect::<Result<Vec<u32>, _>>()?;
+                let kept = inputs.iter().zip(&drops).any(|(p, &d)| d < p.segment.docs());
+                let file = kept.then(|| w.new_file());
+                (inputs, drops, file)
             };
-            // A damaged input fails the merge naming that input.
-            let mut damage = None;
-            let merged = self.write_segment(file, |out| {
-                let segments: Vec<&Seg> = inputs.iter().map(|p| &p.segment).collect();
-                merge(&segments, out).inspect_err(|e| {
-                    damage = e
-                        .get_ref()
-                        .and_then(|e| e.downcast_ref::<MergeDamage>())
-                        .and_then(|d| Some(bad_segment(&self.dir, inputs.get(d.part)?, d.error.clone())));
-                })
-            });
-            let merged = merged.map_err(|e| damage.unwrap_or(e))?;
+            // Forgotten documents are left out; a run of nothing but them
+            // is replaced by nothing.
+            let merged = match file {
+                None => None,
+                Some(file) => {
+                    // A damaged input fails the merge naming that input.
+                    let mut damage = None;
+                    let merged = self.write_segment(file, |out| {
+                        let segments: Vec<&Seg> = inputs.iter().map(|p| &p.segment).collect();
+                        merge_dropping(&segments, &drops, out).inspect_err(|e| {
+                            damage = e
+                                .get_ref()
+                                .and_then(|e| e.downcast_ref::<MergeDamage>())
+                                .and_then(|d| Some(bad_segment(&self.dir, inputs.get(d.part)?, d.error.clone())));
+                        })
+                    });
+                    Some(merged.map_err(|e| damage.unwrap_or(e))?)
+                }
+            };
             {
                 let mut w = self.lock()?;
                 let at = w.parts.iter().position(|p| Arc::ptr_eq(p, &inputs[0]));
@@ -750,7 +861,7 @@ impl Store {
                         source: io::Error::other("merged segments vanished from the index"),
                     });
                 };
-                w.parts.splice(at..at + inputs.len(), [merged]);
+                w.parts.splice(at..at + inputs.len(), merged);
                 // The watermark stays the last commit's, with its root.
                 let root = *self.root.lock().unwrap_or_else(|e| e.into_inner());
                 self.publish(&w, self.indexed(), root)?;
@@ -762,10 +873,45 @@ impl Store {
         }
     }
 
+    /// The oldest segments to rewrite without their forgotten documents,
+    /// if any: those holding nothing but forgotten documents (dropped
+    /// without writing anything), and the one the watermark `forgotten`
+    /// cuts through if at least [`PURGE_SHARE`] of its documents are
+    /// forgotten (rewriting it for fewer would cost more than it frees).
+    /// Segments are in ledger order, so these lead.
+    fn purge_run(&self, parts: &[Arc<Part>], forgotten: u64) -> Result<Option<std::ops::Range<usize>>, IndexError> {
+        let gone = parts.iter().take_while(|p| p.last < forgotten).count();
+        let mut end = gone;
+        if let Some(cut) = parts.get(gone).filter(|p| p.first < forgotten) {
+            let docs = u64::from(cut.segment.docs());
+            if u64::from(self.forgotten_docs(cut, forgotten)?) * PURGE_SHARE >= docs {
+                end += 1;
+            }
+        }
+        Ok((end > 0).then_some(0..end))
+    }
+
+    /// How many of `part`'s documents, its first ones, are below the
+    /// watermark `forgotten`.
+    fn forgotten_docs(&self, part: &Part, forgotten: u64) -> Result<u32, IndexError> {
+        if part.first >= forgotten {
+            return Ok(0);
+        }
+        if part.last < forgotten {
+            return Ok(part.segment.docs());
+        }
+        first_at_or_after(&part.segment, forgotten).map_err(|e| bad_segment(&self.dir, part, e))
+    }
+
     /// Write the manifest of `w.parts` at watermark `n`, then show them to
     /// searches.
     fn publish(&self, w: &Writer, n: u64, root: Option<[u8; 32]>) -> Result<(), IndexError> {
-        write_manifest(&*self.storage, &self.dir, &manifest_text(n, root.as_ref(), &w.parts))?;
+        let forgotten = self.forgotten.load(Ordering::Acquire);
+        write_manifest(
+            &*self.storage,
+            &self.dir,
+            &manifest_text(n, root.as_ref(), forgotten, &w.parts),
+        )?;
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w.parts.clone());
         Ok(())
     }

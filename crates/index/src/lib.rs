@@ -42,4 +42,4 @@ pub use filter::{text_words, Filter, Order, Page, TimeRange};
 pub use history::History;
 pub use index::{EventIndex, IndexOptions};
 pub use source::{EventSource, SourceError};
-pub use stats::{Bucket, Performance, Stats};
+pub use stats::{Bucket, Facet, GlobTally, Performance, Stats};

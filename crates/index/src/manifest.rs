@@ -22,11 +22,14 @@ pub(crate) struct Manifest {
     /// The root hash of the ledger's first `watermark` entries, when the
     /// writer was told it.
     pub(crate) root: Option<[u8; 32]>,
+    /// Ledger entries below this are forgotten (pruned from the ledger):
+    /// no query returns or counts them. 0 when none are.
+    pub(crate) forgotten: u64,
     /// File name and length of each segment, oldest first.
     pub(crate) segments: Vec<(String, u64)>,
 }
 
-pub(crate) fn manifest_text(watermark: u64, root: Option<&[u8; 32]>, parts: &[Arc<Part>]) -> String {
+pub(crate) fn manifest_text(watermark: u64, root: Option<&[u8; 32]>, forgotten: u64, parts: &[Arc<Part>]) -> String {
     let mut text = format!("sealtrail-index {SCHEMA_VERSION}\nwatermark {watermark}\n");
     if let Some(root) = root {
         text.push_str("root ");
@@ -34,6 +37,9 @@ pub(crate) fn manifest_text(watermark: u64, root: Option<&[u8; 32]>, parts: &[Ar
             text.push_str(&format!("{b:02x}"));
         }
         text.push('\n');
+    }
+    if forgotten > 0 {
+        text.push_str(&format!("forgotten {forgotten}\n"));
     }
     for p in parts {
         text.push_str(&format!("segment {} {}\n", p.file, p.bytes));
@@ -77,6 +83,19 @@ pub(crate) fn parse_manifest(dir: &Path, text: &str) -> Result<Manifest, IndexEr
             return Err(bad(n, "expected `root <64 lowercase hex digits>`"));
         }
     }
+    let mut forgotten = 0;
+    if let Some((n, words)) = lines.next_if(|(_, words)| words[0] == "forgotten") {
+        forgotten = match words.as_slice() {
+            ["forgotten", v] => v.parse().ok().filter(|&v| v > 0 && v <= watermark),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            bad(
+                n,
+                "expected `forgotten <entries>`, at least 1 and at most the watermark",
+            )
+        })?;
+    }
     let mut segments = Vec::new();
     for (n, words) in lines {
         match words.as_slice() {
@@ -90,6 +109,7 @@ pub(crate) fn parse_manifest(dir: &Path, text: &str) -> Result<Manifest, IndexEr
     Ok(Manifest {
         watermark,
         root,
+        forgotten,
         segments,
     })
 }

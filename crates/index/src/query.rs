@@ -35,6 +35,8 @@ enum TermCondition {
     ActionGlob(Glob),
     /// A target with this id, of any type.
     TargetId(String),
+    /// Any of these terms.
+    AnyOf(Vec<(u8, Vec<u8>)>),
 }
 
 /// A filter in terms of fields and columns.
@@ -46,6 +48,9 @@ pub(crate) struct Plan {
     pub nothing: bool,
     /// Phrases of three or more words, checked on each candidate event.
     phrases: Vec<Vec<String>>,
+    /// [`Filter::text_alternatives`]: a candidate holding one passes the
+    /// phrase check.
+    alternatives: Vec<String>,
     source: Option<Arc<dyn EventSource>>,
     /// The first failure to read an event back; it ends the query.
     failure: Mutex<Option<IndexError>>,
@@ -60,6 +65,7 @@ impl Plan {
             ranges: Vec::new(),
             nothing: false,
             phrases: Vec::new(),
+            alternatives: Vec::new(),
             source,
             failure: Mutex::new(None),
         };
@@ -99,17 +105,30 @@ impl Plan {
         }
         if let Some(text) = &filter.text {
             let query = TextQuery::parse(text);
-            plan.terms.extend(
-                query
-                    .terms
-                    .into_iter()
-                    .map(|t| TermCondition::Exact(TEXT, t.into_bytes())),
-            );
+            // With alternatives, each condition of the text is "it, or an
+            // alternative": together, the text or any alternative.
+            let alternatives: Vec<(u8, Vec<u8>)> = filter
+                .text_alternatives
+                .iter()
+                .map(|a| (TEXT, a.as_bytes().to_vec()))
+                .collect();
+            let condition = |field: u8, term: Vec<u8>| {
+                if alternatives.is_empty() {
+                    TermCondition::Exact(field, term)
+                } else {
+                    let mut any = vec![(field, term)];
+                    any.extend(alternatives.iter().cloned());
+                    TermCondition::AnyOf(any)
+                }
+            };
+            plan.terms
+                .extend(query.terms.into_iter().map(|t| condition(TEXT, t.into_bytes())));
+            plan.alternatives = filter.text_alternatives.clone();
             for phrase in query.phrases {
                 for pair in phrase.windows(2) {
                     let mut term = Vec::new();
                     push_pair(&mut term, &pair[0], &pair[1]);
-                    plan.terms.push(TermCondition::Exact(TEXT_PAIR, term));
+                    plan.terms.push(condition(TEXT_PAIR, term));
                 }
                 if phrase.len() > 2 {
                     if plan.source.is_none() {
@@ -143,6 +162,14 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Only documents of ledger index `n` or more match (those below are
+    /// forgotten).
+    pub fn at_least(&mut self, n: u64) {
+        if n > 0 {
+            self.ranges.push((LEDGER, n, u64::MAX));
+        }
+    }
+
     /// The first failure to read back an event while running the plan;
     /// results gathered since are incomplete.
     pub fn failure(&self) -> Result<(), IndexError> {
@@ -154,13 +181,35 @@ impl Plan {
 
     /// The plan on `seg`; `None` if no document of it can match.
     pub fn on<'a>(&'a self, seg: &'a Seg) -> Result<Option<Matches<'a>>, FormatError> {
+        self.on_holding(seg, None)
+    }
+
+    /// The plan on `seg`, narrowed to documents holding one of `terms`
+    /// (term numbers of `seg`) when given; `None` if no document of it can
+    /// match.
+    pub fn on_holding<'a>(&'a self, seg: &'a Seg, terms: Option<&[u32]>) -> Result<Option<Matches<'a>>, FormatError> {
         if self.nothing {
             return Ok(None);
         }
-        let mut lists: Vec<Vec<Postings<'a>>> = Vec::with_capacity(self.terms.len());
+        let mut lists: Vec<Vec<Postings<'a>>> = Vec::with_capacity(self.terms.len() + 1);
+        if let Some(terms) = terms {
+            if terms.is_empty() {
+                return Ok(None);
+            }
+            lists.push(terms.iter().map(|&t| seg.postings(t)).collect::<Result<_, _>>()?);
+        }
         for condition in &self.terms {
             let terms: Vec<u32> = match condition {
                 TermCondition::Exact(field, bytes) => seg.find(*field, bytes)?.into_iter().collect(),
+                TermCondition::AnyOf(any) => {
+                    let mut found = Vec::new();
+                    for (field, bytes) in any {
+                        found.extend(seg.find(*field, bytes)?);
+                    }
+                    found.sort_unstable();
+                    found.dedup();
+                    found
+                }
                 TermCondition::ActionGlob(glob) => {
                     let all = seg.field_terms(ACTION);
                     let mut matching = Vec::new();
@@ -217,6 +266,7 @@ impl Plan {
                 },
                 source: source.as_ref(),
                 phrases: &self.phrases,
+                alternatives: &self.alternatives,
                 failure: &self.failure,
                 failed: false,
                 number: String::new(),
@@ -237,6 +287,7 @@ struct PhraseCheck<'a> {
     ledger: Values<'a>,
     source: &'a dyn EventSource,
     phrases: &'a [Vec<String>],
+    alternatives: &'a [String],
     failure: &'a Mutex<Option<IndexError>>,
     failed: bool,
     number: String,
@@ -259,6 +310,15 @@ impl PhraseCheck<'_> {
             }
         };
         let scratch = &mut self.scratch;
+        if !self.alternatives.is_empty() {
+            let mut pseudonym = false;
+            schema::for_each_text(&event, &mut self.number, |t| {
+                pseudonym = pseudonym || self.alternatives.iter().any(|a| t.ends_with(a.as_str()));
+            });
+            if pseudonym {
+                return Ok(true);
+            }
+        }
         Ok(self.phrases.iter().all(|phrase| {
             let mut found = false;
             schema::for_each_text(&event, &mut self.number, |t| {

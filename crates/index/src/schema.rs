@@ -18,8 +18,15 @@ use crate::text::{index_text, push_pair, TermSink};
 /// change. Version 2 was the tantivy index; 3 is the first on
 /// `sealtrail-segment`; 4 has checksummed segments (`STSEG002`) and
 /// normalises text (NFKC, lowercase), with identifiers, word pairs and
-/// numbers.
-pub(crate) const SCHEMA_VERSION: u32 = 4;
+/// numbers; 5 leaves out values encrypted for PII protection (docs/pii.md).
+pub(crate) const SCHEMA_VERSION: u32 = 5;
+
+/// Whether `s` is a value encrypted for PII protection: the index holds
+/// nothing of it (neither clear text, which it never sees, nor the
+/// ciphertext, which no query can ask for).
+fn sealed(s: &str) -> bool {
+    sealtrail_pii::is_sealed_text(s)
+}
 
 // Term fields.
 pub(crate) const ACTION: u8 = 0;
@@ -140,7 +147,7 @@ impl Building {
         s.set(LEDGER, index);
         let action = s.add_term(ACTION, e.action.as_bytes());
         s.set(ACTION_COLUMN, action);
-        if let Some(actor) = &e.actor {
+        if let Some(actor) = e.actor.as_ref().filter(|a| !sealed(&a.id)) {
             let actor = s.add_term(ACTOR, actor.id.as_bytes());
             s.set(ACTOR_COLUMN, actor);
         }
@@ -148,6 +155,9 @@ impl Building {
         // type, so it needs no term of its own.
         for t in e.targets.iter().flatten() {
             s.add_term(TARGET_TYPE, t.kind.as_bytes());
+            if sealed(&t.id) {
+                continue;
+            }
             self.term.clear();
             push_target_term(&mut self.term, &t.kind, &t.id);
             s.add_term(TARGET, &self.term);
@@ -170,7 +180,7 @@ impl Building {
                 let _ = write!(self.term, "{ip}");
                 s.add_term(IP, &self.term);
             }
-            if let Some(id) = &context.session_id {
+            if let Some(id) = context.session_id.as_ref().filter(|id| !sealed(id)) {
                 s.add_term(SESSION, id.as_bytes());
             }
         }
@@ -219,7 +229,13 @@ impl TermSink for Sink<'_> {
 /// at a time: `message`, `error.type`, `error.message`, and every key,
 /// string and number inside `details` (a number as its stored, RFC 8785
 /// text, so that an index rebuilt from the ledger holds the same terms).
+/// Encrypted values are left out.
 pub(crate) fn for_each_text(e: &Event, number: &mut String, mut f: impl FnMut(&str)) {
+    let mut f = |s: &str| {
+        if !sealed(s) {
+            f(s)
+        }
+    };
     if let Some(m) = &e.message {
         f(m);
     }

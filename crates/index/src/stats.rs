@@ -8,13 +8,17 @@
 
 use std::collections::HashMap;
 
+use sealtrail_event::glob::Glob;
 use sealtrail_event::{Outcome, Timestamp};
 use sealtrail_segment::{FormatError, NONE};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use crate::part::Seg;
 use crate::query::{Matches, Values};
-use crate::schema::{time_nanos, ACTION, ACTION_COLUMN, ACTOR, ACTOR_COLUMN, DURATION, OCCURRED, OUTCOME};
+use crate::schema::{
+    outcome_code, time_nanos, ACTION, ACTION_COLUMN, ACTOR, ACTOR_COLUMN, DURATION, LEDGER, OCCURRED, OUTCOME, SERVICE,
+    TARGET, TENANT, WORKFLOW,
+};
 
 /// Width of the time buckets of [`Stats::by_time`], in UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +49,8 @@ pub struct Stats {
     pub by_actor: Vec<(String, u64)>,
     pub by_outcome: Vec<(String, u64)>,
     pub by_time: Vec<(Timestamp, u64)>,
+    /// Counts by action of the events with outcome `failure`.
+    pub failures_by_action: Vec<(String, u64)>,
 }
 
 /// Durations (`duration_ms`) of one action's matching events that have
@@ -88,6 +94,7 @@ pub(crate) struct StatsSum {
     actors: HashMap<String, u64>,
     outcomes: [u64; 3],
     times: HashMap<i64, u64>,
+    failed_actions: HashMap<String, u64>,
 }
 
 /// The string of each term number of `field` in `seg` counted in `counts`.
@@ -119,10 +126,16 @@ impl StatsSum {
             return Ok(());
         };
         let mut actions = vec![0u64; seg.field_terms(ACTION).len()];
+        let mut failed_actions = vec![0u64; actions.len()];
         let mut actors = vec![0u64; seg.field_terms(ACTOR).len()];
         let seconds = bucket.seconds();
+        let failure = outcome_code(Outcome::Failure);
         matches.for_each(|doc| {
             self.total += 1;
+            let code = outcome.get(doc)?;
+            if let Some(n) = code.and_then(|v| self.outcomes.get_mut(usize::try_from(v).ok()?)) {
+                *n += 1;
+            }
             for (field, values, counts) in [(ACTION, &mut action, &mut actions), (ACTOR, &mut actor, &mut actors)] {
                 match values.get(doc)? {
                     None | Some(NONE) => {}
@@ -130,14 +143,14 @@ impl StatsSum {
                         let terms = counts.len();
                         let n = usize::try_from(v).ok().and_then(|v| counts.get_mut(v));
                         *n.ok_or_else(|| no_such_term(field, v, terms, doc))? += 1;
+                        if field == ACTION && code == Some(failure) {
+                            // In range: `counts` has as many.
+                            if let Some(n) = failed_actions.get_mut(v as usize) {
+                                *n += 1;
+                            }
+                        }
                     }
                 }
-            }
-            if let Some(n) = outcome
-                .get(doc)?
-                .and_then(|v| self.outcomes.get_mut(usize::try_from(v).ok()?))
-            {
-                *n += 1;
             }
             if let Some(v) = occurred.get(doc)? {
                 let second = time_nanos(v).div_euclid(1_000_000_000);
@@ -146,6 +159,7 @@ impl StatsSum {
             Ok(())
         })?;
         harvest(seg, ACTION, &actions, &mut self.actions)?;
+        harvest(seg, ACTION, &failed_actions, &mut self.failed_actions)?;
         harvest(seg, ACTOR, &actors, &mut self.actors)
     }
 
@@ -167,7 +181,175 @@ impl StatsSum {
                 .into_iter()
                 .filter_map(|(s, n)| Timestamp::from_second(s).ok().map(|t| (t, n)))
                 .collect(),
+            failures_by_action: ranked(self.failed_actions.into_iter().collect()),
         }
+    }
+}
+
+/// What [`crate::EventIndex::tally_globs`] finds for one action glob
+/// among the matching events: the same figures as a `stats` query, a
+/// `count` with outcome `failure` and a newest-first page, each with the
+/// glob as the filter's action.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GlobTally {
+    /// Matching events whose action the glob matches.
+    pub total: u64,
+    /// Those of them with outcome `failure`.
+    pub failures: u64,
+    /// Counts by action, largest first, then by name.
+    pub by_action: Vec<(String, u64)>,
+    /// The ledger indices of the newest of them (the highest), highest
+    /// first, as many as asked for at most.
+    pub newest: Vec<u64>,
+}
+
+/// Counts of one action of a segment among the matches.
+struct ActionTally {
+    total: u64,
+    failures: u64,
+    /// The highest ledger indices, at most `GlobSum::keep` of them.
+    newest: Vec<u64>,
+}
+
+/// The tallies of several action globs over the matches of one query,
+/// summed segment by segment. Each document is read once, whatever the
+/// number of globs its action matches: it is counted under its action's
+/// term, and each glob takes the sums of the terms it matches when the
+/// segment is done, so overlapping globs count an event once each, as
+/// separate queries would.
+pub(crate) struct GlobSum {
+    globs: Vec<Glob>,
+    keep: usize,
+    totals: Vec<u64>,
+    failures: Vec<u64>,
+    actions: Vec<HashMap<String, u64>>,
+    newest: Vec<Vec<u64>>,
+}
+
+/// Keep the `keep` highest of `held` and `value`.
+fn keep_highest(held: &mut Vec<u64>, value: u64, keep: usize) {
+    if held.len() < keep {
+        held.push(value);
+    } else if let Some(least) = held.iter_mut().min().filter(|least| **least < value) {
+        *least = value;
+    }
+}
+
+impl GlobSum {
+    pub fn new(globs: &[&str], keep: usize) -> GlobSum {
+        GlobSum {
+            globs: globs.iter().map(|g| Glob::new(g)).collect(),
+            keep,
+            totals: vec![0; globs.len()],
+            failures: vec![0; globs.len()],
+            actions: vec![HashMap::new(); globs.len()],
+            newest: vec![Vec::new(); globs.len()],
+        }
+    }
+
+    /// The action terms of `seg` (their numbers within the field) that
+    /// some glob matches, each with the globs (their positions) matching
+    /// it.
+    pub fn terms(&self, seg: &Seg) -> Result<Vec<(u32, Vec<usize>)>, FormatError> {
+        let field = seg.field_terms(ACTION);
+        let mut out = Vec::new();
+        for (number, term) in (0u32..).zip(field) {
+            let Ok(action) = std::str::from_utf8(seg.term_bytes(term)?) else {
+                continue;
+            };
+            let globs: Vec<usize> = (0..self.globs.len())
+                .filter(|&g| self.globs[g].matches(action))
+                .collect();
+            if !globs.is_empty() {
+                out.push((number, globs));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Count the matches of one segment, `matches` holding only events
+    /// with one of `terms` (from [`GlobSum::terms`]) as action.
+    pub fn add(
+        &mut self,
+        seg: &Seg,
+        matches: &mut Matches<'_>,
+        terms: &[(u32, Vec<usize>)],
+    ) -> Result<(), FormatError> {
+        let columns = [ACTION_COLUMN, OUTCOME, LEDGER].map(|c| seg.column(c).map(Values::new));
+        let [Some(mut action), Some(mut outcome), Some(mut ledger)] = columns else {
+            return Ok(());
+        };
+        let field = seg.field_terms(ACTION);
+        // The position in `terms` of each action term number.
+        let mut slot = vec![usize::MAX; field.len()];
+        for (i, (number, _)) in terms.iter().enumerate() {
+            if let Some(s) = slot.get_mut(*number as usize) {
+                *s = i;
+            }
+        }
+        let mut tallies: Vec<ActionTally> = terms
+            .iter()
+            .map(|_| ActionTally {
+                total: 0,
+                failures: 0,
+                newest: Vec::with_capacity(self.keep),
+            })
+            .collect();
+        let failure = outcome_code(Outcome::Failure);
+        let keep = self.keep;
+        matches.for_each(|doc| {
+            let Some(v) = action.get(doc)?.filter(|&v| v != NONE) else {
+                return Ok(());
+            };
+            let Some(tally) = usize::try_from(v)
+                .ok()
+                .and_then(|v| slot.get(v))
+                .and_then(|&s| tallies.get_mut(s))
+            else {
+                return Err(no_such_term(ACTION, v, field.len(), doc));
+            };
+            tally.total += 1;
+            if outcome.get(doc)? == Some(failure) {
+                tally.failures += 1;
+            }
+            if let Some(index) = ledger.get(doc)? {
+                keep_highest(&mut tally.newest, index, keep);
+            }
+            Ok(())
+        })?;
+        for ((number, globs), tally) in terms.iter().zip(tallies) {
+            if tally.total == 0 {
+                continue;
+            }
+            let name = String::from_utf8_lossy(seg.term_bytes(field.start + number)?).into_owned();
+            for &g in globs {
+                self.totals[g] += tally.total;
+                self.failures[g] += tally.failures;
+                *self.actions[g].entry(name.clone()).or_default() += tally.total;
+                for &index in &tally.newest {
+                    keep_highest(&mut self.newest[g], index, keep);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<GlobTally> {
+        self.totals
+            .into_iter()
+            .zip(self.failures)
+            .zip(self.actions)
+            .zip(self.newest)
+            .map(|(((total, failures), actions), mut newest)| {
+                newest.sort_unstable_by(|a, b| b.cmp(a));
+                GlobTally {
+                    total,
+                    failures,
+                    by_action: ranked(actions.into_iter().collect()),
+                    newest,
+                }
+            })
+            .collect()
     }
 }
 
@@ -399,5 +581,112 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+/// A term field whose values [`crate::EventIndex::facet`] counts among
+/// the matching events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Facet {
+    /// Each target as `type:id`; an event with two targets counts for both.
+    Target,
+    Tenant,
+    /// `source.service`.
+    Service,
+    /// `source.workflow`.
+    Workflow,
+}
+
+impl Facet {
+    fn field(self) -> u8 {
+        match self {
+            Facet::Target => TARGET,
+            Facet::Tenant => TENANT,
+            Facet::Service => SERVICE,
+            Facet::Workflow => WORKFLOW,
+        }
+    }
+
+    /// The value a term of this facet's field stands for.
+    fn value(self, term: &[u8]) -> String {
+        if self == Facet::Target {
+            // `<type length>:<type><id>` (schema::push_target_term).
+            let text = String::from_utf8_lossy(term);
+            if let Some((len, rest)) = text.split_once(':') {
+                if let Some((kind, id)) = len
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| Some((rest.get(..n)?, rest.get(n..)?)))
+                {
+                    return format!("{kind}:{id}");
+                }
+            }
+            return text.into_owned();
+        }
+        String::from_utf8_lossy(term).into_owned()
+    }
+}
+
+/// Counts of one facet's values among the matches of one query, summed
+/// segment by segment.
+#[derive(Default)]
+pub(crate) struct FacetSum {
+    counts: HashMap<String, u64>,
+    bits: Vec<u64>,
+    block: Vec<u32>,
+}
+
+impl FacetSum {
+    /// Count the matches of one segment: the matching documents become a
+    /// bit set, then each term's posting list is walked over the span of
+    /// the matches (whole lists only when every document matches).
+    pub fn add(&mut self, seg: &Seg, matches: &mut Matches<'_>, facet: Facet) -> Result<(), FormatError> {
+        let docs = seg.docs() as usize;
+        self.bits.clear();
+        self.bits.resize(docs.div_ceil(64), 0);
+        let (mut n, mut lo, mut hi) = (0u64, u32::MAX, 0u32);
+        let bits = &mut self.bits;
+        matches.for_each(|d| {
+            if let Some(word) = bits.get_mut(d as usize / 64) {
+                *word |= 1 << (d % 64);
+            }
+            n += 1;
+            lo = lo.min(d);
+            hi = hi.max(d);
+            Ok(())
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        let every = n == u64::from(seg.docs());
+        for term in seg.field_terms(facet.field()) {
+            let postings = seg.postings(term)?;
+            let count = if every {
+                u64::from(postings.len())
+            } else {
+                let mut count = 0;
+                let mut b = postings.seek_block(lo);
+                while b < postings.blocks() && postings.block_base(b).is_none_or(|base| base < hi) {
+                    self.block.clear();
+                    postings.block(b, &mut self.block)?;
+                    for &d in &self.block {
+                        if self.bits.get(d as usize / 64).is_some_and(|w| w & (1 << (d % 64)) != 0) {
+                            count += 1;
+                        }
+                    }
+                    b += 1;
+                }
+                count
+            };
+            if count > 0 {
+                *self.counts.entry(facet.value(seg.term_bytes(term)?)).or_default() += count;
+            }
+        }
+        Ok(())
+    }
+
+    /// Count descending, then value ascending.
+    pub fn finish(self) -> Vec<(String, u64)> {
+        ranked(self.counts.into_iter().collect())
     }
 }

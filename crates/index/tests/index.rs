@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use sealtrail_event::{accept_json, event_id, Event, Outcome, Severity, Timestamp};
-use sealtrail_index::{Bucket, EventIndex, Filter, IndexError, IndexOptions, Order, Page, TimeRange};
+use sealtrail_index::{Bucket, EventIndex, Facet, Filter, IndexError, IndexOptions, Order, Page, TimeRange};
 use serde_json::Value;
 
 /// Ledger entries: events, with a non-event entry every 61st position.
@@ -839,6 +839,7 @@ fn check_stats(filter: Filter, bucket: Bucket) {
         v
     };
     let (mut actions, mut actors, mut outcomes) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let mut failed = HashMap::new();
     let mut times: BTreeMap<i64, u64> = BTreeMap::new();
     let width = match bucket {
         Bucket::Hour => 3600,
@@ -846,6 +847,9 @@ fn check_stats(filter: Filter, bucket: Bucket) {
     };
     for e in &events {
         *actions.entry(e.action.clone()).or_default() += 1;
+        if e.outcome == Some(Outcome::Failure) {
+            *failed.entry(e.action.clone()).or_default() += 1;
+        }
         if let Some(a) = &e.actor {
             *actors.entry(a.id.clone()).or_default() += 1;
         }
@@ -861,6 +865,7 @@ fn check_stats(filter: Filter, bucket: Bucket) {
     assert_eq!(stats.by_action, ranked(actions));
     assert_eq!(stats.by_actor, ranked(actors));
     assert_eq!(stats.by_outcome, ranked(outcomes));
+    assert_eq!(stats.failures_by_action, ranked(failed));
     let times: Vec<(Timestamp, u64)> = times
         .into_iter()
         .map(|(s, n)| (Timestamp::from_second(s).unwrap(), n))
@@ -887,6 +892,169 @@ fn stats_match_a_scan() {
         },
         Bucket::Day,
     );
+}
+
+/// `tally_globs` against the model and against one `stats`, failure
+/// `count` and newest-first `search` per glob.
+fn check_tally(filter: Filter, globs: &[&str], newest: usize) {
+    let Fixture { index, entries, .. } = fixture();
+    let tallies = index.tally_globs(&filter, globs, newest).unwrap();
+    assert_eq!(tallies.len(), globs.len());
+    for (glob, tally) in globs.iter().zip(&tallies) {
+        let with = Filter {
+            action: Some(glob.to_string()),
+            ..filter.clone()
+        };
+        let hits = expected(entries, &with);
+        let failed = Filter {
+            outcome: Some(Outcome::Failure),
+            ..with.clone()
+        };
+        let mut by_action: HashMap<String, u64> = HashMap::new();
+        for &i in &hits {
+            *by_action
+                .entry(entries[i as usize].as_ref().unwrap().action.clone())
+                .or_default() += 1;
+        }
+        let mut by_action: Vec<(String, u64)> = by_action.into_iter().collect();
+        by_action.sort_by(|a, b| (std::cmp::Reverse(a.1), &a.0).cmp(&(std::cmp::Reverse(b.1), &b.0)));
+        let top: Vec<u64> = hits.iter().rev().take(newest).copied().collect();
+        assert_eq!(tally.total, hits.len() as u64, "{glob}");
+        assert_eq!(tally.failures, expected(entries, &failed).len() as u64, "{glob}");
+        assert_eq!(tally.by_action, by_action, "{glob}");
+        assert_eq!(tally.newest, top, "{glob}");
+        // The same as a query per glob.
+        let stats = index.stats(&with, Bucket::Day).unwrap();
+        assert_eq!(
+            (tally.total, &tally.by_action),
+            (stats.total, &stats.by_action),
+            "{glob}"
+        );
+        assert_eq!(tally.failures, index.count(&failed).unwrap(), "{glob}");
+        assert_eq!(
+            tally.newest,
+            index.search(&with, &Page::newest(newest)).unwrap(),
+            "{glob}"
+        );
+    }
+}
+
+fn index_tally(filter: &Filter, glob: &str) -> u64 {
+    fixture().index.tally_globs(filter, &[glob], 1).unwrap()[0].total
+}
+
+#[test]
+fn glob_tallies_match_a_scan_and_a_query_per_glob() {
+    // Overlapping globs, a literal, one matching nothing, every action.
+    let globs = [
+        "lead.*",
+        "lead.created",
+        "*.deleted",
+        "user.login*",
+        "*",
+        "no.such.*",
+        "?ead.viewed",
+    ];
+    check_tally(f(), &globs, 5);
+    check_tally(f(), &globs, 0);
+    check_tally(f(), &globs, 10_000);
+    // The middle half of the events by time.
+    let mut times: Vec<Timestamp> = fixture().entries.iter().flatten().map(|e| e.occurred_at).collect();
+    times.sort();
+    let middle = Filter {
+        occurred: TimeRange {
+            since: Some(times[times.len() / 4]),
+            until: Some(times[times.len() * 3 / 4]),
+        },
+        ..f()
+    };
+    let lead = index_tally(&middle, "lead.*");
+    assert!(lead > 100 && lead < index_tally(&f(), "lead.*"), "{lead}");
+    check_tally(middle, &globs, 5);
+    let day = |d: &str| Some(d.parse::<Timestamp>().unwrap());
+    check_tally(
+        Filter {
+            tenant: common(&fixture().entries, |e| e.tenant.clone()).first().cloned(),
+            ..f()
+        },
+        &globs,
+        3,
+    );
+    check_tally(
+        Filter {
+            occurred: TimeRange {
+                since: day("2030-01-01T00:00:00Z"),
+                until: None,
+            },
+            ..f()
+        },
+        &globs,
+        5,
+    );
+    check_tally(f(), &[], 5);
+}
+
+/// The values of `facet` each event holds, once per event.
+fn facet_values(e: &Event, facet: Facet) -> Vec<String> {
+    let mut v: Vec<String> = match facet {
+        Facet::Target => e
+            .targets
+            .iter()
+            .flatten()
+            .map(|t| format!("{}:{}", t.kind, t.id))
+            .collect(),
+        Facet::Tenant => e.tenant.iter().cloned().collect(),
+        Facet::Service => e.source.iter().filter_map(|s| s.service.clone()).collect(),
+        Facet::Workflow => e.source.iter().filter_map(|s| s.workflow.clone()).collect(),
+    };
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn facets_match_a_scan() {
+    let Fixture { index, entries, .. } = fixture();
+    let events: Vec<&Event> = entries.iter().flatten().collect();
+    let (a, b) = (events[500].occurred_at, events[2300].occurred_at);
+    let middle = TimeRange {
+        since: Some(a.min(b)),
+        until: Some(a.max(b)),
+    };
+    for filter in [
+        // Every document of every segment matches.
+        f(),
+        // Parts of several segments.
+        Filter {
+            occurred: middle,
+            ..f()
+        },
+        Filter {
+            action: Some("lead.*".into()),
+            ..f()
+        },
+        Filter { failures: true, ..f() },
+        Filter {
+            action: Some("nothing".into()),
+            ..f()
+        },
+    ] {
+        for facet in [Facet::Target, Facet::Tenant, Facet::Service, Facet::Workflow] {
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for e in events.iter().filter(|e| matches(&filter, e)) {
+                for v in facet_values(e, facet) {
+                    *counts.entry(v).or_default() += 1;
+                }
+            }
+            let mut expected: Vec<(String, u64)> = counts.into_iter().collect();
+            expected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let got = index.facet(&filter, facet).unwrap();
+            assert_eq!(got, expected, "{facet:?} of {filter:?}");
+        }
+    }
+    // The handmade event's two targets of different types, named whole.
+    let got = index.facet(&f(), Facet::Target).unwrap();
+    assert!(got.iter().any(|(v, n)| v == "user:X-2" && *n == 1), "{got:?}");
 }
 
 #[test]
@@ -1254,7 +1422,7 @@ fn open_deletes_what_no_commit_named_and_resumes_at_the_watermark() {
     }
     assert!(segment_files(dir.path()).len() > committed.len());
     drop(index);
-    std::fs::write(dir.path().join("MANIFEST.tmp"), b"sealtrail-index 4\nwater").unwrap();
+    std::fs::write(dir.path().join("MANIFEST.tmp"), b"sealtrail-index 5\nwater").unwrap();
 
     let index = EventIndex::open(dir.path(), small).unwrap();
     assert_eq!(index.indexed(), 200);
@@ -1292,8 +1460,8 @@ fn damaged_indexes_are_refused_with_what_and_where() {
     let e = reopen().err().unwrap();
     assert!(matches!(e, IndexError::BadManifest { line: 4, .. }), "{e}");
 
-    // An index of the version before (plain words, no pairs or identifiers).
-    std::fs::write(&manifest, good.replace("sealtrail-index 4", "sealtrail-index 3")).unwrap();
+    // An index of the version before (encrypted PII values indexed as words).
+    std::fs::write(&manifest, good.replace("sealtrail-index 5", "sealtrail-index 4")).unwrap();
     assert!(matches!(reopen(), Err(IndexError::SchemaMismatch { .. })));
 
     std::fs::write(&manifest, &good).unwrap();

@@ -41,7 +41,7 @@ mod write;
 
 pub use map::Mapped;
 pub use read::{reseal, Column, FormatError, Postings, Segment};
-pub use write::{merge, MergeDamage, SegmentBuilder};
+pub use write::{merge, merge_dropping, MergeDamage, SegmentBuilder};
 
 /// The last eight bytes of every segment: the format and its version.
 pub const MAGIC: [u8; 8] = *b"STSEG002";

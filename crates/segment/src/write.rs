@@ -515,30 +515,51 @@ pub struct MergeDamage {
     pub error: FormatError,
 }
 
+/// The new number of a term a merge leaves out.
+const DROPPED: u32 = u32::MAX;
+
 /// Write one segment holding the documents of `parts`, in order: document
 /// `d` of part `i` becomes document `d + (documents of parts before i)`.
 /// Every part must have the same column kinds. A part that turns out
 /// damaged fails the merge with a [`MergeDamage`] inside the error,
 /// before a wrong list or value is written.
 pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Result<W> {
+    merge_dropping(parts, &vec![0; parts.len()], w)
+}
+
+/// [`merge`], leaving out the first `drop[i]` documents of part `i` (at
+/// most all of them): document `d >= drop[i]` of part `i` becomes
+/// document `d - drop[i] + (documents kept of parts before i)`. A term
+/// left without documents is left out too, and the term numbers in the
+/// columns follow. For documents an index has forgotten, which its
+/// segments hold first (each segment is in ledger order).
+pub fn merge_dropping<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], drop: &[u32], w: W) -> io::Result<W> {
     let Some(first) = parts.first() else {
         return Err(invalid("nothing to merge".into()));
     };
+    if drop.len() != parts.len() {
+        return Err(invalid(format!(
+            "{} parts but {} counts to drop",
+            parts.len(),
+            drop.len()
+        )));
+    }
+    let drop: Vec<u32> = parts.iter().zip(drop).map(|(p, &d)| d.min(p.docs())).collect();
     let kinds = first.kinds().to_vec();
     if let Some(p) = parts.iter().position(|p| p.kinds() != kinds.as_slice()) {
         return Err(invalid(format!(
             "segment {p} of the merge has other columns than segment 0"
         )));
     }
-    let total: u64 = parts.iter().map(|p| u64::from(p.docs())).sum();
+    let total: u64 = parts.iter().zip(&drop).map(|(p, &d)| u64::from(p.docs() - d)).sum();
     if total > u64::from(MAX_DOCS) {
         return Err(invalid(format!("{total} documents are more than one segment holds")));
     }
     let mut bases = Vec::with_capacity(parts.len());
     let mut base = 0u32;
-    for p in parts {
+    for (p, &d) in parts.iter().zip(&drop) {
         bases.push(base);
-        base += p.docs();
+        base += p.docs() - d;
     }
     let part_damage =
         |part: usize| move |error: FormatError| io::Error::new(io::ErrorKind::InvalidData, MergeDamage { part, error });
@@ -555,7 +576,8 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
     for (f, renumber) in (0u8..=255).zip(renumber.iter_mut()) {
         let wanted = kinds.contains(&ColumnKind::Term(f));
         if wanted {
-            *renumber = parts.iter().map(|p| vec![0; p.field_terms(f).len()]).collect();
+            // A term left out keeps DROPPED: no kept document refers to it.
+            *renumber = parts.iter().map(|p| vec![DROPPED; p.field_terms(f).len()]).collect();
         }
         let field_start = ends.len();
         // Each part's terms of the field are in (hash, bytes) order: merge.
@@ -578,22 +600,25 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
         while let Some(Reverse((hash, term, _, _))) = heap.peek().copied() {
             docs.clear();
             let new = u32::try_from(ends.len() - field_start).map_err(|_| invalid("over 4G terms".into()))?;
+            let mut holders = Vec::new();
             while let Some(Reverse((h, t, i, id))) = heap.peek().copied() {
                 if h != hash || t != term {
                     break;
                 }
                 heap.pop();
                 let p = parts[i];
+                let kept = docs.len();
                 for d in p.postings(id).map_err(part_damage(i))?.iter() {
+                    let d = d.map_err(part_damage(i))?;
                     // Below the part's documents (the decoder checks), so
                     // the sum stays below the total.
-                    docs.push(d.map_err(part_damage(i))? + bases[i]);
+                    if d >= drop[i] {
+                        docs.push(d - drop[i] + bases[i]);
+                    }
                 }
                 let range = p.field_terms(f);
-                if wanted {
-                    if let Some(slot) = renumber[i].get_mut((id - range.start) as usize) {
-                        *slot = new;
-                    }
+                if wanted && docs.len() > kept {
+                    holders.push((i, (id - range.start) as usize));
                 }
                 let next = id + 1;
                 if range.contains(&next) {
@@ -606,6 +631,14 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
                         }));
                     }
                     heap.push(e);
+                }
+            }
+            if docs.is_empty() {
+                continue;
+            }
+            for (i, at) in holders {
+                if let Some(slot) = renumber[i].get_mut(at) {
+                    *slot = new;
                 }
             }
             postings.add(&docs, &mut out)?;
@@ -623,14 +656,20 @@ pub fn merge<B: AsRef<[u8]>, W: Write>(parts: &[&Segment<B>], w: W) -> io::Resul
             let column = p
                 .column(c)
                 .ok_or_else(|| invalid(format!("segment {i} of the merge lacks column {c}")))?;
+            let mut doc = 0u32;
             for b in 0..column.blocks() {
                 values.clear();
                 column.block(b, &mut values).map_err(part_damage(i))?;
                 for &v in &values {
+                    doc += 1;
+                    if doc <= drop[i] {
+                        continue;
+                    }
                     let v = match kind {
                         ColumnKind::Term(f) if v != NONE => usize::try_from(v)
                             .ok()
                             .and_then(|v| renumber.get(usize::from(*f))?.get(i)?.get(v))
+                            .filter(|&&n| n != DROPPED)
                             .map(|&n| u64::from(n))
                             .ok_or_else(|| {
                                 part_damage(i)(FormatError::Damaged {

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sealtrail_segment::{merge, reseal, term_hash, ColumnKind, FormatError, Segment, SegmentBuilder, BLOCK, NONE};
+use sealtrail_segment::{
+    merge, merge_dropping, reseal, term_hash, ColumnKind, FormatError, Segment, SegmentBuilder, BLOCK, NONE,
+};
 use sealtrail_testgen::Rng;
 
 /// Field 0: a few action-like names. Field 1: hundreds of actors. Field 2:
@@ -225,6 +227,45 @@ fn a_merge_equals_one_build_of_all_documents() {
     let left = Segment::open(merge(&refs[..3], Vec::new()).unwrap()).unwrap();
     let right = Segment::open(merge(&refs[3..], Vec::new()).unwrap()).unwrap();
     assert!(merge(&[&left, &right], Vec::new()).unwrap() == merged);
+}
+
+#[test]
+fn a_merge_dropping_leading_documents_equals_one_build_of_the_rest() {
+    let all = docs(11, 5000);
+    let cuts = [0, 1000, 1001, 2600, 5000];
+    let parts: Vec<Segment> = cuts
+        .windows(2)
+        .map(|w| Segment::open(build(&all[w[0]..w[1]])).unwrap())
+        .collect();
+    let refs: Vec<&Segment> = parts.iter().collect();
+    // Dropped: all of part 0 and 1, 700 of part 2, 3 of part 3 (beyond
+    // the part is all of it); terms only those documents held go too.
+    for drop in [[1000, 1, 700, 3], [0, 0, 0, 0], [2000, 5, 1599, 0]] {
+        let kept: Vec<&Doc> = cuts
+            .windows(2)
+            .zip(drop)
+            .flat_map(|(w, d)| all[(w[0] + d).min(w[1])..w[1]].iter())
+            .collect();
+        let merged = merge_dropping(&refs, &drop.map(|d| d as u32), Vec::new()).unwrap();
+        let owned: Vec<Doc> = kept
+            .iter()
+            .map(|d| Doc {
+                terms: d.terms.clone(),
+                action: d.action.clone(),
+                values: d.values,
+            })
+            .collect();
+        assert!(
+            merged == build(&owned),
+            "{drop:?}: a merge's bytes differ from one build's"
+        );
+        check(&Segment::open(merged).unwrap(), &owned);
+    }
+    // Everything dropped: no document, no term (the index writes no
+    // segment then; this one keeps the parts' field table).
+    let empty = Segment::open(merge_dropping(&refs, &[1000, 1, 1599, 2400], Vec::new()).unwrap()).unwrap();
+    assert_eq!((empty.docs(), empty.terms()), (0, 0));
+    assert!(merge_dropping(&refs, &[0, 0], Vec::new()).is_err());
 }
 
 #[test]
