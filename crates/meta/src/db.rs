@@ -8,6 +8,7 @@
 //! into it, each with an idempotency key `outbox-<seq>`, so a crash between
 //! append and delete cannot record a change twice.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -58,7 +59,70 @@ CREATE INDEX IF NOT EXISTS data_runs_by_kind ON data_runs (kind, id);
 CREATE TABLE IF NOT EXISTS data_runs_open (
     id INTEGER PRIMARY KEY REFERENCES data_runs (id)
 );
+CREATE TABLE IF NOT EXISTS users (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    role            TEXT NOT NULL CHECK (role IN ('admin', 'auditor', 'viewer', 'ingest')),
+    tenant          TEXT,
+    password_hash   TEXT,
+    disabled        INTEGER NOT NULL DEFAULT 0,
+    totp_secret     TEXT,
+    totp_pending    TEXT,
+    totp_last_step  INTEGER,
+    totp_required   INTEGER NOT NULL DEFAULT 0,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    locked_until    INTEGER,
+    created_at      TEXT NOT NULL,
+    last_sign_in    TEXT
+);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    user_id     TEXT NOT NULL REFERENCES users (id),
+    code_sha256 BLOB NOT NULL,
+    used_at     TEXT,
+    PRIMARY KEY (user_id, code_sha256)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    handle     TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users (id),
+    created_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    user_agent TEXT,
+    ip         TEXT,
+    csrf       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, created_at);
+CREATE TABLE IF NOT EXISTS api_key_use (
+    key_id    TEXT PRIMARY KEY,
+    last_used INTEGER NOT NULL
+);
 ";
+
+/// Keys made before keys had owners get the column.
+fn add_key_owner(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('api_keys') WHERE name = 'owner'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE api_keys ADD COLUMN owner TEXT REFERENCES users (id);")?;
+    }
+    Ok(())
+}
+
+/// Keys made before the `pii` permission get the column, unset.
+fn add_key_pii(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('api_keys') WHERE name = 'pii'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE api_keys ADD COLUMN pii INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -74,6 +138,16 @@ pub enum MetaError {
     Random(String),
     #[error("alert channels: {0}")]
     Secrets(String),
+    #[error("no user named {0}")]
+    NoSuchUser(String),
+    /// Problems with a user's fields, each naming its field.
+    #[error("{}", .0.join("; "))]
+    InvalidUser(Vec<String>),
+    /// Problems with a legal hold to add or release, each naming its field.
+    #[error("legal hold: {}", .0.join("; "))]
+    InvalidHold(Vec<String>),
+    #[error("no legal hold with id {0}")]
+    NoSuchHold(i64),
     /// Problems with a data run to record, each naming its field.
     #[error("data run: {}", .0.join("; "))]
     InvalidDataRun(Vec<String>),
@@ -157,6 +231,14 @@ pub struct ApiKey {
     pub tenant: Option<String>,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// The id of the user who owns the key, if a user does; the key stops
+    /// working while its owner is disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Whether reads with the key see protected PII in clear (the `pii`
+    /// permission, docs/pii.md); granted with `sealtrail keys create --pii`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pii: bool,
 }
 
 /// The file name of the key channel credentials are sealed with, beside
@@ -305,7 +387,13 @@ impl Meta {
         )
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::users::FEDERATED_SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::pii::PII_SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::jobs::SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::holds::SCHEMA).map_err(err)?;
         allow_analyst_keys(&conn).map_err(err)?;
+        add_key_owner(&conn).map_err(err)?;
+        add_key_pii(&conn).map_err(err)?;
         sealtrail_alert::store::migrate(&conn).map_err(err)?;
         let reader = Connection::open_with_flags(
             &path,
@@ -349,7 +437,7 @@ impl Meta {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -396,6 +484,10 @@ impl Meta {
         Ok(out)
     }
 
+    pub(crate) fn sql(&self, source: rusqlite::Error) -> MetaError {
+        self.err(source)
+    }
+
     fn err(&self, source: rusqlite::Error) -> MetaError {
         MetaError::Sqlite {
             path: self.path.clone(),
@@ -414,6 +506,19 @@ impl Meta {
         now: &str,
         audit: impl FnOnce(&ApiKey) -> String,
     ) -> Result<(ApiKey, String), MetaError> {
+        self.create_owned_key(scope, tenant, name, None, now, audit)
+    }
+
+    /// [`Meta::create_key`] for a key owned by user `owner` (an id).
+    pub fn create_owned_key(
+        &self,
+        scope: Scope,
+        tenant: Option<&str>,
+        name: &str,
+        owner: Option<&str>,
+        now: &str,
+        audit: impl FnOnce(&ApiKey) -> String,
+    ) -> Result<(ApiKey, String), MetaError> {
         let mut random = [0u8; 42];
         getrandom::fill(&mut random).map_err(|e| MetaError::Random(e.to_string()))?;
         let id = hex(&random[..8]);
@@ -425,19 +530,37 @@ impl Meta {
             tenant: tenant.map(str::to_string),
             created_at: now.to_string(),
             revoked_at: None,
+            owner: owner.map(str::to_string),
+            pii: false,
         };
         let event = audit(&key);
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
-            "INSERT INTO api_keys (id, name, scope, tenant, secret_sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, name, scope.as_str(), tenant, digest(&secret).as_slice(), now],
+            "INSERT INTO api_keys (id, name, scope, tenant, secret_sha256, created_at, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, name, scope.as_str(), tenant, digest(&secret).as_slice(), now, owner],
         )
         .map_err(|e| self.err(e))?;
         tx.execute("INSERT INTO system_outbox (event) VALUES (?1)", params![event])
             .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok((key, secret))
+    }
+
+    /// Grant or withdraw key `id`'s `pii` permission; `audit` records it.
+    pub fn set_key_pii(&self, id: &str, pii: bool, audit: impl FnOnce(&ApiKey) -> String) -> Result<ApiKey, MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let Some(mut key) = select_key(&tx, id).map_err(|e| self.err(e))?.map(|(k, _)| k) else {
+            return Err(MetaError::NoSuchKey(id.to_string()));
+        };
+        tx.execute("UPDATE api_keys SET pii = ?2 WHERE id = ?1", params![id, pii])
+            .map_err(|e| self.err(e))?;
+        key.pii = pii;
+        tx.execute("INSERT INTO system_outbox (event) VALUES (?1)", params![audit(&key)])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(key)
     }
 
     /// Revoke key `id` (again is harmless); `audit` records it.
@@ -476,8 +599,10 @@ impl Meta {
         let conn = self.read();
         let mut stmt = conn
             .prepare(
-                "SELECT id, name, scope, tenant, created_at, revoked_at, secret_sha256 FROM api_keys
-                 WHERE NOT ?1 OR revoked_at IS NULL ORDER BY created_at, id",
+                "SELECT k.id, k.name, k.scope, k.tenant, k.created_at, k.revoked_at, k.secret_sha256, k.owner, k.pii FROM api_keys k
+                 WHERE NOT ?1 OR (k.revoked_at IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = k.owner AND u.disabled))
+                 ORDER BY k.created_at, k.id",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map(params![live], row_key).map_err(|e| self.err(e))?;
@@ -491,9 +616,55 @@ impl Meta {
         };
         let found = select_key(&self.read(), id).map_err(|e| self.err(e))?;
         Ok(match found {
-            Some((key, stored)) if key.revoked_at.is_none() && secret_matches(&stored, secret) => Some(key),
+            Some((key, stored))
+                if key.revoked_at.is_none() && secret_matches(&stored, secret) && !self.owner_disabled(&key)? =>
+            {
+                Some(key)
+            }
             _ => None,
         })
+    }
+
+    fn owner_disabled(&self, key: &ApiKey) -> Result<bool, MetaError> {
+        let Some(owner) = &key.owner else { return Ok(false) };
+        self.read()
+            .query_row("SELECT disabled FROM users WHERE id = ?1", params![owner], |r| r.get(0))
+            .optional()
+            .map(|d| d.unwrap_or(false))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record that each key of `uses` (id, Unix seconds) was used then:
+    /// one transaction, and a time never moves a key's last use back.
+    /// Not audited: it records use, not a change.
+    pub fn record_key_use(&self, uses: &[(String, i64)]) -> Result<(), MetaError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO api_key_use (key_id, last_used) VALUES (?1, ?2)
+                     ON CONFLICT (key_id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+                )
+                .map_err(|e| self.err(e))?;
+            for (id, at) in uses {
+                stmt.execute(params![id, at]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// When each key that has been used was last used (Unix seconds), as
+    /// [`Meta::record_key_use`] recorded it.
+    pub fn key_last_use(&self) -> Result<HashMap<String, i64>, MetaError> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare("SELECT key_id, last_used FROM api_key_use")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
     }
 
     /// Queue a system-log event (as JSON text) outside any key change.
@@ -544,6 +715,8 @@ fn row_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             tenant: r.get(3)?,
             created_at: r.get(4)?,
             revoked_at: r.get(5)?,
+            owner: r.get(7)?,
+            pii: r.get::<_, i64>(8)? != 0,
         },
         r.get(6)?,
     ))
@@ -551,7 +724,7 @@ fn row_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 
 fn select_key(conn: &Connection, id: &str) -> rusqlite::Result<Option<Row>> {
     conn.query_row(
-        "SELECT id, name, scope, tenant, created_at, revoked_at, secret_sha256 FROM api_keys WHERE id = ?1",
+        "SELECT id, name, scope, tenant, created_at, revoked_at, secret_sha256, owner, pii FROM api_keys WHERE id = ?1",
         params![id],
         row_key,
     )

@@ -1,7 +1,8 @@
 //! The embedded metadata database (`meta.db`, SQLite) beside the logs in a
 //! data directory, and everything kept in it: API keys, the administration
 //! of alert rules, channels and silences, and the outbox of system-log
-//! events that must be recorded whatever process made the change. The
+//! events that must be recorded whatever process made the change, and
+//! legal holds on logs (`holds`). The
 //! server and the CLI both work through this crate; it knows nothing of
 //! HTTP.
 //!
@@ -20,7 +21,12 @@
 pub mod alerts;
 mod data_runs;
 mod db;
+mod holds;
+pub mod jobs;
+mod pii;
+pub mod retention;
 mod system;
+pub mod users;
 
 pub use data_runs::{
     data_run_problems, redact_address, DataRun, DataRunFilter, RunInput, RunKind, RunOutcome, StoredDataRun,
@@ -30,7 +36,18 @@ pub use db::{
     digest, hex, key_id, key_problems, queue_event, secret_matches, ApiKey, Meta, MetaError, Scope, META_FILE,
     SECRETS_KEY_FILE, SYSTEM_LOG,
 };
+pub use holds::{
+    filter_from_json, filter_json, hold_problems, pruned_event, stopped_event, Hold, HoldFilter, MAX_ACTIVE_HOLDS,
+    MAX_HOLD_REASON_BYTES,
+};
+pub use pii::{PiiChangeError, PiiField, PiiStore};
 pub use system::{
-    bounded_details, drain_outbox, key_event, now_text, system_event, DrainError, RECORD_PREFIX_BYTES,
+    bounded_details, drain_outbox, job_event, key_event, now_text, system_event, DrainError, RECORD_PREFIX_BYTES,
     RECORD_STRING_BYTES,
+};
+pub use users::{
+    generate_password, generate_recovery_codes, hash_password, name_problem, new_session_secrets, password_problem,
+    recovery_digest, session_handle, user_actor, user_event, verify_nobody, verify_password, Client, Credentials,
+    FederatedIdentity, FederatedRefused, Lockout, Role, SecondFactor, Session, SessionLimits, SignInRefused, User,
+    UserStatus, MAX_NAME_BYTES, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, RECOVERY_CODES,
 };

@@ -182,3 +182,22 @@ fn with_idempotency_key(text: &str, key: &str) -> String {
 pub fn now_text() -> String {
     sealtrail_event::Timestamp::now().to_string()
 }
+
+/// The JSON text of a system-log event about scheduled job `job`
+/// (`job.run`, `job.created` …): the job is the target, `outcome` the
+/// event's outcome (`success` or `failure`; a failure is logged at
+/// severity `error`).
+pub fn job_event(actor: Value, action: &str, job: &str, outcome: &str, details: Value) -> String {
+    let mut event = json!({
+        "action": action,
+        "actor": actor,
+        "targets": [{"type": "job", "id": job}],
+        "source": {"service": "sealtrail"},
+        "outcome": outcome,
+        "details": bounded_details(details),
+    });
+    if outcome == "failure" {
+        event["severity"] = json!("error");
+    }
+    event.to_string()
+}
