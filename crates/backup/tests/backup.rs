@@ -1,0 +1,613 @@
+//! Backups end to end on real files: round trip, online under concurrent
+//! appends, incremental bytes, damage, refusal of a non-empty target, and
+//! (on simulated storage) power cut at every sync point of a backup.
+
+#![allow(clippy::unwrap_used)]
+
+use sealtrail_backup::manifest::hex;
+use sealtrail_backup::{create, restore, verify, BackupError, CreateOptions, Manifest, Source};
+use sealtrail_ledger::storage::sim::{Fault, SimStorage};
+use sealtrail_ledger::storage::{OsStorage, Storage};
+use sealtrail_ledger::{DataDir, LogOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn entry(i: u64) -> Vec<u8> {
+    format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat((i % 37) as usize)).into_bytes()
+}
+
+fn opts() -> CreateOptions {
+    CreateOptions {
+        block: 1000,
+        ..CreateOptions::default()
+    }
+}
+
+/// A data directory with two logs, meta.db (WAL), a secrets key, a report
+/// and a query index that must not be copied.
+fn populate(data: &Path, entries: u64) -> DataDir {
+    let dir = DataDir::new(data);
+    for name in ["default", "system"] {
+        dir.create_log(name, None).unwrap();
+        let log = dir.open_log(name, LogOptions::default()).unwrap();
+        // Different bytes in each log: objects are shared by content.
+        let base = if name == "system" { 1_000_000_000 } else { 0 };
+        for b in 0..entries / 10 {
+            log.append(&(b * 10..b * 10 + 10).map(|i| entry(base + i)).collect::<Vec<_>>())
+                .unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(data.join("meta.db")).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT);")
+        .unwrap();
+    for k in 0..100 {
+        conn.execute("INSERT INTO t VALUES (?1, ?2)", (k, format!("value {k}")))
+            .unwrap();
+    }
+    std::fs::write(data.join("secrets.key"), "secret\n").unwrap();
+    std::fs::set_permissions(data.join("secrets.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(data.join("data-runs/1")).unwrap();
+    std::fs::write(data.join("data-runs/1/report.json"), "{}\n").unwrap();
+    let qi = dir.log_dir("default").join("query-index");
+    std::fs::create_dir_all(&qi).unwrap();
+    std::fs::write(qi.join("MANIFEST"), "index").unwrap();
+    dir
+}
+
+fn rows(db: &Path) -> Vec<(i64, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut s = conn.prepare("SELECT k, v FROM t ORDER BY k").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn read_manifest(dest: &Path) -> Manifest {
+    Manifest::decode(&std::fs::read(dest.join("MANIFEST")).unwrap()).unwrap()
+}
+
+#[test]
+fn offline_round_trip_serves_the_same_checkpoint_and_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let src = populate(&data, 200);
+    let dest = tmp.path().join("backup");
+    let report = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    assert!(!report.incremental);
+    assert_eq!(report.logs.len(), 2);
+    assert_eq!(mode(&dest), 0o700);
+
+    let v = verify(&OsStorage, &dest).unwrap();
+    assert!(v.intact(), "{:?}", v.findings);
+    let m = v.manifest.unwrap();
+    let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"meta.db") && paths.contains(&"secrets.key") && paths.contains(&"data-runs/1/report.json"));
+    assert!(
+        paths
+            .iter()
+            .all(|p| !p.contains("query-index") && !p.ends_with("/lock") && !p.contains("-wal")),
+        "{paths:?}"
+    );
+
+    let target = tmp.path().join("restored");
+    let r = restore(&dest, &target).unwrap();
+    assert_eq!(r.logs.len(), 2);
+    let restored = DataDir::new(&target);
+    for name in ["default", "system"] {
+        let a = src.open_log_read_only(name).unwrap();
+        let b = restored.open_log(name, LogOptions::default()).unwrap();
+        assert_eq!(a.checkpoint().1, b.checkpoint().1, "log {name}: same signed checkpoint");
+        assert_eq!(b.size(), 200);
+        let base = if name == "system" { 1_000_000_000 } else { 0 };
+        assert_eq!(
+            b.entries(0, 200).unwrap(),
+            (0..200).map(|i| entry(base + i)).collect::<Vec<_>>()
+        );
+        assert_eq!(mode(&restored.log_dir(name).join("log.key")), 0o600);
+        // The restored log takes appends as its original would.
+        b.append(&[b"after restore".to_vec()]).unwrap();
+    }
+    assert_eq!(rows(&target.join("meta.db")), rows(&data.join("meta.db")));
+    assert_eq!(rows(&target.join("meta.db")).len(), 100);
+    assert_eq!(mode(&target.join("secrets.key")), 0o600);
+    assert_eq!(std::fs::read(target.join("data-runs/1/report.json")).unwrap(), b"{}\n");
+    assert!(!restored.log_dir("default").join("query-index").exists());
+    // No staging directory left beside the target.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+}
+
+#[test]
+fn online_backup_under_concurrent_appends_is_covered_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = populate(&data, 20);
+    let log = Arc::new(dir.open_log("default", LogOptions::default()).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for t in 0..3u64 {
+        let (log, stop) = (log.clone(), stop.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                log.append(
+                    &(0..5)
+                        .map(|k| entry(1_000_000 * (t + 1) + n * 5 + k))
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let meta_writer = {
+        let (stop, db) = (stop.clone(), data.join("meta.db"));
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+            let mut k = 1000;
+            while !stop.load(Ordering::Relaxed) {
+                conn.execute("INSERT INTO t VALUES (?1, 'online')", [k]).unwrap();
+                k += 1;
+            }
+        })
+    };
+    let dest = tmp.path().join("backup");
+    let mut sizes = Vec::new();
+    for round in 0..3 {
+        while log.size() < 20 + 300 * (round + 1) {
+            std::thread::yield_now();
+        }
+        let r = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+        assert_eq!(r.incremental, round > 0);
+        let v = verify(&OsStorage, &dest).unwrap();
+        assert!(v.intact(), "round {round}: {:?}", v.findings);
+        let rec = r.logs.iter().find(|l| l.name == "default").unwrap().clone();
+        assert!(rec.size >= 20 + 300 * (round + 1), "round {round}: {rec:?}");
+        sizes.push(rec.size);
+    }
+    assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+    stop.store(true, Ordering::Relaxed);
+    let appended: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    meta_writer.join().unwrap();
+    assert!(appended > 0);
+
+    // The backup's checkpoint is served by the restored copy with exactly
+    // the entries the live log holds at those indices.
+    let target = tmp.path().join("restored");
+    restore(&dest, &target).unwrap();
+    let restored = DataDir::new(&target)
+        .open_log("default", LogOptions::default())
+        .unwrap();
+    let size = *sizes.last().unwrap();
+    assert_eq!(restored.size(), size);
+    assert_eq!(restored.root_at(size).unwrap(), log.root_at(size).unwrap());
+    assert_eq!(restored.entries(0, size).unwrap(), log.entries(0, size).unwrap());
+    let restored_rows = rows(&target.join("meta.db"));
+    assert!(restored_rows.len() >= 100);
+    // One committed state: the rows of a prefix of the inserts, no gap.
+    let online: Vec<i64> = restored_rows.iter().map(|r| r.0).filter(|k| *k >= 1000).collect();
+    assert!(online.iter().enumerate().all(|(i, k)| *k == 1000 + i as i64));
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().len()
+}
+
+#[test]
+fn incremental_backup_copies_only_new_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = populate(&data, 500);
+    std::fs::remove_file(data.join("meta.db")).unwrap();
+    let _ = std::fs::remove_file(data.join("meta.db-wal"));
+    let _ = std::fs::remove_file(data.join("meta.db-shm"));
+    let extra = dir.log_dir("default").join("extra");
+    std::fs::write(&extra, b"abc").unwrap();
+    let dest = tmp.path().join("backup");
+    let first = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    let total: u64 = read_manifest(&dest).files.iter().map(|f| f.len).sum();
+    assert_eq!(first.bytes_written, total, "a first backup writes every byte once");
+
+    let d = dir.log_dir("default");
+    let before: Vec<u64> = ["entries", "index", "hashes"]
+        .iter()
+        .map(|f| file_len(&d.join(f)))
+        .collect();
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    log.append(&(500..700).map(entry).collect::<Vec<_>>()).unwrap();
+    drop(log);
+    let after: Vec<u64> = ["entries", "index", "hashes"]
+        .iter()
+        .map(|f| file_len(&d.join(f)))
+        .collect();
+    let grown: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
+    assert!(grown > 200 * 8);
+
+    let second = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    assert!(second.incremental);
+    // What was appended, and the rewritten checkpoint file (8,192 bytes).
+    assert_eq!(second.bytes_written, grown + 8192);
+    assert_eq!(second.files_skipped, 4, "both logs' log.key and log.pub are not read");
+    assert!(second.prefix_changed.is_empty());
+    assert_eq!(second.objects_removed, 1, "the old checkpoint object");
+    let m = read_manifest(&dest);
+    assert_eq!(m.file("logs/default/entries").unwrap().chunks.len(), 2);
+    assert_eq!(m.file("logs/system/entries").unwrap().chunks.len(), 1);
+    assert!(verify(&OsStorage, &dest).unwrap().intact());
+
+    // Nothing new: nothing written.
+    let third = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    assert_eq!(third.bytes_written, 0);
+
+    // A prefix that changed (a tail cut and written again) is copied whole.
+    std::fs::write(&extra, b"xbcdef").unwrap();
+    let fourth = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    assert_eq!(fourth.prefix_changed, vec!["logs/default/extra".to_string()]);
+    assert_eq!(fourth.bytes_written, 6);
+    let target = tmp.path().join("restored");
+    restore(&dest, &target).unwrap();
+    assert_eq!(std::fs::read(target.join("logs/default/extra")).unwrap(), b"xbcdef");
+    let restored = DataDir::new(&target).open_log_read_only("default").unwrap();
+    assert_eq!(
+        restored.entries(0, 700).unwrap(),
+        (0..700).map(entry).collect::<Vec<_>>()
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &p);
+        } else {
+            std::fs::copy(e.path(), p).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_any_file_is_named_and_refuses_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 300);
+    let dest = tmp.path().join("backup");
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    // A second backup, so that entries has two chunks.
+    let log = DataDir::new(&data).open_log("default", LogOptions::default()).unwrap();
+    log.append(&[entry(300)]).unwrap();
+    drop(log);
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    let m = read_manifest(&dest);
+    let mut cases: Vec<(String, PathBuf)> = Vec::new();
+    for f in &m.files {
+        for c in &f.chunks {
+            cases.push((f.path.clone(), PathBuf::from("objects").join(hex(&c.sha256))));
+        }
+    }
+    cases.push(("MANIFEST".into(), PathBuf::from("MANIFEST")));
+    let kinds = [
+        "logs/default/entries",
+        "logs/default/index",
+        "logs/default/hashes",
+        "logs/default/checkpoint",
+        "logs/default/log.key",
+        "logs/default/log.pub",
+        "meta.db",
+        "secrets.key",
+        "MANIFEST",
+    ];
+    for k in kinds {
+        assert!(cases.iter().any(|(p, _)| p == k), "{k} not in the backup");
+    }
+    for (i, (file, object)) in cases.iter().enumerate() {
+        let copy = tmp.path().join(format!("damaged-{i}"));
+        copy_dir(&dest, &copy);
+        let path = copy.join(object);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let v = verify(&OsStorage, &copy).unwrap();
+        assert!(!v.intact(), "{file}: damage not found");
+        assert_eq!(&v.findings[0].file, file, "{file}: {:?}", v.findings);
+
+        let target = tmp.path().join(format!("restored-{i}"));
+        match restore(&copy, &target) {
+            Err(BackupError::Damaged { file: named, .. }) => assert_eq!(&named, file),
+            other => panic!("{file}: restore gave {other:?}"),
+        }
+        assert!(!target.exists(), "{file}: restore left a target");
+        let staging: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("restoring"))
+            .collect();
+        assert!(staging.is_empty(), "{file}: staging left behind");
+        std::fs::remove_dir_all(&copy).unwrap();
+    }
+    // A missing object too.
+    let copy = tmp.path().join("missing");
+    copy_dir(&dest, &copy);
+    let f = m.file("logs/system/hashes").unwrap();
+    std::fs::remove_file(copy.join("objects").join(hex(&f.chunks[0].sha256))).unwrap();
+    let v = verify(&OsStorage, &copy).unwrap();
+    assert_eq!(v.findings[0].file, "logs/system/hashes", "{:?}", v.findings);
+}
+
+#[test]
+fn a_backup_of_a_damaged_log_does_not_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = populate(&data, 50);
+    // Damage the source itself: the backup's hashes match, the ledger's
+    // verifier does not.
+    let p = dir.log_dir("default").join("entries");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&p, &bytes).unwrap();
+    let dest = tmp.path().join("backup");
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    let v = verify(&OsStorage, &dest).unwrap();
+    assert_eq!(v.findings[0].file, "logs/default/entries", "{:?}", v.findings);
+    assert!(matches!(
+        restore(&dest, &tmp.path().join("r")),
+        Err(BackupError::Damaged { file, .. }) if file == "logs/default/entries"
+    ));
+}
+
+#[test]
+fn restore_into_a_non_empty_directory_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 20);
+    let dest = tmp.path().join("backup");
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    let target = tmp.path().join("busy");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep.txt"), "mine").unwrap();
+    let err = restore(&dest, &target).unwrap_err();
+    assert!(matches!(err, BackupError::NotEmpty(_)), "{err}");
+    assert!(err.to_string().contains("is not empty"), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("keep.txt")]);
+    assert_eq!(std::fs::read(target.join("keep.txt")).unwrap(), b"mine");
+    // A file in the target's place is refused too; an empty directory is fine.
+    std::fs::write(tmp.path().join("file"), "x").unwrap();
+    assert!(matches!(
+        restore(&dest, &tmp.path().join("file")),
+        Err(BackupError::NotEmpty(_))
+    ));
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    restore(&dest, &empty).unwrap();
+    assert!(empty.join("logs/default/entries").exists());
+    // And backing up into a directory that holds something else.
+    let err = create(&Source::os(&data), &OsStorage, &target, &opts()).unwrap_err();
+    assert!(err.to_string().contains("holds no backup"), "{err}");
+}
+
+/// Power cut at every sync point of a first and of an incremental backup,
+/// unsynced writes lost, torn or kept, name changes lost or kept: the
+/// destination verifies as the old backup (none, for the first) or as the
+/// new one, and a backup after the restart succeeds and leaves no debris.
+#[test]
+fn a_crash_at_every_sync_point_leaves_the_old_or_the_new_backup() {
+    let src = Path::new("/data");
+    let dest = Path::new("/backup");
+    let sim_opts = CreateOptions {
+        block: 300,
+        ..CreateOptions::default()
+    };
+    // Build the source and back up; the fault applies to backup number
+    // `phase` (1 or 2). Returns the first backup's manifest (phase 2) and
+    // the syncs made before the backup under test.
+    let run = |storage: &SimStorage, phase: u32, fault: Option<Fault>| -> (Option<Vec<u8>>, u64) {
+        let dir = DataDir::with_storage(src, Arc::new(storage.clone()));
+        dir.create_log("default", None).unwrap();
+        let log = dir.open_log("default", LogOptions::default()).unwrap();
+        log.append(&(0..40).map(entry).collect::<Vec<_>>()).unwrap();
+        storage.create_dir_all(&src.join("data-runs")).unwrap();
+        storage
+            .create_new(&src.join("data-runs/a"), b"report a", false)
+            .unwrap();
+        let source = Source {
+            storage: Arc::new(storage.clone()),
+            root: src.to_path_buf(),
+        };
+        let mut first = None;
+        if phase == 2 {
+            create(&source, storage, dest, &sim_opts).unwrap();
+            first = Some(storage.read(&dest.join("MANIFEST")).unwrap());
+            log.append(&(40..90).map(entry).collect::<Vec<_>>()).unwrap();
+            storage
+                .create_new(&src.join("data-runs/b"), b"report b", false)
+                .unwrap();
+        }
+        let before = storage.syncs();
+        storage.set_fault(fault.map(|f| match f {
+            Fault::CrashAtSync(k) => Fault::CrashAtSync(before + k),
+            other => other,
+        }));
+        let _ = create(&source, storage, dest, &sim_opts);
+        (first, before)
+    };
+    for phase in [1u32, 2] {
+        let total = {
+            let s = SimStorage::new();
+            let (_, before) = run(&s, phase, None);
+            s.syncs() - before
+        };
+        assert!(total > 8, "phase {phase}: {total} syncs");
+        for k in 1..=total {
+            let storage = SimStorage::new();
+            let (first, _) = run(&storage, phase, Some(Fault::CrashAtSync(k)));
+            assert!(storage.has_crashed(), "phase {phase} sync {k}");
+            for (how, keep) in [("lost", 0usize), ("torn", 5), ("kept", usize::MAX)] {
+                for all_names in [false, true] {
+                    let at = format!("phase {phase} sync {k}/{total} writes {how} all names {all_names}");
+                    let image = if all_names {
+                        storage.crash_image_all_names(|l| keep.min(l))
+                    } else {
+                        storage.crash_image(|l| keep.min(l))
+                    };
+                    if !image.exists(&dest.join("MANIFEST")) {
+                        assert!(first.is_none(), "{at}: the first backup was lost");
+                    } else {
+                        let v = verify(&image, dest).unwrap();
+                        assert!(v.intact(), "{at}: {:?}", v.findings);
+                        let m = v.manifest.unwrap();
+                        let bytes = image.read(&dest.join("MANIFEST")).unwrap();
+                        let old = first.as_ref().is_some_and(|f| *f == bytes);
+                        let new_size = if phase == 1 { 40 } else { 90 };
+                        assert_eq!(m.logs[0].size, if old { 40 } else { new_size }, "{at}");
+                        assert_eq!(m.file("data-runs/b").is_some(), !old && phase == 2, "{at}");
+                    }
+                    // After the restart (the writer's open repairs the
+                    // source), a backup completes, verifies and leaves no
+                    // object behind that no file uses.
+                    let source_dir = DataDir::with_storage(src, Arc::new(image.clone()));
+                    drop(source_dir.open_log("default", LogOptions::default()).unwrap());
+                    let source = Source {
+                        storage: Arc::new(image.clone()),
+                        root: src.to_path_buf(),
+                    };
+                    create(&source, &image, dest, &sim_opts).unwrap();
+                    let v = verify(&image, dest).unwrap();
+                    assert!(v.intact(), "{at}, backup after restart: {:?}", v.findings);
+                    assert!(v.notes.iter().all(|n| !n.contains("object")), "{at}: {:?}", v.notes);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_existing_empty_destination_is_made_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 10);
+    let dest = tmp.path().join("b");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    assert_eq!(mode(&dest), 0o700);
+    assert!(verify(&OsStorage, &dest).unwrap().intact());
+}
+
+/// The real file system, but a file of the log vanishes the first
+/// `vanish` times the backup opens it (as pruning removes a file between
+/// the listing and the copy).
+struct Vanishing {
+    name: &'static str,
+    vanish: std::sync::atomic::AtomicU32,
+}
+
+impl Storage for Vanishing {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
+        OsStorage.open(path, create)
+    }
+    fn open_read(&self, path: &Path) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
+        if path.ends_with(self.name)
+            && self
+                .vanish
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_ok()
+        {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
+        OsStorage.open_read(path)
+    }
+    fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+        OsStorage.create_new(path, bytes, private)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        OsStorage.read(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        OsStorage.exists(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.create_dir_all(path)
+    }
+    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        OsStorage.list_dirs(path)
+    }
+    fn list_files(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        OsStorage.list_files(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        OsStorage.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        OsStorage.lock(path)
+    }
+}
+
+#[test]
+fn a_log_file_that_vanishes_mid_copy_starts_the_log_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 50);
+    let source = |vanish: u32| Source {
+        storage: Arc::new(Vanishing {
+            name: "hashes",
+            vanish: vanish.into(),
+        }),
+        root: data.clone(),
+    };
+    // Vanishes twice (once per log, or twice in one): started again, complete.
+    let dest = tmp.path().join("backup");
+    let r = create(&source(2), &OsStorage, &dest, &opts()).unwrap();
+    assert_eq!(r.logs.len(), 2);
+    let v = verify(&OsStorage, &dest).unwrap();
+    assert!(v.intact(), "{:?}", v.findings);
+    assert!(v.manifest.unwrap().file("logs/default/hashes").is_some());
+    // Vanishing at every attempt: the backup fails and the earlier one stays.
+    let before = std::fs::read(dest.join("MANIFEST")).unwrap();
+    let err = create(&source(1000), &OsStorage, &dest, &opts()).unwrap_err();
+    assert!(err.to_string().contains("hashes"), "{err}");
+    assert_eq!(std::fs::read(dest.join("MANIFEST")).unwrap(), before);
+    assert!(verify(&OsStorage, &dest).unwrap().intact());
+}
+
+#[test]
+fn two_backups_into_one_destination_do_not_interleave() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 10);
+    let dest = tmp.path().join("backup");
+    std::fs::create_dir(&dest).unwrap();
+    let held = OsStorage.lock(&dest.join("lock")).unwrap();
+    let err = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap_err();
+    assert!(err.to_string().contains("another backup"), "{err}");
+    drop(held);
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+}
