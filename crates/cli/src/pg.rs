@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use sealtrail_ledger::DataDir;
-use sealtrail_pg::capture::{self, InstallOptions, Tables};
+use sealtrail_pg::capture::{self, InstallOptions, Mode, Tables};
 use sealtrail_pg::drain::{self, DrainOptions};
 use sealtrail_trail::{Trail, TrailOptions};
 
@@ -22,8 +22,10 @@ pub enum PgCommand {
   sealtrail pg install --dsn postgresql://postgres@db/shop --tables public.orders,customers
   sealtrail pg install --dsn postgresql://postgres@db/shop --schema billing --exclude-columns invoices.card_number
   sealtrail pg install --dsn postgresql://app_owner@db/shop --tables orders --no-ddl
+  sealtrail pg install --dsn postgresql://postgres@db/shop --tables events --mode logical
 
-Re-running install replaces the set of captured tables; pending changes and the install's epoch are kept.")]
+Re-running install replaces the set of captured tables; pending changes and the install's epoch are kept.
+--mode logical reads row changes from a replication slot instead of triggers (needs wal_level = logical).")]
     Install(InstallArgs),
     /// Remove everything install created (refuses while changes wait to be drained, unless --force).
     Uninstall {
@@ -46,7 +48,7 @@ Re-running install replaces the set of captured tables; pending changes and the 
     Sync {
         #[command(flatten)]
         dsn: DsnArg,
-        /// Outbox rows per read, append and delete.
+        /// Changes per read and append (outbox rows, or slot changes in logical mode).
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
     },
@@ -81,6 +83,16 @@ pub struct InstallArgs {
     /// Capture row changes only, without DDL (for a role that is not a superuser).
     #[arg(long)]
     no_ddl: bool,
+    /// How row changes are captured: `triggers` (an outbox written by row
+    /// triggers) or `logical` (a replication slot decoding the WAL).
+    #[arg(long, value_enum, default_value_t = ModeArg::Triggers)]
+    mode: ModeArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Triggers,
+    Logical,
 }
 
 pub fn pg(data: &Path, log: &str, command: &PgCommand, out: &mut impl Write) -> anyhow::Result<ExitCode> {
@@ -98,6 +110,10 @@ pub fn pg(data: &Path, log: &str, command: &PgCommand, out: &mut impl Write) -> 
                 tables,
                 exclude_columns: args.exclude_columns.clone(),
                 without_ddl: args.no_ddl,
+                mode: match args.mode {
+                    ModeArg::Triggers => Mode::Triggers,
+                    ModeArg::Logical => Mode::Logical,
+                },
             };
             let installed = capture::install(&args.dsn.dsn, &opts)?;
             for w in &installed.warnings {
@@ -105,10 +121,16 @@ pub fn pg(data: &Path, log: &str, command: &PgCommand, out: &mut impl Write) -> 
             }
             writeln!(
                 out,
-                "{} capture version {} (epoch {}); DDL capture {}; {} table(s){}",
+                "{} capture version {} (epoch {}); mode {}{}; DDL capture {}; {} table(s){}",
                 if installed.fresh { "installed" } else { "upgraded" },
                 installed.version,
                 installed.epoch,
+                installed.mode.as_str(),
+                installed
+                    .slot
+                    .as_ref()
+                    .map(|s| format!(" (replication slot {s})"))
+                    .unwrap_or_default(),
                 if installed.ddl_capture { "on" } else { "off" },
                 installed.tables.len(),
                 if installed.tables.is_empty() { "" } else { ":" }
@@ -177,7 +199,49 @@ fn print_status(out: &mut impl Write, status: &capture::Status) -> anyhow::Resul
         "database {}: capture version {} (epoch {}), installed {}",
         status.database, i.version, i.epoch, i.installed_at
     )?;
+    writeln!(out, "mode: {}", i.mode.as_str())?;
     writeln!(out, "DDL capture: {}", if i.ddl_capture { "on" } else { "off" })?;
+    if let Some(slot) = &i.slot {
+        if !slot.exists {
+            writeln!(
+                out,
+                "ERROR: replication slot {} does not exist; changes since the last sync may be lost: run install --mode logical again",
+                slot.name
+            )?;
+        } else if slot.invalidated {
+            writeln!(
+                out,
+                "ERROR: replication slot {} is invalidated (wal_status {}): changes after the last sync are lost; run install --mode logical again",
+                slot.name,
+                slot.wal_status.as_deref().unwrap_or("unknown")
+            )?;
+        } else {
+            writeln!(
+                out,
+                "replication slot {}: wal_status {}, {}; retained WAL {} bytes, not yet synced {} bytes (confirmed through {})",
+                slot.name,
+                slot.wal_status.as_deref().unwrap_or("unknown"),
+                slot.active_pid
+                    .map(|p| format!("in use by process {p}"))
+                    .unwrap_or_else(|| "idle".into()),
+                slot.retained_bytes.unwrap_or(0),
+                slot.lag_bytes.unwrap_or(0),
+                slot.confirmed_lsn.as_deref().unwrap_or("-")
+            )?;
+            if slot.wal_status.as_deref() == Some("unreserved") {
+                writeln!(
+                    out,
+                    "WARNING: the slot's WAL is past max_slot_wal_keep_size and may be removed at the next checkpoint: sync now"
+                )?;
+            }
+        }
+        if let Some((from, to)) = &slot.gap {
+            writeln!(
+                out,
+                "WARNING: changes between LSN {from} and {to} were not captured (a lost slot); the next sync records it"
+            )?;
+        }
+    }
     for t in &i.tables {
         let key = if t.key_columns.is_empty() {
             "(none: row hash)".to_string()
@@ -194,15 +258,17 @@ fn print_status(out: &mut impl Write, status: &capture::Status) -> anyhow::Resul
     for t in &i.missing_triggers {
         writeln!(out, "WARNING: the capture triggers of {t} are gone; run install again")?;
     }
-    writeln!(
-        out,
-        "pending: {}{}",
-        i.pending,
-        i.oldest_pending
-            .as_ref()
-            .map(|t| format!(" (oldest captured {t})"))
-            .unwrap_or_default()
-    )?;
+    if i.mode == Mode::Triggers {
+        writeln!(
+            out,
+            "pending: {}{}",
+            i.pending,
+            i.oldest_pending
+                .as_ref()
+                .map(|t| format!(" (oldest captured {t})"))
+                .unwrap_or_default()
+        )?;
+    }
     writeln!(
         out,
         "drained: {}{}",
@@ -231,6 +297,19 @@ fn status_json(status: &capture::Status) -> serde_json::Value {
             "drained_total": i.drained_total,
             "drained_through": i.drained_through.as_ref().map(|(xid, id)| json!({"transaction_id": xid, "outbox_id": id})),
             "drained_at": i.drained_at,
+            "mode": i.mode.as_str(),
+            "drained_lsn": i.drained_lsn,
+            "slot": i.slot.as_ref().map(|s| json!({
+                "name": s.name,
+                "exists": s.exists,
+                "wal_status": s.wal_status,
+                "invalidated": s.invalidated,
+                "active_pid": s.active_pid,
+                "retained_bytes": s.retained_bytes,
+                "lag_bytes": s.lag_bytes,
+                "confirmed_lsn": s.confirmed_lsn,
+                "gap": s.gap.as_ref().map(|(from, to)| json!({"from_lsn": from, "to_lsn": to})),
+            })),
         })
     });
     json!({ "database": status.database, "install": install })

@@ -18,7 +18,9 @@
 //! it back, the same two cases. The outbox row is written by the captured
 //! transaction itself, so it exists exactly when the change committed.
 //!
-//! Not here: logical decoding, continuous following (the caller loops).
+//! An install in logical-decoding mode is drained by [`crate::logical`]
+//! instead; [`drain`] chooses by the install's mode. Not here: continuous
+//! following (the caller loops).
 
 use std::fmt::Write as _;
 
@@ -76,6 +78,13 @@ pub enum DrainError {
     /// batch was appended or deleted.
     #[error("outbox row {id} (transaction {xid}) makes an event the trail refuses: {reason}")]
     Rejected { id: i64, xid: String, reason: String },
+    /// The same, for a change read from a replication slot.
+    #[error("change {position} of the transaction committed at LSN {lsn} makes an event the trail refuses: {reason}")]
+    RejectedChange { lsn: String, position: i64, reason: String },
+    /// The replication slot of a logical-decoding install is gone or
+    /// unusable; see [`crate::logical`].
+    #[error(transparent)]
+    Slot(#[from] crate::logical::SlotError),
 }
 
 /// The largest entry a drained event is shaped to stay under, leaving room
@@ -101,33 +110,59 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
     client
         .execute("SELECT pg_advisory_lock(hashtext('sealtrail.drain'))", &[])
         .map_err(CaptureError::pg("locking the drain"))?;
-    let epoch = {
+    let (epoch, mode) = {
         let mut tx = client.transaction().map_err(CaptureError::pg("reading the install"))?;
         if capture::installed_version(&mut tx)?.is_none() {
             return Err(CaptureError::NotInstalled { database }.into());
         }
-        let epoch: String = tx
-            .query_one("SELECT epoch::text FROM sealtrail.install", &[])
-            .map_err(CaptureError::pg("reading the install"))?
-            .get(0);
+        let row = tx
+            // Read so that an install of version 1 (no `mode`) drains too.
+            .query_one(
+                "SELECT epoch::text, coalesce(to_jsonb(i) ->> 'mode', 'triggers') FROM sealtrail.install i",
+                &[],
+            )
+            .map_err(CaptureError::pg("reading the install"))?;
         tx.commit().map_err(CaptureError::pg("reading the install"))?;
-        epoch
+        (row.get::<_, String>(0), row.get::<_, String>(1))
     };
+    if mode == "logical" {
+        let ctx = Context {
+            database: &database,
+            epoch: &epoch,
+        };
+        return crate::logical::drain(&mut client, &ctx, trail, opts);
+    }
     let commit_times: bool = client
         .query_one("SELECT current_setting('track_commit_timestamp')::boolean", &[])
         .map_err(CaptureError::pg("reading track_commit_timestamp"))?
         .get(0);
+    // A row change's payload is built here from its columns (the writer
+    // stores them plain, see the capture SQL); DDL and truncate rows, and
+    // rows of installs before version 3, carry theirs whole. The key
+    // columns come from the tracked-tables list: a table since dropped
+    // from it has none, and its rows are identified by their image.
     let read = format!(
-        "SELECT id, xid::text, kind, payload::text,
+        "SELECT id, xid::text, kind, payload,
                 to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                 {commit}
-           FROM (SELECT o.*, sum(pg_column_size(o.payload)) OVER (ORDER BY o.xid, o.id) AS running
+           FROM (SELECT o.id, o.xid, o.kind, o.captured_at,
+                        coalesce(o.payload::text, json_build_object(
+                            'schema', o.table_schema, 'table', o.table_name,
+                            'key', coalesce(to_json(t.key_columns), '[]'::json),
+                            'before', o.before, 'after', o.after,
+                            'actor', o.actor, 'reason', o.reason, 'request_id', o.request_id,
+                            'role', o.role, 'application_name', o.application_name)::text) AS payload,
+                        {size} AS size,
+                        sum({size}) OVER (ORDER BY o.xid, o.id) AS running
                    FROM sealtrail.outbox o
+                   LEFT JOIN sealtrail.tables t ON t.relid = o.relid
                   WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
                   ORDER BY o.xid, o.id
                   LIMIT $1) batch
-          WHERE running - pg_column_size(payload) < $2
+          WHERE running - size < $2
           ORDER BY xid, id",
+        size = "coalesce(pg_column_size(o.payload), 0) + coalesce(pg_column_size(o.before), 0) \
+                + coalesce(pg_column_size(o.after), 0)",
         commit = if commit_times {
             "to_char(pg_xact_commit_timestamp(xid::xid) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
         } else {
@@ -165,42 +200,13 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
                 payload: row.get(3),
                 captured_at: row.get(4),
                 commit_time: row.get(5),
+                commit_lsn: None,
             })
             .collect();
         drop(rows);
-        let events = map_all(&ctx, &outbox);
         let count = outbox.len();
         let (last_id, last_xid) = outbox.last().map(|o| (o.id, o.xid.clone())).unwrap_or_default();
-        let mut origin: Vec<(i64, String)> = Vec::with_capacity(count);
-        let mut inputs: Vec<&[u8]> = Vec::with_capacity(count);
-        for (o, e) in outbox.into_iter().zip(&events) {
-            match e {
-                Some(e) => {
-                    inputs.push(e);
-                    origin.push((o.id, o.xid));
-                }
-                None => report.skipped += 1,
-            }
-        }
-        let ingested = if inputs.is_empty() {
-            Vec::new()
-        } else {
-            trail.ingest(&inputs, true)?.items
-        };
-        for (item, (id, xid)) in ingested.iter().zip(&origin) {
-            match item {
-                Item::Stored { duplicate: false, .. } => report.appended += 1,
-                Item::Stored { duplicate: true, .. } => report.duplicates += 1,
-                Item::Rejected(why) => {
-                    return Err(DrainError::Rejected {
-                        id: *id,
-                        xid: xid.clone(),
-                        reason: why.to_string(),
-                    })
-                }
-                Item::NotAppended => {}
-            }
-        }
+        append(&ctx, trail, &outbox, &mut report)?;
         // The append is durable: now, and only now, the rows may go.
         let mut tx = client
             .transaction()
@@ -208,15 +214,28 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         // Every row up to the batch's last in (xid, id) order was in the
         // batch: all are of transactions that had ended before the read,
         // and the read took them in that order from the start.
-        tx.execute(
-            "DELETE FROM sealtrail.outbox WHERE (xid, id) <= ($1::text::xid8, $2)",
-            &[&last_xid, &last_id],
-        )
-        .map_err(CaptureError::pg("deleting drained rows"))?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM sealtrail.outbox WHERE (xid, id) <= ($1::text::xid8, $2)",
+                &[&last_xid, &last_id],
+            )
+            .map_err(CaptureError::pg("deleting drained rows"))?;
+        // The total counts rows that left the outbox here, so that it stays
+        // true should rows ever be drained twice (their events are then
+        // duplicates the trail did not store again).
+        if deleted != count as u64 {
+            tracing::warn!(
+                database = %database,
+                read = count,
+                deleted,
+                "{} of {count} drained outbox rows had already left the outbox",
+                count as u64 - deleted.min(count as u64)
+            );
+        }
         tx.execute(
             "UPDATE sealtrail.install SET drained_xid = $1::text::xid8, drained_id = $2,
                     drained_total = drained_total + $3, drained_at = now()",
-            &[&last_xid, &last_id, &(count as i64)],
+            &[&last_xid, &last_id, &(deleted as i64)],
         )
         .map_err(CaptureError::pg("storing the watermark"))?;
         tx.commit()
@@ -226,6 +245,55 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         report.through = Some((last_xid, last_id));
     }
     Ok(report)
+}
+
+/// Append the events of `rows` to `trail` durably, counting them in
+/// `report` (everything but `rows` and `batches`).
+pub(crate) fn append(
+    ctx: &Context<'_>,
+    trail: &Trail,
+    rows: &[OutboxRow],
+    report: &mut DrainReport,
+) -> Result<(), DrainError> {
+    let events = map_all(ctx, rows);
+    let mut origin: Vec<&OutboxRow> = Vec::with_capacity(rows.len());
+    let mut inputs: Vec<&[u8]> = Vec::with_capacity(rows.len());
+    for (o, e) in rows.iter().zip(&events) {
+        match e {
+            Some(e) => {
+                inputs.push(e);
+                origin.push(o);
+            }
+            None => report.skipped += 1,
+        }
+    }
+    let ingested = if inputs.is_empty() {
+        Vec::new()
+    } else {
+        trail.ingest(&inputs, true)?.items
+    };
+    for (item, o) in ingested.iter().zip(&origin) {
+        match item {
+            Item::Stored { duplicate: false, .. } => report.appended += 1,
+            Item::Stored { duplicate: true, .. } => report.duplicates += 1,
+            Item::Rejected(why) => {
+                return Err(match &o.commit_lsn {
+                    None => DrainError::Rejected {
+                        id: o.id,
+                        xid: o.xid.clone(),
+                        reason: why.to_string(),
+                    },
+                    Some(lsn) => DrainError::RejectedChange {
+                        lsn: lsn.clone(),
+                        position: o.id,
+                        reason: why.to_string(),
+                    },
+                })
+            }
+            Item::NotAppended => {}
+        }
+    }
+    Ok(())
 }
 
 /// The events of `rows`, in order, made on as many threads as there are
@@ -248,9 +316,9 @@ fn map_all(ctx: &Context<'_>, rows: &[OutboxRow]) -> Vec<Option<Vec<u8>>> {
     })
 }
 
-struct Context<'a> {
-    database: &'a str,
-    epoch: &'a str,
+pub(crate) struct Context<'a> {
+    pub(crate) database: &'a str,
+    pub(crate) epoch: &'a str,
 }
 
 /// One outbox row as read.
@@ -259,14 +327,19 @@ pub(crate) struct OutboxRow {
     pub(crate) xid: String,
     pub(crate) kind: String,
     pub(crate) payload: String,
+    /// When the trigger ran; for a change read from a replication slot,
+    /// the commit time.
     pub(crate) captured_at: String,
     pub(crate) commit_time: Option<String>,
+    /// A change read from a replication slot: its transaction's commit
+    /// LSN (`id` is then the change's position in the transaction).
+    pub(crate) commit_lsn: Option<String>,
 }
 
 /// The event JSON of one outbox row; `None` for an update that changed
 /// only excluded columns. Never fails: whatever the payload, the event
 /// records it within the schema's bounds.
-fn event(ctx: &Context<'_>, row: &OutboxRow) -> Option<Vec<u8>> {
+pub(crate) fn event(ctx: &Context<'_>, row: &OutboxRow) -> Option<Vec<u8>> {
     let payload: Value = serde_json::from_str(&exact_numbers(&row.payload))
         .unwrap_or_else(|e| json!({ "unreadable_payload": e.to_string() }));
     let text = |key: &str| payload.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -275,8 +348,21 @@ fn event(ctx: &Context<'_>, row: &OutboxRow) -> Option<Vec<u8>> {
     details.insert("database".into(), ctx.database.into());
     details.insert("role".into(), role.into());
     details.insert("transaction_id".into(), row.xid.clone().into());
-    details.insert("outbox_id".into(), row.id.into());
-    details.insert("captured_at".into(), row.captured_at.clone().into());
+    let key = match &row.commit_lsn {
+        None => {
+            details.insert("outbox_id".into(), row.id.into());
+            details.insert("captured_at".into(), row.captured_at.clone().into());
+            format!("pg-{}-{}-{}", ctx.epoch, row.xid, row.id)
+        }
+        Some(lsn) => {
+            details.insert("commit_lsn".into(), lsn.clone().into());
+            details.insert("position".into(), row.id.into());
+            if let Some(columns) = payload.get("unchanged_toast").filter(|v| v.is_array()) {
+                details.insert("unchanged_toast".into(), columns.clone());
+            }
+            format!("pg-{}-{}-{}", ctx.epoch, lsn, row.id)
+        }
+    };
     if let Some(t) = &row.commit_time {
         details.insert("commit_time".into(), t.clone().into());
     }
@@ -295,10 +381,7 @@ fn event(ctx: &Context<'_>, row: &OutboxRow) -> Option<Vec<u8>> {
     if let Some(r) = text("request_id") {
         event.insert("context".into(), json!({ "request_id": bounded(r, 256) }));
     }
-    event.insert(
-        "idempotency_key".into(),
-        format!("pg-{}-{}-{}", ctx.epoch, row.xid, row.id).into(),
-    );
+    event.insert("idempotency_key".into(), key.into());
     let table = format!("{}.{}", text("schema").unwrap_or("?"), text("table").unwrap_or("?"));
     match row.kind.as_str() {
         "insert" | "update" | "delete" => {
@@ -382,7 +465,10 @@ fn row_event(
     // Changed columns, in column-name order; an update of excluded columns
     // only changes nothing that is recorded, and is no event.
     let mut fields: Vec<Value> = Vec::new();
-    if kind == "update" {
+    // Without an old image (logical decoding of a table whose replica
+    // identity is not FULL) the changed columns are unknown: no `fields`.
+    let fields_known = kind == "update" && before.is_some();
+    if fields_known {
         if let (Some(Value::Object(b)), Some(Value::Object(a))) = (before, after) {
             fields = a
                 .iter()
@@ -410,7 +496,7 @@ fn row_event(
                 }
             }
         }
-        if kind == "update" {
+        if fields_known {
             changes.insert("fields".into(), fields.into());
         }
         event.insert("changes".into(), changes.into());
@@ -425,7 +511,7 @@ fn row_event(
                 changes.insert(name.into(), shrink(name, image, limit, &mut omitted));
             }
         }
-        if kind == "update" {
+        if fields_known {
             changes.insert("fields".into(), fields.clone().into());
         }
         let mut details = details.clone();

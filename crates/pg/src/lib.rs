@@ -4,5 +4,6 @@
 
 pub mod capture;
 pub mod drain;
+pub mod logical;
 pub mod logimport;
 pub mod migrate;

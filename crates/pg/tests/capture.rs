@@ -551,3 +551,73 @@ fn a_dropped_capture_trigger_shows_in_status_and_in_the_trail() {
     let st = status(&db.dsn()).expect("status").install.expect("installed");
     assert!(st.missing_triggers.is_empty());
 }
+
+/// Rows an install before version 3 stored (one jsonb `payload` built by
+/// the trigger) still wait in the outbox after an upgrade; they must drain
+/// into the same events as the plain columns the triggers now write.
+#[test]
+fn rows_in_the_earlier_payload_layout_drain_alike() {
+    let db = Db::new("layout");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v numeric, note text, doc jsonb)")
+        .expect("schema");
+    install(&db.dsn(), &tables(&["items"])).expect("install");
+    c.batch_execute(
+        "BEGIN;
+         SET LOCAL sealtrail.actor = 'u-5';
+         SET LOCAL sealtrail.reason = 'ticket OPS-7';
+         SET LOCAL sealtrail.request_id = 'req-2';
+         SET LOCAL application_name = 'billing';
+         INSERT INTO items VALUES (1, 12345678901234567.89, 'a', '{\"k\": [1, 2]}');
+         UPDATE items SET v = 1.50, note = NULL WHERE id = 1;
+         DELETE FROM items WHERE id = 1;
+         COMMIT;",
+    )
+    .expect("changes");
+    // The same three changes as the version 2 trigger wrote them.
+    let copied = c
+        .execute(
+            "INSERT INTO sealtrail.outbox (xid, kind, payload)
+             SELECT xid, kind, jsonb_build_object(
+                 'schema', table_schema, 'table', table_name, 'key', '[\"id\"]'::jsonb,
+                 'before', before::jsonb, 'after', after::jsonb, 'actor', actor, 'reason', reason,
+                 'request_id', request_id, 'role', role, 'application_name', application_name)
+               FROM sealtrail.outbox WHERE payload IS NULL ORDER BY id",
+            &[],
+        )
+        .expect("copy in the earlier layout");
+    assert_eq!(copied, 3);
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 6);
+    let ev = events(&t.trail);
+    assert_eq!(
+        actions(&ev),
+        [
+            "pg.insert",
+            "pg.update",
+            "pg.delete",
+            "pg.insert",
+            "pg.update",
+            "pg.delete"
+        ]
+    );
+    let comparable = |e: &Value| {
+        let mut e = e.clone();
+        let o = e.as_object_mut().expect("event");
+        for key in ["id", "idempotency_key", "occurred_at", "received_at", "hash", "index"] {
+            o.remove(key);
+        }
+        let d = o.get_mut("details").and_then(Value::as_object_mut).expect("details");
+        d.remove("outbox_id");
+        d.remove("captured_at");
+        e
+    };
+    for (now, before) in ev[..3].iter().zip(&ev[3..]) {
+        assert_eq!(comparable(now), comparable(before));
+    }
+    assert_eq!(ev[0]["changes"]["after"]["v"], json!("12345678901234567.89"));
+    assert_eq!(ev[1]["changes"]["fields"], json!(["note", "v"]));
+    assert_eq!(ev[0]["actor"], json!({"id": "u-5", "type": "user"}));
+    assert_eq!(ev[0]["details"]["application_name"], "billing");
+    assert_eq!(ev[2]["targets"], json!([{"type": "public.items", "id": "1"}]));
+}

@@ -42,17 +42,7 @@ fn killed_drains_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     capture_support::create_trail(dir.path());
 
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
-        | 1;
-    let mut random = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    let mut random = capture_support::random_below();
 
     // Expected: every insert and every update, counted per row id.
     let mut expected: BTreeMap<String, (u32, u32)> = BTreeMap::new();

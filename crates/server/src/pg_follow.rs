@@ -1,6 +1,7 @@
 //! Continuous following of PostgreSQL capture sources (`[[postgres.sources]]`,
 //! docs/postgresql.md "Capture"): one thread per source drains its
-//! database's outbox into its log with [`sealtrail_pg::drain::drain`],
+//! database's outbox, or its replication slot when the install is in
+//! logical mode, into its log with [`sealtrail_pg::drain::drain`],
 //! exactly once, sleeps `poll_interval_ms` while nothing comes, and
 //! reconnects after a failure with a backoff of 1 s doubling to 60 s.
 //!
@@ -55,9 +56,22 @@ pub struct PgSourceHealth {
     /// When the last drain succeeded (RFC 3339, UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_drain_at: Option<String>,
-    /// Outbox rows waiting, as last read from the database.
+    /// Outbox rows waiting, as last read from the database (trigger mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<i64>,
+    /// The install's capture mode, `triggers` or `logical`, as last read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Logical mode: the replication slot's `wal_status` (`reserved`,
+    /// `extended`, `unreserved`, `lost`), or `missing` when the slot is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_wal_status: Option<String>,
+    /// Logical mode: WAL the database server keeps for the slot, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_retained_bytes: Option<i64>,
+    /// Logical mode: WAL not yet confirmed by a drain, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_lag_bytes: Option<i64>,
 }
 
 struct Source {
@@ -90,6 +104,10 @@ impl Followers {
                         drained_total: 0,
                         last_drain_at: None,
                         pending: None,
+                        mode: None,
+                        slot_wal_status: None,
+                        slot_retained_bytes: None,
+                        slot_lag_bytes: None,
                     }),
                     config: s.clone(),
                 })
@@ -220,6 +238,8 @@ fn follow(app: &App, source: &Source, rx: &Receiver<()>) {
                     h.state = "failing".into();
                     h.last_error = Some(cause);
                 }
+                // A lost slot fails every drain: show its state as well.
+                update_pending(source);
                 if wait(app, rx, backoff) {
                     return;
                 }
@@ -245,11 +265,26 @@ fn update_pending(source: &Source) {
     let c = &source.config;
     match sealtrail_pg::capture::status(&c.dsn) {
         Ok(s) => {
-            let pending = s.install.map(|i| i.pending);
+            let pending = s.install.as_ref().map(|i| i.pending);
             if let Some(p) = pending {
                 metrics::gauge!("sealtrail_pg_pending_rows", "source" => c.name.clone()).set(p as f64);
             }
-            source.health.lock().unwrap_or_else(|e| e.into_inner()).pending = pending;
+            let slot = s.install.as_ref().and_then(|i| i.slot.as_ref());
+            if let Some(b) = slot.and_then(|s| s.retained_bytes) {
+                metrics::gauge!("sealtrail_pg_slot_retained_wal_bytes", "source" => c.name.clone()).set(b as f64);
+            }
+            let mut h = source.health.lock().unwrap_or_else(|e| e.into_inner());
+            h.pending = pending;
+            h.mode = s.install.as_ref().map(|i| i.mode.as_str().to_string());
+            h.slot_wal_status = slot.map(|s| {
+                if s.exists {
+                    s.wal_status.clone().unwrap_or_else(|| "unknown".into())
+                } else {
+                    "missing".into()
+                }
+            });
+            h.slot_retained_bytes = slot.and_then(|s| s.retained_bytes);
+            h.slot_lag_bytes = slot.and_then(|s| s.lag_bytes);
         }
         Err(e) => {
             tracing::debug!(source = %c.name, "PostgreSQL source {}: reading the pending count: {}", c.name, hide_dsn(&e.to_string(), &c.dsn));

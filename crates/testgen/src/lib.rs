@@ -80,6 +80,8 @@
 //! tests cover those), and anything random at run time.
 
 mod catalog;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 mod cpu;
 mod knob;
 #[cfg(feature = "postgres")]

@@ -4,8 +4,12 @@
 //! in the same transaction as the change, so it commits or rolls back with
 //! it; [`crate::drain`] carries committed changes into a trail.
 //!
+//! In logical-decoding mode ([`Mode::Logical`]) the tables get no
+//! triggers: install creates a publication over them and a replication
+//! slot, and [`crate::logical`] reads the changes from the WAL.
+//!
 //! This module only installs, upgrades, removes and inspects the capture
-//! objects; it does not read the outbox. Logical decoding is not used.
+//! objects; it does not read the outbox or the slot.
 
 mod sql;
 
@@ -24,9 +28,30 @@ pub struct InstallOptions {
     /// Install row capture even when the role may not create event triggers
     /// (not a superuser): DDL is then not captured, and [`status`] says so.
     pub without_ddl: bool,
+    pub mode: Mode,
 }
 
-/// Which tables get row triggers.
+/// How row changes are captured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Row triggers write each change to an outbox table.
+    #[default]
+    Triggers,
+    /// A replication slot decodes the changes from the WAL (`pgoutput`);
+    /// needs `wal_level = logical` and PostgreSQL 14 or later.
+    Logical,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Triggers => "triggers",
+            Mode::Logical => "logical",
+        }
+    }
+}
+
+/// Which tables are captured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Tables {
     /// None: DDL capture only.
@@ -60,6 +85,9 @@ pub struct Installed {
     /// `false` when the install upgraded an existing one in place.
     pub fresh: bool,
     pub ddl_capture: bool,
+    pub mode: Mode,
+    /// Logical mode: the replication slot.
+    pub slot: Option<String>,
     pub tables: Vec<TrackedTable>,
     /// Things the user should know, e.g. a table without a primary key.
     pub warnings: Vec<String>,
@@ -79,16 +107,47 @@ pub struct InstallStatus {
     pub epoch: String,
     pub installed_at: String,
     pub ddl_capture: bool,
+    pub mode: Mode,
+    /// Logical mode: the replication slot's state.
+    pub slot: Option<SlotStatus>,
     pub tables: Vec<TrackedTable>,
     /// Tracked tables whose capture triggers are gone (dropped by someone).
     pub missing_triggers: Vec<String>,
-    /// Outbox rows not yet drained, and when the oldest was captured.
+    /// Outbox rows not yet drained (always 0 in logical mode), and when the
+    /// oldest was captured.
     pub pending: i64,
     pub oldest_pending: Option<String>,
     /// Events drained so far, and the last (transaction id, outbox id).
     pub drained_total: i64,
     pub drained_through: Option<(String, i64)>,
     pub drained_at: Option<String>,
+    /// Logical mode: the slot position of the last drain.
+    pub drained_lsn: Option<String>,
+}
+
+/// The replication slot of a logical-decoding install.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotStatus {
+    pub name: String,
+    /// `false`: the slot is gone (dropped by someone); re-install.
+    pub exists: bool,
+    /// PostgreSQL's `wal_status`: `reserved`, `extended`, `unreserved`
+    /// (about to be lost) or `lost`.
+    pub wal_status: Option<String>,
+    /// The slot can no longer be read: its WAL was removed.
+    pub invalidated: bool,
+    /// A process is reading it now.
+    pub active_pid: Option<i32>,
+    /// WAL the server keeps for the slot (from its restart LSN to the
+    /// current WAL position), in bytes.
+    pub retained_bytes: Option<i64>,
+    /// WAL not yet confirmed by a drain (from the confirmed position to the
+    /// current WAL position), in bytes.
+    pub lag_bytes: Option<i64>,
+    pub confirmed_lsn: Option<String>,
+    /// Changes never captured, recorded by an install that replaced a lost
+    /// slot and not yet reported by a drain.
+    pub gap: Option<(String, String)>,
 }
 
 /// What capture refuses or fails at.
@@ -122,6 +181,24 @@ pub enum CaptureError {
     BadExclude { spec: String, reason: String },
     #[error("the outbox of database {database} holds {pending} changes not yet drained; run `sealtrail pg sync` first, or force the uninstall to discard them")]
     Pending { database: String, pending: i64 },
+    #[error("database {database} runs with wal_level = {found}; logical-decoding capture needs wal_level = logical in postgresql.conf, which takes effect only after a restart of PostgreSQL")]
+    WalLevel { database: String, found: String },
+    #[error(
+        "database {database} runs PostgreSQL {found}; logical-decoding capture needs 14 or later (pgoutput's messages)"
+    )]
+    ServerTooOld { database: String, found: String },
+    #[error("database {database} has capture installed in {found} mode; uninstall it first (after a final `sealtrail pg sync`) to install in {wanted} mode")]
+    ModeChange {
+        database: String,
+        found: String,
+        wanted: String,
+    },
+    #[error("table {name} has no primary key and replica identity {identity}: with a publication over it PostgreSQL would refuse its updates and deletes; give it a primary key or run `ALTER TABLE {name} REPLICA IDENTITY FULL` first")]
+    NoReplicaIdentity { name: String, identity: String },
+    #[error("the replication slot {slot} is in use by process {pid}; stop it (e.g. the Sealtrail server following this database) first")]
+    SlotActive { slot: String, pid: i32 },
+    #[error("the replication slot {slot} of database {database} holds changes not yet drained; run `sealtrail pg sync` first, or force the uninstall to discard them")]
+    SlotPending { slot: String, database: String },
     #[error("{what}: {source}")]
     Postgres {
         what: String,
@@ -184,6 +261,28 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
         return Err(CaptureError::NotSuperuser { role });
     }
     let ddl_capture = superuser;
+    if opts.mode == Mode::Logical {
+        let row = client
+            .query_one(
+                "SELECT current_setting('wal_level'), current_setting('server_version_num')::int,
+                        current_setting('server_version')",
+                &[],
+            )
+            .map_err(CaptureError::pg("reading wal_level"))?;
+        let (wal_level, version): (String, i32) = (row.get(0), row.get(1));
+        if version < 140_000 {
+            return Err(CaptureError::ServerTooOld {
+                database,
+                found: row.get(2),
+            });
+        }
+        if wal_level != "logical" {
+            return Err(CaptureError::WalLevel {
+                database,
+                found: wal_level,
+            });
+        }
+    }
     let mut tx = client
         .transaction()
         .map_err(CaptureError::pg("beginning the install"))?;
@@ -205,6 +304,19 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
     drop_event_triggers(&mut tx)?;
     tx.batch_execute(sql::BASE)
         .map_err(CaptureError::pg("creating the capture schema"))?;
+    if existing.is_some() {
+        let found: String = tx
+            .query_one("SELECT mode FROM sealtrail.install", &[])
+            .map_err(CaptureError::pg("reading the install mode"))?
+            .get(0);
+        if found != opts.mode.as_str() {
+            return Err(CaptureError::ModeChange {
+                database,
+                found,
+                wanted: opts.mode.as_str().into(),
+            });
+        }
+    }
 
     let mut tables = resolve_tables(&mut tx, &opts.tables, &database)?;
     apply_excludes(&mut tables, &opts.exclude_columns)?;
@@ -218,6 +330,15 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
                 "table {} has no primary key: its rows are identified by a SHA-256 of the whole row image",
                 t.table.name
             ));
+        }
+        if opts.mode == Mode::Logical {
+            logical_table_check(&mut tx, t, &mut warnings)?;
+            tx.execute(
+                "INSERT INTO sealtrail.tables (relid, name, key_columns, excluded) VALUES ($1, $2, $3, $4)",
+                &[&t.relid, &t.table.name, &t.table.key_columns, &t.table.excluded],
+            )
+            .map_err(CaptureError::pg("recording the tracked tables"))?;
+            continue;
         }
         let mut args = vec![quote_literal(
             &serde_json::to_string(&t.table.key_columns).unwrap_or_default(),
@@ -233,12 +354,19 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
              CREATE TRIGGER {delete} AFTER DELETE ON {name} REFERENCING OLD TABLE AS sealtrail_old
                  FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows({args});
              CREATE TRIGGER {update} AFTER UPDATE ON {name} FOR EACH ROW WHEN (OLD.* *<> NEW.*)
-                 EXECUTE FUNCTION sealtrail.capture_row({args});
+                 EXECUTE FUNCTION sealtrail.{row_function}({args});
              CREATE TRIGGER {trunc} AFTER TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_truncate();",
             insert = sql::INSERT_TRIGGER,
             delete = sql::DELETE_TRIGGER,
             update = sql::UPDATE_TRIGGER,
             trunc = sql::TRUNCATE_TRIGGER,
+            // Most tables exclude nothing, and their writers are spared
+            // the exclusion's jsonb round trip.
+            row_function = if t.table.excluded.is_empty() {
+                "capture_row"
+            } else {
+                "capture_row_excluding"
+            },
         ))
         .map_err(CaptureError::pg(format!("creating the capture triggers on {name}")))?;
         tx.execute(
@@ -247,6 +375,32 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
         )
         .map_err(CaptureError::pg("recording the tracked tables"))?;
     }
+
+    let slot = match opts.mode {
+        Mode::Triggers => None,
+        Mode::Logical => {
+            let list: Vec<&str> = tables.iter().map(|t| t.table.name.as_str()).collect();
+            // Recreated, not altered: `SET TABLE` needs at least one table.
+            tx.batch_execute(&format!(
+                "DROP PUBLICATION IF EXISTS {publication};
+                 CREATE PUBLICATION {publication} {tables} WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)",
+                publication = crate::logical::PUBLICATION,
+                tables = if list.is_empty() {
+                    String::new()
+                } else {
+                    format!("FOR TABLE {}", list.join(", "))
+                },
+            ))
+            .map_err(CaptureError::pg("creating the publication"))?;
+            // One slot per database of the cluster (slot names are
+            // cluster-wide).
+            let oid: u32 = tx
+                .query_one("SELECT oid FROM pg_database WHERE datname = current_database()", &[])
+                .map_err(CaptureError::pg("reading the database's oid"))?
+                .get(0);
+            Some(format!("sealtrail_{oid}"))
+        }
+    };
 
     if ddl_capture {
         tx.batch_execute(sql::DDL_FUNCTION)
@@ -267,23 +421,127 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
 
     let row = tx
         .query_one(
-            "INSERT INTO sealtrail.install (version, ddl_capture) VALUES ($1, $2)
+            "INSERT INTO sealtrail.install (version, ddl_capture, mode, slot) VALUES ($1, $2, $3, $4)
              ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version,
-                 ddl_capture = EXCLUDED.ddl_capture, upgraded_at = now()
+                 ddl_capture = EXCLUDED.ddl_capture, slot = EXCLUDED.slot, upgraded_at = now()
              RETURNING epoch::text",
-            &[&VERSION, &ddl_capture],
+            &[&VERSION, &ddl_capture, &opts.mode.as_str(), &slot],
         )
         .map_err(CaptureError::pg("recording the install"))?;
     let epoch: String = row.get(0);
     tx.commit().map_err(CaptureError::pg("committing the install"))?;
+    // The slot comes after the publication has committed: decoding WAL
+    // from before the publication existed would fail.
+    if let Some(slot) = &slot {
+        ensure_slot(&mut client, slot, &mut warnings)?;
+    }
     Ok(Installed {
         version: VERSION,
         epoch,
         fresh: existing.is_none(),
         ddl_capture,
+        mode: opts.mode,
+        slot,
         tables: tables.into_iter().map(|t| t.table).collect(),
         warnings,
     })
+}
+
+/// Logical mode: a table must let PostgreSQL publish its updates and
+/// deletes (a replica identity), and without REPLICA IDENTITY FULL the
+/// stream carries no old row images.
+fn logical_table_check(
+    tx: &mut postgres::Transaction<'_>,
+    t: &Resolved,
+    warnings: &mut Vec<String>,
+) -> Result<(), CaptureError> {
+    let row = tx
+        .query_one(
+            "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
+               FROM pg_class c WHERE c.oid = $1",
+            &[&t.relid],
+        )
+        .map_err(CaptureError::pg("reading the replica identity"))?;
+    let (identity, has_index): (String, bool) = (row.get(0), row.get(1));
+    let name = &t.table.name;
+    let usable = match identity.as_str() {
+        "f" => return Ok(()),
+        "d" => !t.table.key_columns.is_empty(),
+        "i" => has_index,
+        _ => false,
+    };
+    if !usable {
+        let identity = match identity.as_str() {
+            "d" => "default",
+            "n" => "nothing",
+            _ => "index (dropped)",
+        };
+        return Err(CaptureError::NoReplicaIdentity {
+            name: name.clone(),
+            identity: identity.into(),
+        });
+    }
+    warnings.push(format!(
+        "table {name} has no REPLICA IDENTITY FULL: its updates are captured without the row before (no changes.before, no changes.fields) and its deletes with the key only; `ALTER TABLE {name} REPLICA IDENTITY FULL` gives whole old rows"
+    ));
+    Ok(())
+}
+
+/// Create the install's replication slot, unless it exists and is usable.
+/// A slot that was lost (invalidated, or dropped by someone) leaves a gap:
+/// it is recorded in the install, and the next drain reports it as a
+/// `pg.capture_gap` event.
+fn ensure_slot(client: &mut Client, slot: &str, warnings: &mut Vec<String>) -> Result<(), CaptureError> {
+    let found = client
+        .query_opt(
+            "SELECT coalesce(wal_status, '') = 'lost' OR restart_lsn IS NULL, active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .map_err(CaptureError::pg("looking up the replication slot"))?;
+    match found {
+        Some(row) if !row.get::<_, bool>(0) => return Ok(()),
+        Some(row) => {
+            if let Some(pid) = row.get::<_, Option<i32>>(1) {
+                return Err(CaptureError::SlotActive { slot: slot.into(), pid });
+            }
+            client
+                .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                .map_err(CaptureError::pg(format!(
+                    "dropping the invalidated replication slot {slot}"
+                )))?;
+        }
+        None => {}
+    }
+    let created: String = client
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .map_err(CaptureError::pg(format!("creating the replication slot {slot}")))?
+        .get(0);
+    // A slot that existed before (the install has drained through it, or
+    // was installed before it) and is gone now: the WAL between is lost.
+    let row = client
+        .query_one(
+            "SELECT coalesce(drained_lsn::text, ''), upgraded_at IS NOT NULL
+               FROM sealtrail.install",
+            &[],
+        )
+        .map_err(CaptureError::pg("reading the install"))?;
+    let (drained, reinstalled): (String, bool) = (row.get(0), row.get(1));
+    if reinstalled {
+        let from = if drained.is_empty() { "0/0".to_string() } else { drained };
+        client
+            .execute(
+                "UPDATE sealtrail.install SET gap_from = $1::text::pg_lsn, gap_to = $2::text::pg_lsn",
+                &[&from, &created],
+            )
+            .map_err(CaptureError::pg("recording the gap"))?;
+        warnings.push(format!(
+            "the replication slot {slot} was lost and is created anew: changes between LSN {from} and {created} were not captured; the next sync records this gap in the log"
+        ));
+    }
+    Ok(())
 }
 
 /// Remove everything [`install`] created: the event triggers, the row
@@ -306,12 +564,80 @@ pub fn uninstall(dsn: &str, force: bool) -> Result<bool, CaptureError> {
     if pending > 0 && !force {
         return Err(CaptureError::Pending { database, pending });
     }
+    let slot: Option<String> = tx
+        .query_one("SELECT to_jsonb(i) ->> 'slot' FROM sealtrail.install i", &[])
+        .map_err(CaptureError::pg("reading the install"))?
+        .get(0);
+    let slot = match slot {
+        Some(slot) => {
+            let found = tx
+                .query_opt(
+                    "SELECT active_pid, coalesce(wal_status, '') = 'lost' OR restart_lsn IS NULL
+                       FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .map_err(CaptureError::pg("looking up the replication slot"))?;
+            match found {
+                None => None,
+                Some(row) => {
+                    if let Some(pid) = row.get::<_, Option<i32>>(0) {
+                        return Err(CaptureError::SlotActive { slot, pid });
+                    }
+                    let lost: bool = row.get(1);
+                    if !lost && !force && slot_has_changes(&mut tx, &slot)? {
+                        return Err(CaptureError::SlotPending { slot, database });
+                    }
+                    Some(slot)
+                }
+            }
+        }
+        None => None,
+    };
     drop_event_triggers(&mut tx)?;
     drop_row_triggers(&mut tx)?;
-    tx.batch_execute("DROP SCHEMA sealtrail CASCADE")
-        .map_err(CaptureError::pg("dropping the sealtrail schema"))?;
+    tx.batch_execute(&format!(
+        "DROP SCHEMA sealtrail CASCADE; DROP PUBLICATION IF EXISTS {}",
+        crate::logical::PUBLICATION
+    ))
+    .map_err(CaptureError::pg("dropping the sealtrail schema"))?;
     tx.commit().map_err(CaptureError::pg("committing the uninstall"))?;
+    // Not transactional: after the rest is gone, so that a refusal above
+    // leaves the slot in place.
+    if let Some(slot) = slot {
+        client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .map_err(CaptureError::pg(format!("dropping the replication slot {slot}")))?;
+    }
     Ok(true)
+}
+
+/// Whether the slot holds a change or DDL not yet drained (peeking, so
+/// nothing is consumed).
+fn slot_has_changes(tx: &mut postgres::Transaction<'_>, slot: &str) -> Result<bool, CaptureError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, 1000,
+                     'proto_version', '1', 'publication_names', '{}', 'messages', 'true')",
+                crate::logical::PUBLICATION
+            ),
+            &[&slot],
+        )
+        .map_err(CaptureError::pg(format!("reading the replication slot {slot}")))?;
+    Ok(rows.iter().any(|r| {
+        let data: &[u8] = r.get(0);
+        match crate::logical::pgoutput::decode(data) {
+            Ok(crate::logical::pgoutput::Message::Message { prefix, .. }) => prefix == crate::logical::DDL_PREFIX,
+            Ok(crate::logical::pgoutput::Message::Insert { .. })
+            | Ok(crate::logical::pgoutput::Message::Update { .. })
+            | Ok(crate::logical::pgoutput::Message::Delete { .. })
+            | Ok(crate::logical::pgoutput::Message::Truncate { .. }) => true,
+            _ => false,
+        }
+    }))
 }
 
 /// What is installed in the database at `dsn`, and how far draining is.
@@ -327,11 +653,58 @@ pub fn status(dsn: &str) -> Result<Status, CaptureError> {
     let row = tx
         .query_one(
             "SELECT version, epoch::text, installed_at::text, ddl_capture, drained_total,
-                    drained_xid::text, drained_id, drained_at::text
-               FROM sealtrail.install",
+                    drained_xid::text, drained_id, drained_at::text,
+                    -- Read so that an install of version 1 (no such columns) shows too.
+                    coalesce(to_jsonb(i) ->> 'mode', 'triggers'), to_jsonb(i) ->> 'slot',
+                    to_jsonb(i) ->> 'drained_lsn', to_jsonb(i) ->> 'gap_from', to_jsonb(i) ->> 'gap_to'
+               FROM sealtrail.install i",
             &[],
         )
         .map_err(CaptureError::pg("reading the install"))?;
+    let mode = if row.get::<_, String>(8) == "logical" {
+        Mode::Logical
+    } else {
+        Mode::Triggers
+    };
+    let slot = match row.get::<_, Option<String>>(9) {
+        None => None,
+        Some(name) => {
+            let found = tx
+                .query_opt(
+                    "SELECT wal_status, coalesce(wal_status, '') = 'lost' OR restart_lsn IS NULL, active_pid,
+                            (pg_current_wal_lsn() - restart_lsn)::bigint,
+                            (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, confirmed_flush_lsn::text
+                       FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&name],
+                )
+                .map_err(CaptureError::pg("reading the replication slot"))?;
+            let gap = row.get::<_, Option<String>>(11).zip(row.get::<_, Option<String>>(12));
+            Some(match found {
+                None => SlotStatus {
+                    name,
+                    exists: false,
+                    wal_status: None,
+                    invalidated: false,
+                    active_pid: None,
+                    retained_bytes: None,
+                    lag_bytes: None,
+                    confirmed_lsn: None,
+                    gap,
+                },
+                Some(s) => SlotStatus {
+                    name,
+                    exists: true,
+                    wal_status: s.get(0),
+                    invalidated: s.get(1),
+                    active_pid: s.get(2),
+                    retained_bytes: s.get(3),
+                    lag_bytes: s.get(4),
+                    confirmed_lsn: s.get(5),
+                    gap,
+                },
+            })
+        }
+    };
     let drained_xid: Option<String> = row.get(5);
     let drained_id: Option<i64> = row.get(6);
     let tables = tx
@@ -350,7 +723,7 @@ pub fn status(dsn: &str) -> Result<Status, CaptureError> {
             key_columns: t.get(1),
             excluded: t.get(2),
         };
-        if !t.get::<_, bool>(3) {
+        if !t.get::<_, bool>(3) && mode == Mode::Triggers {
             missing.push(table.name.clone());
         }
         tracked.push(table);
@@ -365,6 +738,8 @@ pub fn status(dsn: &str) -> Result<Status, CaptureError> {
             epoch: row.get(1),
             installed_at: row.get(2),
             ddl_capture: row.get(3),
+            mode,
+            slot,
             tables: tracked,
             missing_triggers: missing,
             pending: pending.get(0),
@@ -372,6 +747,7 @@ pub fn status(dsn: &str) -> Result<Status, CaptureError> {
             drained_total: row.get(4),
             drained_through: drained_xid.zip(drained_id),
             drained_at: row.get(7),
+            drained_lsn: row.get(10),
         }),
     })
 }

@@ -6,8 +6,12 @@
 pub(crate) const SCHEMA: &str = "sealtrail";
 
 /// The install version this code writes. A database holding a newer one is
-/// left alone (an older binary must not downgrade it).
-pub const VERSION: i32 = 1;
+/// left alone (an older binary must not downgrade it). Version 2 added
+/// logical-decoding mode (the `mode`, `slot`, `drained_lsn` and gap
+/// columns, `set_actor`); version 3 moved row changes from one built
+/// `payload` into plain outbox columns, which the writer fills for about
+/// half the cost.
+pub const VERSION: i32 = 3;
 
 /// Trigger names on tracked tables; uninstall and re-install find them by
 /// these names.
@@ -42,6 +46,17 @@ CREATE TABLE IF NOT EXISTS sealtrail.install (
     drained_at    timestamptz
 );
 
+-- Version 2: logical-decoding mode. `slot` names its replication slot,
+-- `drained_lsn` is the slot position of the last drain, and a gap (changes
+-- never captured because a slot was lost) waits in gap_from/gap_to until a
+-- drain has recorded it as an event.
+ALTER TABLE sealtrail.install ADD COLUMN IF NOT EXISTS mode text NOT NULL DEFAULT 'triggers'
+    CHECK (mode IN ('triggers', 'logical'));
+ALTER TABLE sealtrail.install ADD COLUMN IF NOT EXISTS slot text;
+ALTER TABLE sealtrail.install ADD COLUMN IF NOT EXISTS drained_lsn pg_lsn;
+ALTER TABLE sealtrail.install ADD COLUMN IF NOT EXISTS gap_from pg_lsn;
+ALTER TABLE sealtrail.install ADD COLUMN IF NOT EXISTS gap_to pg_lsn;
+
 CREATE TABLE IF NOT EXISTS sealtrail.tables (
     relid       oid PRIMARY KEY,
     name        text NOT NULL,
@@ -60,51 +75,110 @@ CREATE TABLE IF NOT EXISTS sealtrail.outbox (
     PRIMARY KEY (xid, id)
 );
 
--- Row changes. Arguments: TG_ARGV[0] is the key columns as a JSON array
--- (empty: no primary key), the rest are excluded columns. SECURITY DEFINER
--- so that writers need no right on the outbox, and so cannot forge rows in
--- it; the role recorded is therefore session_user. Kept to one INSERT: the
--- changed columns are found by the drain, and an UPDATE that changes
--- nothing never reaches here (the trigger's WHEN clause).
+-- Version 3: a row change is stored in plain columns rather than one
+-- payload built by the writing transaction (building it, in jsonb, cost
+-- the writer as much again as the rest of the trigger). The drain builds
+-- the same payload when it reads the row; DDL and truncate keep `payload`.
+-- The images are `json`, the row's own text, so numbers keep their digits.
+ALTER TABLE sealtrail.outbox ALTER COLUMN payload DROP NOT NULL;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS relid oid;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS table_schema text;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS table_name text;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS before json;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS after json;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS actor text;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS reason text;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS request_id text;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS role text;
+ALTER TABLE sealtrail.outbox ADD COLUMN IF NOT EXISTS application_name text;
+
+-- Updated rows, one INSERT per row, kept as cheap as the writer can have
+-- it: the key columns and the table's name in the payload come from
+-- `sealtrail.tables` when the drain reads the row, the changed columns are
+-- found by the drain, and an UPDATE that changes nothing never reaches
+-- here (the trigger's WHEN clause). SECURITY DEFINER so that writers need
+-- no right on the outbox, and so cannot forge rows in it; the role
+-- recorded is therefore session_user. For a table without excluded
+-- columns the images are the rows' own JSON text; `capture_row_excluding`
+-- takes the excluded columns as its arguments after the first (the key).
 CREATE OR REPLACE FUNCTION sealtrail.capture_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-    INSERT INTO sealtrail.outbox (kind, payload) VALUES (lower(TG_OP), jsonb_build_object(
-        'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'key', TG_ARGV[0]::jsonb,
-        'before', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) - TG_ARGV[1:] END,
-        'after', CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) - TG_ARGV[1:] END,
-        'actor', current_setting('sealtrail.actor', true),
-        'reason', current_setting('sealtrail.reason', true),
-        'request_id', current_setting('sealtrail.request_id', true),
-        'role', session_user::text,
-        'application_name', current_setting('application_name', true)));
+    INSERT INTO sealtrail.outbox (kind, relid, table_schema, table_name, before, after,
+                                  actor, reason, request_id, role, application_name)
+    VALUES ('update', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, row_to_json(OLD), row_to_json(NEW),
+            current_setting('sealtrail.actor', true), current_setting('sealtrail.reason', true),
+            current_setting('sealtrail.request_id', true), session_user,
+            current_setting('application_name', true));
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION sealtrail.capture_row_excluding() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    INSERT INTO sealtrail.outbox (kind, relid, table_schema, table_name, before, after,
+                                  actor, reason, request_id, role, application_name)
+    VALUES ('update', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+            (to_jsonb(OLD) - TG_ARGV[1:])::json, (to_jsonb(NEW) - TG_ARGV[1:])::json,
+            current_setting('sealtrail.actor', true), current_setting('sealtrail.reason', true),
+            current_setting('sealtrail.request_id', true), session_user,
+            current_setting('application_name', true));
     RETURN NULL;
 END
 $fn$;
 
 -- Inserted and deleted rows, once per statement from its transition table
 -- (one INSERT … SELECT for a bulk statement instead of one per row).
+-- Arguments as for `capture_row_excluding`.
 CREATE OR REPLACE FUNCTION sealtrail.capture_rows() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-    common jsonb := jsonb_build_object(
-        'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'key', TG_ARGV[0]::jsonb,
-        'actor', current_setting('sealtrail.actor', true),
-        'reason', current_setting('sealtrail.reason', true),
-        'request_id', current_setting('sealtrail.request_id', true),
-        'role', session_user::text,
-        'application_name', current_setting('application_name', true));
+    actor      text := current_setting('sealtrail.actor', true);
+    reason     text := current_setting('sealtrail.reason', true);
+    request_id text := current_setting('sealtrail.request_id', true);
+    app        text := current_setting('application_name', true);
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO sealtrail.outbox (kind, payload)
-        SELECT 'insert', common || jsonb_build_object('after', to_jsonb(n) - TG_ARGV[1:]) FROM sealtrail_new n;
+        INSERT INTO sealtrail.outbox (kind, relid, table_schema, table_name, after,
+                                      actor, reason, request_id, role, application_name)
+        SELECT 'insert', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+               CASE WHEN TG_NARGS > 1 THEN (to_jsonb(n) - TG_ARGV[1:])::json ELSE row_to_json(n) END,
+               actor, reason, request_id, session_user, app
+          FROM sealtrail_new n;
     ELSE
-        INSERT INTO sealtrail.outbox (kind, payload)
-        SELECT 'delete', common || jsonb_build_object('before', to_jsonb(o) - TG_ARGV[1:]) FROM sealtrail_old o;
+        INSERT INTO sealtrail.outbox (kind, relid, table_schema, table_name, before,
+                                      actor, reason, request_id, role, application_name)
+        SELECT 'delete', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+               CASE WHEN TG_NARGS > 1 THEN (to_jsonb(o) - TG_ARGV[1:])::json ELSE row_to_json(o) END,
+               actor, reason, request_id, session_user, app
+          FROM sealtrail_old o;
     END IF;
     RETURN NULL;
 END
 $fn$;
+
+-- The application's actor for the rest of the transaction, in either
+-- mode: the settings the triggers read, and in logical mode a
+-- transactional message that the drain attaches to the transaction's
+-- later changes (the stream carries no settings and no role).
+CREATE OR REPLACE FUNCTION sealtrail.set_actor(actor text, reason text DEFAULT NULL, request_id text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    PERFORM set_config('sealtrail.actor', coalesce(actor, ''), true);
+    PERFORM set_config('sealtrail.reason', coalesce(reason, ''), true);
+    PERFORM set_config('sealtrail.request_id', coalesce(request_id, ''), true);
+    IF (SELECT i.mode FROM sealtrail.install i) = 'logical' THEN
+        PERFORM pg_logical_emit_message(true, 'sealtrail', jsonb_build_object(
+            'actor', actor, 'reason', reason, 'request_id', request_id,
+            'role', session_user::text,
+            'application_name', current_setting('application_name', true))::text);
+    END IF;
+END
+$fn$;
+GRANT USAGE ON SCHEMA sealtrail TO PUBLIC;
+GRANT EXECUTE ON FUNCTION sealtrail.set_actor(text, text, text) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION sealtrail.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
@@ -132,6 +206,7 @@ CREATE OR REPLACE FUNCTION sealtrail.capture_ddl() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     objects jsonb;
+    payload jsonb;
 BEGIN
     IF TG_EVENT = 'ddl_command_end' THEN
         SELECT jsonb_agg(jsonb_build_object('command_tag', d.command_tag, 'object_type', d.object_type,
@@ -158,14 +233,21 @@ BEGIN
             'identity', pg_event_trigger_table_rewrite_oid()::regclass::text,
             'rewrite_reason', pg_event_trigger_table_rewrite_reason()));
     END IF;
-    INSERT INTO sealtrail.outbox (kind, payload) VALUES ('ddl', jsonb_build_object(
+    payload := jsonb_build_object(
         'event', TG_EVENT, 'command_tag', TG_TAG, 'objects', objects,
         'statement', current_query(),
         'actor', current_setting('sealtrail.actor', true),
         'reason', current_setting('sealtrail.reason', true),
         'request_id', current_setting('sealtrail.request_id', true),
         'role', session_user::text,
-        'application_name', current_setting('application_name', true)));
+        'application_name', current_setting('application_name', true));
+    -- In logical mode DDL travels in the WAL stream with the row changes,
+    -- in commit order.
+    IF (SELECT i.mode FROM sealtrail.install i) = 'logical' THEN
+        PERFORM pg_logical_emit_message(true, 'sealtrail.ddl', payload::text);
+    ELSE
+        INSERT INTO sealtrail.outbox (kind, payload) VALUES ('ddl', payload);
+    END IF;
 END
 $fn$;
 "#;

@@ -94,3 +94,19 @@ pub fn drain_all(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A random number below its argument (xorshift seeded from the clock):
+/// where the kill tests stop a drain differs from run to run.
+pub fn random_below() -> impl FnMut(u64) -> u64 {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+        | 1;
+    move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    }
+}
