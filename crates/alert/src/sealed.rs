@@ -76,14 +76,33 @@ impl SecretKey {
         Ok(SecretKey(key))
     }
 
+    /// Seal a secret that is not a channel credential (a user's TOTP
+    /// secret, say): `place` names where it is kept and is bound in as
+    /// associated data, so a value moved to another place does not open.
+    /// Returns the hex of nonce, ciphertext and tag.
+    pub fn seal_text(&self, place: &str, clear: &str) -> Result<String, SealError> {
+        self.seal_with(&place_data(place), place, clear)
+    }
+
+    /// Open what [`SecretKey::seal_text`] sealed for `place`.
+    pub fn open_text(&self, place: &str, sealed: &str) -> Result<String, SealError> {
+        self.open_with(&place_data(place), place, sealed)
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&Key::from(self.0))
     }
 
     fn seal(&self, channel: &str, field: &str, clear: &str) -> Result<Value, SealError> {
+        let text = self.seal_with(&associated_data(channel, field), field, clear)?;
+        let mut object = Map::new();
+        object.insert(SEALED.into(), Value::String(text));
+        Ok(Value::Object(object))
+    }
+
+    fn seal_with(&self, aad: &str, field: &str, clear: &str) -> Result<String, SealError> {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| SealError::Random(e.to_string()))?;
-        let aad = associated_data(channel, field);
         let sealed = self
             .cipher()
             .encrypt(
@@ -96,12 +115,14 @@ impl SecretKey {
             .map_err(|_| SealError::Shape(format!("{field}: cannot be encrypted")))?;
         let mut text = hex(&nonce);
         text.push_str(&hex(&sealed));
-        let mut object = Map::new();
-        object.insert(SEALED.into(), Value::String(text));
-        Ok(Value::Object(object))
+        Ok(text)
     }
 
     fn open(&self, channel: &str, field: &str, sealed: &str) -> Result<String, SealError> {
+        self.open_with(&associated_data(channel, field), field, sealed)
+    }
+
+    fn open_with(&self, aad: &str, field: &str, sealed: &str) -> Result<String, SealError> {
         let fail = || SealError::Open {
             field: field.to_string(),
         };
@@ -111,7 +132,6 @@ impl SecretKey {
         }
         let (nonce, ciphertext) = bytes.split_at(24);
         let nonce: [u8; 24] = nonce.try_into().map_err(|_| fail())?;
-        let aad = associated_data(channel, field);
         let clear = self
             .cipher()
             .decrypt(
@@ -128,6 +148,11 @@ impl SecretKey {
 
 /// The key of a sealed value's object.
 const SEALED: &str = "sealed";
+
+/// Binds a sealed secret that is not a channel credential to its place.
+fn place_data(place: &str) -> String {
+    format!("sealtrail sealed secret v1\n{place}")
+}
 
 /// Binds a sealed value to its place.
 fn associated_data(channel: &str, field: &str) -> String {
@@ -244,6 +269,22 @@ mod tests {
 
     use super::*;
     use crate::spec::ChannelKind;
+
+    #[test]
+    fn sealed_text_opens_only_in_its_place_with_its_key() {
+        let key = SecretKey::generate().unwrap();
+        let sealed = key.seal_text("user 1 totp", "c0ffee").unwrap();
+        assert!(!sealed.contains("c0ffee"));
+        assert_ne!(sealed, key.seal_text("user 1 totp", "c0ffee").unwrap(), "fresh nonce");
+        assert_eq!(key.open_text("user 1 totp", &sealed).unwrap(), "c0ffee");
+        assert!(key.open_text("user 2 totp", &sealed).is_err());
+        assert!(SecretKey::generate()
+            .unwrap()
+            .open_text("user 1 totp", &sealed)
+            .is_err());
+        // A channel credential's associated data differs from a place's.
+        assert!(key.open("user 1 totp", "user 1 totp", &sealed).is_err());
+    }
 
     fn hook(name: &str) -> ChannelSpec {
         ChannelSpec {

@@ -79,7 +79,7 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 }
 
 impl FilterArgs {
-    fn filter(&self, now: Timestamp) -> anyhow::Result<Filter> {
+    pub fn filter(&self, now: Timestamp) -> anyhow::Result<Filter> {
         let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<Timestamp>> {
             v.as_deref()
                 .map(|s| parse_time(s, now).with_context(|| format!("--{flag}")))
@@ -113,6 +113,7 @@ impl FilterArgs {
                 until: time("received-until", &self.received_until)?,
             },
             text: self.text.clone(),
+            text_alternatives: Vec::new(),
             failures: false,
         })
     }
@@ -166,14 +167,21 @@ pub struct ListArgs {
     verify: bool,
 }
 
-pub fn open_trail(data: &Path, log: &str) -> anyhow::Result<Trail> {
-    Ok(Trail::open(&DataDir::new(data), log, TrailOptions::default())?)
+/// The trail for `append`: PII protection as the server applies it, with
+/// the configuration file `config` if given.
+pub fn open_trail(data: &Path, log: &str, config: Option<&Path>) -> anyhow::Result<Trail> {
+    let options = TrailOptions {
+        pii_source: crate::pii::for_writing(data, log, config)?,
+        ..TrailOptions::default()
+    };
+    Ok(Trail::open(&DataDir::new(data), log, options)?)
 }
 
 /// The trail for the read commands: read-only, so they work beside a
 /// running server (no lock, nothing written).
 pub fn open_reader(data: &Path, log: &str) -> anyhow::Result<TrailReader> {
-    Ok(TrailReader::open(&DataDir::new(data), log)?)
+    let pii = crate::pii::for_reading(data, log)?;
+    Ok(TrailReader::open(&DataDir::new(data), log)?.with_pii(pii))
 }
 
 /// Say on stderr when the newest entries are not in the index yet: a read
@@ -196,9 +204,10 @@ pub fn append(
     log: &str,
     input: Box<dyn BufRead>,
     strict: bool,
+    config: Option<&Path>,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let trail = open_trail(data, log)?;
+    let trail = open_trail(data, log, config)?;
     let report = trail.ingest_jsonl(input, strict)?;
     for e in &report.rejected {
         eprintln!("{e}");

@@ -13,14 +13,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod alerts;
+mod backup;
 mod changes;
 mod data;
 mod events;
+mod jobs;
 mod output;
 mod pg;
 mod pg_admin;
+mod pii;
 mod progress;
+mod report;
+mod retention;
 mod server;
+mod users;
 
 // Ingest allocates many small strings on one thread (validation) and frees
 // them on another (the indexer). jemalloc does that with about 15% less
@@ -47,15 +53,30 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (creates the data directory, the log and the system log on first start).
     Serve(server::ServeArgs),
+    /// PII protection: protected fields, erasure of a subject, the master key (docs/pii.md).
+    Pii {
+        #[command(subcommand)]
+        command: pii::PiiCommand,
+    },
     /// Create, list and revoke API keys.
     Keys {
         #[command(subcommand)]
         command: server::KeysCommand,
     },
+    /// Create, list, disable and reset users who sign in to the pages (docs/users.md).
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
     /// Alert rules, channels, silences, alerts and notifications (docs/alerts.md).
     Alerts {
         #[command(subcommand)]
         command: alerts::AlertsCommand,
+    },
+    /// Scheduled jobs: verification, reindexing… on cron or daily/weekly/monthly/once schedules (docs/scheduler.md).
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
     },
     /// Data reconciliation: diff two tables, find their keys, validate them, review past runs (docs/data.md).
     Data {
@@ -67,11 +88,29 @@ enum Command {
         #[command(subcommand)]
         command: pg::PgCommand,
     },
+    /// Back up the data directory and check backups (docs/backup.md).
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+    },
+    /// Restore the backup in SRC into the data directory given by --data, which must be empty or
+    /// missing; everything is verified before the directory appears. Exit 1 if the backup is damaged.
+    Restore { src: PathBuf },
     /// Create the data directory and the log (default: `default`); print its verifier key.
     Init {
         /// Origin line of the log's checkpoints (default derived from the log name).
         #[arg(long)]
         origin: Option<String>,
+    },
+    /// Prune a log's oldest entries by age or size, keeping its hashes (docs/retention.md).
+    Retention {
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
+    /// Legal holds: events retention must keep (docs/retention.md).
+    Holds {
+        #[command(subcommand)]
+        command: retention::HoldsCommand,
     },
     /// Create and list logs.
     Logs {
@@ -89,6 +128,9 @@ enum Command {
         /// All or nothing: append no line unless every line is a valid event.
         #[arg(long, conflicts_with = "raw")]
         strict: bool,
+        /// The server's configuration file: its [[pii.fields]] and PII master key apply too.
+        #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+        config: Option<PathBuf>,
         file: Option<PathBuf>,
     },
     /// Search events (newest first) by field, time range and text.
@@ -108,6 +150,8 @@ enum Command {
     Performance(events::PerformanceArgs),
     /// Write every matching event to a file (oldest first), streaming.
     Export(events::ExportArgs),
+    /// A summary, compliance or access-review report as HTML, XLSX or JSON (docs/reports.md).
+    Report(report::ReportArgs),
     /// Rebuild the query index from the ledger.
     Reindex,
     /// Print the latest signed checkpoint.
@@ -244,9 +288,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Serve(args) => server::serve(&cli.data, &cli.log, args)?,
         Command::Keys { command } => server::keys(&cli.data, command, &mut out)?,
+        Command::Pii { command } => pii::pii(&cli.data, &cli.log, command, &mut out)?,
+        Command::Users { command } => users::users(&cli.data, command, &mut out)?,
         Command::Alerts { command } => alerts::alerts(&cli.data, command, &mut out)?,
+        Command::Backup { command } => backup::backup(&cli.data, command, &mut out)?,
+        Command::Restore { src } => backup::restore(src, &cli.data)?,
+        Command::Jobs { command } => jobs::jobs(&cli.data, command, &mut out)?,
         Command::Data { command } => return data::data(&cli.data, &cli.log, command, &mut out),
         Command::Pg { command } => return pg::pg(&cli.data, &cli.log, command, &mut out),
+        Command::Retention { command } => retention::retention(&cli.data, &cli.log, command, &mut out)?,
+        Command::Holds { command } => retention::holds(&cli.data, &cli.log, command, &mut out)?,
         Command::Init { origin } => {
             let v = dir.create_log(&cli.log, origin.as_deref())?;
             eprintln!("created log {:?} in {}", cli.log, dir.log_dir(&cli.log).display());
@@ -277,10 +328,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Append {
             raw: false,
             strict,
+            config,
             file,
         } => {
             let (input, bar) = open_input(file.as_ref())?;
-            let all_good = events::append(&cli.data, &cli.log, input, *strict, &mut out);
+            let all_good = events::append(&cli.data, &cli.log, input, *strict, config.as_deref(), &mut out);
             bar.finish_and_clear();
             return Ok(ExitCode::from(if all_good? { 0 } else { 2 }));
         }
@@ -290,6 +342,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(args) => events::stats(&cli.data, &cli.log, args)?,
         Command::Performance(args) => events::performance(&cli.data, &cli.log, args)?,
         Command::Export(args) => events::export(&cli.data, &cli.log, args)?,
+        Command::Report(args) => report::report(&cli.data, &cli.log, args)?,
         Command::Reindex => events::reindex(&cli.data, &cli.log, &mut out)?,
         Command::Append { raw: true, file, .. } => {
             let log = open(&cli)?;
@@ -465,6 +518,7 @@ fn report_json(log: &str, r: &Report) -> serde_json::Value {
         "log": log,
         "intact": r.intact(),
         "entries": r.entries,
+        "pruned_below": r.pruned_below,
         "checkpoint": r.checkpoint.as_ref().map(|c| serde_json::json!({
             "origin": c.origin, "size": c.size, "root": base64_root(&c.root),
         })),

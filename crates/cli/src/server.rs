@@ -146,6 +146,9 @@ pub enum KeysCommand {
         /// Who or what uses the key.
         #[arg(long, default_value = "")]
         name: String,
+        /// Grant the `pii` permission: reads with the key see encrypted PII fields in clear.
+        #[arg(long)]
+        pii: bool,
     },
     /// List API keys (never their secrets).
     List,
@@ -160,7 +163,12 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow::Result<()> {
     let meta = Meta::open(data)?;
     match command {
-        KeysCommand::Create { scope, tenant, name } => {
+        KeysCommand::Create {
+            scope,
+            tenant,
+            name,
+            pii,
+        } => {
             if tenant.as_deref() == Some("") {
                 bail!("--tenant must not be empty (leave it out for a key of every tenant)");
             }
@@ -168,14 +176,18 @@ pub fn keys(data: &Path, command: &KeysCommand, out: &mut impl Write) -> anyhow:
             if !problems.is_empty() {
                 bail!("cannot create the key: --{}", problems.join("; --"));
             }
-            let (key, secret) = meta.create_key(*scope, tenant.as_deref(), name, &now_text(), |k| {
+            let (mut key, secret) = meta.create_key(*scope, tenant.as_deref(), name, &now_text(), |k| {
                 key_event(cli_actor(), "api_key.created", k)
             })?;
+            if *pii {
+                key = meta.set_key_pii(&key.id, true, |k| key_event(cli_actor(), "api_key.pii_granted", k))?;
+            }
             record(data, &meta)?;
             eprintln!(
-                "created API key {} (scope {}{}); the secret below is shown once",
+                "created API key {} (scope {}{}{}); the secret below is shown once",
                 key.id,
                 key.scope.as_str(),
+                if key.pii { ", pii" } else { "" },
                 key.tenant
                     .as_deref()
                     .map(|t| format!(", tenant {t}"))

@@ -36,6 +36,16 @@ use crate::timestamp;
 /// The event in `text` and its canonical entry, if the text is a valid
 /// event; `None` when it is not, or when this path is unsure.
 pub(crate) fn from_text(text: &[u8], mode: Mode) -> Option<(Event, Vec<u8>)> {
+    from_text_changed(text, mode, None)
+}
+
+/// A change applied to the valid event before its one canonicalisation
+/// (see [`crate::validate::accept_json_changed`]).
+pub(crate) type Change<'a> = &'a dyn Fn(&mut Event) -> Result<crate::validate::Resized, Vec<crate::FieldError>>;
+
+/// [`from_text`], the event rewritten by `change` (if any) before it is
+/// canonicalised; `None` as well when `change` refuses it.
+pub(crate) fn from_text_changed(text: &[u8], mode: Mode, change: Option<Change<'_>>) -> Option<(Event, Vec<u8>)> {
     // One UTF-8 check for the whole text rather than one per string.
     let text = std::str::from_utf8(text).ok()?;
     let mut de = serde_json::Deserializer::from_str(text);
@@ -49,7 +59,7 @@ pub(crate) fn from_text(text: &[u8], mode: Mode) -> Option<(Event, Vec<u8>)> {
     if ZERO_DOUBLE.get() && !crate::json::vanishing_numbers(text.as_bytes()).is_empty() {
         return None;
     }
-    complete(draft, mode)
+    complete(draft, mode, change)
 }
 
 thread_local! {
@@ -63,7 +73,7 @@ thread_local! {
 pub(crate) fn from_value(value: &Value, mode: Mode) -> Option<(Event, Vec<u8>)> {
     let mut draft = Draft::default();
     EventSeed(&mut draft).deserialize(value).ok()?;
-    complete(draft, mode)
+    complete(draft, mode, None)
 }
 
 /// The message of the error that makes serde_json stop; never shown, the
@@ -96,7 +106,7 @@ struct Draft {
     idempotency_key: Option<String>,
 }
 
-fn complete(d: Draft, mode: Mode) -> Option<(Event, Vec<u8>)> {
+fn complete(d: Draft, mode: Mode, change: Option<Change<'_>>) -> Option<(Event, Vec<u8>)> {
     let (id, received_at, occurred_at, severity) = match mode {
         Mode::Submitted { received_at, id } => {
             if d.id.is_some() || d.received_at.is_some() {
@@ -111,7 +121,7 @@ fn complete(d: Draft, mode: Mode) -> Option<(Event, Vec<u8>)> {
         }
         Mode::Stored => (d.id?, d.received_at?, d.occurred_at?, d.severity?),
     };
-    let event = Event {
+    let mut event = Event {
         id,
         occurred_at,
         received_at,
@@ -132,10 +142,20 @@ fn complete(d: Draft, mode: Mode) -> Option<(Event, Vec<u8>)> {
         details: d.details,
         idempotency_key: d.idempotency_key,
     };
+    let resized = match change {
+        Some(change) => change(&mut event).ok()?,
+        None => Default::default(),
+    };
     // duration_ms is finite here (bounded when read), as write_event needs.
     let mut entry = Vec::with_capacity(512);
     let details_len = canonical::write_event(&event, &mut entry).ok()?;
-    (details_len <= MAX_DETAILS_BYTES && entry.len() <= MAX_ENTRY_BYTES).then_some((event, entry))
+    // The limits hold for the event as stored and as sent.
+    let fits = |details: usize, entry: usize| details <= MAX_DETAILS_BYTES && entry <= MAX_ENTRY_BYTES;
+    let sent = (
+        details_len.checked_add_signed(-resized.details)?,
+        entry.len().checked_add_signed(-resized.entry)?,
+    );
+    (fits(details_len, entry.len()) && fits(sent.0, sent.1)).then_some((event, entry))
 }
 
 /// The keys seen so far in one object: a key sent twice declines, even

@@ -144,6 +144,23 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// The length of `s` as the canonical writer writes it, quotes included.
+pub fn string_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let Some(first) = first_escape(bytes) else {
+        return bytes.len() + 2;
+    };
+    let escapes: usize = bytes[first..]
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 1,
+            0x00..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    bytes.len() + escapes + 2
+}
+
 fn needs_escape(b: &u8) -> bool {
     *b < 0x20 || *b == b'"' || *b == b'\\'
 }
@@ -232,6 +249,16 @@ mod tests {
         assert!(out.starts_with(r#""\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\b\t\n\u000b\f\r\u000e"#));
         assert!(out.contains(r##"\u001f !\"#$%&'()*+,-./0"##));
         assert!(out.ends_with("[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~\u{7f}\""));
+    }
+
+    #[test]
+    fn string_len_is_what_is_written() {
+        let all: String = (0u32..0x100).filter_map(char::from_u32).collect();
+        for s in ["", "plain", "a\"b", "tab\there", "\u{1}\u{1f}x", "é\\", all.as_str()] {
+            let mut out = Vec::new();
+            write_string(s, &mut out);
+            assert_eq!(string_len(s), out.len(), "{s:?}");
+        }
     }
 
     #[test]

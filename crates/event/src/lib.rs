@@ -42,7 +42,9 @@ pub use glob::glob_match;
 pub use id::{event_id, IdTimeError};
 pub use jcs::JcsError;
 pub use json::JsonError;
-pub use validate::{accept, accept_entry, accept_json, accept_json_entry, FieldError, Rejection};
+pub use validate::{
+    accept, accept_entry, accept_json, accept_json_changed, accept_json_entry, FieldError, Rejection, Resized,
+};
 
 // Re-exported because they appear in this crate's public API.
 pub use jiff::Timestamp;

@@ -95,6 +95,64 @@ pub fn accept_json_entry(text: &[u8], received_at: Timestamp, id: Ulid) -> Resul
     careful_json_entry(text, received_at, id)
 }
 
+/// What a change made to a valid event before it is canonicalised did to
+/// the length of its canonical form: bytes added (negative: removed) in
+/// the whole entry and, of those, within `details`. With it the limits are
+/// checked on both forms from one canonicalisation, of the changed event.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Resized {
+    pub entry: isize,
+    pub details: isize,
+}
+
+/// [`accept_json_entry`] for a log that stores events changed from what was
+/// sent (PII protection, docs/pii.md): the event is validated as sent, then
+/// `change` rewrites it and reports how its canonical length changed, and
+/// the entry is canonicalised once, from the changed event. The entry and
+/// `details` limits hold for the event as sent and as stored. Refusals of
+/// `change` come back as they are; it may be called twice for one input
+/// (the careful path words refusals the fast path declined), so it must
+/// give the same answer for the same event.
+pub fn accept_json_changed(
+    text: &[u8],
+    received_at: Timestamp,
+    id: Ulid,
+    change: &dyn Fn(&mut Event) -> Result<Resized, Vec<FieldError>>,
+) -> Result<(Event, Vec<u8>), Rejection> {
+    if let Some(accepted) = fast::from_text_changed(text, Mode::Submitted { received_at, id }, Some(change)) {
+        return Ok(accepted);
+    }
+    let (mut event, _) = careful_json_entry(text, received_at, id)?;
+    change(&mut event).map_err(Rejection::Invalid)?;
+    let mut entry = Vec::with_capacity(512);
+    let refuse = |path: &str, message: String| {
+        Rejection::Invalid(vec![FieldError {
+            path: path.into(),
+            message,
+        }])
+    };
+    // Valid, so duration_ms is finite, as write_event needs.
+    let details_len = crate::canonical::write_event(&event, &mut entry).map_err(|e| refuse("", e.to_string()))?;
+    if details_len > MAX_DETAILS_BYTES {
+        return Err(refuse(
+            "details",
+            format!(
+                "{details_len} bytes in canonical form once its protected keys are stored; the limit is {MAX_DETAILS_BYTES}"
+            ),
+        ));
+    }
+    if entry.len() > MAX_ENTRY_BYTES {
+        return Err(refuse(
+            "",
+            format!(
+                "the event is {} bytes in canonical form once its protected fields are stored; the limit is {MAX_ENTRY_BYTES}",
+                entry.len()
+            ),
+        ));
+    }
+    Ok((event, entry))
+}
+
 /// [`accept_json_entry`] without the fast path (see [`crate::fast`]).
 pub(crate) fn careful_json_entry(text: &[u8], received_at: Timestamp, id: Ulid) -> Result<(Event, Vec<u8>), Rejection> {
     let value = json::parse(text)?;

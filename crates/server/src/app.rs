@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::problem::Problem;
 use crate::system::SystemMonitor;
-use sealtrail_meta::{bounded_details, drain_outbox, system_event, ApiKey, Meta, Scope, SYSTEM_LOG};
+use sealtrail_meta::{bounded_details, drain_outbox, system_event, ApiKey, Meta, Role, Scope, User, SYSTEM_LOG};
 
 /// The live API keys by id, with the SHA-256 of each secret, so that a
 /// request is authenticated without the database. Reloaded whole when the
@@ -48,16 +48,32 @@ const RETRY_AFTER_FULL_DISK: u64 = 5;
 #[derive(Debug, Clone)]
 pub enum Caller {
     Key(ApiKey),
+    /// A person signed in through the dashboard (a browser session).
+    User(SignedIn),
     /// No key: allowed only where the configuration makes a route public
     /// (the tiles).
     Anonymous,
+}
+
+/// A signed-in user and the session they came with.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub session_id: String,
 }
 
 impl Caller {
     pub fn key(&self) -> Option<&ApiKey> {
         match self {
             Caller::Key(k) => Some(k),
-            Caller::Anonymous => None,
+            _ => None,
+        }
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Caller::User(s) => Some(&s.user),
+            _ => None,
         }
     }
 
@@ -72,29 +88,114 @@ impl Caller {
                 }
                 actor
             }
+            Caller::User(s) => json!({
+                "id": format!("user:{}", s.user.id),
+                "type": "user",
+                "name": s.user.name,
+                "roles": [s.user.role.as_str()],
+            }),
             Caller::Anonymous => json!({"id": "anonymous", "type": "user"}),
         }
     }
 
-    /// Refuse unless the caller's key has `scope`.
-    pub fn require(&self, scope: Scope) -> Result<&ApiKey, Problem> {
+    /// Refuse unless the caller may do what `scope` guards: a key of that
+    /// scope (or admin), or a user whose role covers it. Admins may do
+    /// everything; auditors and viewers read; nobody signed in ingests
+    /// except an admin.
+    pub fn require(&self, scope: Scope) -> Result<(), Problem> {
         match self {
-            Caller::Key(k) if k.scope.allows(scope) => Ok(k),
+            Caller::Key(k) if k.scope.allows(scope) => Ok(()),
             Caller::Key(k) => Err(Problem::forbidden(format!(
                 "API key {} has scope {}; this needs scope {}",
                 k.id,
                 k.scope.as_str(),
                 scope.as_str()
             ))),
+            Caller::User(s) => {
+                let role = s.user.role;
+                let allowed = match role {
+                    Role::Admin => true,
+                    Role::Auditor | Role::Viewer => scope == Scope::Read,
+                    Role::Ingest => false,
+                };
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(Problem::forbidden(format!(
+                        "user {} has role {}; this needs {}",
+                        s.user.name,
+                        role.as_str(),
+                        role_for(scope)
+                    )))
+                }
+            }
             Caller::Anonymous => Err(Problem::unauthorized(
                 "no API key: send Authorization: Bearer <key> (create one with `sealtrail keys create`)",
             )),
         }
     }
 
-    /// The tenant a key is restricted to, if any.
+    /// Refuse unless the caller may read the system log (who read and
+    /// changed what): admin keys, admins and auditors.
+    pub fn require_system_read(&self) -> Result<(), Problem> {
+        match self {
+            Caller::User(s) if s.user.role == Role::Auditor => Ok(()),
+            _ => self.require(Scope::Admin),
+        }
+    }
+
+    /// Whether the caller sees fields encrypted for PII protection in
+    /// clear (docs/pii.md): keys granted the `pii` permission, and users
+    /// whose role is admin or auditor. Everyone else sees them as stored.
+    pub fn sees_pii(&self) -> bool {
+        match self {
+            Caller::Key(k) => k.pii,
+            Caller::User(s) => matches!(s.user.role, Role::Admin | Role::Auditor),
+            Caller::Anonymous => false,
+        }
+    }
+
+    /// The tenant a key or user is restricted to, if any.
     pub fn tenant(&self) -> Option<&str> {
-        self.key().and_then(|k| k.tenant.as_deref())
+        match self {
+            Caller::Key(k) => k.tenant.as_deref(),
+            Caller::User(s) => s.user.tenant.as_deref(),
+            Caller::Anonymous => None,
+        }
+    }
+}
+
+/// PII protection of every log: the vault if a master key is configured;
+/// refuse to start when the key is wrong, or when fields are protected
+/// without one.
+fn open_pii(config: &Config, meta: &Meta, data_dir: &std::path::Path) -> Result<crate::pii::LogProtection, String> {
+    let master = config.pii.master_key(data_dir)?;
+    if master.is_none() {
+        let mut logs: Vec<String> = meta
+            .pii_fields()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|f| f.log)
+            .collect();
+        logs.extend(config.pii.fields.iter().map(|f| f.log.clone()));
+        logs.sort();
+        logs.dedup();
+        if !logs.is_empty() {
+            return Err(format!(
+                "log(s) {} protect PII fields but no master key is configured: set pii.master_key_file or pii.master_key_env (docs/pii.md)",
+                logs.join(", ")
+            ));
+        }
+    }
+    let configured = config.pii.policies().map_err(|e| e.to_string())?;
+    crate::pii::LogProtection::open(meta, configured, master).map_err(|e| e.to_string())
+}
+
+/// The roles that grant what `scope` guards, for refusals.
+fn role_for(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Read => "role viewer, auditor or admin",
+        _ => "role admin",
     }
 }
 
@@ -110,18 +211,40 @@ pub struct App {
     /// the same log twice (the ledger's lock file would refuse the second).
     opening: Mutex<()>,
     keys: RwLock<KeyCache>,
+    /// When each key was last used, waiting to be written to `meta.db`.
+    pub key_uses: crate::key_use::KeyUses,
     /// The single-event ingest workers of each log.
     pub singles: crate::single::Singles,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     pub system: SystemMonitor,
     /// The scrub and full-disk recovery thread and what it reports.
     pub integrity: crate::integrity::Integrity,
+    /// The retention thread of `[retention]` and its failures.
+    pub retention: crate::periodic::Periodic,
+    /// The compaction thread of `[compression]` and its failures.
+    pub compaction: crate::periodic::Periodic,
     shutting_down: AtomicBool,
     pub started: Instant,
     /// Data reconciliation runs queued and running.
     pub data_runs: Arc<crate::api::data::DataRuns>,
     /// The followers of `[[postgres.sources]]`.
     pub pg_follow: crate::pg_follow::Followers,
+    /// Sign-in rate limits and the bound on password hashing.
+    pub sign_in: crate::web::auth::Guard,
+    /// Sign-in through the OpenID Provider of `[oidc]`, if any.
+    pub provider_sign_in: crate::web::provider::ProviderSignIn,
+    /// Each log's live feed of new events, for the dashboard's stream.
+    pub feeds: Arc<crate::feed::Feeds>,
+    /// The last full verification of each log, started from the dashboard.
+    pub verifications: crate::web::verification::Verifications,
+    /// PII protection's keys, when a master key is configured.
+    pub pii: Option<Arc<sealtrail_pii::Vault>>,
+    /// Each log's PII protection as it is now, over `pii`.
+    pub protection: Arc<crate::pii::LogProtection>,
+    /// The job types and the scheduler thread.
+    pub jobs: crate::jobs::Jobs,
+    /// Reports being computed on demand, at most `limits.max_reports`.
+    pub reports: crate::api::reports::Reports,
 }
 
 impl App {
@@ -139,7 +262,18 @@ impl App {
         let singles = crate::single::Singles::new(config.limits.max_single_queue);
         let data_runs = Arc::new(crate::api::data::DataRuns::open(&config, &meta)?);
         let pg_follow = crate::pg_follow::Followers::new(&config.postgres);
+        let sign_in = crate::web::auth::Guard::new(&config.web);
+        let provider_sign_in = crate::web::provider::ProviderSignIn::new(&config);
+        let feeds = Arc::new(crate::feed::Feeds::new(config.web.stream_buffer_batches));
+        let protection = Arc::new(open_pii(&config, &meta, data.root())?);
+        let pii = protection.vault().cloned();
+        let jobs = crate::jobs::Jobs::new(&config);
+        let reports = crate::api::reports::Reports::new(config.limits.max_reports);
         let app = Arc::new(App {
+            pii,
+            protection,
+            sign_in,
+            provider_sign_in,
             config,
             data,
             meta,
@@ -147,14 +281,21 @@ impl App {
             opened_sizes: Mutex::new(HashMap::new()),
             opening: Mutex::new(()),
             keys: RwLock::new(KeyCache::default()),
+            key_uses: crate::key_use::KeyUses::new(crate::key_use::MAX_NOTED_KEYS),
             singles,
             limiter,
             system,
             integrity: crate::integrity::Integrity::default(),
+            retention: Default::default(),
+            compaction: Default::default(),
             shutting_down: AtomicBool::new(false),
             started: Instant::now(),
             data_runs,
             pg_follow,
+            feeds,
+            verifications: Default::default(),
+            reports,
+            jobs,
         });
         for name in [app.config.default_log.clone(), SYSTEM_LOG.to_string()] {
             app.open_log(&name).map_err(|e| match e {
@@ -173,6 +314,8 @@ impl App {
         )
         .map_err(|e| format!("applying the config file's alert rules and channels: {e}"))?;
         crate::integrity::Integrity::start(&app).map_err(|e| format!("starting the integrity scrub: {e}"))?;
+        crate::retention::start(&app).map_err(|e| format!("starting retention: {e}"))?;
+        crate::compaction::start(&app).map_err(|e| format!("starting compaction: {e}"))?;
         Ok(app)
     }
 
@@ -180,8 +323,18 @@ impl App {
         TrailOptions {
             log: LogOptions::default(),
             visibility: Duration::from_millis(self.config.index.visibility_ms.max(1)),
+            max_unindexed_keys: self.config.index.max_unindexed_keys.max(1),
             ..TrailOptions::default()
         }
+    }
+
+    /// The PII protection of log `name` now: the rules of `meta.db` and of
+    /// the configuration file together, over the vault. Fields protected
+    /// with no master key configured are an error: nothing is stored in
+    /// clear that was meant to be protected.
+    pub fn log_pii(&self, name: &str) -> Result<Option<Arc<sealtrail_pii::LogPii>>, sealtrail_pii::PiiError> {
+        use sealtrail_trail::PiiSource as _;
+        self.protection.current(name)
     }
 
     /// The trail of log `name` if it is open now (no file is touched).
@@ -234,7 +387,16 @@ impl App {
             let now = Timestamp::now().as_millisecond();
             sealtrail_alert::store::begin_log(&self.meta.lock(), name, now).map_err(|e| create(&e))?;
         }
-        let trail = Arc::new(Trail::open(&self.data, name, self.trail_options()).map_err(|e| {
+        // A log whose fields cannot be protected is not opened.
+        self.log_pii(name).map_err(|e| OpenError::Open {
+            name: name.to_string(),
+            source: TrailError::Pii(e),
+        })?;
+        let options = TrailOptions {
+            pii_source: Some(self.protection.clone()),
+            ..self.trail_options()
+        };
+        let trail = Arc::new(Trail::open(&self.data, name, options).map_err(|e| {
             let locked = match &e {
                 TrailError::Ledger(LedgerError::Io { op: "lock", source, .. }) => {
                     source.kind() == std::io::ErrorKind::WouldBlock
@@ -251,6 +413,7 @@ impl App {
                 }
             }
         })?);
+        self.feeds.attach(name, &trail);
         self.opened_sizes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -345,6 +508,7 @@ impl App {
                 key
             }
         };
+        self.key_uses.note(&key.id, Timestamp::now().as_second());
         if let Some(limiter) = &self.limiter {
             if let Err(not_until) = limiter.check_key(&key.id) {
                 let wait =
@@ -482,6 +646,19 @@ impl App {
     }
 
     /// Move key changes queued by any process into the system log.
+    /// Write the key uses noted since the last call to `meta.db`; kept for
+    /// the next call if the database refuses them. Blocks on the database.
+    pub fn record_key_uses(&self) {
+        let uses = self.key_uses.take();
+        if uses.is_empty() {
+            return;
+        }
+        if let Err(e) = self.meta.record_key_use(&uses) {
+            tracing::warn!("recording when API keys were last used: {e}");
+            self.key_uses.restore(uses);
+        }
+    }
+
     pub fn drain_outbox(&self) -> Result<usize, Problem> {
         let trail = self.trail(SYSTEM_LOG)?;
         drain_outbox(&self.meta, &trail).map_err(Problem::internal)

@@ -36,6 +36,154 @@ pub struct Config {
     pub integrity: Integrity,
     pub data: Data,
     pub postgres: Postgres,
+    pub scheduler: SchedulerConfig,
+    pub retention: Retention,
+    pub compression: Compression,
+    /// `[oidc]`: sign-in through an OpenID Provider (docs/users.md); absent,
+    /// it is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<crate::oidc::OidcConfig>,
+    pub web: Web,
+    /// `[pii]`: PII protection (docs/pii.md).
+    pub pii: Pii,
+}
+
+/// PII protection: where the master key is, and protected fields beside
+/// those set with `sealtrail pii set` (both apply).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pii {
+    /// A file holding the master key (64 hexadecimal digits), outside the
+    /// data directory. Empty: none.
+    pub master_key_file: String,
+    /// An environment variable holding the master key. Empty: none.
+    pub master_key_env: String,
+    /// `[[pii.fields]]`: `log`, `field`, `mode` (`hmac` or `encrypt`) and,
+    /// for `encrypt`, `subject` (default `actor.id`).
+    pub fields: Vec<PiiField>,
+}
+
+/// One protected field of the configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiField {
+    pub log: String,
+    pub field: String,
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl Pii {
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.master_key_file.is_empty() && !self.master_key_env.is_empty() {
+            return Err(ConfigError(
+                "pii: give master_key_file or master_key_env, not both".into(),
+            ));
+        }
+        self.policies().map(|_| ())
+    }
+
+    /// The configured rules by log, checked.
+    pub fn policies(&self) -> Result<std::collections::BTreeMap<String, sealtrail_pii::Policy>, ConfigError> {
+        let mut out: std::collections::BTreeMap<String, sealtrail_pii::Policy> = Default::default();
+        for (i, f) in self.fields.iter().enumerate() {
+            let at = format!("pii.fields[{i}]");
+            let rule = sealtrail_pii::Rule::parse(&f.field, &f.mode, f.subject.as_deref())
+                .map_err(|e| ConfigError(format!("{at}: {e}")))?;
+            out.entry(f.log.clone())
+                .or_default()
+                .add(rule, &at)
+                .map_err(|e| ConfigError(format!("{at}: {e}")))?;
+        }
+        Ok(out)
+    }
+
+    /// The master key, if one is configured: read now, so a missing or
+    /// malformed key stops the start with the error.
+    pub fn master_key(&self, data_dir: &Path) -> Result<Option<sealtrail_pii::MasterKey>, String> {
+        if !self.master_key_file.is_empty() {
+            return sealtrail_pii::MasterKey::from_file(Path::new(&self.master_key_file), Some(data_dir))
+                .map(Some)
+                .map_err(|e| e.to_string());
+        }
+        if !self.master_key_env.is_empty() {
+            return sealtrail_pii::MasterKey::from_env(&self.master_key_env)
+                .map(Some)
+                .map_err(|e| e.to_string());
+        }
+        Ok(None)
+    }
+}
+
+/// The dashboard: sign-in and sessions (docs/users.md) and the live
+/// stream (docs/dashboard.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Web {
+    /// A session unused this many seconds ends.
+    pub session_idle_secs: u64,
+    /// A session ends this many seconds after sign-in, used or not.
+    pub session_absolute_secs: u64,
+    /// Sessions one user may hold; signing in once more ends their oldest.
+    pub max_sessions_per_user: usize,
+    /// Sessions of everyone together; beyond it the oldest ends.
+    pub max_sessions: usize,
+    /// Mark the session cookie `Secure` (send it over HTTPS only): set it
+    /// when the server is reached through a TLS-terminating proxy.
+    pub secure_cookies: bool,
+    /// Networks (CIDR; a bare address is that address) of the
+    /// TLS-terminating proxies in front of the server. A request from one
+    /// of them with `X-Forwarded-Proto: https` gets `Secure` cookies even
+    /// without `secure_cookies`; the header is ignored from anyone else,
+    /// who could send it to say anything.
+    pub trusted_proxies: Vec<sealtrail_alert::net::Network>,
+    /// Failed sign-ins in a row that lock an account; 0 never locks.
+    pub max_failed_sign_ins: u32,
+    /// How long a locked account stays locked, in seconds.
+    pub lockout_secs: u64,
+    /// Sign-in attempts per minute from one client address; 0 turns it off.
+    pub sign_ins_per_ip_per_minute: u32,
+    /// Sign-in attempts per minute for one user name; 0 turns it off.
+    pub sign_ins_per_user_per_minute: u32,
+    /// Password hashes computed at once (each takes 19 MiB and tens of
+    /// milliseconds); further sign-ins wait their turn.
+    pub max_concurrent_hashes: usize,
+    /// Most live-stream clients (`GET /stream/events`) connected at once;
+    /// one more is answered 503 with `Retry-After`.
+    pub max_stream_clients: usize,
+    /// Seconds between keep-alive comments on an idle live stream.
+    pub stream_keepalive_s: u64,
+    /// Most events a reconnecting live stream replays from the ledger
+    /// (those after its `Last-Event-ID`); older ones are skipped and the
+    /// client is told how many with a `gap` event.
+    pub stream_replay_max: u64,
+    /// Batches of new events each log's live stream keeps for clients
+    /// that fall behind; a client further behind catches up from the
+    /// ledger instead.
+    pub stream_buffer_batches: usize,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 3600,
+            session_absolute_secs: 12 * 3600,
+            max_sessions_per_user: 10,
+            max_sessions: 10_000,
+            secure_cookies: false,
+            trusted_proxies: Vec::new(),
+            max_failed_sign_ins: 5,
+            lockout_secs: 900,
+            sign_ins_per_ip_per_minute: 30,
+            sign_ins_per_user_per_minute: 10,
+            max_concurrent_hashes: 2,
+            max_stream_clients: 64,
+            stream_keepalive_s: 15,
+            stream_replay_max: 100_000,
+            stream_buffer_batches: 1_024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +228,9 @@ pub struct Limits {
     /// Longest value of one query parameter, in bytes once decoded;
     /// longer ones get 400 `parameter-too-long`.
     pub max_param_bytes: usize,
+    /// Reports (`GET /api/v1/logs/{log}/reports/{type}`) computed at once;
+    /// one more is answered 503 with `Retry-After`.
+    pub max_reports: usize,
 }
 
 /// The HTTP transport: how long a client may take, and how many may be
@@ -171,6 +322,90 @@ pub struct Integrity {
     pub scrub_period_s: u64,
 }
 
+/// The job scheduler (docs/scheduler.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often, in milliseconds, the scheduler looks for due jobs. 0
+    /// turns it off in this process (jobs can still be managed; another
+    /// process on the data directory runs them).
+    pub tick_ms: u64,
+    /// A job's lease, in seconds: renewed every tick while it runs; a
+    /// process that stops renewing it frees the job after this long.
+    pub lease_s: u64,
+    /// Most jobs this process runs at once.
+    pub max_running: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 1_000,
+            lease_s: 60,
+            max_running: 4,
+        }
+    }
+}
+
+/// Compression of sealed bundles (docs/ledger-format.md, "pack"): how
+/// often each open log packs the whole bundles its checkpoint covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Compression {
+    /// Seconds between compaction runs; 0 turns compression off (entries
+    /// stay uncompressed; packs already written are still read).
+    pub interval_s: u64,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self { interval_s: 600 }
+    }
+}
+
+/// Retention (docs/retention.md): per log, how old or how large it may
+/// grow before its oldest entries are pruned, applied every `interval_s`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Seconds between retention runs; 0 turns them off.
+    pub interval_s: u64,
+    /// Log name → its policy (`[retention.logs.<name>]`).
+    pub logs: BTreeMap<String, RetentionPolicy>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            interval_s: 3600,
+            logs: BTreeMap::new(),
+        }
+    }
+}
+
+/// One log's retention policy, as written in the file; checked when the
+/// configuration is loaded ([`RetentionPolicy::policy`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Prune entries received longer ago than this (`365d`, `12h`, `52w`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub older_than: Option<String>,
+    /// Prune the oldest entries until the rest take at most this many
+    /// bytes of entries (`100GiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+}
+
+impl RetentionPolicy {
+    /// The policy, or what is wrong with it, naming the key.
+    pub fn policy(&self, log: &str) -> Result<sealtrail_trail::retention::Policy, ConfigError> {
+        sealtrail_trail::retention::Policy::parse(self.older_than.as_deref(), self.max_size.as_deref())
+            .map_err(|(key, e)| ConfigError(format!("retention.logs.{log}.{key}: {e}")))?
+            .ok_or_else(|| ConfigError(format!("retention.logs.{log}: give older_than, max_size or both")))
+    }
+}
+
 /// Data reconciliation runs (`/api/v1/data/runs`, docs/api.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -214,6 +449,11 @@ pub struct Index {
     /// Longest time, in milliseconds, between an acknowledged event and its
     /// being searchable.
     pub visibility_ms: u64,
+    /// Idempotency keys of a log held in memory until its query index
+    /// commits them (they wait there while a failed index is rebuilt); at
+    /// this many, appends with a new key answer 503
+    /// `idempotency-unavailable`.
+    pub max_unindexed_keys: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +519,12 @@ impl Default for Config {
             integrity: Integrity::default(),
             data: Data::default(),
             postgres: Postgres::default(),
+            scheduler: SchedulerConfig::default(),
+            retention: Retention::default(),
+            compression: Compression::default(),
+            oidc: None,
+            web: Web::default(),
+            pii: Pii::default(),
         }
     }
 }
@@ -334,6 +580,7 @@ impl Default for Limits {
             max_single_queue: 10_000,
             max_uri_bytes: 16 << 10,
             max_param_bytes: 4 << 10,
+            max_reports: 1,
         }
     }
 }
@@ -372,7 +619,10 @@ impl Default for Integrity {
 
 impl Default for Index {
     fn default() -> Self {
-        Self { visibility_ms: 500 }
+        Self {
+            visibility_ms: 500,
+            max_unindexed_keys: sealtrail_trail::TrailOptions::default().max_unindexed_keys,
+        }
     }
 }
 
@@ -400,6 +650,15 @@ impl Config {
             let Some(key) = env_key(&name, &known) else { continue };
             set(&mut table, &key, parse_env_value(&value));
         }
+        // The TOML decoder names a missing key without its table.
+        if let Some(toml::Value::Table(oidc)) = table.get("oidc") {
+            if let Some(key) = ["issuer_url", "client_id", "redirect_url"]
+                .into_iter()
+                .find(|k| !oidc.contains_key(*k))
+            {
+                return Err(ConfigError(format!("oidc.{key}: required when [oidc] is present")));
+            }
+        }
         let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
             let source = file.map_or("configuration".to_string(), |p| p.display().to_string());
             ConfigError(format!("{source}: {}", e.message()))
@@ -423,6 +682,9 @@ impl Config {
             return Err(ConfigError(
                 "limits.max_batch_events and limits.max_page must be at least 1".into(),
             ));
+        }
+        if self.limits.max_reports == 0 {
+            return Err(ConfigError("limits.max_reports: must be at least 1".into()));
         }
         if self.limits.max_single_queue == 0 {
             return Err(ConfigError("limits.max_single_queue: must be at least 1".into()));
@@ -479,6 +741,30 @@ impl Config {
             )));
         }
         self.postgres.check()?;
+        self.pii.check()?;
+        for (log, policy) in &self.retention.logs {
+            sealtrail_ledger::datadir::check_log_name(log)
+                .map_err(|e| ConfigError(format!("retention.logs.{log}: {e}")))?;
+            policy.policy(log)?;
+        }
+        if let Some(p) = self.oidc.as_ref().and_then(|o| o.problems().into_iter().next()) {
+            return Err(ConfigError(format!("oidc.{p}")));
+        }
+        let w = &self.web;
+        for (key, value) in [
+            ("session_idle_secs", w.session_idle_secs),
+            ("session_absolute_secs", w.session_absolute_secs),
+            ("max_sessions_per_user", w.max_sessions_per_user as u64),
+            ("max_sessions", w.max_sessions as u64),
+            ("lockout_secs", w.lockout_secs),
+            ("max_concurrent_hashes", w.max_concurrent_hashes as u64),
+            ("stream_keepalive_s", w.stream_keepalive_s),
+            ("stream_buffer_batches", w.stream_buffer_batches as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("web.{key}: must be at least 1")));
+            }
+        }
         let h = &self.health;
         for (name, warn, crit) in [
             ("disk", h.disk_warning_percent, h.disk_critical_percent),
@@ -500,6 +786,15 @@ pub fn key_paths() -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(toml::Value::Table(t)) = toml::Value::try_from(Config::default()) {
         walk(&t, "", &mut out);
+    }
+    // `[oidc]` is absent by default; its keys are listed from an example
+    // with every optional key given.
+    let mut oidc = crate::oidc::OidcConfig::new("https://id.example", "id", "https://a.example/cb");
+    oidc.client_secret = Some(String::new());
+    oidc.tenant_claim = Some(String::new());
+    oidc.default_role = Some(String::new());
+    if let Ok(toml::Value::Table(t)) = toml::Value::try_from(oidc) {
+        walk(&t, "oidc", &mut out);
     }
     out
 }
@@ -763,6 +1058,39 @@ mod tests {
     }
 
     #[test]
+    fn retention_policies_are_checked_naming_the_key() {
+        let load = |text: &str| {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).expect("write the file");
+            Config::load(Some(&path), [])
+        };
+        let c =
+            load("[retention]\ninterval_s = 60\n[retention.logs.default]\nolder_than = \"30d\"\nmax_size = \"1GiB\"\n")
+                .expect("a good policy");
+        assert_eq!(c.retention.interval_s, 60);
+        let p = c.retention.logs["default"].policy("default").expect("checked");
+        assert_eq!(p.older_than, Some(std::time::Duration::from_secs(30 * 86_400)));
+        assert_eq!(p.max_size, Some(1 << 30));
+        for (text, want) in [
+            (
+                "[retention.logs.default]\nolder_than = \"30 days\"\n",
+                "retention.logs.default.older_than: ",
+            ),
+            (
+                "[retention.logs.default]\nmax_size = \"lots\"\n",
+                "retention.logs.default.max_size: ",
+            ),
+            ("[retention.logs.default]\n", "retention.logs.default: give older_than"),
+            ("[retention.logs.Bad]\nolder_than = \"1d\"\n", "retention.logs.Bad: "),
+            ("[retention.logs.default]\nkeep = \"1d\"\n", "unknown field `keep`"),
+        ] {
+            let e = load(text).expect_err(text).to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn every_key_is_documented() {
         let doc = include_str!("../../../docs/server-config.md");
         for key in key_paths() {
@@ -852,5 +1180,84 @@ mod postgres_tests {
             .expect_err("unknown key")
             .to_string();
         assert!(e.contains("tables"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod oidc_tests {
+    use super::*;
+    use crate::oidc::OidcConfig;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write the file");
+        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    const OIDC: &str = "[oidc]\nissuer_url = \"https://id.example.com/realms/main\"\nclient_id = \"sealtrail\"\nredirect_url = \"https://audit.example.com/auth/oidc/callback\"\n";
+
+    #[test]
+    fn oidc_is_off_unless_configured_and_takes_its_defaults() {
+        assert_eq!(load("", &[]).expect("empty file").oidc, None);
+        let c = load(OIDC, &[("SEALTRAIL_OIDC_CLIENT_SECRET", "from-the-environment")]).expect("valid");
+        let mut expected = OidcConfig::new(
+            "https://id.example.com/realms/main",
+            "sealtrail",
+            "https://audit.example.com/auth/oidc/callback",
+        );
+        expected.client_secret = Some("from-the-environment".into());
+        assert_eq!(c.oidc, Some(expected));
+        let o = c.oidc.expect("configured");
+        assert_eq!(o.scopes, ["openid", "profile", "email"]);
+        assert_eq!(
+            (o.role_claim.as_str(), o.timeout_ms, o.max_login_seconds),
+            ("sealtrail_role", 10_000, 600)
+        );
+        let c = load(
+            &format!("{OIDC}scopes = [\"openid\", \"groups\"]\nrole_claim = \"role\"\ntenant_claim = \"org\"\ndefault_role = \"viewer\"\ndisplay_name = \"Keycloak\"\n"),
+            &[],
+        )
+        .expect("valid");
+        let o = c.oidc.expect("configured");
+        assert_eq!(
+            (
+                o.role_claim.as_str(),
+                o.tenant_claim.as_deref(),
+                o.default_role.as_deref(),
+                o.display_name.as_str()
+            ),
+            ("role", Some("org"), Some("viewer"), "Keycloak")
+        );
+    }
+
+    #[test]
+    fn oidc_mistakes_name_the_key() {
+        for (text, expected) in [
+            (
+                OIDC.replace("https://id.example.com/realms/main", "id.example.com"),
+                "oidc.issuer_url: \"id.example.com\" is not a URL",
+            ),
+            (
+                format!("{OIDC}default_role = \"root\"\n"),
+                "oidc.default_role: \"root\" is not a role",
+            ),
+            (format!("{OIDC}timeout_ms = 0\n"), "oidc.timeout_ms: must be at least 1"),
+            (
+                format!("{OIDC}client_secret = \"\"\n"),
+                "oidc.client_secret: must not be empty",
+            ),
+            (
+                OIDC.replace("client_id = \"sealtrail\"\n", ""),
+                "oidc.client_id: required when [oidc] is present",
+            ),
+        ] {
+            let e = load(&text, &[]).expect_err(&text).to_string();
+            assert!(e.starts_with(expected), "{e}");
+        }
+        let e = load(&format!("{OIDC}roles_claim = \"x\"\n"), &[])
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("roles_claim"), "{e}");
     }
 }

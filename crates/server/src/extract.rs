@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 use crate::app::{App, Caller};
 use crate::problem::Problem;
 
-/// The caller, from `Authorization: Bearer <key>`.
+/// The caller, from `Authorization: Bearer <key>`, or else the browser
+/// session of the `sealtrail_session` cookie.
 pub struct Auth(pub Caller);
 
 impl FromRequestParts<Arc<App>> for Auth {
@@ -26,6 +27,14 @@ impl FromRequestParts<Arc<App>> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
         let header = match parts.headers.get(AUTHORIZATION) {
+            // A browser session (CSRF already checked by `web::auth::sessions`).
+            None if parts.extensions.get::<crate::web::auth::SessionCaller>().is_some() => {
+                let session = parts
+                    .extensions
+                    .get::<crate::web::auth::SessionCaller>()
+                    .expect("just checked");
+                return Ok(Auth(session.caller.clone()));
+            }
             None => None,
             Some(v) => Some(
                 v.to_str()

@@ -74,6 +74,11 @@ pub struct IndexHealth {
     /// Failures of the index and rebuilds completed since the log opened.
     pub failures: u64,
     pub rebuilds: u64,
+    /// Idempotency keys held in memory until an index commit holds them,
+    /// and their bound: at it, appends with a new key answer 503
+    /// `idempotency-unavailable`.
+    pub held_keys: u64,
+    pub max_held_keys: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_seconds: Option<u64>,
 }
@@ -92,6 +97,8 @@ impl IndexHealth {
             max_queued: s.max_queued as u64,
             failures: s.failures,
             rebuilds: s.rebuilds,
+            held_keys: s.held_keys as u64,
+            max_held_keys: s.max_held_keys as u64,
             retry_in_seconds: s.retry_in.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
         }
     }

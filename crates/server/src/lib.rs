@@ -25,17 +25,27 @@
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod compaction;
 pub mod config;
 pub mod extract;
+pub mod feed;
 pub mod integrity;
+pub mod jobs;
+pub mod key_use;
+pub mod oidc;
 pub mod ops;
+pub mod periodic;
 pub mod pg_follow;
+pub mod pii;
 pub mod problem;
 pub mod request;
+pub mod retention;
+pub mod running;
 pub mod single;
 pub mod system;
 pub mod tiles;
 pub mod transport;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,7 +85,9 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         (name = "proofs", description = "Receipts, inclusion and consistency proofs."),
         (name = "logs", description = "The logs of this server."),
         (name = "keys", description = "API keys (admin scope)."),
+        (name = "holds", description = "Legal holds: retention never prunes what they cover (admin to add and release, admin or auditor to list; docs/retention.md)."),
         (name = "alerts", description = "Alert rules, channels, silences, alerts and notification history (docs/alerts.md)."),
+        (name = "jobs", description = "Scheduled jobs: definitions, run now, run history (admin scope for changes; docs/scheduler.md)."),
         (name = "data", description = "Data reconciliation runs: diff, key discovery, validation (docs/api.md, docs/data.md)."),
         (name = "operations", description = "Health, readiness, metrics."),
     )
@@ -96,6 +108,7 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
         .routes(routes!(api::query::list_errors))
         .routes(routes!(api::query::performance))
         .routes(routes!(api::query::export))
+        .routes(routes!(api::reports::get_report))
         .routes(routes!(api::proofs::receipt))
         .routes(routes!(api::proofs::inclusion))
         .routes(routes!(api::proofs::consistency))
@@ -103,6 +116,8 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
         .routes(routes!(api::admin::list_keys, api::admin::create_key))
         .routes(routes!(api::admin::revoke_key))
         .routes(routes!(api::admin::system_health))
+        .routes(routes!(api::holds::list_holds, api::holds::add_hold))
+        .routes(routes!(api::holds::get_hold, api::holds::release_hold))
         .routes(routes!(api::alerts::list_rules, api::alerts::create_rule))
         .routes(routes!(
             api::alerts::get_rule,
@@ -126,6 +141,12 @@ fn api() -> (Router<Arc<App>>, OpenApi) {
             let (schemas, paths, method) = routes!(api::data::create_run, api::data::list_runs);
             (schemas, paths, method.layer(axum::extract::DefaultBodyLimit::disable()))
         })
+        .routes(routes!(api::jobs::list_jobs, api::jobs::create_job))
+        .routes(routes!(api::jobs::get_job, api::jobs::put_job, api::jobs::delete_job))
+        .routes(routes!(api::jobs::run_job))
+        .routes(routes!(api::jobs::enable_job))
+        .routes(routes!(api::jobs::disable_job))
+        .routes(routes!(api::jobs::list_runs))
         .routes(routes!(api::data::get_run))
         .routes(routes!(api::data::list_changes))
         .routes(routes!(api::data::get_report))
@@ -161,6 +182,7 @@ pub fn router(app: Arc<App>) -> Router {
     let (api_routes, doc) = api();
     let routes = api_routes
         .route("/logs/{log}/tile/{*rest}", get(tiles::tile))
+        .merge(web::router().layer(axum::middleware::from_fn(web::security_headers)))
         // Serves the document at OPENAPI_PATH and the bundled (offline) UI,
         // which must not send the document to an outside validator either.
         .merge(
@@ -169,6 +191,7 @@ pub fn router(app: Arc<App>) -> Router {
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(|| async { Problem::not_found("no such route; the API is described at /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), web::auth::sessions))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             extract::bound_request,
@@ -185,10 +208,10 @@ pub fn router(app: Arc<App>) -> Router {
 async fn as_problem(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(problem::CONTENT_TYPE.as_bytes()));
+    let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        // Pages answer errors in HTML of their own.
+        v.as_bytes().starts_with(problem::CONTENT_TYPE.as_bytes()) || v.as_bytes().starts_with(b"text/html")
+    });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
@@ -242,12 +265,17 @@ impl Server {
             alerts::spawn_evaluator(app.clone(), stop.subscribe()).map_err(|e| format!("starting alerts: {e}"))?;
         alerts::spawn_deliverer(app.clone(), stop.subscribe());
         pg_follow::Followers::start(&app).map_err(|e| format!("starting the PostgreSQL followers: {e}"))?;
+        jobs::Jobs::start(&app)?;
         let router = router(app.clone());
         let http = app.config.http.clone();
         let task = tokio::spawn(async move {
             transport::serve(listener, router, http, stopped).await;
             Ok(())
         });
+        // Only a hint for the messages of commands that need a log's lock.
+        if let Err(e) = running::record(&app.config.data_dir, addr) {
+            tracing::warn!("recording {} in the data directory: {e}", running::RUNNING_FILE);
+        }
         tracing::info!(%addr, data_dir = %app.config.data_dir.display(), "sealtrail {} started", env!("CARGO_PKG_VERSION"));
         Ok(Server {
             addr,
@@ -271,16 +299,21 @@ impl Server {
     pub async fn wait(self) -> Result<(), String> {
         let served = self.task.await.map_err(|e| e.to_string())?;
         let app = self.app;
+        let data_dir = app.config.data_dir.clone();
         let _ = self.stop.send(true);
         let evaluator = self.evaluator;
         tokio::task::spawn_blocking(move || {
             // The evaluator saves its progress as it stops.
             let _ = evaluator.join();
             app.pg_follow.stop();
+            app.jobs.stop();
             // Every request was answered; the workers only stop here.
             app.singles.stop();
             app.integrity.stop();
+            app.retention.stop();
+            app.compaction.stop();
             let _ = app.drain_outbox();
+            app.record_key_uses();
             // A log stopped by a storage fault or found damaged keeps what
             // it last signed and is reported; every healthy log still gets
             // its final checkpoint, and the exit is clean.
@@ -305,17 +338,19 @@ impl Server {
         })
         .await
         .map_err(|e| e.to_string())??;
+        running::clear(&data_dir);
         tracing::info!("stopped; every log has a final checkpoint");
         served
     }
 }
 
-/// Every second until the server stops: reload the API keys if another
-/// process (the CLI) changed them, and move the changes it queued into the
-/// system log.
+/// Every second until the server stops: write when keys were last used,
+/// reload the API keys if another process (the CLI) changed them, and move
+/// the changes it queued into the system log.
 fn spawn_outbox_drainer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     // Present from the start, so a rate over it works from zero.
     metrics::counter!("sealtrail_key_reload_failures_total").increment(0);
+    metrics::counter!("sealtrail_key_uses_dropped_total").increment(0);
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -324,6 +359,7 @@ fn spawn_outbox_drainer(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             }
             let app = app.clone();
             let result = tokio::task::spawn_blocking(move || {
+                app.record_key_uses();
                 if let Err(e) = app.refresh_keys() {
                     tracing::warn!("reloading API keys: {e}");
                 }

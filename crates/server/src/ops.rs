@@ -158,6 +158,7 @@ fn sample_logs(app: &App) {
         metrics::gauge!("sealtrail_index_lag_entries", "log" => name.clone()).set(size.saturating_sub(indexed) as f64);
         let index = trail.index_status();
         metrics::gauge!("sealtrail_index_queued_events", "log" => name.clone()).set(index.queued as f64);
+        metrics::gauge!("sealtrail_index_held_keys", "log" => name.clone()).set(index.held_keys as f64);
         metrics::gauge!("sealtrail_index_available", "log" => name.clone())
             .set(f64::from(u8::from(index.state == sealtrail_trail::IndexState::Ok)));
         metrics::gauge!("sealtrail_log_poisoned", "log" => name.clone())

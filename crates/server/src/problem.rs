@@ -41,6 +41,10 @@ pub struct Problem {
     /// Seconds to wait before retrying (rate limits, overload).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// For `pruned` (410): entries below this index were pruned by
+    /// retention; their bytes are gone, their hashes and proofs remain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned_below: Option<u64>,
     /// `urn:sealtrail:request:<id>`: this occurrence, named by the
     /// request's `x-request-id` (filled in when the answer is sent).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,9 +80,17 @@ impl Problem {
             column: None,
             errors: Vec::new(),
             retry_after: None,
+            pruned_below: None,
             instance: None,
             request_id: None,
         }
+    }
+
+    /// 410 `pruned`: what was asked for was pruned by retention.
+    pub fn pruned(detail: impl Into<String>, pruned_below: u64) -> Problem {
+        let mut p = Problem::new(StatusCode::GONE, "pruned", detail);
+        p.pruned_below = Some(pruned_below);
+        p
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Problem {
@@ -117,6 +129,14 @@ impl Problem {
     /// (ingest goes on). `detail` names the log and nothing of the fault.
     pub fn index_unavailable(detail: impl Into<String>, retry_after: u64) -> Problem {
         let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "index-unavailable", detail);
+        p.retry_after = Some(retry_after.max(1));
+        p
+    }
+
+    /// A batch with idempotency keys that cannot be checked or held now
+    /// (503): the query index of the log is being rebuilt.
+    pub fn idempotency_unavailable(detail: impl Into<String>, retry_after: u64) -> Problem {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "idempotency-unavailable", detail);
         p.retry_after = Some(retry_after.max(1));
         p
     }
@@ -222,6 +242,20 @@ pub fn trail_problem(e: TrailError) -> Problem {
             ),
             retry_after.as_secs(),
         ),
+        // Fields are protected that cannot be (no master key): nothing is
+        // stored until the operator gives one; the message names only the
+        // log and the settings.
+        TrailError::Pii(e @ sealtrail_pii::PiiError::Config(_)) => Problem::unavailable(e.to_string()),
+        // Nothing was appended; the detail says why and the bound, never a key.
+        e @ (TrailError::KeysUnchecked { .. } | TrailError::KeysFull { .. }) => {
+            let retry_after = match &e {
+                TrailError::KeysUnchecked { retry_after, .. } | TrailError::KeysFull { retry_after, .. } => {
+                    retry_after.as_secs()
+                }
+                _ => 1,
+            };
+            Problem::idempotency_unavailable(format!("{e}; nothing in this request was appended"), retry_after)
+        }
         other => Problem::internal(other),
     }
 }
@@ -230,6 +264,7 @@ pub fn trail_problem(e: TrailError) -> Problem {
 pub fn ledger_problem(e: LedgerError) -> Problem {
     match e {
         LedgerError::OutOfRange { .. } => Problem::bad_request("out-of-range", e.to_string()),
+        LedgerError::Pruned { pruned_below, .. } => Problem::pruned(e.to_string(), pruned_below),
         LedgerError::Damaged { .. } => Problem::integrity_failure(e.to_string()),
         // A storage fault: nothing was acknowledged, and the log refuses
         // writes until reopened (after a full disk, by itself once space is

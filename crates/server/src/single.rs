@@ -33,7 +33,7 @@ use axum::http::StatusCode;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use sealtrail_event::{Rejection, Ulid};
 use sealtrail_merkle::{Hash, Receipt};
-use sealtrail_trail::{Item, Trail};
+use sealtrail_trail::{Item, Trail, TrailError};
 use tokio::sync::oneshot;
 
 use crate::problem::Problem;
@@ -195,6 +195,14 @@ fn store(trail: &Trail, mut group: Vec<Request>) {
     let inputs: Vec<&[u8]> = group.iter().map(|r| r.body.as_ref()).collect();
     let done = match trail.ingest(&inputs, false) {
         Ok(done) => done,
+        // Refused for the keys of some of its events: each is stored or
+        // refused on its own, as if it had come alone.
+        Err(TrailError::KeysUnchecked { .. } | TrailError::KeysFull { .. }) if group.len() > 1 => {
+            for r in group {
+                store(trail, vec![r]);
+            }
+            return;
+        }
         Err(e) => return answer_all(group, &trail_problem(e)),
     };
     // Every stored event's proof at once: neighbours share their nodes.

@@ -46,7 +46,7 @@ const TILE_WIDTH_U64: u64 = TILE_WIDTH as u64;
 /// (`logs.per_tenant`) and the log is the tenant's own, that tenant's key.
 fn visible(app: &App, caller: &Caller, log: &str, entries: bool) -> Result<Arc<Trail>, Problem> {
     if log == SYSTEM_LOG {
-        caller.require(Scope::Admin)?;
+        caller.require_system_read()?;
     } else if entries || !app.config.tiles.public || caller.key().is_some() {
         caller.require(Scope::Read)?;
     }
@@ -138,6 +138,14 @@ pub async fn tile(
             }
             TileKind::Entries => {
                 let first = coord.index() * TILE_WIDTH_U64;
+                // A pruned bundle is not there any more, as a bundle not
+                // yet written is not; its hash tiles still are.
+                let pruned = trail.log().pruned_below();
+                if first < pruned {
+                    return Err(Problem::not_found(format!(
+                        "/logs/{log}/{path}: entries below {pruned} were pruned by retention (their hash tiles remain)"
+                    )));
+                }
                 let entries = trail
                     .log()
                     .entries(first, u64::from(coord.width()))

@@ -1304,3 +1304,88 @@ fn channels_written_in_clear_are_read_and_encrypted_at_open() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_key_used_for_ingest_has_its_last_use_recorded_and_an_unused_one_none() {
+    let h = Harness::new(|_| {});
+    let sender = h.key(Scope::Ingest, None);
+    let spare = h.key(Scope::Ingest, None);
+    let id = |k: &str| k.split('_').nth(1).unwrap().to_string();
+    let before = sealtrail_event::Timestamp::now().as_second();
+    for _ in 0..3 {
+        assert_eq!(
+            h.post(EVENTS, Some(sender.as_str()), event(None)).await.status.as_u16(),
+            201
+        );
+    }
+    // Noted on the request path, written only off it.
+    assert!(h.app.meta.key_last_use().unwrap().is_empty());
+    h.app.record_key_uses();
+    let after = sealtrail_event::Timestamp::now().as_second();
+    let uses = h.app.meta.key_last_use().unwrap();
+    assert_eq!(uses.len(), 1, "{uses:?}");
+    let at = uses[&id(&sender)];
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+    assert!(!uses.contains_key(&id(&spare)));
+}
+
+/// `sealtrail_key_reload_failures_total` in `/metrics` (absent before the
+/// first failure in a server without the reload thread: 0).
+fn reload_failures(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("sealtrail_key_reload_failures_total "))
+        .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_key_reload_is_counted_and_no_cached_key_is_trusted_until_one_succeeds() {
+    let h = Harness::new(|_| {});
+    let admin = h.key(Scope::Admin, None);
+    let revoked = h.key(Scope::Admin, None);
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
+    h.app.refresh_keys().unwrap();
+    let health = "/api/v1/system/health";
+    for key in [&admin, &revoked] {
+        assert_eq!(h.get(health, Some(key)).await.status, 200);
+    }
+    let failures = reload_failures(&h.get("/metrics", Some(&admin)).await.text());
+
+    // Another process (the CLI) revokes a key: until the next reload the
+    // cache still holds it.
+    let cli = sealtrail_meta::Meta::open(h.app.data.root()).unwrap();
+    cli.revoke_key(&revoked_id, &now_text(), |k| {
+        key_event(json!({"id": "cli", "type": "user"}), "api_key.revoked", k)
+    })
+    .unwrap();
+    assert_eq!(h.get(health, Some(&revoked)).await.status, 200);
+
+    // The reload fails: the table it joins is out of its reach, while a
+    // single key's lookup (which reads only the keys' table for a key
+    // without an owner) still works.
+    let sql = rusqlite::Connection::open(h.app.meta.path()).unwrap();
+    sql.execute_batch("ALTER TABLE users RENAME TO users_out_of_reach")
+        .unwrap();
+    assert!(h.app.refresh_keys().is_err());
+    let metrics = h.get("/metrics", Some(&admin)).await.text();
+    assert_eq!(reload_failures(&metrics), failures + 1.0);
+    // No cached key is trusted: each is looked up in the database, so the
+    // revoked one is refused and the live one still served.
+    let r = h.get(health, Some(&revoked)).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(h.get(health, Some(&admin)).await.status, 200);
+    // Again on the next failed reload.
+    assert!(h.app.refresh_keys().is_err());
+    assert_eq!(h.get(health, Some(&revoked)).await.status, 401);
+    let metrics = h.get("/metrics", Some(&admin)).await.text();
+    assert_eq!(reload_failures(&metrics), failures + 2.0);
+
+    // A reload that succeeds counts nothing and keeps the revocation.
+    sql.execute_batch("ALTER TABLE users_out_of_reach RENAME TO users")
+        .unwrap();
+    h.app.refresh_keys().unwrap();
+    assert_eq!(h.get(health, Some(&revoked)).await.status, 401);
+    assert_eq!(h.get(health, Some(&admin)).await.status, 200);
+    let metrics = h.get("/metrics", Some(&admin)).await.text();
+    assert_eq!(reload_failures(&metrics), failures + 2.0);
+}

@@ -1,7 +1,8 @@
 //! The log as served over HTTP, checked with code that is not ours: the
 //! checkpoint's Ed25519 signature with `ed25519-dalek` straight from the
 //! C2SP note text, and the tiles, entry bundles, root, receipts and proofs
-//! with the `ct-merkle` crate's RFC 6962 implementation.
+//! with the `ct-merkle` crate's RFC 6962 implementation; the same again
+//! after the server's retention pruned the oldest bundles.
 
 #![allow(clippy::unwrap_used)]
 
@@ -233,4 +234,319 @@ fn tiles_checkpoint_and_proofs_verify_with_independent_code() {
 
     server.shutdown();
     rt.block_on(server.wait()).unwrap();
+}
+
+/// Wait until log `log` is pruned below `below` by the server's own
+/// retention thread.
+fn wait_pruned(server: &Server, log: &str, below: u64) {
+    let trail = server.app.trail(log).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while trail.pruned_below() < below {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not pruned below {below}: {}",
+            trail.pruned_below()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(trail.pruned_below(), below);
+}
+
+/// The system log's events of `action`, oldest first, once there are at
+/// least `at_least` (the retention thread queues them after pruning).
+fn system_events(server: &Server, action: &str, at_least: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let found = system_events_now(server, action);
+        if found.len() >= at_least || std::time::Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn system_events_now(server: &Server, action: &str) -> Vec<Value> {
+    let system = server.app.trail("system").unwrap();
+    system.sync_index().unwrap();
+    let filter = sealtrail_trail::Filter {
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    system
+        .query(&filter, &sealtrail_trail::Page::oldest(100))
+        .unwrap()
+        .into_iter()
+        .map(|f| serde_json::from_slice(&f.entry).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_log_pruned_by_its_policy_still_verifies_with_independent_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.retention.interval_s = 1;
+    config.retention.logs.insert(
+        "default".into(),
+        sealtrail_server::config::RetentionPolicy {
+            older_than: None,
+            max_size: Some("1".into()),
+        },
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(Server::start(config)).unwrap();
+    let key = support::create_key(&server.app, Scope::Admin, None, "verifier");
+    let client = Client {
+        base: format!("http://{}", server.addr),
+        key,
+    };
+    // Entry 300 is the only `doc.held` event; a hold on it is in place
+    // before anything is stored.
+    let hold = server
+        .app
+        .meta
+        .add_hold(
+            "default",
+            &sealtrail_trail::Filter {
+                action: Some("doc.held".into()),
+                ..Default::default()
+            },
+            "matter 17",
+            "test",
+            &json!({"id": "test", "type": "user"}),
+        )
+        .unwrap();
+    let events: Vec<Value> = (0..EVENTS)
+        .map(|i| {
+            let action = if i == 300 { "doc.held" } else { "doc.viewed" };
+            json!({"action": action, "actor": {"id": format!("u-{}", i % 7)}, "message": format!("view {i}")})
+        })
+        .collect();
+    let mut sizes = Vec::new();
+    for chunk in events.chunks(300) {
+        let resp: Value = ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
+            .header("Authorization", format!("Bearer {}", client.key))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(chunk).unwrap())
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        sizes.push(resp["tree_size"].as_u64().unwrap());
+    }
+    // Every entry, read before pruning, for the independent tree.
+    let trail = server.app.trail("default").unwrap();
+    let entries = trail.log().entries(0, EVENTS as u64).unwrap();
+    let tree = tree_of(&entries);
+
+    // The policy asks for everything but the partial bundle (512); the
+    // hold stops it at entry 300's bundle, and the system log says so.
+    wait_pruned(&server, "default", 256);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(trail.pruned_below(), 256, "the hold keeps 256 on");
+    let stopped = system_events(&server, "retention.stopped", 1);
+    assert!(!stopped.is_empty());
+    assert_eq!(stopped[0]["details"]["hold"], hold.id);
+    assert_eq!(stopped[0]["details"]["below"], 256);
+    server
+        .app
+        .meta
+        .release_hold(hold.id, "test", &json!({"id": "test", "type": "user"}))
+        .unwrap();
+    wait_pruned(&server, "default", 512);
+
+    // Two prunings recorded, with the root of the tree at `to` as an
+    // independent implementation computes it.
+    let pruned = system_events(&server, "retention.pruned", 2);
+    let ranges: Vec<(u64, u64)> = pruned
+        .iter()
+        .map(|e| {
+            (
+                e["details"]["from"].as_u64().unwrap(),
+                e["details"]["to"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ranges, [(0, 256), (256, 512)]);
+    for e in &pruned {
+        let to = e["details"]["to"].as_u64().unwrap() as usize;
+        assert_eq!(
+            e["details"]["root_at_to"].as_str().unwrap(),
+            hex(tree_of(&entries[..to]).root().as_bytes())
+        );
+        assert!(e["details"]["bytes_freed"].as_u64().unwrap() > 0);
+    }
+
+    // The checkpoint still verifies and its root is the whole tree's.
+    let logs = client.json("/api/v1/logs");
+    let vkey = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "default")
+        .unwrap()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = open_note(&client.get("/logs/default/checkpoint", false).0, &vkey);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[1], EVENTS.to_string());
+    assert_eq!(B64.decode(lines[2]).unwrap(), tree.root().as_bytes().as_slice());
+
+    // Pruned entry bundles are gone; hash tiles of the pruned range and
+    // the kept bundle are served and agree with the independent tree.
+    for gone in ["/logs/default/tile/entries/000", "/logs/default/tile/entries/001"] {
+        let err = ureq::get(format!("{}{gone}", client.base))
+            .header("Authorization", format!("Bearer {}", client.key))
+            .call()
+            .unwrap_err();
+        assert!(matches!(err, ureq::Error::StatusCode(404)), "{gone}: {err}");
+    }
+    let kept = bundle_entries(&client.get("/logs/default/tile/entries/002.p/188", false).0);
+    assert_eq!(kept, entries[512..]);
+    for n in 0..2 {
+        let tile = hashes(&client.get(&format!("/logs/default/tile/0/{n:03}"), false).0);
+        for (i, h) in tile.iter().enumerate() {
+            assert_eq!(
+                tree_of(std::slice::from_ref(&entries[n * 256 + i]))
+                    .root()
+                    .as_bytes()
+                    .as_slice(),
+                h
+            );
+        }
+    }
+    let level1 = hashes(&client.get("/logs/default/tile/1/000.p/2", false).0);
+    assert_eq!(level1[0], *tree_of(&entries[..256]).root().as_bytes());
+
+    // Inclusion proofs of kept entries and a consistency proof across the
+    // pruned range, checked by ct-merkle.
+    let ct_root = RootHash::<Sha256>::new(*tree.root().as_bytes(), EVENTS as u64);
+    for index in [512usize, 600, 699] {
+        let p = client.json(&format!("/api/v1/logs/default/proofs/inclusion?index={index}"));
+        let proof = InclusionProof::<Sha256>::from_digests(digests(&p["proof"]).iter());
+        ct_root.verify_inclusion(&entries[index], index as u64, &proof).unwrap();
+    }
+    let old = sizes[0] as usize;
+    let p = client.json(&format!("/api/v1/logs/default/proofs/consistency?from={old}"));
+    let proof = ConsistencyProof::<Sha256>::from_digests(digests(&p["proof"]).iter());
+    let old_root = RootHash::<Sha256>::new(*tree_of(&entries[..old]).root().as_bytes(), old as u64);
+    ct_root.verify_consistency(&old_root, &proof).unwrap();
+
+    // Queries and stats no longer see pruned events; a pruned event read
+    // by id is 410 with the boundary.
+    let stats = client.json("/api/v1/logs/default/stats");
+    assert_eq!(stats["total"], EVENTS - 512);
+    let pruned_id = sealtrail_event::parse_entry(&entries[10]).unwrap().id.to_string();
+    let resp = ureq::get(format!("{}/api/v1/logs/default/events/{pruned_id}", client.base))
+        .header("Authorization", format!("Bearer {}", client.key))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 410);
+    let problem: Value = resp.into_body().read_json().unwrap();
+    assert_eq!(problem["type"], "urn:sealtrail:problem:pruned");
+    assert_eq!(problem["pruned_below"], 512);
+
+    server.shutdown();
+    rt.block_on(server.wait()).unwrap();
+
+    // Our verifier, offline, reports the pruned range and finds the rest intact.
+    let report = sealtrail_ledger::verify::verify_log(
+        &sealtrail_ledger::storage::OsStorage,
+        &dir.path().join("logs/default"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(report.intact(), "{:?}", report.findings);
+    assert_eq!((report.entries, report.pruned_below), (EVENTS as u64, 512));
+}
+
+#[test]
+fn packed_bundles_are_served_as_before_and_still_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    // The test runs compaction itself, at a known moment.
+    config.compression.interval_s = 0;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(Server::start(config)).unwrap();
+    let key = support::create_key(&server.app, Scope::Admin, None, "verifier");
+    let client = Client {
+        base: format!("http://{}", server.addr),
+        key,
+    };
+    let events: Vec<Value> = (0..EVENTS)
+        .map(|i| json!({"action": "doc.viewed", "actor": {"id": format!("u-{}", i % 7)}, "message": format!("view {i}")}))
+        .collect();
+    for chunk in events.chunks(300) {
+        ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
+            .header("Authorization", format!("Bearer {}", client.key))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(chunk).unwrap())
+            .unwrap();
+    }
+    let paths = [
+        "/logs/default/tile/entries/000",
+        "/logs/default/tile/entries/001",
+        "/logs/default/tile/entries/002.p/188",
+        "/logs/default/tile/0/000",
+        "/logs/default/tile/0/002.p/188",
+        "/logs/default/tile/1/000.p/2",
+    ];
+    let before: Vec<Vec<u8>> = paths.iter().map(|p| client.get(p, false).0).collect();
+    let trail = server.app.open_trail("default").unwrap();
+    let entries_before: Vec<Vec<u8>> = (0..EVENTS as u64)
+        .map(|i| trail.read(i).unwrap().entry.to_vec())
+        .collect();
+    let log_dir = dir.path().join("logs/default");
+    let entry_bytes = |d: &std::path::Path| -> u64 {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("entries"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    let raw_before = entry_bytes(&log_dir);
+
+    sealtrail_server::compaction::run_once(&server.app);
+
+    // The two whole bundles are packed and their raw bytes gone; the
+    // partial third stays raw.
+    let names: Vec<String> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("pack-")), "{names:?}");
+    let raw_after = entry_bytes(&log_dir);
+    assert!(
+        raw_after < raw_before / 2,
+        "{raw_before} -> {raw_after} bytes: {names:?}"
+    );
+    // Everything is served byte for byte as before.
+    for (path, old) in paths.iter().zip(&before) {
+        assert_eq!(&client.get(path, false).0, old, "{path}");
+    }
+    for (i, old) in entries_before.iter().enumerate() {
+        assert_eq!(&trail.read(i as u64).unwrap().entry.to_vec(), old, "entry {i}");
+    }
+    drop(trail);
+    let health = client.json("/api/v1/system/health");
+    assert_eq!(health["compaction_failures"], json!([]), "{health}");
+    // More entries after the packs, then the log still verifies in full.
+    ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
+        .header("Authorization", format!("Bearer {}", client.key))
+        .header("Content-Type", "application/json")
+        .send(serde_json::to_vec(&events[..100]).unwrap())
+        .unwrap();
+    server.shutdown();
+    rt.block_on(server.wait()).unwrap();
+    let storage = sealtrail_ledger::storage::OsStorage;
+    let report = sealtrail_ledger::verify::verify_log(&storage, &log_dir, None, None).unwrap();
+    assert!(report.intact(), "{:?}", report.findings);
+    assert_eq!(report.entries, EVENTS as u64 + 100);
 }

@@ -26,9 +26,18 @@
 //! found: in the old index's last commit, which stays searchable, or in
 //! memory, where every key appended since that commit is kept until the
 //! rebuilt index has committed it.
+//!
+//! An index that does not open at all (an I/O error other than damage the
+//! open recognises and rebuilds at once) starts the thread in the failed
+//! state, with no index: queries are refused as above, and so are appends
+//! with an idempotency key, since no index holds the keys already stored,
+//! until the rebuild is swapped in.
+//!
+//! Every file operation of a rebuild, the swap's renames and directory
+//! syncs included, goes through the data directory's storage, so crash
+//! tests on simulated storage cut power at each of them.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -37,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use sealtrail_event::{parse_entry, Event};
 use sealtrail_index::{EventIndex, IndexOptions};
+use sealtrail_ledger::storage::Storage;
 use sealtrail_ledger::Log;
 
 use crate::keys::Keys;
@@ -114,6 +124,10 @@ pub struct IndexStatus {
     pub dropped: u64,
     /// When `Failed`: how long until the next rebuild starts.
     pub retry_in: Option<Duration>,
+    /// Idempotency keys held in memory until an index commit holds them,
+    /// and their bound ([`crate::TrailOptions::max_unindexed_keys`]).
+    pub held_keys: usize,
+    pub max_held_keys: usize,
 }
 
 struct State {
@@ -136,6 +150,9 @@ struct State {
     dropped: u64,
     /// A search met damage in the index: the thread fails it and rebuilds.
     damage: Option<String>,
+    /// A rebuild was asked for (why): the thread rebuilds without counting
+    /// a failure.
+    requested: Option<String>,
     /// The thread waits with nothing to index: a push must wake it.
     idle: bool,
     /// When the oldest batch in `pending` arrived.
@@ -150,13 +167,14 @@ struct Shared {
     work: Condvar,
     /// Signalled after each commit, on failure, and when the backlog shrinks.
     progress: Condvar,
-    /// The index searches and idempotency lookups use; replaced by a rebuild.
-    index: RwLock<Arc<EventIndex>>,
+    /// The index searches and idempotency lookups use; replaced by a
+    /// rebuild. None: it did not open, and no rebuild is in place yet.
+    index: RwLock<Option<Arc<EventIndex>>>,
 }
 
 impl Shared {
-    fn index(&self) -> Arc<EventIndex> {
-        Arc::clone(&self.index.read().unwrap_or_else(|e| e.into_inner()))
+    fn index(&self) -> Option<Arc<EventIndex>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -193,16 +211,31 @@ pub(crate) struct Indexer {
 }
 
 impl Indexer {
-    /// Start indexing at ledger index `next` (everything below is committed).
-    pub(crate) fn start(next: u64, index: Arc<EventIndex>, ctx: Context, max_backlog: usize) -> Indexer {
+    /// Start indexing at ledger index `next` (everything below is
+    /// committed) into `index`; or, when the index did not open (`Err`,
+    /// the cause), start failed and rebuild it from the ledger.
+    pub(crate) fn start(
+        next: u64,
+        index: Result<Arc<EventIndex>, String>,
+        ctx: Context,
+        max_backlog: usize,
+    ) -> Indexer {
+        let (index, cause) = match index {
+            Ok(index) => (Some(index), None),
+            Err(cause) => (None, Some(cause)),
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 pending: BTreeMap::new(),
                 backlog: 0,
-                committed: next,
+                committed: if index.is_some() { next } else { 0 },
                 commit_now: false,
                 stop: false,
-                state: IndexState::Ok,
+                state: if index.is_some() {
+                    IndexState::Ok
+                } else {
+                    IndexState::Rebuilding
+                },
                 last_error: None,
                 rebuilt: 0,
                 retry_at: None,
@@ -210,6 +243,7 @@ impl Indexer {
                 rebuilds: 0,
                 dropped: 0,
                 damage: None,
+                requested: None,
                 idle: false,
                 oldest: None,
                 pushed_end: next,
@@ -226,7 +260,7 @@ impl Indexer {
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sealtrail-indexer".into())
-            .spawn(move || run(&worker, &ctx, next))
+            .spawn(move || run(&worker, &ctx, next, cause))
             .ok();
         if thread.is_none() {
             let mut s = lock(&shared.state);
@@ -241,9 +275,25 @@ impl Indexer {
         }
     }
 
-    /// The index searches use now.
-    pub(crate) fn index(&self) -> Arc<EventIndex> {
+    /// The index idempotency keys are looked up in now, serving or not
+    /// (a failed one's last commit stays searchable); None when it did not
+    /// open and no rebuild is in place yet.
+    pub(crate) fn index(&self) -> Option<Arc<EventIndex>> {
         self.shared.index()
+    }
+
+    /// The index, if it serves queries; refused otherwise.
+    pub(crate) fn searchable(&self) -> Result<Arc<EventIndex>, TrailError> {
+        let s = lock(&self.shared.state);
+        match (s.state, self.shared.index()) {
+            (IndexState::Ok, Some(index)) => Ok(index),
+            _ => Err(self.unavailable(&s)),
+        }
+    }
+
+    /// How long a caller refused for want of the index should wait.
+    pub(crate) fn retry_after(&self) -> Duration {
+        retry_after(&lock(&self.shared.state))
     }
 
     /// Hand over the events of ledger entries `first..first+events.len()`.
@@ -297,15 +347,6 @@ impl Indexer {
         lock(&self.shared.state).pushed_end
     }
 
-    /// Refuse unless the index serves queries.
-    pub(crate) fn healthy(&self) -> Result<(), TrailError> {
-        let s = lock(&self.shared.state);
-        match s.state {
-            IndexState::Ok => Ok(()),
-            _ => Err(self.unavailable(&s)),
-        }
-    }
-
     /// A search found the index damaged (a segment that does not hold
     /// together): have it rebuilt, and refuse the search.
     pub(crate) fn damaged(&self, cause: String) -> TrailError {
@@ -323,30 +364,34 @@ impl Indexer {
         e
     }
 
+    /// Have the index rebuilt from the ledger because `why` asked for it,
+    /// not because it failed: neither a failure nor the last error.
+    pub(crate) fn request_rebuild(&self, why: String) {
+        let mut s = lock(&self.shared.state);
+        if s.state == IndexState::Ok && s.damage.is_none() {
+            s.requested.get_or_insert(why);
+            self.shared.work.notify_one();
+        }
+    }
+
     fn unavailable(&self, s: &State) -> TrailError {
-        let retry_after = match s.retry_at {
-            Some(at) if s.state == IndexState::Failed => {
-                // Whole seconds, rounded up: the rebuild starts then and
-                // takes a while.
-                let wait = at.saturating_duration_since(Instant::now());
-                Duration::from_secs(wait.as_secs() + 1)
-            }
-            _ => RETRY_WHILE_REBUILDING,
-        };
         TrailError::IndexUnavailable {
             log: self.name.clone(),
             state: s.state,
-            retry_after,
+            retry_after: retry_after(s),
         }
     }
 
     pub(crate) fn status(&self) -> IndexStatus {
-        let covered = self.index().indexed();
+        let covered = self.index().map(|i| i.indexed());
         let s = lock(&self.shared.state);
         IndexStatus {
             state: s.state,
             last_error: s.last_error.clone(),
-            covered: if s.state == IndexState::Ok { covered } else { s.rebuilt },
+            covered: match covered {
+                Some(covered) if s.state == IndexState::Ok => covered,
+                _ => s.rebuilt,
+            },
             queued: s.backlog,
             max_queued: self.max_backlog,
             failures: s.failures,
@@ -356,7 +401,21 @@ impl Indexer {
                 .retry_at
                 .filter(|_| s.state == IndexState::Failed)
                 .map(|at| at.saturating_duration_since(Instant::now())),
+            held_keys: 0,
+            max_held_keys: 0,
         }
+    }
+}
+
+fn retry_after(s: &State) -> Duration {
+    match s.retry_at {
+        Some(at) if s.state == IndexState::Failed => {
+            // Whole seconds, rounded up: the rebuild starts then and
+            // takes a while.
+            let wait = at.saturating_duration_since(Instant::now());
+            Duration::from_secs(wait.as_secs() + 1)
+        }
+        _ => RETRY_WHILE_REBUILDING,
     }
 }
 
@@ -370,13 +429,35 @@ impl Drop for Indexer {
     }
 }
 
-fn run(shared: &Shared, ctx: &Context, mut next: u64) {
+/// Why live indexing stopped.
+enum Interrupted {
+    /// The index failed: the cause.
+    Failed(String),
+    /// A rebuild was asked for: why.
+    Requested(String),
+}
+
+impl From<String> for Interrupted {
+    fn from(cause: String) -> Interrupted {
+        Interrupted::Failed(cause)
+    }
+}
+
+/// `failed_at_open`: the index did not open, for this reason; it is
+/// rebuilt before anything is indexed.
+fn run(shared: &Shared, ctx: &Context, mut next: u64, mut failed_at_open: Option<String>) {
     loop {
-        let cause = match live(shared, ctx, next) {
-            Ok(()) => return,
-            Err(cause) => cause,
+        let interrupted = match failed_at_open.take() {
+            Some(cause) => Interrupted::Failed(cause),
+            None => match live(shared, ctx, next) {
+                Ok(()) => return,
+                Err(interrupted) => interrupted,
+            },
         };
-        failed(shared, ctx, cause);
+        match interrupted {
+            Interrupted::Failed(cause) => failed(shared, ctx, cause),
+            Interrupted::Requested(why) => requested(shared, ctx, &why),
+        }
         match rebuild_until_done(shared, ctx) {
             Some(at) => next = at,
             None => return,
@@ -387,8 +468,10 @@ fn run(shared: &Shared, ctx: &Context, mut next: u64) {
 /// Feed the index from ingest until stopped (`Ok`) or the index fails
 /// (`Err`, the cause). Entries of `[next, ledger size)` are read from the
 /// ledger first: those acknowledged while pushes were dropped.
-fn live(shared: &Shared, ctx: &Context, mut next: u64) -> Result<(), String> {
-    let index = shared.index();
+fn live(shared: &Shared, ctx: &Context, mut next: u64) -> Result<(), Interrupted> {
+    let Some(index) = shared.index() else {
+        return Err(Interrupted::Failed("the query index is not open".into()));
+    };
     let failure = |e: &dyn std::fmt::Display| cause_of(&index, e);
     let size = ctx.log.size();
     if next < size {
@@ -407,7 +490,10 @@ fn live(shared: &Shared, ctx: &Context, mut next: u64) -> Result<(), String> {
             let mut s = lock(&shared.state);
             loop {
                 if let Some(why) = s.damage.take() {
-                    return Err(why);
+                    return Err(Interrupted::Failed(why));
+                }
+                if let Some(why) = s.requested.take() {
+                    return Err(Interrupted::Requested(why));
                 }
                 let has_next = s.pending.first_key_value().is_some_and(|(k, _)| *k <= next);
                 let due = uncommitted && last_commit.elapsed() >= ctx.visibility;
@@ -433,7 +519,7 @@ fn live(shared: &Shared, ctx: &Context, mut next: u64) -> Result<(), String> {
                 if !has_next && !uncommitted {
                     // Idle: a merge may have failed meanwhile.
                     if let Some(why) = index.merge_failure() {
-                        return Err(why);
+                        return Err(Interrupted::Failed(why));
                     }
                 }
             }
@@ -512,9 +598,33 @@ fn failed(shared: &Shared, ctx: &Context, cause: String) {
         s.oldest = None;
         s.commit_now = false;
         s.damage = None;
+        s.requested = None;
         std::mem::take(&mut s.pending)
     };
     // Ingest blocked on the bound goes on (and drops its events).
+    shared.progress.notify_all();
+    drop(dropped);
+}
+
+/// A rebuild was asked for: as [`failed`], the index stops taking pushes
+/// until it is rebuilt, but nothing failed, so neither the failures nor the
+/// last error change.
+fn requested(shared: &Shared, ctx: &Context, why: &str) {
+    tracing::info!(
+        log = %ctx.name,
+        "rebuilding the query index of log {} as asked ({why}); queries are refused until it is swapped in",
+        ctx.name
+    );
+    let dropped = {
+        let mut s = lock(&shared.state);
+        s.state = IndexState::Rebuilding;
+        s.rebuilt = 0;
+        s.backlog = 0;
+        s.oldest = None;
+        s.commit_now = false;
+        s.requested = None;
+        std::mem::take(&mut s.pending)
+    };
     shared.progress.notify_all();
     drop(dropped);
 }
@@ -588,8 +698,9 @@ fn rebuild_until_done(shared: &Shared, ctx: &Context) -> Option<u64> {
 /// it in place of the failed one and make it the index searches use.
 /// Returns the new watermark (None: stopped).
 fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
+    let storage = &*ctx.storage;
     let aside = sibling(&ctx.dir, REBUILD_SUFFIX);
-    EventIndex::wipe_with(&*ctx.storage, &aside)?;
+    EventIndex::wipe_with(storage, &aside)?;
     {
         let fresh = EventIndex::open_with(ctx.storage.clone(), &aside, ctx.opts, Some(ctx.history()))?;
         // Until the ledger's end is near: what is appended meanwhile is read
@@ -597,7 +708,7 @@ fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
         // outpace the rebuild.
         for _ in 0..8 {
             let size = ctx.log.size();
-            let from = fresh.indexed();
+            let from = crate::skip_pruned(&ctx.log, &fresh, fresh.indexed())?;
             let mut go_on = |at: u64| {
                 let mut s = lock(&shared.state);
                 s.rebuilt = at;
@@ -607,6 +718,7 @@ fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
                 return Ok(None);
             }
             fresh.commit()?;
+            crate::forget_pruned(&ctx.log, &fresh)?;
             if ctx.log.size() - size < CHUNK {
                 break;
             }
@@ -615,13 +727,15 @@ fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
     }
 
     let old = shared.index();
-    old.stop_merges();
+    if let Some(old) = &old {
+        old.stop_merges();
+    }
     let retired = sibling(&ctx.dir, RETIRED_SUFFIX);
-    EventIndex::wipe_with(&*ctx.storage, &retired)?;
-    rename(&ctx.dir, &retired, true)?;
-    rename(&aside, &ctx.dir, false)?;
+    EventIndex::wipe_with(storage, &retired)?;
+    rename(storage, &ctx.dir, &retired, true)?;
+    rename(storage, &aside, &ctx.dir, false)?;
     if let Some(parent) = ctx.dir.parent() {
-        sync_dir(parent)?;
+        sync_dir(storage, parent)?;
     }
     let index = Arc::new(EventIndex::open_with(
         ctx.storage.clone(),
@@ -631,7 +745,10 @@ fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
     )?);
     index.set_event_source(Arc::new(crate::LedgerEvents(ctx.log.clone())));
     let watermark = index.indexed();
-    *shared.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+    *shared.index.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
+    // Keys held for the failed index are found in the rebuilt one now,
+    // even if nothing is appended (and committed) after it.
+    ctx.keys.forget_below(watermark);
     {
         let mut s = lock(&shared.state);
         s.state = IndexState::Ok;
@@ -641,7 +758,7 @@ fn rebuild(shared: &Shared, ctx: &Context) -> Result<Option<u64>, TrailError> {
     }
     drop(old);
     // Searches still running on the old index keep their mapped segments.
-    if let Err(e) = EventIndex::wipe_with(&*ctx.storage, &retired) {
+    if let Err(e) = EventIndex::wipe_with(storage, &retired) {
         tracing::warn!(log = %ctx.name, "deleting the replaced query index of log {}: {e}", ctx.name);
     }
     Ok(Some(watermark))
@@ -681,8 +798,8 @@ pub(crate) fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
-fn rename(from: &Path, to: &Path, may_be_missing: bool) -> Result<(), TrailError> {
-    match fs::rename(from, to) {
+fn rename(storage: &dyn Storage, from: &Path, to: &Path, may_be_missing: bool) -> Result<(), TrailError> {
+    match storage.rename(from, to) {
         Err(e) if may_be_missing && e.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r.map_err(|source| TrailError::Io {
             what: format!("renaming {} to {}", from.display(), to.display()),
@@ -691,30 +808,32 @@ fn rename(from: &Path, to: &Path, may_be_missing: bool) -> Result<(), TrailError
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), TrailError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| TrailError::Io {
-            what: format!("syncing {}", dir.display()),
-            source,
-        })
+fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<(), TrailError> {
+    storage.sync_dir(dir).map_err(|source| TrailError::Io {
+        what: format!("syncing {}", dir.display()),
+        source,
+    })
 }
 
 /// Make the index directory consistent after a stop during a rebuild: a
 /// rebuild that had not been swapped in is deleted (the old index is still
 /// in place and is caught up as usual), one cut between the swap's two
-/// renames is put in place, and a replaced index left behind is deleted.
-pub(crate) fn settle_rebuild(dir: &Path) -> Result<(), TrailError> {
+/// renames is put in place, and a replaced index left behind is deleted
+/// (if that fails, the next open tries again: it is in nobody's way).
+pub(crate) fn settle_rebuild(storage: &dyn Storage, dir: &Path, name: &str) -> Result<(), TrailError> {
     let aside = sibling(dir, REBUILD_SUFFIX);
-    if fs::symlink_metadata(&aside).is_ok() {
-        if fs::symlink_metadata(dir).is_ok() {
-            EventIndex::wipe(&aside)?;
+    if storage.exists(&aside) {
+        if storage.exists(dir) {
+            EventIndex::wipe_with(storage, &aside)?;
         } else {
-            rename(&aside, dir, false)?;
+            rename(storage, &aside, dir, false)?;
             if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
+                sync_dir(storage, parent)?;
             }
         }
     }
-    Ok(EventIndex::wipe(&sibling(dir, RETIRED_SUFFIX))?)
+    if let Err(e) = EventIndex::wipe_with(storage, &sibling(dir, RETIRED_SUFFIX)) {
+        tracing::warn!(log = %name, "deleting the replaced query index of log {name}: {e}");
+    }
+    Ok(())
 }

@@ -8,6 +8,16 @@
 //! searchable, so there is no moment when neither place knows it. Two
 //! callers racing with one key: the second waits until the first's append
 //! settles, then finds its index.
+//!
+//! The map is bounded ([`crate::TrailOptions::max_unindexed_keys`]): while
+//! the index commits, keys leave it within a commit interval, but while
+//! the index is failed and rebuilt they stay until the rebuilt index
+//! commits them. At the bound, a batch that would add a new key is
+//! refused whole rather than grow memory; resends of keys already here,
+//! and appends without a key, go on. The ledger already holds every key
+//! durably, so a refusal loses nothing, and it ends as soon as a rebuilt
+//! index commits (a spill file would be a second, unsynced copy of what
+//! the ledger holds, with its own crash cases).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -34,10 +44,22 @@ pub(crate) enum Plan {
     SameAs(usize),
 }
 
-#[derive(Default)]
 pub(crate) struct Keys {
     slots: Mutex<HashMap<String, Slot>>,
     settled: Condvar,
+    /// Most keys held (appended and in flight).
+    limit: usize,
+}
+
+/// Why [`Keys::reserve`] refused a batch.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// No index to look keys up in (it did not open; not yet rebuilt).
+    NoIndex,
+    /// Holding `held` keys, the batch's `new` would pass `limit`.
+    Full { held: usize, new: usize, limit: usize },
+    /// The lookup in the index failed.
+    Failed(TrailError),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,6 +67,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Keys {
+    pub(crate) fn new(limit: usize) -> Keys {
+        Keys {
+            slots: Mutex::new(HashMap::new()),
+            settled: Condvar::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Keys held now (appended since the index's last commit, or in
+    /// flight), and the most that may be.
+    pub(crate) fn held(&self) -> (usize, usize) {
+        (lock(&self.slots).len(), self.limit)
+    }
+
     /// Decide each input's fate and reserve the keys of the fresh ones.
     /// `keys[i]` is input i's idempotency key (None: no key, or rejected).
     /// `index` gives the index in use; it is asked under this map's lock,
@@ -53,8 +89,8 @@ impl Keys {
     pub(crate) fn reserve(
         &self,
         keys: &[Option<&str>],
-        index: &dyn Fn() -> Arc<EventIndex>,
-    ) -> Result<Vec<Plan>, TrailError> {
+        index: &dyn Fn() -> Option<Arc<EventIndex>>,
+    ) -> Result<Vec<Plan>, Refusal> {
         if keys.iter().all(Option::is_none) {
             return Ok(vec![Plan::Fresh; keys.len()]);
         }
@@ -74,11 +110,19 @@ impl Keys {
             .copied()
             .filter(|k| !slots.contains_key(*k))
             .collect();
-        let committed: HashMap<&str, u64> = look_up
-            .iter()
-            .zip(index().find_idempotency_keys(&look_up)?)
-            .filter_map(|(&k, at)| Some((k, at?)))
-            .collect();
+        let committed: HashMap<&str, u64> = if look_up.is_empty() {
+            HashMap::new()
+        } else {
+            let index = index().ok_or(Refusal::NoIndex)?;
+            let found = index
+                .find_idempotency_keys(&look_up)
+                .map_err(|e| Refusal::Failed(e.into()))?;
+            look_up
+                .iter()
+                .zip(found)
+                .filter_map(|(&k, at)| Some((k, at?)))
+                .collect()
+        };
         let mut first_use: HashMap<&str, usize> = HashMap::new();
         let mut plans = Vec::with_capacity(keys.len());
         for (position, key) in keys.iter().enumerate() {
@@ -97,6 +141,13 @@ impl Keys {
                 Plan::Fresh
             };
             plans.push(plan);
+        }
+        if !first_use.is_empty() && slots.len() + first_use.len() > self.limit {
+            return Err(Refusal::Full {
+                held: slots.len(),
+                new: first_use.len(),
+                limit: self.limit,
+            });
         }
         for (&key, _) in first_use.iter() {
             slots.insert(key.to_owned(), Slot::InFlight);

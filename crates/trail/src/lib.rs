@@ -21,6 +21,7 @@
 //! its watermark never passes an entry it has not indexed.
 
 pub mod jsonl;
+pub mod retention;
 pub mod target;
 pub mod when;
 
@@ -31,14 +32,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealtrail_event::{accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid};
+use sealtrail_event::{
+    accept_json_changed, accept_json_entry, event_id, parse_entry, Event, Rejection, Timestamp, Ulid,
+};
 use sealtrail_index::{EventIndex, EventSource, History, SourceError};
 use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PreparedEntry};
 use sealtrail_merkle::hash::{leaf_hash, Hash};
+use sealtrail_pii::{FieldPath, LogPii, PiiError};
 use thiserror::Error;
 
 pub use sealtrail_index::text_words;
-pub use sealtrail_index::{Bucket, Filter, IndexError, IndexOptions, Order, Page, Performance, Stats, TimeRange};
+pub use sealtrail_index::{
+    Bucket, Facet, Filter, GlobTally, IndexError, IndexOptions, Order, Page, Performance, Stats, TimeRange,
+};
 
 use crate::indexer::{Context, Indexer};
 pub use crate::indexer::{IndexState, IndexStatus};
@@ -50,6 +56,10 @@ pub const INDEX_DIR: &str = "query-index";
 
 /// Where the trail reads the time: `received_at` of every event ingested.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Called with the log's new size after every append, on the appending
+/// thread: it must return at once (post a notification, never wait).
+pub type AppendHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// How a trail is run.
 #[derive(Clone)]
@@ -63,8 +73,31 @@ pub struct TrailOptions {
     /// for it: bounds memory when the indexer falls behind (a batch that
     /// finds fewer waiting is handed over whole).
     pub max_index_backlog: usize,
+    /// Idempotency keys held in memory (appended since the index's last
+    /// commit, or in flight) at which a batch with a new key is refused
+    /// with [`TrailError::KeysFull`]: while the index is failed and
+    /// rebuilt, keys wait in memory until the rebuilt index commits them.
+    /// Twice the backlog bound by default, so a serving index, whose
+    /// commits let keys go within `visibility`, does not reach it.
+    pub max_unindexed_keys: usize,
     /// The system clock unless a test injects one.
     pub clock: Clock,
+    /// The log's PII protection (docs/pii.md): protected fields are
+    /// transformed at ingest, before canonicalisation and hashing, and
+    /// filters on hmac fields are hashed the same way. `None`: none.
+    /// Ignored when `pii_source` is given.
+    pub pii: Option<Arc<LogPii>>,
+    /// Where the log's PII protection is learnt when it may change while
+    /// the trail is open: asked before every batch and every search.
+    pub pii_source: Option<Arc<dyn PiiSource>>,
+}
+
+/// The PII protection of logs as it is now: changes (`sealtrail pii
+/// set`) apply from the next batch on, without reopening the trail.
+pub trait PiiSource: Send + Sync {
+    /// The protection of `log` now; an error when fields are protected
+    /// but cannot be (no master key), and then nothing is stored.
+    fn current(&self, log: &str) -> Result<Option<Arc<LogPii>>, PiiError>;
 }
 
 impl Default for TrailOptions {
@@ -74,7 +107,10 @@ impl Default for TrailOptions {
             index: IndexOptions::default(),
             visibility: Duration::from_millis(500),
             max_index_backlog: 1 << 18,
+            max_unindexed_keys: 1 << 19,
             clock: Arc::new(Timestamp::now),
+            pii: None,
+            pii_source: None,
         }
     }
 }
@@ -100,8 +136,27 @@ pub enum TrailError {
         state: IndexState,
         retry_after: Duration,
     },
+    /// A batch with idempotency keys while no index can tell which keys
+    /// are stored already (the index did not open and is being rebuilt):
+    /// refused whole, nothing appended. Batches without keys go on.
+    #[error("appends with an idempotency key to log {log} are refused while its query index is rebuilt from the ledger: no index holds the keys already stored to check them against; retry in {} s", retry_after.as_secs())]
+    KeysUnchecked { log: String, retry_after: Duration },
+    /// A batch that would hold more than
+    /// [`TrailOptions::max_unindexed_keys`] idempotency keys in memory,
+    /// waiting for the index to commit them: refused whole, nothing
+    /// appended. Resends of keys held and batches without keys go on.
+    #[error("{held} idempotency keys appended to log {log} are waiting in memory for its query index to commit them; {new} more would pass the limit of {limit}, so appends with a new key are refused until the index catches up; retry in {} s", retry_after.as_secs())]
+    KeysFull {
+        log: String,
+        held: usize,
+        new: usize,
+        limit: usize,
+        retry_after: Duration,
+    },
     #[error("reading the system's randomness for event ids: {0}")]
     Random(String),
+    #[error("PII protection: {0}")]
+    Pii(#[from] PiiError),
     /// A read-only open found an index that covers more entries than the
     /// log's signed checkpoint: it belongs to another history.
     #[error("the query index covers {indexed} entries but the log holds {size}; rebuild it with `sealtrail reindex`")]
@@ -198,6 +253,10 @@ pub struct Trail {
     keys: Arc<Keys>,
     indexer: Indexer,
     clock: Clock,
+    pii: Option<Arc<LogPii>>,
+    pii_source: Option<Arc<dyn PiiSource>>,
+    /// Told of every append; see [`Trail::on_append`].
+    hook: std::sync::OnceLock<AppendHook>,
 }
 
 impl Trail {
@@ -206,11 +265,14 @@ impl Trail {
     pub fn open(data: &DataDir, name: &str, opts: TrailOptions) -> Result<Trail, TrailError> {
         let log = data.open_log(name, opts.log.clone())?;
         let dir = index_dir(data, name);
-        indexer::settle_rebuild(&dir)?;
-        let index = Arc::new(open_index(data, &dir, &opts.index, &log)?);
-        index.set_event_source(Arc::new(LedgerEvents(log.clone())));
-        catch_up(&log, &index, &mut |_, _| {})?;
-        let keys = Arc::new(Keys::default());
+        let index = match open_caught_up(data, name, &dir, &opts.index, &log) {
+            Ok(index) => Ok(Arc::new(index)),
+            // The ledger's faults are the log's; another writer holds the index.
+            Err(e @ (TrailError::Ledger(_) | TrailError::Index(IndexError::Locked(_)))) => return Err(e),
+            // Derived data that does not open is rebuilt while the trail runs.
+            Err(e) => Err(e.to_string()),
+        };
+        let keys = Arc::new(Keys::new(opts.max_unindexed_keys));
         let ctx = Context {
             log: log.clone(),
             name: name.to_string(),
@@ -226,6 +288,9 @@ impl Trail {
             keys,
             indexer,
             clock: opts.clock,
+            pii: opts.pii,
+            pii_source: opts.pii_source,
+            hook: std::sync::OnceLock::new(),
         })
     }
 
@@ -244,7 +309,7 @@ impl Trail {
     ) -> Result<u64, TrailError> {
         let log = data.open_log(name, LogOptions::default())?;
         let dir = index_dir(data, name);
-        indexer::settle_rebuild(&dir)?;
+        indexer::settle_rebuild(&**data.storage(), &dir, name)?;
         EventIndex::wipe_with(&**data.storage(), &dir)?;
         let index = open_index(data, &dir, opts, &log)?;
         catch_up(&log, &index, progress)?;
@@ -255,6 +320,35 @@ impl Trail {
 
     pub fn log(&self) -> &Log {
         &self.log
+    }
+
+    /// The log's PII protection, if any: readers allowed to see PII reveal
+    /// events with it ([`LogPii::reveal`]). `None` as well when it cannot
+    /// be had now (see [`PiiSource::current`]): readers then see stored
+    /// values.
+    pub fn pii(&self) -> Option<Arc<LogPii>> {
+        self.current_pii().ok().flatten()
+    }
+
+    fn current_pii(&self) -> Result<Option<Arc<LogPii>>, PiiError> {
+        match &self.pii_source {
+            Some(source) => source.current(self.log.name()),
+            None => Ok(self.pii.clone()),
+        }
+    }
+
+    /// Have `hook` called with the log's size after every append from now
+    /// on (those of [`Trail::ingest`] and [`Trail::recover`]), so readers
+    /// following the log learn of new entries without polling. One hook
+    /// per trail: returns false, and keeps the first, if one is set.
+    pub fn on_append(&self, hook: AppendHook) -> bool {
+        self.hook.set(hook).is_ok()
+    }
+
+    fn appended(&self) {
+        if let Some(hook) = self.hook.get() {
+            hook(self.log.size());
+        }
     }
 
     /// Validate, canonicalise and durably append `inputs` (one JSON event
@@ -274,8 +368,13 @@ impl Trail {
         let received_at = (self.clock)();
         let mut random = vec![0u8; 10 * inputs.len()];
         getrandom::fill(&mut random).map_err(|e| TrailError::Random(e.to_string()))?;
+        let pii = self.current_pii()?;
+        if let Some(pii) = &pii {
+            // Keys erased or rewrapped since the last batch are not used.
+            pii.vault().refresh()?;
+        }
         Ok(PreparedBatch {
-            accepted: prepare_all(inputs, &random, received_at),
+            accepted: prepare_all(inputs, &random, received_at, pii.as_deref()),
         })
     }
 
@@ -297,7 +396,21 @@ impl Trail {
             .iter()
             .map(|r| r.as_ref().ok().and_then(|(e, _)| e.idempotency_key.as_deref()))
             .collect();
-        let plans = self.keys.reserve(&keys, &|| self.indexer.index())?;
+        let plans = self.keys.reserve(&keys, &|| self.indexer.index()).map_err(|r| {
+            let log = self.log.name().to_string();
+            let retry_after = self.indexer.retry_after();
+            match r {
+                keys::Refusal::NoIndex => TrailError::KeysUnchecked { log, retry_after },
+                keys::Refusal::Full { held, new, limit } => TrailError::KeysFull {
+                    log,
+                    held,
+                    new,
+                    limit,
+                    retry_after,
+                },
+                keys::Refusal::Failed(e) => e,
+            }
+        })?;
         let appending: Vec<bool> = accepted
             .iter()
             .zip(&plans)
@@ -360,6 +473,9 @@ impl Trail {
             });
         }
         self.indexer.push(appended.first, events);
+        if appended.count > 0 {
+            self.appended();
+        }
         Ok(Ingested {
             items,
             checkpoint: appended.checkpoint,
@@ -402,6 +518,7 @@ impl Trail {
             self.indexer.push(next, events);
             next += count;
         }
+        self.appended();
         Ok(true)
     }
 
@@ -417,8 +534,10 @@ impl Trail {
 
     /// One page of events matching `filter`.
     pub fn query(&self, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
-        self.indexer.healthy()?;
-        self.searched(query_events(&self.log, &self.indexer.index(), filter, page))
+        let index = self.indexer.searchable()?;
+        let pii = self.pii();
+        let filter = &pseudonymised(pii.as_deref(), filter);
+        self.searched(query_events(&self.log, &index, filter, page))
     }
 
     /// Every event matching `filter`, oldest first, in bounded memory; `f`
@@ -428,23 +547,31 @@ impl Trail {
         filter: &Filter,
         f: impl FnMut(Found) -> Result<bool, TrailError>,
     ) -> Result<(), TrailError> {
-        self.indexer.healthy()?;
-        self.searched(for_each_event(&self.log, &self.indexer.index(), filter, f))
+        let index = self.indexer.searchable()?;
+        let pii = self.pii();
+        let filter = &pseudonymised(pii.as_deref(), filter);
+        self.searched(for_each_event(&self.log, &index, filter, f))
     }
 
     pub fn count(&self, filter: &Filter) -> Result<u64, TrailError> {
-        self.indexer.healthy()?;
-        self.searched(self.indexer.index().count(filter).map_err(Into::into))
+        let index = self.indexer.searchable()?;
+        let pii = self.pii();
+        let filter = &pseudonymised(pii.as_deref(), filter);
+        self.searched(index.count(filter).map_err(Into::into))
     }
 
     pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, TrailError> {
-        self.indexer.healthy()?;
-        self.searched(self.indexer.index().stats(filter, bucket).map_err(Into::into))
+        let index = self.indexer.searchable()?;
+        let pii = self.pii();
+        let filter = &pseudonymised(pii.as_deref(), filter);
+        self.searched(index.stats(filter, bucket).map_err(Into::into))
     }
 
     pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, TrailError> {
-        self.indexer.healthy()?;
-        self.searched(self.indexer.index().performance(filter).map_err(Into::into))
+        let index = self.indexer.searchable()?;
+        let pii = self.pii();
+        let filter = &pseudonymised(pii.as_deref(), filter);
+        self.searched(index.performance(filter).map_err(Into::into))
     }
 
     /// A search that met a damaged segment has the index rebuilt from the
@@ -458,13 +585,94 @@ impl Trail {
 
     /// Index entries the index holds (its committed watermark).
     pub fn indexed(&self) -> u64 {
-        self.indexer.index().indexed()
+        self.indexer.index().map_or(0, |i| i.indexed())
+    }
+
+    /// Ledger entries below this are pruned: gone from the ledger and
+    /// forgotten by the index.
+    pub fn pruned_below(&self) -> u64 {
+        pruned_below(&self.log)
+    }
+
+    /// What retention `policy` would prune now, stopped by `holds`
+    /// (docs/retention.md). Everything acknowledged is indexed first, so
+    /// that holds and ages are judged on every entry.
+    pub fn plan_retention(
+        &self,
+        policy: &retention::Policy,
+        holds: &[retention::HoldScope],
+        now: Timestamp,
+    ) -> Result<retention::RetentionPlan, TrailError> {
+        self.sync_index()?;
+        let index = self.indexer.searchable()?;
+        retention::plan(&self.log, &index, self.pruned_below(), policy, holds, now)
+    }
+
+    /// The first entry any of `holds` covers, and the hold's id.
+    pub fn first_held(&self, holds: &[retention::HoldScope]) -> Result<Option<(u64, i64)>, TrailError> {
+        retention::first_held(&*self.indexer.searchable()?, holds)
+    }
+
+    /// The most that may be pruned now whatever the policy: below the
+    /// last bundle boundary that both the index and the latest checkpoint
+    /// cover, and why it is not further.
+    pub fn prune_limit(&self) -> Result<(u64, retention::Stop), TrailError> {
+        self.sync_index()?;
+        let (size, indexed) = (self.log.size(), self.indexed());
+        Ok(if indexed < size {
+            (retention::bundle_floor(indexed), retention::Stop::Unindexed { indexed })
+        } else {
+            (retention::bundle_floor(size), retention::Stop::Checkpoint { size })
+        })
+    }
+
+    /// Entry bytes (each entry's bytes and its 8-byte record header) of
+    /// entries `[from, to)`.
+    pub fn entry_bytes(&self, from: u64, to: u64) -> Result<u64, TrailError> {
+        retention::entry_bytes(&self.log, from, to)
+    }
+
+    /// Prune the ledger below `below` (a bundle boundary) and make the
+    /// index forget what went, in that order: a crash in between leaves
+    /// the index remembering entries the ledger no longer has, which the
+    /// next open forgets ([`Trail::open`]).
+    pub fn prune(&self, below: u64) -> Result<retention::PruneReport, TrailError> {
+        // The index must cover what goes, so that forgetting it is possible.
+        self.sync_index()?;
+        let index = self.indexer.searchable()?;
+        let report = self.log.prune(below)?;
+        index.forget_below(report.to)?;
+        Ok(report)
+    }
+
+    /// Make the index forget entries below `n` (pruned from the ledger):
+    /// no query returns or counts them from now on.
+    pub fn forget_below(&self, n: u64) -> Result<(), TrailError> {
+        self.sync_index()?;
+        Ok(self.indexer.searchable()?.forget_below(n)?)
     }
 
     /// Whether the query index serves queries, its last failure, what it
     /// covers and how many events wait for it.
     pub fn index_status(&self) -> IndexStatus {
-        self.indexer.status()
+        let (held_keys, max_held_keys) = self.keys.held();
+        IndexStatus {
+            held_keys,
+            max_held_keys,
+            ..self.indexer.status()
+        }
+    }
+
+    /// Have the indexer thread rebuild the query index from the ledger
+    /// while the trail stays open (the `reindex` job): the path a damaged
+    /// index takes, except that nothing failed, so neither
+    /// [`IndexStatus::failures`] nor [`IndexStatus::last_error`] change;
+    /// `why` is logged. Queries answer [`TrailError::IndexUnavailable`]
+    /// until the rebuilt index is swapped in and [`IndexStatus::rebuilds`]
+    /// goes up. Asked while the index is not serving (failed or being
+    /// rebuilt), it does nothing: that rebuild serves.
+    pub fn rebuild_index(&self, why: &str) {
+        self.indexer.request_rebuild(why.to_string());
     }
 }
 
@@ -484,6 +692,7 @@ impl Trail {
 pub struct TrailReader {
     log: Log,
     index: EventIndex,
+    pii: Option<Arc<LogPii>>,
 }
 
 impl TrailReader {
@@ -511,7 +720,19 @@ impl TrailReader {
             });
         }
         index.set_event_source(Arc::new(LedgerEvents(log.clone())));
-        Ok(TrailReader { log, index })
+        Ok(TrailReader { log, index, pii: None })
+    }
+
+    /// Hash filters on the log's hmac fields as its writer stores them
+    /// (docs/pii.md), and keep `pii` for [`TrailReader::pii`].
+    pub fn with_pii(mut self, pii: Option<Arc<LogPii>>) -> TrailReader {
+        self.pii = pii;
+        self
+    }
+
+    /// The log's PII protection, if given.
+    pub fn pii(&self) -> Option<&Arc<LogPii>> {
+        self.pii.as_ref()
     }
 
     pub fn log(&self) -> &Log {
@@ -521,6 +742,22 @@ impl TrailReader {
     /// Ledger entries `[0, n)` are covered by the index.
     pub fn indexed(&self) -> u64 {
         self.index.indexed()
+    }
+
+    /// Ledger entries below this are pruned.
+    pub fn pruned_below(&self) -> u64 {
+        pruned_below(&self.log)
+    }
+
+    /// What retention `policy` would prune now, stopped by `holds`; entries
+    /// the index does not cover yet are never planned for pruning.
+    pub fn plan_retention(
+        &self,
+        policy: &retention::Policy,
+        holds: &[retention::HoldScope],
+        now: Timestamp,
+    ) -> Result<retention::RetentionPlan, TrailError> {
+        retention::plan(&self.log, &self.index, self.pruned_below(), policy, holds, now)
     }
 
     /// Entries of the log that the index does not cover yet, so searches,
@@ -536,6 +773,7 @@ impl TrailReader {
 
     /// One page of the indexed events matching `filter`.
     pub fn query(&self, filter: &Filter, page: &Page) -> Result<Vec<Found>, TrailError> {
+        let filter = &pseudonymised(self.pii.as_deref(), filter);
         query_events(&self.log, &self.index, filter, page)
     }
 
@@ -546,20 +784,63 @@ impl TrailReader {
         filter: &Filter,
         f: impl FnMut(Found) -> Result<bool, TrailError>,
     ) -> Result<(), TrailError> {
+        let filter = &pseudonymised(self.pii.as_deref(), filter);
         for_each_event(&self.log, &self.index, filter, f)
     }
 
     pub fn count(&self, filter: &Filter) -> Result<u64, TrailError> {
-        Ok(self.index.count(filter)?)
+        Ok(self.index.count(&pseudonymised(self.pii.as_deref(), filter))?)
     }
 
     pub fn stats(&self, filter: &Filter, bucket: Bucket) -> Result<Stats, TrailError> {
-        Ok(self.index.stats(filter, bucket)?)
+        Ok(self.index.stats(&pseudonymised(self.pii.as_deref(), filter), bucket)?)
     }
 
     pub fn performance(&self, filter: &Filter) -> Result<Vec<Performance>, TrailError> {
-        Ok(self.index.performance(filter)?)
+        Ok(self.index.performance(&pseudonymised(self.pii.as_deref(), filter))?)
     }
+
+    /// Counts of the matching events by each value of `facet`, largest first.
+    pub fn facet(&self, filter: &Filter, facet: Facet) -> Result<Vec<(String, u64)>, TrailError> {
+        Ok(self.index.facet(filter, facet)?)
+    }
+
+    /// [`EventIndex::tally_globs`]: for each action glob, the matching
+    /// events it covers, their failures, counts by action and newest
+    /// ledger indices, in one pass.
+    pub fn tally_globs(&self, filter: &Filter, globs: &[&str], newest: usize) -> Result<Vec<GlobTally>, TrailError> {
+        let filter = &pseudonymised(self.pii.as_deref(), filter);
+        Ok(self.index.tally_globs(filter, globs, newest)?)
+    }
+}
+
+/// `filter` as the index must see it on a log with PII protection: values
+/// of hmac fields hashed as ingest stored them, and the hashes of the free
+/// text's terms as alternatives where free-text fields are hmac fields.
+fn pseudonymised<'a>(pii: Option<&LogPii>, filter: &'a Filter) -> std::borrow::Cow<'a, Filter> {
+    let Some(pii) = pii.filter(|p| !p.policy().is_empty()) else {
+        return std::borrow::Cow::Borrowed(filter);
+    };
+    let mut f = filter.clone();
+    let hash = |field: FieldPath, value: &mut Option<String>| {
+        if let Some(v) = value.as_mut() {
+            if let Some(stored) = pii.filter_value(&field, v) {
+                *v = stored;
+            }
+        }
+    };
+    hash(FieldPath::ActorId, &mut f.actor);
+    hash(FieldPath::TargetId, &mut f.target_id);
+    hash(FieldPath::SessionId, &mut f.session);
+    if let Some(text) = &f.text {
+        f.text_alternatives.extend(pii.text_alternatives(text));
+    }
+    std::borrow::Cow::Owned(f)
+}
+
+/// Where the ledger's pruned range ends.
+fn pruned_below(log: &Log) -> u64 {
+    log.pruned_below()
 }
 
 fn read_event(log: &Log, index: u64) -> Result<Found, TrailError> {
@@ -634,14 +915,20 @@ const PARALLEL_BATCH: usize = 256;
 /// The threads are rayon's pool, kept for the life of the process: a thread
 /// started per batch cost its start-up and a fresh allocator heap each
 /// time, whose pages the kernel had to zero (a tenth of ingest's CPU).
-fn prepare_all(inputs: &[&[u8]], random: &[u8], received_at: Timestamp) -> Vec<Prepared> {
+fn prepare_all(inputs: &[&[u8]], random: &[u8], received_at: Timestamp, pii: Option<&LogPii>) -> Vec<Prepared> {
     use rayon::prelude::*;
     let prepare = |text: &&[u8], r: &[u8]| -> Prepared {
         let mut bits = [0u8; 10];
         bits.copy_from_slice(r);
         match event_id(received_at, bits) {
-            Ok(id) => accept_json_entry(text, received_at, id)
-                .map(|(event, entry)| (Box::new(event), PreparedEntry::new(entry))),
+            Ok(id) => match pii {
+                // Validation sees the clear values (its refusals name
+                // paths, never PII values); what is canonicalised, once,
+                // hashed and stored is the protected event.
+                Some(pii) => accept_json_changed(text, received_at, id, &|e: &mut Event| pii.protect(e)),
+                None => accept_json_entry(text, received_at, id),
+            }
+            .map(|(event, entry)| (Box::new(event), PreparedEntry::new(entry))),
             Err(e) => Err(Rejection::Invalid(vec![sealtrail_event::FieldError {
                 path: "received_at".into(),
                 message: e.to_string(),
@@ -675,6 +962,22 @@ impl History for LedgerHistory {
     fn root(&self, size: u64) -> Result<[u8; 32], Box<dyn std::error::Error + Send + Sync>> {
         Ok(self.0.root_at(size)?)
     }
+}
+
+/// Settle a rebuild cut short, open the index and index whatever the
+/// ledger holds beyond its watermark.
+fn open_caught_up(
+    data: &DataDir,
+    name: &str,
+    dir: &std::path::Path,
+    opts: &IndexOptions,
+    log: &Log,
+) -> Result<EventIndex, TrailError> {
+    indexer::settle_rebuild(&**data.storage(), dir, name)?;
+    let index = open_index(data, dir, opts, log)?;
+    index.set_event_source(Arc::new(LedgerEvents(log.clone())));
+    catch_up(log, &index, &mut |_, _| {})?;
+    Ok(index)
 }
 
 /// Open the index, starting it afresh when it cannot serve this ledger:
@@ -717,8 +1020,9 @@ fn catch_up(log: &Log, index: &EventIndex, progress: &mut dyn FnMut(u64, u64)) -
     let size = log.size();
     let mut next = index.indexed();
     if next == size {
-        return Ok(());
+        return forget_pruned(log, index);
     }
+    next = skip_pruned(log, index, next)?;
     while next < size {
         let count = CHUNK.min(size - next);
         for (i, entry) in log.entries(next, count)?.iter().enumerate() {
@@ -731,5 +1035,27 @@ fn catch_up(log: &Log, index: &EventIndex, progress: &mut dyn FnMut(u64, u64)) -
         progress(next, size);
     }
     index.commit()?;
+    forget_pruned(log, index)
+}
+
+/// Entries from `next` up to the ledger's pruned boundary have no bytes
+/// left to index: the index steps over them as over raw entries (and
+/// forgets them, [`forget_pruned`]). Returns where indexing resumes.
+pub(crate) fn skip_pruned(log: &Log, index: &EventIndex, mut next: u64) -> Result<u64, TrailError> {
+    let pruned = log.pruned_below();
+    while next < pruned {
+        index.add(next, None)?;
+        next += 1;
+    }
+    Ok(next)
+}
+
+/// Make the index forget what the ledger pruned, once it covers it: after
+/// a rebuild, or a crash between a prune and the index's forgetting.
+pub(crate) fn forget_pruned(log: &Log, index: &EventIndex) -> Result<(), TrailError> {
+    let pruned = log.pruned_below();
+    if index.forgotten() < pruned && index.indexed() >= pruned {
+        index.forget_below(pruned)?;
+    }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! with the queue to the indexer within its bound, queries are refused
 //! while the index is rebuilt from the ledger by itself, and afterwards
 //! they answer exactly what the ledger holds; a stop in the middle of a
-//! rebuild leaves a directory the next open serves from.
+//! rebuild leaves a directory the next open serves from. An index that
+//! does not open at all is rebuilt the same way while the trail serves,
+//! and idempotency keys held for a failed index stay within their bound.
 //!
 //! The fault is real: the index directory is deleted under the running
 //! index, so its next segment write fails. A regular file where the
@@ -38,9 +40,15 @@ impl Env {
     }
 
     fn open(&self) -> Trail {
+        self.open_holding_keys(TrailOptions::default().max_unindexed_keys)
+    }
+
+    /// Open with at most `max_keys` idempotency keys held in memory.
+    fn open_holding_keys(&self, max_keys: usize) -> Trail {
         let opts = TrailOptions {
             visibility: Duration::from_millis(20),
             max_index_backlog: BOUND,
+            max_unindexed_keys: max_keys,
             ..TrailOptions::default()
         };
         Trail::open(&self.data, LOG, opts).unwrap()
@@ -321,4 +329,214 @@ fn a_stop_in_the_middle_of_a_rebuild_leaves_a_state_the_next_open_serves() {
         assert!(env.index_dir().join("MANIFEST").exists());
         check_answers_equal_ledger(&trail);
     }
+}
+
+/// Events without an idempotency key.
+fn unkeyed(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!(r#"{{"action":"doc.view","actor":{{"id":"u{}"}}}}"#, i % 7).into_bytes())
+        .collect()
+}
+
+fn try_ingest(trail: &Trail, texts: &[Vec<u8>]) -> Result<Vec<Item>, TrailError> {
+    let inputs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+    trail.ingest(&inputs, false).map(|i| i.items)
+}
+
+/// The index's manifest cannot be read (here a directory stands in its
+/// place: an I/O error, not damage the open recognises).
+fn make_manifest_unreadable(env: &Env) {
+    let manifest = env.index_dir().join("MANIFEST");
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::create_dir(&manifest).unwrap();
+}
+
+#[test]
+fn an_index_that_does_not_open_is_rebuilt_while_the_trail_serves() {
+    let env = Env::new();
+    {
+        let trail = env.open();
+        ingest(&trail, &events(0, 30));
+        trail.sync_index().unwrap();
+    }
+    make_manifest_unreadable(&env);
+    // Rebuilds fail while a file sits where the replaced index goes.
+    std::fs::write(env.beside("retired"), b"in the way").unwrap();
+
+    let trail = env.open();
+    let size = trail.log().size();
+    assert_eq!(size, 30);
+    wait_for("the first rebuild fails", Duration::from_secs(10), || {
+        trail.index_status().state == IndexState::Failed
+    });
+    let status = trail.index_status();
+    assert_eq!((status.failures, status.rebuilds), (1, 0), "{status:?}");
+    assert_eq!(trail.indexed(), 0);
+    // The cause of the open's failure is kept until the rebuild's own.
+    assert!(status.last_error.unwrap().contains(INDEX_DIR));
+
+    // Queries are refused, saying when to come back.
+    for refused in [
+        trail.count(&Filter::default()).err(),
+        trail
+            .query(
+                &Filter::default(),
+                &Page {
+                    order: Order::OldestFirst,
+                    limit: 10,
+                    after: None,
+                },
+            )
+            .err(),
+        trail.sync_index().err(),
+    ] {
+        match refused {
+            Some(TrailError::IndexUnavailable {
+                log,
+                state: IndexState::Failed,
+                retry_after,
+            }) => {
+                assert_eq!(log, LOG);
+                assert!((1..=2).contains(&retry_after.as_secs()), "{retry_after:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // No index holds the stored keys: keyed batches are refused whole,
+    // new keys and resends alike, and nothing is appended.
+    for batch in [events(1000, 1), events(5, 1), [unkeyed(2), events(1001, 1)].concat()] {
+        match try_ingest(&trail, &batch) {
+            Err(TrailError::KeysUnchecked { log, retry_after }) => {
+                assert_eq!(log, LOG);
+                assert!((1..=2).contains(&retry_after.as_secs()), "{retry_after:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(trail.log().size(), size);
+    }
+    // Events without a key go on.
+    let items = ingest(&trail, &unkeyed(5));
+    assert!(items.iter().all(|i| matches!(i, Item::Stored { duplicate: false, .. })));
+    assert_eq!(trail.log().size(), size + 5);
+
+    // Out of the way: the next attempt rebuilds, without a reopen.
+    std::fs::remove_file(env.beside("retired")).unwrap();
+    wait_for("the index is rebuilt", Duration::from_secs(20), || {
+        trail.index_status().state == IndexState::Ok
+    });
+    let status = trail.index_status();
+    assert_eq!((status.failures, status.rebuilds), (1, 1));
+    // The replaced index is deleted just after the swap.
+    wait_for("the replaced index is deleted", Duration::from_secs(5), || {
+        !env.beside("rebuild").exists() && !env.beside("retired").exists()
+    });
+    check_answers_equal_ledger(&trail);
+    // Keys stored before the open are found again; new ones are taken.
+    assert_eq!(duplicate_of(&ingest(&trail, &events(5, 1))), Some(5));
+    let new = ingest(&trail, &events(1000, 1));
+    assert!(matches!(new[..], [Item::Stored { duplicate: false, .. }]));
+    check_answers_equal_ledger(&trail);
+
+    drop(trail);
+    let trail = env.open();
+    assert_eq!(trail.index_status().failures, 0);
+    check_answers_equal_ledger(&trail);
+    assert_eq!(duplicate_of(&ingest(&trail, &events(29, 1))), Some(29));
+}
+
+#[test]
+fn an_index_locked_by_another_writer_still_stops_the_open() {
+    let env = Env::new();
+    drop(env.open());
+    let _other = sealtrail_index::EventIndex::open(&env.index_dir(), Default::default()).unwrap();
+    match Trail::open(&env.data, LOG, TrailOptions::default()) {
+        Err(TrailError::Index(sealtrail_index::IndexError::Locked(_))) => {}
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened beside another writer of its index"),
+    }
+}
+
+#[test]
+fn keys_held_for_a_failed_index_stop_at_their_bound() {
+    const MAX_KEYS: usize = 50;
+    let env = Env::new();
+    let trail = env.open_holding_keys(MAX_KEYS);
+    ingest(&trail, &events(0, 20));
+    trail.sync_index().unwrap();
+    // Committed: the keys left memory for the index.
+    assert_eq!(trail.index_status().held_keys, 0);
+    assert_eq!(trail.index_status().max_held_keys, MAX_KEYS);
+
+    std::fs::write(env.beside("rebuild"), b"in the way").unwrap();
+    std::fs::remove_dir_all(env.index_dir()).unwrap();
+    ingest(&trail, &unkeyed(1));
+    wait_for("the index fails", Duration::from_secs(10), || {
+        trail.index_status().state == IndexState::Failed
+    });
+
+    // New keys one at a time: each is held until the bound.
+    let mut accepted = Vec::new();
+    let refusal = loop {
+        let key = 10_000 + accepted.len();
+        match try_ingest(&trail, &events(key, 1)) {
+            Ok(items) => {
+                let [Item::Stored {
+                    index,
+                    duplicate: false,
+                    ..
+                }] = items[..]
+                else {
+                    panic!("{items:?}")
+                };
+                accepted.push((key, index));
+                assert_eq!(trail.index_status().held_keys, accepted.len());
+            }
+            Err(e) => break e,
+        }
+        assert!(accepted.len() <= MAX_KEYS, "held past the bound");
+    };
+    assert_eq!(accepted.len(), MAX_KEYS);
+    match &refusal {
+        TrailError::KeysFull {
+            log,
+            held,
+            new,
+            limit,
+            retry_after,
+        } => {
+            assert_eq!((log.as_str(), *held, *new, *limit), (LOG, MAX_KEYS, 1, MAX_KEYS));
+            assert!((1..=2).contains(&retry_after.as_secs()), "{retry_after:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let size = trail.log().size();
+    // At the bound: a batch with a new key is refused whole, even beside
+    // a held one; resends of held keys and of committed keys are answered,
+    // and events without a key are stored.
+    let (first_key, first_index) = accepted[0];
+    assert!(matches!(
+        try_ingest(&trail, &[events(first_key, 1), events(20_000, 1)].concat()),
+        Err(TrailError::KeysFull { new: 1, .. })
+    ));
+    assert_eq!(trail.log().size(), size);
+    assert_eq!(duplicate_of(&ingest(&trail, &events(first_key, 1))), Some(first_index));
+    assert_eq!(duplicate_of(&ingest(&trail, &events(7, 1))), Some(7));
+    ingest(&trail, &unkeyed(3));
+    assert_eq!(trail.log().size(), size + 3);
+    assert_eq!(trail.index_status().held_keys, MAX_KEYS);
+
+    // Once the rebuilt index commits them, the keys leave memory and new
+    // keys are taken again; every held key is still found.
+    std::fs::remove_file(env.beside("rebuild")).unwrap();
+    wait_for("the index is rebuilt", Duration::from_secs(20), || {
+        trail.index_status().state == IndexState::Ok
+    });
+    trail.sync_index().unwrap();
+    assert_eq!(trail.index_status().held_keys, 0);
+    for (key, index) in &accepted {
+        assert_eq!(duplicate_of(&ingest(&trail, &events(*key, 1))), Some(*index));
+    }
+    let items = ingest(&trail, &events(20_000, 1));
+    assert!(matches!(items[..], [Item::Stored { duplicate: false, .. }]));
+    check_answers_equal_ledger(&trail);
 }

@@ -446,7 +446,7 @@ fn an_index_of_another_history_is_rebuilt_on_open() {
     drop(trail);
     let manifest = index_dir.join("MANIFEST");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    assert!(text.starts_with("sealtrail-index 4\nwatermark 1\n"), "{text}");
+    assert!(text.starts_with("sealtrail-index 5\nwatermark 1\n"), "{text}");
     std::fs::write(&manifest, text.replace("watermark 1", "something else")).unwrap();
     let trail = open(&env);
     assert_eq!(trail.indexed(), 1);

@@ -30,7 +30,7 @@ pub use chat::discord_color;
 use chat::{discord, slack, teams};
 use email::email;
 pub use email::html_escape;
-pub use send::{http_client, retryable_status, send, HttpClient, SendFailure, Sent, REFUSED};
+pub use send::{http_client, retryable_status, send, send_message, HttpClient, SendFailure, Sent, REFUSED};
 pub use webhook::{render_template, signature};
 use webhook::{webhook, Webhook};
 

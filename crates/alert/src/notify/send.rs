@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{clip, one_line, HttpPost, Mail, Outgoing, SMTP_TIMEOUT, USER_AGENT};
+use super::{clip, one_line, HttpPost, Mail, Outgoing, Smtp, SMTP_TIMEOUT, USER_AGENT};
 use crate::net::{Destinations, GuardedResolver, Refused};
 use crate::spec::SmtpSecurity;
 
@@ -145,8 +145,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 async fn send_mail(mail: &Mail) -> Result<Sent, SendFailure> {
     use lettre::message::{header, Mailbox, MultiPart};
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
     let permanent = |message: String| SendFailure {
         status: None,
@@ -169,8 +167,21 @@ async fn send_mail(mail: &Mail) -> Result<Sent, SendFailure> {
     let message = builder
         .multipart(MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone()))
         .map_err(|e| permanent(format!("cannot build the mail: {e}")))?;
+    send_message(&mail.smtp, message).await
+}
 
-    let smtp = &mail.smtp;
+/// Send a mail built by the caller (one with attachments, say) over SMTP
+/// as `smtp` says, with the same timeout and failure classes as a
+/// notification's mail.
+pub async fn send_message(smtp: &Smtp, message: lettre::Message) -> Result<Sent, SendFailure> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+    let permanent = |message: String| SendFailure {
+        status: None,
+        message,
+        retryable: false,
+    };
     let transport = match smtp.security {
         SmtpSecurity::Plain => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)),
         SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),

@@ -637,3 +637,75 @@ proptest! {
         }
     }
 }
+
+/// A change as PII protection makes one: `details.k` replaced by `len`
+/// characters, or refused when it is "refuse".
+fn replace_k(len: usize) -> impl Fn(&mut Event) -> Result<crate::Resized, Vec<crate::FieldError>> {
+    move |e: &mut Event| {
+        let Some(Value::String(k)) = e.details.as_mut().and_then(|d| d.get_mut("k")) else {
+            return Ok(crate::Resized::default());
+        };
+        if k == "refuse" {
+            return Err(vec![crate::FieldError {
+                path: "details.k".into(),
+                message: "refused by the change".into(),
+            }]);
+        }
+        let before = crate::jcs::string_len(k) as isize;
+        *k = "h".repeat(len);
+        let grown = crate::jcs::string_len(k) as isize - before;
+        Ok(crate::Resized {
+            entry: grown,
+            details: grown,
+        })
+    }
+}
+
+/// `accept_json_changed` on `text`, after checking that the fast path
+/// accepts exactly what it accepts.
+#[track_caller]
+fn changed(text: &str, len: usize) -> Result<(Event, Vec<u8>), crate::Rejection> {
+    let change = replace_k(len);
+    let change: Change<'_> = &change;
+    let result = crate::accept_json_changed(text.as_bytes(), t0(), id0(), change);
+    let fast = from_text_changed(text.as_bytes(), submitted(), Some(change));
+    match (&result, fast) {
+        (Ok(r), Some(f)) => assert!(*r == f, "different results on {}", short(text)),
+        (Ok(_), None) => panic!("the fast path declined a valid changed event: {}", short(text)),
+        (Err(e), Some(_)) => panic!("the fast path accepted a refused changed event ({e}): {}", short(text)),
+        (Err(_), None) => {}
+    }
+    if let Ok((event, entry)) = &result {
+        assert_eq!(&crate::canonical_entry(event).unwrap(), entry);
+    }
+    result
+}
+
+#[test]
+fn changed_events_keep_the_limits_as_sent_and_as_stored() {
+    let details = |n: usize| format!(r#"{{"action":"a","details":{{"k":"{}"}}}}"#, "x".repeat(n));
+    // `{"k":"` + n + `"}`: 8 bytes around the value.
+    let fits = MAX_DETAILS_BYTES - 8;
+    let (event, _) = changed(&details(fits), 69).unwrap();
+    assert_eq!(event.details.unwrap()["k"], "h".repeat(69));
+    changed(&details(fits), fits).unwrap();
+    // Grown past the limit by the change: refused, naming details.
+    let e = changed(&details(fits), fits + 1).unwrap_err().to_string();
+    assert!(
+        e.contains("details") && e.contains("once its protected keys are stored"),
+        "{e}"
+    );
+    // Over the limit as sent, though the change would shrink it.
+    let e = changed(&details(fits + 1), 69).unwrap_err().to_string();
+    assert!(e.contains("details"), "{e}");
+    // The change's own refusal comes back as it is.
+    let e = changed(r#"{"action":"a","details":{"k":"refuse"}}"#, 69)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("details.k") && e.contains("refused by the change"), "{e}");
+    // An invalid event is refused as always, before any change.
+    let e = changed(r#"{"action":7,"details":{"k":"refuse"}}"#, 69)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("action") && !e.contains("refused by the change"), "{e}");
+}

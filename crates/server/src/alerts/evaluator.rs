@@ -114,7 +114,11 @@ impl Evaluator {
             // Logs evaluated before the restart are watched whether or not
             // anyone asks for them: a flatline on a log nobody writes to
             // any more is exactly what must fire.
-            for name in store::evaluated_logs(&self.app.meta.lock())? {
+            // The list first, the lock released: opening a log takes the
+            // server's opening lock, and a follower creating a log holds
+            // that one while it asks for the metadata lock.
+            let evaluated = store::evaluated_logs(&self.app.meta.lock())?;
+            for name in evaluated {
                 if let Err(p) = self.app.trail(&name) {
                     tracing::warn!("alerts: cannot open log {name}: {}", p.detail);
                 }

@@ -60,7 +60,7 @@ pub async fn list_logs(State(app): State<Arc<App>>, Auth(caller): Auth) -> ApiRe
         let infos = app.data.list_logs().map_err(|e| Problem::internal(e.to_string()))?;
         let mut out = Vec::new();
         for info in infos {
-            if info.name == SYSTEM_LOG && caller.require(Scope::Admin).is_err() {
+            if info.name == SYSTEM_LOG && caller.require_system_read().is_err() {
                 continue;
             }
             if caller.tenant().is_some_and(|t| t != info.name) {
@@ -269,6 +269,23 @@ pub struct SystemHealth {
     /// Each `[[postgres.sources]]` followed: `ok` or `failing`, its last
     /// error, events drained. A failing source does not change `status`.
     pub postgres: Vec<crate::pg_follow::PgSourceHealth>,
+    /// Logs whose last retention run (`[retention.logs]`) failed, and why;
+    /// empty when every run succeeded. A failure does not change `status`.
+    pub retention_failures: Vec<RetentionFailure>,
+    /// Logs whose last compaction run (`[compression]`) failed, and why;
+    /// empty when every run succeeded. A failure does not change `status`.
+    pub compaction_failures: Vec<RetentionFailure>,
+    /// Scheduled jobs (docs/scheduler.md): how many, which run now, runs
+    /// failed lately and the last failure, the leases this process holds.
+    /// A failed run does not change `status`.
+    pub scheduler: crate::jobs::SchedulerHealth,
+}
+
+/// One log's failed retention or compaction run.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RetentionFailure {
+    pub log: String,
+    pub error: String,
 }
 
 #[utoipa::path(
@@ -292,14 +309,28 @@ pub async fn system_health(State(app): State<Arc<App>>, Auth(caller): Auth) -> A
         } else {
             r.status
         };
+        let scheduler = app.jobs.health(&app.meta).map_err(Problem::internal)?;
         Ok(Json(SystemHealth {
             status,
+            scheduler,
             cpu: r.cpu,
             memory: r.memory,
             disk: r.disk,
             data_dir: r.data_dir,
             logs,
             postgres: app.pg_follow.health(),
+            retention_failures: app
+                .retention
+                .failures()
+                .into_iter()
+                .map(|(log, error)| RetentionFailure { log, error })
+                .collect(),
+            compaction_failures: app
+                .compaction
+                .failures()
+                .into_iter()
+                .map(|(log, error)| RetentionFailure { log, error })
+                .collect(),
         }))
     })
     .await

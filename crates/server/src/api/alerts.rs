@@ -23,7 +23,7 @@ use crate::problem::{ApiResult, Problem};
 use sealtrail_meta::alerts::{self as ops, AlertError, Put, TestResult};
 use sealtrail_meta::Scope;
 
-fn allowed(caller: &Caller, scope: Scope) -> Result<(), Problem> {
+pub(crate) fn allowed(caller: &Caller, scope: Scope) -> Result<(), Problem> {
     caller.require(scope)?;
     if let Some(t) = caller.tenant() {
         return Err(Problem::forbidden(format!(
@@ -33,7 +33,7 @@ fn allowed(caller: &Caller, scope: Scope) -> Result<(), Problem> {
     Ok(())
 }
 
-fn problem(e: AlertError) -> Problem {
+pub(crate) fn problem(e: AlertError) -> Problem {
     match e {
         AlertError::Invalid(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", e.to_string()),
         AlertError::NotFound(_) => Problem::not_found(e.to_string()),

@@ -1283,7 +1283,13 @@ pub async fn list_runs(
     Auth(caller): Auth,
     Params(params): Params<ListParams>,
 ) -> ApiResult<Json<RunList>> {
-    may_see(&caller)?;
+    blocking(move || runs_page(&app, &caller, params).map(Json)).await
+}
+
+/// A page of data runs, newest first, if `caller` may see them. Blocking.
+/// The dashboard's run list shows the same.
+pub(crate) fn runs_page(app: &App, caller: &Caller, params: ListParams) -> Result<RunList, Problem> {
+    may_see(caller)?;
     let kind = match params.kind.as_deref() {
         None => None,
         Some(k) => Some(RunKind::from_name(k).ok_or_else(|| {
@@ -1297,27 +1303,32 @@ pub async fn list_runs(
             format!("limit: 1 to {}", sealtrail_meta::MAX_RUN_LIST),
         ));
     }
-    blocking(move || {
-        let runs = app
-            .meta
-            .list_data_runs(&DataRunFilter {
-                kind,
-                name: params.name,
-                limit,
-                before: params.before,
-            })
-            .map_err(Problem::internal)?;
-        let next_before = (runs.len() == limit).then(|| runs.last().map(|r| r.id)).flatten();
-        let runs = runs
-            .into_iter()
-            .map(|r| {
-                let live = app.data_runs.state(r.id);
-                DataRunView::of(r, live)
-            })
-            .collect();
-        Ok(Json(RunList { runs, next_before }))
-    })
-    .await
+    let runs = app
+        .meta
+        .list_data_runs(&DataRunFilter {
+            kind,
+            name: params.name,
+            limit,
+            before: params.before,
+        })
+        .map_err(Problem::internal)?;
+    let next_before = (runs.len() == limit).then(|| runs.last().map(|r| r.id)).flatten();
+    let runs = runs
+        .into_iter()
+        .map(|r| {
+            let live = app.data_runs.state(r.id);
+            DataRunView::of(r, live)
+        })
+        .collect();
+    Ok(RunList { runs, next_before })
+}
+
+/// Data run `id`, if `caller` may see it. Blocking.
+pub(crate) fn run_view(app: &App, caller: &Caller, id: i64) -> Result<DataRunView, Problem> {
+    may_see(caller)?;
+    let run = stored(app, id)?;
+    let live = app.data_runs.state(id);
+    Ok(DataRunView::of(run, live))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -1351,13 +1362,7 @@ pub async fn get_run(
     Auth(caller): Auth,
     PathArgs(RunPath { id }): PathArgs<RunPath>,
 ) -> ApiResult<Json<DataRunView>> {
-    may_see(&caller)?;
-    blocking(move || {
-        let run = stored(&app, id)?;
-        let live = app.data_runs.state(id);
-        Ok(Json(DataRunView::of(run, live)))
-    })
-    .await
+    blocking(move || run_view(&app, &caller, id).map(Json)).await
 }
 
 /// A page of changes or violations.

@@ -14,6 +14,7 @@ use axum::Json;
 use sealtrail_event::{Outcome, Severity, Timestamp, Ulid};
 use sealtrail_export::{EventWriter, Format, Row};
 use sealtrail_merkle::leaf_hash;
+use sealtrail_pii::LogPii;
 use sealtrail_trail::target::parse_target;
 use sealtrail_trail::when::parse_time;
 use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail};
@@ -80,8 +81,8 @@ pub struct EventQuery {
     /// `hour` or `day`: the time buckets of `stats` (default `hour`).
     #[param(pattern = "^(hour|day)$")]
     pub by: Option<String>,
-    /// `csv`, `jsonl` or `json`: the format of `export` (default `jsonl`).
-    #[param(pattern = "^(csv|jsonl|json)$")]
+    /// `csv`, `jsonl`, `json` or `xlsx`: the format of `export` (default `jsonl`).
+    #[param(pattern = "^(csv|jsonl|json|xlsx)$")]
     pub format: Option<String>,
 }
 
@@ -109,7 +110,7 @@ fn range(
 }
 
 impl EventQuery {
-    fn filter(&self, caller: &Caller, now: Timestamp) -> Result<Filter, Problem> {
+    pub(crate) fn filter(&self, caller: &Caller, now: Timestamp) -> Result<Filter, Problem> {
         // A glob is matched against every distinct action: bound its cost.
         let max = sealtrail_event::glob::MAX_PATTERN_CHARS;
         if let Some(chars) = self.action.as_ref().map(|a| a.chars().count()).filter(|&n| n > max) {
@@ -201,11 +202,12 @@ impl EventQuery {
             occurred,
             received,
             text: self.text.clone(),
+            text_alternatives: Vec::new(),
             failures: false,
         })
     }
 
-    fn page(&self, max: usize, default_order: Order) -> Result<Page, Problem> {
+    pub(crate) fn page(&self, max: usize, default_order: Order) -> Result<Page, Problem> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > max {
             return Err(invalid("limit", format!("{limit}: must be 1 to {max}")));
@@ -250,8 +252,36 @@ pub struct EventPage {
     pub checkpoint: Option<String>,
 }
 
-fn item(found: Found, proof: Option<Vec<String>>) -> Result<EventItem, Problem> {
+/// The log's PII protection when `caller` may see PII in clear (the `pii`
+/// permission, docs/pii.md), its keys refreshed for this request; `None`
+/// when the caller sees values as stored, or the log protects nothing.
+pub(crate) fn revealer(trail: &Trail, caller: &Caller) -> Result<Option<Arc<LogPii>>, Problem> {
+    let Some(pii) = trail.pii().filter(|_| caller.sees_pii()) else {
+        return Ok(None);
+    };
+    pii.vault()
+        .refresh()
+        .map_err(|e| Problem::internal(format!("PII key store: {e}")))?;
+    Ok(Some(pii))
+}
+
+/// `found` with its sealed fields opened by `pii`: the event, and as
+/// entry its JSON (no longer the stored bytes, whose leaf hash the
+/// caller takes before). Unchanged when nothing opens.
+pub(crate) fn revealed(mut found: Found, pii: Option<&LogPii>) -> Found {
+    if let Some(pii) = pii {
+        if pii.reveal(&mut found.event) > 0 {
+            if let Ok(json) = serde_json::to_vec(&found.event) {
+                found.entry = json;
+            }
+        }
+    }
+    found
+}
+
+fn item(found: Found, proof: Option<Vec<String>>, pii: Option<&LogPii>) -> Result<EventItem, Problem> {
     let leaf = leaf_hash(&found.entry);
+    let found = revealed(found, pii);
     let text =
         String::from_utf8(found.entry).map_err(|_| Problem::internal(format!("entry {} is not UTF-8", found.index)))?;
     let event = RawValue::from_string(text).map_err(|e| Problem::internal(format!("entry {}: {e}", found.index)))?;
@@ -263,7 +293,13 @@ fn item(found: Found, proof: Option<Vec<String>>) -> Result<EventItem, Problem> 
     })
 }
 
-fn page_of(trail: &Trail, found: Vec<Found>, page: &Page, proofs: bool) -> Result<EventPage, Problem> {
+pub(crate) fn page_of(
+    trail: &Trail,
+    found: Vec<Found>,
+    page: &Page,
+    proofs: bool,
+    pii: Option<&LogPii>,
+) -> Result<EventPage, Problem> {
     let next = (found.len() == page.limit)
         .then(|| found.last().map(|f| f.index))
         .flatten();
@@ -282,7 +318,7 @@ fn page_of(trail: &Trail, found: Vec<Found>, page: &Page, proofs: bool) -> Resul
             ),
             None => None,
         };
-        events.push(item(f, proof)?);
+        events.push(item(f, proof, pii)?);
     }
     Ok(EventPage {
         events,
@@ -331,21 +367,39 @@ async fn list(
     narrow: fn(&mut Filter),
 ) -> ApiResult<Json<EventPage>> {
     blocking(move || {
-        let trail = readable(&app, &caller, &log)?;
-        let mut filter = q.filter(&caller, Timestamp::now())?;
-        narrow(&mut filter);
-        let page = q.page(app.config.limits.max_page, Order::NewestFirst)?;
-        let found = trail.query(&filter, &page).map_err(trail_problem)?;
-        let out = page_of(&trail, found, &page, q.proofs.unwrap_or(false))?;
-        app.record(
-            &caller,
-            "trail.queried",
-            &log,
-            details(route, &raw, out.events.len() as u64),
-        )?;
-        Ok(Json(out))
+        let (trail, found, page) = find(&app, &caller, &log, &q, &raw, route, narrow)?;
+        let pii = revealer(&trail, &caller)?;
+        Ok(Json(page_of(
+            &trail,
+            found,
+            &page,
+            q.proofs.unwrap_or(false),
+            pii.as_deref(),
+        )?))
     })
     .await
+}
+
+/// The events of one page matching `q` and what `narrow` adds (newest
+/// first unless asked otherwise), with the log's trail and the page asked
+/// for; recorded as a read through `route`. Blocking. The dashboard's
+/// search runs the same.
+pub(crate) fn find(
+    app: &App,
+    caller: &Caller,
+    log: &str,
+    q: &EventQuery,
+    raw: &Option<String>,
+    route: &'static str,
+    narrow: fn(&mut Filter),
+) -> Result<(Arc<Trail>, Vec<Found>, Page), Problem> {
+    let trail = readable(app, caller, log)?;
+    let mut filter = q.filter(caller, Timestamp::now())?;
+    narrow(&mut filter);
+    let page = q.page(app.config.limits.max_page, Order::NewestFirst)?;
+    let found = trail.query(&filter, &page).map_err(trail_problem)?;
+    app.record(caller, "trail.queried", log, details(route, raw, found.len() as u64))?;
+    Ok((trail, found, page))
 }
 
 /// Recent failures: outcome `failure`, severity `error` or graver, or an `error` object.
@@ -409,7 +463,7 @@ pub async fn get_event(
         // Another tenant's event does not exist for a restricted key.
         let visible = found.filter(|f| caller.tenant().is_none_or(|t| f.event.tenant.as_deref() == Some(t)));
         let Some(found) = visible else {
-            return Err(Problem::not_found(format!("no event with id {id} in log {log}")));
+            return Err(missing_event(&trail, ulid, &id, &log));
         };
         app.record(
             &caller,
@@ -417,9 +471,30 @@ pub async fn get_event(
             &log,
             json!({"route": "event", "id": id, "index": found.index}),
         )?;
-        Ok(Json(item(found, None)?))
+        let pii = revealer(&trail, &caller)?;
+        Ok(Json(item(found, None, pii.as_deref())?))
     })
     .await
+}
+
+/// Why an event id is not found: 410 `pruned` if an event received when
+/// the id says would lie in the pruned range (received before the first
+/// entry kept), else 404.
+fn missing_event(trail: &Trail, id: Ulid, text: &str, log: &str) -> Problem {
+    let pruned = trail.pruned_below();
+    if pruned > 0 {
+        let first_kept = trail.read(pruned).ok().map(|f| f.event.received_at.as_millisecond());
+        let ms = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
+        if first_kept.is_some_and(|first| ms < first) {
+            return Problem::pruned(
+                format!(
+                    "event {text} of log {log} was received before the first entry kept ({pruned}):                      entries below {pruned} were pruned by retention"
+                ),
+                pruned,
+            );
+        }
+    }
+    Problem::not_found(format!("no event with id {text} in log {log}"))
 }
 
 /// An id's time part is its `received_at` to the millisecond, so the event
@@ -486,22 +561,46 @@ pub async fn history(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<EventPage>> {
     blocking(move || {
-        let trail = readable(&app, &caller, &log)?;
-        if q.target.is_some() {
-            return Err(invalid("target", "the entity is given in the path"));
-        }
-        let mut filter = q.filter(&caller, Timestamp::now())?;
-        filter.target_type = Some(kind.clone());
-        filter.target_id = Some(id.clone());
-        let page = q.page(app.config.limits.max_page, Order::OldestFirst)?;
-        let found = trail.query(&filter, &page).map_err(trail_problem)?;
-        let out = page_of(&trail, found, &page, q.proofs.unwrap_or(false))?;
-        let mut d = details("history", &raw, out.events.len() as u64);
-        d["entity"] = json!({"type": kind, "id": id});
-        app.record(&caller, "trail.queried", &log, d)?;
-        Ok(Json(out))
+        let (trail, found, page) = entity_history(&app, &caller, &log, &kind, &id, &q, &raw, Order::OldestFirst)?;
+        let pii = revealer(&trail, &caller)?;
+        Ok(Json(page_of(
+            &trail,
+            found,
+            &page,
+            q.proofs.unwrap_or(false),
+            pii.as_deref(),
+        )?))
     })
     .await
+}
+
+/// One page of the events naming entity `kind:id` as a target, in
+/// `default_order` unless `q` asks otherwise; recorded as a read.
+/// Blocking. The dashboard's entity timeline runs the same.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn entity_history(
+    app: &App,
+    caller: &Caller,
+    log: &str,
+    kind: &str,
+    id: &str,
+    q: &EventQuery,
+    raw: &Option<String>,
+    default_order: Order,
+) -> Result<(Arc<Trail>, Vec<Found>, Page), Problem> {
+    let trail = readable(app, caller, log)?;
+    if q.target.is_some() {
+        return Err(invalid("target", "the entity is given in the path"));
+    }
+    let mut filter = q.filter(caller, Timestamp::now())?;
+    filter.target_type = Some(kind.to_string());
+    filter.target_id = Some(id.to_string());
+    let page = q.page(app.config.limits.max_page, default_order)?;
+    let found = trail.query(&filter, &page).map_err(trail_problem)?;
+    let mut d = details("history", raw, found.len() as u64);
+    d["entity"] = json!({"type": kind, "id": id});
+    app.record(caller, "trail.queried", log, d)?;
+    Ok((trail, found, page))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -553,33 +652,42 @@ pub async fn stats(
     Params(q): Params<EventQuery>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<StatsBody>> {
-    blocking(move || {
-        let trail = readable(&app, &caller, &log)?;
-        let filter = q.filter(&caller, Timestamp::now())?;
-        let (bucket, name) = match q.by.as_deref() {
-            None | Some("hour") => (Bucket::Hour, "hour"),
-            Some("day") => (Bucket::Day, "day"),
-            Some(b) => return Err(invalid("by", format!("{b:?}: use hour or day"))),
-        };
-        let s = trail.stats(&filter, bucket).map_err(trail_problem)?;
-        app.record(&caller, "trail.queried", &log, details("stats", &raw, s.total))?;
-        Ok(Json(StatsBody {
-            total: s.total,
-            by_action: counts(s.by_action),
-            by_actor: counts(s.by_actor),
-            by_outcome: counts(s.by_outcome),
-            bucket: name.into(),
-            by_time: s
-                .by_time
-                .into_iter()
-                .map(|(t, count)| TimeCount {
-                    start: t.to_string(),
-                    count,
-                })
-                .collect(),
-        }))
+    blocking(move || stats_of(&app, &caller, &log, &q, &raw).map(Json)).await
+}
+
+/// Totals and counts of the events matching `q`; recorded as a read.
+/// Blocking. The dashboard's overview shows the same.
+pub(crate) fn stats_of(
+    app: &App,
+    caller: &Caller,
+    log: &str,
+    q: &EventQuery,
+    raw: &Option<String>,
+) -> Result<StatsBody, Problem> {
+    let trail = readable(app, caller, log)?;
+    let filter = q.filter(caller, Timestamp::now())?;
+    let (bucket, name) = match q.by.as_deref() {
+        None | Some("hour") => (Bucket::Hour, "hour"),
+        Some("day") => (Bucket::Day, "day"),
+        Some(b) => return Err(invalid("by", format!("{b:?}: use hour or day"))),
+    };
+    let s = trail.stats(&filter, bucket).map_err(trail_problem)?;
+    app.record(caller, "trail.queried", log, details("stats", raw, s.total))?;
+    Ok(StatsBody {
+        total: s.total,
+        by_action: counts(s.by_action),
+        by_actor: counts(s.by_actor),
+        by_outcome: counts(s.by_outcome),
+        bucket: name.into(),
+        by_time: s
+            .by_time
+            .into_iter()
+            .map(|(t, count)| TimeCount {
+                start: t.to_string(),
+                count,
+            })
+            .collect(),
     })
-    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -660,6 +768,7 @@ pub async fn performance(
             (String = "text/csv"),
             (String = "application/jsonl"),
             (String = "application/json"),
+            (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
         )),
         (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "The request target is longer than `limits.max_uri_bytes`", body = Problem, content_type = "application/problem+json"),
@@ -676,27 +785,99 @@ pub async fn export(
     Params(q): Params<EventQuery>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
+    export_as(app, caller, log, q, raw).await
+}
+
+/// The export of the events matching `q` in the format `q.format` names
+/// (JSON Lines by default), streamed; recorded before the first byte
+/// leaves. The dashboard's export links run the same.
+pub(crate) async fn export_as(
+    app: Arc<App>,
+    caller: Caller,
+    log: String,
+    q: EventQuery,
+    raw: Option<String>,
+) -> ApiResult<Response> {
     let format = match q.format.as_deref().unwrap_or("jsonl") {
         "csv" => Format::Csv,
         "jsonl" => Format::Jsonl,
         "json" => Format::Json,
-        other => return Err(invalid("format", format!("{other:?}: use csv, jsonl or json"))),
+        "xlsx" => Format::Xlsx,
+        other => return Err(invalid("format", format!("{other:?}: use csv, jsonl, json or xlsx"))),
     };
-    let (trail, filter) = {
+    let (trail, filter, pii) = {
         let app = app.clone();
         let caller = caller.clone();
         let log = log.clone();
         blocking(move || {
             let trail = readable(&app, &caller, &log)?;
+            let pii = revealer(&trail, &caller)?;
             let filter = q.filter(&caller, Timestamp::now())?;
             let total = trail.count(&filter).map_err(trail_problem)?;
+            if format == Format::Xlsx && total > XLSX_MAX_ROWS {
+                return Err(Problem::bad_request(
+                    "export-too-large",
+                    format!(
+                        "format: xlsx holds at most {XLSX_MAX_ROWS} rows and {total} events match; \
+                         narrow the filter or use csv or jsonl"
+                    ),
+                ));
+            }
             // Recorded before the first byte leaves: an export that could
             // not be recorded is not started.
             app.record(&caller, "trail.exported", &log, details("export", &raw, total))?;
-            Ok((trail, filter))
+            Ok((trail, filter, pii))
         })
         .await?
     };
+    let body = if format == Format::Xlsx {
+        xlsx_body(trail, filter, pii).await?
+    } else {
+        stream_body(format, trail, filter, pii)
+    };
+    let mut response = body.into_response();
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(match format {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            _ => "application/jsonl",
+        }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{log}-export.{}\"", format.extension())) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// Rows of one worksheet, less the header row.
+const XLSX_MAX_ROWS: u64 = 1_048_575;
+
+/// Write every row through `w`, oldest first, revealed by `pii` if given
+/// (JSON Lines and JSON then carry the revealed event, not the entry).
+fn write_rows(trail: &Trail, filter: &Filter, w: &mut EventWriter, pii: Option<&LogPii>) -> Result<(), String> {
+    trail
+        .for_each(filter, |f| {
+            let f = revealed(f, pii);
+            w.write(&Row {
+                index: f.index,
+                event: &f.event,
+                entry: &f.entry,
+            })
+            .map(|()| true)
+            .map_err(|e| sealtrail_trail::TrailError::Io {
+                what: "export".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// A text export streamed as it is written.
+fn stream_body(format: Format, trail: Arc<Trail>, filter: Filter, pii: Option<Arc<LogPii>>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         let sink = ChannelWriter {
@@ -706,20 +887,7 @@ pub async fn export(
         let result = EventWriter::new(format, Box::new(sink))
             .map_err(|e| e.to_string())
             .and_then(|mut w| {
-                trail
-                    .for_each(&filter, |f| {
-                        w.write(&Row {
-                            index: f.index,
-                            event: &f.event,
-                            entry: &f.entry,
-                        })
-                        .map(|()| true)
-                        .map_err(|e| sealtrail_trail::TrailError::Io {
-                            what: "export".into(),
-                            source: std::io::Error::other(e.to_string()),
-                        })
-                    })
-                    .map_err(|e| e.to_string())?;
+                write_rows(&trail, &filter, &mut w, pii.as_deref())?;
                 w.finish().map(|_| ()).map_err(|e| e.to_string())
             });
         if let Err(e) = result {
@@ -729,22 +897,31 @@ pub async fn export(
             let _ = tx.blocking_send(Err(std::io::Error::other(e)));
         }
     });
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let mut response = Body::from_stream(stream).into_response();
-    *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(match format {
-            Format::Csv => "text/csv; charset=utf-8",
-            Format::Json => "application/json",
-            _ => "application/jsonl",
-        }),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{log}-export.{}\"", format.extension())) {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(response)
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// An XLSX export: a workbook is a zip archive finished at its end, so it
+/// is written to a temporary file first (removed once opened) and then
+/// streamed.
+async fn xlsx_body(trail: Arc<Trail>, filter: Filter, pii: Option<Arc<LogPii>>) -> Result<Body, Problem> {
+    let file = blocking(move || {
+        let mut name = [0u8; 12];
+        getrandom::fill(&mut name).map_err(|e| Problem::internal(format!("random name: {e}")))?;
+        let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        let path = std::env::temp_dir().join(format!("sealtrail-export-{name}.xlsx"));
+        let written = EventWriter::create(Format::Xlsx, &path)
+            .map_err(|e| e.to_string())
+            .and_then(|mut w| {
+                write_rows(&trail, &filter, &mut w, pii.as_deref())?;
+                w.finish().map(|_| ()).map_err(|e| e.to_string())
+            })
+            .and_then(|()| std::fs::File::open(&path).map_err(|e| e.to_string()));
+        let _ = std::fs::remove_file(&path);
+        written.map_err(|e| Problem::internal(format!("writing the xlsx export: {e}")))
+    })
+    .await?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    Ok(Body::from_stream(stream))
 }
 
 const CHUNK: usize = 64 * 1024;

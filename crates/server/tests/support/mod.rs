@@ -201,3 +201,63 @@ impl Reply {
         p
     }
 }
+
+/// A signed-in browser: the session cookie's secret and its CSRF token.
+pub struct Session {
+    pub secret: String,
+    pub csrf: String,
+}
+
+/// Create user `name` with `role` and sign in with a password, as a
+/// browser does (the session layer's rate limits want a peer address).
+pub async fn sign_in(h: &Harness, name: &str, role: sealtrail_meta::Role) -> Session {
+    const PASSWORD: &str = "correct horse battery staple";
+    let hash = sealtrail_meta::hash_password(PASSWORD).unwrap();
+    h.app
+        .meta
+        .create_user(
+            name,
+            role,
+            None,
+            &hash,
+            jiff::Timestamp::now(),
+            &json!({"id": "test", "type": "user"}),
+        )
+        .unwrap();
+    let form = format!("username={name}&password=correct%20horse%20battery%20staple");
+    let r = browser(h, Method::POST, "/login", None, Some(form)).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    let secret = set
+        .strip_prefix("sealtrail_session=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, s) = h
+        .app
+        .meta
+        .session(&secret, 3600, jiff::Timestamp::now())
+        .unwrap()
+        .expect("a live session");
+    Session { secret, csrf: s.csrf }
+}
+
+/// A browser's request: the session cookie if any, a form body if any.
+pub async fn browser(h: &Harness, method: Method, uri: &str, session: Option<&Session>, form: Option<String>) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(s) = session {
+        req = req.header(header::COOKIE, format!("sealtrail_session={}", s.secret));
+    }
+    let mut req = match form {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(b)),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let peer: std::net::SocketAddr = "192.0.2.7:5000".parse().unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    oneshot(&h.router, req).await
+}
