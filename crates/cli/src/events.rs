@@ -13,7 +13,9 @@ use sealtrail_ledger::DataDir;
 use sealtrail_merkle::{leaf_hash, open_checkpoint, verify_inclusion};
 use sealtrail_trail::target::parse_target;
 use sealtrail_trail::when::parse_time;
-use sealtrail_trail::{Bucket, Filter, Found, Order, Page, TimeRange, Trail, TrailOptions, TrailReader};
+use sealtrail_trail::{
+    Bucket, Filter, Found, IndexState, Order, Page, TimeRange, Trail, TrailOptions, TrailReader,
+};
 
 use crate::IntegrityFailure;
 
@@ -198,6 +200,37 @@ fn note_unindexed(reader: &TrailReader) {
     }
 }
 
+/// An index that did not open is rebuilt from the ledger by this process
+/// in the background, and until it is back events with an idempotency key
+/// are refused (no index holds the keys already stored). A server would
+/// answer "retry later"; a command would exit and lose the rebuild, so it
+/// waits for it instead, and stops only when the rebuild itself fails.
+fn wait_for_index(trail: &Trail, log: &str) -> anyhow::Result<()> {
+    let mut noted = false;
+    loop {
+        let status = trail.index_status();
+        match status.state {
+            IndexState::Ok => return Ok(()),
+            IndexState::Rebuilding => {
+                if !noted {
+                    eprintln!(
+                        "note: the query index of log {log} did not open; rebuilding it from the ledger's {} \
+                         entries before appending",
+                        trail.log().size()
+                    );
+                    noted = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            IndexState::Failed => bail!(
+                "the query index of log {log} did not open and could not be rebuilt from the ledger: {}; \
+                 nothing was appended. Fix the cause, then run `sealtrail --log {log} reindex` and append again",
+                status.last_error.as_deref().unwrap_or("no cause recorded")
+            ),
+        }
+    }
+}
+
 /// `sealtrail append` (events): JSON Lines from `input`.
 pub fn append(
     data: &Path,
@@ -208,6 +241,7 @@ pub fn append(
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
     let trail = open_trail(data, log, config)?;
+    wait_for_index(&trail, log)?;
     let report = trail.ingest_jsonl(input, strict)?;
     for e in &report.rejected {
         eprintln!("{e}");

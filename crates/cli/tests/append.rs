@@ -99,3 +99,72 @@ fn strict_appends_a_good_file_whole_and_exits_0() {
     let expected: Vec<String> = (1..=LINES).map(|n| format!("line {n}")).collect();
     assert_eq!(messages(&data), expected);
 }
+
+fn keyed(n: usize) -> String {
+    format!("{{\"action\":\"cli.order\",\"message\":\"keyed {n}\",\"idempotency_key\":\"k-{n}\"}}\n")
+}
+
+/// The query index of the default log, made unreadable: a directory
+/// stands where its manifest goes, so the next open fails with an I/O
+/// error and the index is rebuilt from the ledger.
+fn break_index(data: &Path) -> std::path::PathBuf {
+    let index = data.join("logs").join("default").join("query-index");
+    let manifest = index.join("MANIFEST");
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::create_dir(&manifest).unwrap();
+    index
+}
+
+#[test]
+fn a_keyed_append_waits_for_an_index_that_did_not_open_to_be_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert_eq!(run(&data, &["init"]).0, 0);
+    let first = tmp.path().join("first.jsonl");
+    std::fs::write(&first, (0..40).map(keyed).collect::<String>()).unwrap();
+    let (code, out, err) = run(&data, &["append", first.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    break_index(&data);
+
+    // Ten resends of stored keys and ten new ones: the resends can only be
+    // told apart by an index that holds the stored keys.
+    let second = tmp.path().join("second.jsonl");
+    std::fs::write(&second, (30..50).map(keyed).collect::<String>()).unwrap();
+    let (code, out, err) = run(&data, &["append", second.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("query index of log default did not open; rebuilding it"), "{err}");
+    assert!(
+        out.contains("appended 10 events (entries 40..49), 10 duplicates, 0 rejected; tree size 50"),
+        "{out}"
+    );
+    let expected: Vec<String> = (0..50).map(|n| format!("keyed {n}")).collect();
+    assert_eq!(messages(&data), expected);
+}
+
+#[test]
+fn a_keyed_append_stops_when_the_rebuild_fails_and_names_reindex() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert_eq!(run(&data, &["init"]).0, 0);
+    let first = tmp.path().join("first.jsonl");
+    std::fs::write(&first, (0..5).map(keyed).collect::<String>()).unwrap();
+    assert_eq!(run(&data, &["append", first.to_str().unwrap()]).0, 0);
+    let index = break_index(&data);
+    // A file where the replaced index is moved makes every rebuild fail.
+    let obstacle = index.with_file_name("query-index.retired");
+    std::fs::write(&obstacle, b"in the way").unwrap();
+
+    let second = tmp.path().join("second.jsonl");
+    std::fs::write(&second, (5..8).map(keyed).collect::<String>()).unwrap();
+    let (code, out, err) = run(&data, &["append", second.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("could not be rebuilt from the ledger"), "{err}");
+    assert!(err.contains("nothing was appended"), "{err}");
+    assert!(err.contains("sealtrail --log default reindex"), "{err}");
+
+    // Once the cause is gone the next append rebuilds and goes on.
+    std::fs::remove_file(&obstacle).unwrap();
+    let (code, out, err) = run(&data, &["append", second.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("appended 3 events (entries 5..7), 0 duplicates"), "{out}");
+}
