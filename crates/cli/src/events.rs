@@ -13,9 +13,7 @@ use sealtrail_ledger::DataDir;
 use sealtrail_merkle::{leaf_hash, open_checkpoint, verify_inclusion};
 use sealtrail_trail::target::parse_target;
 use sealtrail_trail::when::parse_time;
-use sealtrail_trail::{
-    Bucket, Filter, Found, IndexState, Order, Page, TimeRange, Trail, TrailOptions, TrailReader,
-};
+use sealtrail_trail::{Bucket, Filter, Found, IndexState, Order, Page, TimeRange, Trail, TrailOptions, TrailReader};
 
 use crate::IntegrityFailure;
 

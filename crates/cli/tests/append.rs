@@ -132,7 +132,10 @@ fn a_keyed_append_waits_for_an_index_that_did_not_open_to_be_rebuilt() {
     std::fs::write(&second, (30..50).map(keyed).collect::<String>()).unwrap();
     let (code, out, err) = run(&data, &["append", second.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("query index of log default did not open; rebuilding it"), "{err}");
+    assert!(
+        err.contains("query index of log default did not open; rebuilding it"),
+        "{err}"
+    );
     assert!(
         out.contains("appended 10 events (entries 40..49), 10 duplicates, 0 rejected; tree size 50"),
         "{out}"

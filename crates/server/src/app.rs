@@ -77,6 +77,15 @@ impl Caller {
         }
     }
 
+    /// The caller as a refusal names it: `API key K`, `user NAME`.
+    pub fn describe(&self) -> String {
+        match self {
+            Caller::Key(k) => format!("API key {}", k.id),
+            Caller::User(s) => format!("user {}", s.user.name),
+            Caller::Anonymous => "an anonymous caller".into(),
+        }
+    }
+
     /// The `actor` of the system events this caller causes.
     pub fn actor(&self) -> Value {
         match self {
@@ -161,6 +170,18 @@ impl Caller {
             Caller::Key(k) => k.tenant.as_deref(),
             Caller::User(s) => s.user.tenant.as_deref(),
             Caller::Anonymous => None,
+        }
+    }
+
+    /// Refuse a caller restricted to a tenant what spans every tenant;
+    /// `why` says what does (`alerting is configured for the whole server`).
+    pub fn require_no_tenant(&self, why: &str) -> Result<(), Problem> {
+        match self.tenant() {
+            Some(t) => Err(Problem::forbidden(format!(
+                "{} is restricted to tenant {t:?}; {why}",
+                self.describe()
+            ))),
+            None => Ok(()),
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod pg_follow;
 pub mod pii;
 pub mod problem;
 pub mod request;
+pub mod request_id;
 pub mod retention;
 pub mod running;
 pub mod single;

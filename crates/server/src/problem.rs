@@ -175,7 +175,7 @@ impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
         let status = self.status();
         if self.request_id.is_none() {
-            self.request_id = crate::request::current_id();
+            self.request_id = crate::request_id::current_id();
         }
         if self.instance.is_none() {
             self.instance = self.request_id.as_ref().map(|id| format!("urn:sealtrail:request:{id}"));

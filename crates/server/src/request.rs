@@ -37,18 +37,8 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-chosen request id kept; a longer one is replaced.
 pub const MAX_ID_LEN: usize = 128;
 
-tokio::task_local! {
-    /// The id of the request whose handler runs on this task.
-    static REQUEST_ID: HeaderValue;
-}
-
-/// The id of the request being handled, if called while handling one.
-pub fn current_id() -> Option<String> {
-    REQUEST_ID
-        .try_with(|id| id.to_str().ok().map(str::to_string))
-        .ok()
-        .flatten()
-}
+pub use crate::request_id::current_id;
+use crate::request_id::REQUEST_ID;
 
 /// Put the request id, the in-flight cap and the panic net around
 /// `router` (the order matters: the id is outermost, so that refusals and

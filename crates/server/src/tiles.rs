@@ -54,12 +54,14 @@ fn visible(app: &App, caller: &Caller, log: &str, entries: bool) -> Result<Arc<T
         // A log holds every tenant's events unless it is the tenant's own.
         if t != log {
             return Err(Problem::forbidden(format!(
-                "this API key is restricted to tenant {t:?} and may fetch tiles of log {t:?} only"
+                "{} is restricted to tenant {t:?} and may fetch tiles of log {t:?} only",
+                caller.describe()
             )));
         }
         if entries && !app.config.logs.per_tenant {
             return Err(Problem::forbidden(format!(
-                "the entry bundles of log {log:?} may hold every tenant's events (logs.per_tenant is off), and this API key is restricted to tenant {t:?}"
+                "the entry bundles of log {log:?} may hold every tenant's events (logs.per_tenant is off), and {} is restricted to tenant {t:?}",
+                caller.describe()
             )));
         }
     }

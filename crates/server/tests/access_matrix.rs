@@ -826,6 +826,18 @@ async fn each_role_gets_what_it_may_and_a_tenant_only_its_own() {
                 ));
                 continue;
             }
+            // A refusal names the caller as what it is: a signed-in user,
+            // never an API key.
+            let names_user = body.contains(&format!("user {name} is restricted to tenant"));
+            if status.as_u16() == 403
+                && (body.contains("this API key") || (body.contains("restricted to tenant") && !names_user))
+            {
+                let start: String = body.chars().take(300).collect();
+                wrong.push(format!(
+                    "{name}: {} {} refuses in other words: {start}",
+                    row.method, row.uri
+                ));
+            }
             if row.shows == Shows::Tenants {
                 let sees_globex = tenant.is_none();
                 if !body.contains(ACME) || body.contains(GLOBEX) != sees_globex {

@@ -25,12 +25,7 @@ use sealtrail_meta::Scope;
 
 pub(crate) fn allowed(caller: &Caller, scope: Scope) -> Result<(), Problem> {
     caller.require(scope)?;
-    if let Some(t) = caller.tenant() {
-        return Err(Problem::forbidden(format!(
-            "this API key is restricted to tenant {t:?}; alerting is configured for the whole server"
-        )));
-    }
-    Ok(())
+    caller.require_no_tenant("alerting is configured for the whole server")
 }
 
 pub(crate) fn problem(e: AlertError) -> Problem {

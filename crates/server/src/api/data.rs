@@ -846,12 +846,7 @@ fn may_see(caller: &Caller) -> Result<(), Problem> {
 }
 
 fn refuse_tenant(caller: &Caller) -> Result<(), Problem> {
-    match caller.tenant() {
-        Some(t) => Err(Problem::forbidden(format!(
-            "this API key is restricted to tenant {t:?}; data runs read sources beyond any one tenant and need a key without tenant"
-        ))),
-        None => Ok(()),
-    }
+    caller.require_no_tenant("data runs read sources beyond any one tenant and need a caller without tenant")
 }
 
 /// Start a data run.

@@ -65,12 +65,7 @@ pub(crate) fn allowed(caller: &Caller, change: bool) -> Result<(), Problem> {
     } else {
         caller.require_system_read()?;
     }
-    if let Some(t) = caller.tenant() {
-        return Err(Problem::forbidden(format!(
-            "restricted to tenant {t:?}; legal holds are kept for the whole server"
-        )));
-    }
-    Ok(())
+    caller.require_no_tenant("legal holds are kept for the whole server")
 }
 
 /// 422 `invalid-hold` listing each wrong field.

@@ -93,6 +93,7 @@ pub struct BatchResult {
         (status = 201, description = "Stored and durable", body = Stored),
         (status = 200, description = "Already stored under this idempotency key: the original", body = Stored),
         (status = "4XX", description = "Refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Nothing in the request stored: `idempotency-unavailable` when an idempotency key cannot be checked or held while the log's query index is rebuilt (retry after `Retry-After`); `unavailable` when the server cannot keep writes now; `integrity-failure` when the log's stored data failed a check and it takes no writes until repaired", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "Not stored", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -173,6 +174,7 @@ pub(crate) async fn store_event(app: Arc<App>, caller: Caller, log: String, body
     responses(
         (status = 200, description = "Per-event results; every stored event is durable", body = BatchResult),
         (status = "4XX", description = "Refused (atomic batch with a bad event: 422, nothing stored)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Nothing in the request stored: `idempotency-unavailable` when an idempotency key cannot be checked or held while the log's query index is rebuilt (retry after `Retry-After`); `unavailable` when the server cannot keep writes now; `integrity-failure` when the log's stored data failed a check and it takes no writes until repaired", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "Not stored", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -416,12 +418,13 @@ fn starts(body: &[u8], inputs: &[&[u8]]) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// A key restricted to a tenant writes only that tenant's events.
+/// A caller restricted to a tenant writes only that tenant's events.
 pub(crate) fn check_tenant(caller: &Caller, inputs: &[&[u8]], lines: Option<&[u64]>) -> Result<(), Problem> {
     let Some(tenant) = caller.tenant() else { return Ok(()) };
     match stray_tenant(inputs, lines, tenant) {
         Some((at, given)) => Err(Problem::forbidden(format!(
-            "{at} has tenant {given}; this API key may only write events with \"tenant\": {tenant:?}"
+            "{at} has tenant {given}; {} may only write events with \"tenant\": {tenant:?}",
+            caller.describe()
         ))),
         None => Ok(()),
     }

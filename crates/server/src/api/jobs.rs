@@ -16,9 +16,8 @@ use sealtrail_sched::JobSpec;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::alerts::allowed;
 use super::blocking;
-use crate::app::App;
+use crate::app::{App, Caller};
 use crate::extract::{Auth, JsonBody, Params, PathArgs};
 use crate::problem::{ApiResult, Problem};
 
@@ -29,6 +28,12 @@ fn problem(e: JobError) -> Problem {
         JobError::Exists(_) => Problem::new(StatusCode::CONFLICT, "exists", e.to_string()),
         JobError::Meta(_) => Problem::internal(e.to_string()),
     }
+}
+
+/// Jobs act on the whole server: a caller of `scope` without tenant.
+pub(crate) fn allowed(caller: &Caller, scope: Scope) -> Result<(), Problem> {
+    caller.require(scope)?;
+    caller.require_no_tenant("jobs are scheduled for the whole server")
 }
 
 fn now() -> chrono::DateTime<chrono::Utc> {

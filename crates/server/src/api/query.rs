@@ -155,11 +155,12 @@ impl EventQuery {
             .as_deref()
             .map(|s| s.parse::<IpAddr>().map_err(|e| invalid("ip", format!("{s:?}: {e}"))))
             .transpose()?;
-        // A key restricted to a tenant reads only that tenant's events.
+        // A caller restricted to a tenant reads only that tenant's events.
         let tenant = match (caller.tenant(), self.tenant.as_deref()) {
             (Some(own), Some(asked)) if own != asked => {
                 return Err(Problem::forbidden(format!(
-                    "this API key may only read events of tenant {own:?}, not {asked:?}"
+                    "{} may only read events of tenant {own:?}, not {asked:?}",
+                    caller.describe()
                 )))
             }
             (Some(own), _) => Some(own.to_string()),

@@ -152,11 +152,7 @@ pub(crate) fn asked(log: &str, kind: &str, q: &ReportQuery, now: Timestamp) -> R
 /// auditor. Blocking: it may open the log.
 pub(crate) fn authorise(app: &App, caller: &Caller, kind: ReportKind, log: &str) -> Result<(), Problem> {
     readable(app, caller, log)?;
-    if let Some(tenant) = caller.tenant() {
-        return Err(Problem::forbidden(format!(
-            "this caller is restricted to tenant {tenant:?} and a report counts every tenant's events"
-        )));
-    }
+    caller.require_no_tenant("a report counts every tenant's events")?;
     if kind == ReportKind::AccessReview && caller.require_system_read().is_err() {
         return Err(Problem::forbidden(
             "access-review lists every user and API key: it needs role admin or auditor, or an admin key",

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use super::view::{blocking_page, cut, error_page, html, Time};
 use super::{encode_component, Layout, Viewer};
-use crate::api::alerts::allowed;
+use crate::api::jobs::allowed;
 use crate::app::App;
 use crate::problem::Problem;
 

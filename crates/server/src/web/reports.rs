@@ -84,12 +84,7 @@ fn kinds(caller: &Caller) -> Vec<(&'static str, &'static str)> {
 /// A caller may use reports with read access and no tenant restriction.
 fn may_report(caller: &Caller) -> Result<(), Problem> {
     caller.require(sealtrail_meta::Scope::Read)?;
-    if let Some(tenant) = caller.tenant() {
-        return Err(Problem::forbidden(format!(
-            "this caller is restricted to tenant {tenant:?} and a report counts every tenant's events"
-        )));
-    }
-    Ok(())
+    caller.require_no_tenant("a report counts every tenant's events")
 }
 
 async fn form_page(
