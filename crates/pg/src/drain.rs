@@ -136,6 +136,9 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         .query_one("SELECT current_setting('track_commit_timestamp')::boolean", &[])
         .map_err(CaptureError::pg("reading track_commit_timestamp"))?
         .get(0);
+    // The outer ORDER BY names the inner columns: a bare `xid` there would
+    // be the output column `xid::text`, and text order is not transaction
+    // order once ids gain a digit ("1000" < "999").
     // A row change's payload is built here from its columns (the writer
     // stores them plain, see the capture SQL); DDL and truncate rows, and
     // rows of installs before version 3, carry theirs whole. The key
@@ -160,7 +163,7 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
                   ORDER BY o.xid, o.id
                   LIMIT $1) batch
           WHERE running - size < $2
-          ORDER BY xid, id",
+          ORDER BY batch.xid, batch.id",
         size = "coalesce(pg_column_size(o.payload), 0) + coalesce(pg_column_size(o.before), 0) \
                 + coalesce(pg_column_size(o.after), 0)",
         commit = if commit_times {

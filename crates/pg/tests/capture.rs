@@ -621,3 +621,38 @@ fn rows_in_the_earlier_payload_layout_drain_alike() {
     assert_eq!(ev[0]["details"]["application_name"], "billing");
     assert_eq!(ev[2]["targets"], json!([{"type": "public.items", "id": "1"}]));
 }
+
+#[test]
+fn rows_drain_in_transaction_order_when_ids_gain_a_digit() {
+    let db = Db::new("digits");
+    install(&db.dsn(), &InstallOptions::default()).expect("install");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY)")
+        .expect("schema");
+    // Copies of the captured DDL row under transaction ids 100 and 99,
+    // both long ended: in number order 99 comes first, in text order last.
+    for xid in ["100", "99"] {
+        let copied = c
+            .execute(
+                "INSERT INTO sealtrail.outbox (xid, kind, payload)
+                 SELECT $1::text::xid8, kind, payload FROM sealtrail.outbox
+                  WHERE xid > '100'::xid8 ORDER BY id LIMIT 1",
+                &[&xid],
+            )
+            .expect("copy under an earlier transaction id");
+        assert_eq!(copied, 1);
+    }
+    let real: String = c
+        .query_one("SELECT xid::text FROM sealtrail.outbox WHERE xid > '100'::xid8", &[])
+        .expect("the captured row")
+        .get(0);
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 3);
+    let order: Vec<String> = events(&t.trail)
+        .iter()
+        .map(|e| e["details"]["transaction_id"].as_str().expect("xid").to_string())
+        .collect();
+    assert_eq!(order, ["99".to_string(), "100".to_string(), real]);
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert_eq!((st.pending, st.drained_total), (0, 3));
+}
