@@ -24,6 +24,11 @@ use sealtrail_pg::drain::{drain, DrainOptions};
 use sealtrail_testgen::cluster::Cluster;
 use sealtrail_trail::{Trail, TrailOptions};
 
+// The allocator the `sealtrail` binary runs with, so the drain's figures
+// are the server's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const CLIENTS: usize = 4;
 const ACCOUNTS: i32 = 100_000;
 
