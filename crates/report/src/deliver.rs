@@ -172,7 +172,9 @@ fn text(report: &Report) -> String {
             x.name,
             thousands(x.runs_total),
             thousands(x.failures.len() as u64),
-            x.totals.differences.map_or_else(|| "none counted".to_string(), thousands)
+            x.totals
+                .differences
+                .map_or_else(|| "none counted".to_string(), thousands)
         )),
     }
     s.push_str("The full report is the HTML part of this mail; the workbook is attached.\n");

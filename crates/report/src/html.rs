@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use askama::Template;
 
 use crate::chart::{bars, columns, escape, lines};
-use crate::model::{AccessReview, Body, Compliance, Count, Reconciliation, Report, RunItem, Sample, Summary, Verification};
+use crate::model::{
+    AccessReview, Body, Compliance, Count, Reconciliation, Report, RunItem, Sample, Summary, Verification,
+};
 use crate::ReportError;
 
 #[derive(Template)]

@@ -207,12 +207,20 @@ fn known_names(known: &[String]) -> String {
     if known.is_empty() {
         " (meta.db holds no named data run)".into()
     } else {
-        let shown: Vec<String> = known.iter().take(KNOWN_NAMES_LISTED).map(|n| format!("{n:?}")).collect();
+        let shown: Vec<String> = known
+            .iter()
+            .take(KNOWN_NAMES_LISTED)
+            .map(|n| format!("{n:?}"))
+            .collect();
         let more = known.len().saturating_sub(KNOWN_NAMES_LISTED);
         format!(
             " (known: {}{})",
             shown.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         )
     }
 }

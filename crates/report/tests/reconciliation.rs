@@ -146,7 +146,10 @@ fn fixture() -> Fixture {
     drop(trail);
 
     let meta = Meta::open(&data).unwrap();
-    let ids = specs().iter().map(|s| meta.record_data_run(&data_run(s)).unwrap()).collect();
+    let ids = specs()
+        .iter()
+        .map(|s| meta.record_data_run(&data_run(s)).unwrap())
+        .collect();
     let mut begun = data_run(&diff(NAME, "2026-03-06T02:00:00Z", [0; 6]));
     begun.summary = json!({});
     let open_id = meta.begin_data_run(&begun).unwrap();
@@ -274,7 +277,10 @@ fn the_runs_of_one_comparison_and_their_trend_match_what_was_recorded() {
         }
     }
     let open = listed.last().unwrap();
-    assert_eq!((open["open"].clone(), open["started_at"].clone()), (json!(true), json!("2026-03-06T02:00:00Z")));
+    assert_eq!(
+        (open["open"].clone(), open["started_at"].clone()),
+        (json!(true), json!("2026-03-06T02:00:00Z"))
+    );
 
     // The failure with its error; not in the trend.
     let failed: Vec<&(i64, Spec)> = runs.iter().filter(|(_, s)| s.outcome == RunOutcome::Failure).collect();
@@ -298,7 +304,10 @@ fn the_runs_of_one_comparison_and_their_trend_match_what_was_recorded() {
         assert_eq!(p["started_at"], s.started_at);
         match &s.diff {
             Some([_, _, a, d, c, _]) => {
-                assert_eq!([&p["added"], &p["removed"], &p["changed"]], [&json!(a), &json!(d), &json!(c)]);
+                assert_eq!(
+                    [&p["added"], &p["removed"], &p["changed"]],
+                    [&json!(a), &json!(d), &json!(c)]
+                );
                 assert_eq!(p["differences"], a + d + c);
             }
             None => {
@@ -341,7 +350,10 @@ fn the_runs_of_one_comparison_and_their_trend_match_what_was_recorded() {
     assert!(html.contains(&signed_root), "no root hash");
     assert!(html.contains(&format!("Entries counted</th><td class=\"num\">{}", f.size)));
     let trend_svg = html.split("id=\"trend\"").nth(1).unwrap();
-    assert!(trend_svg.contains("<svg") && trend_svg.contains("<polyline"), "no trend chart");
+    assert!(
+        trend_svg.contains("<svg") && trend_svg.contains("<polyline"),
+        "no trend chart"
+    );
     assert!(!html.contains(OTHER) && !html.contains("2026-03-10"));
 
     // XLSX: a zip; openpyxl's view in the test below.
@@ -365,9 +377,15 @@ fn an_open_period_shows_every_run_and_an_empty_one_says_so() {
     assert_eq!(j["empty"], true);
     assert_eq!(j["runs_total"], 0);
     assert_eq!(j["trend"], json!([]));
-    assert_eq!(j["totals"], json!({"added": null, "removed": null, "changed": null, "differences": null}));
+    assert_eq!(
+        j["totals"],
+        json!({"added": null, "removed": null, "changed": null, "differences": null})
+    );
     let html = String::from_utf8(render(&report, Format::Html).unwrap()).unwrap();
-    assert!(html.contains("No run of this comparison started in this period"), "{html}");
+    assert!(
+        html.contains("No run of this comparison started in this period"),
+        "{html}"
+    );
     assert!(render(&report, Format::Xlsx).unwrap().starts_with(b"PK"));
 }
 
@@ -375,7 +393,10 @@ fn an_open_period_shows_every_run_and_an_empty_one_says_so() {
 fn a_missing_or_unknown_name_is_refused_naming_it() {
     let f = fixture();
     let e = generate(&f.data, &request(None, None, None)).unwrap_err().to_string();
-    assert!(e.starts_with("--name: a reconciliation report covers one named comparison"), "{e}");
+    assert!(
+        e.starts_with("--name: a reconciliation report covers one named comparison"),
+        "{e}"
+    );
     let e = generate(&f.data, &request(Some("  "), None, None))
         .unwrap_err()
         .to_string();
@@ -385,7 +406,9 @@ fn a_missing_or_unknown_name_is_refused_naming_it() {
         .to_string();
     assert_eq!(
         e,
-        format!("--name \"nightly-invoice\": no data run of a comparison of that name (known: \"{NAME}\", \"{OTHER}\")")
+        format!(
+            "--name \"nightly-invoice\": no data run of a comparison of that name (known: \"{NAME}\", \"{OTHER}\")"
+        )
     );
     let mut summary = request(Some(NAME), None, None);
     summary.kind = ReportKind::Summary;
@@ -394,13 +417,18 @@ fn a_missing_or_unknown_name_is_refused_naming_it() {
         e,
         format!("--name \"{NAME}\": only a reconciliation report covers a named comparison, not summary")
     );
-    assert_eq!("reconciliation".parse::<ReportKind>().unwrap(), ReportKind::Reconciliation);
+    assert_eq!(
+        "reconciliation".parse::<ReportKind>().unwrap(),
+        ReportKind::Reconciliation
+    );
 
     // Without meta.db.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     DataDir::new(&data).create_log("default", None).unwrap();
-    let e = generate(&data, &request(Some(NAME), None, None)).unwrap_err().to_string();
+    let e = generate(&data, &request(Some(NAME), None, None))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("reconciliation needs the metadata database"), "{e}");
 }
 
