@@ -200,3 +200,49 @@ impl JobKind for Report {
 fn jiff_span(d: Duration) -> Result<jiff::SignedDuration, String> {
     jiff::SignedDuration::try_from(d).map_err(|e| format!("period: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(params: Value) -> Result<(), String> {
+        let Value::Object(params) = params else {
+            panic!("an object");
+        };
+        Report {
+            destinations: Destinations::default(),
+        }
+        .check(&params)
+    }
+
+    #[test]
+    fn a_reconciliation_job_names_its_comparison_and_only_it_does() {
+        let channels = json!(["audit-mail"]);
+        assert_eq!(
+            check(json!({"report": "reconciliation", "comparison": "nightly-invoices", "channels": channels})),
+            Ok(())
+        );
+        assert_eq!(
+            check(json!({"report": "reconciliation", "channels": channels})),
+            Err("comparison: a reconciliation report covers one named comparison: give its name".into())
+        );
+        assert_eq!(
+            check(json!({"report": "reconciliation", "comparison": " ", "channels": channels})),
+            Err("comparison: \"\" is not a comparison name (1 to 256 characters)".into())
+        );
+        assert_eq!(
+            check(json!({"report": "reconciliation", "comparison": 7, "channels": channels})),
+            Err("comparison: expected the name of a comparison, found 7".into())
+        );
+        assert_eq!(
+            check(json!({"report": "summary", "comparison": "nightly-invoices", "channels": channels})),
+            Err(
+                "comparison: \"nightly-invoices\": only a reconciliation report covers a named comparison, not summary"
+                    .into()
+            )
+        );
+        assert_eq!(check(json!({"report": "summary", "channels": channels})), Ok(()));
+    }
+}
