@@ -341,8 +341,30 @@ fn the_openapi_document_describes_the_report_route() {
             ("type", "path"),
             ("since", "query"),
             ("until", "query"),
-            ("format", "query")
+            ("format", "query"),
+            ("name", "query")
         ]
+    );
+    let param = |name: &str| {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        param("type")["schema"]["pattern"],
+        "^(summary|compliance|access-review|reconciliation)$"
+    );
+    assert!(
+        param("name")["description"]
+            .as_str()
+            .unwrap()
+            .contains("reconciliation"),
+        "{}",
+        param("name")
     );
     let ok = &op["responses"]["200"];
     let types: Vec<&str> = ok["content"].as_object().unwrap().keys().map(String::as_str).collect();
