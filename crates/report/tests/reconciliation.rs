@@ -527,3 +527,46 @@ fn the_workbook_opens_in_openpyxl_with_a_line_chart_of_the_trend() {
     assert_eq!(fact("checkpoint.size").as_f64().unwrap() as u64, f.size);
     assert_eq!(fact("checkpoint.root_hash"), signed_root(&f.data, "default").1);
 }
+
+// --- the HTML in a real browser -----------------------------------------
+
+#[test]
+fn the_html_renders_and_prints_in_a_real_browser() {
+    let root = repo_root();
+    assert!(
+        Path::new("/usr/bin/chromium").exists() && root.join("tests/browser/node_modules/playwright-core").exists(),
+        "the browser tests need Debian's chromium at /usr/bin/chromium and tests/browser/node_modules: run scripts/browser"
+    );
+    let f = fixture();
+    let report = generate(&f.data, &request(Some(NAME), Some(SINCE), Some(UNTIL))).unwrap();
+    let html = String::from_utf8(render(&report, Format::Html).unwrap()).unwrap();
+    let out = root.join("target/report-screens");
+    std::fs::create_dir_all(&out).unwrap();
+    let file = out.join("reconciliation.html");
+    std::fs::write(&file, &html).unwrap();
+    let run = Command::new("node")
+        .arg(root.join("tests/browser/report.mjs"))
+        .arg(&file)
+        .arg(&out)
+        .arg("reconciliation")
+        .current_dir(root.join("tests/browser"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "report.mjs failed: {stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    for s in ["checkpoint", "runs-overview", "trend", "runs", "run-failures", "note"] {
+        assert!(
+            seen["sections"].as_array().unwrap().contains(&json!(s)),
+            "no section {s}: {seen}"
+        );
+    }
+    assert_eq!(seen["svgs"], 1, "{seen}");
+    assert!(std::fs::read(out.join("reconciliation.pdf")).unwrap().starts_with(b"%PDF-"));
+    assert!(std::fs::read(out.join("reconciliation.png")).unwrap().starts_with(b"\x89PNG"));
+}
