@@ -123,11 +123,12 @@ pub(crate) fn bars(items: &[Count], title: &str) -> String {
 }
 
 /// Colours of the series of a line chart, in order.
-const LINE_COLOURS: [&str; 4] = ["#2f6db5", "#2a9d5b", "#d1842b", "#a11"];
+const LINE_COLOURS: [&str; 5] = ["#2f6db5", "#2a9d5b", "#d1842b", "#a11", "#7b4fa8"];
 
 /// A line per series over the same x positions, evenly spaced and labelled
-/// by `labels` (times); a missing value breaks its line. The y axis runs
-/// from zero to the largest value; a legend names each series.
+/// by `labels` (times); a position without a value is skipped, its line
+/// joining the values either side. The y axis runs from zero to the
+/// largest value; a legend names each series.
 pub(crate) fn lines(labels: &[String], series: &[(&str, Vec<Option<u64>>)], title: &str) -> String {
     let (w, h, left, bottom, top) = (720.0, 240.0, 56.0, 52.0, 12.0);
     let max = series
@@ -169,25 +170,18 @@ pub(crate) fn lines(labels: &[String], series: &[(&str, Vec<Option<u64>>)], titl
     }
     for (k, (name, values)) in series.iter().enumerate() {
         let colour = LINE_COLOURS[k % LINE_COLOURS.len()];
-        // Unbroken stretches of present values, each one polyline.
-        let mut stretch: Vec<String> = Vec::new();
-        let flush = |stretch: &mut Vec<String>, s: &mut String| {
-            if stretch.len() > 1 {
-                let _ = write!(
-                    s,
-                    r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.6"/>"#,
-                    stretch.join(" ")
-                );
-            }
-            stretch.clear();
-        };
-        for (i, v) in values.iter().enumerate() {
-            match v {
-                Some(v) => stretch.push(format!("{:.1},{:.1}", x(i), y(*v))),
-                None => flush(&mut stretch, &mut s),
-            }
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .collect();
+        if points.len() > 1 {
+            let _ = write!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.6"/>"#,
+                points.join(" ")
+            );
         }
-        flush(&mut stretch, &mut s);
         for (i, v) in values.iter().enumerate() {
             if let Some(v) = v {
                 let _ = write!(

@@ -150,11 +150,25 @@ impl Page<'_> {
         if rows.is_empty() {
             return "<p>None.</p>".into();
         }
+        // Columns no run of the period has a value for are left out.
+        let violations = rows.iter().any(|r| r.violations.is_some());
+        let keys = rows.iter().any(|r| r.keys_found.is_some());
+        let quality = rows.iter().any(|r| r.quality_score.is_some());
         let mut s = String::from(
-            "<table><thead><tr><th class=\"num\">Run</th><th>Started</th><th>Finished</th><th>Kind</th><th>Outcome</th><th class=\"num\">Rows (left / right)</th><th class=\"num\">Added</th><th class=\"num\">Removed</th><th class=\"num\">Changed</th><th class=\"num\">Keys found</th><th class=\"num\">Violations</th><th class=\"num\">Quality</th></tr></thead><tbody>",
+            "<table><thead><tr><th class=\"num\">Run</th><th>Started</th><th class=\"num\">Seconds</th><th>Kind</th><th>Outcome</th><th class=\"num\">Rows (left / right)</th><th class=\"num\">Added</th><th class=\"num\">Removed</th><th class=\"num\">Changed</th>",
         );
+        if keys {
+            s.push_str("<th class=\"num\">Keys found</th>");
+        }
+        if violations {
+            s.push_str("<th class=\"num\">Violations</th>");
+        }
+        if quality {
+            s.push_str("<th class=\"num\">Quality</th>");
+        }
+        s.push_str("</tr></thead><tbody>");
         for r in rows {
-            let rows = match (r.left_rows, r.right_rows, r.rows) {
+            let counted = match (r.left_rows, r.right_rows, r.rows) {
                 (Some(l), Some(rr), _) => format!("{} / {}", thousands(l), thousands(rr)),
                 (_, _, Some(n)) => thousands(n),
                 (Some(l), None, None) => thousands(l),
@@ -162,7 +176,7 @@ impl Page<'_> {
                 (None, None, None) => "—".into(),
             };
             let outcome = if r.open {
-                "<span>running</span>".to_string()
+                "running".to_string()
             } else if r.outcome == "failure" {
                 format!("<span class=\"bad\">{}</span>", escape(&r.outcome))
             } else {
@@ -170,20 +184,31 @@ impl Page<'_> {
             };
             let _ = write!(
                 s,
-                "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{:.1}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
                 r.id,
-                escape(&r.started_at),
-                escape(&r.finished_at),
+                escape(&r.started_at.replacen('T', " ", 1)),
+                r.duration_ms as f64 / 1000.0,
                 escape(&r.kind),
                 outcome,
-                rows,
+                counted,
                 self.on(&r.added),
                 self.on(&r.removed),
                 self.on(&r.changed),
-                self.on(&r.keys_found),
-                self.on(&r.violations),
-                r.quality_score.map(|q| format!("{q:.4}")).unwrap_or_else(|| "—".into()),
             );
+            if keys {
+                let _ = write!(s, "<td class=\"num\">{}</td>", self.on(&r.keys_found));
+            }
+            if violations {
+                let _ = write!(s, "<td class=\"num\">{}</td>", self.on(&r.violations));
+            }
+            if quality {
+                let _ = write!(
+                    s,
+                    "<td class=\"num\">{}</td>",
+                    r.quality_score.map(|q| format!("{q:.4}")).unwrap_or_else(|| "—".into())
+                );
+            }
+            s.push_str("</tr>");
         }
         s.push_str("</tbody></table>");
         s

@@ -343,9 +343,22 @@ fn the_runs_of_one_comparison_and_their_trend_match_what_was_recorded() {
         "a link or resource outside the file"
     );
     assert!(html.contains(&format!("Reconciliation of {NAME}")), "{html}");
+    let table = html
+        .split("<section id=\"runs\"")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
     for (id, s) in &runs {
-        assert!(html.contains(s.started_at), "run {id} missing");
+        let row = format!(
+            "<tr><td class=\"num\">{id}</td><td>{}</td>",
+            s.started_at.replacen('T', " ", 1)
+        );
+        assert!(table.contains(&row), "run {id} missing: {table}");
     }
+    assert!(table.contains(&format!("<tr><td class=\"num\">{}</td>", f.open_id)));
+    assert!(table.contains("<td class=\"num\">1,000 / 1,003</td>"), "{table}");
     assert!(html.contains("right.csv:7: 3 values, expected 4"));
     assert!(html.contains(&signed_root), "no root hash");
     assert!(html.contains(&format!("Entries counted</th><td class=\"num\">{}", f.size)));
@@ -567,6 +580,10 @@ fn the_html_renders_and_prints_in_a_real_browser() {
         );
     }
     assert_eq!(seen["svgs"], 1, "{seen}");
-    assert!(std::fs::read(out.join("reconciliation.pdf")).unwrap().starts_with(b"%PDF-"));
-    assert!(std::fs::read(out.join("reconciliation.png")).unwrap().starts_with(b"\x89PNG"));
+    assert!(std::fs::read(out.join("reconciliation.pdf"))
+        .unwrap()
+        .starts_with(b"%PDF-"));
+    assert!(std::fs::read(out.join("reconciliation.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
 }
