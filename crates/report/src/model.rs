@@ -378,8 +378,8 @@ pub struct RunItem {
     pub differences: Option<u64>,
     /// Why it failed.
     pub error: Option<String>,
-    /// Every number at the top level of the stored summary.
-    pub metrics: BTreeMap<String, f64>,
+    /// Every number at the top level of the stored summary, as stored.
+    pub metrics: BTreeMap<String, serde_json::Value>,
 }
 
 /// A failed run and its error.

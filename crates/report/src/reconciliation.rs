@@ -181,7 +181,12 @@ fn item(stored: &StoredDataRun) -> RunItem {
     };
     let metrics = s
         .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect())
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.is_number())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     RunItem {
         id: stored.id,

@@ -263,6 +263,12 @@ fn the_runs_of_one_comparison_and_their_trend_match_what_was_recorded() {
                 );
                 assert_eq!(r["differences"], a + d + c, "run {id}");
                 assert_eq!(r["keys_found"], Value::Null, "run {id}");
+                assert_eq!(
+                    r["metrics"],
+                    json!({"left_rows": l, "right_rows": rr, "added": a, "removed": d, "changed": c,
+                        "unchanged": u, "left_duplicate_keys": 0, "right_duplicate_keys": 0}),
+                    "run {id}"
+                );
             }
             (None, Some((rows, keys))) => {
                 assert_eq!(r["rows"], *rows, "run {id}");
