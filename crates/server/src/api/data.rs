@@ -41,7 +41,7 @@ use sealtrail_data::output::{self, Format};
 use sealtrail_data::run_dir::{self, DiffFiles, CHANGES_FILE, LAYOUT_FILE, VIOLATIONS_FILE};
 use sealtrail_data::source::OpenOptions;
 use sealtrail_data::validate::{Rules, Violation};
-use sealtrail_data::{Change, ChangeSink, DataError, DiffOptions};
+use sealtrail_data::{Change, DataError, DiffOptions};
 use sealtrail_meta::{now_text, DataRun, DataRunFilter, RunInput, RunKind, RunOutcome, Scope, StoredDataRun};
 use sealtrail_sched::data_runs::{Busy, DataRunPool};
 use serde::{Deserialize, Serialize};
