@@ -550,7 +550,11 @@ fn with_the_servers_runs_a_diff_keeps_its_changes_takes_a_slot_and_keeps_keep_ru
     busy["timeout_seconds"] = json!(1);
     let started = std::time::Instant::now();
     let run = env.run(busy.clone());
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(run.outcome, "failure");
     let error = run.error.unwrap();
     assert!(

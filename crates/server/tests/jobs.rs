@@ -682,7 +682,10 @@ async fn all_changes(h: &Harness, key: &str, base: &str, limit: usize) -> (Vec<V
 
 /// The keys of `items`, each its first key value.
 fn keys_of(items: &[Value]) -> Vec<String> {
-    items.iter().map(|i| i["key"][0].as_str().unwrap().to_string()).collect()
+    items
+        .iter()
+        .map(|i| i["key"][0].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The data run a job run's summary or error names.
@@ -708,8 +711,16 @@ async fn a_scheduled_data_diff_keeps_its_changes_for_the_data_api_within_keep_ru
     let new = files.path().join("new.csv");
     // The new side drops 1; changes the amount of 2, the name of 3, both
     // of 4; keeps 5 and 6; adds 7 and 8.
-    std::fs::write(&old, "id,name,amount\n1,ann,10\n2,bob,20\n3,cy,30\n4,di,40\n5,ed,50\n6,flo,60\n").unwrap();
-    std::fs::write(&new, "id,name,amount\n2,bob,25\n3,cyd,30\n4,dot,45\n5,ed,50\n6,flo,60\n7,gus,70\n8,hal,80\n").unwrap();
+    std::fs::write(
+        &old,
+        "id,name,amount\n1,ann,10\n2,bob,20\n3,cy,30\n4,di,40\n5,ed,50\n6,flo,60\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &new,
+        "id,name,amount\n2,bob,25\n3,cyd,30\n4,dot,45\n5,ed,50\n6,flo,60\n7,gus,70\n8,hal,80\n",
+    )
+    .unwrap();
     let (old, new) = (old.to_string_lossy().into_owned(), new.to_string_lossy().into_owned());
     let h = Harness::new(|c| {
         c.scheduler.tick_ms = 20;
@@ -787,9 +798,7 @@ async fn a_scheduled_data_diff_keeps_its_changes_for_the_data_api_within_keep_ru
     run_now(&h, &admin, "profile").await;
     let runs = runs_of(&h, &admin, "profile", 1).await;
     let keys_id = data_run_id(runs[0]["summary"].as_str().unwrap());
-    let r = h
-        .get(&format!("/api/v1/data/runs/{keys_id}/report"), Some(&read))
-        .await;
+    let r = h.get(&format!("/api/v1/data/runs/{keys_id}/report"), Some(&read)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     // Every column is unique in the old file, so each alone is a key.
     let mut keys: Vec<Value> = r.json()["summary"]["keys"].as_array().unwrap().clone();
@@ -842,7 +851,11 @@ async fn a_scheduled_data_run_waits_for_a_slot_of_data_max_running() {
     run_now(&h, &admin, "busy").await;
     let runs = runs_of(&h, &admin, "busy", 1).await;
     // Nine tenths of its timeout waited, then a failure saying why.
-    assert!(started.elapsed() >= Duration::from_millis(4500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(runs[0]["outcome"], "failure", "{runs}");
     let error = runs[0]["error"].as_str().unwrap();
     assert!(

@@ -423,7 +423,8 @@ fn ended(
         quality_score,
         ..begun
     };
-    metrics::counter!("sealtrail_data_runs_total", "kind" => run.kind.as_str(), "outcome" => outcome.as_str()).increment(1);
+    metrics::counter!("sealtrail_data_runs_total", "kind" => run.kind.as_str(), "outcome" => outcome.as_str())
+        .increment(1);
     (run, told)
 }
 
