@@ -788,6 +788,15 @@ async fn a_scheduled_data_diff_keeps_its_changes_for_the_data_api_within_keep_ru
         (json!("finished"), json!("differences"), json!("recon"))
     );
 
+    // The dashboard's run page shows it, under the job's name.
+    let page = h.get(&format!("/data/runs/{id}"), Some(&read)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let page = page.text();
+    assert!(
+        page.contains(&format!("Data run {id}")) && page.contains("recon") && page.contains("differences"),
+        "{page}"
+    );
+
     // A key discovery's report holds its keys.
     create(
         &h,
