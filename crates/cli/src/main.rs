@@ -150,7 +150,7 @@ enum Command {
     Performance(events::PerformanceArgs),
     /// Write every matching event to a file (oldest first), streaming.
     Export(events::ExportArgs),
-    /// A summary, compliance or access-review report as HTML, XLSX or JSON (docs/reports.md).
+    /// A summary, compliance, access-review or reconciliation report as HTML, XLSX or JSON (docs/reports.md).
     Report(report::ReportArgs),
     /// Rebuild the query index from the ledger.
     Reindex,

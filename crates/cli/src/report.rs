@@ -12,9 +12,12 @@ use sealtrail_trail::when::parse_time;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// summary, compliance or access-review (docs/reports.md).
+    /// summary, compliance, access-review or reconciliation (docs/reports.md).
     #[arg(value_name = "TYPE", value_parser = parse_kind)]
     kind: ReportKind,
+    /// The comparison a reconciliation report covers: the name its data runs were recorded under (required for reconciliation, refused by the other types).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// Events that occurred at or after: 30m, 24h, 7d, 1w (before now), an RFC 3339 time, or a date.
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
@@ -50,6 +53,7 @@ pub fn report(data: &Path, log: &str, args: &ReportArgs) -> anyhow::Result<()> {
         since: time("since", &args.since)?,
         until: time("until", &args.until)?,
         now,
+        name: args.name.clone(),
     };
     let report = sealtrail_report::generate(data, &request)?;
     let bytes = sealtrail_report::render(&report, args.format)?;
@@ -65,7 +69,11 @@ pub fn report(data: &Path, log: &str, args: &ReportArgs) -> anyhow::Result<()> {
         );
     }
     if report.empty {
-        eprintln!("note: no events in the period; the report says so");
+        if args.kind == ReportKind::Reconciliation {
+            eprintln!("note: no run of the comparison started in the period; the report says so");
+        } else {
+            eprintln!("note: no events in the period; the report says so");
+        }
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! of them by key, discover their unique keys and check them against
 //! validation rules. The CLI and the server call this crate; it knows
 //! nothing of HTTP, and nothing of the trail: recording a run is the
-//! caller's business.
+//! caller's business ([`run_dir`] only says how a run's results are laid
+//! out in its directory).
 //!
 //! Every source yields [`Row`]s through the [`Source`] trait: text values
 //! (or null), each row knowing the line it came from, so that every
@@ -19,6 +20,7 @@ pub mod job;
 pub mod keys;
 pub mod output;
 mod row;
+pub mod run_dir;
 pub mod source;
 pub mod validate;
 

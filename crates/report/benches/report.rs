@@ -103,6 +103,7 @@ fn main() {
         since: Some(since),
         until: Some(until),
         now: day(days + 1),
+        name: None,
     };
     let reader = TrailReader::open(&dd, "default").unwrap();
     let in_range = |since, until| Filter {

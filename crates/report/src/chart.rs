@@ -121,3 +121,100 @@ pub(crate) fn bars(items: &[Count], title: &str) -> String {
     s.push_str("</svg>");
     s
 }
+
+/// Colours of the series of a line chart, in order.
+const LINE_COLOURS: [&str; 5] = ["#2f6db5", "#2a9d5b", "#d1842b", "#a11", "#7b4fa8"];
+
+/// A line per series over the same x positions, evenly spaced and labelled
+/// by `labels` (times); a position without a value is skipped, its line
+/// joining the values either side. The y axis runs from zero to the
+/// largest value; a legend names each series.
+pub(crate) fn lines(labels: &[String], series: &[(&str, Vec<Option<u64>>)], title: &str) -> String {
+    let (w, h, left, bottom, top) = (720.0, 240.0, 56.0, 52.0, 12.0);
+    let max = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let plot_w = w - left - 16.0;
+    let plot_h = h - bottom - top;
+    let n = labels.len();
+    let x = |i: usize| {
+        if n <= 1 {
+            left + plot_w / 2.0
+        } else {
+            left + plot_w * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |v: u64| top + plot_h - plot_h * v as f64 / max;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{}">"#,
+        escape(title)
+    );
+    let _ = write!(s, "<title>{}</title>", escape(title));
+    for i in 0..=4 {
+        let v = max * f64::from(i) / 4.0;
+        let gy = top + plot_h - plot_h * f64::from(i) / 4.0;
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#555">{}</text>"##,
+            w - 8.0,
+            left - 4.0,
+            gy + 3.0,
+            v.round()
+        );
+    }
+    for (k, (name, values)) in series.iter().enumerate() {
+        let colour = LINE_COLOURS[k % LINE_COLOURS.len()];
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .collect();
+        if points.len() > 1 {
+            let _ = write!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.6"/>"#,
+                points.join(" ")
+            );
+        }
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = v {
+                let _ = write!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="2.4" fill="{colour}"><title>{} {}: {v}</title></circle>"#,
+                    x(i),
+                    y(*v),
+                    escape(labels.get(i).map(String::as_str).unwrap_or("")),
+                    escape(name)
+                );
+            }
+        }
+        let lx = left + 110.0 * k as f64;
+        let _ = write!(
+            s,
+            r##"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{colour}"/><text x="{:.1}" y="{:.1}" font-size="10" fill="#222">{}</text>"##,
+            h - 14.0,
+            lx + 14.0,
+            h - 5.0,
+            escape(name)
+        );
+    }
+    if let (Some(first), Some(last)) = (labels.first(), labels.last()) {
+        let _ = write!(
+            s,
+            r##"<text x="{left}" y="{:.1}" font-size="10" fill="#555">{}</text><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#555">{}</text>"##,
+            h - 26.0,
+            escape(&short(first)),
+            w - 8.0,
+            h - 26.0,
+            escape(&short(last))
+        );
+    }
+    s.push_str("</svg>");
+    s
+}

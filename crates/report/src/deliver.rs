@@ -167,6 +167,15 @@ fn text(report: &Report) -> String {
             x.keys.len(),
             x.findings.len()
         )),
+        Body::Reconciliation(x) => s.push_str(&format!(
+            "Comparison {}: {} runs, {} failed. Differences: {}.\n",
+            x.name,
+            thousands(x.runs_total),
+            thousands(x.failures.len() as u64),
+            x.totals
+                .differences
+                .map_or_else(|| "none counted".to_string(), thousands)
+        )),
     }
     s.push_str("The full report is the HTML part of this mail; the workbook is attached.\n");
     s

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 
 use askama::Template;
 
-use crate::chart::{bars, columns, escape};
-use crate::model::{AccessReview, Body, Compliance, Count, Report, Sample, Summary, Verification};
+use crate::chart::{bars, columns, escape, lines};
+use crate::model::{
+    AccessReview, Body, Compliance, Count, Reconciliation, Report, RunItem, Sample, Summary, Verification,
+};
 use crate::ReportError;
 
 #[derive(Template)]
@@ -20,6 +22,8 @@ struct Page<'a> {
     summary: Option<&'a Summary>,
     compliance: Option<&'a Compliance>,
     access: Option<&'a AccessReview>,
+    reconciliation: Option<&'a Reconciliation>,
+    trend_chart: String,
     volume_chart: String,
     actions_chart: String,
     actors_chart: String,
@@ -138,6 +142,78 @@ impl Page<'_> {
         s
     }
 
+    fn on(&self, v: &Option<u64>) -> String {
+        v.map(thousands).unwrap_or_else(|| "—".into())
+    }
+
+    fn run_table(&self, rows: &[RunItem]) -> String {
+        if rows.is_empty() {
+            return "<p>None.</p>".into();
+        }
+        // Columns no run of the period has a value for are left out.
+        let violations = rows.iter().any(|r| r.violations.is_some());
+        let keys = rows.iter().any(|r| r.keys_found.is_some());
+        let quality = rows.iter().any(|r| r.quality_score.is_some());
+        let mut s = String::from(
+            "<table><thead><tr><th class=\"num\">Run</th><th>Started</th><th class=\"num\">Seconds</th><th>Kind</th><th>Outcome</th><th class=\"num\">Rows (left / right)</th><th class=\"num\">Added</th><th class=\"num\">Removed</th><th class=\"num\">Changed</th>",
+        );
+        if keys {
+            s.push_str("<th class=\"num\">Keys found</th>");
+        }
+        if violations {
+            s.push_str("<th class=\"num\">Violations</th>");
+        }
+        if quality {
+            s.push_str("<th class=\"num\">Quality</th>");
+        }
+        s.push_str("</tr></thead><tbody>");
+        for r in rows {
+            let counted = match (r.left_rows, r.right_rows, r.rows) {
+                (Some(l), Some(rr), _) => format!("{} / {}", thousands(l), thousands(rr)),
+                (_, _, Some(n)) => thousands(n),
+                (Some(l), None, None) => thousands(l),
+                (None, Some(rr), None) => thousands(rr),
+                (None, None, None) => "—".into(),
+            };
+            let outcome = if r.open {
+                "running".to_string()
+            } else if r.outcome == "failure" {
+                format!("<span class=\"bad\">{}</span>", escape(&r.outcome))
+            } else {
+                escape(&r.outcome)
+            };
+            let _ = write!(
+                s,
+                "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{:.1}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                r.id,
+                escape(&r.started_at.replacen('T', " ", 1)),
+                r.duration_ms as f64 / 1000.0,
+                escape(&r.kind),
+                outcome,
+                counted,
+                self.on(&r.added),
+                self.on(&r.removed),
+                self.on(&r.changed),
+            );
+            if keys {
+                let _ = write!(s, "<td class=\"num\">{}</td>", self.on(&r.keys_found));
+            }
+            if violations {
+                let _ = write!(s, "<td class=\"num\">{}</td>", self.on(&r.violations));
+            }
+            if quality {
+                let _ = write!(
+                    s,
+                    "<td class=\"num\">{}</td>",
+                    r.quality_score.map(|q| format!("{q:.4}")).unwrap_or_else(|| "—".into())
+                );
+            }
+            s.push_str("</tr>");
+        }
+        s.push_str("</tbody></table>");
+        s
+    }
+
     fn verification(&self, v: &Verification) -> String {
         let yes_no = |ok: bool, yes: &str, no: &str| {
             if ok {
@@ -186,7 +262,8 @@ impl Page<'_> {
 }
 
 pub(crate) fn render(report: &Report) -> Result<String, ReportError> {
-    let (mut summary, mut compliance, mut access) = (None, None, None);
+    let (mut summary, mut compliance, mut access, mut reconciliation) = (None, None, None, None);
+    let mut trend_chart = String::new();
     let (mut volume_chart, mut actions_chart, mut actors_chart, mut classes_chart) =
         (String::new(), String::new(), String::new(), String::new());
     match &report.body {
@@ -209,6 +286,28 @@ pub(crate) fn render(report: &Report) -> Result<String, ReportError> {
             compliance = Some(&**c);
         }
         Body::AccessReview(a) => access = Some(&**a),
+        Body::Reconciliation(x) => {
+            if !x.trend.is_empty() {
+                let labels: Vec<String> = x.trend.iter().map(|p| p.started_at.clone()).collect();
+                let pick = |f: fn(&crate::model::TrendPoint) -> Option<u64>| x.trend.iter().map(f).collect::<Vec<_>>();
+                let mut series = vec![("differences", pick(|p| p.differences))];
+                for (name, values) in [
+                    ("added", pick(|p| p.added)),
+                    ("removed", pick(|p| p.removed)),
+                    ("changed", pick(|p| p.changed)),
+                    ("keys found", pick(|p| p.keys_found)),
+                ] {
+                    if values.iter().any(Option::is_some) {
+                        series.push((name, values));
+                    }
+                }
+                series.retain(|(_, v)| v.iter().any(Option::is_some));
+                if !series.is_empty() {
+                    trend_chart = lines(&labels, &series, &format!("Differences per run of {}", x.name));
+                }
+            }
+            reconciliation = Some(&**x);
+        }
     }
     let period = match (&report.period.since, &report.period.until) {
         (Some(s), Some(u)) => format!("{s} to {u}"),
@@ -223,6 +322,8 @@ pub(crate) fn render(report: &Report) -> Result<String, ReportError> {
         summary,
         compliance,
         access,
+        reconciliation,
+        trend_chart,
         volume_chart,
         actions_chart,
         actors_chart,

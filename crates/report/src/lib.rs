@@ -1,6 +1,7 @@
 //! Sealtrail's reports (docs/reports.md): a daily or weekly `summary`, a
-//! PCI DSS 10 `compliance` report and an `access-review` of users and API
-//! keys, each computed by [`generate`] into a [`Report`] and rendered by
+//! PCI DSS 10 `compliance` report, an `access-review` of users and API
+//! keys and a `reconciliation` report of the data runs of one named
+//! comparison, each computed by [`generate`] into a [`Report`] and rendered by
 //! [`render`] as one self-contained HTML file, an XLSX workbook with
 //! native charts, or JSON; [`deliver`] sends one through an alert channel
 //! (email: the HTML as body, the XLSX attached; webhook: the JSON).
@@ -24,6 +25,7 @@ mod deliver;
 mod gather;
 mod html;
 pub mod model;
+mod reconciliation;
 mod summary;
 mod xlsx;
 
@@ -55,6 +57,11 @@ pub const TOP_GAPS: usize = 20;
 pub const MAX_ALERTS_READ: usize = 100_000;
 /// Days in which an access right must have been used.
 pub const ACCESS_WINDOW_DAYS: u64 = 90;
+/// Data runs of one comparison read from `meta.db` for one report, newest
+/// first; older ones are left out and the report says so.
+pub const MAX_DATA_RUNS_READ: usize = 100_000;
+/// Comparison names an unknown name's refusal lists.
+pub const KNOWN_NAMES_LISTED: usize = 10;
 
 /// The kinds of report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,16 +69,23 @@ pub enum ReportKind {
     Summary,
     Compliance,
     AccessReview,
+    Reconciliation,
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 3] = [ReportKind::Summary, ReportKind::Compliance, ReportKind::AccessReview];
+    pub const ALL: [ReportKind; 4] = [
+        ReportKind::Summary,
+        ReportKind::Compliance,
+        ReportKind::AccessReview,
+        ReportKind::Reconciliation,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ReportKind::Summary => "summary",
             ReportKind::Compliance => "compliance",
             ReportKind::AccessReview => "access-review",
+            ReportKind::Reconciliation => "reconciliation",
         }
     }
 }
@@ -145,12 +159,16 @@ pub struct Request {
     /// The report's clock: `generated_at`, the end of an open period and
     /// of the access-review window.
     pub now: Timestamp,
+    /// The comparison a `reconciliation` report covers: the `name` its
+    /// data runs were recorded under. Required by that kind, refused by
+    /// the others.
+    pub name: Option<String>,
 }
 
 /// Why a report could not be computed or rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("TYPE: {0:?} is not a report type: use summary, compliance or access-review")]
+    #[error("TYPE: {0:?} is not a report type: use summary, compliance, access-review or reconciliation")]
     BadKind(String),
     #[error("--format: {0:?} is not a report format: use html, xlsx or json")]
     BadFormat(String),
@@ -168,14 +186,43 @@ pub enum ReportError {
         #[source]
         source: sealtrail_ledger::LedgerError,
     },
-    #[error("access-review needs the metadata database, and {0} has none")]
-    NoMeta(PathBuf),
+    #[error("{kind} needs the metadata database, and {dir} has none")]
+    NoMeta { kind: ReportKind, dir: PathBuf },
+    #[error("--name: a reconciliation report covers one named comparison: give its name")]
+    MissingName,
+    #[error("--name {name:?}: no data run of a comparison of that name{}", known_names(.known))]
+    UnknownName { name: String, known: Vec<String> },
+    #[error("--name {name:?}: only a reconciliation report covers a named comparison, not {kind}")]
+    NameNotApplicable { name: String, kind: ReportKind },
     #[error(transparent)]
     Meta(#[from] sealtrail_meta::MetaError),
     #[error("reading alerts from meta.db: {0}")]
     Alerts(String),
     #[error("rendering {format}: {reason}")]
     Render { format: &'static str, reason: String },
+}
+
+/// The comparisons there are, as an unknown name's refusal lists them.
+fn known_names(known: &[String]) -> String {
+    if known.is_empty() {
+        " (meta.db holds no named data run)".into()
+    } else {
+        let shown: Vec<String> = known
+            .iter()
+            .take(KNOWN_NAMES_LISTED)
+            .map(|n| format!("{n:?}"))
+            .collect();
+        let more = known.len().saturating_sub(KNOWN_NAMES_LISTED);
+        format!(
+            " (known: {}{})",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )
+    }
 }
 
 /// Where the figures come from: the log, the system log beside it (when
@@ -235,13 +282,35 @@ pub fn generate(data_dir: &Path, request: &Request) -> Result<Report, ReportErro
             return Err(ReportError::BadRange { since, until });
         }
     }
+    match (request.kind, &request.name) {
+        (ReportKind::Reconciliation, None) => return Err(ReportError::MissingName),
+        (ReportKind::Reconciliation, Some(name)) if name.trim().is_empty() => return Err(ReportError::MissingName),
+        (ReportKind::Reconciliation, Some(_)) => {}
+        (kind, Some(name)) => {
+            return Err(ReportError::NameNotApplicable {
+                name: name.clone(),
+                kind,
+            })
+        }
+        (_, None) => {}
+    }
     let sources = Sources::open(data_dir, &request.log)?;
     match request.kind {
         ReportKind::Summary => summary::generate(&sources, request),
         ReportKind::Compliance => compliance::generate(&sources, request),
         ReportKind::AccessReview => match &sources.meta {
             Some(meta) => access::generate(&sources, meta, request),
-            None => Err(ReportError::NoMeta(data_dir.to_path_buf())),
+            None => Err(ReportError::NoMeta {
+                kind: request.kind,
+                dir: data_dir.to_path_buf(),
+            }),
+        },
+        ReportKind::Reconciliation => match &sources.meta {
+            Some(meta) => reconciliation::generate(&sources, meta, request),
+            None => Err(ReportError::NoMeta {
+                kind: request.kind,
+                dir: data_dir.to_path_buf(),
+            }),
         },
     }
 }

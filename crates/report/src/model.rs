@@ -11,7 +11,7 @@ use serde::Serialize;
 /// from, and the figures of its kind.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `summary`, `compliance` or `access-review`.
+    /// `summary`, `compliance`, `access-review` or `reconciliation`.
     pub report: &'static str,
     pub title: String,
     /// The log the figures are about.
@@ -34,6 +34,7 @@ pub enum Body {
     Summary(Box<Summary>),
     Compliance(Box<Compliance>),
     AccessReview(Box<AccessReview>),
+    Reconciliation(Box<Reconciliation>),
 }
 
 /// The half-open range of `occurred_at` the report covers; an absent bound
@@ -301,4 +302,104 @@ pub struct Finding {
     pub id: String,
     pub name: String,
     pub finding: String,
+}
+
+/// The `reconciliation` report: the data runs of one named comparison
+/// (diffs of data snapshots, key discovery, validation) started in the
+/// period, read from `meta.db`, and the trend of their differences.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciliation {
+    /// The comparison: the `name` its runs were recorded under.
+    pub name: String,
+    /// Runs of the comparison started in the period.
+    pub runs_total: u64,
+    /// `success`, `differences`, `failure` → runs; every outcome is
+    /// there, zero or not.
+    pub by_outcome: BTreeMap<String, u64>,
+    /// `diff`, `keys`, `validate` → runs (kinds that ran only).
+    pub by_kind: BTreeMap<String, u64>,
+    /// Sums over the runs of the period that carry each count.
+    pub totals: RunTotals,
+    /// Every run of the period, oldest first.
+    pub runs: Vec<RunItem>,
+    /// The runs that failed, oldest first, with their error.
+    pub failures: Vec<RunFailure>,
+    /// One point per run that ran to the end (not failed, not open),
+    /// oldest first: the differences it found.
+    pub trend: Vec<TrendPoint>,
+    /// The newest run of the comparison before the period, if any: where
+    /// the trend came from.
+    pub previous: Option<RunItem>,
+    /// More than [`crate::MAX_DATA_RUNS_READ`] runs of the comparison are
+    /// stored: the oldest were not read.
+    pub truncated: bool,
+}
+
+/// Counts summed over runs; a count no run carries is `null`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunTotals {
+    pub added: Option<u64>,
+    pub removed: Option<u64>,
+    pub changed: Option<u64>,
+    pub differences: Option<u64>,
+}
+
+/// One data run, with the counts its stored summary carries (`null` when
+/// it carries none of that name).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunItem {
+    /// The run's id in `meta.db` (ids grow with time).
+    pub id: i64,
+    /// `diff`, `keys` or `validate`.
+    pub kind: String,
+    /// `success`, `differences` or `failure`.
+    pub outcome: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    /// Still running when the report was computed.
+    pub open: bool,
+    pub quality_score: Option<f64>,
+    /// Rows read from the left (diff).
+    pub left_rows: Option<u64>,
+    /// Rows read from the right (diff).
+    pub right_rows: Option<u64>,
+    /// Rows read (keys, validate).
+    pub rows: Option<u64>,
+    pub added: Option<u64>,
+    pub removed: Option<u64>,
+    pub changed: Option<u64>,
+    pub unchanged: Option<u64>,
+    /// Keys found: the length of the summary's `keys` list (keys).
+    pub keys_found: Option<u64>,
+    /// Violations found (validate).
+    pub violations: Option<u64>,
+    /// `added + removed + changed` (diff), or `violations` (validate).
+    pub differences: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Every number at the top level of the stored summary, as stored.
+    pub metrics: BTreeMap<String, serde_json::Value>,
+}
+
+/// A failed run and its error.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFailure {
+    pub id: i64,
+    pub kind: String,
+    pub started_at: String,
+    pub error: String,
+}
+
+/// What one run found, for the trend.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendPoint {
+    pub id: i64,
+    pub started_at: String,
+    pub kind: String,
+    pub added: Option<u64>,
+    pub removed: Option<u64>,
+    pub changed: Option<u64>,
+    pub differences: Option<u64>,
+    pub keys_found: Option<u64>,
 }

@@ -13,6 +13,8 @@ enum Cell {
     Int(u64),
     Ms(f64),
     Time(String),
+    /// Nothing written: a count the run does not carry.
+    Empty,
 }
 
 impl From<&str> for Cell {
@@ -33,6 +35,11 @@ impl From<&Option<String>> for Cell {
 impl From<u64> for Cell {
     fn from(n: u64) -> Cell {
         Cell::Int(n)
+    }
+}
+impl From<Option<u64>> for Cell {
+    fn from(n: Option<u64>) -> Cell {
+        n.map_or(Cell::Empty, Cell::Int)
     }
 }
 
@@ -79,6 +86,7 @@ fn table<'w>(
                     Ok(t) => sheet.write_datetime_with_format(r, c, &t, &f.time).map(|_| ()),
                     Err(_) => sheet.write_string(r, c, s).map(|_| ()),
                 },
+                Cell::Empty => Ok(()),
             }
             .map_err(err)?;
         }
@@ -220,6 +228,20 @@ pub(crate) fn render(report: &Report) -> Result<Vec<u8>, ReportError> {
             facts.push(("total".into(), Cell::Int(c.total)));
             facts.push(("empty hours".into(), Cell::Int(c.gaps.empty_hours)));
             facts.extend(verification_rows(&c.protection));
+        }
+        Body::Reconciliation(x) => {
+            facts.push(("comparison".into(), Cell::from(x.name.as_str())));
+            facts.push(("runs".into(), Cell::Int(x.runs_total)));
+            for (o, n) in &x.by_outcome {
+                facts.push((format!("runs {o}"), Cell::Int(*n)));
+            }
+            facts.push(("added".into(), Cell::from(x.totals.added)));
+            facts.push(("removed".into(), Cell::from(x.totals.removed)));
+            facts.push(("changed".into(), Cell::from(x.totals.changed)));
+            facts.push(("differences".into(), Cell::from(x.totals.differences)));
+            if x.truncated {
+                facts.push(("oldest runs".into(), Cell::from("not read: too many runs")));
+            }
         }
         Body::AccessReview(a) => {
             facts.push(("users".into(), Cell::Int(a.users.len() as u64)));
@@ -550,6 +572,121 @@ pub(crate) fn render(report: &Report) -> Result<Vec<u8>, ReportError> {
                 &f,
                 "Findings",
                 &[("subject", 10.0), ("id", 28.0), ("name", 20.0), ("finding", 70.0)],
+                rows,
+            )?;
+        }
+        Body::Reconciliation(x) => {
+            let rows = x
+                .trend
+                .iter()
+                .map(|p| {
+                    vec![
+                        Cell::Time(p.started_at.clone()),
+                        Cell::from(p.differences),
+                        Cell::from(p.added),
+                        Cell::from(p.removed),
+                        Cell::from(p.changed),
+                        Cell::from(p.keys_found),
+                        Cell::Int(u64::try_from(p.id).unwrap_or(0)),
+                        Cell::from(p.kind.as_str()),
+                    ]
+                })
+                .collect();
+            let (sheet, n) = table(
+                &mut book,
+                &f,
+                "Trend",
+                &[
+                    ("started_at", 20.0),
+                    ("differences", 12.0),
+                    ("added", 12.0),
+                    ("removed", 12.0),
+                    ("changed", 12.0),
+                    ("keys_found", 12.0),
+                    ("run", 8.0),
+                    ("kind", 10.0),
+                ],
+                rows,
+            )?;
+            let mut line = Chart::new(ChartType::Line);
+            for (col, title) in [(1u16, "differences"), (2, "added"), (3, "removed"), (4, "changed")] {
+                line.add_series()
+                    .set_name(title)
+                    .set_categories(("Trend", 1, 0, n.max(1), 0))
+                    .set_values(("Trend", 1, col, n.max(1), col));
+            }
+            line.title().set_name(&format!("Differences per run of {}", x.name));
+            sheet.insert_chart(1, 9, &line).map_err(err)?;
+
+            let rows = x
+                .runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        Cell::Int(u64::try_from(r.id).unwrap_or(0)),
+                        Cell::Time(r.started_at.clone()),
+                        Cell::Time(r.finished_at.clone()),
+                        Cell::Int(r.duration_ms),
+                        Cell::from(r.kind.as_str()),
+                        Cell::from(if r.open { "running" } else { r.outcome.as_str() }),
+                        Cell::from(r.left_rows),
+                        Cell::from(r.right_rows),
+                        Cell::from(r.rows),
+                        Cell::from(r.added),
+                        Cell::from(r.removed),
+                        Cell::from(r.changed),
+                        Cell::from(r.unchanged),
+                        Cell::from(r.keys_found),
+                        Cell::from(r.violations),
+                        Cell::from(r.differences),
+                        r.quality_score.map_or(Cell::Empty, Cell::Ms),
+                        Cell::from(&r.error),
+                    ]
+                })
+                .collect();
+            table(
+                &mut book,
+                &f,
+                "Runs",
+                &[
+                    ("run", 8.0),
+                    ("started_at", 20.0),
+                    ("finished_at", 20.0),
+                    ("duration_ms", 12.0),
+                    ("kind", 10.0),
+                    ("outcome", 12.0),
+                    ("left_rows", 12.0),
+                    ("right_rows", 12.0),
+                    ("rows", 12.0),
+                    ("added", 10.0),
+                    ("removed", 10.0),
+                    ("changed", 10.0),
+                    ("unchanged", 12.0),
+                    ("keys_found", 10.0),
+                    ("violations", 10.0),
+                    ("differences", 12.0),
+                    ("quality_score", 12.0),
+                    ("error", 60.0),
+                ],
+                rows,
+            )?;
+            let rows = x
+                .failures
+                .iter()
+                .map(|r| {
+                    vec![
+                        Cell::Int(u64::try_from(r.id).unwrap_or(0)),
+                        Cell::Time(r.started_at.clone()),
+                        Cell::from(r.kind.as_str()),
+                        Cell::from(r.error.as_str()),
+                    ]
+                })
+                .collect();
+            table(
+                &mut book,
+                &f,
+                "Failures",
+                &[("run", 8.0), ("started_at", 20.0), ("kind", 10.0), ("error", 80.0)],
                 rows,
             )?;
         }

@@ -258,6 +258,7 @@ fn request(kind: ReportKind, since: Option<&str>, until: Option<&str>) -> Reques
         since: since.map(ts),
         until: until.map(ts),
         now: ts("2026-01-03T00:00:00Z"),
+        name: None,
     }
 }
 

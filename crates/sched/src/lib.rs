@@ -12,6 +12,8 @@
 //!   `report`, `backup`, `data-diff`, `data-keys`).
 //! - `scheduler`: the [`Scheduler`] and its [`Clock`].
 //! - `admin`: the audited changes the API and the CLI share.
+//! - `data_runs`: the runs directory and the `data.max_running` slots the
+//!   data API and the data jobs share.
 //!
 //! Architecture invariant: no HTTP, no async runtime; time only from a
 //! [`Clock`]. Architecture invariant: a job runs only while its process
@@ -19,6 +21,7 @@
 //! runs, so no two processes run one occurrence and no job overlaps itself.
 
 pub mod admin;
+pub mod data_runs;
 pub mod kind;
 pub mod kinds;
 pub mod schedule;

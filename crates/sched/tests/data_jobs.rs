@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sealtrail_ledger::DataDir;
 use sealtrail_meta::{Meta, RunKind, RunOutcome, StoredDataRun};
 use sealtrail_sched::admin;
+use sealtrail_sched::data_runs::DataRunPool;
 use sealtrail_sched::kinds::data::{DataDiff, DataKeys, DataSettings};
 use sealtrail_sched::{JobEnv, JobSpec, Logs, ManualClock, Registry, Scheduler, SchedulerOptions};
 use sealtrail_trail::Trail;
@@ -48,6 +49,12 @@ impl Env {
     /// A scheduler whose data jobs know `sources` (name → file name in
     /// the files directory).
     fn new(sources: &[(&str, &str)]) -> Env {
+        Env::with_runs(sources, None)
+    }
+
+    /// As [`Env::new`], the data runs taking slots of `runs` and keeping
+    /// their results in its directories.
+    fn with_runs(sources: &[(&str, &str)], runs: Option<Arc<DataRunPool>>) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let files = tempfile::tempdir().unwrap();
         let settings = DataSettings {
@@ -58,6 +65,7 @@ impl Env {
                     .collect(),
             ),
             memory_budget: 64 << 20,
+            runs,
         };
         let mut registry = Registry::builtin();
         registry.register(DataDiff(settings.clone()));
@@ -480,4 +488,94 @@ fn data_job_definitions_are_refused_naming_the_field() {
     let cli = Registry::builtin();
     let spec = json!({"name": "k", "type": "data-keys", "schedule": "daily at 02:00", "inputs": ["orders"]});
     JobSpec::from_value(spec, &cli).unwrap();
+}
+
+/// The lines of a run's `changes.jsonl`: its changes, and its last line,
+/// the summary.
+fn changes_of(dir: &Path) -> (Vec<Value>, Value) {
+    let text = std::fs::read_to_string(dir.join("changes.jsonl")).unwrap();
+    let mut lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = lines.pop().unwrap();
+    (lines, last["summary"].clone())
+}
+
+#[test]
+fn with_the_servers_runs_a_diff_keeps_its_changes_takes_a_slot_and_keeps_keep_runs_directories() {
+    let runs_dir = tempfile::tempdir().unwrap();
+    let pool = Arc::new(DataRunPool::new(runs_dir.path().to_path_buf(), 2, 1));
+    let env = Env::with_runs(&[], Some(pool.clone()));
+    let (old, new) = tables();
+    let left = env.write("old.csv", &HEADER, &old);
+    let right = env.write("new.csv", &HEADER, &new);
+    let (added, removed, changed, _) = expected_diff(&old, &new, 0.01);
+    let job = |name: &str| {
+        json!({"name": name, "type": "data-diff", "schedule": "daily at 02:00",
+               "left": left, "right": right, "key": ["id"], "ignore": ["updated_at"], "tolerance": 0.01})
+    };
+
+    let run = env.run(job("kept"));
+    assert_eq!(run.outcome, "success", "{run:?}");
+    let data = env.data_run(&run.summary);
+    let dir = pool.run_dir(data.id);
+    let (lines, summary) = changes_of(&dir);
+    let count = |kind: &str| lines.iter().filter(|l| l["kind"] == kind).count() as u64;
+    assert_eq!(
+        (count("added"), count("removed"), count("changed"), lines.len() as u64),
+        (added, removed, changed, added + removed + changed)
+    );
+    assert_eq!(summary["changed"], json!(changed));
+    // The ids added are those only the new side has.
+    let mut ids: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["kind"] == "added")
+        .map(|l| l["key"][0].as_str().unwrap().parse().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [41, 42, 43]);
+    assert!(dir.join("layout.json").exists());
+    assert!(!dir.join("tmp").exists(), "spill files are removed");
+    assert!(!data.open);
+    assert_eq!(pool.free_slots(), 1, "the slot is given back");
+
+    // A key discovery's directory is there, holding no file.
+    let run = env.run(json!({"name": "keys", "type": "data-keys", "schedule": "daily at 02:00", "inputs": [left]}));
+    let keys = env.data_run(&run.summary);
+    assert_eq!(std::fs::read_dir(pool.run_dir(keys.id)).unwrap().count(), 0);
+
+    // With the one slot of data.max_running taken (an API run), a job
+    // run waits nine tenths of its timeout and fails, saying so; no data
+    // run is begun.
+    let held = pool.slot_blocking(|| false).unwrap();
+    let mut busy = job("waits");
+    busy["timeout_seconds"] = json!(1);
+    let started = std::time::Instant::now();
+    let run = env.run(busy.clone());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.outcome, "failure");
+    let error = run.error.unwrap();
+    assert!(
+        error.starts_with("no data run started: data.max_running (1) data runs were running"),
+        "{error}"
+    );
+    assert!(env.meta.data_run(keys.id + 1).unwrap().is_none());
+    drop(held);
+    let run = env.run(busy);
+    assert_eq!(run.outcome, "success", "{run:?}");
+
+    // The newest two directories are kept, whatever the number of runs.
+    let mut last = 0;
+    for n in 0..3 {
+        let run = env.run(job(&format!("more-{n}")));
+        last = env.data_run(&run.summary).id;
+    }
+    let mut left_dirs: Vec<i64> = std::fs::read_dir(runs_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    left_dirs.sort_unstable();
+    assert_eq!(left_dirs, [last - 1, last]);
 }

@@ -288,7 +288,7 @@ impl App {
         let feeds = Arc::new(crate::feed::Feeds::new(config.web.stream_buffer_batches));
         let protection = Arc::new(open_pii(&config, &meta, data.root())?);
         let pii = protection.vault().cloned();
-        let jobs = crate::jobs::Jobs::new(&config);
+        let jobs = crate::jobs::Jobs::new(&config, data_runs.pool().clone());
         let reports = crate::api::reports::Reports::new(config.limits.max_reports);
         let app = Arc::new(App {
             pii,

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use sealtrail_ledger::DataDir;
 use sealtrail_meta::Meta;
+use sealtrail_sched::data_runs::DataRunPool;
 use sealtrail_sched::scheduler::{from_millis, millis, rfc3339};
 use sealtrail_sched::{Clock, JobEnv, Logs, Registry, Scheduler, SchedulerOptions, SystemClock};
 use sealtrail_trail::Trail;
@@ -101,9 +102,11 @@ pub struct Jobs {
 impl Jobs {
     /// The job types that ship, with what `config` gives them: report
     /// delivery held to `alerts.allowed_networks`, data runs reading the
-    /// sources of `[data.sources]` within `data.memory_budget`. No
+    /// sources of `[data.sources]` within `data.memory_budget`, taking
+    /// the `data.max_running` slots of `data_runs` (those of the data
+    /// API) and keeping their results in its run directories. No
     /// scheduler thread yet.
-    pub fn new(config: &Config) -> Jobs {
+    pub fn new(config: &Config, data_runs: Arc<DataRunPool>) -> Jobs {
         use sealtrail_sched::kinds::data::{DataDiff, DataKeys, DataSettings};
         let mut registry = Registry::builtin();
         registry.register(sealtrail_sched::kinds::report::Report {
@@ -112,6 +115,7 @@ impl Jobs {
         let data = DataSettings {
             sources: Some(config.data.sources.clone()),
             memory_budget: config.data.memory_budget,
+            runs: Some(data_runs),
         };
         registry.register(DataDiff(data.clone()));
         registry.register(DataKeys(data));

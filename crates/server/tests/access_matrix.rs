@@ -44,6 +44,9 @@ const LEFT: &str = "id,amount\n1,10\n2,20\n";
 const RIGHT: &str = "id,amount\n1,10\n2,25\n";
 const BOUNDARY: &str = "access-matrix-boundary";
 
+/// The name of the fixture's data run, which a reconciliation report covers.
+const COMPARISON: &str = "matrix-diff";
+
 /// The period of the reports asked for: everything the fixture stores.
 const PERIOD: &str = "since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z";
 
@@ -351,6 +354,12 @@ fn rows(f: &Fixture) -> Vec<Row> {
         row(
             M::GET,
             "/api/v1/logs/{log}/reports/{type}",
+            format!("/api/v1/logs/default/reports/reconciliation?format=json&name={COMPARISON}&{PERIOD}"),
+            UNRESTRICTED,
+        ),
+        row(
+            M::GET,
+            "/api/v1/logs/{log}/reports/{type}",
             format!("/api/v1/logs/system/reports/summary?format=json&{PERIOD}"),
             SYSTEM,
         ),
@@ -558,8 +567,9 @@ fn rows(f: &Fixture) -> Vec<Row> {
 
 fn diff_form() -> (String, Vec<u8>) {
     let mut body = Vec::new();
-    let parts: [(&str, Option<&str>, &str); 4] = [
+    let parts: [(&str, Option<&str>, &str); 5] = [
         ("kind", None, "diff"),
+        ("name", None, COMPARISON),
         ("options", None, r#"{"key": ["id"]}"#),
         ("left", Some("left.csv"), LEFT),
         ("right", Some("right.csv"), RIGHT),

@@ -657,3 +657,231 @@ async fn a_data_diff_job_reads_configured_sources_and_records_a_data_run() {
     assert_eq!(events[0]["event"]["actor"]["id"], "job:recon");
     h.app.jobs.stop();
 }
+
+/// Every item of `GET {base}` (a URL ending in `?` or `&`), following
+/// `next`, `limit` a page; and how many pages that took.
+async fn all_changes(h: &Harness, key: &str, base: &str, limit: usize) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    for pages in 1..1000 {
+        let mut uri = format!("{base}limit={limit}");
+        if let Some(a) = &after {
+            uri.push_str(&format!("&after={a}"));
+        }
+        let r = h.get(&uri, Some(key)).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+        let page = r.json();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return (items, pages),
+        }
+    }
+    panic!("{base}: no end");
+}
+
+/// The keys of `items`, each its first key value.
+fn keys_of(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i["key"][0].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The data run a job run's summary or error names.
+fn data_run_id(text: &str) -> i64 {
+    let rest = text.strip_prefix("data run ").unwrap_or_else(|| panic!("{text}"));
+    rest[..rest.find(' ').unwrap()].parse().unwrap()
+}
+
+/// The run directories kept, by id.
+fn run_dirs(h: &Harness) -> Vec<i64> {
+    let mut ids: Vec<i64> = std::fs::read_dir(h.app.config.data_dir.join("data-runs"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_data_diff_keeps_its_changes_for_the_data_api_within_keep_runs() {
+    let files = tempfile::tempdir().unwrap();
+    let old = files.path().join("old.csv");
+    let new = files.path().join("new.csv");
+    // The new side drops 1; changes the amount of 2, the name of 3, both
+    // of 4; keeps 5 and 6; adds 7 and 8.
+    std::fs::write(
+        &old,
+        "id,name,amount\n1,ann,10\n2,bob,20\n3,cy,30\n4,di,40\n5,ed,50\n6,flo,60\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &new,
+        "id,name,amount\n2,bob,25\n3,cyd,30\n4,dot,45\n5,ed,50\n6,flo,60\n7,gus,70\n8,hal,80\n",
+    )
+    .unwrap();
+    let (old, new) = (old.to_string_lossy().into_owned(), new.to_string_lossy().into_owned());
+    let h = Harness::new(|c| {
+        c.scheduler.tick_ms = 20;
+        c.data.keep_runs = 2;
+    });
+    sealtrail_server::jobs::Jobs::start(&h.app).unwrap();
+    let admin = h.key(Scope::Admin, None);
+    let read = h.key(Scope::Read, None);
+    create(
+        &h,
+        &admin,
+        json!({"name": "recon", "type": "data-diff", "left": old, "right": new,
+               "key": ["id"], "schedule": "daily at 01:00"}),
+    )
+    .await;
+    run_now(&h, &admin, "recon").await;
+    let runs = runs_of(&h, &admin, "recon", 1).await;
+    let summary = runs[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(": differences found: 2 added, 1 removed, 3 changed, 2 unchanged"),
+        "{summary}"
+    );
+    let id = data_run_id(summary);
+
+    // Its changes, as the data API pages them: one a page, then filtered.
+    let base = format!("/api/v1/data/runs/{id}/changes?");
+    let (all, pages) = all_changes(&h, &read, &base, 1).await;
+    assert_eq!(all.len(), 6, "{all:?}");
+    // Six changes, and the summary line the last page skips.
+    assert_eq!(pages, 7);
+    let mut keys = keys_of(&all);
+    keys.sort();
+    assert_eq!(keys, ["1", "2", "3", "4", "7", "8"]);
+    let of_kind = |kind: &str| {
+        let mut k = keys_of(&all.iter().filter(|c| c["kind"] == kind).cloned().collect::<Vec<_>>());
+        k.sort();
+        k
+    };
+    assert_eq!(
+        (of_kind("added"), of_kind("removed"), of_kind("changed")),
+        (
+            vec!["7".to_string(), "8".into()],
+            vec!["1".to_string()],
+            vec!["2".to_string(), "3".into(), "4".into()]
+        )
+    );
+    let (amount, _) = all_changes(&h, &read, &format!("{base}kind=changed&column=amount&"), 10).await;
+    let mut amount_keys = keys_of(&amount);
+    amount_keys.sort();
+    assert_eq!(amount_keys, ["2", "4"]);
+    let two = amount.iter().find(|c| c["key"][0] == "2").unwrap();
+    assert_eq!(two["fields"], json!([{"column": "amount", "old": "20", "new": "25"}]));
+    let (removed, _) = all_changes(&h, &read, &format!("{base}kind=removed&"), 10).await;
+    assert_eq!(removed[0]["row"], json!(["1", "ann", "10"]));
+    // Its report is made from the kept changes: a header and six rows.
+    let r = h
+        .get(&format!("/api/v1/data/runs/{id}/report?format=csv"), Some(&read))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("gus"), "{}", r.text());
+    // The run is finished, under the job's name.
+    let view = h.get(&format!("/api/v1/data/runs/{id}"), Some(&read)).await.json();
+    assert_eq!(
+        (view["state"].clone(), view["outcome"].clone(), view["name"].clone()),
+        (json!("finished"), json!("differences"), json!("recon"))
+    );
+
+    // The dashboard's run page shows it, under the job's name.
+    let page = h.get(&format!("/data/runs/{id}"), Some(&read)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let page = page.text();
+    assert!(
+        page.contains(&format!("Data run {id}")) && page.contains("recon") && page.contains("differences"),
+        "{page}"
+    );
+
+    // A key discovery's report holds its keys.
+    create(
+        &h,
+        &admin,
+        json!({"name": "profile", "type": "data-keys", "inputs": [old], "schedule": "daily at 01:00"}),
+    )
+    .await;
+    run_now(&h, &admin, "profile").await;
+    let runs = runs_of(&h, &admin, "profile", 1).await;
+    let keys_id = data_run_id(runs[0]["summary"].as_str().unwrap());
+    let r = h.get(&format!("/api/v1/data/runs/{keys_id}/report"), Some(&read)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Every column is unique in the old file, so each alone is a key.
+    let mut keys: Vec<Value> = r.json()["summary"]["keys"].as_array().unwrap().clone();
+    keys.sort_by_key(|k| k.to_string());
+    assert_eq!(keys, [json!(["amount"]), json!(["id"]), json!(["name"])]);
+    assert_eq!(run_dirs(&h), [id, keys_id]);
+
+    // Two more diffs: only the newest two directories (data.keep_runs) stay.
+    for n in 2..=3 {
+        run_now(&h, &admin, "recon").await;
+        runs_of(&h, &admin, "recon", n).await;
+    }
+    let runs = runs_of(&h, &admin, "recon", 3).await;
+    let newest = data_run_id(runs[0]["summary"].as_str().unwrap());
+    assert_eq!(run_dirs(&h), [newest - 1, newest]);
+    let r = h.get(&format!("{base}limit=1"), Some(&read)).await;
+    assert_eq!(r.status, StatusCode::GONE, "{}", r.text());
+    let (again, _) = all_changes(&h, &read, &format!("/api/v1/data/runs/{newest}/changes?"), 100).await;
+    assert_eq!(again.len(), 6);
+    h.app.jobs.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_data_run_waits_for_a_slot_of_data_max_running() {
+    let files = tempfile::tempdir().unwrap();
+    let table = files.path().join("t.csv");
+    std::fs::write(&table, "id,v\n1,a\n2,b\n").unwrap();
+    let table = table.to_string_lossy().into_owned();
+    let h = Harness::new(|c| {
+        c.scheduler.tick_ms = 20;
+        c.data.max_running = 1;
+    });
+    sealtrail_server::jobs::Jobs::start(&h.app).unwrap();
+    let admin = h.key(Scope::Admin, None);
+    // The one slot, taken as a running API run takes it.
+    let pool = h.app.data_runs.pool().clone();
+    let held = pool.slot().await.unwrap();
+    create(
+        &h,
+        &admin,
+        json!({"name": "busy", "type": "data-diff", "left": table, "right": table,
+               "key": ["id"], "schedule": "daily at 01:00", "timeout_seconds": 5}),
+    )
+    .await;
+    let before = h.get("/api/v1/data/runs", Some(&admin)).await.json()["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    let started = Instant::now();
+    run_now(&h, &admin, "busy").await;
+    let runs = runs_of(&h, &admin, "busy", 1).await;
+    // Nine tenths of its timeout waited, then a failure saying why.
+    assert!(
+        started.elapsed() >= Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(runs[0]["outcome"], "failure", "{runs}");
+    let error = runs[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("no data run started: data.max_running (1) data runs were running"),
+        "{error}"
+    );
+    let after = h.get("/api/v1/data/runs", Some(&admin)).await.json()["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before, "no data run was begun");
+
+    // Given back, the next run takes it while it runs, and gives it back.
+    drop(held);
+    run_now(&h, &admin, "busy").await;
+    let runs = runs_of(&h, &admin, "busy", 2).await;
+    assert_eq!(runs[0]["outcome"], "success", "{runs}");
+    assert_eq!(pool.free_slots(), 1);
+    h.app.jobs.stop();
+}

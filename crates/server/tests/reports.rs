@@ -341,8 +341,30 @@ fn the_openapi_document_describes_the_report_route() {
             ("type", "path"),
             ("since", "query"),
             ("until", "query"),
-            ("format", "query")
+            ("format", "query"),
+            ("name", "query")
         ]
+    );
+    let param = |name: &str| {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        param("type")["schema"]["pattern"],
+        "^(summary|compliance|access-review|reconciliation)$"
+    );
+    assert!(
+        param("name")["description"]
+            .as_str()
+            .unwrap()
+            .contains("reconciliation"),
+        "{}",
+        param("name")
     );
     let ok = &op["responses"]["200"];
     let types: Vec<&str> = ok["content"].as_object().unwrap().keys().map(String::as_str).collect();
@@ -355,4 +377,87 @@ fn the_openapi_document_describes_the_report_route() {
     }
     assert!(ok["headers"]["Content-Disposition"].is_object(), "{ok}");
     assert!(op["responses"]["503"]["headers"]["Retry-After"].is_object(), "{op}");
+}
+
+#[tokio::test]
+async fn a_reconciliation_report_covers_the_comparison_name_names() {
+    let h = Harness::new(|_| {});
+    let (admin, read) = (h.key(Scope::Admin, None), h.key(Scope::Read, None));
+    seed(&h, &admin).await;
+    // Runs of "nightly" in the period (one failed), one before it, and
+    // one of another comparison.
+    for (name, at, added, error) in [
+        ("nightly", "2026-03-01T02:00:00Z", 3, None),
+        ("nightly", "2026-03-02T02:00:00Z", 0, Some("right.csv: no such file")),
+        ("nightly", "2026-02-01T02:00:00Z", 9, None),
+        ("weekly", "2026-03-01T03:00:00Z", 5, None),
+    ] {
+        let run = sealtrail_meta::DataRun {
+            kind: sealtrail_meta::RunKind::Diff,
+            name: Some(name.to_string()),
+            inputs: Vec::new(),
+            parameters: json!({}),
+            summary: if error.is_some() {
+                json!({})
+            } else {
+                json!({"left_rows": 10, "right_rows": 10 + added, "added": added, "removed": 0, "changed": 0})
+            },
+            started_at: at.to_string(),
+            finished_at: at.to_string(),
+            duration_ms: 0,
+            outcome: match error {
+                Some(_) => sealtrail_meta::RunOutcome::Failure,
+                None => sealtrail_meta::RunOutcome::Differences,
+            },
+            error: error.map(str::to_string),
+            quality_score: None,
+            actor: json!({"id": "test", "type": "user"}),
+        };
+        h.app.meta.record_data_run(&run).unwrap();
+    }
+
+    let r = h
+        .get(&format!("{URL}/reconciliation?{PERIOD}&name=nightly"), Some(&read))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let report = r.json();
+    assert_eq!(report["report"], "reconciliation");
+    assert_eq!(report["name"], "nightly");
+    assert_eq!(report["runs_total"], 2, "{report}");
+    assert_eq!(report["totals"]["added"], 3);
+    assert_eq!(report["failures"][0]["error"], "right.csv: no such file");
+    assert_eq!(report["previous"]["added"], 9);
+    let date = &report["generated_at"].as_str().unwrap()[..10];
+    assert_eq!(
+        header(&r, header::CONTENT_DISPOSITION),
+        format!("attachment; filename=\"sealtrail-reconciliation-default-{date}.json\"")
+    );
+    let r = h
+        .get(
+            &format!("{URL}/reconciliation?{PERIOD}&name=nightly&format=html"),
+            Some(&read),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("right.csv: no such file") && !r.text().contains("<script"));
+
+    // A missing or unknown name, or a name for another type: 400 naming `name`.
+    for (path, detail) in [
+        (
+            format!("{URL}/reconciliation?{PERIOD}"),
+            "name: a reconciliation report covers one named comparison: give its name".to_string(),
+        ),
+        (
+            format!("{URL}/reconciliation?{PERIOD}&name=nightly-old"),
+            "name: \"nightly-old\": no data run of a comparison of that name (known: \"nightly\", \"weekly\")"
+                .to_string(),
+        ),
+        (
+            format!("{URL}/summary?{PERIOD}&name=nightly"),
+            "name: \"nightly\": only a reconciliation report covers a named comparison, not summary".to_string(),
+        ),
+    ] {
+        let p = problem(&h.get(&path, Some(&read)).await, 400, "invalid-query");
+        assert_eq!(p, detail, "{path}");
+    }
 }

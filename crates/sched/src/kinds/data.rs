@@ -5,6 +5,14 @@
 //! event, under the job's name, with actor `job:<name>`; the job run's
 //! summary names the data run's id and its counts.
 //!
+//! In a server ([`DataSettings::runs`]) a run is one of the server's data
+//! runs like those of the data API: it waits its turn for a slot of
+//! `data.max_running`, is stored from its start, and keeps its results in
+//! its run directory (`<data_dir>/data-runs/<id>/`, as
+//! [`sealtrail_data::run_dir`] lays it out), where the API and the
+//! dashboard read a diff's changes page by page; the oldest directories
+//! beyond `data.keep_runs` are deleted.
+//!
 //! Inputs are absolute file paths or names of the server's
 //! `[data.sources]`; a database is reached only through a named source,
 //! so its address and password stay in the configuration.
@@ -19,15 +27,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use sealtrail_data::diff::Layout;
 use sealtrail_data::job::{self, JobInput, Ran, Watch};
 use sealtrail_data::keys::{KeyOptions, NullEquality};
+use sealtrail_data::run_dir::{self, DiffFiles};
 use sealtrail_data::source::OpenOptions;
 use sealtrail_data::{Change, ChangeSink, DataError, DiffOptions, DiffSummary};
 use sealtrail_meta::{now_text, DataRun, RunInput, RunKind, RunOutcome};
 use serde_json::{json, Value};
 
+use crate::data_runs::{DataRunPool, DataSlot};
 use crate::kind::{JobKind, Params, RunContext};
 
 /// Key discovery's column limit unless the job sets one, as the API's:
@@ -51,6 +63,12 @@ pub struct DataSettings {
     pub sources: Option<BTreeMap<String, String>>,
     /// Bytes a run may hold (`data.memory_budget`).
     pub memory_budget: usize,
+    /// The server's runs directory, `data.keep_runs` and the
+    /// `data.max_running` slots its data API shares. With it a run takes
+    /// a slot, is stored from its start and keeps its results in its run
+    /// directory as an API run does; without it (no server) a run is
+    /// stored when it ends, keeping its counts only.
+    pub runs: Option<Arc<DataRunPool>>,
 }
 
 impl Default for DataSettings {
@@ -58,6 +76,7 @@ impl Default for DataSettings {
         DataSettings {
             sources: None,
             memory_budget: 256 << 20,
+            runs: None,
         }
     }
 }
@@ -124,6 +143,7 @@ impl DataSettings {
         let known = DataSettings {
             sources: Some(self.sources.clone().unwrap_or_default()),
             memory_budget: self.memory_budget,
+            runs: None,
         };
         inputs.iter().map(|(field, v)| known.input(field, v)).collect()
     }
@@ -274,18 +294,51 @@ fn diff_inputs(params: &Params) -> Result<Vec<(String, &Value)>, String> {
 }
 
 /// Refuses changes once the run's timeout has passed, which stops the
-/// diff; keeps nothing else (the counts are in the summary).
+/// diff; keeps them in the run's directory when it has one, and nothing
+/// otherwise (the counts are in the summary).
 struct Stop<'c, 'a> {
     ctx: &'c RunContext<'a>,
+    files: Option<DiffFiles>,
 }
 
 impl ChangeSink for Stop<'_, '_> {
-    fn change(&mut self, _: &Change) -> Result<(), DataError> {
+    fn begin(&mut self, layout: &Layout) -> Result<(), DataError> {
+        match &mut self.files {
+            Some(files) => files.begin(layout),
+            None => Ok(()),
+        }
+    }
+
+    fn change(&mut self, change: &Change) -> Result<(), DataError> {
         if self.ctx.cancelled() {
             return Err(DataError::new("job", "stopped at its timeout"));
         }
-        Ok(())
+        match &mut self.files {
+            Some(files) => files.change(change),
+            None => Ok(()),
+        }
     }
+}
+
+/// The share of a job's timeout its run waits for a slot of
+/// `data.max_running`, in tenths: giving up before the timeout lets the
+/// run's error say why it did not run.
+const SLOT_WAIT_TENTHS: u32 = 9;
+
+/// A slot of `data.max_running`, waited for in turn with the data API's
+/// runs for at most nine tenths of the job's timeout, or why there is none.
+fn take_slot(ctx: &RunContext<'_>, pool: &DataRunPool) -> Result<DataSlot, String> {
+    let started = Instant::now();
+    let limit = Duration::from_secs(ctx.job.timeout_seconds) * SLOT_WAIT_TENTHS / 10;
+    pool.slot_blocking(|| ctx.cancelled() || started.elapsed() >= limit)
+        .ok_or_else(|| {
+            format!(
+                "no data run started: data.max_running ({}) data runs were running for the {} ms this run waited for a slot (nine tenths of its timeout_seconds, {})",
+                pool.max_running(),
+                started.elapsed().as_millis(),
+                ctx.job.timeout_seconds
+            )
+        })
 }
 
 /// How a data run went, ready to be recorded.
@@ -311,20 +364,26 @@ impl<S> From<(Ran<S>, Value)> for Done {
 /// summary, or why it failed.
 type Outcome = Result<(bool, String), String>;
 
-/// Records the data run `work` does, as the CLI does: its inputs,
-/// parameters and outcome, with its system-log event, under the job's
-/// name. Returns the data run's id and how the work went.
-fn record(
-    ctx: &RunContext<'_>,
-    kind: RunKind,
+/// The inputs as the run history stores them before they are read.
+fn unread(inputs: &[Input]) -> Vec<RunInput> {
+    inputs
+        .iter()
+        .map(|i| RunInput {
+            address: i.address.clone(),
+            sha256: None,
+            bytes: None,
+        })
+        .collect()
+}
+
+/// The record of run `begun` once its work ended with `result` after
+/// `took`, and how it went.
+fn ended(
+    begun: DataRun,
     inputs: &[Input],
-    parameters: Value,
-    work: impl FnOnce() -> Result<(Done, String), DataError>,
-) -> Result<(i64, Outcome), String> {
-    let started_at = now_text();
-    let started = Instant::now();
-    let result = work();
-    let finished_at = now_text();
+    result: Result<(Done, String), DataError>,
+    took: Duration,
+) -> (DataRun, Outcome) {
     let (recorded, summary, outcome, error, quality_score, told) = match result {
         Ok((done, told)) => (
             done.inputs
@@ -346,14 +405,7 @@ fn record(
             Ok((done.differences, told)),
         ),
         Err(e) => (
-            inputs
-                .iter()
-                .map(|i| RunInput {
-                    address: i.address.clone(),
-                    sha256: None,
-                    bytes: None,
-                })
-                .collect(),
+            unread(inputs),
             json!({}),
             RunOutcome::Failure,
             Some(e.to_string()),
@@ -362,25 +414,83 @@ fn record(
         ),
     };
     let run = DataRun {
-        kind,
-        name: Some(ctx.job.name.clone()),
         inputs: recorded,
-        parameters,
         summary,
-        started_at,
-        finished_at,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        finished_at: now_text(),
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
         outcome,
         error,
         quality_score,
+        ..begun
+    };
+    metrics::counter!("sealtrail_data_runs_total", "kind" => run.kind.as_str(), "outcome" => outcome.as_str())
+        .increment(1);
+    (run, told)
+}
+
+/// Records the data run `work` does, as the CLI and the API do: its
+/// inputs, parameters and outcome, with its system-log event, under the
+/// job's name. With the server's runs (`settings.runs`) it first waits
+/// for a slot of `data.max_running`, then stores the run's start, makes
+/// its directory (which `work` is given, to keep its results in), stores
+/// how it ended and prunes the oldest directories beyond `data.keep_runs`,
+/// in the order the data API does; without, it stores the run when it
+/// ends and `work` keeps nothing. Returns the data run's id and how the
+/// work went.
+fn record(
+    ctx: &RunContext<'_>,
+    settings: &DataSettings,
+    kind: RunKind,
+    inputs: &[Input],
+    parameters: Value,
+    work: impl FnOnce(Option<&Path>) -> Result<(Done, String), DataError>,
+) -> Result<(i64, Outcome), String> {
+    let slot = match &settings.runs {
+        Some(pool) => Some((pool, take_slot(ctx, pool)?)),
+        None => None,
+    };
+    let begun = DataRun {
+        kind,
+        name: Some(ctx.job.name.clone()),
+        inputs: unread(inputs),
+        parameters,
+        summary: json!({}),
+        started_at: now_text(),
+        finished_at: String::new(),
+        duration_ms: 0,
+        outcome: RunOutcome::Failure,
+        error: None,
+        quality_score: None,
         actor: json!({"id": format!("job:{}", ctx.job.name), "type": "service"}),
     };
-    metrics::counter!("sealtrail_data_runs_total", "kind" => kind.as_str(), "outcome" => outcome.as_str()).increment(1);
+    let started = Instant::now();
+    let Some((pool, _slot)) = slot else {
+        let result = work(None);
+        let (run, told) = ended(begun, inputs, result, started.elapsed());
+        let id = ctx
+            .env
+            .meta
+            .record_data_run(&run)
+            .map_err(|e| format!("recording the data run: {e}"))?;
+        return Ok((id, told));
+    };
     let id = ctx
         .env
         .meta
-        .record_data_run(&run)
-        .map_err(|e| format!("recording the data run: {e}"))?;
+        .begin_data_run(&begun)
+        .map_err(|e| format!("recording the data run's start: {e}"))?;
+    let busy = pool.hold(id);
+    let dir = pool.run_dir(id);
+    let result = match std::fs::create_dir_all(&dir) {
+        Ok(()) => work(Some(&dir)),
+        Err(e) => Err(DataError::io("the run's directory", &e)),
+    };
+    let _ = std::fs::remove_dir_all(dir.join(run_dir::TEMP_DIR));
+    let (run, told) = ended(begun, inputs, result, started.elapsed());
+    let finished = ctx.env.meta.finish_data_run(id, &run);
+    drop(busy);
+    pool.prune();
+    finished.map_err(|e| format!("recording the end of data run {id}: {e}"))?;
     Ok((id, told))
 }
 
@@ -500,13 +610,25 @@ impl JobKind for DataDiff {
             "ignore_case": options.case_insensitive, "ignore_whitespace": options.whitespace_insensitive,
             "tolerance": options.numeric_tolerance, "memory": options.memory_budget,
         });
-        let (id, told) = record(ctx, RunKind::Diff, &inputs, parameters, || {
-            let temp = tempfile::tempdir().map_err(|e| DataError::io("a temporary directory", &e))?;
+        let (id, told) = record(ctx, &self.0, RunKind::Diff, &inputs, parameters, |dir| {
+            // Spill files go to the run's directory, as an API run's do.
+            let (_temp, temp, files) = match dir {
+                Some(dir) => {
+                    let temp = run_dir::temp_dir(dir)?;
+                    let files = DiffFiles::create(dir, &temp)?;
+                    (None, temp, Some(files))
+                }
+                None => {
+                    let temp = tempfile::tempdir().map_err(|e| DataError::io("a temporary directory", &e))?;
+                    let path = temp.path().to_path_buf();
+                    (Some(temp), path, None)
+                }
+            };
             let options = DiffOptions {
-                temp_dir: Some(temp.path().to_path_buf()),
+                temp_dir: Some(temp),
                 ..options.clone()
             };
-            let mut sink = Stop { ctx };
+            let mut sink = Stop { ctx, files };
             let ran = job::run_diff(
                 &inputs[0].address,
                 &inputs[1].address,
@@ -515,6 +637,9 @@ impl JobKind for DataDiff {
                 &mut sink,
                 &Watch::new(),
             )?;
+            if let Some(files) = sink.files {
+                files.finish(&ran.summary)?;
+            }
             let summary = serde_json::to_value(&ran.summary).map_err(|e| DataError::new("summary", e.to_string()))?;
             let line = diff_line(&ran.summary, ran.differences);
             Ok((Done::from((ran, summary)), line))
@@ -562,7 +687,8 @@ impl JobKind for DataKeys {
             "memory": options.memory_budget,
         });
         let addresses: Vec<String> = inputs.iter().map(|i| i.address.clone()).collect();
-        let (id, told) = record(ctx, RunKind::Keys, &inputs, parameters, || {
+        // Every key is in the summary: the run's directory holds no file.
+        let (id, told) = record(ctx, &self.0, RunKind::Keys, &inputs, parameters, |_| {
             let ran = job::run_keys(&addresses, &open, &options, &Watch::new())?;
             let found = &ran.summary;
             let rows = found.tables.iter().map(|t| t.rows).max().unwrap_or(0);

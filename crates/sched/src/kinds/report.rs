@@ -4,10 +4,13 @@
 //! channel gets the HTML as body and the XLSX attached, a webhook channel
 //! the JSON.
 //!
-//! Fields: `report` (`summary`, `compliance` or `access-review`,
-//! required), `channels` (names of alert channels, at least one,
-//! required), `log` (default `default`), `period` (how far back from the
-//! run, e.g. `24h`, `7d`; default `24h`).
+//! Fields: `report` (`summary`, `compliance`, `access-review` or
+//! `reconciliation`, required), `channels` (names of alert channels, at
+//! least one, required), `log` (default `default`), `period` (how far back
+//! from the run, e.g. `24h`, `7d`; default `24h`), `comparison` (the
+//! name of the comparison a `reconciliation` report covers, as its data
+//! runs were recorded: required for it, refused for the other types; a
+//! `data-diff` or `data-keys` job records its runs under the job's name).
 //!
 //! A run fails if any channel refuses; its retry sends to every channel
 //! again, so a receiver may get a report twice (the report's checkpoint
@@ -51,6 +54,35 @@ fn log(params: &Params) -> Result<&str, String> {
     }
 }
 
+/// The comparison a reconciliation report covers (field `comparison`:
+/// `name` is the job's own); whether its data runs exist is known only
+/// when the job runs.
+fn comparison(params: &Params, kind: ReportKind) -> Result<Option<String>, String> {
+    let given = match params.get("comparison") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.trim().to_string()),
+        Some(other) => return Err(format!("comparison: expected the name of a comparison, found {other}")),
+    };
+    match (kind, given) {
+        (ReportKind::Reconciliation, None) => {
+            Err("comparison: a reconciliation report covers one named comparison: give its name".into())
+        }
+        (ReportKind::Reconciliation, Some(n))
+            if n.is_empty() || n.chars().count() > sealtrail_event::limits::ID_CHARS =>
+        {
+            Err(format!(
+                "comparison: {n:?} is not a comparison name (1 to {} characters)",
+                sealtrail_event::limits::ID_CHARS
+            ))
+        }
+        (ReportKind::Reconciliation, Some(n)) => Ok(Some(n)),
+        (_, None) => Ok(None),
+        (other, Some(n)) => Err(format!(
+            "comparison: {n:?}: only a reconciliation report covers a named comparison, not {other}"
+        )),
+    }
+}
+
 fn period(params: &Params) -> Result<Duration, String> {
     match params.get("period") {
         None | Some(Value::Null) => Ok(Duration::from_secs(24 * 3600)),
@@ -86,11 +118,11 @@ impl JobKind for Report {
     }
 
     fn fields(&self) -> &'static [&'static str] {
-        &["report", "channels", "log", "period"]
+        &["report", "channels", "log", "period", "comparison"]
     }
 
     fn check(&self, params: &Params) -> Result<(), String> {
-        kind(params)?;
+        comparison(params, kind(params)?)?;
         sealtrail_ledger::datadir::check_log_name(log(params)?).map_err(|e| format!("log: {e}"))?;
         period(params)?;
         channels(params).map(|_| ())
@@ -99,6 +131,7 @@ impl JobKind for Report {
     fn run(&self, ctx: &RunContext<'_>) -> Result<String, String> {
         let params = &ctx.job.params;
         let (kind, log, period, names) = (kind(params)?, log(params)?, period(params)?, channels(params)?);
+        let comparison = comparison(params, kind)?;
         // Channels first: a job naming one that is gone fails before any
         // work.
         let meta = &ctx.env.meta;
@@ -125,6 +158,7 @@ impl JobKind for Report {
             since: Some(since),
             until: Some(now),
             now,
+            name: comparison.clone(),
         };
         let report = generate(&ctx.env.data_dir, &request).map_err(|e| e.to_string())?;
         let http =
@@ -142,8 +176,9 @@ impl JobKind for Report {
             }
         }
         let span = params.get("period").and_then(Value::as_str).unwrap_or("24h");
+        let of = comparison.map(|n| format!(" of comparison {n:?}")).unwrap_or_default();
         let what = format!(
-            "{kind} report of log {log} over the last {span}, checkpoint size {}",
+            "{kind} report{of} of log {log} over the last {span}, checkpoint size {}",
             report.checkpoint.size
         );
         if failed.is_empty() {
@@ -164,4 +199,50 @@ impl JobKind for Report {
 
 fn jiff_span(d: Duration) -> Result<jiff::SignedDuration, String> {
     jiff::SignedDuration::try_from(d).map_err(|e| format!("period: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(params: Value) -> Result<(), String> {
+        let Value::Object(params) = params else {
+            panic!("an object");
+        };
+        Report {
+            destinations: Destinations::default(),
+        }
+        .check(&params)
+    }
+
+    #[test]
+    fn a_reconciliation_job_names_its_comparison_and_only_it_does() {
+        let channels = json!(["audit-mail"]);
+        assert_eq!(
+            check(json!({"report": "reconciliation", "comparison": "nightly-invoices", "channels": channels})),
+            Ok(())
+        );
+        assert_eq!(
+            check(json!({"report": "reconciliation", "channels": channels})),
+            Err("comparison: a reconciliation report covers one named comparison: give its name".into())
+        );
+        assert_eq!(
+            check(json!({"report": "reconciliation", "comparison": " ", "channels": channels})),
+            Err("comparison: \"\" is not a comparison name (1 to 256 characters)".into())
+        );
+        assert_eq!(
+            check(json!({"report": "reconciliation", "comparison": 7, "channels": channels})),
+            Err("comparison: expected the name of a comparison, found 7".into())
+        );
+        assert_eq!(
+            check(json!({"report": "summary", "comparison": "nightly-invoices", "channels": channels})),
+            Err(
+                "comparison: \"nightly-invoices\": only a reconciliation report covers a named comparison, not summary"
+                    .into()
+            )
+        );
+        assert_eq!(check(json!({"report": "summary", "channels": channels})), Ok(()));
+    }
 }

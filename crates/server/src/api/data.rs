@@ -8,8 +8,12 @@
 //! and is stored in the metadata database's run history from submission on
 //! ([`Meta::begin_data_run`]): a server that stops mid-run leaves a failure
 //! behind, never a run that looks alive. Uploads and results live in the
-//! run's directory, `<data_dir>/data-runs/<id>/`; the newest
-//! `data.keep_runs` directories are kept, the history of every run stays.
+//! run's directory, `<data_dir>/data-runs/<id>/` (laid out as
+//! [`sealtrail_data::run_dir`] says); the newest `data.keep_runs`
+//! directories are kept, the history of every run stays. The scheduler's
+//! `data-diff` and `data-keys` jobs keep theirs there too, and take the
+//! same `data.max_running` slots ([`DataRunPool`]): their changes read
+//! back here like any other run's.
 //!
 //! Not here: comparing runs with each other (the CLI's history commands),
 //! or any client-given path or URL: clients upload files or name a source
@@ -34,10 +38,12 @@ use sealtrail_data::diff::{DiffSummary, Layout};
 use sealtrail_data::job::{self, JobInput, Watch};
 use sealtrail_data::keys::{KeyOptions, NullEquality};
 use sealtrail_data::output::{self, Format};
+use sealtrail_data::run_dir::{self, DiffFiles, CHANGES_FILE, LAYOUT_FILE, VIOLATIONS_FILE};
 use sealtrail_data::source::OpenOptions;
 use sealtrail_data::validate::{Rules, Violation};
-use sealtrail_data::{Change, ChangeSink, DataError, DiffOptions};
+use sealtrail_data::{Change, DataError, DiffOptions};
 use sealtrail_meta::{now_text, DataRun, DataRunFilter, RunInput, RunKind, RunOutcome, Scope, StoredDataRun};
+use sealtrail_sched::data_runs::{Busy, DataRunPool};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -49,7 +55,7 @@ use crate::extract::{Auth, JsonBody, Params, PathArgs};
 use crate::problem::{ApiResult, Problem};
 
 /// The directory of every run's files, under the data directory.
-pub const RUNS_DIR: &str = "data-runs";
+pub use sealtrail_data::run_dir::RUNS_DIR;
 /// Most bytes of the `options` part or field, as JSON text.
 const MAX_OPTIONS_BYTES: usize = 64 << 10;
 /// Most bytes of validation rules (TOML).
@@ -80,9 +86,10 @@ static INCOMING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 
 /// Runs admitted and not finished: queued or running, with their progress.
 pub struct DataRuns {
-    dir: PathBuf,
+    /// The runs directory, `data.keep_runs` and the `data.max_running`
+    /// slots, shared with the scheduler's data jobs.
+    pool: Arc<DataRunPool>,
     live: Mutex<Live>,
-    slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -126,10 +133,14 @@ impl DataRuns {
         metrics::gauge!("sealtrail_data_runs_queued").set(0.0);
         metrics::counter!("sealtrail_data_runs_refused_total").increment(0);
         Ok(DataRuns {
-            dir,
+            pool: Arc::new(DataRunPool::new(dir, config.data.keep_runs, config.data.max_running)),
             live: Mutex::new(Live::default()),
-            slots: Arc::new(tokio::sync::Semaphore::new(config.data.max_running.max(1))),
         })
+    }
+
+    /// The runs directory and slots, for the scheduler's data jobs.
+    pub fn pool(&self) -> &Arc<DataRunPool> {
+        &self.pool
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
@@ -137,7 +148,7 @@ impl DataRuns {
     }
 
     fn run_dir(&self, id: i64) -> PathBuf {
-        self.dir.join(id.to_string())
+        self.pool.run_dir(id)
     }
 
     /// Take a place for one more run, or refuse with 503.
@@ -183,27 +194,6 @@ impl DataRuns {
             })
             .collect();
         Some((if running { RunState::Running } else { RunState::Queued }, progress))
-    }
-
-    /// Delete the directories of all but the newest `keep` runs that are
-    /// not live.
-    fn prune(&self, keep: usize) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        let mut ids: Vec<i64> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        let live: Vec<i64> = self.live().runs.keys().copied().collect();
-        for id in ids.into_iter().skip(keep) {
-            if !live.contains(&id) {
-                if let Err(e) = std::fs::remove_dir_all(self.run_dir(id)) {
-                    tracing::warn!(run = id, "deleting the files of data run {id}: {e}");
-                }
-            }
-        }
     }
 }
 
@@ -910,7 +900,8 @@ pub async fn create_run(State(app): State<Arc<App>>, Auth(caller): Auth, request
             .map_err(|e| Problem::bad_request("invalid-upload", e.body_text()))?;
         let incoming = app
             .data_runs
-            .dir
+            .pool
+            .dir()
             .join(format!("incoming-{}", INCOMING.fetch_add(1, Ordering::Relaxed)));
         let read = read_upload(&app, form, &incoming).await;
         if read.is_err() {
@@ -967,6 +958,8 @@ fn begin(app: &Arc<App>, caller: &Caller, s: Submission, ticket: Ticket) -> Resu
         }
     })?;
     let runs = &app.data_runs;
+    // Spared by pruning from now until the run is over.
+    let busy = runs.pool.hold(id);
     let dir = runs.run_dir(id);
     let mut inputs = s.inputs;
     if let Some(incoming) = &s.incoming {
@@ -1021,11 +1014,12 @@ fn begin(app: &Arc<App>, caller: &Caller, s: Submission, ticket: Ticket) -> Resu
         watch,
     };
     let app = app.clone();
-    let slots = runs.slots.clone();
+    let pool = runs.pool.clone();
     tokio::runtime::Handle::current().spawn(async move {
-        // Holding the place until the run is over.
+        // Holding the place and the directory until the run is over.
         let _ticket = ticket;
-        let Ok(_permit) = slots.acquire_owned().await else {
+        let _busy: Busy = busy;
+        let Some(_slot) = pool.slot().await else {
             return;
         };
         live.running.store(true, Ordering::SeqCst);
@@ -1107,18 +1101,11 @@ struct Job {
     watch: Arc<Watch>,
 }
 
-/// The file of a diff's changes, or a validation's violations, one JSON
-/// object a line.
-const CHANGES_FILE: &str = "changes.jsonl";
-const VIOLATIONS_FILE: &str = "violations.jsonl";
-/// The columns of a diff's inputs as the diff saw them.
-const LAYOUT_FILE: &str = "layout.json";
-
 impl Job {
     fn run(self, app: &App) {
         let result = self.execute().map_err(|e| self.shown(&e.to_string()));
         finish(app, self.id, &self.record, result, self.kind);
-        app.data_runs.prune(app.config.data.keep_runs);
+        app.data_runs.pool.prune();
     }
 
     /// `text` with the paths of uploads replaced by the uploaded names.
@@ -1154,8 +1141,7 @@ impl Job {
     }
 
     fn execute(&self) -> Result<Ended, DataError> {
-        let temp = self.dir.join("tmp");
-        std::fs::create_dir_all(&temp).map_err(|e| DataError::io("run directory", &e))?;
+        let temp = run_dir::temp_dir(&self.dir)?;
         let open = OpenOptions::default();
         let addresses: Vec<String> = self.inputs.iter().map(|i| i.address.clone()).collect();
         let outcome = |differences: bool| {
@@ -1169,13 +1155,9 @@ impl Job {
             Plan::Diff(options) => {
                 let mut options = options.clone();
                 options.temp_dir = Some(temp.clone());
-                let file = File::create(self.dir.join(CHANGES_FILE)).map_err(|e| DataError::io(CHANGES_FILE, &e))?;
-                let mut sink = Recorder {
-                    writer: output::writer(Format::Jsonl, Box::new(file), Some(&temp))?,
-                    layout: self.dir.join(LAYOUT_FILE),
-                };
+                let mut sink = DiffFiles::create(&self.dir, &temp)?;
                 let ran = job::run_diff(&addresses[0], &addresses[1], &open, &options, &mut sink, &self.watch)?;
-                sink.writer.finish(&ran.summary)?;
+                sink.finish(&ran.summary)?;
                 let summary =
                     serde_json::to_value(&ran.summary).map_err(|e| DataError::new("summary", e.to_string()))?;
                 Ended {
@@ -1216,25 +1198,6 @@ impl Job {
         };
         let _ = std::fs::remove_dir_all(&temp);
         Ok(ended)
-    }
-}
-
-/// The JSON Lines writer of a diff's changes, which also keeps the layout
-/// for the reports made later.
-struct Recorder {
-    writer: Box<dyn output::DiffWriter>,
-    layout: PathBuf,
-}
-
-impl ChangeSink for Recorder {
-    fn begin(&mut self, layout: &Layout) -> Result<(), DataError> {
-        let text = serde_json::to_vec(layout).map_err(|e| DataError::new(LAYOUT_FILE, e.to_string()))?;
-        std::fs::write(&self.layout, text).map_err(|e| DataError::io(LAYOUT_FILE, &e))?;
-        self.writer.as_sink().begin(layout)
-    }
-
-    fn change(&mut self, change: &Change) -> Result<(), DataError> {
-        self.writer.as_sink().change(change)
     }
 }
 

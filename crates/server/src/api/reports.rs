@@ -7,7 +7,8 @@
 //! `limits.max_reports` run at once; one more is refused with 503 and
 //! `Retry-After` rather than queued. Reports count every tenant's events,
 //! so tenant-restricted callers are refused; an access review lists users
-//! and keys, so it needs an admin or an auditor. Each report is recorded
+//! and keys, so it needs an admin or an auditor. A reconciliation report
+//! covers the data runs of the comparison `name` names. Each report is recorded
 //! in the system log (`trail.reported`) before its bytes leave.
 //!
 //! Not here: scheduled reports and their delivery (the `report` job type,
@@ -77,9 +78,9 @@ impl Reports {
 pub struct ReportPath {
     /// Log name: lowercase letters, digits, `-` and `_`.
     pub log: String,
-    /// `summary`, `compliance` or `access-review`.
+    /// `summary`, `compliance`, `access-review` or `reconciliation`.
     #[serde(rename = "type")]
-    #[param(rename = "type", pattern = "^(summary|compliance|access-review)$")]
+    #[param(rename = "type", pattern = "^(summary|compliance|access-review|reconciliation)$")]
     pub kind: String,
 }
 
@@ -94,6 +95,9 @@ pub struct ReportQuery {
     /// `html`, `xlsx` or `json` (default `json`).
     #[param(pattern = "^(html|xlsx|json)$")]
     pub format: Option<String>,
+    /// The comparison a `reconciliation` report covers: the name its data runs were recorded under. Required for `reconciliation`, refused for the other types.
+    #[param(min_length = 1, max_length = 256)]
+    pub name: Option<String>,
 }
 
 fn invalid(param: &str, detail: impl std::fmt::Display) -> Problem {
@@ -111,9 +115,31 @@ pub(crate) struct Asked {
 pub(crate) fn asked(log: &str, kind: &str, q: &ReportQuery, now: Timestamp) -> Result<Asked, Problem> {
     let kind: ReportKind = kind.parse().map_err(|_| {
         Problem::not_found(format!(
-            "type: {kind:?} is not a report type: use summary, compliance or access-review"
+            "type: {kind:?} is not a report type: use summary, compliance, access-review or reconciliation"
         ))
     })?;
+    let name = q.name.as_deref().map(str::trim).map(str::to_string);
+    match (kind, &name) {
+        (ReportKind::Reconciliation, None) => {
+            return Err(invalid(
+                "name",
+                "a reconciliation report covers one named comparison: give its name",
+            ))
+        }
+        (ReportKind::Reconciliation, Some(n)) if n.is_empty() => {
+            return Err(invalid(
+                "name",
+                "a reconciliation report covers one named comparison: give its name",
+            ))
+        }
+        (ReportKind::Reconciliation, Some(_)) | (_, None) => {}
+        (other, Some(n)) => {
+            return Err(invalid(
+                "name",
+                format!("{n:?}: only a reconciliation report covers a named comparison, not {other}"),
+            ))
+        }
+    }
     let format = match q.format.as_deref() {
         None => Format::Json,
         Some(f) => f
@@ -141,6 +167,7 @@ pub(crate) fn asked(log: &str, kind: &str, q: &ReportQuery, now: Timestamp) -> R
             since,
             until,
             now,
+            name,
         },
         format,
     })
@@ -167,6 +194,15 @@ fn report_problem(e: ReportError) -> Problem {
             "since",
             format!("{since} is not before until ({until}): the period is empty"),
         ),
+        ReportError::MissingName => invalid(
+            "name",
+            "a reconciliation report covers one named comparison: give its name",
+        ),
+        ReportError::UnknownName { .. } | ReportError::NameNotApplicable { .. } => {
+            // The library names the CLI's flag; here it is the parameter.
+            let text = e.to_string();
+            invalid("name", text.strip_prefix("--name ").unwrap_or(&text))
+        }
         other => Problem::internal(format!("computing a report: {other}")),
     }
 }
@@ -188,19 +224,18 @@ pub(crate) async fn answer(app: Arc<App>, caller: Caller, asked: Asked) -> Resul
         let report = sealtrail_report::generate(app.data.root(), request).map_err(report_problem)?;
         let bytes = sealtrail_report::render(&report, format).map_err(report_problem)?;
         let at = |t: Option<Timestamp>| t.map(|t| t.to_string());
-        app.record(
-            &caller,
-            "trail.reported",
-            &request.log,
-            json!({
-                "report": request.kind.as_str(),
-                "format": format.as_str(),
-                "since": at(request.since),
-                "until": at(request.until),
-                "checkpoint_size": report.checkpoint.size,
-                "bytes": bytes.len(),
-            }),
-        )?;
+        let mut details = json!({
+            "report": request.kind.as_str(),
+            "format": format.as_str(),
+            "since": at(request.since),
+            "until": at(request.until),
+            "checkpoint_size": report.checkpoint.size,
+            "bytes": bytes.len(),
+        });
+        if let Some(name) = &request.name {
+            details["name"] = json!(name);
+        }
+        app.record(&caller, "trail.reported", &request.log, details)?;
         Ok((bytes, sealtrail_report::file_name(&report, format)))
     })
     .await?;
@@ -219,9 +254,10 @@ pub(crate) async fn answer(app: Arc<App>, caller: Caller, asked: Asked) -> Resul
 }
 
 /// A report of the log over a period (docs/reports.md): `summary`,
-/// `compliance` (PCI DSS 10) or `access-review` (users and API keys;
-/// admins and auditors only), as self-contained HTML, an XLSX workbook or
-/// JSON. At most `limits.max_reports` are computed at once.
+/// `compliance` (PCI DSS 10), `access-review` (users and API keys;
+/// admins and auditors only) or `reconciliation` (the data runs of the
+/// comparison `name` and their trend), as self-contained HTML, an XLSX
+/// workbook or JSON. At most `limits.max_reports` are computed at once.
 #[utoipa::path(
     get, path = "/api/v1/logs/{log}/reports/{type}", tag = "query",
     params(ReportPath, ReportQuery),
@@ -231,7 +267,7 @@ pub(crate) async fn answer(app: Arc<App>, caller: Caller, asked: Asked) -> Resul
             ("text/html"),
             ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
         ), headers(("Content-Disposition" = String, description = "attachment; filename=\"sealtrail-TYPE-LOG-DATE.EXT\""))),
-        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad or too long parameter (`invalid-query`, `parameter-too-long`), including a reconciliation without `name`, a `name` no data run was recorded under, or a `name` for another type", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "No read access to the log, a tenant-restricted caller, or an access review for neither an admin nor an auditor", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such log, or not a report type", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

@@ -155,6 +155,7 @@ async fn download(State(app): State<Arc<App>>, viewer: Viewer, RawQuery(raw): Ra
             since: blank(&form.since),
             until: blank(&form.until),
             format: blank(&form.format),
+            name: None,
         };
         asked(form.log.trim(), form.kind.trim(), &q, Timestamp::now())
     };
