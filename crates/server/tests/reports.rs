@@ -240,7 +240,7 @@ async fn the_reports_page_offers_what_the_caller_may_have() {
     let html = page.text();
     assert!(html.contains("<a href=\"/reports\" aria-current=\"page\""), "{html}");
     assert!(html.contains("action=\"/reports/download\""), "{html}");
-    for field in ["log", "type", "since", "until", "format"] {
+    for field in ["log", "type", "since", "until", "name", "format"] {
         assert!(html.contains(&format!("<label for=\"r-{field}\"")), "{field}: {html}");
         assert!(
             html.contains(&format!("id=\"r-{field}\" name=\"{field}\"")),
@@ -460,4 +460,35 @@ async fn a_reconciliation_report_covers_the_comparison_name_names() {
         let p = problem(&h.get(&path, Some(&read)).await, 400, "invalid-query");
         assert_eq!(p, detail, "{path}");
     }
+
+    // The dashboard's form asks for the comparison and downloads the same
+    // report; a blank name comes back on the form, naming the field.
+    let viewer = sign_in(&h, "vic", Role::Viewer).await;
+    let html = browser(&h, Method::GET, "/reports", Some(&viewer), None).await.text();
+    assert!(html.contains("value=\"reconciliation\""), "{html}");
+    let r = browser(
+        &h,
+        Method::GET,
+        &format!("/reports/download?log=default&type=reconciliation&{PERIOD}&format=json&name=nightly"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["runs_total"], 2);
+    let r = browser(
+        &h,
+        Method::GET,
+        &format!("/reports/download?log=default&type=reconciliation&{PERIOD}&format=json&name="),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let html = r.text();
+    assert!(
+        html.contains("role=\"alert\"") && html.contains("name: a reconciliation report"),
+        "{html}"
+    );
+    assert!(html.contains("<option value=\"reconciliation\" selected>"), "{html}");
 }

@@ -41,6 +41,8 @@ struct Asked {
     since: String,
     until: String,
     format: String,
+    /// The comparison a reconciliation report covers.
+    name: String,
 }
 
 #[derive(askama::Template)]
@@ -65,6 +67,9 @@ impl ReportsPage {
     fn is_format(&self, v: &str) -> bool {
         self.asked.format == v
     }
+    fn offers(&self, v: &str) -> bool {
+        self.kinds.iter().any(|(k, _)| *k == v)
+    }
 }
 
 const FORMATS: [(&str, &str); 3] = [
@@ -78,6 +83,7 @@ fn kinds(caller: &Caller) -> Vec<(&'static str, &'static str)> {
     if caller.require_system_read().is_ok() {
         out.push(("access-review", "Access review (users and API keys)"));
     }
+    out.push(("reconciliation", "Reconciliation (the runs of one named comparison)"));
     out
 }
 
@@ -132,7 +138,7 @@ async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Result<Response, R
     form_page(app, &viewer, Asked::default(), None).await
 }
 
-/// `GET /reports/download?log=…&type=…&since=…&until=…&format=…`: the
+/// `GET /reports/download?log=…&type=…&since=…&until=…&format=…&name=…`: the
 /// report as a file, or the form again with the refusal.
 async fn download(State(app): State<Arc<App>>, viewer: Viewer, RawQuery(raw): RawQuery) -> Result<Response, Response> {
     let form: Asked = match serde_urlencoded::from_str(raw.as_deref().unwrap_or("")) {
@@ -155,7 +161,7 @@ async fn download(State(app): State<Arc<App>>, viewer: Viewer, RawQuery(raw): Ra
             since: blank(&form.since),
             until: blank(&form.until),
             format: blank(&form.format),
-            name: None,
+            name: blank(&form.name),
         };
         asked(form.log.trim(), form.kind.trim(), &q, Timestamp::now())
     };
