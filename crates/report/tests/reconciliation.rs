@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 use sealtrail_event::Timestamp;
 use sealtrail_ledger::DataDir;
@@ -15,14 +14,13 @@ use sealtrail_report::{generate, render, Format, ReportKind, Request};
 use sealtrail_trail::{Trail, TrailOptions};
 use serde_json::{json, Value};
 
+mod support;
+use support::{in_browser, json_of, openpyxl, screens, sheet, signed_root, ts};
+
 const NAME: &str = "nightly-invoices";
 const OTHER: &str = "payroll-sync";
 const SINCE: &str = "2026-03-01T00:00:00Z";
 const UNTIL: &str = "2026-03-08T00:00:00Z";
-
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
 
 /// One run as the test records it: what the report must show.
 #[derive(Clone)]
@@ -171,17 +169,6 @@ fn request(name: Option<&str>, since: Option<&str>, until: Option<&str>) -> Requ
         now: ts("2026-03-20T00:00:00Z"),
         name: name.map(str::to_string),
     }
-}
-
-fn json_of(report: &sealtrail_report::Report) -> Value {
-    serde_json::from_slice(&render(report, Format::Json).unwrap()).unwrap()
-}
-
-fn signed_root(data: &Path, log: &str) -> (u64, String) {
-    use base64::Engine as _;
-    let l = DataDir::new(data).open_log_read_only(log).unwrap();
-    let (cp, _) = l.checkpoint();
-    (cp.size, base64::engine::general_purpose::STANDARD.encode(cp.root))
 }
 
 /// The specs of `NAME` started in the period, with their ids, oldest first.
@@ -453,36 +440,6 @@ fn a_missing_or_unknown_name_is_refused_naming_it() {
 
 // --- the XLSX read by openpyxl --------------------------------------------
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn openpyxl(path: &Path) -> Value {
-    let run = Command::new(repo_root().join("scripts/report-xlsx"))
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "scripts/report-xlsx failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    serde_json::from_slice(&run.stdout).unwrap()
-}
-
-fn sheet<'a>(book: &'a Value, name: &str) -> &'a Value {
-    book["sheets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no sheet {name}"))
-}
-
 #[test]
 fn the_workbook_opens_in_openpyxl_with_a_line_chart_of_the_trend() {
     let f = fixture();
@@ -551,34 +508,11 @@ fn the_workbook_opens_in_openpyxl_with_a_line_chart_of_the_trend() {
 
 #[test]
 fn the_html_renders_and_prints_in_a_real_browser() {
-    let root = repo_root();
-    assert!(
-        Path::new("/usr/bin/chromium").exists() && root.join("tests/browser/node_modules/playwright-core").exists(),
-        "the browser tests need Debian's chromium at /usr/bin/chromium and tests/browser/node_modules: run scripts/browser"
-    );
     let f = fixture();
     let report = generate(&f.data, &request(Some(NAME), Some(SINCE), Some(UNTIL))).unwrap();
     let html = String::from_utf8(render(&report, Format::Html).unwrap()).unwrap();
-    let out = root.join("target/report-screens");
-    std::fs::create_dir_all(&out).unwrap();
-    let file = out.join("reconciliation.html");
-    std::fs::write(&file, &html).unwrap();
-    let run = Command::new("node")
-        .arg(root.join("tests/browser/report.mjs"))
-        .arg(&file)
-        .arg(&out)
-        .arg("reconciliation")
-        .current_dir(root.join("tests/browser"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "report.mjs failed: {stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let out = screens();
+    let seen = in_browser(&html, &out, "reconciliation");
     for s in ["checkpoint", "runs-overview", "trend", "runs", "run-failures", "note"] {
         assert!(
             seen["sections"].as_array().unwrap().contains(&json!(s)),

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,9 @@ use sealtrail_report::{generate, render, Format, ReportKind, Request};
 use sealtrail_trail::{Trail, TrailOptions};
 use serde_json::{json, Value};
 
+mod support;
+use support::{in_browser, json_of, openpyxl, repo_root, screens, sheet, signed_root, ts};
+
 const DAY1: &str = "2026-01-01T00:00:00Z";
 const DAY2: &str = "2026-01-02T00:00:00Z";
 const DAY3: &str = "2026-01-03T00:00:00Z";
@@ -27,10 +30,6 @@ const DAY3: &str = "2026-01-03T00:00:00Z";
 const QUIET: (&str, &str) = ("2026-01-02T10:00:00Z", "2026-01-02T13:00:00Z");
 /// This service stops sending at the start of day 2: a missing source.
 const SILENCED: &str = "billing-api";
-
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
 
 /// One sent event as the test knows it.
 struct Sent {
@@ -262,10 +261,6 @@ fn request(kind: ReportKind, since: Option<&str>, until: Option<&str>) -> Reques
     }
 }
 
-fn json_of(report: &sealtrail_report::Report) -> Value {
-    serde_json::from_slice(&render(report, Format::Json).unwrap()).unwrap()
-}
-
 /// Counts as the report ranks them: count descending, then value.
 fn ranked(counts: HashMap<String, u64>, top: usize) -> Vec<Value> {
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
@@ -290,13 +285,6 @@ fn glob(pattern: &str, text: &str) -> bool {
             text.starts_with(head) && (0..=text.len() - head.len()).any(|i| glob(rest, &text[head.len() + i..]))
         }
     }
-}
-
-fn signed_root(data: &Path, log: &str) -> (u64, String) {
-    use base64::Engine as _;
-    let l = DataDir::new(data).open_log_read_only(log).unwrap();
-    let (cp, _) = l.checkpoint();
-    (cp.size, base64::engine::general_purpose::STANDARD.encode(cp.root))
 }
 
 #[test]
@@ -701,27 +689,8 @@ fn an_empty_period_gives_an_empty_report_and_bad_arguments_are_named() {
 
 // --- the HTML in a real browser -----------------------------------------
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// target/report-screens, where the screenshots and PDFs are kept.
-fn screens() -> PathBuf {
-    let dir = repo_root().join("target/report-screens");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn each_report_renders_and_prints_in_a_real_browser() {
-    let root = repo_root();
-    assert!(
-        Path::new("/usr/bin/chromium").exists() && root.join("tests/browser/node_modules/playwright-core").exists(),
-        "the browser tests need Debian's chromium at /usr/bin/chromium and tests/browser/node_modules: run scripts/browser"
-    );
     let f = fixture();
     let out = screens();
     for (kind, since, until, sections, min_svgs) in [
@@ -756,24 +725,7 @@ fn each_report_renders_and_prints_in_a_real_browser() {
             html.matches("http://www.w3.org/2000/svg").count(),
             "{kind}: a link or resource outside the file"
         );
-        let file = out.join(format!("{kind}.html"));
-        std::fs::write(&file, &html).unwrap();
-        let run = Command::new("node")
-            .arg(root.join("tests/browser/report.mjs"))
-            .arg(&file)
-            .arg(&out)
-            .arg(kind.as_str())
-            .current_dir(root.join("tests/browser"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(
-            run.status.success(),
-            "{kind}: report.mjs failed: {stdout}\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+        let seen = in_browser(&html, &out, kind.as_str());
         for s in sections {
             assert!(
                 seen["sections"].as_array().unwrap().contains(&json!(s)),
@@ -798,29 +750,6 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 }
 
 // --- the XLSX read by openpyxl --------------------------------------------
-
-fn openpyxl(path: &Path) -> Value {
-    let run = Command::new(repo_root().join("scripts/report-xlsx"))
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "scripts/report-xlsx failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    serde_json::from_slice(&run.stdout).unwrap()
-}
-
-fn sheet<'a>(book: &'a Value, name: &str) -> &'a Value {
-    book["sheets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no sheet {name}"))
-}
 
 #[test]
 fn the_workbooks_open_in_openpyxl_with_charts_and_the_same_figures() {
