@@ -628,14 +628,7 @@ async fn sign_in(h: &Harness, name: &str) -> Result<String, u16> {
         assert!(r.headers.get(header::SET_COOKIE).is_none(), "{}", r.text());
         return Err(r.status.as_u16());
     }
-    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
-    Ok(set
-        .strip_prefix("sealtrail_session=")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string())
+    Ok(support::session_secret(&r))
 }
 
 /// A server with users of every role, events of two tenants, a job, a

@@ -86,21 +86,8 @@ async fn sign_in(h: &Harness, name: &str) -> (String, String) {
     )
     .await;
     assert_eq!(r.status, 303, "{}", r.text());
-    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
-    let secret = set
-        .strip_prefix("sealtrail_session=")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let (_, s) = h
-        .app
-        .meta
-        .session(&secret, 3600, jiff::Timestamp::now())
-        .unwrap()
-        .unwrap();
-    (secret, s.csrf)
+    let s = support::session(h, support::session_secret(&r));
+    (s.secret, s.csrf)
 }
 
 /// System-log events with `action`, oldest first.

@@ -73,21 +73,12 @@ async fn login(h: &Harness, fields: &[(&str, &str)]) -> Reply {
 
 /// The session secret a sign-in reply set.
 fn cookie(r: &Reply) -> String {
-    let set = r
-        .headers
-        .get(header::SET_COOKIE)
-        .unwrap_or_else(|| panic!("no cookie set: {} {}", r.status, r.text()))
-        .to_str()
-        .unwrap();
+    let secret = support::session_secret(r);
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(set.contains(attr), "{set}");
     }
-    set.strip_prefix("sealtrail_session=")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
+    secret
 }
 
 fn location(r: &Reply) -> &str {

@@ -227,14 +227,27 @@ pub async fn sign_in(h: &Harness, name: &str, role: sealtrail_meta::Role) -> Ses
     let form = format!("username={name}&password=correct%20horse%20battery%20staple");
     let r = browser(h, Method::POST, "/login", None, Some(form)).await;
     assert_eq!(r.status, 303, "{}", r.text());
-    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
-    let secret = set
-        .strip_prefix("sealtrail_session=")
+    session(h, session_secret(&r))
+}
+
+/// The session secret a sign-in reply set in its cookie.
+pub fn session_secret(r: &Reply) -> String {
+    let set = r
+        .headers
+        .get(header::SET_COOKIE)
+        .unwrap_or_else(|| panic!("no cookie set: {} {}", r.status, r.text()))
+        .to_str()
+        .unwrap();
+    set.strip_prefix("sealtrail_session=")
         .unwrap()
         .split(';')
         .next()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+/// The live session `secret` opens, with its CSRF token.
+pub fn session(h: &Harness, secret: String) -> Session {
     let (_, s) = h
         .app
         .meta
