@@ -9,6 +9,10 @@
 //! a job's run on its own thread ([`DataRunPool::slot_blocking`]), in one
 //! queue. The semaphore is `tokio::sync`'s, which needs no runtime.
 //!
+//! The pool also counts the runs holding a slot and those waiting for
+//! one, from either side, and publishes them as the gauges
+//! `sealtrail_data_runs_running` and `sealtrail_data_runs_queued`.
+//!
 //! Not here: admitting or queueing API requests (`data.max_queued`), or
 //! the run history.
 
@@ -34,12 +38,56 @@ pub struct DataRunPool {
     slots: Arc<Semaphore>,
     /// Runs whose directory is in use (queued or running): never pruned.
     busy: Mutex<HashSet<i64>>,
+    counts: Arc<Counts>,
+}
+
+/// Runs holding a slot and runs waiting for one. Changed and published
+/// under one lock, so the gauges never show a torn pair.
+#[derive(Debug, Default)]
+struct Counts(Mutex<(usize, usize)>);
+
+impl Counts {
+    fn change(&self, f: impl FnOnce(&mut usize, &mut usize)) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (running, waiting) = &mut *c;
+        f(running, waiting);
+        metrics::gauge!("sealtrail_data_runs_running").set(*running as f64);
+        metrics::gauge!("sealtrail_data_runs_queued").set(*waiting as f64);
+    }
+
+    fn get(&self) -> (usize, usize) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// One of `data.max_running` slots, given back when dropped.
 #[derive(Debug)]
 pub struct DataSlot {
     _permit: OwnedSemaphorePermit,
+    counts: Arc<Counts>,
+}
+
+impl Drop for DataSlot {
+    fn drop(&mut self) {
+        self.counts.change(|running, _| *running = running.saturating_sub(1));
+    }
+}
+
+/// Counts a waiter for as long as it waits, however the wait ends
+/// (a slot, giving up, or the future dropped).
+struct Waiting<'a>(&'a Counts);
+
+impl<'a> Waiting<'a> {
+    fn new(counts: &'a Counts) -> Waiting<'a> {
+        counts.change(|_, waiting| *waiting += 1);
+        Waiting(counts)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.change(|_, waiting| *waiting = waiting.saturating_sub(1));
+    }
 }
 
 /// Marks a run's directory as in use until dropped.
@@ -76,6 +124,11 @@ impl DataRunPool {
             max_running,
             slots: Arc::new(Semaphore::new(max_running)),
             busy: Mutex::new(HashSet::new()),
+            counts: {
+                let counts = Arc::new(Counts::default());
+                counts.change(|_, _| {});
+                counts
+            },
         }
     }
 
@@ -108,11 +161,32 @@ impl DataRunPool {
         self.slots.available_permits()
     }
 
+    /// Runs holding a slot now, whether the API's or a job's.
+    pub fn running(&self) -> usize {
+        self.counts.get().0
+    }
+
+    /// Runs waiting for a slot now, whether the API's or a job's.
+    pub fn waiting(&self) -> usize {
+        self.counts.get().1
+    }
+
     /// Wait on the async runtime for a slot, in turn. `None` only if the
     /// slots were closed, which they never are.
     pub async fn slot(&self) -> Option<DataSlot> {
+        let waiting = Waiting::new(&self.counts);
         let permit = self.slots.clone().acquire_owned().await.ok()?;
-        Some(DataSlot { _permit: permit })
+        let counts = self.counts.clone();
+        // One change, so no reader sees the run in neither count.
+        std::mem::forget(waiting);
+        counts.change(|running, waiting| {
+            *waiting = waiting.saturating_sub(1);
+            *running += 1;
+        });
+        Some(DataSlot {
+            _permit: permit,
+            counts,
+        })
     }
 
     /// Wait on this thread for a slot, in turn with the runs waiting on
@@ -196,6 +270,48 @@ mod tests {
         drop(held);
         assert!(waiter.join().expect("the waiter"));
         assert_eq!(pool.free_slots(), 1);
+    }
+
+    #[test]
+    fn runs_holding_and_waiting_for_slots_are_counted_however_the_wait_ends() {
+        let pool = pool(1);
+        assert_eq!((pool.running(), pool.waiting()), (0, 0));
+        let held = pool.slot_blocking(|| false).expect("a free slot");
+        assert_eq!((pool.running(), pool.waiting()), (1, 0));
+
+        // A waiter that gives up leaves the count.
+        let start = Instant::now();
+        let watcher = std::thread::spawn({
+            let pool = pool.clone();
+            move || {
+                let mut seen = 0;
+                while start.elapsed() < Duration::from_millis(150) {
+                    seen = seen.max(pool.waiting());
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                seen
+            }
+        });
+        assert!(pool
+            .slot_blocking(|| start.elapsed() >= Duration::from_millis(200))
+            .is_none());
+        assert_eq!(watcher.join().expect("the watcher"), 1, "the waiter was not counted");
+        assert_eq!((pool.running(), pool.waiting()), (1, 0));
+
+        // A waiter that gets the slot moves from one count to the other.
+        let waiter = std::thread::spawn({
+            let pool = pool.clone();
+            move || pool.slot_blocking(|| false).expect("the freed slot")
+        });
+        while pool.waiting() == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!((pool.running(), pool.waiting()), (1, 1));
+        drop(held);
+        let second = waiter.join().expect("the waiter");
+        assert_eq!((pool.running(), pool.waiting()), (1, 0));
+        drop(second);
+        assert_eq!((pool.running(), pool.waiting()), (0, 0));
     }
 
     #[test]

@@ -858,6 +858,20 @@ async fn a_scheduled_data_run_waits_for_a_slot_of_data_max_running() {
         .len();
     let started = Instant::now();
     run_now(&h, &admin, "busy").await;
+    // The waiting job is in the data-run gauges beside the slot's holder.
+    let mut gauges = (0.0, 0.0);
+    while started.elapsed() < Duration::from_secs(4) {
+        let m = h.get("/metrics", None).await.text();
+        gauges = (
+            support::metric(&m, "sealtrail_data_runs_running"),
+            support::metric(&m, "sealtrail_data_runs_queued"),
+        );
+        if gauges == (1.0, 1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gauges, (1.0, 1.0), "running and queued data runs");
     let runs = runs_of(&h, &admin, "busy", 1).await;
     // Nine tenths of its timeout waited, then a failure saying why.
     assert!(

@@ -96,7 +96,6 @@ pub struct DataRuns {
 struct Live {
     /// Places taken: queued, running, or being uploaded.
     admitted: usize,
-    running: usize,
     runs: HashMap<i64, Arc<LiveRun>>,
 }
 
@@ -129,8 +128,6 @@ impl DataRuns {
                 }
             }
         }
-        metrics::gauge!("sealtrail_data_runs_running").set(0.0);
-        metrics::gauge!("sealtrail_data_runs_queued").set(0.0);
         metrics::counter!("sealtrail_data_runs_refused_total").increment(0);
         Ok(DataRuns {
             pool: Arc::new(DataRunPool::new(dir, config.data.keep_runs, config.data.max_running)),
@@ -169,7 +166,6 @@ impl DataRuns {
             return Err(p);
         }
         live.admitted += 1;
-        gauges(&live);
         Ok(Ticket { runs: self.clone() })
     }
 
@@ -197,11 +193,6 @@ impl DataRuns {
     }
 }
 
-fn gauges(live: &Live) {
-    metrics::gauge!("sealtrail_data_runs_running").set(live.running as f64);
-    metrics::gauge!("sealtrail_data_runs_queued").set(live.admitted.saturating_sub(live.running) as f64);
-}
-
 /// A place taken among `data.max_running + data.max_queued`, given back
 /// when dropped.
 struct Ticket {
@@ -212,7 +203,6 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut live = self.runs.live();
         live.admitted = live.admitted.saturating_sub(1);
-        gauges(&live);
     }
 }
 
@@ -1023,17 +1013,9 @@ fn begin(app: &Arc<App>, caller: &Caller, s: Submission, ticket: Ticket) -> Resu
             return;
         };
         live.running.store(true, Ordering::SeqCst);
-        {
-            let mut l = app.data_runs.live();
-            l.running += 1;
-            gauges(&l);
-        }
         let worker = app.clone();
         let _ = tokio::task::spawn_blocking(move || job.run(&worker)).await;
-        let mut l = app.data_runs.live();
-        l.running = l.running.saturating_sub(1);
-        l.runs.remove(&id);
-        gauges(&l);
+        app.data_runs.live().runs.remove(&id);
     });
     Ok((id, view))
 }
