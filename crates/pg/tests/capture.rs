@@ -667,6 +667,12 @@ fn rows_drain_in_transaction_order_when_ids_gain_a_digit() {
 fn a_writer_search_path_that_shadows_pg_catalog_records_the_true_changes() {
     let db = Db::new("shadow");
     let writer = format!("{}_writer", db.name);
+    // Declared before the connections, so dropped after them.
+    let guard = WithRole {
+        db: Some(db),
+        role: writer.clone(),
+    };
+    let db = guard.db.as_ref().expect("database");
     let mut c = db.client();
     c.batch_execute(&format!(
         "CREATE ROLE {writer} LOGIN;
@@ -804,13 +810,23 @@ fn a_writer_search_path_that_shadows_pg_catalog_records_the_true_changes() {
         .as_str()
         .expect("statement")
         .contains("TRUNCATE public.items;"));
+}
 
-    drop(w);
-    drop(c);
-    drop(db);
-    sealtrail_testgen::pg::admin()
-        .batch_execute(&format!("DROP ROLE IF EXISTS {writer}"))
-        .expect("drop role");
+/// A test database and a role owning objects in it: the database is
+/// dropped first, then the role, also when the test fails.
+struct WithRole {
+    db: Option<Db>,
+    role: String,
+}
+
+impl Drop for WithRole {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        let dropped = sealtrail_testgen::pg::admin().batch_execute(&format!("DROP ROLE IF EXISTS {}", self.role));
+        if let Err(e) = dropped {
+            eprintln!("dropping role {}: {e}", self.role);
+        }
+    }
 }
 
 /// An install of version 3 set `search_path` on every call of its trigger
