@@ -11,9 +11,16 @@
 //! 2. overhead on a bulk `INSERT … SELECT`: no capture, triggers, logical;
 //! 3. drain throughput into a trail: the outbox (triggers) beside a plain
 //!    read of the same rows, and the slot (logical) beside the server's
-//!    decoding alone (`pg_logical_slot_peek_binary_changes` counted).
+//!    decoding alone (`pg_logical_slot_peek_binary_changes` counted);
+//! 4. overhead under the real `pgbench` in a database it initialized:
+//!    its built-in `simple-update` transaction with the triggers on the
+//!    tables it writes (`pgbench_accounts`, `pgbench_history`), and
+//!    `tpcb-like` with them on all four tables, each beside runs without
+//!    capture, alternating.
 //!
-//! cargo run --release -p sealtrail-pg --example capture_bench -- [updates] [bulk rows] [drain rows]
+//! cargo run --release -p sealtrail-pg --example capture_bench -- [updates] [bulk rows] [drain rows] [pgbench seconds] [pgbench scale]
+//!
+//! (defaults 20000, 1000000, 200000, 15 s per pgbench run, scale 10)
 
 use std::time::Instant;
 
@@ -40,6 +47,7 @@ fn main() {
             .unwrap_or(default)
     };
     let (updates, bulk, drained) = (arg(1, 20_000), arg(2, 1_000_000), arg(3, 200_000));
+    let (seconds, scale) = (arg(4, 15), arg(5, 10));
     // The shared server's settings (BENCHMARKS.md, "Machine"), but for
     // wal_level.
     let pg = Cluster::new(&[
@@ -59,6 +67,88 @@ fn main() {
         pg.port
     );
     run(&pg.dsn(), updates, bulk, drained);
+    pgbench(&pg, seconds, scale);
+}
+
+/// Measurement 4, the real pgbench: `pgbench -i` a database of its own,
+/// then each built-in script for `seconds` per run from `CLIENTS`
+/// clients, without capture and with the triggers on the tables the
+/// script writes, alternating, best of 3 each.
+fn pgbench(pg: &Cluster, seconds: usize, scale: usize) {
+    pg.client()
+        .batch_execute("CREATE DATABASE pgbench")
+        .expect("create the pgbench database");
+    let dsn = pg.dsn_of("pgbench");
+    let port = pg.port.to_string();
+    let connection = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
+    let scale_text = scale.to_string();
+    let mut init = connection.to_vec();
+    init.extend(["-i", "-q", "-s", scale_text.as_str(), "pgbench"]);
+    pg.run("pgbench", &init);
+    let mut c = Client::connect(&dsn, NoTls).expect("connect to the pgbench database");
+    let scripts: [(&str, &[&str]); 2] = [
+        ("simple-update", &["pgbench_accounts", "pgbench_history"]),
+        (
+            "tpcb-like",
+            &[
+                "pgbench_accounts",
+                "pgbench_branches",
+                "pgbench_tellers",
+                "pgbench_history",
+            ],
+        ),
+    ];
+    for (script, captured) in scripts {
+        let mut best = [0f64; 2];
+        for _ in 0..3 {
+            for (k, best) in best.iter_mut().enumerate() {
+                let _ = uninstall(&dsn, true);
+                if k == 1 {
+                    let opts = InstallOptions {
+                        tables: Tables::List(captured.iter().map(|t| t.to_string()).collect()),
+                        ..InstallOptions::default()
+                    };
+                    install(&dsn, &opts).expect("install triggers on the pgbench tables");
+                }
+                // pgbench's own vacuum (`-n` skips it) would truncate
+                // pgbench_history, a captured change of its own.
+                c.batch_execute("VACUUM").expect("vacuum");
+                c.batch_execute("CHECKPOINT").expect("checkpoint");
+                *best = best.max(pgbench_tps(pg, &connection, script, seconds));
+            }
+        }
+        println!(
+            "pgbench -b {script}, scale {scale}, {CLIENTS} clients, {seconds} s per run, best of 3: no capture {:.0} tps; triggers on {} {:.0} tps ({:.1}% overhead)",
+            best[0],
+            captured.join(", "),
+            best[1],
+            (best[0] / best[1] - 1.0) * 100.0
+        );
+    }
+    let _ = uninstall(&dsn, true);
+}
+
+/// The tps pgbench reports for one run of built-in `script`.
+fn pgbench_tps(pg: &Cluster, connection: &[&str], script: &str, seconds: usize) -> f64 {
+    let clients = CLIENTS.to_string();
+    let seconds = seconds.to_string();
+    let out = pg
+        .command("pgbench")
+        .args(connection)
+        .args([
+            "-n", "-b", script, "-c", &clients, "-j", &clients, "-T", &seconds, "pgbench",
+        ])
+        .output()
+        .expect("run pgbench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench -b {script}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench's output: {text}"))
 }
 
 fn options(mode: Mode) -> InstallOptions {

@@ -8,7 +8,8 @@
 //! ends. Each row becomes one event whose idempotency key is
 //! `pg-<epoch>-<xid>-<id>`; the batch is appended durably, and only then
 //! are its rows deleted from the outbox (with the watermark updated in the
-//! same transaction).
+//! same transaction). The read of the next batch, which starts after the
+//! last row of this one, runs while this one is appended.
 //!
 //! Why nothing is lost or duplicated: a row leaves the outbox only after
 //! the trail acknowledged it as durable. A drainer killed after the append
@@ -160,6 +161,7 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
                    FROM sealtrail.outbox o
                    LEFT JOIN sealtrail.tables t ON t.relid = o.relid
                   WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
+                    AND (o.xid, o.id) > ($3::text::xid8, $4)
                   ORDER BY o.xid, o.id
                   LIMIT $1) batch
           WHERE running - size < $2
@@ -180,43 +182,43 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         epoch: &epoch,
     };
     let mut report = DrainReport::default();
-    loop {
-        let want = match opts.limit {
-            Some(limit) => (limit - report.rows).min(opts.batch as u64),
-            None => opts.batch as u64,
-        };
-        if want == 0 {
-            break;
-        }
-        let rows = client
-            .query(&read, &[&(want as i64), &BATCH_BYTES])
-            .map_err(CaptureError::pg("reading the outbox"))?;
-        if rows.is_empty() {
-            break;
-        }
-        let outbox: Vec<OutboxRow> = rows
-            .iter()
-            .map(|row| OutboxRow {
-                id: row.get(0),
-                xid: row.get(1),
-                kind: row.get(2),
-                payload: row.get(3),
-                captured_at: row.get(4),
-                commit_time: row.get(5),
-                commit_lsn: None,
-            })
-            .collect();
-        drop(rows);
-        let count = outbox.len();
-        let (last_id, last_xid) = outbox.last().map(|o| (o.id, o.xid.clone())).unwrap_or_default();
-        append(&ctx, trail, &outbox, &mut report)?;
+    let want = |done: u64| match opts.limit {
+        Some(limit) => limit.saturating_sub(done).min(opts.batch as u64),
+        None => opts.batch as u64,
+    };
+    // The transaction id below every real one, and no row id.
+    let mut batch = read_batch(&mut client, &read, want(0), "0", 0)?;
+    while !batch.is_empty() {
+        let count = batch.len();
+        let (last_id, last_xid) = batch.last().map(|o| (o.id, o.xid.clone())).unwrap_or_default();
+        let next_want = want(report.rows + count as u64);
+        // The next batch is read while this one is appended: it starts
+        // after this batch's last (xid, id), so it does not need this
+        // batch deleted first, and the delete below still waits for the
+        // append to be durable. The server builds the next payloads while
+        // the trail ingests these.
+        let (appended, next) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                if next_want == 0 {
+                    Ok(Vec::new())
+                } else {
+                    read_batch(&mut client, &read, next_want, &last_xid, last_id)
+                }
+            });
+            let appended = append(&ctx, trail, &batch, &mut report);
+            (appended, reader.join())
+        });
+        appended?;
+        let next = next.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        drop(batch);
         // The append is durable: now, and only now, the rows may go.
         let mut tx = client
             .transaction()
             .map_err(CaptureError::pg("deleting drained rows"))?;
         // Every row up to the batch's last in (xid, id) order was in the
         // batch: all are of transactions that had ended before the read,
-        // and the read took them in that order from the start.
+        // and the read took them in that order from the previous batch's
+        // last on.
         let deleted = tx
             .execute(
                 "DELETE FROM sealtrail.outbox WHERE (xid, id) <= ($1::text::xid8, $2)",
@@ -246,8 +248,35 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         report.rows += count as u64;
         report.batches += 1;
         report.through = Some((last_xid, last_id));
+        batch = next;
     }
     Ok(report)
+}
+
+/// At most `want` outbox rows after (`after_xid`, `after_id`) in drain
+/// order, with `read` (the statement prepared in [`drain`]).
+fn read_batch(
+    client: &mut postgres::Client,
+    read: &postgres::Statement,
+    want: u64,
+    after_xid: &str,
+    after_id: i64,
+) -> Result<Vec<OutboxRow>, CaptureError> {
+    let rows = client
+        .query(read, &[&(want as i64), &BATCH_BYTES, &after_xid, &after_id])
+        .map_err(CaptureError::pg("reading the outbox"))?;
+    Ok(rows
+        .iter()
+        .map(|row| OutboxRow {
+            id: row.get(0),
+            xid: row.get(1),
+            kind: row.get(2),
+            payload: row.get(3),
+            captured_at: row.get(4),
+            commit_time: row.get(5),
+            commit_lsn: None,
+        })
+        .collect())
 }
 
 /// Append the events of `rows` to `trail` durably, counting them in

@@ -656,3 +656,231 @@ fn rows_drain_in_transaction_order_when_ids_gain_a_digit() {
     let st = status(&db.dsn()).expect("status").install.expect("installed");
     assert_eq!((st.pending, st.drained_total), (0, 3));
 }
+
+/// The trigger functions run under the writer's `search_path`. A writer
+/// that is no superuser puts a schema of its own before pg_catalog, with a
+/// function, operator or type of the same name as each built-in the
+/// functions use; the shadows forge values or raise. What is recorded
+/// must be the true rows, settings and role all the same. The tables have
+/// columns named as the functions' aliases of the transition tables.
+#[test]
+fn a_writer_search_path_that_shadows_pg_catalog_records_the_true_changes() {
+    let db = Db::new("shadow");
+    let writer = format!("{}_writer", db.name);
+    // Declared before the connections, so dropped after them.
+    let guard = WithRole {
+        db: Some(db),
+        role: writer.clone(),
+    };
+    let db = guard.db.as_ref().expect("database");
+    let mut c = db.client();
+    c.batch_execute(&format!(
+        "CREATE ROLE {writer} LOGIN;
+         CREATE SCHEMA evil AUTHORIZATION {writer};
+         CREATE TABLE items (id int PRIMARY KEY, n numeric, o text);
+         CREATE TABLE secrets (id int PRIMARY KEY, n text, o text, secret text);
+         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON items, secrets TO {writer};"
+    ))
+    .expect("schema and role");
+    let mut opts = tables(&["items", "secrets"]);
+    opts.exclude_columns = vec!["secrets.secret".into()];
+    install(&db.dsn(), &opts).expect("install");
+
+    let dsn = format!("host=127.0.0.1 port=5432 user={writer} dbname={}", db.name);
+    let mut w = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect as the writer");
+    w.batch_execute(
+        r#"SET search_path = evil, pg_catalog;
+         CREATE FUNCTION evil.row_to_json(r record) RETURNS pg_catalog.json LANGUAGE plpgsql
+             AS $$ BEGIN RETURN '{"id": 1, "forged": "row_to_json"}'; END $$;
+         CREATE FUNCTION evil.to_jsonb(v anyelement) RETURNS pg_catalog.jsonb LANGUAGE plpgsql
+             AS $$ BEGIN RETURN '{"id": 1, "forged": "to_jsonb"}'; END $$;
+         CREATE FUNCTION evil.current_setting(pg_catalog.text, pg_catalog.bool) RETURNS pg_catalog.text
+             LANGUAGE plpgsql AS $$ BEGIN RETURN 'forged'; END $$;
+         CREATE FUNCTION evil.current_query() RETURNS pg_catalog.text
+             LANGUAGE plpgsql AS $$ BEGIN RETURN 'forged'; END $$;
+         CREATE FUNCTION evil.minus(pg_catalog.jsonb, pg_catalog.text[]) RETURNS pg_catalog.jsonb
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'evil.- called'; END $$;
+         CREATE OPERATOR evil.- (LEFTARG = pg_catalog.jsonb, RIGHTARG = pg_catalog.text[], FUNCTION = evil.minus);
+         CREATE FUNCTION evil.eq(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.bool
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'evil.= called'; END $$;
+         CREATE OPERATOR evil.= (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = evil.eq);
+         CREATE FUNCTION evil.gt(pg_catalog.int4, pg_catalog.int4) RETURNS pg_catalog.bool
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'evil.> called'; END $$;
+         CREATE OPERATOR evil.> (LEFTARG = pg_catalog.int4, RIGHTARG = pg_catalog.int4, FUNCTION = evil.gt);
+         CREATE DOMAIN evil.json AS pg_catalog.text CHECK (VALUE IS NULL);
+         CREATE DOMAIN evil.text AS pg_catalog.text CHECK (VALUE IS NULL);"#,
+    )
+    .expect("the writer's shadows");
+    // The shadows are what an unqualified name finds in this session.
+    let row = w.query_one(
+        "SELECT current_setting('sealtrail.actor', true)::pg_catalog.text,
+                    row_to_json(t)::pg_catalog.text, 'x'::text IS NULL
+               FROM (SELECT 1 AS x) t",
+        &[],
+    );
+    match row {
+        Err(e) => {
+            let d = e.as_db_error().expect("a database error");
+            assert_eq!((d.schema(), d.datatype()), (Some("evil"), Some("text")), "{e:?}")
+        }
+        Ok(r) => panic!("the writer's text domain was not found: {r:?}"),
+    }
+    let row = w
+        .query_one(
+            "SELECT current_setting('sealtrail.actor', true)::pg_catalog.text,
+                    row_to_json(t)::pg_catalog.text FROM (SELECT 1 AS x) t",
+            &[],
+        )
+        .expect("shadowed calls");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("forged".into(), r#"{"id": 1, "forged": "row_to_json"}"#.into())
+    );
+
+    // The tables are named by schema: the writer's path has no public.
+    w.batch_execute(
+        "BEGIN;
+         SET LOCAL sealtrail.actor = 'u-9';
+         SET LOCAL sealtrail.reason = 'ticket 3';
+         SET LOCAL sealtrail.request_id = 'req-4';
+         SET LOCAL application_name = 'shop';
+         INSERT INTO public.items VALUES (1, 1.5, 'ann');
+         INSERT INTO public.secrets VALUES (1, 'bob', 'x', 's1');
+         UPDATE public.items SET o = 'anne' WHERE id = 1;
+         UPDATE public.secrets SET n = 'bobby', secret = 's2' WHERE id = 1;
+         DELETE FROM public.items WHERE id = 1;
+         DELETE FROM public.secrets WHERE id = 1;
+         TRUNCATE public.items;
+         COMMIT;",
+    )
+    .expect("changes under the shadowing search_path");
+
+    let t = trail();
+    // The writer's 12 statements that made its shadows are DDL, recorded
+    // by the DDL function (which keeps its own search_path), then the
+    // changes.
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 19);
+    let all = events(&t.trail);
+    assert_eq!(actions(&all[..12]), ["pg.ddl"; 12]);
+    let ev = &all[12..];
+    assert_eq!(
+        actions(ev),
+        [
+            "pg.insert",
+            "pg.insert",
+            "pg.update",
+            "pg.update",
+            "pg.delete",
+            "pg.delete",
+            "pg.truncate"
+        ]
+    );
+    let images: Vec<(&Value, &Value)> = ev[..6]
+        .iter()
+        .map(|e| (&e["changes"]["before"], &e["changes"]["after"]))
+        .collect();
+    assert_eq!(
+        images,
+        [
+            (&Value::Null, &json!({"id": 1, "n": 1.5, "o": "ann"})),
+            (&Value::Null, &json!({"id": 1, "n": "bob", "o": "x"})),
+            (
+                &json!({"id": 1, "n": 1.5, "o": "ann"}),
+                &json!({"id": 1, "n": 1.5, "o": "anne"})
+            ),
+            (
+                &json!({"id": 1, "n": "bob", "o": "x"}),
+                &json!({"id": 1, "n": "bobby", "o": "x"})
+            ),
+            (&json!({"id": 1, "n": 1.5, "o": "anne"}), &Value::Null),
+            (&json!({"id": 1, "n": "bobby", "o": "x"}), &Value::Null),
+        ]
+    );
+    assert_eq!(ev[2]["changes"]["fields"], json!(["o"]));
+    assert_eq!(ev[3]["changes"]["fields"], json!(["n"]));
+    for e in ev {
+        assert_eq!(e["actor"], json!({"id": "u-9", "type": "user"}), "{e}");
+        assert_eq!(e["details"]["reason"], "ticket 3", "{e}");
+        assert_eq!(e["context"]["request_id"], "req-4", "{e}");
+        assert_eq!(e["details"]["application_name"], "shop", "{e}");
+        assert_eq!(e["details"]["role"], writer.as_str(), "{e}");
+    }
+    assert_eq!(ev[6]["targets"], json!([{"type": "table", "id": "public.items"}]));
+    assert!(ev[6]["details"]["statement"]
+        .as_str()
+        .expect("statement")
+        .contains("TRUNCATE public.items;"));
+}
+
+/// A test database and a role owning objects in it: the database is
+/// dropped first, then the role, also when the test fails.
+struct WithRole {
+    db: Option<Db>,
+    role: String,
+}
+
+impl Drop for WithRole {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        let dropped = sealtrail_testgen::pg::admin().batch_execute(&format!("DROP ROLE IF EXISTS {}", self.role));
+        if let Err(e) = dropped {
+            eprintln!("dropping role {}: {e}", self.role);
+        }
+    }
+}
+
+/// An install of version 3 set `search_path` on every call of its trigger
+/// functions; re-running install replaces them with ones that do not, and
+/// keeps what waits in the outbox.
+#[test]
+fn an_install_of_version_3_upgrades_in_place() {
+    let db = Db::new("upgrade3");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .expect("schema");
+    let first = install(&db.dsn(), &tables(&["t"])).expect("install");
+    // What version 3 left: the same functions with a SET clause each.
+    c.batch_execute(
+        "ALTER FUNCTION sealtrail.capture_row() SET search_path = pg_catalog, pg_temp;
+         ALTER FUNCTION sealtrail.capture_row_excluding() SET search_path = pg_catalog, pg_temp;
+         ALTER FUNCTION sealtrail.capture_rows() SET search_path = pg_catalog, pg_temp;
+         ALTER FUNCTION sealtrail.capture_truncate() SET search_path = pg_catalog, pg_temp;
+         UPDATE sealtrail.install SET version = 3;
+         INSERT INTO t VALUES (1, 'a');",
+    )
+    .expect("a version 3 install");
+    let configured = |c: &mut postgres::Client| -> Vec<String> {
+        c.query(
+            "SELECT proname::text FROM pg_proc
+              WHERE pronamespace = 'sealtrail'::regnamespace AND proconfig IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .expect("functions with settings")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(
+        configured(&mut c),
+        [
+            "capture_ddl",
+            "capture_row",
+            "capture_row_excluding",
+            "capture_rows",
+            "capture_truncate",
+            "set_actor"
+        ]
+    );
+    let second = install(&db.dsn(), &tables(&["t"])).expect("upgrade");
+    assert!(!second.fresh);
+    assert_eq!((second.version, second.epoch.as_str()), (4, first.epoch.as_str()));
+    assert_eq!(configured(&mut c), ["capture_ddl", "set_actor"]);
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert_eq!((st.version, st.pending), (4, 1));
+    c.batch_execute("UPDATE t SET v = 'b'").expect("update");
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 2);
+    let ev = events(&t.trail);
+    assert_eq!(actions(&ev), ["pg.insert", "pg.update"]);
+    assert_eq!(ev[1]["changes"]["after"], json!({"id": 1, "v": "b"}));
+}
