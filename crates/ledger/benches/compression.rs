@@ -15,8 +15,10 @@
 //! during ingest, default 16,384), `SEALTRAIL_BENCH_COMPRESS_ROUNDS`
 //! (rounds of ingest and verify in every mode, default 9; 0 for the
 //! compression table alone), `SEALTRAIL_BENCH_COMPRESS_LEVELS` (the rows
-//! of the compression table, [`DEFAULT_ROWS`]). Progress to stderr,
-//! tables to stdout.
+//! of the compression table, `DEFAULT_ROWS`),
+//! `SEALTRAIL_BENCH_COMPRESS_LEVEL` (the level of the ingest rounds'
+//! compactions, default the ledger's). Progress to stderr, tables to
+//! stdout.
 //!
 //! Compression's instructions per row, whatever the load (one row a run):
 //!
@@ -50,6 +52,15 @@ enum Mode {
     /// read, bundles compressed and checked), no file written or synced:
     /// what compaction costs ingest in CPU alone.
     CpuOnly,
+}
+
+/// The zstd level of the ingest rounds' compactions:
+/// `SEALTRAIL_BENCH_COMPRESS_LEVEL`, else the ledger's default.
+fn level() -> i32 {
+    std::env::var("SEALTRAIL_BENCH_COMPRESS_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(sealtrail_ledger::log::DEFAULT_COMPRESSION_LEVEL)
 }
 
 /// Verification passes over each log per round.
@@ -142,7 +153,11 @@ fn load() -> String {
 fn ingest(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, every: u64) -> Run {
     let dir = DataDir::new(root);
     dir.create_log("default", None).unwrap();
-    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    let opts = LogOptions {
+        compression_level: level(),
+        ..LogOptions::default()
+    };
+    let log = dir.open_log("default", opts).unwrap();
     let cpu = cpu_secs();
     let t = Instant::now();
     let mut since = 0u64;
@@ -219,7 +234,7 @@ fn ingest(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, every: u64)
 /// in memory only; returns where the bundles end.
 fn compress_in_memory(log: &sealtrail_ledger::Log, from: u64) -> u64 {
     let to = log.size() / 256 * 256;
-    let level = sealtrail_ledger::log::DEFAULT_COMPRESSION_LEVEL;
+    let level = level();
     let mut c = zstd::bulk::Compressor::new(level).unwrap();
     c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
         .unwrap();
@@ -540,7 +555,7 @@ fn main() {
         );
     }
     println!(
-        "\n{batch} events per append (one fsync each), default options, level {}.",
-        sealtrail_ledger::log::DEFAULT_COMPRESSION_LEVEL
+        "\n{batch} events per append (one fsync each), default options at level {}.",
+        level()
     );
 }
