@@ -13,8 +13,19 @@
 //! `SEALTRAIL_BENCH_COMPRESS_BATCH` (entries per append, default 1,000),
 //! `SEALTRAIL_BENCH_COMPRESS_EVERY` (entries between two compactions
 //! during ingest, default 16,384), `SEALTRAIL_BENCH_COMPRESS_ROUNDS`
-//! (rounds of ingest and verify in every mode, default 9). Progress to
-//! stderr, tables to stdout.
+//! (rounds of ingest and verify in every mode, default 9; 0 for the
+//! compression table alone), `SEALTRAIL_BENCH_COMPRESS_LEVELS` (the rows
+//! of the compression table, `DEFAULT_ROWS`),
+//! `SEALTRAIL_BENCH_COMPRESS_LEVEL` (the level of the ingest rounds'
+//! compactions, default the ledger's). Progress to stderr, tables to
+//! stdout.
+//!
+//! Compression's instructions per row, whatever the load (one row a run):
+//!
+//! ```text
+//! SEALTRAIL_BENCH_COMPRESS_EVENTS=20000 SEALTRAIL_BENCH_COMPRESS_ROUNDS=0 SEALTRAIL_BENCH_COMPRESS_LEVELS=1 \
+//!   valgrind --tool=callgrind --toggle-collect=compression::compress_all target/release/deps/compression-<hash>
+//! ```
 #![allow(clippy::unwrap_used)]
 
 use sealtrail_ledger::storage::OsStorage;
@@ -41,6 +52,15 @@ enum Mode {
     /// read, bundles compressed and checked), no file written or synced:
     /// what compaction costs ingest in CPU alone.
     CpuOnly,
+}
+
+/// The zstd level of the ingest rounds' compactions:
+/// `SEALTRAIL_BENCH_COMPRESS_LEVEL`, else the ledger's default.
+fn level() -> i32 {
+    std::env::var("SEALTRAIL_BENCH_COMPRESS_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(sealtrail_ledger::log::DEFAULT_COMPRESSION_LEVEL)
 }
 
 /// Verification passes over each log per round.
@@ -133,7 +153,11 @@ fn load() -> String {
 fn ingest(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, every: u64) -> Run {
     let dir = DataDir::new(root);
     dir.create_log("default", None).unwrap();
-    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    let opts = LogOptions {
+        compression_level: level(),
+        ..LogOptions::default()
+    };
+    let log = dir.open_log("default", opts).unwrap();
     let cpu = cpu_secs();
     let t = Instant::now();
     let mut since = 0u64;
@@ -210,7 +234,7 @@ fn ingest(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, every: u64)
 /// in memory only; returns where the bundles end.
 fn compress_in_memory(log: &sealtrail_ledger::Log, from: u64) -> u64 {
     let to = log.size() / 256 * 256;
-    let level = sealtrail_ledger::log::DEFAULT_COMPRESSION_LEVEL;
+    let level = level();
     let mut c = zstd::bulk::Compressor::new(level).unwrap();
     c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
         .unwrap();
@@ -283,11 +307,59 @@ fn verify(root: &Path, n: usize) -> Run {
     }
 }
 
+/// The compression rows of the table, unless `SEALTRAIL_BENCH_COMPRESS_LEVELS`
+/// names others: a comma-separated list of levels, each a bundle as a
+/// version 3 pack frames it, `d` before it for the trained dictionary,
+/// `v2:` for a version 2 frame, `e` or `ed` for single events.
+const DEFAULT_ROWS: &str = "-5,-3,-1,1,2,3,4,6,9,15,d-3,d-1,d1,d3,d9,v2:1,v2:3,e3,ed3";
+
+/// Unit, dictionary, level of each row of `spec`.
+fn compression_rows(spec: &str) -> Vec<(&'static str, bool, i32)> {
+    spec.split(',')
+        .map(|row| {
+            let row = row.trim();
+            let (unit, dict, level) = if let Some(l) = row.strip_prefix("v2:") {
+                ("bundle, pack version 2", false, l)
+            } else if let Some(l) = row.strip_prefix("ed") {
+                ("event", true, l)
+            } else if let Some(l) = row.strip_prefix('e') {
+                ("event", false, l)
+            } else if let Some(l) = row.strip_prefix('d') {
+                ("bundle", true, l)
+            } else {
+                ("bundle", false, row)
+            };
+            let level = level
+                .parse()
+                .unwrap_or_else(|_| panic!("SEALTRAIL_BENCH_COMPRESS_LEVELS: {row:?} is not a row"));
+            (unit, dict, level)
+        })
+        .collect()
+}
+
+/// Every input compressed, one frame each. A function of its own, so
+/// that callgrind can count its instructions alone
+/// (`--toggle-collect=compression::compress_all`).
+#[inline(never)]
+fn compress_all(c: &mut zstd::bulk::Compressor<'_>, inputs: &[&[u8]]) -> Vec<Vec<u8>> {
+    inputs.iter().map(|b| c.compress(b).unwrap()).collect()
+}
+
+/// Every frame decompressed and its length checked (callgrind:
+/// `--toggle-collect=compression::decompress_all`).
+#[inline(never)]
+fn decompress_all(d: &mut zstd::bulk::Decompressor<'_>, frames: &[Vec<u8>], inputs: &[&[u8]]) {
+    for (f, b) in frames.iter().zip(inputs) {
+        let out = d.decompress(f, b.len()).unwrap();
+        assert_eq!(out.len(), b.len());
+    }
+}
+
 fn main() {
     let n = knob("SEALTRAIL_BENCH_COMPRESS_EVENTS", 200_000) as usize;
     let batch = knob("SEALTRAIL_BENCH_COMPRESS_BATCH", 1_000) as usize;
     let every = knob("SEALTRAIL_BENCH_COMPRESS_EVERY", 16_384);
-    let rounds = knob("SEALTRAIL_BENCH_COMPRESS_ROUNDS", 9).max(1) as usize;
+    let rounds = knob("SEALTRAIL_BENCH_COMPRESS_ROUNDS", 9) as usize;
     eprintln!("generating {n} events");
     let events: Vec<Vec<u8>> = sealtrail_testgen::events(7, n).collect();
     let bytes: u64 = events.iter().map(|e| e.len() as u64).sum();
@@ -321,27 +393,23 @@ fn main() {
         .collect();
     let bare_bundles: Vec<Vec<u8>> = bundles.iter().map(|b| bare(b)).collect();
     let raw: u64 = bundles.iter().map(|b| b.len() as u64).sum();
-    let training: Vec<Vec<u8>> = sealtrail_testgen::events(11, 20_000).collect();
-    let t = Instant::now();
-    let dict = zstd::dict::from_samples(&training, 64 * 1024).unwrap();
-    let train_secs = t.elapsed().as_secs_f64();
+    let rows =
+        compression_rows(&std::env::var("SEALTRAIL_BENCH_COMPRESS_LEVELS").unwrap_or_else(|_| DEFAULT_ROWS.into()));
+    // Trained only if a row asks for it: under callgrind, training costs
+    // more than all the rows.
+    let (dict, train_secs) = if rows.iter().any(|r| r.1) {
+        let training: Vec<Vec<u8>> = sealtrail_testgen::events(11, 20_000).collect();
+        let t = Instant::now();
+        (
+            zstd::dict::from_samples(&training, 64 * 1024).unwrap(),
+            t.elapsed().as_secs_f64(),
+        )
+    } else {
+        (Vec::new(), 0.0)
+    };
     println!("| unit | level | dictionary | ratio | compress MB/s | × SHA-256 | decompress MB/s |");
     println!("|---|---|---|---|---|---|---|");
-    for (unit, with_dict, level) in [
-        ("bundle", false, 1),
-        ("bundle", false, 2),
-        ("bundle", false, 3),
-        ("bundle", false, 4),
-        ("bundle", false, 6),
-        ("bundle", false, 9),
-        ("bundle", false, 15),
-        ("bundle", true, 3),
-        ("bundle", true, 9),
-        ("bundle, pack version 2", false, 1),
-        ("bundle, pack version 2", false, 3),
-        ("event", false, 3),
-        ("event", true, 3),
-    ] {
+    for (unit, with_dict, level) in rows {
         let inputs: Vec<&[u8]> = match unit {
             "bundle" => bare_bundles.iter().map(Vec::as_slice).collect(),
             "bundle, pack version 2" => bundles.iter().map(Vec::as_slice).collect(),
@@ -360,7 +428,7 @@ fn main() {
                 .unwrap();
         }
         let t = Instant::now();
-        let frames: Vec<Vec<u8>> = inputs.iter().map(|b| c.compress(b).unwrap()).collect();
+        let frames = compress_all(&mut c, &inputs);
         let csecs = t.elapsed().as_secs_f64();
         let packed: u64 = frames.iter().map(|f| f.len() as u64).sum();
         let mut d = if with_dict {
@@ -369,10 +437,7 @@ fn main() {
             zstd::bulk::Decompressor::new().unwrap()
         };
         let t = Instant::now();
-        for (f, b) in frames.iter().zip(&inputs) {
-            let out = d.decompress(f, b.len()).unwrap();
-            assert_eq!(out.len(), b.len());
-        }
+        decompress_all(&mut d, &frames, &inputs);
         let dsecs = t.elapsed().as_secs_f64();
         let cmb = mb_per_s(over, csecs);
         println!(
@@ -389,6 +454,9 @@ fn main() {
         raw as f64 / 1e6
     );
 
+    if rounds == 0 {
+        return;
+    }
     // Ingest and verify, without and with compaction, on real files, in
     // rounds: every round runs each mode once (starting one further on
     // each round) and each figure is a ratio to the round's own run
@@ -487,7 +555,7 @@ fn main() {
         );
     }
     println!(
-        "\n{batch} events per append (one fsync each), default options, level {}.",
-        sealtrail_ledger::log::DEFAULT_COMPRESSION_LEVEL
+        "\n{batch} events per append (one fsync each), default options at level {}.",
+        level()
     );
 }

@@ -336,3 +336,76 @@ fn crash_at_every_sync_point_of_a_prune_through_a_pack_of_each_version() {
         assert!(syncs >= 5, "{version:?}: {syncs}");
     }
 }
+
+/// Syncs and writes of one compaction: each pack one write (header and
+/// table included) and one sync; one directory sync for the packs and
+/// the segment split off together; none for the deletions.
+#[test]
+fn a_compaction_writes_each_pack_at_once_and_syncs_the_directory_twice() {
+    let storage = SimStorage::new();
+    let dir = sim_dir(&storage);
+    dir.create_log("default", None).unwrap();
+    let mut model = Vec::new();
+    let log = dir.open_log("default", opts()).unwrap();
+    append_n(&log, &mut model, 1100, 50);
+    let (syncs, writes) = (storage.syncs(), storage.writes());
+    let r = log.compact().unwrap();
+    assert_eq!((r.from, r.to), (0, 1024));
+    // 1-3: the segment appended to, the new one it hands over to, the
+    // directory; 4: the pack; 5-6: the segment of entries 1024.., the
+    // directory; 7-10: index and hashes, twice (before and under the
+    // commit lock); 11: the checkpoint slot.
+    assert_eq!(storage.syncs() - syncs, 11);
+    // The new segment's header; the pack; the split segment's header and
+    // its entries; the checkpoint slot.
+    assert_eq!(storage.writes() - writes, 5);
+    check(&log, &model, 0);
+    let files = names(&storage, &dir);
+    assert!(!files.contains(&"entries".to_string()), "{files:?}");
+    drop(log);
+    let report = verify_log(&storage, &dir.log_dir("default"), None, None).unwrap();
+    assert!(report.intact(), "{:?}", report.findings);
+}
+
+/// Entry `i` of 1,000 bytes no compressor can shrink (xorshift64).
+fn noise(i: u64) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..1000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_pack_larger_than_one_write_is_written_in_parts_and_reads_back() {
+    let storage = SimStorage::new();
+    let dir = sim_dir(&storage);
+    dir.create_log("default", None).unwrap();
+    let log = dir.open_log("default", opts()).unwrap();
+    // 24 bundles of about 256 KB each: more than the 4 MiB written at once.
+    let model: Vec<Vec<u8>> = (0..24 * 256 + 10).map(noise).collect();
+    for chunk in model.chunks(500) {
+        log.append(chunk).unwrap();
+    }
+    let writes = storage.writes();
+    let r = log.compact().unwrap();
+    assert_eq!((r.from, r.to), (0, 24 * 256));
+    assert!(r.packed_bytes > 5 << 20, "{r:?}");
+    // As above, but the pack in two writes of frames and one of its
+    // header and table.
+    assert_eq!(storage.writes() - writes, 7);
+    let pack = storage
+        .file_bytes(&dir.log_dir("default").join("pack-0000000000000000"))
+        .unwrap();
+    assert_eq!(&pack[..12], b"STLPACKS\0\0\0\x03");
+    assert_eq!(u32::from_be_bytes(pack[24..28].try_into().unwrap()), 24);
+    check(&log, &model, 0);
+    drop(log);
+    let report = verify_log(&storage, &dir.log_dir("default"), None, None).unwrap();
+    assert!(report.intact(), "{:?}", report.findings);
+    assert_eq!(report.entries, model.len() as u64);
+}

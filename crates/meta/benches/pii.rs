@@ -13,7 +13,10 @@
 //!
 //! Knobs: `SEALTRAIL_BENCH_EVENTS` (300,000), `SEALTRAIL_BENCH_BATCH`
 //! (1,000 events per `ingest` call), `SEALTRAIL_BENCH_ROUNDS` (5 runs of
-//! each), `SEALTRAIL_BENCH_DIR` (`target/bench-tmp`).
+//! each), `SEALTRAIL_BENCH_DIR` (`target/bench-tmp`),
+//! `SEALTRAIL_BENCH_MODES` (`plain,pii`; one of them alone runs only it
+//! and compares nothing: its instructions, whatever the load, are
+//! `valgrind --tool=callgrind` of the benchmark binary).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +40,15 @@ fn main() {
     let batch: usize = knob(BENCH, "SEALTRAIL_BENCH_BATCH", 1_000);
     let rounds: usize = knob(BENCH, "SEALTRAIL_BENCH_ROUNDS", 5);
     let base: String = knob(BENCH, "SEALTRAIL_BENCH_DIR", "target/bench-tmp".to_string());
+    let modes: String = knob(BENCH, "SEALTRAIL_BENCH_MODES", "plain,pii".to_string());
+    let modes: Vec<bool> = [false, true]
+        .into_iter()
+        .filter(|&pii| modes.contains(if pii { "pii" } else { "plain" }))
+        .collect();
+    if modes.is_empty() {
+        eprintln!("{BENCH} bench: SEALTRAIL_BENCH_MODES names neither plain nor pii");
+        std::process::exit(2);
+    }
     let mut events = Vec::with_capacity(count);
     let mut gen = sealtrail_testgen::events(1, count);
     loop {
@@ -62,7 +74,7 @@ fn main() {
     let mut protected = Vec::new();
     let (mut plain_cpu, mut protected_cpu) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        for pii in [false, true] {
+        for &pii in &modes {
             let dir = PathBuf::from(&base).join(format!("pii-{}-{round}-{pii}", std::process::id()));
             let cpu_before = cpu_time();
             let took = run(&dir, &events, batch, pii.then(|| master.clone()));
@@ -77,6 +89,10 @@ fn main() {
             if pii { &mut protected } else { &mut plain }.push(took);
             if pii { &mut protected_cpu } else { &mut plain_cpu }.push(cpu);
         }
+    }
+    if modes.len() < 2 {
+        // One mode alone (to count its instructions): nothing to compare.
+        return;
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();

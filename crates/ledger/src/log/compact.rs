@@ -8,12 +8,16 @@
 //!    bundle `B`, start a new one (as prune does);
 //! 2. write the packs of bundles `[packed end, B)`, each bundle read from
 //!    its segment (checksums checked), compressed, decompressed again and
-//!    compared, under a temporary name, synced, renamed, directory synced;
+//!    compared, under a temporary name, synced, renamed;
 //! 3. copy the entries from `B` on of the segment holding entry `B` into
-//!    a segment starting at `B` (as prune does);
+//!    a segment starting at `B` (as prune does), and sync the directory:
+//!    one sync makes the names of the packs and of that segment durable
+//!    (one of its own if there is nothing to copy);
 //! 4. sync the index and hashes files and record that in a checkpoint
 //!    slot, so open never re-reads an entry below `B` from a segment;
-//! 5. delete the segments wholly below `B`, sync the directory.
+//! 5. delete the segments wholly below `B`, the directory not synced:
+//!    open deletes any that a crash brings back, as it does after a crash
+//!    before this step.
 //!
 //! Reads, proofs, tiles, verify and the scrub see the same entries before,
 //! during and after.
@@ -25,6 +29,10 @@ use std::sync::Arc;
 
 /// Most bundles in one pack (262,144 entries).
 pub(crate) const MAX_PACK_BUNDLES: u64 = 1024;
+
+/// Bytes of frames gathered before they are written: a compaction of
+/// 16,384 entries (a pack of about 1 MB at 5x) is one write.
+const WRITE_BYTES: usize = 4 << 20;
 
 /// What [`Log::compact`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,9 +87,18 @@ impl Log {
             packed_bytes += packed;
             first += bundles * BUNDLE;
         }
-        written += packed_bytes + self.split_segment_at(to)?;
+        // The split's directory sync makes the packs' names durable too;
+        // without a split, one of its own does.
+        let split = self.split_segment_at(to)?;
+        if split == 0 {
+            inner.sync_dir()?;
+        }
+        written += packed_bytes + split;
         self.record_pruned(pruned)?;
-        let deleted = inner.delete_segments_below(to);
+        // The deletions are left for the next directory sync: a crash
+        // before it brings the files back, and open deletes them again,
+        // as it does after a crash just before they were deleted.
+        let deleted = inner.delete_segments_below(to, false);
         let bytes_freed = deleted.saturating_sub(written);
         tracing::info!(log = %inner.name, from, to, raw_bytes, packed_bytes, "packed entries {from}..{to}");
         metrics::counter!("sealtrail_ledger_packed_bytes_total", "log" => inner.name.clone()).increment(packed_bytes);
@@ -104,13 +121,22 @@ impl Log {
         let level = inner.opts.compression_level;
         let version = inner.opts.pack_version;
         let mut raw = 0u64;
-        let file = inner.create_named(&name, |file| {
+        // Named, not yet durably: the directory sync of the segment split
+        // off next (or of the last step of `compact`) covers every pack's
+        // name before anything is recorded or deleted.
+        let file = inner.write_named(&name, |file| {
             // One compression context and one frame buffer for the whole
             // pack: a context per bundle costs more than a small bundle.
             let mut packer = Packer::new(level, version).ctx("compress", &path)?;
             let mut frame = Vec::new();
             let mut frames = Vec::with_capacity(bundles as usize);
-            let mut at = packs::frames_start(bundles as usize);
+            // Frames gathered into one write of up to `WRITE_BYTES`, after
+            // room for the header and table: a pack that fits is one
+            // write, header included.
+            let start = packs::frames_start(bundles as usize);
+            let mut out = vec![0u8; start as usize];
+            let mut out_at = 0u64;
+            let mut at = start;
             for b in 0..bundles {
                 let bundle_first = first + b * BUNDLE;
                 let records = self.raw_records(&store, bundle_first, BUNDLE)?;
@@ -123,7 +149,12 @@ impl Log {
                         ),
                     });
                 }
-                file.write_all_at(&frame, at).ctx("write", &path)?;
+                if out.len() + frame.len() > WRITE_BYTES {
+                    file.write_all_at(&out, out_at).ctx("write", &path)?;
+                    out_at += out.len() as u64;
+                    out.clear();
+                }
+                out.extend_from_slice(&frame);
                 frames.push(Frame {
                     offset: at,
                     len: frame.len() as u32,
@@ -132,8 +163,14 @@ impl Log {
                 at += frame.len() as u64;
                 raw += records.len() as u64;
             }
-            file.write_all_at(&packs::encode_header(version, first, &frames), 0)
-                .ctx("write", &path)
+            let header = packs::encode_header(version, first, &frames);
+            if out_at == 0 {
+                out[..header.len()].copy_from_slice(&header);
+                file.write_all_at(&out, 0).ctx("write", &path)
+            } else {
+                file.write_all_at(&out, out_at).ctx("write", &path)?;
+                file.write_all_at(&header, 0).ctx("write", &path)
+            }
         })?;
         let pack = packs::open_pack(name, file, &path)?;
         let packed = pack.len().ctx("stat", &path)?;

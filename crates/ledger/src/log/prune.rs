@@ -96,7 +96,7 @@ impl Log {
         let root_at_to = self.root_at(below)?;
         let written = self.start_segment_above(below)? + self.split_segment_at(below)? + self.split_pack_at(below)?;
         self.record_pruned(below)?;
-        let deleted = inner.delete_segments_below(below) + inner.delete_packs_below(below);
+        let deleted = inner.delete_segments_below(below, true) + inner.delete_packs_below(below);
         let bytes_freed = deleted.saturating_sub(written);
         tracing::info!(log = %inner.name, from, to = below, bytes_freed, "pruned entries {from}..{below}");
         Ok(PruneReport {
@@ -327,6 +327,19 @@ impl Inner {
         name: &str,
         body: impl FnOnce(&dyn StorageFile) -> Result<()>,
     ) -> Result<std::sync::Arc<dyn StorageFile>> {
+        let file = self.write_named(name, body)?;
+        self.sync_dir()?;
+        Ok(file)
+    }
+
+    /// [`Inner::create_named`] but for the directory sync: the name is
+    /// durable only after the caller's next [`Inner::sync_dir`], which
+    /// must come before anything relies on the file.
+    pub(super) fn write_named(
+        &self,
+        name: &str,
+        body: impl FnOnce(&dyn StorageFile) -> Result<()>,
+    ) -> Result<std::sync::Arc<dyn StorageFile>> {
         let files = &self.files;
         let storage = &*files.storage;
         let temp = files.path(&format!("{name}{TEMP_SUFFIX}"));
@@ -344,11 +357,19 @@ impl Inner {
             let _ = storage.remove_file(&temp);
             return Err(e);
         }
-        if let Err(e) = storage.sync_dir(&files.dir).ctx("sync directory", &files.dir) {
+        Ok(file)
+    }
+
+    /// Sync the log's directory, making every name change so far durable.
+    /// A failure poisons the log: the names may or may not survive a
+    /// crash.
+    pub(super) fn sync_dir(&self) -> Result<()> {
+        let files = &self.files;
+        if let Err(e) = files.storage.sync_dir(&files.dir).ctx("sync directory", &files.dir) {
             self.commits.poison(&e);
             return Err(e);
         }
-        Ok(file)
+        Ok(())
     }
 
     /// Step 4 for packs: delete those every entry of which is below
@@ -386,10 +407,11 @@ impl Inner {
         bytes
     }
 
-    /// Step 4: delete the segments every entry of which is below `below`;
-    /// returns their bytes. A failure is logged, not returned: the prune is
-    /// recorded, and the next open deletes what is left.
-    pub(super) fn delete_segments_below(&self, below: u64) -> u64 {
+    /// Step 4: delete the segments every entry of which is below `below`,
+    /// and sync the directory if `sync`; returns their bytes. A failure is
+    /// logged, not returned: the prune is recorded, and the next open
+    /// deletes what is left.
+    pub(super) fn delete_segments_below(&self, below: u64, sync: bool) -> u64 {
         let files = &self.files;
         let storage = &*files.storage;
         let segments = files.segments().clone();
@@ -412,8 +434,10 @@ impl Inner {
         if gone.is_empty() {
             return 0;
         }
-        if let Err(e) = storage.sync_dir(&files.dir) {
-            tracing::warn!(log = %self.name, "sync directory {}: {e}", files.dir.display());
+        if sync {
+            if let Err(e) = storage.sync_dir(&files.dir) {
+                tracing::warn!(log = %self.name, "sync directory {}: {e}", files.dir.display());
+            }
         }
         let mut segments = files.entries.write().unwrap_or_else(|e| e.into_inner());
         segments.list.retain(|s| !gone.contains(&s.name));
