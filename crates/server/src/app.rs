@@ -710,6 +710,12 @@ impl crate::integrity::GuardedLogs for App {
     }
 }
 
+impl crate::periodic::Owner for App {
+    fn shutting_down(&self) -> bool {
+        App::shutting_down(self)
+    }
+}
+
 /// Why a log could not be opened or created.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
