@@ -413,7 +413,7 @@ fn every_schedule_of_appends_while_damage_is_found() {
     check_every_schedule(damaged(&[1, 1]), 1, SEARCH_CAP);
 }
 
-/// About two minutes: run with
+/// Under a minute: run with
 /// `cargo test -p sealtrail-ledger --lib every_schedule_with_three -- --ignored`.
 #[test]
 #[ignore]
