@@ -290,6 +290,7 @@ impl App {
         let pii = protection.vault().cloned();
         let jobs = crate::jobs::Jobs::new(&config, data_runs.pool().clone());
         let reports = crate::api::reports::Reports::new(config.limits.max_reports);
+        let integrity = crate::integrity::Integrity::new(&config.integrity);
         let app = Arc::new(App {
             pii,
             protection,
@@ -306,7 +307,7 @@ impl App {
             singles,
             limiter,
             system,
-            integrity: crate::integrity::Integrity::default(),
+            integrity,
             retention: Default::default(),
             compaction: Default::default(),
             shutting_down: AtomicBool::new(false),
@@ -334,7 +335,10 @@ impl App {
             &app.config.alerts.destinations(),
         )
         .map_err(|e| format!("applying the config file's alert rules and channels: {e}"))?;
-        crate::integrity::Integrity::start(&app).map_err(|e| format!("starting the integrity scrub: {e}"))?;
+        let guarded: Arc<dyn crate::integrity::GuardedLogs> = app.clone();
+        app.integrity
+            .start(Arc::downgrade(&guarded))
+            .map_err(|e| format!("starting the integrity scrub: {e}"))?;
         crate::retention::start(&app).map_err(|e| format!("starting retention: {e}"))?;
         crate::compaction::start(&app).map_err(|e| format!("starting compaction: {e}"))?;
         Ok(app)
@@ -484,6 +488,16 @@ impl App {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// Every open log's integrity, by name.
+    pub fn log_health(&self) -> Vec<crate::integrity::LogHealth> {
+        self.integrity.log_health(self.open_trails(), self.data.root())
+    }
+
+    /// Set the integrity gauges of every open log (at each scrape).
+    pub fn integrity_metrics(&self) {
+        self.integrity.set_metrics(self.open_trails());
     }
 
     /// Who holds `authorization` (the header's value, if any). Unknown or
@@ -683,6 +697,22 @@ impl App {
     pub fn drain_outbox(&self) -> Result<usize, Problem> {
         let trail = self.trail(SYSTEM_LOG)?;
         drain_outbox(&self.meta, &trail).map_err(Problem::internal)
+    }
+}
+
+impl crate::integrity::GuardedLogs for App {
+    fn open_trails(&self) -> Vec<(String, Arc<Trail>)> {
+        App::open_trails(self)
+    }
+
+    fn check_room(&self, bytes: u64) -> Result<(), String> {
+        self.system.check_room(bytes)
+    }
+}
+
+impl crate::periodic::Owner for App {
+    fn shutting_down(&self) -> bool {
+        App::shutting_down(self)
     }
 }
 

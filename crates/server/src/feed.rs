@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use base64::Engine as _;
 use sealtrail_event::{parse_entry, Event};
 use sealtrail_merkle::leaf_hash;
 use sealtrail_trail::Trail;
@@ -207,7 +208,7 @@ pub fn read_range(trail: &Trail, first: u64, count: u64) -> Result<Batch, String
     for (i, entry) in entries.into_iter().enumerate() {
         let index = first + i as u64;
         let event = parse_entry(&entry).map_err(|e| format!("entry {index} is not an event: {e}"))?;
-        let leaf = crate::api::b64(&leaf_hash(&entry));
+        let leaf = base64::engine::general_purpose::STANDARD.encode(leaf_hash(&entry));
         let text = String::from_utf8(entry).map_err(|_| format!("entry {index} is not UTF-8"))?;
         let data = format!("{{\"index\":{index},\"leaf_hash\":\"{leaf}\",\"event\":{text}}}");
         items.push(FeedItem {

@@ -6,7 +6,9 @@
 //! interval it re-reads the entries appended to each open log since its
 //! last look, then a share of the whole-log pass sized so that the pass
 //! takes `integrity.scrub_period_s`, never more than ingest can spare.
-//! Deliberately not here: the checks themselves, which are the ledger's.
+//! Deliberately not here: the checks themselves, which are the ledger's,
+//! and the server's state: the guard sees only what [`GuardedLogs`] hands
+//! it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -19,7 +21,7 @@ use sealtrail_ledger::scrub::{Scrub, ScrubStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::App;
+use crate::config::Integrity as IntegrityConfig;
 
 /// Most new entries one log's scrub re-reads per interval: under a flood of
 /// ingest it falls behind rather than take a core from it.
@@ -156,10 +158,26 @@ struct Published {
     last_recovery_at: Option<String>,
 }
 
-/// The guard's shared state: the status it publishes, and its thread.
+/// What the guard needs of the server: the logs open now, and whether
+/// the disk has room to resume one.
+pub trait GuardedLogs: Send + Sync {
+    /// Every log open now, by name.
+    fn open_trails(&self) -> Vec<(String, Arc<sealtrail_trail::Trail>)>;
+    /// Whether the data directory could take `bytes` more and keep its
+    /// reserve; the refusal says why not.
+    fn check_room(&self, bytes: u64) -> Result<(), String>;
+}
+
+/// What the guard publishes, by log name; shared with its thread.
+type PublishedByLog = Arc<Mutex<HashMap<String, Published>>>;
+
+/// The guard's shared state: its configuration, the status it publishes,
+/// and its thread.
 #[derive(Default)]
 pub struct Integrity {
-    published: Mutex<HashMap<String, Published>>,
+    interval: Duration,
+    period: Duration,
+    published: PublishedByLog,
     thread: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
 }
 
@@ -168,21 +186,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Integrity {
-    /// Start the guard thread of `app` (unless the scrub interval is 0).
-    /// It holds the app weakly and ends when the app is dropped or on
-    /// [`Integrity::stop`].
-    pub fn start(app: &Arc<App>) -> std::io::Result<()> {
-        let interval = Duration::from_millis(app.config.integrity.scrub_interval_ms);
+    /// A guard configured by `[integrity]`, not started.
+    pub fn new(config: &IntegrityConfig) -> Integrity {
+        Integrity {
+            interval: Duration::from_millis(config.scrub_interval_ms),
+            period: Duration::from_secs(config.scrub_period_s),
+            ..Integrity::default()
+        }
+    }
+
+    /// Start the guard thread over `logs` (unless the scrub interval is 0).
+    /// It holds them weakly, so that it never keeps a log open, and ends
+    /// when they are dropped or on [`Integrity::stop`].
+    pub fn start(&self, logs: Weak<dyn GuardedLogs>) -> std::io::Result<()> {
+        let (interval, period) = (self.interval, self.period);
         if interval.is_zero() {
             return Ok(());
         }
-        let period = Duration::from_secs(app.config.integrity.scrub_period_s);
         let (stop, stopped) = crossbeam_channel::bounded(1);
-        let weak = Arc::downgrade(app);
+        let published = self.published.clone();
         let thread = std::thread::Builder::new()
             .name("sealtrail-integrity".into())
-            .spawn(move || run(&weak, &stopped, interval, period))?;
-        *lock(&app.integrity.thread) = Some((stop, thread));
+            .spawn(move || run(&logs, &published, &stopped, interval, period))?;
+        *lock(&self.thread) = Some((stop, thread));
         Ok(())
     }
 
@@ -205,7 +231,13 @@ struct Guarded {
     published: Published,
 }
 
-fn run(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, period: Duration) {
+fn run(
+    logs_of: &Weak<dyn GuardedLogs>,
+    published: &Mutex<HashMap<String, Published>>,
+    stopped: &Receiver<()>,
+    interval: Duration,
+    period: Duration,
+) {
     // The least scheduling priority (nice 19), as the alert evaluator's:
     // when ingest keeps every core busy the scrub yields and falls behind
     // (new entries are capped per interval), so it never slows an
@@ -219,8 +251,8 @@ fn run(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, period: Dura
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let Some(app) = app.upgrade() else { return };
-        for (name, trail) in app.open_trails() {
+        let Some(server) = logs_of.upgrade() else { return };
+        for (name, trail) in server.open_trails() {
             if !stopped.is_empty() {
                 return;
             }
@@ -239,20 +271,25 @@ fn run(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, period: Dura
                     }
                 },
             };
-            if recover_if_room(&app, &name, &trail, &mut guarded.published) {
+            if recover_if_room(&*server, &name, &trail, &mut guarded.published) {
                 // Health reads the log's state live: the count must not lag it.
-                lock(&app.integrity.published).insert(name.clone(), guarded.published.clone());
+                lock(published).insert(name.clone(), guarded.published.clone());
             }
             step(log, guarded, interval, period);
-            lock(&app.integrity.published).insert(name, guarded.published.clone());
+            lock(published).insert(name, guarded.published.clone());
         }
     }
 }
 
 /// Resume a log poisoned by a full disk once the disk has room again.
 /// Returns true if it did.
-fn recover_if_room(app: &App, name: &str, trail: &sealtrail_trail::Trail, published: &mut Published) -> bool {
-    if !trail.log().poisoned_by_full_disk() || app.system.check_room(RESUME_ROOM_BYTES).is_err() {
+fn recover_if_room(
+    server: &dyn GuardedLogs,
+    name: &str,
+    trail: &sealtrail_trail::Trail,
+    published: &mut Published,
+) -> bool {
+    if !trail.log().poisoned_by_full_disk() || server.check_room(RESUME_ROOM_BYTES).is_err() {
         return false;
     }
     match trail.recover() {
@@ -325,12 +362,17 @@ fn pass_budget(end: u64, interval: Duration, period: Duration) -> u64 {
     u64::try_from(share).unwrap_or(u64::MAX).max(1)
 }
 
-impl App {
-    /// Every open log's integrity, by name.
-    pub fn log_health(&self) -> Vec<LogHealth> {
-        let published = lock(&self.integrity.published).clone();
-        let off = self.config.integrity.scrub_interval_ms == 0;
-        self.open_trails()
+impl Integrity {
+    /// The integrity of each of `trails` (the logs open now, by name);
+    /// error paths are shown relative to `data_dir`.
+    pub fn log_health(
+        &self,
+        trails: Vec<(String, Arc<sealtrail_trail::Trail>)>,
+        data_dir: &std::path::Path,
+    ) -> Vec<LogHealth> {
+        let published = lock(&self.published).clone();
+        let off = self.interval.is_zero();
+        trails
             .into_iter()
             .map(|(name, trail)| {
                 let log = trail.log();
@@ -356,7 +398,7 @@ impl App {
                     scrub.result = "damaged".into();
                 }
                 LogHealth {
-                    index: IndexHealth::of(&trail, self.data.root()),
+                    index: IndexHealth::of(&trail, data_dir),
                     name,
                     status,
                     damaged,
@@ -369,11 +411,12 @@ impl App {
             .collect()
     }
 
-    /// Set the integrity gauges of every open log (at each scrape).
-    pub fn integrity_metrics(&self) {
-        let published = lock(&self.integrity.published).clone();
+    /// Set the integrity gauges of each of `trails` (the logs open now, at
+    /// each scrape).
+    pub fn set_metrics(&self, trails: Vec<(String, Arc<sealtrail_trail::Trail>)>) {
+        let published = lock(&self.published).clone();
         let mut damaged_logs = 0u32;
-        for (name, trail) in self.open_trails() {
+        for (name, trail) in trails {
             let damaged = trail.log().damaged().is_some();
             damaged_logs += u32::from(damaged);
             metrics::gauge!("sealtrail_log_damaged", "log" => name.clone()).set(f64::from(u8::from(damaged)));

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::app::App;
+/// What a periodic task runs over (the server): it says when to stop.
+pub trait Owner: Send + Sync + 'static {
+    fn shutting_down(&self) -> bool;
+}
 
 /// A periodic task's thread and the last failure of each log's run.
 #[derive(Default)]
@@ -26,13 +29,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Periodic {
-    /// Start a thread named `name` that calls `run` with the app every
+    /// Start a thread named `name` that calls `run` with `owner` every
     /// `interval` (the first call too waits an interval: a restart loop
-    /// must not run it at every start). It holds the app weakly and ends
-    /// when the app is dropped, shuts down, or on [`Periodic::stop`].
-    pub fn start(&self, app: &Arc<App>, name: &str, interval: Duration, run: fn(&App)) -> std::io::Result<()> {
+    /// must not run it at every start). It holds the owner weakly and ends
+    /// when the owner is dropped, shuts down, or on [`Periodic::stop`].
+    pub fn start<T: Owner>(&self, owner: &Arc<T>, name: &str, interval: Duration, run: fn(&T)) -> std::io::Result<()> {
         let (stop, stopped) = crossbeam_channel::bounded(1);
-        let weak = Arc::downgrade(app);
+        let weak = Arc::downgrade(owner);
         let label = name.to_string();
         let thread = std::thread::Builder::new()
             .name(name.into())
@@ -73,7 +76,7 @@ impl Periodic {
     }
 }
 
-fn run_every(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, name: &str, run: fn(&App)) {
+fn run_every<T: Owner>(owner: &Weak<T>, stopped: &Receiver<()>, interval: Duration, name: &str, run: fn(&T)) {
     if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
         tracing::warn!("{name}: could not lower the thread's priority: {e:?}");
     }
@@ -82,10 +85,10 @@ fn run_every(app: &Weak<App>, stopped: &Receiver<()>, interval: Duration, name: 
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let Some(app) = app.upgrade() else { return };
-        if app.shutting_down() {
+        let Some(owner) = owner.upgrade() else { return };
+        if owner.shutting_down() {
             return;
         }
-        run(&app);
+        run(&owner);
     }
 }

@@ -1,11 +1,15 @@
 //! Model check of the group-commit protocol. `commit_queue.rs` is compiled
 //! here a second time, over shuttle's locks instead of std's, so what is
 //! checked is the shipped protocol itself. shuttle runs appender threads
-//! under its own scheduler, on schedules drawn by PCT (randomized, with a
-//! bounded chance of missing a bug that needs few forced preemptions) and
-//! uniformly at random, and reports any thread left blocked as a deadlock.
-//! Its exhaustive search is out of reach even for two appends: every lock,
-//! unlock and notify is a scheduling point.
+//! under its own scheduler and reports any thread left blocked as a
+//! deadlock. The small cases (two appends of one or two entries, max batch
+//! 1 or 2, a failing write or sync, damage found meanwhile) are checked on
+//! every schedule with at most two preemptions: shuttle's depth-first
+//! search, bounded here ([`PreemptionBounded`]), since unbounded it does not
+//! end even for two one-entry appends (every lock, unlock and notify is a
+//! scheduling point). Larger cases run on schedules drawn by PCT
+//! (randomized, with a bounded chance of missing a bug that needs few
+//! forced preemptions) and uniformly at random.
 //!
 //! The stages are a model disk: a write records how many entries it
 //! wrote, a sync how many are durable, and either can be made to fail.
@@ -298,4 +302,149 @@ fn damage_found_wakes_everyone() {
         fail_sync: Some(1),
         ..healthy(&[1, 1, 1], 1)
     });
+}
+
+/// shuttle's depth-first search, bounded to schedules with at most
+/// `bound` preemptions: switches away from a thread that could have gone
+/// on. Switches at a yield or when the running thread blocks are free, so
+/// every schedule of the protocol's own hand-offs is still explored.
+struct PreemptionBounded {
+    dfs: shuttle::scheduler::DfsScheduler,
+    bound: usize,
+    preemptions: usize,
+}
+
+impl shuttle::scheduler::Scheduler for PreemptionBounded {
+    fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
+        self.preemptions = 0;
+        self.dfs.new_execution()
+    }
+
+    fn next_task(
+        &mut self,
+        runnable: &[&shuttle::scheduler::Task],
+        current: Option<shuttle::scheduler::TaskId>,
+        is_yielding: bool,
+    ) -> Option<shuttle::scheduler::TaskId> {
+        // Only a switch from a thread that could go on, and did not yield,
+        // is a preemption.
+        let preemptible = current.filter(|c| !is_yielding && runnable.iter().any(|t| t.id() == *c));
+        let Some(current) = preemptible else {
+            return self.dfs.next_task(runnable, None, is_yielding);
+        };
+        if self.preemptions >= self.bound {
+            let only: Vec<_> = runnable.iter().copied().filter(|t| t.id() == current).collect();
+            return self.dfs.next_task(&only, Some(current), is_yielding);
+        }
+        let next = self.dfs.next_task(runnable, Some(current), is_yielding)?;
+        self.preemptions += usize::from(next != current);
+        Some(next)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.dfs.next_u64()
+    }
+}
+
+/// Check `case` on every schedule with at most `preemptions` preemptions,
+/// by depth-first search, and return how many there were. A search still
+/// going after `cap` schedules fails: a capped search would pass what it
+/// never explored.
+fn check_every_schedule(case: Case, preemptions: usize, cap: usize) -> usize {
+    let scheduler = PreemptionBounded {
+        dfs: shuttle::scheduler::DfsScheduler::new(Some(cap), false),
+        bound: preemptions,
+        preemptions: 0,
+    };
+    let what = format!(
+        "{:?} entries, max batch {}, failing write {:?} sync {:?}, damage {}",
+        case.counts, case.max_batch, case.fail_write, case.fail_sync, case.damage
+    );
+    let schedules = shuttle::Runner::new(scheduler, shuttle::Config::default()).run(move || case.run());
+    assert!(
+        schedules < cap,
+        "the search of {what} did not end within {cap} schedules"
+    );
+    eprintln!("{what}: every schedule with at most {preemptions} preemptions, {schedules} of them");
+    schedules
+}
+
+/// Preemptions allowed in the searches run by default. Every schedule of
+/// the smallest cases holds up to 2 (each explored in under a second);
+/// `every_schedule_with_three_preemptions` goes one further.
+const PREEMPTIONS: usize = 2;
+
+/// Schedules past which a search fails as out of reach; the largest
+/// default search explores about 3,000.
+const SEARCH_CAP: usize = 100_000;
+
+#[test]
+fn every_schedule_of_two_appends() {
+    for (counts, max_batch) in [(&[1, 1][..], 1), (&[1, 1], 2), (&[1, 2], 1), (&[2, 2], 2)] {
+        check_every_schedule(healthy(counts, max_batch), PREEMPTIONS, SEARCH_CAP);
+    }
+}
+
+#[test]
+fn every_schedule_of_two_appends_with_a_fault() {
+    for max_batch in [1, 2] {
+        for fail in 0..2 {
+            for (fail_write, fail_sync) in [(Some(fail), None), (None, Some(fail))] {
+                let case = Case {
+                    fail_write,
+                    fail_sync,
+                    ..healthy(&[1, 1], max_batch)
+                };
+                check_every_schedule(case, PREEMPTIONS, SEARCH_CAP);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_schedule_of_appends_while_damage_is_found() {
+    // A third thread multiplies the schedules: one appender with the
+    // bound of the others, two with one preemption.
+    let damaged = |counts: &[u64]| Case {
+        damage: true,
+        ..healthy(counts, 1)
+    };
+    check_every_schedule(damaged(&[1]), PREEMPTIONS, SEARCH_CAP);
+    check_every_schedule(damaged(&[1, 1]), 1, SEARCH_CAP);
+}
+
+/// Under a minute: run with
+/// `cargo test -p sealtrail-ledger --lib every_schedule_with_three -- --ignored`.
+#[test]
+#[ignore]
+fn every_schedule_with_three_preemptions() {
+    for max_batch in [1, 2] {
+        check_every_schedule(healthy(&[1, 2], max_batch), 3, 1_000_000);
+        for fail in 0..2 {
+            for (fail_write, fail_sync) in [(Some(fail), None), (None, Some(fail))] {
+                let case = Case {
+                    fail_write,
+                    fail_sync,
+                    ..healthy(&[1, 1], max_batch)
+                };
+                check_every_schedule(case, 3, 1_000_000);
+            }
+        }
+    }
+    check_every_schedule(
+        Case {
+            damage: true,
+            ..healthy(&[1], 1)
+        },
+        3,
+        1_000_000,
+    );
+    check_every_schedule(
+        Case {
+            damage: true,
+            ..healthy(&[1, 1], 1)
+        },
+        2,
+        1_000_000,
+    );
 }
