@@ -23,7 +23,7 @@ mod view;
 
 pub use create::{create, CreateOptions, CreateReport, Source};
 pub use manifest::{Chunk, FileRecord, Kind, LogRecord, Manifest};
-pub use restore::{restore, RestoreReport};
+pub use restore::{restore, restore_with, RestoreReport};
 pub use verify::{verify, Finding, VerifyReport};
 
 use std::path::PathBuf;
