@@ -1,16 +1,19 @@
-//! Taking a backup: every log copied consistently beside its writer (its
+//! Taking a backup: the metadata database through SQLite's online backup
+//! first; then every log copied consistently beside its writer (its
 //! checkpoint file read first, then each file up to its length at that
-//! moment), the metadata database through SQLite's online backup, every
-//! other file of the data directory whole; new bytes become objects, then
-//! the manifest is replaced in one rename, then objects it no longer names
-//! are removed.
+//! moment); then the metadata database's PII key store taken again into
+//! the copy; then every other file of the data directory whole (the order
+//! is the contract of docs/backup.md). New bytes become objects, then the
+//! manifest is replaced in one rename, then objects it no longer names are
+//! removed.
 //!
 //! Incremental: against the manifest already in the destination, an
 //! immutable file of the same length is not read; an append-only file is
 //! read up to the earlier backup's length and, when that prefix still has
 //! the SHA-256 the earlier backup recorded, only what follows is copied as
 //! one new chunk; otherwise (a tail cut by recovery and written again) the
-//! whole file is copied anew.
+//! whole file is copied anew. An object of the destination is used again
+//! only once read back with its SHA-256, once per run.
 //!
 //! All reads of the data directory and all writes of the backup go through
 //! [`Storage`], so crash tests cut the power at every sync point.

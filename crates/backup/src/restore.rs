@@ -148,10 +148,7 @@ fn fill_and_check(
         ] {
             let p = dir.join(name);
             if storage.exists(&p) {
-                storage
-                    .open(&p, false)
-                    .and_then(|f| f.sync_data())
-                    .ctx("fsync", &p)?;
+                storage.open(&p, false).and_then(|f| f.sync_data()).ctx("fsync", &p)?;
             }
         }
         report.logs.push(log.clone());
@@ -160,8 +157,7 @@ fn fill_and_check(
         let path = staging.join(META_FILE);
         // Only real files can be opened by SQLite.
         if let Some(real) = storage.real_path(&path) {
-            integrity_check(&real, true)
-                .map_err(|e| damaged(META_FILE, format!("SQLite integrity check: {e}")))?;
+            integrity_check(&real, true).map_err(|e| damaged(META_FILE, format!("SQLite integrity check: {e}")))?;
         }
     }
     for d in dirs.iter().rev() {

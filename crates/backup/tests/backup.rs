@@ -1,6 +1,8 @@
 //! Backups end to end on real files: round trip, online under concurrent
-//! appends, incremental bytes, damage, refusal of a non-empty target, and
-//! (on simulated storage) power cut at every sync point of a backup.
+//! appends, references between meta.db and the logs, incremental bytes,
+//! damage (in the backup, and in objects an incremental backup would use
+//! again), refusal of a non-empty target, and (on simulated storage) power
+//! cut at every sync point of a backup and of a restore.
 
 #![allow(clippy::unwrap_used)]
 
@@ -264,7 +266,10 @@ fn incremental_backup_copies_only_new_bytes() {
     // Nothing new: nothing written.
     let third = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
     assert_eq!(third.bytes_written, 0);
-    assert_eq!(third.bytes_checked, objects_of(&m).iter().map(|(_, len)| len).sum::<u64>());
+    assert_eq!(
+        third.bytes_checked,
+        objects_of(&m).iter().map(|(_, len)| len).sum::<u64>()
+    );
 
     // A prefix that changed (a tail cut and written again) is copied whole.
     std::fs::write(&extra, b"xbcdef").unwrap();
@@ -781,7 +786,10 @@ const META_TABLES: &str = "
 
 /// A wrapped key no other byte of the test could hold by chance.
 fn wrapped(subject: &str) -> Vec<u8> {
-    (0..60u8).map(|i| i.wrapping_mul(7) ^ subject.as_bytes()[0]).chain(*b"WRAPPED-").collect()
+    (0..60u8)
+        .map(|i| i.wrapping_mul(7) ^ subject.as_bytes()[0])
+        .chain(*b"WRAPPED-")
+        .collect()
 }
 
 fn add_key(conn: &rusqlite::Connection, subject: &str) {
@@ -892,7 +900,8 @@ fn meta_db_and_the_logs_of_an_online_backup_refer_to_each_other_soundly() {
     // erased before the backup ended.
     assert_eq!(subjects, ["carol", "erin"]);
     assert_eq!(
-        c.query_row("SELECT generation FROM pii_vault", [], |r| r.get::<_, i64>(0)).unwrap(),
+        c.query_row("SELECT generation FROM pii_vault", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
         3
     );
     let restored = DataDir::new(&target);
@@ -904,11 +913,18 @@ fn meta_db_and_the_logs_of_an_online_backup_refer_to_each_other_soundly() {
         .map(|r| r.unwrap())
     {
         let n = restored.open_log_read_only(&log).unwrap().size();
-        assert!(entry < n, "retention_blocks names entry {entry} of {log}, which holds {n}");
+        assert!(
+            entry < n,
+            "retention_blocks names entry {entry} of {log}, which holds {n}"
+        );
     }
     // The drained event is in the outbox copy or in the system log.
     let queued: i64 = c
-        .query_row("SELECT count(*) FROM system_outbox WHERE event = 'queued early'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM system_outbox WHERE event = 'queued early'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let sys = restored.open_log_read_only("system").unwrap();
     let logged = sys
@@ -989,8 +1005,12 @@ fn a_crash_or_failure_at_every_step_of_a_restore_leaves_nothing_or_all() {
     // checkpoint is compared instead, under a name no file has.
     let notes = |s: &SimStorage, root: &Path| {
         let dir = DataDir::with_storage(root, Arc::new(s.clone()));
-        ["default", "system"]
-            .map(|name| (format!("{name} signed checkpoint"), dir.open_log_read_only(name).unwrap().checkpoint().1.to_vec()))
+        ["default", "system"].map(|name| {
+            (
+                format!("{name} signed checkpoint"),
+                dir.open_log_read_only(name).unwrap().checkpoint().1.to_vec(),
+            )
+        })
     };
     let expected = |s: &SimStorage| {
         let mut files = files_under(s, src);
@@ -1016,7 +1036,13 @@ fn a_crash_or_failure_at_every_step_of_a_restore_leaves_nothing_or_all() {
             "{at} (served before restoring again: {served})"
         );
         for (p, bytes) in expected {
-            assert!(got[p] == *bytes, "{at}: {p} differs: {} vs {} bytes, first diff at {:?}", got[p].len(), bytes.len(), got[p].iter().zip(bytes).position(|(a, b)| a != b));
+            assert!(
+                got[p] == *bytes,
+                "{at}: {p} differs: {} vs {} bytes, first diff at {:?}",
+                got[p].len(),
+                bytes.len(),
+                got[p].iter().zip(bytes).position(|(a, b)| a != b)
+            );
         }
         let log = DataDir::with_storage(target, Arc::new(image.clone()))
             .open_log_read_only("default")
