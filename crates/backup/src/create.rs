@@ -1,16 +1,19 @@
-//! Taking a backup: every log copied consistently beside its writer (its
+//! Taking a backup: the metadata database through SQLite's online backup
+//! first; then every log copied consistently beside its writer (its
 //! checkpoint file read first, then each file up to its length at that
-//! moment), the metadata database through SQLite's online backup, every
-//! other file of the data directory whole; new bytes become objects, then
-//! the manifest is replaced in one rename, then objects it no longer names
-//! are removed.
+//! moment); then the metadata database's PII key store taken again into
+//! the copy; then every other file of the data directory whole (the order
+//! is the contract of docs/backup.md). New bytes become objects, then the
+//! manifest is replaced in one rename, then objects it no longer names are
+//! removed.
 //!
 //! Incremental: against the manifest already in the destination, an
 //! immutable file of the same length is not read; an append-only file is
 //! read up to the earlier backup's length and, when that prefix still has
 //! the SHA-256 the earlier backup recorded, only what follows is copied as
 //! one new chunk; otherwise (a tail cut by recovery and written again) the
-//! whole file is copied anew.
+//! whole file is copied anew. An object of the destination is used again
+//! only once read back with its SHA-256, once per run.
 //!
 //! All reads of the data directory and all writes of the backup go through
 //! [`Storage`], so crash tests cut the power at every sync point.
@@ -21,7 +24,7 @@ use sealtrail_ledger::log::snapshot::{self, FileKind};
 use sealtrail_ledger::storage::{OsStorage, Storage, StorageFile};
 use sealtrail_ledger::{DataDir, LedgerError};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,6 +78,12 @@ pub struct CreateReport {
     pub bytes_read: u64,
     /// Bytes written into new objects.
     pub bytes_written: u64,
+    /// Bytes of objects already in the destination read back to check
+    /// their SHA-256 before they are used again.
+    pub bytes_checked: u64,
+    /// Objects already in the destination that were damaged (not of
+    /// their name's SHA-256) and so were written again or left unused.
+    pub objects_damaged: Vec<String>,
     /// Append-only files whose earlier prefix had changed, copied whole.
     pub prefix_changed: Vec<String>,
     /// Logs skipped because they were being created, with why.
@@ -132,7 +141,11 @@ pub fn create(
         },
         previous: previous.unwrap_or_default(),
         files: BTreeMap::new(),
+        sound: HashSet::new(),
     };
+    // The order is the consistency contract of docs/backup.md: meta.db
+    // first, then each log's checkpoint, then meta.db's key store again.
+    let meta = w.snapshot_meta(source)?;
     let data = DataDir::with_storage(source.root.clone(), source.storage.clone());
     let logs_dir = source.root.join("logs");
     for name in data.log_names()? {
@@ -149,7 +162,9 @@ pub fn create(
             w.copy_other(source, &format!("logs/{f}"))?;
         }
     }
-    w.copy_meta(source)?;
+    if let Some(meta) = meta {
+        w.store_meta(meta)?;
+    }
     // `server.running` says which process serves this directory: true
     // of the source only, and gone when that server stops.
     w.copy_tree(
@@ -217,6 +232,9 @@ struct Writer<'a> {
     report: CreateReport,
     previous: Manifest,
     files: BTreeMap<String, FileRecord>,
+    /// Objects known in this run to hold their name's SHA-256: written by
+    /// it, or read back and checked once.
+    sound: HashSet<Digest32>,
 }
 
 fn is_not_found(e: &BackupError) -> bool {
@@ -307,43 +325,57 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// The metadata database through SQLite's online backup: one read
-    /// transaction, so the copy is one committed state, taken beside
-    /// writers without stopping them.
-    fn copy_meta(&mut self, source: &Source) -> Result<(), BackupError> {
+    /// The metadata database through SQLite's online backup, before any
+    /// log: one read transaction, so one committed state, taken beside
+    /// writers without stopping them. A row names a log's entries only once
+    /// they are in the log, so every log copied after it covers what it
+    /// names. Stored by [`Writer::store_meta`] after the logs.
+    fn snapshot_meta(&mut self, source: &Source) -> Result<Option<MetaCopy>, BackupError> {
         let path = source.root.join(META_FILE);
         if !source.storage.exists(&path) {
-            return Ok(());
+            return Ok(None);
         }
         let Some(real) = source.storage.real_path(&path) else {
-            return self.copy_other(source, META_FILE);
+            // No SQLite beside simulated storage: the file as it is now.
+            self.copy_other(source, META_FILE)?;
+            return Ok(None);
         };
         // In `objects/`, where whatever a crash leaves is removed by the
         // next backup as an object no file uses.
         let tmp_dir = self.dest.real_path(&self.objects).unwrap_or_else(std::env::temp_dir);
-        let tmp = tmp_dir.join(format!("tmp-{META_FILE}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let result = sqlite_snapshot(&real, &tmp).and_then(|()| {
-            let mode = mode_of(source, &path);
-            let len = std::fs::metadata(&tmp).ctx("stat", &tmp)?.len();
-            let file = OsStorage.open_read(&tmp).ctx("open", &tmp)?;
-            self.report.bytes_read += len;
-            let (chunk, sha) = self.put_stream(&*file, &tmp, 0, len, Sha256::new())?;
-            self.files.insert(
-                META_FILE.to_string(),
-                FileRecord {
-                    path: META_FILE.to_string(),
-                    kind: Kind::Whole,
-                    mode,
-                    len,
-                    sha256: sha,
-                    chunks: chunk.into_iter().collect(),
-                },
-            );
-            Ok(())
-        });
-        let _ = std::fs::remove_file(&tmp);
-        result
+        let copy = MetaCopy {
+            tmp: tmp_dir.join(format!("tmp-{META_FILE}-{}", std::process::id())),
+            source: real,
+            mode: mode_of(source, &path),
+        };
+        let _ = std::fs::remove_file(&copy.tmp);
+        sqlite_snapshot(&copy.source, &copy.tmp)?;
+        Ok(Some(copy))
+    }
+
+    /// The copy of the metadata database with its key store taken again
+    /// now, after every log's checkpoint, as one more object. A data key is
+    /// committed before any entry sealed under it is appended, so every
+    /// entry the logs' copies hold finds its key; and a key erased before
+    /// now is in no byte of the backup.
+    fn store_meta(&mut self, copy: MetaCopy) -> Result<(), BackupError> {
+        refresh_key_store(&copy.source, &copy.tmp)?;
+        let len = std::fs::metadata(&copy.tmp).ctx("stat", &copy.tmp)?.len();
+        let file = OsStorage.open_read(&copy.tmp).ctx("open", &copy.tmp)?;
+        self.report.bytes_read += len;
+        let (chunk, sha) = self.put_stream(&*file, &copy.tmp, 0, len, Sha256::new())?;
+        self.files.insert(
+            META_FILE.to_string(),
+            FileRecord {
+                path: META_FILE.to_string(),
+                kind: Kind::Whole,
+                mode: copy.mode,
+                len,
+                sha256: sha,
+                chunks: chunk.into_iter().collect(),
+            },
+        );
+        Ok(())
     }
 
     /// Every file under `rel` (a directory of the data directory) whole,
@@ -391,14 +423,11 @@ impl Writer<'_> {
                 return Ok(());
             }
         }
-        if let Some(p) = prev
-            .as_ref()
-            .filter(|p| kind == Kind::Whole && p.len == len && self.has_chunks(p))
-        {
+        if let Some(p) = prev.as_ref().filter(|p| kind == Kind::Whole && p.len == len) {
             // Read first: an unchanged file costs a read, not a write.
             let mut h = Sha256::new();
             self.hash_range(&*file, path, 0, len, &mut h)?;
-            if h.finalize().as_slice() == p.sha256 {
+            if h.finalize().as_slice() == p.sha256 && self.has_chunks(p) {
                 self.files.insert(rel.to_string(), FileRecord { mode, ..p.clone() });
                 return Ok(());
             }
@@ -433,14 +462,57 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Whether every object of an earlier file is still in the backup.
-    fn has_chunks(&self, f: &FileRecord) -> bool {
+    /// Whether every object of an earlier file is still in the backup,
+    /// intact.
+    fn has_chunks(&mut self, f: &FileRecord) -> bool {
         f.chunks.iter().all(|c| self.object_ok(&c.sha256, c.len))
     }
 
-    fn object_ok(&self, sha: &Digest32, len: u64) -> bool {
+    /// Whether the object named `sha` is in the backup with exactly the
+    /// bytes of that name. Its length alone would not do: bytes damaged
+    /// in place, or a file cut and written again to the same length, would
+    /// be named by the new manifest unseen. So each object is read back and
+    /// hashed, once per run; a damaged one counts as absent (written again
+    /// under its name, or left for removal).
+    fn object_ok(&mut self, sha: &Digest32, len: u64) -> bool {
+        if self.sound.contains(sha) {
+            return true;
+        }
         let path = self.objects.join(hex(sha));
-        self.dest.open_read(&path).and_then(|f| f.len()).is_ok_and(|l| l == len)
+        let Ok(file) = self.dest.open_read(&path) else {
+            return false;
+        };
+        if !file.len().is_ok_and(|l| l == len) {
+            self.damaged(sha);
+            return false;
+        }
+        let mut h = Sha256::new();
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(self.block as u64) as usize;
+            self.buf.resize(n, 0);
+            if file.read_exact_at(&mut self.buf, at).is_err() {
+                self.damaged(sha);
+                return false;
+            }
+            self.report.bytes_checked += n as u64;
+            h.update(&self.buf);
+            at += n as u64;
+        }
+        if h.finalize().as_slice() != sha {
+            self.damaged(sha);
+            return false;
+        }
+        self.sound.insert(*sha);
+        true
+    }
+
+    fn damaged(&mut self, sha: &Digest32) {
+        let name = hex(sha);
+        if !self.report.objects_damaged.contains(&name) {
+            tracing::warn!("object {name} in the backup is damaged: not used again");
+            self.report.objects_damaged.push(name);
+        }
     }
 
     fn hash_range(
@@ -553,9 +625,11 @@ impl Writer<'_> {
         self.objects.join(format!("tmp-{}-{}", std::process::id(), self.seq))
     }
 
-    fn publish(&self, tmp: &Path, sha: &Digest32) -> Result<(), BackupError> {
+    fn publish(&mut self, tmp: &Path, sha: &Digest32) -> Result<(), BackupError> {
         let to = self.objects.join(hex(sha));
-        self.dest.rename(tmp, &to).ctx("rename", tmp)
+        self.dest.rename(tmp, &to).ctx("rename", tmp)?;
+        self.sound.insert(*sha);
+        Ok(())
     }
 
     /// Make the objects durable, replace the manifest, then remove what it
@@ -637,6 +711,96 @@ fn list_tree(
             list_tree(storage, dir, &join(&d), &[], out)?;
         }
     }
+    Ok(())
+}
+
+/// The metadata database's copy while a backup is taken: removed however
+/// the backup ends.
+struct MetaCopy {
+    tmp: PathBuf,
+    source: PathBuf,
+    mode: u32,
+}
+
+impl Drop for MetaCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// The tables of the PII key store: the data keys and the vault (the
+/// wrapped HMAC key and the generation) they go with.
+const KEY_STORE: [&str; 2] = ["pii_keys", "pii_vault"];
+
+/// Replace the key store's tables in the copy `to` by their committed
+/// state in the live database `from` now, both read in one transaction.
+/// Deleted rows are overwritten (`secure_delete`) and the rollback journal
+/// stays in memory, so an erased key leaves no byte in the copy.
+fn refresh_key_store(from: &Path, to: &Path) -> Result<(), BackupError> {
+    use rusqlite::{Connection, OpenFlags};
+    let err = |e: rusqlite::Error| BackupError::Sqlite {
+        path: from.to_path_buf(),
+        detail: format!("key store: {e}"),
+    };
+    let mut dst = Connection::open_with_flags(
+        to,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    dst.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+    dst.execute_batch("PRAGMA secure_delete = ON; PRAGMA journal_mode = MEMORY;")
+        .map_err(err)?;
+    let escaped = from
+        .display()
+        .to_string()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23");
+    dst.execute("ATTACH DATABASE ?1 AS live", [format!("file:{escaped}?mode=ro")])
+        .map_err(err)?;
+    let tx = dst.transaction().map_err(err)?;
+    for table in KEY_STORE {
+        let schema = |db: &str| -> rusqlite::Result<Option<String>> {
+            use rusqlite::OptionalExtension;
+            tx.query_row(
+                &format!("SELECT sql FROM {db}.sqlite_master WHERE type = 'table' AND name = ?1"),
+                [table],
+                |r| r.get(0),
+            )
+            .optional()
+        };
+        let Some(live) = schema("live").map_err(err)? else {
+            continue;
+        };
+        if schema("main").map_err(err)?.is_none() {
+            // Created after the copy was taken.
+            tx.execute_batch(&live).map_err(err)?;
+        }
+        // Unchanged, the copy is left as it is (and keeps its bytes, so an
+        // incremental backup writes no new object for it).
+        let changed: bool = tx
+            .query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT * FROM main.{table} EXCEPT SELECT * FROM live.{table}) \
+                     OR EXISTS (SELECT * FROM live.{table} EXCEPT SELECT * FROM main.{table})"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if changed {
+            tx.execute_batch(&format!(
+                "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM live.{table};"
+            ))
+            .map_err(err)?;
+        }
+    }
+    tx.commit().map_err(err)?;
+    dst.execute_batch("DETACH DATABASE live; PRAGMA journal_mode = DELETE;")
+        .map_err(err)?;
+    drop(dst);
+    let f = std::fs::File::open(to).ctx("open", to)?;
+    f.sync_all().ctx("fsync", to)?;
     Ok(())
 }
 

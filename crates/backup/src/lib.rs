@@ -1,7 +1,8 @@
-//! Backups of a data directory (docs/backup.md): `create` copies the logs,
-//! the metadata database and every other file of the data directory into a
-//! backup directory, while a server keeps serving and appending, without
-//! taking any log's lock; `verify` checks a backup's manifest, every byte
+//! Backups of a data directory (docs/backup.md): `create` copies the
+//! metadata database, the logs and every other file of the data directory
+//! into a backup directory, in an order under which every reference between
+//! the metadata database and the logs resolves, while a server keeps
+//! serving and appending, without taking any log's lock; `verify` checks a backup's manifest, every byte
 //! it names, and every log inside with the ledger's verifier; `restore`
 //! rebuilds a data directory from a backup in a staging directory, checks
 //! all of it, and only then renames it into place.
@@ -23,7 +24,7 @@ mod view;
 
 pub use create::{create, CreateOptions, CreateReport, Source};
 pub use manifest::{Chunk, FileRecord, Kind, LogRecord, Manifest};
-pub use restore::{restore, RestoreReport};
+pub use restore::{restore, restore_with, RestoreReport};
 pub use verify::{verify, Finding, VerifyReport};
 
 use std::path::PathBuf;

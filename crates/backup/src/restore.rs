@@ -11,13 +11,13 @@
 use crate::manifest::{hex, LogRecord, Manifest};
 use crate::view::BackupView;
 use crate::{verify::integrity_check, BackupError, IoContext, MANIFEST_FILE, META_FILE, OBJECTS_DIR};
-use sealtrail_ledger::storage::OsStorage;
+use sealtrail_ledger::storage::{OsStorage, Storage};
 use sealtrail_ledger::{DataDir, LogOptions};
 use sha2::{Digest, Sha256};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a restore did.
 #[derive(Debug, Clone, Default)]
@@ -31,20 +31,34 @@ pub struct RestoreReport {
 /// Restore the backup in `src` into the data directory `target`, which must
 /// be missing or an empty directory.
 pub fn restore(src: &Path, target: &Path) -> Result<RestoreReport, BackupError> {
-    match fs::read_dir(target) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(BackupError::NotEmpty(target.to_path_buf()));
+    restore_with(&OsStorage, src, Arc::new(OsStorage), target)
+}
+
+/// [`restore`] reading the backup through `backup` and writing the data
+/// directory through `storage`: every write and sync of a restore goes
+/// through it, so crash tests cut the power at each of them.
+pub fn restore_with(
+    backup: &dyn Storage,
+    src: &Path,
+    storage: Arc<dyn Storage>,
+    target: &Path,
+) -> Result<RestoreReport, BackupError> {
+    if storage.exists(target) {
+        match storage.list_files(target) {
+            Ok(files) => {
+                if !files.is_empty() || !storage.list_dirs(target).ctx("list", target)?.is_empty() {
+                    return Err(BackupError::NotEmpty(target.to_path_buf()));
+                }
             }
+            // A file in the directory's place.
+            Err(e) if matches!(e.kind(), ErrorKind::NotADirectory | ErrorKind::NotFound) => {
+                return Err(BackupError::NotEmpty(target.to_path_buf()))
+            }
+            Err(e) => return Err(e).ctx("read directory", target),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            return Err(BackupError::NotEmpty(target.to_path_buf()))
-        }
-        Err(e) => return Err(e).ctx("read directory", target),
     }
     let manifest_path = src.join(MANIFEST_FILE);
-    let bytes = fs::read(&manifest_path).ctx("read", &manifest_path)?;
+    let bytes = backup.read(&manifest_path).ctx("read", &manifest_path)?;
     let manifest = Manifest::decode(&bytes)?;
     let name = target
         .file_name()
@@ -53,26 +67,32 @@ pub fn restore(src: &Path, target: &Path) -> Result<RestoreReport, BackupError> 
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&parent).ctx("create directory", &parent)?;
+    storage.create_dir_all(&parent).ctx("create directory", &parent)?;
     let staging = parent.join(format!(".{}.restoring-{}", name.to_string_lossy(), std::process::id()));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).ctx("remove", &staging)?;
+    if storage.exists(&staging) {
+        storage.remove_dir_all(&staging).ctx("remove", &staging)?;
     }
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&staging)
-        .ctx("create directory", &staging)?;
-    let result = fill_and_check(src, &manifest, &staging).and_then(|report| {
-        fs::rename(&staging, target).ctx("rename", &staging)?;
-        File::open(&parent)
-            .and_then(|d| d.sync_all())
-            .ctx("sync directory", &parent)?;
+    storage.create_dir_all(&staging).ctx("create directory", &staging)?;
+    set_mode(&*storage, &staging, 0o700)?;
+    let result = fill_and_check(backup, src, &manifest, &storage, &staging).and_then(|report| {
+        // Every file and directory of the staging directory is durable:
+        // the rename publishes all of it or, lost in a crash, none.
+        storage.rename(&staging, target).ctx("rename", &staging)?;
+        storage.sync_dir(&parent).ctx("sync directory", &parent)?;
         Ok(report)
     });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&staging);
+    if result.is_err() && storage.exists(&staging) {
+        let _ = storage.remove_dir_all(&staging);
     }
     result
+}
+
+/// Permission bits where the storage has real files.
+fn set_mode(storage: &dyn Storage, path: &Path, mode: u32) -> Result<(), BackupError> {
+    if let Some(real) = storage.real_path(path) {
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode)).ctx("set permissions of", path)?;
+    }
+    Ok(())
 }
 
 fn damaged(file: &str, detail: String) -> BackupError {
@@ -82,20 +102,26 @@ fn damaged(file: &str, detail: String) -> BackupError {
     }
 }
 
-fn fill_and_check(src: &Path, manifest: &Manifest, staging: &Path) -> Result<RestoreReport, BackupError> {
+fn fill_and_check(
+    backup: &dyn Storage,
+    src: &Path,
+    manifest: &Manifest,
+    storage: &Arc<dyn Storage>,
+    staging: &Path,
+) -> Result<RestoreReport, BackupError> {
     // The ledger's verifier reads the logs in the backup while the files
     // are copied (two passes over the same bytes at once). The copy checks
     // every chunk against the SHA-256 the verified bytes have, so what is
     // verified is what is written.
     let (copied, verified) = std::thread::scope(|s| {
-        let checker = s.spawn(|| verify_logs(src, manifest));
-        let copied = copy_files(src, manifest, staging);
+        let checker = s.spawn(|| verify_logs(backup, src, manifest));
+        let copied = copy_files(backup, src, manifest, &**storage, staging);
         (copied, checker.join())
     });
     let (mut report, dirs) = copied?;
     verified.map_err(|_| BackupError::Refused("the verification of the logs panicked".into()))??;
 
-    let data = DataDir::new(staging);
+    let data = DataDir::with_storage(staging, storage.clone());
     for log in &manifest.logs {
         let prefix = format!("logs/{}/", log.name);
         let dir = data.log_dir(&log.name);
@@ -112,34 +138,39 @@ fn fill_and_check(src: &Path, manifest: &Manifest, staging: &Path) -> Result<Res
         }
         drop(opened);
         let lock = dir.join(sealtrail_ledger::log::LOCK_FILE);
-        let _ = fs::remove_file(&lock);
+        if storage.exists(&lock) {
+            storage.remove_file(&lock).ctx("remove", &lock)?;
+        }
         for name in [
             sealtrail_ledger::log::ENTRIES_FILE,
             sealtrail_ledger::log::INDEX_FILE,
             sealtrail_ledger::log::HASHES_FILE,
         ] {
             let p = dir.join(name);
-            if p.exists() {
-                File::open(&p).and_then(|f| f.sync_all()).ctx("fsync", &p)?;
+            if storage.exists(&p) {
+                storage.open(&p, false).and_then(|f| f.sync_data()).ctx("fsync", &p)?;
             }
         }
         report.logs.push(log.clone());
     }
     if manifest.file(META_FILE).is_some() {
         let path = staging.join(META_FILE);
-        integrity_check(&path, true).map_err(|e| damaged(META_FILE, format!("SQLite integrity check: {e}")))?;
+        // Only real files can be opened by SQLite.
+        if let Some(real) = storage.real_path(&path) {
+            integrity_check(&real, true).map_err(|e| damaged(META_FILE, format!("SQLite integrity check: {e}")))?;
+        }
     }
     for d in dirs.iter().rev() {
-        File::open(d).and_then(|f| f.sync_all()).ctx("sync directory", d)?;
+        storage.sync_dir(d).ctx("sync directory", d)?;
     }
     Ok(report)
 }
 
 /// Every log of the backup, read in place by the ledger's verifier, must
 /// hold exactly the checkpoint the manifest records.
-fn verify_logs(src: &Path, manifest: &Manifest) -> Result<(), BackupError> {
+fn verify_logs(backup: &dyn Storage, src: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     let view = BackupView {
-        storage: &OsStorage,
+        storage: backup,
         root: src.to_path_buf(),
         manifest,
     };
@@ -168,16 +199,23 @@ fn verify_logs(src: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Every file into `staging`, each chunk checked; the directories made.
-fn copy_files(src: &Path, manifest: &Manifest, staging: &Path) -> Result<(RestoreReport, Vec<PathBuf>), BackupError> {
+/// Every file into `staging`, each chunk checked, each file synced; the
+/// directories made (to be synced once the logs are opened).
+fn copy_files(
+    backup: &dyn Storage,
+    src: &Path,
+    manifest: &Manifest,
+    storage: &dyn Storage,
+    staging: &Path,
+) -> Result<(RestoreReport, Vec<PathBuf>), BackupError> {
     let mut report = RestoreReport::default();
     let mut dirs = vec![staging.to_path_buf()];
     let mut buf = vec![0u8; 4 << 20];
     for f in &manifest.files {
         let path = staging.join(&f.path);
         if let Some(dir) = path.parent() {
-            if !dir.exists() {
-                fs::create_dir_all(dir).ctx("create directory", dir)?;
+            if !dirs.iter().any(|d| d == dir) {
+                storage.create_dir_all(dir).ctx("create directory", dir)?;
                 let mut d = dir.to_path_buf();
                 while d != staging && !dirs.contains(&d) {
                     dirs.push(d.clone());
@@ -187,32 +225,36 @@ fn copy_files(src: &Path, manifest: &Manifest, staging: &Path) -> Result<(Restor
                 }
             }
         }
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .ctx("create", &path)?;
+        if storage.exists(&path) {
+            return Err(damaged(&f.path, "named twice in the manifest".into()));
+        }
+        let out = storage.open(&path, true).ctx("create", &path)?;
+        // Its bits before its bytes, so the sync below covers both; the
+        // staging directory is owner-only meanwhile.
+        set_mode(storage, &path, f.mode)?;
         let mut whole = Sha256::new();
         let mut start = 0u64;
         for (k, c) in f.chunks.iter().enumerate() {
             let name = format!("{OBJECTS_DIR}/{}", hex(&c.sha256));
             let at = format!("chunk {k} (bytes {start}..{}, object {name})", start + c.len);
             let obj_path = src.join(&name);
-            let mut obj = File::open(&obj_path).map_err(|e| damaged(&f.path, format!("{at} cannot be opened: {e}")))?;
+            let obj = backup
+                .open_read(&obj_path)
+                .map_err(|e| damaged(&f.path, format!("{at} cannot be opened: {e}")))?;
+            let len = obj.len().ctx("stat", &obj_path)?;
+            if len != c.len {
+                return Err(damaged(&f.path, format!("{at} is {len} bytes long")));
+            }
             let mut piece = Sha256::new();
-            let mut left = c.len;
-            while left > 0 {
-                let n = (left as usize).min(buf.len());
-                obj.read_exact(&mut buf[..n])
+            let mut off = 0u64;
+            while off < c.len {
+                let n = ((c.len - off) as usize).min(buf.len());
+                obj.read_exact_at(&mut buf[..n], off)
                     .map_err(|e| damaged(&f.path, format!("{at}: {e}")))?;
                 piece.update(&buf[..n]);
                 whole.update(&buf[..n]);
-                out.write_all(&buf[..n]).ctx("write", &path)?;
-                left -= n as u64;
-            }
-            if obj.read(&mut buf[..1]).ctx("read", &obj_path)? != 0 {
-                return Err(damaged(&f.path, format!("{at} is longer than {} bytes", c.len)));
+                out.write_all_at(&buf[..n], start + off).ctx("write", &path)?;
+                off += n as u64;
             }
             if piece.finalize().as_slice() != c.sha256 {
                 return Err(damaged(
@@ -228,8 +270,7 @@ fn copy_files(src: &Path, manifest: &Manifest, staging: &Path) -> Result<(Restor
                 "the file's SHA-256 does not match the manifest".into(),
             ));
         }
-        out.sync_all().ctx("fsync", &path)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(f.mode)).ctx("set permissions of", &path)?;
+        out.sync_data().ctx("fsync", &path)?;
         report.files += 1;
         report.bytes += f.len;
     }

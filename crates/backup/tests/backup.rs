@@ -1,14 +1,17 @@
 //! Backups end to end on real files: round trip, online under concurrent
-//! appends, incremental bytes, damage, refusal of a non-empty target, and
-//! (on simulated storage) power cut at every sync point of a backup.
+//! appends, references between meta.db and the logs, incremental bytes,
+//! damage (in the backup, and in objects an incremental backup would use
+//! again), refusal of a non-empty target, and (on simulated storage) power
+//! cut at every sync point of a backup and of a restore.
 
 #![allow(clippy::unwrap_used)]
 
 use sealtrail_backup::manifest::hex;
-use sealtrail_backup::{create, restore, verify, BackupError, CreateOptions, Manifest, Source};
+use sealtrail_backup::{create, restore, restore_with, verify, BackupError, CreateOptions, Manifest, Source};
 use sealtrail_ledger::storage::sim::{Fault, SimStorage};
 use sealtrail_ledger::storage::{OsStorage, Storage};
 use sealtrail_ledger::{DataDir, LogOptions};
+use sha2::Digest;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -235,6 +238,7 @@ fn incremental_backup_copies_only_new_bytes() {
     let grown: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
     assert!(grown > 200 * 8);
 
+    let first_manifest = read_manifest(&dest);
     let second = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
     assert!(second.incremental);
     // What was appended, and the rewritten checkpoint file (8,192 bytes).
@@ -243,6 +247,18 @@ fn incremental_backup_copies_only_new_bytes() {
     assert!(second.prefix_changed.is_empty());
     assert_eq!(second.objects_removed, 1, "the old checkpoint object");
     let m = read_manifest(&dest);
+    // Every object the new backup uses again is read back and hashed once.
+    let reused: u64 = objects_of(&first_manifest)
+        .intersection(&objects_of(&m))
+        .map(|(_, len)| len)
+        .sum();
+    assert_eq!(second.bytes_checked, reused);
+    assert!(second.objects_damaged.is_empty());
+    eprintln!(
+        "incremental backup after 200 entries: read {} bytes of the data directory, \
+         {} bytes of the backup's objects checked, {} bytes written",
+        second.bytes_read, second.bytes_checked, second.bytes_written
+    );
     assert_eq!(m.file("logs/default/entries").unwrap().chunks.len(), 2);
     assert_eq!(m.file("logs/system/entries").unwrap().chunks.len(), 1);
     assert!(verify(&OsStorage, &dest).unwrap().intact());
@@ -250,6 +266,10 @@ fn incremental_backup_copies_only_new_bytes() {
     // Nothing new: nothing written.
     let third = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
     assert_eq!(third.bytes_written, 0);
+    assert_eq!(
+        third.bytes_checked,
+        objects_of(&m).iter().map(|(_, len)| len).sum::<u64>()
+    );
 
     // A prefix that changed (a tail cut and written again) is copied whole.
     std::fs::write(&extra, b"xbcdef").unwrap();
@@ -263,6 +283,76 @@ fn incremental_backup_copies_only_new_bytes() {
     assert_eq!(
         restored.entries(0, 700).unwrap(),
         (0..700).map(entry).collect::<Vec<_>>()
+    );
+}
+
+/// The objects a manifest names: (name, length), each once.
+fn objects_of(m: &Manifest) -> std::collections::BTreeSet<(String, u64)> {
+    m.files
+        .iter()
+        .flat_map(|f| f.chunks.iter().map(|c| (hex(&c.sha256), c.len)))
+        .collect()
+}
+
+/// An object of the backup damaged in place: one byte changed, or its
+/// second half cut and written again with other bytes; its length stays.
+fn damage_in_place(path: &Path, how: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let len = bytes.len();
+    match how % 2 {
+        0 => bytes[len / 2] ^= 0x01,
+        _ => bytes[len / 2..].iter_mut().for_each(|b| *b = b'z'),
+    }
+    std::fs::write(path, &bytes).unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().len() as usize, len);
+}
+
+#[test]
+fn a_damaged_object_of_the_same_length_is_written_again_not_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 300);
+    let dest = tmp.path().join("backup");
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    let m = read_manifest(&dest);
+    // One file of each kind: immutable, append-only, copied whole.
+    let files = ["logs/default/log.key", "logs/default/entries", "secrets.key"];
+    let mut names = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let rec = m.file(f).unwrap();
+        assert_eq!(rec.chunks.len(), 1, "{f}");
+        let name = hex(&rec.chunks[0].sha256);
+        damage_in_place(&dest.join("objects").join(&name), i);
+        names.push(name);
+    }
+    let v = verify(&OsStorage, &dest).unwrap();
+    let named: Vec<&str> = v.findings.iter().map(|f| f.file.as_str()).collect();
+    for f in files {
+        assert!(named.contains(&f), "{f} not named: {:?}", v.findings);
+    }
+
+    // Nothing changed in the data directory: the damaged objects alone
+    // are written again, under their names.
+    let r = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    let mut damaged = r.objects_damaged.clone();
+    damaged.sort();
+    names.sort();
+    assert_eq!(damaged, names);
+    let rewritten: u64 = files.iter().map(|f| m.file(f).unwrap().len).sum();
+    assert_eq!(r.bytes_written, rewritten);
+    assert_eq!(read_manifest(&dest).files, m.files);
+    for name in &names {
+        let bytes = std::fs::read(dest.join("objects").join(name)).unwrap();
+        assert_eq!(hex(sha2::Sha256::digest(&bytes).as_slice()), *name);
+    }
+    let v = verify(&OsStorage, &dest).unwrap();
+    assert!(v.intact(), "{:?}", v.findings);
+    let target = tmp.path().join("restored");
+    restore(&dest, &target).unwrap();
+    assert_eq!(std::fs::read(target.join("secrets.key")).unwrap(), b"secret\n");
+    assert_eq!(
+        std::fs::read(target.join("logs/default/entries")).unwrap(),
+        std::fs::read(data.join("logs/default/entries")).unwrap()
     );
 }
 
@@ -610,4 +700,416 @@ fn two_backups_into_one_destination_do_not_interleave() {
     assert!(err.to_string().contains("another backup"), "{err}");
     drop(held);
     create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+}
+
+/// The real file system, running `hooks` (each once) when the backup first
+/// reads a file whose path ends as given: what a server does meanwhile.
+type Hook = Box<dyn FnOnce() + Send>;
+
+struct Hooked {
+    hooks: std::sync::Mutex<Vec<(&'static str, Hook)>>,
+}
+
+impl Hooked {
+    fn fire(&self, path: &Path) {
+        let due: Vec<Hook> = {
+            let mut hooks = self.hooks.lock().unwrap();
+            let (now, later): (Vec<_>, Vec<_>) = hooks.drain(..).partition(|(end, _)| path.ends_with(end));
+            *hooks = later;
+            now.into_iter().map(|(_, h)| h).collect()
+        };
+        for h in due {
+            h();
+        }
+    }
+}
+
+impl Storage for Hooked {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
+        OsStorage.open(path, create)
+    }
+    fn open_read(&self, path: &Path) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
+        self.fire(path);
+        OsStorage.open_read(path)
+    }
+    fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+        OsStorage.create_new(path, bytes, private)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.fire(path);
+        OsStorage.read(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        OsStorage.exists(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.create_dir_all(path)
+    }
+    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        OsStorage.list_dirs(path)
+    }
+    fn list_files(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        OsStorage.list_files(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        OsStorage.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.remove_dir_all(path)
+    }
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        OsStorage.real_path(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        OsStorage.lock(path)
+    }
+}
+
+/// The tables of meta.db that name log state or hold PII keys, as the
+/// server's metadata store declares them (the columns these tests use).
+const META_TABLES: &str = "
+    PRAGMA secure_delete = ON;
+    CREATE TABLE pii_vault (id INTEGER PRIMARY KEY CHECK (id = 1), hmac_key BLOB NOT NULL,
+                            generation INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE pii_keys (key_id BLOB PRIMARY KEY, log TEXT NOT NULL, subject BLOB NOT NULL,
+                           wrapped BLOB NOT NULL, created_at TEXT NOT NULL, UNIQUE (log, subject));
+    CREATE TABLE retention_blocks (log TEXT PRIMARY KEY, hold INTEGER NOT NULL, entry INTEGER NOT NULL);
+    CREATE TABLE system_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
+    INSERT INTO pii_vault VALUES (1, x'00', 0);
+";
+
+/// A wrapped key no other byte of the test could hold by chance.
+fn wrapped(subject: &str) -> Vec<u8> {
+    (0..60u8)
+        .map(|i| i.wrapping_mul(7) ^ subject.as_bytes()[0])
+        .chain(*b"WRAPPED-")
+        .collect()
+}
+
+fn add_key(conn: &rusqlite::Connection, subject: &str) {
+    conn.execute(
+        "INSERT INTO pii_keys VALUES (?1, 'default', ?2, ?3, 'now')",
+        (subject.as_bytes(), subject.as_bytes(), wrapped(subject)),
+    )
+    .unwrap();
+}
+
+/// Erasure as the server makes it: the keys and the event in one transaction.
+fn erase(conn: &rusqlite::Connection, subject: &str) {
+    conn.execute_batch(&format!(
+        "BEGIN; DELETE FROM pii_keys WHERE subject = CAST('{subject}' AS BLOB);
+         UPDATE pii_vault SET generation = generation + 1;
+         INSERT INTO system_outbox (event) VALUES ('pii.erased {subject}'); COMMIT;"
+    ))
+    .unwrap();
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Writes between meta.db's copy and the logs' checkpoints, and after the
+/// last checkpoint: every reference between meta.db and the logs in the
+/// backup resolves, and no key erased before the backup ended is in it.
+#[test]
+fn meta_db_and_the_logs_of_an_online_backup_refer_to_each_other_soundly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = populate(&data, 20);
+    let db = data.join("meta.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(META_TABLES).unwrap();
+    for s in ["alice", "bob", "dave", "erin"] {
+        add_key(&conn, s);
+    }
+    // Erased before the backup starts.
+    erase(&conn, "dave");
+    // Named entry 5 of `default` (it holds 20): covered.
+    conn.execute("INSERT INTO retention_blocks VALUES ('default', 1, 5)", [])
+        .unwrap();
+    // Queued, not yet in the system log.
+    conn.execute("INSERT INTO system_outbox (event) VALUES ('queued early')", [])
+        .unwrap();
+    drop(conn);
+    let default = Arc::new(dir.open_log("default", LogOptions::default()).unwrap());
+    let system = Arc::new(dir.open_log("system", LogOptions::default()).unwrap());
+
+    let h1: Hook = {
+        let (db, default) = (db.clone(), default.clone());
+        Box::new(move || {
+            // After meta.db's copy, before `default`'s checkpoint: an
+            // erasure, a key committed and an entry sealed under it.
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.execute_batch("PRAGMA secure_delete = ON").unwrap();
+            erase(&c, "alice");
+            add_key(&c, "carol");
+            default.append(&[b"sealed under carol".to_vec()]).unwrap();
+            // A row naming the entry just appended.
+            c.execute("UPDATE retention_blocks SET entry = 20 WHERE log = 'default'", [])
+                .unwrap();
+        })
+    };
+    let h2: Hook = {
+        let (db, system) = (db.clone(), system.clone());
+        Box::new(move || {
+            // After the last log's checkpoint: the queued event drained
+            // into the system log (appended, then the row deleted), a row
+            // naming the system log's new size, and one more erasure.
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.execute_batch("PRAGMA secure_delete = ON").unwrap();
+            system.append(&[b"queued early".to_vec()]).unwrap();
+            c.execute("DELETE FROM system_outbox WHERE event = 'queued early'", [])
+                .unwrap();
+            let named = system.size() as i64 - 1;
+            c.execute("INSERT INTO retention_blocks VALUES ('system', 2, ?1)", [named])
+                .unwrap();
+            erase(&c, "bob");
+        })
+    };
+    let source = Source {
+        storage: Arc::new(Hooked {
+            hooks: std::sync::Mutex::new(vec![("logs/default/log.pub", h1), ("logs/system/entries", h2)]),
+        }),
+        root: data.clone(),
+    };
+    let dest = tmp.path().join("backup");
+    let r = create(&source, &OsStorage, &dest, &opts()).unwrap();
+    let size = |name: &str| r.logs.iter().find(|l| l.name == name).unwrap().size;
+    // The first hook ran before `default`'s checkpoint was read, the second
+    // after `system`'s.
+    assert_eq!((size("default"), size("system")), (21, 20));
+    assert!(verify(&OsStorage, &dest).unwrap().intact());
+
+    let target = tmp.path().join("restored");
+    restore(&dest, &target).unwrap();
+    let c = rusqlite::Connection::open(target.join("meta.db")).unwrap();
+    let subjects: Vec<String> = c
+        .prepare("SELECT CAST(subject AS TEXT) FROM pii_keys ORDER BY subject")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // carol's key seals an entry of the backup; alice, bob and dave were
+    // erased before the backup ended.
+    assert_eq!(subjects, ["carol", "erin"]);
+    assert_eq!(
+        c.query_row("SELECT generation FROM pii_vault", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        3
+    );
+    let restored = DataDir::new(&target);
+    for (log, entry) in c
+        .prepare("SELECT log, entry FROM retention_blocks")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+        .unwrap()
+        .map(|r| r.unwrap())
+    {
+        let n = restored.open_log_read_only(&log).unwrap().size();
+        assert!(
+            entry < n,
+            "retention_blocks names entry {entry} of {log}, which holds {n}"
+        );
+    }
+    // The drained event is in the outbox copy or in the system log.
+    let queued: i64 = c
+        .query_row(
+            "SELECT count(*) FROM system_outbox WHERE event = 'queued early'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let sys = restored.open_log_read_only("system").unwrap();
+    let logged = sys
+        .entries(0, sys.size())
+        .unwrap()
+        .iter()
+        .filter(|e| e.as_slice() == b"queued early")
+        .count();
+    assert_eq!(queued + logged as i64, 1, "outbox {queued}, log {logged}");
+    drop(c);
+    // No byte of an erased key anywhere in the backup.
+    for e in std::fs::read_dir(dest.join("objects")).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        for s in ["alice", "bob", "dave"] {
+            assert!(!contains(&bytes, &wrapped(s)), "{s}'s erased key is in the backup");
+        }
+    }
+}
+
+/// Every file under `dir` on `s`, relative, with its bytes.
+fn files_under(s: &dyn Storage, dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for f in s.list_files(&d).unwrap() {
+            let p = d.join(&f);
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, s.read(&p).unwrap());
+        }
+        todo.extend(s.list_dirs(&d).unwrap().into_iter().map(|n| d.join(n)));
+    }
+    out
+}
+
+/// Power cut at every sync point of a restore, and a failure of every
+/// write and of every sync: the target holds either nothing (and restoring
+/// again succeeds) or the complete restore, byte for byte the data
+/// directory that was backed up; never part of it.
+#[test]
+fn a_crash_or_failure_at_every_step_of_a_restore_leaves_nothing_or_all() {
+    let src = Path::new("/data");
+    let dest = Path::new("/backup");
+    let target = Path::new("/srv/restored");
+    let sim_opts = CreateOptions {
+        block: 300,
+        ..CreateOptions::default()
+    };
+    // A data directory and a backup of it in two runs (so files have two
+    // chunks), on one simulated machine; returns the syncs and writes
+    // made so far.
+    let build = |storage: &SimStorage| -> (u64, u64) {
+        let dir = DataDir::with_storage(src, Arc::new(storage.clone()));
+        let source = Source {
+            storage: Arc::new(storage.clone()),
+            root: src.to_path_buf(),
+        };
+        for name in ["default", "system"] {
+            dir.create_log(name, None).unwrap();
+        }
+        let log = dir.open_log("default", LogOptions::default()).unwrap();
+        log.append(&(0..40).map(entry).collect::<Vec<_>>()).unwrap();
+        storage.create_dir_all(&src.join("data-runs")).unwrap();
+        storage
+            .create_new(&src.join("data-runs/a"), b"report a", false)
+            .unwrap();
+        create(&source, storage, dest, &sim_opts).unwrap();
+        log.append(&(40..90).map(entry).collect::<Vec<_>>()).unwrap();
+        storage.create_new(&src.join("secrets.key"), b"secret", true).unwrap();
+        create(&source, storage, dest, &sim_opts).unwrap();
+        // Its writer closed first: closing syncs.
+        drop(log);
+        (storage.syncs(), storage.writes())
+    };
+    // The data directory as it was backed up (each machine makes its own
+    // keys and so its own signatures).
+    // A checkpoint file also records how far its log's derived files were
+    // synced, which the restore's reopening may change: its signed
+    // checkpoint is compared instead, under a name no file has.
+    let notes = |s: &SimStorage, root: &Path| {
+        let dir = DataDir::with_storage(root, Arc::new(s.clone()));
+        ["default", "system"].map(|name| {
+            (
+                format!("{name} signed checkpoint"),
+                dir.open_log_read_only(name).unwrap().checkpoint().1.to_vec(),
+            )
+        })
+    };
+    let expected = |s: &SimStorage| {
+        let mut files = files_under(s, src);
+        files.retain(|p, _| !p.ends_with("/lock") && !p.ends_with("/checkpoint"));
+        files.extend(notes(s, src));
+        assert!(files.contains_key("logs/default/entries") && files.contains_key("secrets.key"));
+        files
+    };
+    let restore_on = |s: &SimStorage| restore_with(s, dest, Arc::new(s.clone()), target);
+    // Nothing a server would serve, or all of it.
+    let check = |image: &SimStorage, expected: &std::collections::BTreeMap<String, Vec<u8>>, at: &str| {
+        let served = image.exists(target)
+            && !(image.list_files(target).unwrap().is_empty() && image.list_dirs(target).unwrap().is_empty());
+        if !served {
+            restore_on(image).unwrap_or_else(|e| panic!("{at}: restoring again: {e}"));
+        }
+        let mut got = files_under(image, target);
+        got.retain(|p, _| !p.ends_with("/lock") && !p.ends_with("/checkpoint"));
+        got.extend(notes(image, target));
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{at} (served before restoring again: {served})"
+        );
+        for (p, bytes) in expected {
+            assert!(
+                got[p] == *bytes,
+                "{at}: {p} differs: {} vs {} bytes, first diff at {:?}",
+                got[p].len(),
+                bytes.len(),
+                got[p].iter().zip(bytes).position(|(a, b)| a != b)
+            );
+        }
+        let log = DataDir::with_storage(target, Arc::new(image.clone()))
+            .open_log_read_only("default")
+            .unwrap();
+        assert_eq!(log.size(), 90, "{at}");
+        // No staging directory left beside the target.
+        assert_eq!(image.list_dirs(Path::new("/srv")).unwrap(), ["restored"], "{at}");
+    };
+    let (syncs, writes) = {
+        let s = SimStorage::new();
+        let (syncs, writes) = build(&s);
+        let r = restore_on(&s).unwrap();
+        assert_eq!(r.logs.len(), 2);
+        check(&s, &expected(&s), "no fault");
+        (s.syncs() - syncs, s.writes() - writes)
+    };
+    assert!(syncs > 10 && writes > 10, "{syncs} syncs, {writes} writes");
+    for k in 1..=syncs {
+        let storage = SimStorage::new();
+        let (before, _) = build(&storage);
+        let want = expected(&storage);
+        storage.set_fault(Some(Fault::CrashAtSync(before + k)));
+        let r = restore_on(&storage);
+        assert!(r.is_err(), "sync {k}: {r:?} {} {}", storage.syncs(), before);
+        assert!(storage.has_crashed(), "sync {k}");
+        for (how, keep) in [("lost", 0usize), ("torn", 5), ("kept", usize::MAX)] {
+            for all_names in [false, true] {
+                let at = format!("crash at sync {k}/{syncs}, writes {how}, all names {all_names}");
+                let image = if all_names {
+                    storage.crash_image_all_names(|l| keep.min(l))
+                } else {
+                    storage.crash_image(|l| keep.min(l))
+                };
+                check(&image, &want, &at);
+            }
+        }
+    }
+    for k in 1..=syncs {
+        let storage = SimStorage::new();
+        let (before, _) = build(&storage);
+        let want = expected(&storage);
+        storage.set_fault(Some(Fault::FailSync(before + k)));
+        let r = restore_on(&storage);
+        let at = format!("failed sync {k}/{syncs} ({:?})", r.as_ref().err());
+        // A failed sync refuses the restore and leaves nothing; but the
+        // last one (the parent's, after the rename) fails with the restore
+        // complete, and the writer's close on reopening a log is best
+        // effort (the restore syncs those files itself afterwards).
+        if r.is_err() {
+            assert_eq!(storage.exists(target), k == syncs, "{at}");
+        }
+        storage.set_fault(None);
+        check(&storage, &want, &at);
+    }
+    for k in 1..=writes {
+        let storage = SimStorage::new();
+        let (_, before) = build(&storage);
+        let want = expected(&storage);
+        storage.set_fault(Some(Fault::FailWrite(before + k)));
+        let r = restore_on(&storage);
+        let at = format!("failed write {k}/{writes}");
+        // A failed write refuses the restore and leaves nothing, but for
+        // the writer's best-effort close on reopening a log.
+        if r.is_err() {
+            assert!(!storage.exists(target), "{at}");
+        }
+        storage.set_fault(None);
+        check(&storage, &want, &at);
+    }
 }

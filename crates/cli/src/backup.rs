@@ -49,6 +49,8 @@ pub fn backup(data: &Path, command: &BackupCommand, out: &mut impl Write) -> any
                     "files_skipped": r.files_skipped,
                     "bytes_read": r.bytes_read,
                     "bytes_written": r.bytes_written,
+                    "bytes_checked": r.bytes_checked,
+                    "objects_damaged": r.objects_damaged,
                     "prefix_changed": r.prefix_changed,
                     "skipped_logs": r.skipped_logs,
                     "objects_removed": r.objects_removed,
@@ -59,12 +61,13 @@ pub fn backup(data: &Path, command: &BackupCommand, out: &mut impl Write) -> any
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             }
             eprintln!(
-                "backed up {} into {} ({}): {} files, {} read, {} written; logs: {}",
+                "backed up {} into {} ({}): {} files, {} read, {} of the backup checked, {} written; logs: {}",
                 data.display(),
                 dest.display(),
                 if r.incremental { "incremental" } else { "full" },
                 r.files,
                 mib(r.bytes_read),
+                mib(r.bytes_checked),
                 mib(r.bytes_written),
                 if logs.is_empty() {
                     "none".to_string()
@@ -75,6 +78,12 @@ pub fn backup(data: &Path, command: &BackupCommand, out: &mut impl Write) -> any
             for f in &r.prefix_changed {
                 eprintln!(
                     "note: {f} changed before where the earlier backup stopped (recovery cut its tail); copied whole"
+                );
+            }
+            for o in &r.objects_damaged {
+                eprintln!(
+                    "warning: objects/{o} in {} was damaged (not of its SHA-256); it was not used again",
+                    dest.display()
                 );
             }
             for l in &r.skipped_logs {
