@@ -71,13 +71,22 @@ pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 /// Attach the operation and path to an I/O error.
 pub(crate) trait IoContext<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
+
+    /// [`IoContext::ctx`] with the path built only on an error: for reads
+    /// of every entry, where joining a path each time costs more than the
+    /// read's own bookkeeping.
+    fn ctx_with(self, op: &'static str, path: impl FnOnce() -> std::path::PathBuf) -> Result<T>;
 }
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
+        self.ctx_with(op, || path.to_path_buf())
+    }
+
+    fn ctx_with(self, op: &'static str, path: impl FnOnce() -> std::path::PathBuf) -> Result<T> {
         self.map_err(|source| LedgerError::Io {
             op,
-            path: path.to_path_buf(),
+            path: path(),
             source,
         })
     }

@@ -174,7 +174,8 @@ impl Log {
         })?;
         let pack = packs::open_pack(name, file, &path)?;
         let packed = pack.len().ctx("stat", &path)?;
-        let mut store = inner.files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut store_guard = inner.files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let store = std::sync::Arc::make_mut(&mut store_guard);
         let at = store.packs.partition_point(|p| p.first < first);
         store.packs.insert(at, Arc::new(pack));
         Ok((raw, packed))

@@ -131,10 +131,7 @@ impl Log {
             return Err(e);
         }
         let segment = inner.create_segment(first, start, |_, _| Ok(()))?;
-        files
-            .entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        std::sync::Arc::make_mut(&mut files.entries.write().unwrap_or_else(|e| e.into_inner()))
             .list
             .push(segment);
         Ok(SEGMENT_HEADER_LEN)
@@ -198,7 +195,8 @@ impl Log {
             Ok(())
         })?;
         let written = segment.len().unwrap_or(0);
-        let mut list = inner.files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut list_guard = inner.files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let list = std::sync::Arc::make_mut(&mut list_guard);
         let at = list.list.partition_point(|s| s.first < below);
         list.list.insert(at, segment);
         Ok(written)
@@ -237,7 +235,8 @@ impl Log {
         })?;
         let pack = packs::open_pack(name, file, &path)?;
         let written = pack.len().unwrap_or(0);
-        let mut list = inner.files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut list_guard = inner.files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let list = std::sync::Arc::make_mut(&mut list_guard);
         let at = list.packs.partition_point(|p| p.first < below);
         list.packs.insert(at, std::sync::Arc::new(pack));
         Ok(written)
@@ -402,7 +401,8 @@ impl Inner {
         if let Err(e) = storage.sync_dir(&files.dir) {
             tracing::warn!(log = %self.name, "sync directory {}: {e}", files.dir.display());
         }
-        let mut store = files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut store_guard = files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let store = std::sync::Arc::make_mut(&mut store_guard);
         store.packs.retain(|p| !gone.contains(&p.name));
         bytes
     }
@@ -439,7 +439,8 @@ impl Inner {
                 tracing::warn!(log = %self.name, "sync directory {}: {e}", files.dir.display());
             }
         }
-        let mut segments = files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut segments_guard = files.entries.write().unwrap_or_else(|e| e.into_inner());
+        let segments = std::sync::Arc::make_mut(&mut segments_guard);
         segments.list.retain(|s| !gone.contains(&s.name));
         bytes
     }

@@ -77,7 +77,7 @@ impl Log {
         let f = &self.inner.files;
         f.index
             .read_exact_at(&mut b, HEADER_LEN + index * 8)
-            .ctx("read", &f.path(INDEX_FILE))?;
+            .ctx_with("read", || f.path(INDEX_FILE))?;
         Ok(u64::from_be_bytes(b))
     }
 
@@ -216,7 +216,7 @@ impl Log {
         let f = &self.inner.files;
         f.hashes
             .read_exact_at(&mut out, HEADER_LEN + first * 32)
-            .ctx("read", &f.path(HASHES_FILE))?;
+            .ctx_with("read", || f.path(HASHES_FILE))?;
         Ok(out)
     }
 

@@ -271,7 +271,7 @@ fn open_files(
     let entries = Segments::load(&*storage, dir, open)?;
     let files = Files {
         dir: dir.to_path_buf(),
-        entries: RwLock::new(entries),
+        entries: RwLock::new(std::sync::Arc::new(entries)),
         index: open_one(INDEX_FILE)?,
         hashes: open_one(HASHES_FILE)?,
         checkpoint: open_one(CHECKPOINT_FILE)?,
@@ -562,7 +562,7 @@ fn cut_entries(files: &Files, segments: &Segments, signed: u64, end: u64) -> Res
         last.file.set_len(last.pos(end)).ctx("truncate", &path)?;
         last.file.sync_data().ctx("fdatasync", &path)?;
     }
-    *files.entries.write().unwrap_or_else(|e| e.into_inner()) = keep;
+    *files.entries.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(keep);
     Ok(())
 }
 
@@ -573,7 +573,8 @@ fn remove_pruned_packs(files: &Files, pruned_below: u64) -> Result<()> {
     if pruned_below == 0 {
         return Ok(());
     }
-    let mut store = files.entries.write().unwrap_or_else(|e| e.into_inner());
+    let mut store_guard = files.entries.write().unwrap_or_else(|e| e.into_inner());
+    let store = std::sync::Arc::make_mut(&mut store_guard);
     let packs = &store.packs;
     let gone: Vec<String> = packs
         .iter()
@@ -605,7 +606,8 @@ fn remove_pruned_segments(files: &Files, pruned_below: u64) -> Result<()> {
     if pruned_below == 0 {
         return Ok(());
     }
-    let mut segments = files.entries.write().unwrap_or_else(|e| e.into_inner());
+    let mut segments_guard = files.entries.write().unwrap_or_else(|e| e.into_inner());
+    let segments = std::sync::Arc::make_mut(&mut segments_guard);
     let list = &segments.list;
     let gone: Vec<usize> = (0..list.len().saturating_sub(1))
         .filter(|&i| list[i + 1].first <= pruned_below)

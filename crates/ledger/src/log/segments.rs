@@ -202,7 +202,7 @@ impl Segments {
             let n = ((limit - at) as usize).min(buf.len() - done);
             s.file
                 .read_exact_at(&mut buf[done..done + n], s.pos(at))
-                .ctx("read", &self.dir.join(&s.name))?;
+                .ctx_with("read", || self.dir.join(&s.name))?;
             done += n;
         }
         Ok(())
