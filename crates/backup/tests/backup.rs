@@ -603,140 +603,26 @@ fn an_existing_empty_destination_is_made_owner_only() {
     assert!(verify(&OsStorage, &dest).unwrap().intact());
 }
 
-/// The real file system, but a file of the log vanishes the first
-/// `vanish` times the backup opens it (as pruning removes a file between
-/// the listing and the copy).
-struct Vanishing {
-    name: &'static str,
-    vanish: std::sync::atomic::AtomicU32,
+/// The real file system, with `before_read` run before every read of a
+/// file (opened to read, or read whole): how these tests make the data
+/// directory change under a backup, or fail a read.
+struct Intercepted<F> {
+    before_read: F,
 }
 
-impl Storage for Vanishing {
+impl<F: Fn(&Path) -> std::io::Result<()> + Send + Sync> Storage for Intercepted<F> {
     fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
         OsStorage.open(path, create)
     }
     fn open_read(&self, path: &Path) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
-        if path.ends_with(self.name)
-            && self
-                .vanish
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-                .is_ok()
-        {
-            return Err(std::io::ErrorKind::NotFound.into());
-        }
+        (self.before_read)(path)?;
         OsStorage.open_read(path)
     }
     fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
         OsStorage.create_new(path, bytes, private)
     }
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        OsStorage.read(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        OsStorage.exists(path)
-    }
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        OsStorage.create_dir_all(path)
-    }
-    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
-        OsStorage.list_dirs(path)
-    }
-    fn list_files(&self, path: &Path) -> std::io::Result<Vec<String>> {
-        OsStorage.list_files(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        OsStorage.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        OsStorage.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        OsStorage.remove_dir_all(path)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        OsStorage.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
-        OsStorage.lock(path)
-    }
-}
-
-#[test]
-fn a_log_file_that_vanishes_mid_copy_starts_the_log_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    populate(&data, 50);
-    let source = |vanish: u32| Source {
-        storage: Arc::new(Vanishing {
-            name: "hashes",
-            vanish: vanish.into(),
-        }),
-        root: data.clone(),
-    };
-    // Vanishes twice (once per log, or twice in one): started again, complete.
-    let dest = tmp.path().join("backup");
-    let r = create(&source(2), &OsStorage, &dest, &opts()).unwrap();
-    assert_eq!(r.logs.len(), 2);
-    let v = verify(&OsStorage, &dest).unwrap();
-    assert!(v.intact(), "{:?}", v.findings);
-    assert!(v.manifest.unwrap().file("logs/default/hashes").is_some());
-    // Vanishing at every attempt: the backup fails and the earlier one stays.
-    let before = std::fs::read(dest.join("MANIFEST")).unwrap();
-    let err = create(&source(1000), &OsStorage, &dest, &opts()).unwrap_err();
-    assert!(err.to_string().contains("hashes"), "{err}");
-    assert_eq!(std::fs::read(dest.join("MANIFEST")).unwrap(), before);
-    assert!(verify(&OsStorage, &dest).unwrap().intact());
-}
-
-#[test]
-fn two_backups_into_one_destination_do_not_interleave() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    populate(&data, 10);
-    let dest = tmp.path().join("backup");
-    std::fs::create_dir(&dest).unwrap();
-    let held = OsStorage.lock(&dest.join("lock")).unwrap();
-    let err = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap_err();
-    assert!(err.to_string().contains("another backup"), "{err}");
-    drop(held);
-    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
-}
-
-/// The real file system, running `hooks` (each once) when the backup first
-/// reads a file whose path ends as given: what a server does meanwhile.
-type Hook = Box<dyn FnOnce() + Send>;
-
-struct Hooked {
-    hooks: std::sync::Mutex<Vec<(&'static str, Hook)>>,
-}
-
-impl Hooked {
-    fn fire(&self, path: &Path) {
-        let due: Vec<Hook> = {
-            let mut hooks = self.hooks.lock().unwrap();
-            let (now, later): (Vec<_>, Vec<_>) = hooks.drain(..).partition(|(end, _)| path.ends_with(end));
-            *hooks = later;
-            now.into_iter().map(|(_, h)| h).collect()
-        };
-        for h in due {
-            h();
-        }
-    }
-}
-
-impl Storage for Hooked {
-    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
-        OsStorage.open(path, create)
-    }
-    fn open_read(&self, path: &Path) -> std::io::Result<Arc<dyn sealtrail_ledger::storage::StorageFile>> {
-        self.fire(path);
-        OsStorage.open_read(path)
-    }
-    fn create_new(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-        OsStorage.create_new(path, bytes, private)
-    }
-    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        self.fire(path);
+        (self.before_read)(path)?;
         OsStorage.read(path)
     }
     fn exists(&self, path: &Path) -> bool {
@@ -768,6 +654,85 @@ impl Storage for Hooked {
     }
     fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::any::Any + Send + Sync>> {
         OsStorage.lock(path)
+    }
+}
+
+/// A file of the log whose name ends in `name` vanishes the first
+/// `times` times the backup reads it (as pruning removes a file between
+/// the listing and the copy).
+fn vanishing(name: &'static str, times: u32) -> Intercepted<impl Fn(&Path) -> std::io::Result<()> + Send + Sync> {
+    let left = std::sync::atomic::AtomicU32::new(times);
+    Intercepted {
+        before_read: move |path: &Path| {
+            if path.ends_with(name)
+                && left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                    .is_ok()
+            {
+                return Err(std::io::ErrorKind::NotFound.into());
+            }
+            Ok(())
+        },
+    }
+}
+
+#[test]
+fn a_log_file_that_vanishes_mid_copy_starts_the_log_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 50);
+    let source = |vanish: u32| Source {
+        storage: Arc::new(vanishing("hashes", vanish)),
+        root: data.clone(),
+    };
+    // Vanishes twice (once per log, or twice in one): started again, complete.
+    let dest = tmp.path().join("backup");
+    let r = create(&source(2), &OsStorage, &dest, &opts()).unwrap();
+    assert_eq!(r.logs.len(), 2);
+    let v = verify(&OsStorage, &dest).unwrap();
+    assert!(v.intact(), "{:?}", v.findings);
+    assert!(v.manifest.unwrap().file("logs/default/hashes").is_some());
+    // Vanishing at every attempt: the backup fails and the earlier one stays.
+    let before = std::fs::read(dest.join("MANIFEST")).unwrap();
+    let err = create(&source(1000), &OsStorage, &dest, &opts()).unwrap_err();
+    assert!(err.to_string().contains("hashes"), "{err}");
+    assert_eq!(std::fs::read(dest.join("MANIFEST")).unwrap(), before);
+    assert!(verify(&OsStorage, &dest).unwrap().intact());
+}
+
+#[test]
+fn two_backups_into_one_destination_do_not_interleave() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 10);
+    let dest = tmp.path().join("backup");
+    std::fs::create_dir(&dest).unwrap();
+    let held = OsStorage.lock(&dest.join("lock")).unwrap();
+    let err = create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap_err();
+    assert!(err.to_string().contains("another backup"), "{err}");
+    drop(held);
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+}
+
+/// `hooks` run (each once) when the backup first reads a file whose path
+/// ends as given: what a server does meanwhile.
+type Hook = Box<dyn FnOnce() + Send>;
+
+fn hooked(hooks: Vec<(&'static str, Hook)>) -> Intercepted<impl Fn(&Path) -> std::io::Result<()> + Send + Sync> {
+    let hooks = std::sync::Mutex::new(hooks);
+    Intercepted {
+        before_read: move |path: &Path| {
+            let due: Vec<Hook> = {
+                let mut hooks = hooks.lock().unwrap();
+                let (now, later): (Vec<_>, Vec<_>) = hooks.drain(..).partition(|(end, _)| path.ends_with(end));
+                *hooks = later;
+                now.into_iter().map(|(_, h)| h).collect()
+            };
+            for h in due {
+                h();
+            }
+            Ok(())
+        },
     }
 }
 
@@ -873,9 +838,7 @@ fn meta_db_and_the_logs_of_an_online_backup_refer_to_each_other_soundly() {
         })
     };
     let source = Source {
-        storage: Arc::new(Hooked {
-            hooks: std::sync::Mutex::new(vec![("logs/default/log.pub", h1), ("logs/system/entries", h2)]),
-        }),
+        storage: Arc::new(hooked(vec![("logs/default/log.pub", h1), ("logs/system/entries", h2)])),
         root: data.clone(),
     };
     let dest = tmp.path().join("backup");

@@ -385,18 +385,23 @@ fn every_schedule_of_two_appends() {
     }
 }
 
+/// Two one-entry appends with the first or second write, or the first
+/// or second sync, failing.
+fn two_appends_with_a_fault(max_batch: usize) -> impl Iterator<Item = Case> {
+    (0..2).flat_map(move |fail| {
+        [(Some(fail), None), (None, Some(fail))].map(|(fail_write, fail_sync)| Case {
+            fail_write,
+            fail_sync,
+            ..healthy(&[1, 1], max_batch)
+        })
+    })
+}
+
 #[test]
 fn every_schedule_of_two_appends_with_a_fault() {
     for max_batch in [1, 2] {
-        for fail in 0..2 {
-            for (fail_write, fail_sync) in [(Some(fail), None), (None, Some(fail))] {
-                let case = Case {
-                    fail_write,
-                    fail_sync,
-                    ..healthy(&[1, 1], max_batch)
-                };
-                check_every_schedule(case, PREEMPTIONS, SEARCH_CAP);
-            }
+        for case in two_appends_with_a_fault(max_batch) {
+            check_every_schedule(case, PREEMPTIONS, SEARCH_CAP);
         }
     }
 }
@@ -420,15 +425,8 @@ fn every_schedule_of_appends_while_damage_is_found() {
 fn every_schedule_with_three_preemptions() {
     for max_batch in [1, 2] {
         check_every_schedule(healthy(&[1, 2], max_batch), 3, 1_000_000);
-        for fail in 0..2 {
-            for (fail_write, fail_sync) in [(Some(fail), None), (None, Some(fail))] {
-                let case = Case {
-                    fail_write,
-                    fail_sync,
-                    ..healthy(&[1, 1], max_batch)
-                };
-                check_every_schedule(case, 3, 1_000_000);
-            }
+        for case in two_appends_with_a_fault(max_batch) {
+            check_every_schedule(case, 3, 1_000_000);
         }
     }
     check_every_schedule(
