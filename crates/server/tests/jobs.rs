@@ -297,6 +297,9 @@ async fn a_report_job_mails_the_report_and_posts_it_to_a_webhook() {
         )
         .await;
     }
+    // The report reads the index, which follows acknowledged events
+    // shortly after: the three must be in it before the job runs.
+    h.settle("default");
     for channel in [
         json!({"name": "audit-mail", "type": "email", "host": "127.0.0.1", "port": sink.port, "security": "plain",
                "from": "sealtrail@example.test", "to": ["audit@example.test"]}),
