@@ -66,12 +66,13 @@ pub struct RunRow {
 
 fn job_row(v: &JobView) -> JobRow {
     let field = |k: &str| v.spec.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    let mut state = if v.running_since.is_some() {
-        "running"
-    } else if v.enabled {
-        "enabled"
-    } else {
-        "disabled"
+    // A job disabled during a run says both: the run goes on to its end,
+    // and no further one starts.
+    let mut state = match (v.running_since.is_some(), v.enabled) {
+        (true, true) => "running",
+        (true, false) => "running, disabled",
+        (false, true) => "enabled",
+        (false, false) => "disabled",
     }
     .to_string();
     if v.run_requested {
@@ -288,4 +289,37 @@ async fn change(
     .await
     .map_err(page)?;
     Ok(Redirect::to(&after).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(running: bool, enabled: bool, run_requested: bool) -> JobView {
+        JobView {
+            name: "nightly".into(),
+            spec: serde_json::json!({"type": "verify", "schedule": "0 2 * * *"}),
+            enabled,
+            created_at: String::new(),
+            updated_at: String::new(),
+            next_run: None,
+            retry_at: None,
+            attempt: 0,
+            run_requested,
+            running_since: running.then(|| "2026-12-07T02:00:00Z".to_string()),
+            running_on: running.then(|| "1".to_string()),
+            last_run: None,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn the_state_shows_a_run_and_whether_the_job_is_enabled() {
+        let state = |running, enabled, requested| job_row(&view(running, enabled, requested)).state;
+        assert_eq!(state(false, true, false), "enabled");
+        assert_eq!(state(false, false, false), "disabled");
+        assert_eq!(state(true, true, false), "running");
+        assert_eq!(state(true, false, false), "running, disabled");
+        assert_eq!(state(false, true, true), "enabled, run requested");
+    }
 }
