@@ -21,15 +21,12 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// A column per point, the y axis from zero to the largest count.
-pub(crate) fn columns(points: &[Point], title: &str) -> String {
-    let (w, h, left, bottom, top) = (720.0, 220.0, 56.0, 36.0, 12.0);
-    let max = points.iter().map(|p| p.count).max().unwrap_or(0).max(1) as f64;
-    let plot_w = w - left - 8.0;
-    let plot_h = h - bottom - top;
-    let n = points.len().max(1) as f64;
-    let step = plot_w / n;
-    let bar = (step * 0.8).max(0.5);
+/// The opening of a chart's SVG, titled `title`, `size` (width, height)
+/// wide and high: its y axis from zero to `max` in quarters, each a grid
+/// line with its value left of the plot (which starts `left` from the
+/// edge and `top` from the top, and is `plot_h` high).
+fn open_plot(title: &str, size: (f64, f64), left: f64, top: f64, plot_h: f64, max: f64) -> String {
+    let (w, h) = size;
     let mut s = String::new();
     let _ = write!(
         s,
@@ -49,6 +46,19 @@ pub(crate) fn columns(points: &[Point], title: &str) -> String {
             v.round()
         );
     }
+    s
+}
+
+/// A column per point, the y axis from zero to the largest count.
+pub(crate) fn columns(points: &[Point], title: &str) -> String {
+    let (w, h, left, bottom, top) = (720.0, 220.0, 56.0, 36.0, 12.0);
+    let max = points.iter().map(|p| p.count).max().unwrap_or(0).max(1) as f64;
+    let plot_w = w - left - 8.0;
+    let plot_h = h - bottom - top;
+    let n = points.len().max(1) as f64;
+    let step = plot_w / n;
+    let bar = (step * 0.8).max(0.5);
+    let mut s = open_plot(title, (w, h), left, top, plot_h, max);
     for (i, p) in points.iter().enumerate() {
         let bh = plot_h * p.count as f64 / max;
         let x = left + step * i as f64 + (step - bar) / 2.0;
@@ -149,25 +159,7 @@ pub(crate) fn lines(labels: &[String], series: &[(&str, Vec<Option<u64>>)], titl
         }
     };
     let y = |v: u64| top + plot_h - plot_h * v as f64 / max;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{}">"#,
-        escape(title)
-    );
-    let _ = write!(s, "<title>{}</title>", escape(title));
-    for i in 0..=4 {
-        let v = max * f64::from(i) / 4.0;
-        let gy = top + plot_h - plot_h * f64::from(i) / 4.0;
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#555">{}</text>"##,
-            w - 8.0,
-            left - 4.0,
-            gy + 3.0,
-            v.round()
-        );
-    }
+    let mut s = open_plot(title, (w, h), left, top, plot_h, max);
     for (k, (name, values)) in series.iter().enumerate() {
         let colour = LINE_COLOURS[k % LINE_COLOURS.len()];
         let points: Vec<String> = values
