@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
-use sealtrail_pii::{open_wrapped, wrap_key, KeyId, KeyStore, MasterKey, Policy, Rule, StoreError, Vault};
+use sealtrail_pii::{
+    open_wrapped, wrap_key, FreshKey, KeyId, KeyStore, MasterKey, Policy, Rule, StoreError, Vault, WrappedKey,
+};
 use serde_json::{json, Value};
 
 use crate::db::{Meta, MetaError};
@@ -149,6 +151,13 @@ fn policy_of(fields: Vec<PiiField>, log: &str) -> Result<Policy, PiiChangeError>
     Ok(policy)
 }
 
+fn key_id(id: Vec<u8>) -> Result<KeyId, StoreError> {
+    let id: [u8; 16] = id
+        .try_into()
+        .map_err(|_| StoreError("a data key id is not 16 bytes".into()))?;
+    Ok(KeyId(id))
+}
+
 fn store_err(e: rusqlite::Error) -> StoreError {
     StoreError(format!("{}: {e}", crate::db::META_FILE))
 }
@@ -183,31 +192,58 @@ impl KeyStore for PiiStore {
             .map_err(store_err)
     }
 
-    fn subject_key(
-        &self,
-        log: &str,
-        subject: &[u8; 32],
-        fresh: (KeyId, Vec<u8>),
-    ) -> Result<(KeyId, Vec<u8>), StoreError> {
-        let conn = self.conn();
-        // Durable (synchronous = FULL) before anything it encrypts is
-        // appended, so no acknowledged value outlives its key by accident.
-        conn.execute(
-            "INSERT OR IGNORE INTO pii_keys (key_id, log, subject, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![&fresh.0 .0[..], log, &subject[..], fresh.1, now_text()],
-        )
-        .map_err(store_err)?;
-        let (id, wrapped): (Vec<u8>, Vec<u8>) = conn
+    fn subject_key(&self, log: &str, subject: &[u8; 32]) -> Result<Option<WrappedKey>, StoreError> {
+        let found: Option<(Vec<u8>, Vec<u8>)> = self
+            .reader()
             .query_row(
                 "SELECT key_id, wrapped FROM pii_keys WHERE log = ?1 AND subject = ?2",
                 params![log, &subject[..]],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .optional()
             .map_err(store_err)?;
-        let id: [u8; 16] = id
-            .try_into()
-            .map_err(|_| StoreError("a data key id is not 16 bytes".into()))?;
-        Ok((KeyId(id), wrapped))
+        found.map(|(id, wrapped)| Ok((key_id(id)?, wrapped))).transpose()
+    }
+
+    fn keep_subject_keys(&self, fresh: &[FreshKey]) -> Result<Vec<Option<WrappedKey>>, StoreError> {
+        let mut conn = self.conn();
+        // One durable commit (synchronous = FULL) for the whole batch,
+        // before anything it encrypts is appended, so no acknowledged value
+        // outlives its key by accident. IMMEDIATE: the generation read is
+        // the one the keys are kept under.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(store_err)?;
+        let generation: i64 = tx
+            .query_row("SELECT coalesce(max(generation), 0) FROM pii_vault", [], |r| r.get(0))
+            .map_err(store_err)?;
+        let mut kept = Vec::with_capacity(fresh.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO pii_keys (key_id, log, subject, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(store_err)?;
+            let mut read = tx
+                .prepare_cached("SELECT key_id, wrapped FROM pii_keys WHERE log = ?1 AND subject = ?2")
+                .map_err(store_err)?;
+            let now = now_text();
+            for key in fresh {
+                if key.generation.is_some_and(|g| g != generation as u64) {
+                    kept.push(None);
+                    continue;
+                }
+                insert
+                    .execute(params![&key.id.0[..], key.log, &key.subject[..], key.wrapped, now])
+                    .map_err(store_err)?;
+                let (id, wrapped): (Vec<u8>, Vec<u8>) = read
+                    .query_row(params![key.log, &key.subject[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(store_err)?;
+                kept.push(Some((key_id(id)?, wrapped)));
+            }
+        }
+        tx.commit().map_err(store_err)?;
+        Ok(kept)
     }
 
     fn generation(&self) -> Result<u64, StoreError> {

@@ -491,3 +491,87 @@ fn master_key_rotation_rewraps_every_key() {
         .iter()
         .any(|(_, t)| t.contains("pii.master_rotated")));
 }
+
+/// The data keys of a batch's new subjects are kept in `meta.db` before
+/// the batch is appended, all of them, and readable by a vault opened
+/// afresh (as after a restart).
+#[test]
+fn a_batch_keeps_every_new_subjects_key_before_it_is_stored() {
+    let env = env();
+    env.protect("actor.email", "encrypt", None);
+    let vault = env.vault();
+    let trail = env.trail(&vault);
+    let batch: Vec<serde_json::Value> = (0..40)
+        .map(|i| json!({"action": "user.login", "actor": {"id": format!("subject-{i}"), "email": format!("p{i}@example.org")}}))
+        .collect();
+    let stored = ingest(&trail, &batch);
+    assert_eq!(stored.len(), 40);
+    let keys: i64 = rusqlite::Connection::open(env.root.join("meta.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM pii_keys WHERE log = 'audit'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(keys, 40, "one kept key per new subject");
+    drop(trail);
+    let fresh = env.vault();
+    let trail = env.trail(&fresh);
+    let pii = env.log_pii(&fresh);
+    for (i, index) in stored.iter().enumerate() {
+        let mut event = trail.read(*index).unwrap().event;
+        assert_eq!(pii.reveal(&mut event), 1);
+        assert_eq!(
+            event.actor.unwrap().email.as_deref(),
+            Some(format!("p{i}@example.org").as_str())
+        );
+    }
+}
+
+/// A subject erased while a batch that names it is being protected: the
+/// fresh key made before the erasure is not kept, and the batch is
+/// protected again under a key made after it.
+#[test]
+fn a_fresh_key_made_before_an_erasure_is_not_kept() {
+    let env = env();
+    env.protect("actor.email", "encrypt", None);
+    let vault = env.vault();
+    vault.refresh().unwrap();
+    let pii = env.log_pii(&vault);
+    let mark = vault.mark();
+    let text = json!({"action": "user.login", "actor": {"id": ALICE, "email": ALICE_EMAIL}}).to_string();
+    let mut event = sealtrail_event::accept_json(
+        text.as_bytes(),
+        sealtrail_event::Timestamp::UNIX_EPOCH,
+        sealtrail_event::Ulid::nil(),
+    )
+    .unwrap();
+    pii.protect(&mut event).unwrap();
+    // An earlier key of ALICE's to erase, kept by another vault.
+    let other = env.vault();
+    other.refresh().unwrap();
+    let mut earlier = event.clone();
+    earlier.actor.as_mut().unwrap().email = Some(ALICE_EMAIL.into());
+    env.log_pii(&other).protect(&mut earlier).unwrap();
+    assert!(other.keep_fresh_keys(other.mark()).unwrap());
+    env.meta.erase_pii_subject(&other, ALICE, None, actor()).unwrap();
+    assert!(
+        !vault.keep_fresh_keys(mark).unwrap(),
+        "made before the erasure: not kept"
+    );
+    let keys = |subject: &str| -> i64 {
+        rusqlite::Connection::open(env.root.join("meta.db"))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM pii_keys WHERE subject = ?1",
+                [&vault.subject_tag(subject)[..]],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(keys(ALICE), 0);
+    // Ingest after the erasure keeps a new key.
+    let trail = env.trail(&vault);
+    let stored = ingest(&trail, &events()[2..]);
+    assert_eq!(keys(ALICE), 1);
+    let mut event = trail.read(stored[0]).unwrap().event;
+    assert_eq!(pii.reveal(&mut event), 1);
+    assert_eq!(event.actor.unwrap().email.as_deref(), Some(ALICE_EMAIL));
+}

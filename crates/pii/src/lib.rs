@@ -32,7 +32,7 @@ pub use crypto::{
     SEALED_PREFIX,
 };
 pub use fields::{FieldPath, Mode, Policy, Rule, DEFAULT_SUBJECT};
-pub use vault::{KeyStore, LogPii, StoreError, Vault, MAX_CACHED_KEYS};
+pub use vault::{FreshKey, KeyStore, LogPii, StoreError, Vault, WrappedKey, MAX_CACHED_KEYS};
 
 /// What PII protection refuses or fails at.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,8 @@
 //! one log's policy applied to events at ingest and undone for readers.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use aes_gcm::Aes256Gcm;
 use sealtrail_event::jcs::string_len;
@@ -37,16 +38,42 @@ pub trait KeyStore: Send + Sync {
     fn init_hmac_key(&self, wrapped: &[u8]) -> Result<Vec<u8>, StoreError>;
     /// The wrapped data key `id`, unless erased (or never made).
     fn wrapped_key(&self, id: &KeyId) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The data key of `subject` (its HMAC) in `log`; if it has none, keep
-    /// `fresh` as its key, durably, and return it.
-    fn subject_key(
-        &self,
-        log: &str,
-        subject: &[u8; 32],
-        fresh: (KeyId, Vec<u8>),
-    ) -> Result<(KeyId, Vec<u8>), StoreError>;
+    /// The data key of `subject` (its HMAC) in `log`, if it has one.
+    fn subject_key(&self, log: &str, subject: &[u8; 32]) -> Result<Option<WrappedKey>, StoreError>;
+    /// Keep each of `fresh` as the data key of its subject in its log, in
+    /// one durable transaction: a subject that has a key already keeps
+    /// it, and a key made under another [`KeyStore::generation`] than the
+    /// store's is not kept. Returns, in order, the key each subject has
+    /// now (`None`: not kept, the generation moved).
+    fn keep_subject_keys(&self, fresh: &[FreshKey]) -> Result<Vec<Option<WrappedKey>>, StoreError>;
     /// A number that changes whenever a key is erased or rewrapped.
     fn generation(&self) -> Result<u64, StoreError>;
+}
+
+/// A data key as a store keeps it: its id and the key wrapped by the
+/// master key.
+pub type WrappedKey = (KeyId, Vec<u8>);
+
+/// A data key made by ingest and not yet kept by the store.
+#[derive(Debug, Clone)]
+pub struct FreshKey {
+    pub log: String,
+    pub subject: [u8; 32],
+    pub id: KeyId,
+    /// The key wrapped by the master key.
+    pub wrapped: Vec<u8>,
+    /// The store's generation the key was made under (`None`: not read).
+    pub generation: Option<u64>,
+}
+
+/// Data keys made and in use but not yet durable, by (log, subject).
+#[derive(Default)]
+struct Fresh {
+    keys: HashMap<(String, [u8; 32]), FreshKey>,
+    /// Keys ever made, and how many of them a call of
+    /// [`Vault::keep_fresh_keys`] has dealt with.
+    made: u64,
+    dealt: u64,
 }
 
 /// A data key ready for use: its cipher, key schedule worked out.
@@ -84,6 +111,14 @@ pub struct Vault {
     cache: RwLock<Cache>,
     /// [`MAX_CACHED_KEYS`]; smaller in tests of the bound.
     cache_bound: usize,
+    /// `cache` may be read while this is held, never the other way round.
+    fresh: Mutex<Fresh>,
+    /// One [`Vault::keep_fresh_keys`] at a time: a caller that finds its
+    /// keys dealt with by another's commit waits for that commit.
+    keeping: Mutex<()>,
+    /// Fresh keys not kept (the generation moved, or the subject had a
+    /// key already): events protected with them are protected again.
+    lost: AtomicU64,
 }
 
 impl std::fmt::Debug for Vault {
@@ -112,6 +147,9 @@ impl Vault {
             store,
             cache: RwLock::new(Cache::default()),
             cache_bound: MAX_CACHED_KEYS,
+            fresh: Mutex::new(Fresh::default()),
+            keeping: Mutex::new(()),
+            lost: AtomicU64::new(0),
         })
     }
 
@@ -163,7 +201,10 @@ impl Vault {
     }
 
     /// The data key of the subject whose HMAC is `tag` in `log`, made on
-    /// first use.
+    /// first use. A key made here is fresh: usable at once, and durable
+    /// only once [`Vault::keep_fresh_keys`] has kept it, which ingest does
+    /// for a whole batch before anything it encrypted is appended (one
+    /// durable commit per batch rather than one per new subject).
     fn subject_key(&self, log: &str, tag: &[u8; 32]) -> Result<(KeyId, DataKey), PiiError> {
         {
             let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
@@ -173,20 +214,99 @@ impl Vault {
                 }
             }
         }
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| PiiError::Random(e.to_string()))?;
-        let id = KeyId(id);
-        let fresh = Secret::random()?;
-        let wrapped = crypto::wrap_key(&self.master, &fresh.0, &data_key_aad(&id))?;
-        let (id, wrapped) = self.store.subject_key(log, tag, (id, wrapped))?;
-        let key = self.unwrap_data_key(&id, &wrapped)?;
+        let (id, key) = match self.store.subject_key(log, tag)? {
+            Some((id, wrapped)) => (id, self.unwrap_data_key(&id, &wrapped)?),
+            None => {
+                let mut fresh = self.fresh();
+                match fresh.keys.get(&(log.to_string(), *tag)) {
+                    Some(made) => (made.id, self.unwrap_data_key(&made.id, &made.wrapped)?),
+                    None => {
+                        let mut id = [0u8; 16];
+                        getrandom::fill(&mut id).map_err(|e| PiiError::Random(e.to_string()))?;
+                        let id = KeyId(id);
+                        let secret = Secret::random()?;
+                        let wrapped = crypto::wrap_key(&self.master, &secret.0, &data_key_aad(&id))?;
+                        let key = self.unwrap_data_key(&id, &wrapped)?;
+                        let generation = self.cache.read().unwrap_or_else(|e| e.into_inner()).generation;
+                        fresh.made += 1;
+                        fresh.keys.insert(
+                            (log.to_string(), *tag),
+                            FreshKey {
+                                log: log.to_string(),
+                                subject: *tag,
+                                id,
+                                wrapped,
+                                generation,
+                            },
+                        );
+                        (id, key)
+                    }
+                }
+            }
+        };
+        self.remember(log, tag, id, key.clone());
+        Ok((id, key))
+    }
+
+    fn remember(&self, log: &str, tag: &[u8; 32], id: KeyId, key: DataKey) {
         let mut cache = self.cache_mut();
-        cache.keys.insert(id, Some(key.clone()));
+        cache.keys.insert(id, Some(key));
         let known = cache.subjects.entry(log.to_string()).or_default().insert(*tag, id);
         if known.is_none() {
             cache.subject_count += 1;
         }
-        Ok((id, key))
+    }
+
+    fn fresh(&self) -> MutexGuard<'_, Fresh> {
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A mark to take before protecting a batch, for
+    /// [`Vault::keep_fresh_keys`].
+    pub fn mark(&self) -> u64 {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Make durable, in one commit, every data key made so far that the
+    /// store does not keep yet. `Ok(false)` when some fresh key was not
+    /// kept since `mark` was taken (an erasure or a master-key rotation
+    /// moved the store's generation first, or another process gave the
+    /// subject a key meanwhile): what was protected since must be
+    /// protected again, after [`Vault::refresh`]. On an error the keys
+    /// stay fresh, for the next call.
+    pub fn keep_fresh_keys(&self, mark: u64) -> Result<bool, PiiError> {
+        // Every key this caller may have used was made by now.
+        let wanted = self.fresh().made;
+        let _one_at_a_time = self.keeping.lock().unwrap_or_else(|e| e.into_inner());
+        // Keys are made and counted under one lock and leave `keys` only
+        // here: what is in it now is every key made and not dealt with.
+        let (batch, made): (Vec<FreshKey>, u64) = {
+            let fresh = self.fresh();
+            if fresh.dealt >= wanted {
+                return Ok(self.mark() == mark);
+            }
+            (fresh.keys.values().cloned().collect(), fresh.made)
+        };
+        let kept = self.store.keep_subject_keys(&batch)?;
+        let mut lost = 0;
+        {
+            let mut fresh = self.fresh();
+            for (key, now) in batch.iter().zip(&kept) {
+                fresh.keys.remove(&(key.log.clone(), key.subject));
+                if now.as_ref().map(|(id, _)| *id) != Some(key.id) {
+                    lost += 1;
+                }
+            }
+            fresh.dealt = made;
+        }
+        if lost > 0 {
+            // Keys not kept are forgotten; the store's are read again.
+            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            let generation = cache.generation;
+            *cache = Cache::afresh(generation);
+            self.lost.fetch_add(lost, Ordering::SeqCst);
+        }
+        Ok(self.mark() == mark)
     }
 
     /// Data key `id`, unless erased.
@@ -439,12 +559,16 @@ mod tests {
     /// Data keys by (log, subject HMAC).
     type Keys = HashMap<(String, [u8; 32]), (KeyId, Vec<u8>)>;
 
-    /// Keys in memory, counting the data keys asked for.
+    /// Keys in memory, counting the data keys asked for and the commits
+    /// that keep fresh ones.
     #[derive(Default)]
     struct Memory {
         hmac: Mutex<Option<Vec<u8>>>,
         keys: Mutex<Keys>,
         asked: Mutex<usize>,
+        commits: Mutex<usize>,
+        generation: Mutex<u64>,
+        master: std::sync::OnceLock<MasterKey>,
     }
 
     impl KeyStore for Memory {
@@ -463,18 +587,30 @@ mod tests {
             let keys = self.keys.lock().unwrap();
             Ok(keys.values().find(|(k, _)| k == id).map(|(_, w)| w.clone()))
         }
-        fn subject_key(
-            &self,
-            log: &str,
-            subject: &[u8; 32],
-            fresh: (KeyId, Vec<u8>),
-        ) -> Result<(KeyId, Vec<u8>), StoreError> {
+        fn subject_key(&self, log: &str, subject: &[u8; 32]) -> Result<Option<WrappedKey>, StoreError> {
             *self.asked.lock().unwrap() += 1;
+            Ok(self.keys.lock().unwrap().get(&(log.to_string(), *subject)).cloned())
+        }
+        fn keep_subject_keys(&self, fresh: &[FreshKey]) -> Result<Vec<Option<WrappedKey>>, StoreError> {
+            *self.commits.lock().unwrap() += 1;
             let mut keys = self.keys.lock().unwrap();
-            Ok(keys.entry((log.to_string(), *subject)).or_insert(fresh).clone())
+            let generation = *self.generation.lock().unwrap();
+            Ok(fresh
+                .iter()
+                .map(|f| {
+                    if f.generation.is_some_and(|g| g != generation) {
+                        return None;
+                    }
+                    Some(
+                        keys.entry((f.log.clone(), f.subject))
+                            .or_insert((f.id, f.wrapped.clone()))
+                            .clone(),
+                    )
+                })
+                .collect())
         }
         fn generation(&self) -> Result<u64, StoreError> {
-            Ok(0)
+            Ok(*self.generation.lock().unwrap())
         }
     }
 
@@ -521,7 +657,107 @@ mod tests {
         let mut opened = again.clone();
         assert_eq!(pii.reveal(&mut opened), 1);
         assert_eq!(opened.actor.unwrap().email.as_deref(), Some("a@example.org"));
+        // Nothing is kept until ingest keeps the batch's fresh keys: then
+        // one commit keeps all four.
+        assert!(store.keys.lock().unwrap().is_empty());
+        assert!(pii.vault().keep_fresh_keys(0).unwrap());
+        assert_eq!(*store.commits.lock().unwrap(), 1);
         assert_eq!(store.keys.lock().unwrap().len(), 4, "one key per subject");
+    }
+
+    /// A vault over `store` under the master key every test vault of
+    /// this store shares, encrypting `actor.email` by `actor.id`.
+    fn encrypting(store: &Arc<Memory>) -> LogPii {
+        let master = store.master.get_or_init(|| MasterKey::generate().unwrap()).clone();
+        let vault = Arc::new(Vault::open(master, store.clone()).unwrap());
+        vault.refresh().unwrap();
+        let policy = Policy {
+            rules: vec![Rule::parse("actor.email", "encrypt", None).unwrap()],
+        };
+        LogPii::new(vault, "audit", policy)
+    }
+
+    /// The stored form of a's event, and whether it opens again.
+    fn protect_and_reveal(pii: &LogPii, actor: &str) -> bool {
+        let mut e = event(actor);
+        pii.protect(&mut e).unwrap();
+        assert_ne!(e.actor.as_ref().unwrap().email.as_deref(), Some("a@example.org"));
+        pii.reveal(&mut e) == 1 && e.actor.unwrap().email.as_deref() == Some("a@example.org")
+    }
+
+    #[test]
+    fn fresh_keys_are_kept_in_one_commit_and_only_once() {
+        let store = Arc::new(Memory::default());
+        let pii = encrypting(&store);
+        let mark = pii.vault().mark();
+        for actor in ["a", "b", "c", "d", "e"] {
+            assert!(protect_and_reveal(&pii, actor));
+        }
+        assert!(store.keys.lock().unwrap().is_empty(), "fresh keys are not durable yet");
+        assert!(pii.vault().keep_fresh_keys(mark).unwrap());
+        assert_eq!(
+            (*store.commits.lock().unwrap(), store.keys.lock().unwrap().len()),
+            (1, 5)
+        );
+        // Nothing fresh: no commit.
+        assert!(pii.vault().keep_fresh_keys(mark).unwrap());
+        assert_eq!(*store.commits.lock().unwrap(), 1);
+        // A vault opened afresh (a restart) uses c's kept key: nothing
+        // fresh to keep, and the first vault reads what it encrypted.
+        let again = encrypting(&store);
+        let mut e = event("c");
+        again.protect(&mut e).unwrap();
+        assert!(again.vault().keep_fresh_keys(again.vault().mark()).unwrap());
+        assert_eq!(*store.commits.lock().unwrap(), 1, "c's key came from the store");
+        assert_eq!(pii.reveal(&mut e), 1);
+    }
+
+    #[test]
+    fn a_fresh_key_overtaken_by_an_erasure_is_not_kept_and_the_batch_is_protected_again() {
+        let store = Arc::new(Memory::default());
+        let pii = encrypting(&store);
+        let mark = pii.vault().mark();
+        assert!(protect_and_reveal(&pii, "a"));
+        // An erasure or rotation moves the generation before the keep.
+        *store.generation.lock().unwrap() += 1;
+        assert!(!pii.vault().keep_fresh_keys(mark).unwrap());
+        assert!(
+            store.keys.lock().unwrap().is_empty(),
+            "made under the old generation: not kept"
+        );
+        // Protected again: a new key, kept.
+        pii.vault().refresh().unwrap();
+        let mark = pii.vault().mark();
+        assert!(protect_and_reveal(&pii, "a"));
+        assert!(pii.vault().keep_fresh_keys(mark).unwrap());
+        assert_eq!(store.keys.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_subject_given_a_key_elsewhere_meanwhile_keeps_that_key() {
+        let store = Arc::new(Memory::default());
+        let pii = encrypting(&store);
+        let elsewhere = encrypting(&store);
+        let mark = pii.vault().mark();
+        let mut mine = event("a");
+        pii.protect(&mut mine).unwrap();
+        // Another process protects a and keeps its key first.
+        let mut theirs = event("a");
+        elsewhere.protect(&mut theirs).unwrap();
+        assert!(elsewhere.vault().keep_fresh_keys(elsewhere.vault().mark()).unwrap());
+        assert!(
+            !pii.vault().keep_fresh_keys(mark).unwrap(),
+            "a's fresh key here was not kept"
+        );
+        // Protected again, a's event is under the kept key, which both read.
+        pii.vault().refresh().unwrap();
+        let mark = pii.vault().mark();
+        let mut again = event("a");
+        pii.protect(&mut again).unwrap();
+        assert!(pii.vault().keep_fresh_keys(mark).unwrap());
+        assert_eq!(elsewhere.reveal(&mut again), 1);
+        assert_eq!(pii.reveal(&mut theirs), 1);
+        assert_eq!(store.keys.lock().unwrap().len(), 1);
     }
 
     #[test]

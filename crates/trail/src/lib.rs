@@ -368,14 +368,28 @@ impl Trail {
         let received_at = (self.clock)();
         let mut random = vec![0u8; 10 * inputs.len()];
         getrandom::fill(&mut random).map_err(|e| TrailError::Random(e.to_string()))?;
-        let pii = self.current_pii()?;
-        if let Some(pii) = &pii {
+        let Some(pii) = self.current_pii()? else {
+            return Ok(PreparedBatch {
+                accepted: prepare_all(inputs, &random, received_at, None),
+            });
+        };
+        // The data keys of subjects new to the store are made fresh while
+        // the batch is protected and kept in one durable commit before it
+        // can be appended. A batch whose fresh keys lost a race (an erasure
+        // or master-key rotation came first) is protected again; twice
+        // running is refused.
+        for _ in 0..2 {
             // Keys erased or rewrapped since the last batch are not used.
             pii.vault().refresh()?;
+            let mark = pii.vault().mark();
+            let accepted = prepare_all(inputs, &random, received_at, Some(&pii));
+            if pii.vault().keep_fresh_keys(mark)? {
+                return Ok(PreparedBatch { accepted });
+            }
         }
-        Ok(PreparedBatch {
-            accepted: prepare_all(inputs, &random, received_at, pii.as_deref()),
-        })
+        Err(TrailError::Pii(PiiError::Store(sealtrail_pii::StoreError(
+            "the PII key store changed (an erasure or a master-key rotation) while this batch was protected, twice; nothing was appended, retry".into(),
+        ))))
     }
 
     /// The second half of [`Trail::ingest`]: resolve idempotency keys,
