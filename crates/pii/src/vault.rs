@@ -92,14 +92,21 @@ struct Cache {
     subjects: HashMap<String, HashMap<[u8; 32], KeyId>>,
     /// How many subjects `subjects` holds, over every log.
     subject_count: usize,
+    /// Fresh keys the store did not keep: never cached, so that a batch
+    /// protected again cannot find one. Kept when the cache starts
+    /// afresh; as rare as an erasure racing an ingest.
+    lost: std::collections::HashSet<KeyId>,
 }
 
 impl Cache {
-    fn afresh(generation: Option<u64>) -> Cache {
-        Cache {
+    /// Empty, but for the lost keys.
+    fn afresh(&mut self, generation: Option<u64>) {
+        let lost = std::mem::take(&mut self.lost);
+        *self = Cache {
             generation,
+            lost,
             ..Cache::default()
-        }
+        };
     }
 }
 
@@ -180,7 +187,7 @@ impl Vault {
             .unwrap_or(false);
         if !fresh {
             let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-            *cache = Cache::afresh(Some(generation));
+            cache.afresh(Some(generation));
         }
         Ok(())
     }
@@ -190,7 +197,8 @@ impl Vault {
     fn cache_mut(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.keys.len() >= self.cache_bound || cache.subject_count >= self.cache_bound {
-            *cache = Cache::afresh(cache.generation);
+            let generation = cache.generation;
+            cache.afresh(generation);
         }
         cache
     }
@@ -250,6 +258,11 @@ impl Vault {
 
     fn remember(&self, log: &str, tag: &[u8; 32], id: KeyId, key: DataKey) {
         let mut cache = self.cache_mut();
+        // Lost while this caller used it: its batch is protected again, and
+        // must not find it then.
+        if cache.lost.contains(&id) {
+            return;
+        }
         cache.keys.insert(id, Some(key));
         let known = cache.subjects.entry(log.to_string()).or_default().insert(*tag, id);
         if known.is_none() {
@@ -288,23 +301,27 @@ impl Vault {
             (fresh.keys.values().cloned().collect(), fresh.made)
         };
         let kept = self.store.keep_subject_keys(&batch)?;
-        let mut lost = 0;
+        let mut lost = Vec::new();
         {
             let mut fresh = self.fresh();
             for (key, now) in batch.iter().zip(&kept) {
                 fresh.keys.remove(&(key.log.clone(), key.subject));
                 if now.as_ref().map(|(id, _)| *id) != Some(key.id) {
-                    lost += 1;
+                    lost.push(key.id);
                 }
             }
             fresh.dealt = made;
         }
-        if lost > 0 {
-            // Keys not kept are forgotten; the store's are read again.
+        if !lost.is_empty() {
+            // Keys not kept are forgotten, and refused by the cache from
+            // now on; the store's are read again. The mark moves only once
+            // they are, and before any other caller can see these keys
+            // dealt with (`keeping` is still held).
             let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
             let generation = cache.generation;
-            *cache = Cache::afresh(generation);
-            self.lost.fetch_add(lost, Ordering::SeqCst);
+            cache.afresh(generation);
+            cache.lost.extend(lost.iter().copied());
+            self.lost.fetch_add(lost.len() as u64, Ordering::SeqCst);
         }
         Ok(self.mark() == mark)
     }
@@ -718,13 +735,24 @@ mod tests {
         let pii = encrypting(&store);
         let mark = pii.vault().mark();
         assert!(protect_and_reveal(&pii, "a"));
+        let vault = pii.vault();
+        let (slot, made) = {
+            let fresh = vault.fresh();
+            let (slot, key) = fresh.keys.iter().next().unwrap();
+            (slot.clone(), key.clone())
+        };
+        let key = vault.unwrap_data_key(&made.id, &made.wrapped).unwrap();
         // An erasure or rotation moves the generation before the keep.
         *store.generation.lock().unwrap() += 1;
-        assert!(!pii.vault().keep_fresh_keys(mark).unwrap());
+        assert!(!vault.keep_fresh_keys(mark).unwrap());
         assert!(
             store.keys.lock().unwrap().is_empty(),
             "made under the old generation: not kept"
         );
+        // A caller that got the key before it was lost cannot put it back
+        // in the cache for the batch protected again to find.
+        vault.remember(&slot.0, &slot.1, made.id, key);
+        assert!(!vault.cache.read().unwrap().keys.contains_key(&made.id));
         // Protected again: a new key, kept.
         pii.vault().refresh().unwrap();
         let mark = pii.vault().mark();
