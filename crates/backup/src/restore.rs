@@ -68,7 +68,13 @@ pub fn restore_with(
         _ => PathBuf::from("."),
     };
     storage.create_dir_all(&parent).ctx("create directory", &parent)?;
-    let staging = parent.join(format!(".{}.restoring-{}", name.to_string_lossy(), std::process::id()));
+    let prefix = format!(".{}.restoring-", name.to_string_lossy());
+    remove_abandoned(&*storage, &parent, &prefix)?;
+    let staging = parent.join(format!("{prefix}{}", std::process::id()));
+    // Held for the whole restore: a staging directory whose lock nobody
+    // holds was left by a restore that died, and the next one removes it.
+    let lock_path = lock_path_of(&staging);
+    let _restoring = storage.lock(&lock_path).ctx("lock", &lock_path)?;
     if storage.exists(&staging) {
         storage.remove_dir_all(&staging).ctx("remove", &staging)?;
     }
@@ -84,7 +90,39 @@ pub fn restore_with(
     if result.is_err() && storage.exists(&staging) {
         let _ = storage.remove_dir_all(&staging);
     }
+    let _ = storage.remove_file(&lock_path);
     result
+}
+
+/// The lock file beside a staging directory.
+fn lock_path_of(staging: &Path) -> PathBuf {
+    let mut name = staging.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Remove the staging directories of restores of the same target that
+/// died (killed, or the machine stopped) before they finished: those
+/// whose lock nobody holds. A restore still running holds its lock and
+/// its directory is left alone.
+fn remove_abandoned(storage: &dyn Storage, parent: &Path, prefix: &str) -> Result<(), BackupError> {
+    for dir in storage.list_dirs(parent).ctx("list", parent)? {
+        if !dir.starts_with(prefix) {
+            continue;
+        }
+        let staging = parent.join(&dir);
+        let lock_path = lock_path_of(&staging);
+        let Ok(_lock) = storage.lock(&lock_path) else {
+            continue;
+        };
+        tracing::warn!(dir = %staging.display(), "removing the staging directory of a restore that did not finish");
+        storage.remove_dir_all(&staging).ctx("remove", &staging)?;
+        match storage.remove_file(&lock_path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e).ctx("remove", &lock_path),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Permission bits where the storage has real files.

@@ -461,6 +461,51 @@ fn a_backup_of_a_damaged_log_does_not_verify() {
     ));
 }
 
+/// A restore that died (killed, or the machine stopped) leaves its staging
+/// directory beside the target; the next restore of that target removes
+/// it. One whose lock is held, a restore still running, is left alone.
+#[test]
+fn the_next_restore_removes_what_a_dead_restore_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    populate(&data, 20);
+    let dest = tmp.path().join("backup");
+    create(&Source::os(&data), &OsStorage, &dest, &opts()).unwrap();
+    let dead = tmp.path().join(".restored.restoring-999999");
+    std::fs::create_dir_all(dead.join("logs/default")).unwrap();
+    std::fs::write(dead.join("logs/default/entries"), vec![7u8; 4096]).unwrap();
+    let running = tmp.path().join(".restored.restoring-888888");
+    std::fs::create_dir_all(&running).unwrap();
+    let held = OsStorage
+        .lock(&tmp.path().join(".restored.restoring-888888.lock"))
+        .unwrap();
+    // Another target's staging is not this restore's business.
+    let other = tmp.path().join(".elsewhere.restoring-999999");
+    std::fs::create_dir_all(&other).unwrap();
+
+    let target = tmp.path().join("restored");
+    restore(&dest, &target).unwrap();
+    assert!(target.join("meta.db").exists());
+    assert!(!dead.exists(), "the dead restore's staging directory is removed");
+    assert!(running.exists(), "a running restore's staging directory stays");
+    assert!(other.exists());
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("restoring"))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".elsewhere.restoring-999999",
+            ".restored.restoring-888888",
+            ".restored.restoring-888888.lock"
+        ]
+    );
+    drop(held);
+}
+
 #[test]
 fn restore_into_a_non_empty_directory_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
