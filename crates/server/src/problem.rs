@@ -246,6 +246,17 @@ pub fn trail_problem(e: TrailError) -> Problem {
         // stored until the operator gives one; the message names only the
         // log and the settings.
         TrailError::Pii(e @ sealtrail_pii::PiiError::Config(_)) => Problem::unavailable(e.to_string()),
+        // The key store (meta.db) could not keep the new data keys the
+        // request needs, or changed under it twice: nothing was appended,
+        // and a retry may well pass. The store's words go to the log only.
+        TrailError::Pii(e @ sealtrail_pii::PiiError::Store(_)) => {
+            let mut p = Problem::unavailable_after(
+                "the PII key store could not keep the data keys this request needs; nothing was appended",
+                e,
+            );
+            p.retry_after = Some(1);
+            p
+        }
         // Nothing was appended; the detail says why and the bound, never a key.
         e @ (TrailError::KeysUnchecked { .. } | TrailError::KeysFull { .. }) => {
             let retry_after = match &e {
@@ -296,6 +307,17 @@ mod tests {
             .detail
             .starts_with(&format!("{unavailable_what}; see the server log, error id ")));
         assert!(!p.detail.contains(error), "{}", p.detail);
+    }
+
+    #[test]
+    fn a_key_store_failure_is_a_503_to_retry_naming_no_file() {
+        let e = TrailError::Pii(sealtrail_pii::PiiError::Store(sealtrail_pii::StoreError(
+            "meta.db: disk I/O error".into(),
+        )));
+        let p = trail_problem(e);
+        assert_eq!((p.status, p.retry_after), (503, Some(1)));
+        assert!(p.detail.starts_with("the PII key store could not keep"), "{}", p.detail);
+        assert!(!p.detail.contains("meta.db"), "{}", p.detail);
     }
 
     #[test]
