@@ -6,7 +6,7 @@ mod capture_support;
 use std::collections::BTreeSet;
 
 use capture_support::{drain_all, events, trail, Db};
-use sealtrail_pg::capture::{install, status, uninstall, CaptureError, InstallOptions, Tables};
+use sealtrail_pg::capture::{install, status, uninstall, CaptureError, InstallOptions, Tables, CAPTURE_ROLE, VERSION};
 use sealtrail_pg::drain::{drain, DrainError, DrainOptions};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -829,6 +829,67 @@ impl Drop for WithRole {
     }
 }
 
+/// Converting a row to JSON runs a cast to `json` that the owner of a
+/// column's type wrote. The row-capture functions are SECURITY DEFINER:
+/// installed by a superuser, they belong to the capture role, so such a
+/// cast runs with that role's rights (adding to the outbox), never the
+/// installer's.
+#[test]
+fn a_cast_to_json_written_by_a_type_owner_runs_without_the_installers_rights() {
+    let db = Db::new("cast_owner");
+    let owner = format!("{}_owner", db.name);
+    let guard = WithRole {
+        db: Some(db),
+        role: owner.clone(),
+    };
+    let db = guard.db.as_ref().expect("database");
+    let mut c = db.client();
+    c.batch_execute(&format!(
+        "CREATE ROLE {owner} LOGIN;
+         GRANT CREATE ON SCHEMA public TO {owner};"
+    ))
+    .expect("the type owner");
+    let dsn = format!("host=127.0.0.1 port=5432 user={owner} dbname={}", db.name);
+    let mut o = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect as the type owner");
+    o.batch_execute(
+        r#"CREATE TYPE public.mood AS ENUM ('calm', 'cross');
+         CREATE TABLE public.ran_as (who text, super boolean);
+         GRANT INSERT ON public.ran_as TO PUBLIC;
+         CREATE FUNCTION public.mood_json(m public.mood) RETURNS json LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.ran_as
+                 SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;
+             RETURN pg_catalog.to_json(m::text);
+         END $$;
+         CREATE CAST (public.mood AS json) WITH FUNCTION public.mood_json(public.mood);
+         CREATE TABLE public.moods (id int PRIMARY KEY, m public.mood);"#,
+    )
+    .expect("a type with a cast to json, and a table of it");
+    install(&db.dsn(), &tables(&["moods"])).expect("install as a superuser");
+    o.batch_execute(
+        "INSERT INTO public.moods VALUES (1, 'calm');
+         UPDATE public.moods SET m = 'cross' WHERE id = 1;
+         DELETE FROM public.moods;",
+    )
+    .expect("changes by the type owner");
+    let ran: Vec<(String, bool)> = c
+        .query("SELECT who, super FROM public.ran_as", &[])
+        .expect("where the cast ran")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // Once per image: the insert's, the update's two, the delete's.
+    assert_eq!(ran, vec![("sealtrail_capture".to_string(), false); 4]);
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 3);
+    let ev = events(&t.trail);
+    assert_eq!(actions(&ev), ["pg.insert", "pg.update", "pg.delete"]);
+    assert_eq!(ev[1]["changes"]["after"]["m"], "cross");
+    // The type owner's cast and table go with the database; its role
+    // must own nothing else when the guard drops it.
+    drop(o);
+}
+
 /// An install of version 3 set `search_path` on every call of its trigger
 /// functions; re-running install replaces them with ones that do not, and
 /// keeps what waits in the outbox.
@@ -873,10 +934,34 @@ fn an_install_of_version_3_upgrades_in_place() {
     );
     let second = install(&db.dsn(), &tables(&["t"])).expect("upgrade");
     assert!(!second.fresh);
-    assert_eq!((second.version, second.epoch.as_str()), (4, first.epoch.as_str()));
+    assert_eq!((second.version, second.epoch.as_str()), (VERSION, first.epoch.as_str()));
     assert_eq!(configured(&mut c), ["capture_ddl", "set_actor"]);
+    // The row-capture functions now belong to the capture role.
+    let owners: Vec<(String, String)> = c
+        .query(
+            "SELECT p.proname::text, p.proowner::regrole::text FROM pg_proc p
+              WHERE p.pronamespace = 'sealtrail'::regnamespace ORDER BY 1",
+            &[],
+        )
+        .expect("owners")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let capture = |f: &str| (f.to_string(), CAPTURE_ROLE.to_string());
+    let installer = |f: &str| (f.to_string(), "postgres".to_string());
+    assert_eq!(
+        owners,
+        [
+            installer("capture_ddl"),
+            capture("capture_row"),
+            capture("capture_row_excluding"),
+            capture("capture_rows"),
+            capture("capture_truncate"),
+            installer("set_actor")
+        ]
+    );
     let st = status(&db.dsn()).expect("status").install.expect("installed");
-    assert_eq!((st.version, st.pending), (4, 1));
+    assert_eq!((st.version, st.pending), (VERSION, 1));
     c.batch_execute("UPDATE t SET v = 'b'").expect("update");
     let t = trail();
     drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 2);

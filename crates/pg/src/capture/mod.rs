@@ -16,7 +16,7 @@ mod sql;
 use postgres::{Client, NoTls};
 use thiserror::Error;
 
-pub use sql::VERSION;
+pub use sql::{CAPTURE_ROLE, VERSION};
 
 /// What to capture.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -171,6 +171,8 @@ pub enum CaptureError {
     },
     #[error("role {role} is not a superuser, and only a superuser may create the event triggers that capture DDL; install as a superuser, or pass --no-ddl to capture row changes only")]
     NotSuperuser { role: String },
+    #[error("role {role} exists and is a superuser; the capture functions run as {role}, which must have no right but adding to the outbox: drop or alter that role (NOSUPERUSER), then install again")]
+    CaptureRoleSuperuser { role: String },
     #[error("table {name} does not exist in database {database}")]
     NoSuchTable { name: String, database: String },
     #[error("{name} is not a table (it is a {kind})")]
@@ -304,6 +306,25 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
     drop_event_triggers(&mut tx)?;
     tx.batch_execute(sql::BASE)
         .map_err(CaptureError::pg("creating the capture schema"))?;
+    if superuser {
+        let role_is_super: Option<bool> = tx
+            .query_opt(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+                &[&sql::CAPTURE_ROLE],
+            )
+            .map_err(CaptureError::pg("reading the capture role"))?
+            .map(|r| r.get(0));
+        if role_is_super == Some(true) {
+            return Err(CaptureError::CaptureRoleSuperuser {
+                role: sql::CAPTURE_ROLE.into(),
+            });
+        }
+        tx.batch_execute(sql::CAPTURE_ROLE_SQL)
+            .map_err(CaptureError::pg(format!(
+                "giving the capture functions to role {}",
+                sql::CAPTURE_ROLE
+            )))?;
+    }
     if existing.is_some() {
         let found: String = tx
             .query_one("SELECT mode FROM sealtrail.install", &[])

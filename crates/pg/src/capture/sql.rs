@@ -11,8 +11,36 @@ pub(crate) const SCHEMA: &str = "sealtrail";
 /// columns, `set_actor`); version 3 moved row changes from one built
 /// `payload` into plain outbox columns, which the writer fills for about
 /// half the cost; version 4 dropped the row-capture functions' per-call
-/// `SET search_path` for bodies that name everything by its schema.
-pub const VERSION: i32 = 4;
+/// `SET search_path` for bodies that name everything by its schema;
+/// version 5 gives the row-capture functions to [`CAPTURE_ROLE`].
+pub const VERSION: i32 = 5;
+
+/// The role that owns the row-capture functions when a superuser
+/// installs, so that they run with no right but adding to the outbox.
+/// They are SECURITY DEFINER, and converting a row to JSON runs code that
+/// the owner of a column's type may have written (a cast to `json`):
+/// owned by the installer, that code would run as a superuser. One role
+/// for the whole cluster (roles are cluster-wide); uninstall leaves it.
+pub const CAPTURE_ROLE: &str = "sealtrail_capture";
+
+/// Makes [`CAPTURE_ROLE`] (installs of several databases may race to it)
+/// and gives it the row-capture functions and what they need.
+pub(crate) const CAPTURE_ROLE_SQL: &str = r#"
+DO $do$
+BEGIN
+    CREATE ROLE sealtrail_capture NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END
+$do$;
+GRANT USAGE ON SCHEMA sealtrail TO sealtrail_capture;
+GRANT INSERT ON sealtrail.outbox TO sealtrail_capture;
+GRANT USAGE ON SEQUENCE sealtrail.outbox_id_seq TO sealtrail_capture;
+ALTER FUNCTION sealtrail.capture_row() OWNER TO sealtrail_capture;
+ALTER FUNCTION sealtrail.capture_row_excluding() OWNER TO sealtrail_capture;
+ALTER FUNCTION sealtrail.capture_rows() OWNER TO sealtrail_capture;
+ALTER FUNCTION sealtrail.capture_truncate() OWNER TO sealtrail_capture;
+"#;
 
 /// Trigger names on tracked tables; uninstall and re-install find them by
 /// these names.
