@@ -31,6 +31,7 @@
 use sealtrail_ledger::storage::OsStorage;
 use sealtrail_ledger::verify::verify_log;
 use sealtrail_ledger::{DataDir, LogOptions};
+use sealtrail_testgen::{load_average, median, spread};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::path::Path;
@@ -117,33 +118,6 @@ fn entry_file_bytes(dir: &Path) -> u64 {
         })
         .map(|e| e.metadata().unwrap().len())
         .sum()
-}
-
-/// The median of `xs`.
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let k = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[k]
-    } else {
-        (v[k - 1] + v[k]) / 2.0
-    }
-}
-
-/// `median [least–greatest]` of ratios.
-fn spread(xs: &[f64]) -> String {
-    let least = xs.iter().copied().fold(f64::INFINITY, f64::min);
-    let greatest = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{:.2} [{least:.2}–{greatest:.2}]", median(xs))
-}
-
-/// The 1-minute load average, as `uptime` shows it.
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Append `events` to a new log under `root`, compacting as `mode` says;
@@ -492,7 +466,7 @@ fn main() {
             runs[m].push((ingests[m], verifies[m], disk));
             std::fs::remove_dir_all(&root).unwrap();
         }
-        eprintln!("round {} of {rounds} done (load {})", round + 1, load());
+        eprintln!("round {} of {rounds} done (load {})", round + 1, load_average());
     }
     println!(
         "{rounds} rounds; each verify figure over {VERIFY_PASSES} passes. Medians, and in brackets the least and \
@@ -525,7 +499,7 @@ fn main() {
             format!(
                 "{:.0} | {} | {verify_cpu:.2} | {:.2} | {own_cpu:.2} | {:.2} | {:.1} | {:.3} | {}",
                 (n * VERIFY_PASSES) as f64 / median(&verify_s),
-                spread(&verify_x),
+                spread(&verify_x, 2),
                 verify_cpu / verify_cpu0,
                 own_cpu / own_cpu0,
                 disk as f64 / 1e6,
@@ -548,7 +522,7 @@ fn main() {
                 Mode::CpuOnly => format!("as above, in memory only (no files), every {every} entries"),
             },
             n as f64 / median(&ingest_s),
-            spread(&ingest_x),
+            spread(&ingest_x, 2),
             ingest_cpu / ingest_cpu0,
             median(&slowest_s) * 1e3,
             median(&compact_s),

@@ -87,12 +87,14 @@ mod knob;
 #[cfg(feature = "postgres")]
 pub mod pg;
 mod rng;
+mod stats;
 
 use catalog::{Action, Ns, ACTIONS, TARGET_TYPES};
 pub use cpu::process_cpu_secs;
 pub use knob::knob;
 pub use rng::Rng;
 use rng::{mix, skewed, unit, Skew};
+pub use stats::{load_average, median, spread};
 
 /// `count` sender events (JSON text, one object each, no `id` or
 /// `received_at`), deterministic for `seed`, with the default [`Shape`].

@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sealtrail_ledger::DataDir;
-use sealtrail_testgen::process_cpu_secs;
+use sealtrail_testgen::{load_average, median, process_cpu_secs, spread};
 use sealtrail_trail::{Trail, TrailOptions};
 
 // The allocator the `sealtrail` binary runs with, so the figures are the
@@ -186,33 +186,6 @@ fn run(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, threads: usize
     out
 }
 
-/// The median of `xs`.
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let k = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[k]
-    } else {
-        (v[k - 1] + v[k]) / 2.0
-    }
-}
-
-/// `median [least–greatest]` of ratios.
-fn spread(xs: &[f64]) -> String {
-    let least = xs.iter().copied().fold(f64::INFINITY, f64::min);
-    let greatest = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{:.3} [{least:.3}–{greatest:.3}]", median(xs))
-}
-
-/// The 1-minute load average, as `uptime` shows it.
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn main() {
     let count: usize = knob("SEALTRAIL_BENCH_EVENTS", 1_000_000usize).max(1);
     let batch: usize = knob("SEALTRAIL_BENCH_BATCH", 1_000usize).max(1);
@@ -261,7 +234,7 @@ fn main() {
                 mode.label(),
                 count as f64 / r.secs,
                 r.cpu,
-                load()
+                load_average()
             );
             if mode == Mode::Idle && r.packed_bytes == 0 {
                 fail(&format!(
@@ -310,9 +283,9 @@ fn main() {
     println!(
         "| other thread at least priority, every {every} entries | {rate1:.0} | {} | {cpu1:.2} | {} | {compactions:.0} | \
          {packed:.0} | {compact_secs:.2} | {} |",
-        spread(&rate_x),
-        spread(&cpu_x),
-        spread(&pack_x)
+        spread(&rate_x, 3),
+        spread(&cpu_x, 3),
+        spread(&pack_x, 3)
     );
     println!();
     let throughput = median(&rate_x);
