@@ -750,13 +750,7 @@ fn refresh_key_store(from: &Path, to: &Path) -> Result<(), BackupError> {
     dst.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
     dst.execute_batch("PRAGMA secure_delete = ON; PRAGMA journal_mode = MEMORY;")
         .map_err(err)?;
-    let escaped = from
-        .display()
-        .to_string()
-        .replace('%', "%25")
-        .replace('?', "%3f")
-        .replace('#', "%23");
-    dst.execute("ATTACH DATABASE ?1 AS live", [format!("file:{escaped}?mode=ro")])
+    dst.execute("ATTACH DATABASE ?1 AS live", [crate::sqlite_uri(from, "?mode=ro")])
         .map_err(err)?;
     let tx = dst.transaction().map_err(err)?;
     for table in KEY_STORE {

@@ -77,3 +77,16 @@ impl<T> IoContext<T> for std::io::Result<T> {
         })
     }
 }
+
+/// The SQLite `file:` URI of `path` with `query` (`""` or `?name=value…`)
+/// after it: the characters a URI gives a meaning to are escaped, so a
+/// path holding them still names its file.
+pub(crate) fn sqlite_uri(path: &std::path::Path, query: &str) -> String {
+    let escaped = path
+        .display()
+        .to_string()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23");
+    format!("file:{escaped}{query}")
+}

@@ -249,13 +249,7 @@ fn check_sqlite(storage: &dyn Storage, dir: &Path, f: &FileRecord) -> Result<Opt
 /// `PRAGMA integrity_check` of the database at `path`.
 pub(crate) fn integrity_check(path: &Path, immutable: bool) -> Result<(), String> {
     use rusqlite::{Connection, OpenFlags};
-    let escaped = path
-        .display()
-        .to_string()
-        .replace('%', "%25")
-        .replace('?', "%3f")
-        .replace('#', "%23");
-    let uri = format!("file:{escaped}{}", if immutable { "?immutable=1" } else { "" });
+    let uri = crate::sqlite_uri(path, if immutable { "?immutable=1" } else { "" });
     let conn = Connection::open_with_flags(uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
         .map_err(|e| e.to_string())?;
     let rows: Vec<String> = conn
