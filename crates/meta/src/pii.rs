@@ -195,11 +195,7 @@ impl KeyStore for PiiStore {
     fn subject_key(&self, log: &str, subject: &[u8; 32]) -> Result<Option<WrappedKey>, StoreError> {
         let found: Option<(Vec<u8>, Vec<u8>)> = self
             .reader()
-            .query_row(
-                "SELECT key_id, wrapped FROM pii_keys WHERE log = ?1 AND subject = ?2",
-                params![log, &subject[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row(SUBJECT_KEY, params![log, &subject[..]], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(store_err)?;
         found.map(|(id, wrapped)| Ok((key_id(id)?, wrapped))).transpose()
@@ -214,9 +210,7 @@ impl KeyStore for PiiStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(store_err)?;
-        let generation: i64 = tx
-            .query_row("SELECT coalesce(max(generation), 0) FROM pii_vault", [], |r| r.get(0))
-            .map_err(store_err)?;
+        let generation = read_generation(&tx)?;
         let mut kept = Vec::with_capacity(fresh.len());
         {
             let mut insert = tx
@@ -224,12 +218,10 @@ impl KeyStore for PiiStore {
                     "INSERT OR IGNORE INTO pii_keys (key_id, log, subject, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(store_err)?;
-            let mut read = tx
-                .prepare_cached("SELECT key_id, wrapped FROM pii_keys WHERE log = ?1 AND subject = ?2")
-                .map_err(store_err)?;
+            let mut read = tx.prepare_cached(SUBJECT_KEY).map_err(store_err)?;
             let now = now_text();
             for key in fresh {
-                if key.generation.is_some_and(|g| g != generation as u64) {
+                if key.generation.is_some_and(|g| g != generation) {
                     kept.push(None);
                     continue;
                 }
@@ -247,13 +239,20 @@ impl KeyStore for PiiStore {
     }
 
     fn generation(&self) -> Result<u64, StoreError> {
-        let g: Option<i64> = self
-            .reader()
-            .query_row("SELECT generation FROM pii_vault WHERE id = 1", [], |r| r.get(0))
-            .optional()
-            .map_err(store_err)?;
-        Ok(g.unwrap_or(0) as u64)
+        read_generation(&self.reader())
     }
+}
+
+/// A subject's data key in a log: its id and wrapped key.
+const SUBJECT_KEY: &str = "SELECT key_id, wrapped FROM pii_keys WHERE log = ?1 AND subject = ?2";
+
+/// The key store's generation (0 before the HMAC key is made).
+fn read_generation(conn: &Connection) -> Result<u64, StoreError> {
+    let g: Option<i64> = conn
+        .query_row("SELECT generation FROM pii_vault WHERE id = 1", [], |r| r.get(0))
+        .optional()
+        .map_err(store_err)?;
+    Ok(g.unwrap_or(0) as u64)
 }
 
 impl Meta {
