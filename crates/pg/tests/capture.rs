@@ -441,7 +441,7 @@ fn a_role_that_is_not_superuser_gets_row_capture_only_when_it_asks() {
         db.name
     ))
     .expect("role");
-    let dsn = format!("host=127.0.0.1 port=5432 user={role} dbname={}", db.name);
+    let dsn = db.dsn_as(&role);
     let result = install(&dsn, &tables(&["t"]));
     match result {
         Err(e @ CaptureError::NotSuperuser { .. }) => assert!(e.to_string().contains("--no-ddl"), "{e}"),
@@ -665,14 +665,9 @@ fn rows_drain_in_transaction_order_when_ids_gain_a_digit() {
 /// columns named as the functions' aliases of the transition tables.
 #[test]
 fn a_writer_search_path_that_shadows_pg_catalog_records_the_true_changes() {
-    let db = Db::new("shadow");
-    let writer = format!("{}_writer", db.name);
     // Declared before the connections, so dropped after them.
-    let guard = WithRole {
-        db: Some(db),
-        role: writer.clone(),
-    };
-    let db = guard.db.as_ref().expect("database");
+    let guard = WithRole::new(Db::new("shadow"), "writer");
+    let (db, writer) = (guard.db(), guard.role.clone());
     let mut c = db.client();
     c.batch_execute(&format!(
         "CREATE ROLE {writer} LOGIN;
@@ -686,8 +681,7 @@ fn a_writer_search_path_that_shadows_pg_catalog_records_the_true_changes() {
     opts.exclude_columns = vec!["secrets.secret".into()];
     install(&db.dsn(), &opts).expect("install");
 
-    let dsn = format!("host=127.0.0.1 port=5432 user={writer} dbname={}", db.name);
-    let mut w = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect as the writer");
+    let mut w = postgres::Client::connect(&db.dsn_as(&writer), postgres::NoTls).expect("connect as the writer");
     w.batch_execute(
         r#"SET search_path = evil, pg_catalog;
          CREATE FUNCTION evil.row_to_json(r record) RETURNS pg_catalog.json LANGUAGE plpgsql
@@ -819,6 +813,19 @@ struct WithRole {
     role: String,
 }
 
+impl WithRole {
+    /// `db` and the name of a role of it, `<database>_<suffix>`, which the
+    /// test creates.
+    fn new(db: Db, suffix: &str) -> WithRole {
+        let role = format!("{}_{suffix}", db.name);
+        WithRole { db: Some(db), role }
+    }
+
+    fn db(&self) -> &Db {
+        self.db.as_ref().expect("database")
+    }
+}
+
 impl Drop for WithRole {
     fn drop(&mut self) {
         drop(self.db.take());
@@ -836,21 +843,15 @@ impl Drop for WithRole {
 /// installer's.
 #[test]
 fn a_cast_to_json_written_by_a_type_owner_runs_without_the_installers_rights() {
-    let db = Db::new("cast_owner");
-    let owner = format!("{}_owner", db.name);
-    let guard = WithRole {
-        db: Some(db),
-        role: owner.clone(),
-    };
-    let db = guard.db.as_ref().expect("database");
+    let guard = WithRole::new(Db::new("cast_owner"), "owner");
+    let (db, owner) = (guard.db(), guard.role.clone());
     let mut c = db.client();
     c.batch_execute(&format!(
         "CREATE ROLE {owner} LOGIN;
          GRANT CREATE ON SCHEMA public TO {owner};"
     ))
     .expect("the type owner");
-    let dsn = format!("host=127.0.0.1 port=5432 user={owner} dbname={}", db.name);
-    let mut o = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect as the type owner");
+    let mut o = postgres::Client::connect(&db.dsn_as(&owner), postgres::NoTls).expect("connect as the type owner");
     o.batch_execute(
         r#"CREATE TYPE public.mood AS ENUM ('calm', 'cross');
          CREATE TABLE public.ran_as (who text, super boolean);

@@ -47,6 +47,11 @@ impl TestDatabase {
         format!("{SERVER} dbname={}", self.name)
     }
 
+    /// Its key-value connection string for logging in as `role`.
+    pub fn dsn_as(&self, role: &str) -> String {
+        format!("host=127.0.0.1 port=5432 user={role} dbname={}", self.name)
+    }
+
     /// Its `postgresql://` URL.
     pub fn url(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:5432/{}", self.name)
