@@ -24,5 +24,6 @@ pub use sealtrail_storage as storage;
 pub use datadir::{default_origin, DataDir, LogInfo};
 pub use error::{Error, LedgerError, Result};
 pub use log::{
-    Appended, CompactReport, Damage, Log, LogOptions, PackVersion, PreparedEntry, PruneReport, READ_ONLY_OPEN_ATTEMPTS,
+    Appended, CompactReport, CpuMeter, Damage, Log, LogOptions, Pace, PacedReport, PackVersion, PreparedEntry,
+    PruneReport, READ_ONLY_OPEN_ATTEMPTS,
 };

@@ -9,9 +9,12 @@ mod common;
 use common::*;
 use sealtrail_ledger::scrub::Scrub;
 use sealtrail_ledger::verify::verify_log;
-use sealtrail_ledger::{DataDir, LedgerError, Log, LogOptions, PackVersion};
+use sealtrail_ledger::{CpuMeter, DataDir, LedgerError, Log, LogOptions, Pace, PackVersion};
 use sealtrail_storage::sim::{Fault, SimStorage};
 use sealtrail_storage::Storage;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn names(storage: &dyn Storage, dir: &DataDir) -> Vec<String> {
     storage.list_files(&dir.log_dir("default")).unwrap()
@@ -408,4 +411,122 @@ fn a_pack_larger_than_one_write_is_written_in_parts_and_reads_back() {
     let report = verify_log(&storage, &dir.log_dir("default"), None, None).unwrap();
     assert!(report.intact(), "{:?}", report.findings);
     assert_eq!(report.entries, model.len() as u64);
+}
+
+/// A machine of two CPUs, busy at normal priority or idle, whose
+/// `/proc/stat` counters advance by two ticks at every look.
+fn machine(busy: &Arc<AtomicBool>) -> CpuMeter {
+    let busy = busy.clone();
+    let (mut user, mut idle) = (0u64, 0u64);
+    CpuMeter::from_source(move || {
+        if busy.load(Ordering::Relaxed) {
+            user += 2;
+        } else {
+            idle += 2;
+        }
+        Some(format!(
+            "cpu  {user} 0 0 {idle} 0 0 0 0\ncpu0 0 0 0 0 0\ncpu1 0 0 0 0 0\n"
+        ))
+    })
+}
+
+#[test]
+fn paced_compaction_waits_while_the_machine_is_busy_up_to_its_bound() {
+    let storage = SimStorage::new();
+    let dir = sim_dir(&storage);
+    dir.create_log("default", None).unwrap();
+    let mut model = Vec::new();
+    let log = dir.open_log("default", opts()).unwrap();
+    let busy = Arc::new(AtomicBool::new(true));
+    let mut meter = machine(&busy);
+    let mut pace = Pace {
+        step: 512,
+        idle_cpus: 1.0,
+        max_deferred: 1 << 20,
+        look: Duration::from_millis(20),
+    };
+    // Stopped after a tenth of a second of being asked.
+    let for_a_while = || {
+        let began = Instant::now();
+        move || began.elapsed() > Duration::from_millis(100)
+    };
+    let entry_files = |storage: &SimStorage| -> Vec<String> {
+        let mut n: Vec<String> = names(storage, &dir)
+            .into_iter()
+            .filter(|n| n.starts_with("entries"))
+            .collect();
+        n.sort();
+        n
+    };
+
+    // Busy, far below the bound: nothing is packed, the time is waited,
+    // and the entry file appended to is cut after each 1,000 entries.
+    for _ in 0..3 {
+        append_n(&log, &mut model, 1000, 100);
+        let r = log.compact_paced(&pace, &mut meter, &for_a_while()).unwrap();
+        assert_eq!((r.packed.to, r.steps, r.left), (0, 0, log.unpacked()), "{r:?}");
+        assert!(r.waited >= Duration::from_millis(60), "{r:?}");
+    }
+    assert_eq!(meter.cpus(), 2.0);
+    assert_eq!(log.unpacked(), 2816);
+    assert!(!names(&storage, &dir).iter().any(|n| n.starts_with("pack-")));
+    assert_eq!(
+        entry_files(&storage),
+        [
+            "entries",
+            "entries-00000000000003e8",
+            "entries-00000000000007d0",
+            "entries-0000000000000bb8"
+        ]
+    );
+
+    // Busy, over the bound: a step per file, up to a bundle below its
+    // end, until below the bound, then it waits.
+    pace.max_deferred = 2048;
+    let r = log.compact_paced(&pace, &mut meter, &for_a_while()).unwrap();
+    assert_eq!(
+        (r.packed.from, r.packed.to, r.steps, r.forced_steps),
+        (0, 1792, 2, 2),
+        "{r:?}"
+    );
+    assert_eq!((r.left, log.unpacked()), (1024, 1024), "{r:?}");
+    check(&log, &model, 0);
+    // Each step copied only the entries of its file past the bundle it
+    // packed up to: 1,000 - 768 of the first, 2,000 - 1,792 of the second.
+    assert_eq!(
+        entry_files(&storage),
+        [
+            "entries-0000000000000700",
+            "entries-00000000000007d0",
+            "entries-0000000000000bb8"
+        ]
+    );
+
+    // Idle: the rest, without waiting or being stopped.
+    busy.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(10));
+    let r = log.compact_paced(&pace, &mut meter, &|| false).unwrap();
+    assert_eq!(
+        (r.packed.from, r.packed.to, r.steps, r.forced_steps, r.left),
+        (1792, 2816, 1, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(log.unpacked(), 0);
+    check(&log, &model, 0);
+
+    // Told to wait for nothing (0 idle CPUs): packs on a busy machine, all
+    // of one file in one step.
+    busy.store(true, Ordering::Relaxed);
+    append_n(&log, &mut model, 600, 100);
+    pace.idle_cpus = 0.0;
+    let r = log.compact_paced(&pace, &mut meter, &|| false).unwrap();
+    assert_eq!(
+        (r.packed.from, r.packed.to, r.steps, r.waited),
+        (2816, 3584, 1, Duration::ZERO),
+        "{r:?}"
+    );
+    check(&log, &model, 0);
+    drop(log);
+    let log = dir.open_log("default", opts()).unwrap();
+    check(&log, &model, 0);
 }

@@ -355,11 +355,23 @@ pub struct Compression {
     /// Seconds between compaction runs; 0 turns compression off (entries
     /// stay uncompressed; packs already written are still read).
     pub interval_s: u64,
+    /// CPUs the machine must have left idle for a run to pack: while it
+    /// is busier, the run waits and the backlog grows (capped at half the
+    /// machine's CPUs; 0 never waits).
+    pub idle_cpus: f64,
+    /// Entries waiting to be packed at which a log packs however busy the
+    /// machine is.
+    pub max_deferred_entries: u64,
 }
 
 impl Default for Compression {
     fn default() -> Self {
-        Self { interval_s: 600 }
+        let pace = sealtrail_ledger::Pace::default();
+        Self {
+            interval_s: 600,
+            idle_cpus: pace.idle_cpus,
+            max_deferred_entries: pace.max_deferred,
+        }
     }
 }
 
@@ -765,6 +777,13 @@ impl Config {
                 return Err(ConfigError(format!("web.{key}: must be at least 1")));
             }
         }
+        let c = &self.compression;
+        if !(c.idle_cpus.is_finite() && c.idle_cpus >= 0.0) {
+            return Err(ConfigError(format!(
+                "compression.idle_cpus: {} must be a number of CPUs, 0 or more",
+                c.idle_cpus
+            )));
+        }
         let h = &self.health;
         for (name, warn, crit) in [
             ("disk", h.disk_warning_percent, h.disk_critical_percent),
@@ -973,6 +992,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("default_log:"), "{e}");
+    }
+
+    #[test]
+    fn compression_pacing_is_read_and_checked() {
+        let load_text = |text: &str| {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).expect("write the file");
+            Config::load(Some(&path), [])
+        };
+        let c = load_text("[compression]\nidle_cpus = 0.5\nmax_deferred_entries = 65536\n").unwrap();
+        assert_eq!(
+            (c.compression.idle_cpus, c.compression.max_deferred_entries),
+            (0.5, 65_536)
+        );
+        assert_eq!(c.compression.interval_s, 600);
+        let e = load_text("[compression]\nidle_cpus = -1.0\n")
+            .expect_err("negative")
+            .to_string();
+        assert!(
+            e.starts_with("compression.idle_cpus: -1 must be a number of CPUs"),
+            "{e}"
+        );
+        let e = load_text("[compression]\nidle_cpus = nan\n")
+            .expect_err("NaN")
+            .to_string();
+        assert!(e.starts_with("compression.idle_cpus: NaN must be"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Not here: what a run does (the modules that start one).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub trait Owner: Send + Sync + 'static {
 pub struct Periodic {
     failures: Mutex<HashMap<String, String>>,
     thread: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    stopping: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,6 +48,7 @@ impl Periodic {
 
     /// Stop the thread and wait for it (it finishes the run under way).
     pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
         let running = lock(&self.thread).take();
         if let Some((stop, thread)) = running {
             let _ = stop.send(());
@@ -53,6 +56,12 @@ impl Periodic {
                 let _ = thread.join();
             }
         }
+    }
+
+    /// Whether [`Periodic::stop`] was called: a run that waits looks at
+    /// this to end early.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Record that the run of `log` succeeded: its failure, if any, is over.

@@ -470,8 +470,10 @@ fn packed_bundles_are_served_as_before_and_still_verify() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::config(dir.path());
     config.listen = "127.0.0.1:0".parse().unwrap();
-    // The test runs compaction itself, at a known moment.
+    // The test runs compaction itself, at a known moment, and on a busy
+    // machine too.
     config.compression.interval_s = 0;
+    config.compression.idle_cpus = 0.0;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(Server::start(config)).unwrap();
     let key = support::create_key(&server.app, Scope::Admin, None, "verifier");
@@ -537,6 +539,16 @@ fn packed_bundles_are_served_as_before_and_still_verify() {
     drop(trail);
     let health = client.json("/api/v1/system/health");
     assert_eq!(health["compaction_failures"], json!([]), "{health}");
+    // Nothing is left waiting to be packed, and nothing was waited for.
+    let metrics = String::from_utf8(client.get("/metrics", false).0).unwrap();
+    assert!(
+        metrics.contains("sealtrail_compaction_waiting_entries{log=\"default\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sealtrail_compaction_wait_ms_total{log=\"default\"} 0"),
+        "{metrics}"
+    );
     // More entries after the packs, then the log still verifies in full.
     ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
         .header("Authorization", format!("Bearer {}", client.key))

@@ -1,12 +1,20 @@
 //! Compaction beside ingest: the same generated events through
-//! [`Trail::ingest`] into a fresh data directory each run, once with no
-//! compaction (the baseline) and once with `Log::compact` on a thread of
-//! its own at the least scheduling priority, as the server's compaction
-//! thread runs it, packing whenever enough new entries are covered by a
-//! checkpoint. Rounds run both modes, the order alternating, and every
-//! figure is printed beside the baseline of the same run: the medians, and
-//! the least and greatest of the rounds' own ratios, so a change of load
-//! between rounds cancels out.
+//! [`Trail::ingest`] into a fresh data directory each run, in three modes:
+//! - `none`: no compaction (the baseline);
+//! - `eager`: `Log::compact` on a thread of its own at the least
+//!   scheduling priority, packing whenever enough new entries are covered
+//!   by a checkpoint, however busy the machine: what a server does once
+//!   its backlog has reached `max_deferred_entries`, so under sustained
+//!   load;
+//! - `paced`: `Log::compact_paced` with the server's default `Pace` on
+//!   that thread, as the server runs it: packing waits while the machine
+//!   has less than a CPU idle, and the rest is packed once ingest has
+//!   ended (timed apart, as the catch-up).
+//!
+//! Rounds run every mode, the order rotating, and every figure is printed
+//! beside the baseline of the same run: the medians, and the least and
+//! greatest of the rounds' own ratios, so a change of load between rounds
+//! cancels out.
 //!
 //! ```text
 //! cargo bench -p sealtrail-trail --bench compaction
@@ -23,8 +31,11 @@
 //!   ingest alone keeps both cores of a 2-core machine busy.
 //! - `SEALTRAIL_BENCH_ROUNDS` (3): rounds, each one run of both modes.
 //! - `SEALTRAIL_BENCH_COMPACT_EVERY` (16,384): entries covered by a
-//!   checkpoint and not yet packed at which the compaction thread calls
-//!   `compact` (it looks every 10 ms).
+//!   checkpoint and not yet packed at which the eager compaction thread
+//!   calls `compact` (it looks every 10 ms).
+//! - `SEALTRAIL_BENCH_MAX_DEFERRED` (the server's default, 4,194,304):
+//!   the paced mode's `Pace::max_deferred`; below the run's size it shows
+//!   paced compaction under sustained load.
 //! - `SEALTRAIL_BENCH_SEED` (1): seed of the events.
 //! - `SEALTRAIL_BENCH_DIR` (`target/bench-tmp`): where the data
 //!   directories go (removed afterwards). Keep it off tmpfs.
@@ -35,15 +46,16 @@
 //! same span (`/proc/self/stat`), less at the mercy of other work on a
 //! busy machine than the elapsed time. Pack ratio: the record bytes of
 //! the packed entries over the bytes of their packs, from the
-//! `CompactReport`s. What is left unpacked when ingest ends is not packed
-//! (the server packs it at its next interval, off the ingest path).
+//! `CompactReport`s. What eager compaction left unpacked when ingest ends
+//! is not packed (the server packs it at its next interval, off the
+//! ingest path); paced compaction packs it, timed as the catch-up.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sealtrail_ledger::DataDir;
+use sealtrail_ledger::{CpuMeter, DataDir, Pace};
 use sealtrail_testgen::{load_average, median, process_cpu_secs, spread};
 use sealtrail_trail::{Trail, TrailOptions};
 
@@ -73,15 +85,19 @@ fn fail(message: &str) -> ! {
 enum Mode {
     /// No compaction: the baseline.
     None,
-    /// `compact` on another thread at the least scheduling priority.
-    Idle,
+    /// `compact` on another thread at the least scheduling priority
+    /// whenever `every` entries wait.
+    Eager,
+    /// `compact_paced` on that thread, as the server runs it.
+    Paced,
 }
 
 impl Mode {
     fn label(self) -> &'static str {
         match self {
             Mode::None => "none",
-            Mode::Idle => "idle",
+            Mode::Eager => "eager",
+            Mode::Paced => "paced",
         }
     }
 }
@@ -102,11 +118,14 @@ struct Run {
     packed_bytes: u64,
     /// Seconds the compaction thread spent in `compact`.
     compact_secs: f64,
+    /// Paced: entries packed after ingest, and the seconds that took.
+    caught_up: u64,
+    catch_up_secs: f64,
 }
 
 /// Ingest `events` into a new log under `root`, opened as the server opens
 /// one, compacting beside it as `mode` says.
-fn run(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, threads: usize, every: u64) -> Run {
+fn run(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, threads: usize, every: u64, pace: &Pace) -> Run {
     let _ = std::fs::remove_dir_all(root);
     let data = DataDir::new(root);
     data.create_log("bench", None).unwrap();
@@ -121,12 +140,27 @@ fn run(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, threads: usize
         // The compaction thread: at the least priority, as the server's
         // (`periodic.rs`); whenever `every` entries a checkpoint covers
         // are waiting, it packs them, else it looks again 10 ms later.
-        let worker = (mode == Mode::Idle).then(|| {
+        let worker = (mode != Mode::None).then(|| {
             let (trail, done) = (&trail, &done);
             s.spawn(move || {
                 thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min).unwrap();
                 let log = trail.log();
                 let mut out = Run::default();
+                if mode == Mode::Paced {
+                    let mut meter = CpuMeter::new();
+                    let stop = || done.load(Ordering::Relaxed);
+                    while !stop() {
+                        let c = Instant::now();
+                        let r = log.compact_paced(pace, &mut meter, &stop).unwrap();
+                        out.compact_secs += c.elapsed().as_secs_f64() - r.waited.as_secs_f64();
+                        out.compactions += r.steps;
+                        out.packed_entries += r.packed.to - r.packed.from;
+                        out.raw_bytes += r.packed.raw_bytes;
+                        out.packed_bytes += r.packed.packed_bytes;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return out;
+                }
                 let mut packed = 0;
                 while !done.load(Ordering::Relaxed) {
                     if log.size() >= packed + every {
@@ -174,6 +208,18 @@ fn run(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, threads: usize
     });
     out.secs = t.elapsed().as_secs_f64();
     out.cpu = process_cpu_secs() - cpu_before;
+    if mode == Mode::Paced {
+        // The catch-up, on the machine ingest has left idle.
+        let c = Instant::now();
+        let r = trail
+            .log()
+            .compact_paced(pace, &mut CpuMeter::new(), &|| false)
+            .unwrap();
+        out.catch_up_secs = c.elapsed().as_secs_f64();
+        out.caught_up = r.packed.to - r.packed.from;
+        out.raw_bytes += r.packed.raw_bytes;
+        out.packed_bytes += r.packed.packed_bytes;
+    }
     if trail.log().size() != events.len() as u64 {
         fail(&format!(
             "the log holds {} entries after {} events",
@@ -193,6 +239,10 @@ fn main() {
     let rounds: usize = knob("SEALTRAIL_BENCH_ROUNDS", 3usize).max(1);
     let every: u64 = knob("SEALTRAIL_BENCH_COMPACT_EVERY", 16_384u64).max(1);
     let seed: u64 = knob("SEALTRAIL_BENCH_SEED", 1u64);
+    let pace = Pace {
+        max_deferred: knob("SEALTRAIL_BENCH_MAX_DEFERRED", Pace::default().max_deferred),
+        ..Pace::default()
+    };
     let base = std::env::var_os("SEALTRAIL_BENCH_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-tmp"),
         PathBuf::from,
@@ -207,97 +257,123 @@ fn main() {
         sent as f64 / count as f64
     );
 
-    let modes = [Mode::None, Mode::Idle];
+    let modes = [Mode::None, Mode::Eager, Mode::Paced];
     // Per mode, per round.
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); modes.len()];
     for round in 0..rounds {
-        // Each round runs both modes, the first one alternating.
+        // Each round runs every mode, the first one rotating.
         for k in 0..modes.len() {
             let m = (k + round) % modes.len();
             let mode = modes[m];
             let root = base.join(format!("{BENCH}-{}-{round}-{}", std::process::id(), mode.label()));
-            let r = run(&root, mode, &events, batch, threads, every);
-            let packing = if mode == Mode::Idle {
-                format!(
-                    ", {} compactions packed {} entries at {:.2}× ({:.2} s compacting)",
+            let r = run(&root, mode, &events, batch, threads, every, &pace);
+            let packing = match mode {
+                Mode::None => String::new(),
+                _ => format!(
+                    ", {} compactions packed {} entries during ingest ({:.2} s compacting), {} after it in {:.2} s, \
+                     at {:.2}×",
                     r.compactions,
                     r.packed_entries,
+                    r.compact_secs,
+                    r.caught_up,
+                    r.catch_up_secs,
                     r.raw_bytes as f64 / r.packed_bytes.max(1) as f64,
-                    r.compact_secs
-                )
-            } else {
-                String::new()
+                ),
             };
             eprintln!(
-                "round {}: {:<4} {:.0} events/s, {:.2} s of CPU{packing} (load {})",
+                "round {}: {:<5} {:.0} events/s, {:.2} s of CPU{packing} (load {})",
                 round + 1,
                 mode.label(),
                 count as f64 / r.secs,
                 r.cpu,
                 load_average()
             );
-            if mode == Mode::Idle && r.packed_bytes == 0 {
+            if mode != Mode::None && r.packed_bytes == 0 {
                 fail(&format!(
-                    "round {}: no compaction packed anything during ingest ({count} events, compaction every \
-                     {every} entries): nothing was measured",
-                    round + 1
+                    "round {}: {} compaction packed nothing ({count} events, eager compaction every {every} \
+                     entries): nothing was measured",
+                    round + 1,
+                    mode.label()
                 ));
             }
             runs[m].push(r);
         }
     }
 
-    let (none, idle) = (&runs[0], &runs[1]);
+    let none = &runs[0];
     let rate = |rs: &[Run]| median(&rs.iter().map(|r| count as f64 / r.secs).collect::<Vec<_>>());
     let cpu = |rs: &[Run]| median(&rs.iter().map(|r| r.cpu).collect::<Vec<_>>());
-    let (rate0, rate1) = (rate(none), rate(idle));
-    let (cpu0, cpu1) = (cpu(none), cpu(idle));
-    // Each round's own ratios: throughput with compaction over without
-    // (time without over time with), CPU with over without.
-    let rate_x: Vec<f64> = (0..rounds).map(|r| none[r].secs / idle[r].secs).collect();
-    let cpu_x: Vec<f64> = (0..rounds).map(|r| idle[r].cpu / none[r].cpu).collect();
-    let pack_x: Vec<f64> = idle
-        .iter()
-        .map(|r| r.raw_bytes as f64 / r.packed_bytes as f64)
-        .collect();
-    let pack_ratio = median(&pack_x);
-    let compactions = median(&idle.iter().map(|r| r.compactions as f64).collect::<Vec<_>>());
-    let packed = median(&idle.iter().map(|r| r.packed_entries as f64).collect::<Vec<_>>());
-    let compact_secs = median(&idle.iter().map(|r| r.compact_secs).collect::<Vec<_>>());
+    let med = |rs: &[Run], f: fn(&Run) -> f64| median(&rs.iter().map(f).collect::<Vec<_>>());
+    let (rate0, cpu0) = (rate(none), cpu(none));
 
     println!(
         "Sealtrail compaction benchmark: {count} generated events (seed {seed}, {:.0} bytes on average), {cpus} CPUs, \
-         `Trail::ingest` batches of {batch} from {threads} thread(s), {rounds} round(s) of both modes, compaction every {every} \
-         entries a checkpoint covers",
-        sent as f64 / count as f64
+         `Trail::ingest` batches of {batch} from {threads} thread(s), {rounds} round(s) of every mode; eager \
+         compaction every {every} entries a checkpoint covers, paced as the server's defaults but for a bound of {} \
+         entries",
+        sent as f64 / count as f64,
+        pace.max_deferred
     );
     println!();
     println!(
         "Medians of the rounds; in brackets the least and greatest of the rounds' own ratios to the same round \
-         without compaction. Timed until searchable (`sync_index`); CPU of every thread of the process."
+         without compaction. Timed until searchable (`sync_index`); CPU of every thread of the process meanwhile. \
+         Catch-up: what paced compaction packed after ingest, and how long that took."
     );
     println!();
-    println!("| compaction | ingest events/s | × none | CPU s | × none | compactions | entries packed | compacting s | pack ratio |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!("| none (baseline) | {rate0:.0} | 1 | {cpu0:.2} | 1 | – | – | – | – |");
     println!(
-        "| other thread at least priority, every {every} entries | {rate1:.0} | {} | {cpu1:.2} | {} | {compactions:.0} | \
-         {packed:.0} | {compact_secs:.2} | {} |",
-        spread(&rate_x, 3),
-        spread(&cpu_x, 3),
-        spread(&pack_x, 3)
+        "| compaction | ingest events/s | × none | CPU s | × none | steps during ingest | entries packed during ingest | \
+         compacting s | entries packed after | catch-up s | pack ratio |"
     );
-    println!();
-    let throughput = median(&rate_x);
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| none (baseline) | {rate0:.0} | 1 | {cpu0:.2} | 1 | – | – | – | – | – | – |");
     let met = |ok: bool| if ok { "met" } else { "**not met**" };
-    println!(
-        "with compaction / without, ingest throughput: {throughput:.3} (goal ≥ {GOAL_THROUGHPUT:.2}: {}); \
-         CPU: {:.3} ({cpu1:.2} s / {cpu0:.2} s, medians)",
-        met(throughput >= GOAL_THROUGHPUT),
-        median(&cpu_x)
-    );
-    println!(
-        "pack ratio (record bytes / pack bytes): {pack_ratio:.2}× (goal ≥ {GOAL_PACK_RATIO:.0}×: {})",
-        met(pack_ratio >= GOAL_PACK_RATIO)
-    );
+    let mut verdicts = Vec::new();
+    for (m, label) in [
+        (
+            1,
+            format!("eager: other thread at least priority, every {every} entries (sustained load)"),
+        ),
+        (2, "paced: as the server runs it (waits for an idle CPU)".to_string()),
+    ] {
+        let rs = &runs[m];
+        // Each round's own ratios: throughput with compaction over
+        // without (time without over time with), CPU with over without.
+        let rate_x: Vec<f64> = (0..rounds).map(|r| none[r].secs / rs[r].secs).collect();
+        let cpu_x: Vec<f64> = (0..rounds).map(|r| rs[r].cpu / none[r].cpu).collect();
+        let pack_x: Vec<f64> = rs.iter().map(|r| r.raw_bytes as f64 / r.packed_bytes as f64).collect();
+        let (catch_up, after) = if m == 2 {
+            (
+                format!("{:.2}", med(rs, |r| r.catch_up_secs)),
+                format!("{:.0}", med(rs, |r| r.caught_up as f64)),
+            )
+        } else {
+            ("–".to_string(), "–".to_string())
+        };
+        println!(
+            "| {label} | {:.0} | {} | {:.2} | {} | {:.0} | {:.0} | {:.2} | {after} | {catch_up} | {} |",
+            rate(rs),
+            spread(&rate_x, 3),
+            cpu(rs),
+            spread(&cpu_x, 3),
+            med(rs, |r| r.compactions as f64),
+            med(rs, |r| r.packed_entries as f64),
+            med(rs, |r| r.compact_secs),
+            spread(&pack_x, 3)
+        );
+        let (throughput, pack_ratio) = (median(&rate_x), median(&pack_x));
+        verdicts.push(format!(
+            "{}: ingest throughput with compaction / without {throughput:.3} (goal ≥ {GOAL_THROUGHPUT:.2}: {}); \
+             CPU {:.3} ({:.2} s / {cpu0:.2} s, medians); pack ratio {pack_ratio:.2}× (goal ≥ {GOAL_PACK_RATIO:.0}×: {})",
+            modes[m].label(),
+            met(throughput >= GOAL_THROUGHPUT),
+            median(&cpu_x),
+            cpu(rs),
+            met(pack_ratio >= GOAL_PACK_RATIO)
+        ));
+    }
+    println!();
+    for v in verdicts {
+        println!("{v}");
+    }
 }

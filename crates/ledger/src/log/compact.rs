@@ -56,6 +56,15 @@ impl Log {
     /// verify and the scrub. Appends wait only while the entry file they
     /// go to changes. Crash-safe at every sync point.
     pub fn compact(&self) -> Result<CompactReport> {
+        self.compact_below(u64::MAX)
+    }
+
+    /// [`Log::compact`], packing no entry at or above `limit`: the whole
+    /// bundles from the packed end up to `limit` (rounded down to a
+    /// bundle) or to the checkpoint, whichever is lower. A paced
+    /// compaction packs in steps of this size so that it can look at the
+    /// machine's load between them.
+    pub fn compact_below(&self, limit: u64) -> Result<CompactReport> {
         let inner = &*self.inner;
         if inner.read_only {
             return Err(LedgerError::ReadOnly(inner.name.clone()));
@@ -68,8 +77,8 @@ impl Log {
             return Err(LedgerError::Poisoned(reason));
         }
         let pruned = self.pruned_below();
-        let from = packed_end(&inner.files.segments().packs, pruned);
-        let to = self.size() / BUNDLE * BUNDLE;
+        let from = self.packed_to();
+        let to = self.size().min(limit) / BUNDLE * BUNDLE;
         if to <= from {
             return Ok(CompactReport {
                 from,
@@ -109,6 +118,49 @@ impl Log {
             packed_bytes,
             bytes_freed,
         })
+    }
+
+    /// Entries in whole bundles the latest checkpoint covers that are not
+    /// packed yet: what [`Log::compact`] would pack now.
+    pub fn unpacked(&self) -> u64 {
+        (self.size() / BUNDLE * BUNDLE).saturating_sub(self.packed_to())
+    }
+
+    /// Entries below this index are packed or pruned.
+    pub(crate) fn packed_to(&self) -> u64 {
+        packed_end(&self.inner.files.segments().packs, self.pruned_below())
+    }
+
+    /// The start of the first entry file above `from`'s, rounded down to a
+    /// bundle, if it is above `from`: packing up to it copies fewer than a
+    /// bundle's entries (step 3 of [`Log::compact`] copies the rest of the
+    /// file holding the packed end).
+    pub(crate) fn next_file_start(&self, from: u64) -> Option<u64> {
+        let segments = self.inner.files.segments();
+        segments
+            .list
+            .iter()
+            .map(|s| s.first / BUNDLE * BUNDLE)
+            .find(|&start| start > from)
+    }
+
+    /// Start a new entry file for appends if the one appended to holds
+    /// `entries` or more, so that a later compaction can pack up to its
+    /// start without copying. Returns whether it did.
+    pub(crate) fn cut_entry_file(&self, entries: u64) -> Result<bool> {
+        let inner = &*self.inner;
+        if inner.read_only {
+            return Err(LedgerError::ReadOnly(inner.name.clone()));
+        }
+        let _one_at_a_time = lock(&inner.maintenance);
+        if let Some(reason) = inner.commits.poisoned() {
+            return Err(LedgerError::Poisoned(reason));
+        }
+        let first = inner.files.active().first;
+        if self.size() < first.saturating_add(entries.max(1)) {
+            return Ok(false);
+        }
+        Ok(self.start_segment_above(first + entries.max(1))? > 0)
     }
 
     /// Write the pack of `bundles` bundles from entry `first`; returns the

@@ -35,6 +35,7 @@ mod commit_queue;
 #[cfg(test)]
 mod commit_queue_model;
 mod compact;
+mod pace;
 pub(crate) mod packs;
 mod prune;
 mod read;
@@ -42,6 +43,7 @@ mod recover;
 pub(crate) mod segments;
 
 pub use compact::CompactReport;
+pub use pace::{CpuMeter, Pace, PacedReport};
 pub use packs::PackVersion;
 pub use prune::PruneReport;
 pub use recover::READ_ONLY_OPEN_ATTEMPTS;

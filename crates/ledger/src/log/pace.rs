@@ -1,0 +1,325 @@
+//! Paced compaction: packing that waits while the machine is busy.
+//!
+//! Compressing costs CPU: about a third as much again as ingesting the same
+//! events (BENCHMARKS.md, "Ledger compression"). When ingest keeps the
+//! machine's CPUs busy, every cycle compaction takes, at whatever priority,
+//! comes out of ingest. So a paced compaction packs in steps and, before
+//! each, looks at how much CPU the machine left idle: below
+//! [`Pace::idle_cpus`] it waits and looks again, and the backlog grows
+//! instead. The backlog has a bound, [`Pace::max_deferred`]: past it, the
+//! log packs whatever the load, so a machine that is never idle still gets
+//! its disk back, at the cost to ingest the bound only postpones.
+//!
+//! A step packs up to the start of the next entry file. While it waits,
+//! the run cuts the file appended to every [`Pace::step`] entries, so the
+//! backlog is a run of files and each step frees one without copying
+//! entries (packing into the middle of a file copies the rest of it).
+//! Where the backlog is one file, one step packs all of it.
+//!
+//! The load is the machine's, from `/proc/stat`: time that neither ran a
+//! task at normal priority nor sat idle is not counted as busy, so work at
+//! a lowered priority (`nice`), this compaction's own included, does not
+//! make the machine look busy. Where `/proc/stat` cannot be read the
+//! machine counts as idle and compaction never waits.
+
+use super::compact::CompactReport;
+use super::Log;
+use crate::error::Result;
+use std::time::{Duration, Instant};
+
+/// When a paced compaction may pack (see the module's text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pace {
+    /// While the run waits, the entry file appended to is cut once it
+    /// holds this many entries: the least a later step packs.
+    pub step: u64,
+    /// CPUs that must have been idle, on average since the last look, for
+    /// the next step to run: compaction then has a CPU to itself. Capped
+    /// at half the machine's CPUs; 0 never waits.
+    pub idle_cpus: f64,
+    /// Entries waiting to be packed at which compaction packs however
+    /// busy the machine is.
+    pub max_deferred: u64,
+    /// How long a busy machine is watched before the next look.
+    pub look: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            step: 16_384,
+            idle_cpus: 1.0,
+            // About 1.2 GB of generated events' records.
+            max_deferred: 4 << 20,
+            look: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What [`Log::compact_paced`] did: the packing, and how long it waited.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PacedReport {
+    /// Entries `[packed.from, packed.to)` were packed, and their bytes.
+    pub packed: CompactReport,
+    /// Steps run, and of them those run without looking at the load
+    /// because the backlog had reached [`Pace::max_deferred`].
+    pub steps: u64,
+    pub forced_steps: u64,
+    /// Time spent looking at the load and waiting for it to fall.
+    pub waited: Duration,
+    /// Entries still waiting when it returned (it was stopped).
+    pub left: u64,
+}
+
+impl Log {
+    /// Pack everything [`Log::compact`] would, in steps of an entry file
+    /// each, waiting before a step while the machine is busy and fewer
+    /// than [`Pace::max_deferred`] entries wait. Returns
+    /// when nothing is left to pack or when `stop` says so (looked at
+    /// before every step and every tenth of a second of waiting).
+    pub fn compact_paced(&self, pace: &Pace, meter: &mut CpuMeter, stop: &dyn Fn() -> bool) -> Result<PacedReport> {
+        let mut out = PacedReport::default();
+        let step = pace.step.max(1);
+        let mut first = true;
+        loop {
+            let waiting = self.unpacked();
+            if waiting == 0 || stop() {
+                out.left = waiting;
+                return Ok(out);
+            }
+            let over_bound = waiting >= pace.max_deferred;
+            let wanted = pace.idle_cpus.min(meter.cpus() / 2.0);
+            if !over_bound && wanted > 0.0 {
+                // A first look watches the load for a while: that is
+                // waiting too.
+                let began = Instant::now();
+                if meter.idle_cpus(pace.look) < wanted {
+                    self.cut_entry_file(step)?;
+                    while began.elapsed() < pace.look && !stop() {
+                        std::thread::sleep(Duration::from_millis(100).min(pace.look));
+                    }
+                    out.waited += began.elapsed();
+                    continue;
+                }
+                out.waited += began.elapsed();
+            }
+            let limit = self.next_file_start(self.packed_to()).unwrap_or(u64::MAX);
+            let report = self.compact_below(limit)?;
+            if first {
+                out.packed.from = report.from;
+                first = false;
+            }
+            out.packed.to = report.to;
+            out.packed.raw_bytes += report.raw_bytes;
+            out.packed.packed_bytes += report.packed_bytes;
+            out.packed.bytes_freed += report.bytes_freed;
+            out.steps += 1;
+            if over_bound {
+                out.forced_steps += 1;
+            }
+        }
+    }
+}
+
+/// Counters of `/proc/stat`'s `cpu` line, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+struct CpuTimes {
+    /// Ticks idle or waiting for I/O.
+    idle: u64,
+    /// Every tick, of every kind.
+    total: u64,
+    /// Ticks spent running work at a lowered priority.
+    nice: u64,
+    /// The `cpuN` lines: the machine's CPUs.
+    cpus: usize,
+}
+
+/// Text in `/proc/stat`'s format, read afresh at every look.
+type StatSource = Box<dyn FnMut() -> Option<String> + Send>;
+
+/// The machine's idle CPUs between two looks, from `/proc/stat`.
+pub struct CpuMeter {
+    cpus: f64,
+    last: Option<(Instant, CpuTimes)>,
+    idle: Option<f64>,
+    source: StatSource,
+}
+
+impl std::fmt::Debug for CpuMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuMeter")
+            .field("cpus", &self.cpus)
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CpuMeter {
+    fn default() -> Self {
+        CpuMeter::new()
+    }
+}
+
+impl CpuMeter {
+    /// A meter of this machine.
+    pub fn new() -> CpuMeter {
+        CpuMeter::reading("/proc/stat")
+    }
+
+    /// A meter that reads its counters from the file `stat`, in
+    /// `/proc/stat`'s format.
+    pub fn reading(stat: impl Into<std::path::PathBuf>) -> CpuMeter {
+        let stat = stat.into();
+        CpuMeter::from_source(move || std::fs::read_to_string(&stat).ok())
+    }
+
+    /// A meter whose counters are the text `source` returns at each look,
+    /// in `/proc/stat`'s format (`None`: not readable). Tests give it a
+    /// machine of their own.
+    pub fn from_source(source: impl FnMut() -> Option<String> + Send + 'static) -> CpuMeter {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        CpuMeter {
+            cpus,
+            last: None,
+            idle: None,
+            source: Box::new(source),
+        }
+    }
+
+    /// The CPUs this meter counts: the machine's, once a look has read
+    /// them, else the ones this process may use.
+    pub fn cpus(&self) -> f64 {
+        self.cpus
+    }
+
+    /// The idle share found by the last look, in CPUs, if one was made.
+    pub fn last_idle(&self) -> Option<f64> {
+        self.idle
+    }
+
+    /// CPUs idle on average since the last look, in CPUs (the machine's
+    /// CPU count when the counters cannot be read). A look less than a
+    /// quarter of `window` after the one before returns that one's value:
+    /// counters tick a hundred times a second, too coarse for less. The
+    /// first look watches a quarter of `window` to have something to
+    /// compare.
+    pub fn idle_cpus(&mut self, window: Duration) -> f64 {
+        let least = window / 4;
+        if self.last.is_none() {
+            self.last = self.sample().map(|t| (Instant::now(), t));
+            std::thread::sleep(least);
+        }
+        let Some((at, before)) = self.last else {
+            return self.cpus;
+        };
+        if at.elapsed() < least {
+            if let Some(idle) = self.idle {
+                return idle;
+            }
+        }
+        let Some(now) = self.sample() else {
+            return self.cpus;
+        };
+        self.last = Some((Instant::now(), now));
+        let total = now.total.saturating_sub(before.total);
+        if total == 0 {
+            return self.idle.unwrap_or(self.cpus);
+        }
+        // Lowered-priority work yields to anything else: count it idle.
+        let idle = now.idle.saturating_sub(before.idle) + now.nice.saturating_sub(before.nice);
+        // The counters are the whole machine's, which may have more CPUs
+        // than this process may use.
+        if now.cpus > 0 {
+            self.cpus = now.cpus as f64;
+        }
+        let share = (idle as f64 / total as f64).clamp(0.0, 1.0) * self.cpus;
+        self.idle = Some(share);
+        share
+    }
+
+    fn sample(&mut self) -> Option<CpuTimes> {
+        let text = (self.source)()?;
+        let mut times = parse_cpu_line(text.lines().next()?)?;
+        times.cpus = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("cpu")
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .count();
+        Some(times)
+    }
+}
+
+/// The aggregate `cpu` line of `/proc/stat`: user, nice, system, idle,
+/// iowait, irq, softirq, steal (guest time is inside user and nice).
+fn parse_cpu_line(line: &str) -> Option<CpuTimes> {
+    let mut fields = line.split_ascii_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields
+        .take(8)
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()
+        .ok()?;
+    if ticks.len() < 5 {
+        return None;
+    }
+    Some(CpuTimes {
+        idle: ticks[3] + ticks[4],
+        total: ticks.iter().sum(),
+        nice: ticks[1],
+        cpus: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_cpu_line_gives_idle_nice_and_total_ticks() {
+        let t = parse_cpu_line("cpu  100 20 30 400 50 6 7 8 9 10").unwrap();
+        assert_eq!((t.idle, t.nice, t.total), (450, 20, 621));
+        assert!(parse_cpu_line("cpu0 1 2 3 4 5").is_none());
+        assert!(parse_cpu_line("cpu 1 2 x 4 5").is_none());
+        assert!(parse_cpu_line("cpu 1 2 3").is_none());
+    }
+
+    #[test]
+    fn idle_is_measured_between_looks_with_niced_work_counted_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let stat = dir.path().join("stat");
+        std::fs::write(&stat, "cpu  0 0 0 0 0 0 0 0\n").unwrap();
+        let mut meter = CpuMeter::reading(&stat);
+        let cpus = meter.cpus();
+        assert!(cpus >= 1.0);
+        // The first look reads, waits a quarter window, reads again: the
+        // file did not change, so it repeats the machine's CPU count.
+        assert_eq!(meter.idle_cpus(Duration::from_millis(4)), cpus);
+        // 300 ticks busy at normal priority, 100 niced, 0 idle: a quarter
+        // of the machine counts as idle.
+        std::fs::write(&stat, "cpu  300 100 0 0 0 0 0 0\n").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(meter.idle_cpus(Duration::from_millis(4)), cpus / 4.0);
+        // Then 100 busy, 300 idle or waiting for I/O: three quarters.
+        std::fs::write(&stat, "cpu  400 100 0 200 100 0 0 0\n").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(meter.idle_cpus(Duration::from_millis(4)), cpus * 0.75);
+        assert_eq!(meter.last_idle(), Some(cpus * 0.75));
+        // A machine of four CPUs (its `cpuN` lines), half idle: two.
+        let four = "cpu0 0 0 0 0 0\ncpu1 0 0 0 0 0\ncpu2 0 0 0 0 0\ncpu3 0 0 0 0 0\n";
+        std::fs::write(&stat, format!("cpu  600 100 0 400 100 0 0 0\n{four}")).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(meter.idle_cpus(Duration::from_millis(4)), 2.0);
+        assert_eq!(meter.cpus(), 4.0);
+    }
+
+    #[test]
+    fn a_meter_without_counters_counts_the_machine_idle() {
+        let mut meter = CpuMeter::reading("/nonexistent/stat");
+        assert_eq!(meter.idle_cpus(Duration::from_millis(4)), meter.cpus());
+    }
+}
