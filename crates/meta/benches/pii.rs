@@ -12,8 +12,12 @@
 //! ```
 //!
 //! Knobs: `SEALTRAIL_BENCH_EVENTS` (300,000), `SEALTRAIL_BENCH_BATCH`
-//! (1,000 events per `ingest` call), `SEALTRAIL_BENCH_ROUNDS` (5 runs of
-//! each), `SEALTRAIL_BENCH_DIR` (`target/bench-tmp`),
+//! (1,000 events per `ingest` call), `SEALTRAIL_BENCH_INGEST_THREADS` (1:
+//! threads calling `ingest` at once, batch k from thread k mod threads, as
+//! a server's connections do; with one, each batch's append and its sync
+//! wait for its preparation and the next batch's preparation for them),
+//! `SEALTRAIL_BENCH_ROUNDS` (5 runs of each), `SEALTRAIL_BENCH_DIR`
+//! (`target/bench-tmp`),
 //! `SEALTRAIL_BENCH_MODES` (`plain,pii`; one of them alone runs only it
 //! and compares nothing: its instructions, whatever the load, are
 //! `valgrind --tool=callgrind` of the benchmark binary).
@@ -38,6 +42,7 @@ const BENCH: &str = "pii";
 fn main() {
     let count: usize = knob(BENCH, "SEALTRAIL_BENCH_EVENTS", 300_000);
     let batch: usize = knob(BENCH, "SEALTRAIL_BENCH_BATCH", 1_000);
+    let threads: usize = knob(BENCH, "SEALTRAIL_BENCH_INGEST_THREADS", 1usize).max(1);
     let rounds: usize = knob(BENCH, "SEALTRAIL_BENCH_ROUNDS", 5);
     let base: String = knob(BENCH, "SEALTRAIL_BENCH_DIR", "target/bench-tmp".to_string());
     let modes: String = knob(BENCH, "SEALTRAIL_BENCH_MODES", "plain,pii".to_string());
@@ -67,7 +72,8 @@ fn main() {
         .filter(|e| e.windows(10).any(|w| w == b"\"message\":"))
         .count();
     eprintln!(
-        "{count} events ({with_email} with actor.email, {with_message} with message), batches of {batch}, {rounds} rounds"
+        "{count} events ({with_email} with actor.email, {with_message} with message), batches of {batch} from \
+         {threads} thread(s), {rounds} rounds"
     );
     let master = MasterKey::generate().expect("randomness");
     let mut plain = Vec::new();
@@ -77,7 +83,7 @@ fn main() {
         for &pii in &modes {
             let dir = PathBuf::from(&base).join(format!("pii-{}-{round}-{pii}", std::process::id()));
             let cpu_before = cpu_time();
-            let took = run(&dir, &events, batch, pii.then(|| master.clone()));
+            let took = run(&dir, &events, batch, threads, pii.then(|| master.clone()));
             let cpu = cpu_time().saturating_sub(cpu_before);
             let _ = std::fs::remove_dir_all(&dir);
             eprintln!(
@@ -144,7 +150,7 @@ fn cpu_time() -> Duration {
 
 /// Ingest `events` into a fresh data directory at `dir` and wait until
 /// they are indexed; the time from open to searchable.
-fn run(dir: &std::path::Path, events: &[Vec<u8>], batch: usize, master: Option<MasterKey>) -> Duration {
+fn run(dir: &std::path::Path, events: &[Vec<u8>], batch: usize, threads: usize, master: Option<MasterKey>) -> Duration {
     let _ = std::fs::remove_dir_all(dir);
     let data = DataDir::new(dir);
     data.create_log("bench", None).expect("create log");
@@ -172,12 +178,20 @@ fn run(dir: &std::path::Path, events: &[Vec<u8>], batch: usize, master: Option<M
         },
     )
     .expect("open");
+    let batches: Vec<&[Vec<u8>]> = events.chunks(batch).collect();
     let start = Instant::now();
-    for chunk in events.chunks(batch) {
-        let inputs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        let done = trail.ingest(&inputs, false).expect("ingest");
-        assert_eq!(done.appended(), chunk.len(), "every event is stored");
-    }
+    std::thread::scope(|s| {
+        for w in 0..threads {
+            let (trail, batches) = (&trail, &batches);
+            s.spawn(move || {
+                for chunk in batches.iter().skip(w).step_by(threads) {
+                    let inputs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                    let done = trail.ingest(&inputs, false).expect("ingest");
+                    assert_eq!(done.appended(), chunk.len(), "every event is stored");
+                }
+            });
+        }
+    });
     trail.sync_index().expect("index");
     start.elapsed()
 }

@@ -6,7 +6,9 @@
 //! 1. overhead on pgbench-style single-row updates (autocommit, random
 //!    key, several clients): no capture, triggers, logical decoding with
 //!    the default replica identity, and with REPLICA IDENTITY FULL (whole
-//!    old rows, as the triggers record); and, apart from commit waits,
+//!    old rows, as the triggers record), best of five rounds and the
+//!    median of each round's overhead against its own baseline (drift of
+//!    the machine between rounds cancels out); and, apart from commit waits,
 //!    the trigger's own cost per update inside one transaction;
 //! 2. overhead on a bulk `INSERT … SELECT`: no capture, triggers, logical;
 //! 3. drain throughput into a trail: the outbox (triggers) beside a plain
@@ -37,6 +39,8 @@ use sealtrail_trail::{Trail, TrailOptions};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const CLIENTS: usize = 4;
+/// Rounds of the single-row updates, each one run of every kind.
+const ROUNDS: usize = 5;
 const ACCOUNTS: i32 = 100_000;
 
 fn main() {
@@ -100,7 +104,9 @@ fn pgbench(pg: &Cluster, seconds: usize, scale: usize) {
     ];
     for (script, captured) in scripts {
         let mut best = [0f64; 2];
+        let mut each = Vec::new();
         for _ in 0..3 {
+            let mut tps = [0f64; 2];
             for (k, best) in best.iter_mut().enumerate() {
                 let _ = uninstall(&dsn, true);
                 if k == 1 {
@@ -114,15 +120,20 @@ fn pgbench(pg: &Cluster, seconds: usize, scale: usize) {
                 // pgbench_history, a captured change of its own.
                 c.batch_execute("VACUUM").expect("vacuum");
                 c.batch_execute("CHECKPOINT").expect("checkpoint");
-                *best = best.max(pgbench_tps(pg, &connection, script, seconds));
+                tps[k] = pgbench_tps(pg, &connection, script, seconds);
+                *best = best.max(tps[k]);
             }
+            each.push((tps[0] / tps[1] - 1.0) * 100.0);
         }
+        each.sort_by(f64::total_cmp);
         println!(
-            "pgbench -b {script}, scale {scale}, {CLIENTS} clients, {seconds} s per run, best of 3: no capture {:.0} tps; triggers on {} {:.0} tps ({:.1}% overhead)",
+            "pgbench -b {script}, scale {scale}, {CLIENTS} clients, {seconds} s per run, best of 3: no capture {:.0} tps; triggers on {} {:.0} tps ({:.1}% overhead); each round against its own baseline: median {:.1}% ({})",
             best[0],
             captured.join(", "),
             best[1],
-            (best[0] / best[1] - 1.0) * 100.0
+            (best[0] / best[1] - 1.0) * 100.0,
+            each[1],
+            each.iter().map(|o| format!("{o:.1}%")).collect::<Vec<_>>().join(", ")
         );
     }
     let _ = uninstall(&dsn, true);
@@ -190,18 +201,31 @@ fn run(dsn: &str, updates: usize, bulk: usize, drained: usize) {
     c.batch_execute("VACUUM ANALYZE accounts").expect("vacuum");
 
     // 1. Single-row updates. Alternate runs so that drift of the shared
-    // machine hits every column alike; report the best of each.
+    // machine hits every column alike; report the best of each, and the
+    // median of each round's own overhead against its own baseline.
     let kinds = ["none", "triggers", "logical", "logical-full"];
     let mut best = [0f64; 4];
-    for round in 0..3 {
+    let mut rates = [[0f64; 4]; ROUNDS];
+    for (round, rates) in rates.iter_mut().enumerate() {
         for (k, how) in kinds.iter().enumerate() {
             setup(dsn, &mut c, how);
-            best[k] = best[k].max(update_rate(dsn, updates, round * 4 + k));
+            rates[k] = update_rate(dsn, updates, round * 4 + k);
+            best[k] = best[k].max(rates[k]);
         }
     }
     let overhead = |rate: f64| (best[0] / rate - 1.0) * 100.0;
+    for (k, how) in kinds.iter().enumerate().skip(1) {
+        let mut each: Vec<f64> = rates.iter().map(|r| (r[0] / r[k] - 1.0) * 100.0).collect();
+        each.sort_by(f64::total_cmp);
+        println!(
+            "single-row updates, {how}: overhead in each of {ROUNDS} rounds against that round's baseline, \
+             median {:.1}% (rounds: {})",
+            each[ROUNDS / 2],
+            each.iter().map(|o| format!("{o:.1}%")).collect::<Vec<_>>().join(", ")
+        );
+    }
     println!(
-        "single-row updates, {CLIENTS} clients, {updates} per run, best of 3: no capture {:.0}/s; triggers {:.0}/s ({:.1}% overhead); logical {:.0}/s ({:.1}%); logical, REPLICA IDENTITY FULL {:.0}/s ({:.1}%)",
+        "single-row updates, {CLIENTS} clients, {updates} per run, best of {ROUNDS}: no capture {:.0}/s; triggers {:.0}/s ({:.1}% overhead); logical {:.0}/s ({:.1}%); logical, REPLICA IDENTITY FULL {:.0}/s ({:.1}%)",
         best[0],
         best[1],
         overhead(best[1]),
