@@ -545,10 +545,7 @@ fn packed_bundles_are_served_as_before_and_still_verify() {
         metrics.contains("sealtrail_compaction_waiting_entries{log=\"default\"} 0"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("sealtrail_compaction_wait_ms_total{log=\"default\"} 0"),
-        "{metrics}"
-    );
+
     // More entries after the packs, then the log still verifies in full.
     ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
         .header("Authorization", format!("Bearer {}", client.key))

@@ -1,26 +1,30 @@
-//! Paced compaction: packing that waits while the machine is busy.
+//! Paced compaction: packing that leaves a busy machine's CPUs to ingest.
 //!
 //! Compressing costs CPU: about a third as much again as ingesting the same
 //! events (BENCHMARKS.md, "Ledger compression"). When ingest keeps the
 //! machine's CPUs busy, every cycle compaction takes, at whatever priority,
-//! comes out of ingest. So a paced compaction packs in steps and, before
-//! each, looks at how much CPU the machine left idle: below
-//! [`Pace::idle_cpus`] it waits and looks again, and the backlog grows
-//! instead. The backlog has a bound, [`Pace::max_deferred`]: past it, the
-//! log packs whatever the load, so a machine that is never idle still gets
-//! its disk back, at the cost to ingest the bound only postpones.
+//! comes out of ingest. So a paced compaction first looks at how much CPU
+//! the machine left idle: below [`Pace::idle_cpus`] it packs nothing and
+//! says so ([`PacedReport::deferred`]), and its caller looks again later
+//! while the backlog grows. The backlog has a bound, [`Pace::max_deferred`]:
+//! past it, the log packs whatever the load, so a machine that is never
+//! idle still gets its disk back, at the cost to ingest the bound only
+//! postpones.
 //!
-//! A step packs up to the start of the next entry file. While it waits,
-//! the run cuts the file appended to every [`Pace::step`] entries, so the
-//! backlog is a run of files and each step frees one without copying
-//! entries (packing into the middle of a file copies the rest of it).
-//! Where the backlog is one file, one step packs all of it.
+//! On an idle machine everything waiting is packed at once, as
+//! [`Log::compact`] packs it. Over the bound it is packed a file at a time,
+//! looking at the bound again after each: each step packs up to the start
+//! of the next entry file, and a deferred run cuts the file appended to
+//! every [`Pace::step`] entries, so the backlog is a run of files and a
+//! step copies fewer than a bundle's entries (packing into the middle of a
+//! file copies the rest of it).
 //!
 //! The load is the machine's, from `/proc/stat`: time that neither ran a
 //! task at normal priority nor sat idle is not counted as busy, so work at
 //! a lowered priority (`nice`), this compaction's own included, does not
-//! make the machine look busy. Where `/proc/stat` cannot be read the
-//! machine counts as idle and compaction never waits.
+//! make the machine look busy. In a container `/proc/stat` is usually the
+//! host's. Where it cannot be read the machine counts as idle and
+//! compaction never defers.
 
 use super::compact::CompactReport;
 use super::Log;
@@ -30,24 +34,27 @@ use std::time::{Duration, Instant};
 /// When a paced compaction may pack (see the module's text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pace {
-    /// While the run waits, the entry file appended to is cut once it
-    /// holds this many entries: the least a later step packs.
+    /// A deferred run cuts the entry file appended to once it holds this
+    /// many entries: the least a step over the bound packs.
     pub step: u64,
-    /// CPUs that must have been idle, on average since the last look, for
-    /// the next step to run: compaction then has a CPU to itself. Capped
-    /// at half the machine's CPUs; 0 never waits.
+    /// CPUs that must have been idle since the last look for a run to
+    /// pack: compaction then has a CPU to itself. Capped at half the
+    /// machine's CPUs; 0 never defers.
     pub idle_cpus: f64,
     /// Entries waiting to be packed at which compaction packs however
     /// busy the machine is.
     pub max_deferred: u64,
-    /// How long a busy machine is watched before the next look.
+    /// How often a deferred run looks at the load again (the caller's
+    /// wait), and the least time a look measures: the first look of a
+    /// [`CpuMeter`] watches a quarter of it.
     pub look: Duration,
 }
 
 impl Default for Pace {
     fn default() -> Self {
         Pace {
-            step: 16_384,
+            // A pack's worth: a backlog at the bound is at most 16 files.
+            step: super::compact::MAX_PACK_BUNDLES * super::packs::BUNDLE,
             idle_cpus: 1.0,
             // About 1.2 GB of generated events' records.
             max_deferred: 4 << 20,
@@ -56,54 +63,54 @@ impl Default for Pace {
     }
 }
 
-/// What [`Log::compact_paced`] did: the packing, and how long it waited.
+/// What [`Log::compact_paced`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PacedReport {
-    /// Entries `[packed.from, packed.to)` were packed, and their bytes.
+    /// The packing: from the first step's start to the last step's end,
+    /// and the bytes of every step.
     pub packed: CompactReport,
-    /// Steps run, and of them those run without looking at the load
-    /// because the backlog had reached [`Pace::max_deferred`].
+    /// Steps run, and of them those run because the backlog had reached
+    /// [`Pace::max_deferred`].
     pub steps: u64,
     pub forced_steps: u64,
-    /// Time spent looking at the load and waiting for it to fall.
-    pub waited: Duration,
-    /// Entries still waiting when it returned (it was stopped).
+    /// Whether it returned because the machine was busy and the backlog
+    /// below the bound: the caller should look again after
+    /// [`Pace::look`].
+    pub deferred: bool,
+    /// Entries still waiting when it returned.
     pub left: u64,
 }
 
 impl Log {
-    /// Pack everything [`Log::compact`] would, in steps of an entry file
-    /// each, waiting before a step while the machine is busy and fewer
-    /// than [`Pace::max_deferred`] entries wait. Returns
-    /// when nothing is left to pack or when `stop` says so (looked at
-    /// before every step and every tenth of a second of waiting).
+    /// Pack everything [`Log::compact`] would unless the machine is busy:
+    /// with fewer than [`Pace::idle_cpus`] idle and fewer than
+    /// [`Pace::max_deferred`] entries waiting, pack nothing more and
+    /// return deferred. Over the bound, pack a file at a time; otherwise
+    /// everything at once. `stop` is looked at before every step.
     pub fn compact_paced(&self, pace: &Pace, meter: &mut CpuMeter, stop: &dyn Fn() -> bool) -> Result<PacedReport> {
         let mut out = PacedReport::default();
-        let step = pace.step.max(1);
         let mut first = true;
         loop {
+            if let Some(e) = self.inner.damage_error() {
+                return Err(e);
+            }
             let waiting = self.unpacked();
+            out.left = waiting;
             if waiting == 0 || stop() {
-                out.left = waiting;
                 return Ok(out);
             }
             let over_bound = waiting >= pace.max_deferred;
-            let wanted = pace.idle_cpus.min(meter.cpus() / 2.0);
-            if !over_bound && wanted > 0.0 {
-                // A first look watches the load for a while: that is
-                // waiting too.
-                let began = Instant::now();
-                if meter.idle_cpus(pace.look) < wanted {
-                    self.cut_entry_file(step)?;
-                    while began.elapsed() < pace.look && !stop() {
-                        std::thread::sleep(Duration::from_millis(100).min(pace.look));
-                    }
-                    out.waited += began.elapsed();
-                    continue;
+            let limit = if over_bound {
+                self.next_file_start(self.packed_to()).unwrap_or(u64::MAX)
+            } else {
+                let wanted = pace.idle_cpus.min(meter.cpus() / 2.0);
+                if wanted > 0.0 && meter.idle_cpus(pace.look) < wanted {
+                    self.cut_entry_file(pace.step)?;
+                    out.deferred = true;
+                    return Ok(out);
                 }
-                out.waited += began.elapsed();
-            }
-            let limit = self.next_file_start(self.packed_to()).unwrap_or(u64::MAX);
+                u64::MAX
+            };
             let report = self.compact_below(limit)?;
             if first {
                 out.packed.from = report.from;
@@ -140,7 +147,9 @@ type StatSource = Box<dyn FnMut() -> Option<String> + Send>;
 /// The machine's idle CPUs between two looks, from `/proc/stat`.
 pub struct CpuMeter {
     cpus: f64,
-    last: Option<(Instant, CpuTimes)>,
+    /// The last look: when, and the counters it read (`None`: none could
+    /// be read, and no look reads them again).
+    last: Option<(Instant, Option<CpuTimes>)>,
     idle: Option<f64>,
     source: StatSource,
 }
@@ -206,10 +215,15 @@ impl CpuMeter {
     pub fn idle_cpus(&mut self, window: Duration) -> f64 {
         let least = window / 4;
         if self.last.is_none() {
-            self.last = self.sample().map(|t| (Instant::now(), t));
-            std::thread::sleep(least);
+            // Counters that cannot be read are not waited for again.
+            let first = self.sample();
+            let readable = first.is_some();
+            self.last = Some((Instant::now(), first));
+            if readable {
+                std::thread::sleep(least);
+            }
         }
-        let Some((at, before)) = self.last else {
+        let Some((at, Some(before))) = self.last else {
             return self.cpus;
         };
         if at.elapsed() < least {
@@ -220,7 +234,7 @@ impl CpuMeter {
         let Some(now) = self.sample() else {
             return self.cpus;
         };
-        self.last = Some((Instant::now(), now));
+        self.last = Some((Instant::now(), Some(now)));
         let total = now.total.saturating_sub(before.total);
         if total == 0 {
             return self.idle.unwrap_or(self.cpus);

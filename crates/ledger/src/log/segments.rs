@@ -14,7 +14,8 @@
 //! starts later serves every offset from its start on, so both hold the
 //! same bytes for whatever is read.
 //!
-//! Deliberately not here: deciding when to start a segment (prune).
+//! Deliberately not here: deciding when to start a segment (prune,
+//! compaction, and a paced compaction that defers).
 
 use super::packs::{load_packs, Pack};
 use super::ENTRIES_FILE;
