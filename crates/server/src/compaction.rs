@@ -39,13 +39,17 @@ pub fn start(app: &Arc<App>) -> std::io::Result<()> {
 /// failed is logged, failures kept for health. Returns once every log is
 /// packed or failed, or the server stops.
 pub fn run_once(app: &App) {
+    run_measured(app, CpuMeter::new());
+}
+
+/// [`run_once`] with the machine's load read by `meter`.
+pub fn run_measured(app: &App, mut meter: CpuMeter) {
     let c = &app.config.compression;
     let pace = Pace {
         idle_cpus: c.idle_cpus,
         max_deferred: c.max_deferred_entries,
         ..Pace::default()
     };
-    let mut meter = CpuMeter::new();
     let stop = || app.compaction.stopping() || app.shutting_down();
     // Logs packed or failed in this run; the rest are looked at again.
     let mut finished: HashSet<String> = HashSet::new();

@@ -559,3 +559,95 @@ fn packed_bundles_are_served_as_before_and_still_verify() {
     assert!(report.intact(), "{:?}", report.findings);
     assert_eq!(report.entries, EVENTS as u64 + 100);
 }
+
+#[test]
+fn a_busy_machine_defers_a_log_below_its_bound_and_packs_one_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    // The test runs compaction itself; 768 entries waiting force packing.
+    config.compression.interval_s = 0;
+    config.compression.max_deferred_entries = 768;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(Server::start(config)).unwrap();
+    let key = support::create_key(&server.app, Scope::Admin, None, "compactor");
+    let base = format!("http://{}", server.addr);
+    let post = |path: &str, body: Value| {
+        ureq::post(format!("{base}{path}"))
+            .header("Authorization", format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(&body).unwrap())
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    };
+    // A log whose name comes first and whose backlog stays below the
+    // bound, then one past it.
+    post("/api/v1/logs", json!({"name": "a-quiet"}));
+    let events = |n: usize| -> Value {
+        (0..n)
+            .map(|i| json!({"action": "doc.viewed", "actor": {"id": format!("u-{}", i % 7)}}))
+            .collect()
+    };
+    post("/api/v1/logs/a-quiet/events/batch", events(600));
+    for _ in 0..4 {
+        post("/api/v1/logs/default/events/batch", events(300));
+    }
+    let quiet = server.app.open_trail("a-quiet").unwrap();
+    let busy_log = server.app.open_trail("default").unwrap();
+    assert_eq!((quiet.log().unpacked(), busy_log.log().unpacked()), (512, 1024));
+
+    // A machine of two CPUs, both busy at normal priority, whatever the
+    // test machine is doing.
+    let mut ticks = 0u64;
+    let meter = sealtrail_ledger::CpuMeter::from_source(move || {
+        ticks += 100;
+        Some(format!("cpu  {ticks} 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0\ncpu1 0 0 0 0 0\n"))
+    });
+    let app = server.app.clone();
+    let run = std::thread::spawn(move || sealtrail_server::compaction::run_measured(&app, meter));
+    let began = std::time::Instant::now();
+    while busy_log.log().unpacked() > 0 {
+        assert!(
+            began.elapsed().as_secs() < 30,
+            "the log past its bound was never packed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The run keeps looking at the deferred log until the server stops it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!run.is_finished());
+    server.app.compaction.stop();
+    run.join().unwrap();
+    assert_eq!(quiet.log().unpacked(), 512);
+    let names = |log: &str| -> Vec<String> {
+        std::fs::read_dir(dir.path().join("logs").join(log))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(!names("a-quiet").iter().any(|n| n.starts_with("pack-")));
+    assert!(names("default").iter().any(|n| n.starts_with("pack-")));
+    let metrics = String::from_utf8(
+        ureq::get(format!("{base}/metrics"))
+            .header("Authorization", format!("Bearer {key}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        metrics.contains("sealtrail_compaction_waiting_entries{log=\"a-quiet\"} 512"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sealtrail_compaction_waiting_entries{log=\"default\"} 0"),
+        "{metrics}"
+    );
+    let waited = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sealtrail_compaction_wait_ms_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(waited >= 1000.0, "{metrics}");
+}
