@@ -478,19 +478,20 @@ fn paced_compaction_defers_while_the_machine_is_busy_up_to_its_bound() {
     let r = log.compact_paced(&pace, &mut meter, &|| true).unwrap();
     assert_eq!((r.steps, r.deferred, r.left), (0, false, 2816), "{r:?}");
 
-    // Busy, over the bound: a step per file, up to a bundle below its
-    // end, until below the bound, then deferred.
+    // Busy, over the bound: the oldest files up to the first file start
+    // (rounded down to a bundle) that leaves fewer than the bound
+    // waiting, in one step, then deferred.
     pace.max_deferred = 2048;
     let r = log.compact_paced(&pace, &mut meter, &never).unwrap();
     assert_eq!(
         (r.packed.from, r.packed.to, r.steps, r.forced_steps),
-        (0, 1792, 2, 2),
+        (0, 1792, 1, 1),
         "{r:?}"
     );
     assert_eq!((r.deferred, r.left, log.unpacked()), (true, 1024, 1024), "{r:?}");
     check(&log, &model, 0);
-    // Each step copied only the entries of its file past the bundle it
-    // packed up to: 1,000 - 768 of the first, 2,000 - 1,792 of the second.
+    // It copied only the entries of the file it packed into past the
+    // bundle it packed up to: 2,000 - 1,792.
     assert_eq!(
         entry_files(&storage),
         [
@@ -529,11 +530,11 @@ fn paced_compaction_defers_while_the_machine_is_busy_up_to_its_bound() {
 }
 
 #[test]
-fn crash_at_every_sync_point_of_cutting_files_and_packing_them_one_by_one() {
+fn crash_at_every_sync_point_of_cutting_files_and_packing_past_the_bound() {
     // While deferred, the file appended to is cut (a crash at each of its
     // syncs is covered too: the setup's cuts run under no fault, the last
-    // one inside the crashed operation); then, over the bound, a file is
-    // packed at a time.
+    // one inside the crashed operation); then, over the bound, the oldest
+    // files are packed up to a file's start, then the rest.
     let pace = |max_deferred| Pace {
         step: 512,
         idle_cpus: 1.0,
@@ -562,9 +563,11 @@ fn crash_at_every_sync_point_of_cutting_files_and_packing_them_one_by_one() {
         },
         |log| {
             let mut meter = machine(&busy);
-            // Cut the last file, then pack over a bound of one bundle.
+            // Cut the last file, pack over a bound that leaves the last
+            // file waiting, then pack with no bound.
             log.compact_paced(&pace(1 << 20), &mut meter, &|| false)?;
-            let r = log.compact_paced(&pace(256), &mut meter, &|| false)?;
+            log.compact_paced(&pace(1500), &mut meter, &|| false)?;
+            let r = log.compact_paced(&pace(0), &mut meter, &|| false)?;
             assert!(!r.deferred && log.unpacked() == 0, "{r:?}");
             Ok(())
         },

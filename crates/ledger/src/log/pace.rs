@@ -12,12 +12,12 @@
 //! postpones.
 //!
 //! On an idle machine everything waiting is packed at once, as
-//! [`Log::compact`] packs it. Over the bound it is packed a file at a time,
-//! looking at the bound again after each: each step packs up to the start
-//! of the next entry file, and a deferred run cuts the file appended to
-//! every [`Pace::step`] entries, so the backlog is a run of files and a
-//! step copies fewer than a bundle's entries (packing into the middle of a
-//! file copies the rest of it).
+//! [`Log::compact`] packs it. Over the bound, what is packed is the oldest
+//! entry files, up to the first file start that leaves fewer than the
+//! bound waiting: a deferred run cuts the file appended to every
+//! [`Pace::step`] entries, so the backlog is a run of files and packing up
+//! to a file's start copies fewer than a bundle's entries (packing into
+//! the middle of a file copies the rest of it).
 //!
 //! The load is the machine's, from `/proc/stat`: time that neither ran a
 //! task at normal priority nor sat idle is not counted as busy, so work at
@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pace {
     /// A deferred run cuts the entry file appended to once it holds this
-    /// many entries: the least a step over the bound packs.
+    /// many entries, so that a step over the bound can pack up to a file's
+    /// start.
     pub step: u64,
     /// CPUs that must have been idle since the last look for a run to
     /// pack: compaction then has a CPU to itself. Capped at half the
@@ -85,8 +86,9 @@ impl Log {
     /// Pack everything [`Log::compact`] would unless the machine is busy:
     /// with fewer than [`Pace::idle_cpus`] idle and fewer than
     /// [`Pace::max_deferred`] entries waiting, pack nothing more and
-    /// return deferred. Over the bound, pack a file at a time; otherwise
-    /// everything at once. `stop` is looked at before every step.
+    /// return deferred. Over the bound, pack the oldest files until fewer
+    /// wait; otherwise everything at once. `stop` is looked at before
+    /// every step.
     pub fn compact_paced(&self, pace: &Pace, meter: &mut CpuMeter, stop: &dyn Fn() -> bool) -> Result<PacedReport> {
         let mut out = PacedReport::default();
         let mut first = true;
@@ -101,7 +103,11 @@ impl Log {
             }
             let over_bound = waiting >= pace.max_deferred;
             let limit = if over_bound {
-                self.next_file_start(self.packed_to()).unwrap_or(u64::MAX)
+                // The first file start that leaves fewer than the bound
+                // waiting: one step, so the files it replaces go at once.
+                let end = self.packed_to() + waiting;
+                let least = end - pace.max_deferred.min(waiting);
+                self.next_file_start(least).unwrap_or(u64::MAX)
             } else {
                 let wanted = pace.idle_cpus.min(meter.cpus() / 2.0);
                 if wanted > 0.0 && meter.idle_cpus(pace.look) < wanted {
