@@ -27,6 +27,7 @@
 //! compaction never defers.
 
 use super::compact::CompactReport;
+use super::packs::BUNDLE;
 use super::Log;
 use crate::error::Result;
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ impl Default for Pace {
     fn default() -> Self {
         Pace {
             // A pack's worth: a backlog at the bound is at most 16 files.
-            step: super::compact::MAX_PACK_BUNDLES * super::packs::BUNDLE,
+            step: super::compact::MAX_PACK_BUNDLES * BUNDLE,
             idle_cpus: 1.0,
             // About 1.2 GB of generated events' records.
             max_deferred: 4 << 20,
@@ -96,7 +97,9 @@ impl Log {
             if let Some(e) = self.inner.damage_error() {
                 return Err(e);
             }
-            let waiting = self.unpacked();
+            // What `unpacked` counts, its two ends read once.
+            let end = self.size() / BUNDLE * BUNDLE;
+            let waiting = end.saturating_sub(self.packed_to());
             out.left = waiting;
             if waiting == 0 || stop() {
                 return Ok(out);
@@ -105,7 +108,6 @@ impl Log {
             let limit = if over_bound {
                 // The first file start that leaves fewer than the bound
                 // waiting: one step, so the files it replaces go at once.
-                let end = self.packed_to() + waiting;
                 let least = end - pace.max_deferred.min(waiting);
                 self.next_file_start(least).unwrap_or(u64::MAX)
             } else {
