@@ -430,6 +430,17 @@ fn machine(busy: &Arc<AtomicBool>) -> CpuMeter {
     })
 }
 
+/// The pace of these tests: files cut every 512 entries, one idle CPU
+/// wanted, `max_deferred` entries waiting at most.
+fn pace(max_deferred: u64) -> Pace {
+    Pace {
+        step: 512,
+        idle_cpus: 1.0,
+        max_deferred,
+        look: Duration::from_millis(20),
+    }
+}
+
 #[test]
 fn paced_compaction_defers_while_the_machine_is_busy_up_to_its_bound() {
     let storage = SimStorage::new();
@@ -439,12 +450,7 @@ fn paced_compaction_defers_while_the_machine_is_busy_up_to_its_bound() {
     let log = dir.open_log("default", opts()).unwrap();
     let busy = Arc::new(AtomicBool::new(true));
     let mut meter = machine(&busy);
-    let mut pace = Pace {
-        step: 512,
-        idle_cpus: 1.0,
-        max_deferred: 1 << 20,
-        look: Duration::from_millis(20),
-    };
+    let mut pace = pace(1 << 20);
     let entry_files = |storage: &SimStorage| -> Vec<String> {
         let mut n: Vec<String> = names(storage, &dir)
             .into_iter()
@@ -535,12 +541,6 @@ fn crash_at_every_sync_point_of_cutting_files_and_packing_past_the_bound() {
     // syncs is covered too: the setup's cuts run under no fault, the last
     // one inside the crashed operation); then, over the bound, the oldest
     // files are packed up to a file's start, then the rest.
-    let pace = |max_deferred| Pace {
-        step: 512,
-        idle_cpus: 1.0,
-        max_deferred,
-        look: Duration::from_millis(20),
-    };
     let busy = Arc::new(AtomicBool::new(true));
     let syncs = crash_everywhere(
         || {
