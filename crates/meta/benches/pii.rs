@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use sealtrail_ledger::DataDir;
 use sealtrail_meta::Meta;
 use sealtrail_pii::{LogPii, MasterKey, Rule};
-use sealtrail_testgen::knob;
+use sealtrail_testgen::{knob, process_cpu_secs, round_robin};
 use sealtrail_trail::{Trail, TrailOptions};
 
 // The allocator the `sealtrail` binary runs with, so the figures are the
@@ -82,15 +82,15 @@ fn main() {
     for round in 0..rounds {
         for &pii in &modes {
             let dir = PathBuf::from(&base).join(format!("pii-{}-{round}-{pii}", std::process::id()));
-            let cpu_before = cpu_time();
+            let cpu_before = process_cpu_secs();
             let took = run(&dir, &events, batch, threads, pii.then(|| master.clone()));
-            let cpu = cpu_time().saturating_sub(cpu_before);
+            let cpu = process_cpu_secs() - cpu_before;
             let _ = std::fs::remove_dir_all(&dir);
             eprintln!(
                 "round {round}: {} {:.0} events/s, {:.2} s of CPU",
                 if pii { "pii  " } else { "plain" },
                 count as f64 / took.as_secs_f64(),
-                cpu.as_secs_f64()
+                cpu
             );
             if pii { &mut protected } else { &mut plain }.push(took);
             if pii { &mut protected_cpu } else { &mut plain_cpu }.push(cpu);
@@ -124,28 +124,15 @@ fn main() {
     );
     // CPU time of the whole process (every thread) during each run: less
     // at the mercy of other work on a busy machine than the elapsed time.
-    let (pc, qc) = (median(&mut plain_cpu), median(&mut protected_cpu));
-    println!(
-        "protected / baseline CPU time: {:.3} ({:.2} s / {:.2} s, medians)",
-        qc.as_secs_f64() / pc.as_secs_f64(),
-        qc.as_secs_f64(),
-        pc.as_secs_f64()
-    );
-}
-
-/// The CPU time this process has used so far, user and system, from
-/// `/proc/self/stat` (in clock ticks of 10 ms); zero where there is none.
-fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
+    let cpu_median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
-    // The fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime: fields 14 and 15 of the line, 11 and 12 from 0 here.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    let (pc, qc) = (cpu_median(&mut plain_cpu), cpu_median(&mut protected_cpu));
+    println!(
+        "protected / baseline CPU time: {:.3} ({qc:.2} s / {pc:.2} s, medians)",
+        qc / pc
+    );
 }
 
 /// Ingest `events` into a fresh data directory at `dir` and wait until
@@ -180,17 +167,10 @@ fn run(dir: &std::path::Path, events: &[Vec<u8>], batch: usize, threads: usize, 
     .expect("open");
     let batches: Vec<&[Vec<u8>]> = events.chunks(batch).collect();
     let start = Instant::now();
-    std::thread::scope(|s| {
-        for w in 0..threads {
-            let (trail, batches) = (&trail, &batches);
-            s.spawn(move || {
-                for chunk in batches.iter().skip(w).step_by(threads) {
-                    let inputs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-                    let done = trail.ingest(&inputs, false).expect("ingest");
-                    assert_eq!(done.appended(), chunk.len(), "every event is stored");
-                }
-            });
-        }
+    round_robin(&batches, threads, |chunk| {
+        let inputs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let done = trail.ingest(&inputs, false).expect("ingest");
+        assert_eq!(done.appended(), chunk.len(), "every event is stored");
     });
     trail.sync_index().expect("index");
     start.elapsed()

@@ -31,6 +31,7 @@ use sealtrail_ledger::DataDir;
 use sealtrail_pg::capture::{install, uninstall, InstallOptions, Mode, Tables};
 use sealtrail_pg::drain::{drain, DrainOptions};
 use sealtrail_testgen::cluster::Cluster;
+use sealtrail_testgen::median;
 use sealtrail_trail::{Trail, TrailOptions};
 
 // The allocator the `sealtrail` binary runs with, so the drain's figures
@@ -132,7 +133,7 @@ fn pgbench(pg: &Cluster, seconds: usize, scale: usize) {
             captured.join(", "),
             best[1],
             (best[0] / best[1] - 1.0) * 100.0,
-            each[1],
+            median(&each),
             each.iter().map(|o| format!("{o:.1}%")).collect::<Vec<_>>().join(", ")
         );
     }
@@ -220,7 +221,7 @@ fn run(dsn: &str, updates: usize, bulk: usize, drained: usize) {
         println!(
             "single-row updates, {how}: overhead in each of {ROUNDS} rounds against that round's baseline, \
              median {:.1}% (rounds: {})",
-            each[ROUNDS / 2],
+            median(&each),
             each.iter().map(|o| format!("{o:.1}%")).collect::<Vec<_>>().join(", ")
         );
     }

@@ -88,6 +88,7 @@ mod knob;
 pub mod pg;
 mod rng;
 mod stats;
+mod threads;
 
 use catalog::{Action, Ns, ACTIONS, TARGET_TYPES};
 pub use cpu::process_cpu_secs;
@@ -95,6 +96,7 @@ pub use knob::knob;
 pub use rng::Rng;
 use rng::{mix, skewed, unit, Skew};
 pub use stats::{load_average, median, spread};
+pub use threads::round_robin;
 
 /// `count` sender events (JSON text, one object each, no `id` or
 /// `received_at`), deterministic for `seed`, with the default [`Shape`].

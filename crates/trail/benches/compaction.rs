@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sealtrail_ledger::{CpuMeter, DataDir, Pace};
-use sealtrail_testgen::{load_average, median, process_cpu_secs, spread};
+use sealtrail_testgen::{load_average, median, process_cpu_secs, round_robin, spread};
 use sealtrail_trail::{Trail, TrailOptions};
 
 // The allocator the `sealtrail` binary runs with, so the figures are the
@@ -193,27 +193,17 @@ fn run(root: &Path, mode: Mode, events: &[Vec<u8>], batch: usize, threads: usize
                 out
             })
         });
-        let ingesters: Vec<_> = (0..threads)
-            .map(|w| {
-                let (trail, batches) = (&trail, &batches);
-                s.spawn(move || {
-                    for chunk in batches.iter().skip(w).step_by(threads) {
-                        let inputs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-                        let ingested = trail.ingest(&inputs, false).unwrap();
-                        if ingested.appended() != chunk.len() {
-                            fail(&format!(
-                                "{} of a batch of {} events were stored",
-                                ingested.appended(),
-                                chunk.len()
-                            ));
-                        }
-                    }
-                })
-            })
-            .collect();
-        for i in ingesters {
-            i.join().unwrap();
-        }
+        round_robin(&batches, threads, |chunk| {
+            let inputs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let ingested = trail.ingest(&inputs, false).unwrap();
+            if ingested.appended() != chunk.len() {
+                fail(&format!(
+                    "{} of a batch of {} events were stored",
+                    ingested.appended(),
+                    chunk.len()
+                ));
+            }
+        });
         trail.sync_index().unwrap();
         done.store(true, Ordering::Relaxed);
         worker.map_or_else(Run::default, |w| w.join().unwrap())
