@@ -45,6 +45,18 @@ impl Client {
     fn json(&self, path: &str) -> Value {
         serde_json::from_slice(&self.get(path, false).0).unwrap()
     }
+
+    /// POST `body` as JSON to `path`; the reply's JSON.
+    fn post(&self, path: &str, body: &(impl serde::Serialize + ?Sized)) -> Value {
+        ureq::post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.key))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(body).unwrap())
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+            .body_mut()
+            .read_json()
+            .unwrap()
+    }
 }
 
 fn hashes(tile: &[u8]) -> Vec<[u8; 32]> {
@@ -131,14 +143,7 @@ fn tiles_checkpoint_and_proofs_verify_with_independent_code() {
         .collect();
     let mut old_size = 0;
     for chunk in events.chunks(300) {
-        let resp: Value = ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
-            .header("Authorization", format!("Bearer {}", client.key))
-            .header("Content-Type", "application/json")
-            .send(serde_json::to_vec(chunk).unwrap())
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap();
+        let resp = client.post("/api/v1/logs/default/events/batch", chunk);
         assert_eq!(resp["appended"], chunk.len());
         if old_size == 0 {
             old_size = resp["tree_size"].as_u64().unwrap();
@@ -324,14 +329,7 @@ fn a_log_pruned_by_its_policy_still_verifies_with_independent_code() {
         .collect();
     let mut sizes = Vec::new();
     for chunk in events.chunks(300) {
-        let resp: Value = ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
-            .header("Authorization", format!("Bearer {}", client.key))
-            .header("Content-Type", "application/json")
-            .send(serde_json::to_vec(chunk).unwrap())
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap();
+        let resp = client.post("/api/v1/logs/default/events/batch", chunk);
         sizes.push(resp["tree_size"].as_u64().unwrap());
     }
     // Every entry, read before pruning, for the independent tree.
@@ -485,11 +483,7 @@ fn packed_bundles_are_served_as_before_and_still_verify() {
         .map(|i| json!({"action": "doc.viewed", "actor": {"id": format!("u-{}", i % 7)}, "message": format!("view {i}")}))
         .collect();
     for chunk in events.chunks(300) {
-        ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
-            .header("Authorization", format!("Bearer {}", client.key))
-            .header("Content-Type", "application/json")
-            .send(serde_json::to_vec(chunk).unwrap())
-            .unwrap();
+        client.post("/api/v1/logs/default/events/batch", chunk);
     }
     let paths = [
         "/logs/default/tile/entries/000",
@@ -547,11 +541,7 @@ fn packed_bundles_are_served_as_before_and_still_verify() {
     );
 
     // More entries after the packs, then the log still verifies in full.
-    ureq::post(format!("{}/api/v1/logs/default/events/batch", client.base))
-        .header("Authorization", format!("Bearer {}", client.key))
-        .header("Content-Type", "application/json")
-        .send(serde_json::to_vec(&events[..100]).unwrap())
-        .unwrap();
+    client.post("/api/v1/logs/default/events/batch", &events[..100]);
     server.shutdown();
     rt.block_on(server.wait()).unwrap();
     let storage = sealtrail_ledger::storage::OsStorage;
@@ -570,26 +560,21 @@ fn a_busy_machine_defers_a_log_below_its_bound_and_packs_one_past_it() {
     config.compression.max_deferred_entries = 768;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(Server::start(config)).unwrap();
-    let key = support::create_key(&server.app, Scope::Admin, None, "compactor");
-    let base = format!("http://{}", server.addr);
-    let post = |path: &str, body: Value| {
-        ureq::post(format!("{base}{path}"))
-            .header("Authorization", format!("Bearer {key}"))
-            .header("Content-Type", "application/json")
-            .send(serde_json::to_vec(&body).unwrap())
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let client = Client {
+        base: format!("http://{}", server.addr),
+        key: support::create_key(&server.app, Scope::Admin, None, "compactor"),
     };
     // A log whose name comes first and whose backlog stays below the
     // bound, then one past it.
-    post("/api/v1/logs", json!({"name": "a-quiet"}));
+    client.post("/api/v1/logs", &json!({"name": "a-quiet"}));
     let events = |n: usize| -> Value {
         (0..n)
             .map(|i| json!({"action": "doc.viewed", "actor": {"id": format!("u-{}", i % 7)}}))
             .collect()
     };
-    post("/api/v1/logs/a-quiet/events/batch", events(600));
+    client.post("/api/v1/logs/a-quiet/events/batch", &events(600));
     for _ in 0..4 {
-        post("/api/v1/logs/default/events/batch", events(300));
+        client.post("/api/v1/logs/default/events/batch", &events(300));
     }
     let quiet = server.app.open_trail("a-quiet").unwrap();
     let busy_log = server.app.open_trail("default").unwrap();
@@ -626,16 +611,7 @@ fn a_busy_machine_defers_a_log_below_its_bound_and_packs_one_past_it() {
     };
     assert!(!names("a-quiet").iter().any(|n| n.starts_with("pack-")));
     assert!(names("default").iter().any(|n| n.starts_with("pack-")));
-    let metrics = String::from_utf8(
-        ureq::get(format!("{base}/metrics"))
-            .header("Authorization", format!("Bearer {key}"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_vec()
-            .unwrap(),
-    )
-    .unwrap();
+    let metrics = String::from_utf8(client.get("/metrics", false).0).unwrap();
     assert!(
         metrics.contains("sealtrail_compaction_waiting_entries{log=\"a-quiet\"} 512"),
         "{metrics}"
