@@ -951,6 +951,14 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    /// The configuration a file holding `text` gives, without environment.
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write the file");
+        Config::load(Some(&path), [])
+    }
+
     #[test]
     fn file_then_environment_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
@@ -979,10 +987,7 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[limits]\nmax_pages = 5\n").unwrap();
-        let e = Config::load(Some(&path), []).unwrap_err().to_string();
+        let e = load_text("[limits]\nmax_pages = 5\n").unwrap_err().to_string();
         assert!(e.contains("max_pages"), "{e}");
         let e = Config::load(None, env(&[("SEALTRAIL_LISTEN", "nowhere")]))
             .unwrap_err()
@@ -996,12 +1001,6 @@ mod tests {
 
     #[test]
     fn compression_pacing_is_read_and_checked() {
-        let load_text = |text: &str| {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let path = dir.path().join("c.toml");
-            std::fs::write(&path, text).expect("write the file");
-            Config::load(Some(&path), [])
-        };
         let c = load_text("[compression]\nidle_cpus = 0.5\nmax_deferred_entries = 65536\n").unwrap();
         assert_eq!(
             (c.compression.idle_cpus, c.compression.max_deferred_entries),
@@ -1105,12 +1104,7 @@ mod tests {
 
     #[test]
     fn retention_policies_are_checked_naming_the_key() {
-        let load = |text: &str| {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let path = dir.path().join("c.toml");
-            std::fs::write(&path, text).expect("write the file");
-            Config::load(Some(&path), [])
-        };
+        let load = load_text;
         let c =
             load("[retention]\ninterval_s = 60\n[retention.logs.default]\nolder_than = \"30d\"\nmax_size = \"1GiB\"\n")
                 .expect("a good policy");
