@@ -891,9 +891,24 @@ fn a_cast_to_json_written_by_a_type_owner_runs_without_the_installers_rights() {
     drop(o);
 }
 
+/// The functions that the capture trigger `trigger` runs, on every table.
+fn functions_of(c: &mut postgres::Client, trigger: &str) -> Vec<String> {
+    c.query(
+        "SELECT p.proname::text FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
+          WHERE g.tgname = $1 ORDER BY 1",
+        &[&trigger],
+    )
+    .expect("the trigger's function")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 /// An install of version 3 set `search_path` on every call of its trigger
-/// functions; re-running install replaces them with ones that do not, and
-/// keeps what waits in the outbox.
+/// functions, and installs before version 6 captured inserts and deletes
+/// with one function, `capture_rows`; re-running install replaces them
+/// with ones that do not, drops the old function, and keeps what waits in
+/// the outbox.
 #[test]
 fn an_install_of_version_3_upgrades_in_place() {
     let db = Db::new("upgrade3");
@@ -903,12 +918,18 @@ fn an_install_of_version_3_upgrades_in_place() {
     let first = install(&db.dsn(), &tables(&["t"])).expect("install");
     // What version 3 left: the same functions with a SET clause each.
     c.batch_execute(
-        "ALTER FUNCTION sealtrail.capture_row() SET search_path = pg_catalog, pg_temp;
+        "INSERT INTO t VALUES (1, 'a');
+         ALTER FUNCTION sealtrail.capture_row() SET search_path = pg_catalog, pg_temp;
          ALTER FUNCTION sealtrail.capture_row_excluding() SET search_path = pg_catalog, pg_temp;
-         ALTER FUNCTION sealtrail.capture_rows() SET search_path = pg_catalog, pg_temp;
          ALTER FUNCTION sealtrail.capture_truncate() SET search_path = pg_catalog, pg_temp;
+         CREATE FUNCTION sealtrail.capture_rows() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+             SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$;
+         DROP TRIGGER sealtrail_capture_insert ON t;
+         CREATE TRIGGER sealtrail_capture_insert AFTER INSERT ON t REFERENCING NEW TABLE AS sealtrail_new
+             FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows('[\"id\"]');
          UPDATE sealtrail.install SET version = 3;
-         INSERT INTO t VALUES (1, 'a');",
+         -- The simulation's own trigger DDL was captured: not this test's business.
+         DELETE FROM sealtrail.outbox WHERE kind = 'ddl';",
     )
     .expect("a version 3 install");
     let configured = |c: &mut postgres::Client| -> Vec<String> {
@@ -933,6 +954,11 @@ fn an_install_of_version_3_upgrades_in_place() {
             "set_actor"
         ]
     );
+    assert_eq!(
+        functions_of(&mut c, "sealtrail_capture_insert"),
+        ["capture_rows"],
+        "the earlier version's insert trigger"
+    );
     let second = install(&db.dsn(), &tables(&["t"])).expect("upgrade");
     assert!(!second.fresh);
     assert_eq!((second.version, second.epoch.as_str()), (VERSION, first.epoch.as_str()));
@@ -954,16 +980,23 @@ fn an_install_of_version_3_upgrades_in_place() {
         owners,
         [
             installer("capture_ddl"),
+            capture("capture_deleted"),
+            capture("capture_inserted"),
             capture("capture_row"),
             capture("capture_row_excluding"),
-            capture("capture_rows"),
+            capture("capture_rows_excluding"),
             capture("capture_truncate"),
             installer("set_actor")
         ]
     );
+    assert_eq!(functions_of(&mut c, "sealtrail_capture_insert"), ["capture_inserted"]);
     let st = status(&db.dsn()).expect("status").install.expect("installed");
     assert_eq!((st.version, st.pending), (VERSION, 1));
-    c.batch_execute("UPDATE t SET v = 'b'").expect("update");
+    // An update that changes nothing never reaches the outbox.
+    c.batch_execute("UPDATE t SET v = v; UPDATE t SET v = 'b'")
+        .expect("update");
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert_eq!(st.pending, 2);
     let t = trail();
     drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 2);
     let ev = events(&t.trail);

@@ -343,6 +343,10 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
     apply_excludes(&mut tables, &opts.exclude_columns)?;
     let mut warnings = Vec::new();
     drop_row_triggers(&mut tx)?;
+    // Installs before version 6 captured inserts and deletes with this one
+    // function; nothing uses it once their triggers are gone.
+    tx.batch_execute("DROP FUNCTION IF EXISTS sealtrail.capture_rows()")
+        .map_err(CaptureError::pg("dropping an earlier version's capture function"))?;
     tx.execute("DELETE FROM sealtrail.tables", &[])
         .map_err(CaptureError::pg("clearing the tracked tables"))?;
     for t in &tables {
@@ -367,27 +371,30 @@ pub fn install(dsn: &str, opts: &InstallOptions) -> Result<Installed, CaptureErr
         args.extend(t.table.excluded.iter().map(|c| quote_literal(c)));
         let args = args.join(", ");
         let name = &t.table.name;
+        // Most tables exclude nothing, and their writers are spared the
+        // exclusion's jsonb round trip. The update function skips an
+        // update that changes nothing (see the capture SQL).
+        let (inserted, deleted, updated) = if t.table.excluded.is_empty() {
+            ("capture_inserted", "capture_deleted", "capture_row")
+        } else {
+            (
+                "capture_rows_excluding",
+                "capture_rows_excluding",
+                "capture_row_excluding",
+            )
+        };
         tx.batch_execute(&format!(
-            // `*<>` compares the rows' stored bytes: it needs no equality
-            // operator, which types such as json and point lack.
             "CREATE TRIGGER {insert} AFTER INSERT ON {name} REFERENCING NEW TABLE AS sealtrail_new
-                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows({args});
+                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.{inserted}({args});
              CREATE TRIGGER {delete} AFTER DELETE ON {name} REFERENCING OLD TABLE AS sealtrail_old
-                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows({args});
-             CREATE TRIGGER {update} AFTER UPDATE ON {name} FOR EACH ROW WHEN (OLD.* *<> NEW.*)
-                 EXECUTE FUNCTION sealtrail.{row_function}({args});
+                 FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.{deleted}({args});
+             CREATE TRIGGER {update} AFTER UPDATE ON {name} FOR EACH ROW
+                 EXECUTE FUNCTION sealtrail.{updated}({args});
              CREATE TRIGGER {trunc} AFTER TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_truncate();",
             insert = sql::INSERT_TRIGGER,
             delete = sql::DELETE_TRIGGER,
             update = sql::UPDATE_TRIGGER,
             trunc = sql::TRUNCATE_TRIGGER,
-            // Most tables exclude nothing, and their writers are spared
-            // the exclusion's jsonb round trip.
-            row_function = if t.table.excluded.is_empty() {
-                "capture_row"
-            } else {
-                "capture_row_excluding"
-            },
         ))
         .map_err(CaptureError::pg(format!("creating the capture triggers on {name}")))?;
         tx.execute(
