@@ -8,8 +8,14 @@
 //! ends. Each row becomes one event whose idempotency key is
 //! `pg-<epoch>-<xid>-<id>`; the batch is appended durably, and only then
 //! are its rows deleted from the outbox (with the watermark updated in the
-//! same transaction). The read of the next batch, which starts after the
-//! last row of this one, runs while this one is appended.
+//! same transaction). A drain runs in passes: each reads, in one
+//! repeatable-read transaction of a connection of its own, every row
+//! older than the horizon at its start through one portal, batch by batch,
+//! and reads the next batch while the last is appended; passes repeat
+//! until one finds nothing. The outbox has no index, so that writers
+//! maintain none: a pass scans and sorts it once, and drained rows are
+//! deleted by their row versions (`ctid`), which the pass's snapshot keeps
+//! from being reused.
 //!
 //! Why nothing is lost or duplicated: a row leaves the outbox only after
 //! the trail acknowledged it as durable. A drainer killed after the append
@@ -94,10 +100,10 @@ const ENTRY_BUDGET: usize = sealtrail_event::limits::MAX_ENTRY_BYTES - 1024;
 /// `details.statement` is cut to this many bytes (the full text's length
 /// and SHA-256 are kept beside it).
 const STATEMENT_BYTES: usize = 8 * 1024;
-/// A batch stops at the row that passes this many stored payload bytes
-/// (always taking at least one row), so that a run of TOAST-sized rows
-/// does not fill memory.
-const BATCH_BYTES: i64 = 32 << 20;
+/// A batch stops at the row that passes this many payload bytes (always
+/// taking at least one row), so that a run of TOAST-sized rows does not
+/// fill memory.
+const BATCH_BYTES: usize = 32 << 20;
 /// Successive limits on the JSON size of one column value in a row image;
 /// a larger value is replaced by its length and SHA-256.
 const VALUE_LIMITS: [usize; 4] = [4096, 1024, 256, 64];
@@ -146,35 +152,30 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
     // columns come from the tracked-tables list: a table since dropped
     // from it has none, and its rows are identified by their image.
     let read = format!(
-        "SELECT id, xid::text, kind, payload,
-                to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                {commit}
-           FROM (SELECT o.id, o.xid, o.kind, o.captured_at,
-                        coalesce(o.payload::text, json_build_object(
-                            'schema', o.table_schema, 'table', o.table_name,
-                            'key', coalesce(to_json(t.key_columns), '[]'::json),
-                            'before', o.before, 'after', o.after,
-                            'actor', o.actor, 'reason', o.reason, 'request_id', o.request_id,
-                            'role', o.role, 'application_name', o.application_name)::text) AS payload,
-                        {size} AS size,
-                        sum({size}) OVER (ORDER BY o.xid, o.id) AS running
-                   FROM sealtrail.outbox o
-                   LEFT JOIN sealtrail.tables t ON t.relid = o.relid
-                  WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
-                    AND (o.xid, o.id) > ($3::text::xid8, $4)
-                  ORDER BY o.xid, o.id
-                  LIMIT $1) batch
-          WHERE running - size < $2
-          ORDER BY batch.xid, batch.id",
-        size = "coalesce(pg_column_size(o.payload), 0) + coalesce(pg_column_size(o.before), 0) \
-                + coalesce(pg_column_size(o.after), 0)",
+        "SELECT o.id, o.xid::text, o.kind,
+                coalesce(o.payload::text, json_build_object(
+                    'schema', o.table_schema, 'table', o.table_name,
+                    'key', coalesce(to_json(t.key_columns), '[]'::json),
+                    'before', o.before, 'after', o.after,
+                    'actor', o.actor, 'reason', o.reason, 'request_id', o.request_id,
+                    'role', o.role, 'application_name', o.application_name)::text),
+                to_char(o.captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                {commit},
+                o.ctid::text
+           FROM sealtrail.outbox o
+           LEFT JOIN sealtrail.tables t ON t.relid = o.relid
+          WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY o.xid, o.id",
         commit = if commit_times {
-            "to_char(pg_xact_commit_timestamp(xid::xid) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            "to_char(pg_xact_commit_timestamp(o.xid::xid) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
         } else {
             "NULL::text"
         }
     );
-    let read = client
+    // The reading connection: one snapshot and one ordered scan per pass,
+    // while `client` deletes what each batch appended.
+    let (mut reader, _) = capture::connect(dsn)?;
+    let read = reader
         .prepare(&read)
         .map_err(CaptureError::pg("preparing the outbox read"))?;
     let ctx = Context {
@@ -182,59 +183,84 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         epoch: &epoch,
     };
     let mut report = DrainReport::default();
+    while drain_pass(&ctx, &mut client, &mut reader, &read, trail, opts, &mut report)? > 0 {}
+    Ok(report)
+}
+
+/// One pass of a drain: the rows of the outbox older than the in-flight
+/// horizon when the pass starts, in drain order, read through one portal
+/// of a repeatable-read transaction of `reader` (so the outbox, which has
+/// no index, is scanned and sorted once per pass however long it is),
+/// appended batch by batch, and deleted through `writer` after each
+/// append is durable. Returns the rows drained: 0 when none were waiting
+/// or the run's limit is reached.
+fn drain_pass(
+    ctx: &Context<'_>,
+    writer: &mut postgres::Client,
+    reader: &mut postgres::Client,
+    read: &postgres::Statement,
+    trail: &Trail,
+    opts: &DrainOptions,
+    report: &mut DrainReport,
+) -> Result<u64, DrainError> {
     let want = |done: u64| match opts.limit {
         Some(limit) => limit.saturating_sub(done).min(opts.batch as u64),
         None => opts.batch as u64,
     };
-    // The transaction id below every real one, and no row id.
-    let mut batch = read_batch(&mut client, &read, want(0), "0", 0)?;
-    while !batch.is_empty() {
-        let count = batch.len();
-        let (last_id, last_xid) = batch.last().map(|o| (o.id, o.xid.clone())).unwrap_or_default();
-        let next_want = want(report.rows + count as u64);
-        // The next batch is read while this one is appended: it starts
-        // after this batch's last (xid, id), so it does not need this
-        // batch deleted first, and the delete below still waits for the
-        // append to be durable. The server builds the next payloads while
-        // the trail ingests these.
+    if want(report.rows) == 0 {
+        return Ok(0);
+    }
+    let mut snapshot = reader
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(CaptureError::pg("reading the outbox"))?;
+    let portal = snapshot
+        .bind(read, &[])
+        .map_err(CaptureError::pg("reading the outbox"))?;
+    let mut fetch = Fetch::default();
+    let mut drained = 0;
+    let mut batch = fetch.batch(&mut snapshot, &portal, want(report.rows))?;
+    while !batch.rows.is_empty() {
+        let count = batch.rows.len() as u64;
+        let (last_id, last_xid) = batch.rows.last().map(|o| (o.id, o.xid.clone())).unwrap_or_default();
+        let next_want = if fetch.exhausted { 0 } else { want(report.rows + count) };
+        // The next batch is read while this one is appended: the delete
+        // below still waits for the append to be durable. The server
+        // builds the next payloads while the trail ingests these.
         let (appended, next) = std::thread::scope(|s| {
-            let reader = s.spawn(|| {
-                if next_want == 0 {
-                    Ok(Vec::new())
-                } else {
-                    read_batch(&mut client, &read, next_want, &last_xid, last_id)
-                }
-            });
-            let appended = append(&ctx, trail, &batch, &mut report);
+            let reader = s.spawn(|| fetch.batch(&mut snapshot, &portal, next_want));
+            let appended = append(ctx, trail, &batch.rows, report);
             (appended, reader.join())
         });
         appended?;
         let next = next.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        drop(batch);
-        // The append is durable: now, and only now, the rows may go.
-        let mut tx = client
+        // The append is durable: now, and only now, the rows may go. By
+        // their row versions: the outbox has no index, and the pass's
+        // snapshot keeps every version it read from being reused. The
+        // (xid, id) bound is a second guard: nothing newer than the batch
+        // is touched.
+        let mut tx = writer
             .transaction()
             .map_err(CaptureError::pg("deleting drained rows"))?;
-        // Every row up to the batch's last in (xid, id) order was in the
-        // batch: all are of transactions that had ended before the read,
-        // and the read took them in that order from the previous batch's
-        // last on.
         let deleted = tx
             .execute(
-                "DELETE FROM sealtrail.outbox WHERE (xid, id) <= ($1::text::xid8, $2)",
-                &[&last_xid, &last_id],
+                "DELETE FROM sealtrail.outbox
+                  WHERE ctid = ANY($1::text[]::tid[]) AND (xid, id) <= ($2::text::xid8, $3)",
+                &[&batch.ctids, &last_xid, &last_id],
             )
             .map_err(CaptureError::pg("deleting drained rows"))?;
         // The total counts rows that left the outbox here, so that it stays
         // true should rows ever be drained twice (their events are then
         // duplicates the trail did not store again).
-        if deleted != count as u64 {
+        if deleted != count {
             tracing::warn!(
-                database = %database,
+                database = %ctx.database,
                 read = count,
                 deleted,
                 "{} of {count} drained outbox rows had already left the outbox",
-                count as u64 - deleted.min(count as u64)
+                count - deleted.min(count)
             );
         }
         tx.execute(
@@ -245,38 +271,81 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         .map_err(CaptureError::pg("storing the watermark"))?;
         tx.commit()
             .map_err(CaptureError::pg("committing the drained rows' deletion"))?;
-        report.rows += count as u64;
+        report.rows += count;
         report.batches += 1;
         report.through = Some((last_xid, last_id));
+        drained += count;
         batch = next;
     }
-    Ok(report)
+    // Read only: ending it releases the snapshot and the portal.
+    snapshot.commit().map_err(CaptureError::pg("reading the outbox"))?;
+    Ok(drained)
 }
 
-/// At most `want` outbox rows after (`after_xid`, `after_id`) in drain
-/// order, with `read` (the statement prepared in [`drain`]).
-fn read_batch(
-    client: &mut postgres::Client,
-    read: &postgres::Statement,
-    want: u64,
-    after_xid: &str,
-    after_id: i64,
-) -> Result<Vec<OutboxRow>, CaptureError> {
-    let rows = client
-        .query(read, &[&(want as i64), &BATCH_BYTES, &after_xid, &after_id])
-        .map_err(CaptureError::pg("reading the outbox"))?;
-    Ok(rows
-        .iter()
-        .map(|row| OutboxRow {
-            id: row.get(0),
-            xid: row.get(1),
-            kind: row.get(2),
-            payload: row.get(3),
-            captured_at: row.get(4),
-            commit_time: row.get(5),
-            commit_lsn: None,
-        })
-        .collect())
+/// Outbox rows read for one batch, with the row versions they were read
+/// from.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<OutboxRow>,
+    ctids: Vec<String>,
+}
+
+/// Most rows asked of the portal at once.
+const FETCH_ROWS: u64 = 1000;
+
+/// Reads batches from a pass's portal, asking for as many rows at a time
+/// as fit in [`BATCH_BYTES`] at the widest row seen yet, and for few at
+/// first, so that a run of TOAST-sized rows does not fill memory.
+#[derive(Default)]
+struct Fetch {
+    /// Rows read in this pass.
+    seen: u64,
+    /// Bytes of the widest payload read in this pass.
+    widest: usize,
+    /// The portal has returned its last row.
+    exhausted: bool,
+}
+
+impl Fetch {
+    /// Up to `want` rows in drain order, stopping after the row that
+    /// passes [`BATCH_BYTES`] (always at least one row).
+    fn batch(
+        &mut self,
+        snapshot: &mut postgres::Transaction<'_>,
+        portal: &postgres::Portal,
+        want: u64,
+    ) -> Result<Batch, CaptureError> {
+        let mut out = Batch::default();
+        let mut bytes = 0usize;
+        while !self.exhausted && (out.rows.len() as u64) < want && bytes < BATCH_BYTES {
+            let room = want - out.rows.len() as u64;
+            let mut ask = room.min(FETCH_ROWS).min(self.seen.max(1));
+            if let Some(fit) = (BATCH_BYTES - bytes).checked_div(self.widest) {
+                ask = ask.min(fit.max(1) as u64);
+            }
+            let rows = snapshot
+                .query_portal(portal, ask as i32)
+                .map_err(CaptureError::pg("reading the outbox"))?;
+            self.exhausted = (rows.len() as u64) < ask;
+            self.seen += rows.len() as u64;
+            for row in rows {
+                let payload: String = row.get(3);
+                bytes += payload.len();
+                self.widest = self.widest.max(payload.len());
+                out.rows.push(OutboxRow {
+                    id: row.get(0),
+                    xid: row.get(1),
+                    kind: row.get(2),
+                    payload,
+                    captured_at: row.get(4),
+                    commit_time: row.get(5),
+                    commit_lsn: None,
+                });
+                out.ctids.push(row.get(6));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Append the events of `rows` to `trail` durably, counting them in

@@ -657,6 +657,51 @@ fn rows_drain_in_transaction_order_when_ids_gain_a_digit() {
     assert_eq!((st.pending, st.drained_total), (0, 3));
 }
 
+/// A backlog longer than a batch drains in one pass: one ordered scan of
+/// the outbox, read in batches (the first rows a few at a time, then more
+/// as their size allows), each batch appended and then deleted, every row
+/// once and in transaction order.
+#[test]
+fn a_backlog_drains_in_batches_of_one_pass_in_transaction_order() {
+    let db = Db::new("backlog");
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .expect("schema");
+    install(&db.dsn(), &tables(&["items"])).expect("install");
+    // 2,500 rows in 25 transactions of 100, then a later update of the
+    // first row, so that the last row in id order is not the last drained.
+    for t in 0..25 {
+        c.execute(
+            "INSERT INTO items SELECT g, 'v' || g FROM generate_series($1::int, $1::int + 99) g",
+            &[&(t * 100 + 1)],
+        )
+        .expect("insert");
+    }
+    c.batch_execute("UPDATE items SET v = 'changed' WHERE id = 1")
+        .expect("update");
+    let t = trail();
+    let report = drain_all(
+        &db.dsn(),
+        &t.trail,
+        &DrainOptions {
+            batch: 1000,
+            limit: None,
+        },
+        2501,
+    );
+    assert_eq!((report.rows, report.appended, report.batches), (2501, 2501, 3));
+    let ev = events(&t.trail);
+    let ids: Vec<&str> = ev
+        .iter()
+        .map(|e| e["targets"][0]["id"].as_str().expect("target id"))
+        .collect();
+    let expected: Vec<String> = (1..=2500).chain([1]).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(ev[2500]["action"], "pg.update");
+    let st = status(&db.dsn()).expect("status").install.expect("installed");
+    assert_eq!((st.pending, st.drained_total), (0, 2501));
+}
+
 /// The trigger functions run under the writer's `search_path`. A writer
 /// that is no superuser puts a schema of its own before pg_catalog, with a
 /// function, operator or type of the same name as each built-in the
@@ -927,6 +972,7 @@ fn an_install_of_version_3_upgrades_in_place() {
          DROP TRIGGER sealtrail_capture_insert ON t;
          CREATE TRIGGER sealtrail_capture_insert AFTER INSERT ON t REFERENCING NEW TABLE AS sealtrail_new
              FOR EACH STATEMENT EXECUTE FUNCTION sealtrail.capture_rows('[\"id\"]');
+         ALTER TABLE sealtrail.outbox ADD PRIMARY KEY (xid, id);
          UPDATE sealtrail.install SET version = 3;
          -- The simulation's own trigger DDL was captured: not this test's business.
          DELETE FROM sealtrail.outbox WHERE kind = 'ddl';",
@@ -990,6 +1036,15 @@ fn an_install_of_version_3_upgrades_in_place() {
         ]
     );
     assert_eq!(functions_of(&mut c, "sealtrail_capture_insert"), ["capture_inserted"]);
+    // Writers maintain no index of the outbox.
+    let indexes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'sealtrail.outbox'::regclass",
+            &[],
+        )
+        .expect("the outbox's indexes")
+        .get(0);
+    assert_eq!(indexes, 0);
     let st = status(&db.dsn()).expect("status").install.expect("installed");
     assert_eq!((st.version, st.pending), (VERSION, 1));
     // An update that changes nothing never reaches the outbox.
