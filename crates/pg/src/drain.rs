@@ -8,14 +8,14 @@
 //! ends. Each row becomes one event whose idempotency key is
 //! `pg-<epoch>-<xid>-<id>`; the batch is appended durably, and only then
 //! are its rows deleted from the outbox (with the watermark updated in the
-//! same transaction). A drain runs in passes: each reads, in one
-//! repeatable-read transaction of a connection of its own, every row
-//! older than the horizon at its start through one portal, batch by batch,
-//! and reads the next batch while the last is appended; passes repeat
-//! until one finds nothing. The outbox has no index, so that writers
-//! maintain none: a pass scans and sorts it once, and drained rows are
-//! deleted by their row versions (`ctid`), which the pass's snapshot keeps
-//! from being reused.
+//! same transaction). A drain runs in passes: each reads the keys
+//! (xid, id, row version, stored size) of up to 500,000 waiting rows in
+//! that order, one scan and sort of narrow rows, since the outbox has no
+//! index for writers to maintain; cuts them into batches; reads each
+//! batch's rows by row version (`ctid`) while the last batch is appended;
+//! and deletes exactly the (row version, xid, id) it appended. Every
+//! statement is short: no transaction stays open across an append.
+//! Passes repeat until one drains nothing.
 //!
 //! Why nothing is lost or duplicated: a row leaves the outbox only after
 //! the trail acknowledged it as durable. A drainer killed after the append
@@ -100,10 +100,10 @@ const ENTRY_BUDGET: usize = sealtrail_event::limits::MAX_ENTRY_BYTES - 1024;
 /// `details.statement` is cut to this many bytes (the full text's length
 /// and SHA-256 are kept beside it).
 const STATEMENT_BYTES: usize = 8 * 1024;
-/// A batch stops at the row that passes this many payload bytes (always
-/// taking at least one row), so that a run of TOAST-sized rows does not
-/// fill memory.
-const BATCH_BYTES: usize = 32 << 20;
+/// A batch stops at the row that passes this many stored payload bytes
+/// (always taking at least one row), so that a run of TOAST-sized rows
+/// does not fill memory.
+const BATCH_BYTES: i64 = 32 << 20;
 /// Successive limits on the JSON size of one column value in a row image;
 /// a larger value is replaced by its length and SHA-256.
 const VALUE_LIMITS: [usize; 4] = [4096, 1024, 256, 64];
@@ -143,16 +143,13 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         .query_one("SELECT current_setting('track_commit_timestamp')::boolean", &[])
         .map_err(CaptureError::pg("reading track_commit_timestamp"))?
         .get(0);
-    // The outer ORDER BY names the inner columns: a bare `xid` there would
-    // be the output column `xid::text`, and text order is not transaction
-    // order once ids gain a digit ("1000" < "999").
     // A row change's payload is built here from its columns (the writer
     // stores them plain, see the capture SQL); DDL and truncate rows, and
     // rows of installs before version 3, carry theirs whole. The key
     // columns come from the tracked-tables list: a table since dropped
     // from it has none, and its rows are identified by their image.
-    let read = format!(
-        "SELECT o.id, o.xid::text, o.kind,
+    let rows = format!(
+        "SELECT o.ctid::text, o.id, o.xid::text, o.kind,
                 coalesce(o.payload::text, json_build_object(
                     'schema', o.table_schema, 'table', o.table_name,
                     'key', coalesce(to_json(t.key_columns), '[]'::json),
@@ -160,95 +157,142 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
                     'actor', o.actor, 'reason', o.reason, 'request_id', o.request_id,
                     'role', o.role, 'application_name', o.application_name)::text),
                 to_char(o.captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                {commit},
-                o.ctid::text
+                {commit}
            FROM sealtrail.outbox o
            LEFT JOIN sealtrail.tables t ON t.relid = o.relid
-          WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY o.xid, o.id",
+          WHERE o.ctid = ANY($1::text[]::tid[])",
         commit = if commit_times {
             "to_char(pg_xact_commit_timestamp(o.xid::xid) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
         } else {
             "NULL::text"
         }
     );
-    // The reading connection: one snapshot and one ordered scan per pass,
-    // while `client` deletes what each batch appended.
-    let (mut reader, _) = capture::connect(dsn)?;
-    let read = reader
-        .prepare(&read)
-        .map_err(CaptureError::pg("preparing the outbox read"))?;
+    let statements = Statements {
+        // Narrow rows, so that a pass's sort stays small however large
+        // the captured values. ORDER BY names the table's columns: the
+        // output column `xid` is text, and text order is not transaction
+        // order once ids gain a digit ("1000" < "999").
+        keys: client
+            .prepare(
+                "SELECT o.xid::text AS xid, o.id, o.ctid::text,
+                        coalesce(pg_column_size(o.payload), 0)::int8
+                          + coalesce(pg_column_size(o.before), 0) + coalesce(pg_column_size(o.after), 0)
+                   FROM sealtrail.outbox o
+                  WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
+                  ORDER BY o.xid, o.id
+                  LIMIT $1",
+            )
+            .map_err(CaptureError::pg("preparing the outbox read"))?,
+        rows: client
+            .prepare(&rows)
+            .map_err(CaptureError::pg("preparing the outbox read"))?,
+    };
     let ctx = Context {
         database: &database,
         epoch: &epoch,
     };
     let mut report = DrainReport::default();
-    while drain_pass(&ctx, &mut client, &mut reader, &read, trail, opts, &mut report)? > 0 {}
+    while drain_pass(&ctx, &mut client, &statements, trail, opts, &mut report)? > 0 {}
     Ok(report)
 }
 
-/// One pass of a drain: the rows of the outbox older than the in-flight
-/// horizon when the pass starts, in drain order, read through one portal
-/// of a repeatable-read transaction of `reader` (so the outbox, which has
-/// no index, is scanned and sorted once per pass however long it is),
-/// appended batch by batch, and deleted through `writer` after each
-/// append is durable. Returns the rows drained: 0 when none were waiting
-/// or the run's limit is reached.
+/// The prepared reads of a drain.
+struct Statements {
+    /// The drain-order keys of waiting rows: (xid, id, ctid, stored size).
+    keys: postgres::Statement,
+    /// The rows at the given row versions, payloads built.
+    rows: postgres::Statement,
+}
+
+/// Most keys one pass reads: each pass scans the outbox once (it has no
+/// index), so a backlog costs a scan per this many rows, and the keys'
+/// memory stays a few tens of megabytes.
+const PASS_ROWS: i64 = 500_000;
+
+/// The drain-order key of one waiting outbox row.
+struct Key {
+    xid: String,
+    id: i64,
+    ctid: String,
+    /// Stored bytes of its payload and images.
+    size: i64,
+}
+
+/// One pass of a drain: the keys of the rows older than the in-flight
+/// horizon, in drain order (one scan and sort of the outbox, narrow
+/// rows, up to [`PASS_ROWS`]), cut into batches; each batch's rows read by
+/// their row versions, appended, and then deleted. Every statement is a
+/// short one of its own: no transaction stays open across an append.
+/// Returns the rows deleted: 0 when nothing was waiting or the run's
+/// limit is reached (or, should rows have vanished or moved since their
+/// keys were read, when none could be; the next drain looks again).
 fn drain_pass(
     ctx: &Context<'_>,
-    writer: &mut postgres::Client,
-    reader: &mut postgres::Client,
-    read: &postgres::Statement,
+    client: &mut postgres::Client,
+    statements: &Statements,
     trail: &Trail,
     opts: &DrainOptions,
     report: &mut DrainReport,
 ) -> Result<u64, DrainError> {
-    let want = |done: u64| match opts.limit {
-        Some(limit) => limit.saturating_sub(done).min(opts.batch as u64),
-        None => opts.batch as u64,
-    };
-    if want(report.rows) == 0 {
+    let want = match opts.limit {
+        Some(limit) => limit.saturating_sub(report.rows),
+        None => u64::MAX,
+    }
+    .min(PASS_ROWS as u64);
+    if want == 0 {
         return Ok(0);
     }
-    let mut snapshot = reader
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(CaptureError::pg("reading the outbox"))?;
-    let portal = snapshot
-        .bind(read, &[])
-        .map_err(CaptureError::pg("reading the outbox"))?;
-    let mut fetch = Fetch::default();
-    let mut drained = 0;
-    let mut batch = fetch.batch(&mut snapshot, &portal, want(report.rows))?;
-    while !batch.rows.is_empty() {
-        let count = batch.rows.len() as u64;
-        let (last_id, last_xid) = batch.rows.last().map(|o| (o.id, o.xid.clone())).unwrap_or_default();
-        let next_want = if fetch.exhausted { 0 } else { want(report.rows + count) };
-        // The next batch is read while this one is appended: the delete
+    let keys: Vec<Key> = client
+        .query(&statements.keys, &[&(want as i64)])
+        .map_err(CaptureError::pg("reading the outbox"))?
+        .iter()
+        .map(|r| Key {
+            xid: r.get(0),
+            id: r.get(1),
+            ctid: r.get(2),
+            size: r.get(3),
+        })
+        .collect();
+    let batches = cut(&keys, opts.batch.max(1));
+    let mut deleted_in_pass = 0;
+    let mut batch = read_rows(client, &statements.rows, batches.first().map_or(&[][..], |b| b))?;
+    for (i, keys) in batches.iter().enumerate() {
+        let count = batch.len() as u64;
+        // The next batch is read while this one is appended; the delete
         // below still waits for the append to be durable. The server
         // builds the next payloads while the trail ingests these.
+        let next_keys = batches.get(i + 1).map_or(&[][..], |b| b);
         let (appended, next) = std::thread::scope(|s| {
-            let reader = s.spawn(|| fetch.batch(&mut snapshot, &portal, next_want));
-            let appended = append(ctx, trail, &batch.rows, report);
+            let reader = s.spawn(|| read_rows(client, &statements.rows, next_keys));
+            let appended = append(ctx, trail, &batch, report);
             (appended, reader.join())
         });
         appended?;
         let next = next.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        // The append is durable: now, and only now, the rows may go. By
-        // their row versions: the outbox has no index, and the pass's
-        // snapshot keeps every version it read from being reused. The
-        // (xid, id) bound is a second guard: nothing newer than the batch
-        // is touched.
-        let mut tx = writer
+        let Some(last) = keys.last() else { break };
+        // The append is durable: now, and only now, the rows may go: by
+        // their row versions, and only a version still holding the very
+        // (xid, id) appended (a row moved by VACUUM FULL is left for the
+        // next pass, which appends it as a duplicate).
+        let (ctids, xids, ids): (Vec<&str>, Vec<&str>, Vec<i64>) =
+            batch.iter().map(|o| (o.ctid.as_str(), o.xid.as_str(), o.id)).fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut c, mut x, mut i), (a, b, d)| {
+                    c.push(a);
+                    x.push(b);
+                    i.push(d);
+                    (c, x, i)
+                },
+            );
+        let mut tx = client
             .transaction()
             .map_err(CaptureError::pg("deleting drained rows"))?;
         let deleted = tx
             .execute(
                 "DELETE FROM sealtrail.outbox
-                  WHERE ctid = ANY($1::text[]::tid[]) AND (xid, id) <= ($2::text::xid8, $3)",
-                &[&batch.ctids, &last_xid, &last_id],
+                  WHERE ctid = ANY($1::text[]::tid[])
+                    AND (xid, id) IN (SELECT * FROM unnest($2::text[]::xid8[], $3::int8[]))",
+                &[&ctids, &xids, &ids],
             )
             .map_err(CaptureError::pg("deleting drained rows"))?;
         // The total counts rows that left the outbox here, so that it stays
@@ -266,86 +310,73 @@ fn drain_pass(
         tx.execute(
             "UPDATE sealtrail.install SET drained_xid = $1::text::xid8, drained_id = $2,
                     drained_total = drained_total + $3, drained_at = now()",
-            &[&last_xid, &last_id, &(deleted as i64)],
+            &[&last.xid, &last.id, &(deleted as i64)],
         )
         .map_err(CaptureError::pg("storing the watermark"))?;
         tx.commit()
             .map_err(CaptureError::pg("committing the drained rows' deletion"))?;
         report.rows += count;
         report.batches += 1;
-        report.through = Some((last_xid, last_id));
-        drained += count;
+        report.through = Some((last.xid.clone(), last.id));
+        deleted_in_pass += deleted;
         batch = next;
     }
-    // Read only: ending it releases the snapshot and the portal.
-    snapshot.commit().map_err(CaptureError::pg("reading the outbox"))?;
-    Ok(drained)
+    Ok(deleted_in_pass)
 }
 
-/// Outbox rows read for one batch, with the row versions they were read
-/// from.
-#[derive(Default)]
-struct Batch {
-    rows: Vec<OutboxRow>,
-    ctids: Vec<String>,
-}
-
-/// Most rows asked of the portal at once.
-const FETCH_ROWS: u64 = 1000;
-
-/// Reads batches from a pass's portal, asking for as many rows at a time
-/// as fit in [`BATCH_BYTES`] at the widest row seen yet, and for few at
-/// first, so that a run of TOAST-sized rows does not fill memory.
-#[derive(Default)]
-struct Fetch {
-    /// Rows read in this pass.
-    seen: u64,
-    /// Bytes of the widest payload read in this pass.
-    widest: usize,
-    /// The portal has returned its last row.
-    exhausted: bool,
-}
-
-impl Fetch {
-    /// Up to `want` rows in drain order, stopping after the row that
-    /// passes [`BATCH_BYTES`] (always at least one row).
-    fn batch(
-        &mut self,
-        snapshot: &mut postgres::Transaction<'_>,
-        portal: &postgres::Portal,
-        want: u64,
-    ) -> Result<Batch, CaptureError> {
-        let mut out = Batch::default();
-        let mut bytes = 0usize;
-        while !self.exhausted && (out.rows.len() as u64) < want && bytes < BATCH_BYTES {
-            let room = want - out.rows.len() as u64;
-            let mut ask = room.min(FETCH_ROWS).min(self.seen.max(1));
-            if let Some(fit) = (BATCH_BYTES - bytes).checked_div(self.widest) {
-                ask = ask.min(fit.max(1) as u64);
-            }
-            let rows = snapshot
-                .query_portal(portal, ask as i32)
-                .map_err(CaptureError::pg("reading the outbox"))?;
-            self.exhausted = (rows.len() as u64) < ask;
-            self.seen += rows.len() as u64;
-            for row in rows {
-                let payload: String = row.get(3);
-                bytes += payload.len();
-                self.widest = self.widest.max(payload.len());
-                out.rows.push(OutboxRow {
-                    id: row.get(0),
-                    xid: row.get(1),
-                    kind: row.get(2),
-                    payload,
-                    captured_at: row.get(4),
-                    commit_time: row.get(5),
-                    commit_lsn: None,
-                });
-                out.ctids.push(row.get(6));
-            }
+/// `keys` cut into batches of at most `rows` keys, each ending at the key
+/// that passes [`BATCH_BYTES`] of stored payload (always at least one).
+fn cut(keys: &[Key], rows: usize) -> Vec<&[Key]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = start;
+        let mut bytes = 0i64;
+        while end < keys.len() && end - start < rows && bytes < BATCH_BYTES {
+            bytes += keys[end].size;
+            end += 1;
         }
-        Ok(out)
+        out.push(&keys[start..end]);
+        start = end;
     }
+    out
+}
+
+/// The rows of `keys`, in their order, read by row version. A key whose
+/// version no longer holds that row (deleted meanwhile, or moved by a
+/// rewrite of the table) is left out.
+fn read_rows(
+    client: &mut postgres::Client,
+    statement: &postgres::Statement,
+    keys: &[Key],
+) -> Result<Vec<OutboxRow>, CaptureError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ctids: Vec<&str> = keys.iter().map(|k| k.ctid.as_str()).collect();
+    let mut found: std::collections::HashMap<String, OutboxRow> = client
+        .query(statement, &[&ctids])
+        .map_err(CaptureError::pg("reading the outbox"))?
+        .iter()
+        .map(|r| {
+            let ctid: String = r.get(0);
+            let row = OutboxRow {
+                id: r.get(1),
+                xid: r.get(2),
+                kind: r.get(3),
+                payload: r.get(4),
+                captured_at: r.get(5),
+                commit_time: r.get(6),
+                commit_lsn: None,
+                ctid: ctid.clone(),
+            };
+            (ctid, row)
+        })
+        .collect();
+    Ok(keys
+        .iter()
+        .filter_map(|k| found.remove(&k.ctid).filter(|row| row.xid == k.xid && row.id == k.id))
+        .collect())
 }
 
 /// Append the events of `rows` to `trail` durably, counting them in
@@ -435,6 +466,9 @@ pub(crate) struct OutboxRow {
     /// A change read from a replication slot: its transaction's commit
     /// LSN (`id` is then the change's position in the transaction).
     pub(crate) commit_lsn: Option<String>,
+    /// The row version it was read from in the outbox; empty for a change
+    /// read from a replication slot.
+    pub(crate) ctid: String,
 }
 
 /// The event JSON of one outbox row; `None` for an update that changed

@@ -657,16 +657,60 @@ fn rows_drain_in_transaction_order_when_ids_gain_a_digit() {
     assert_eq!((st.pending, st.drained_total), (0, 3));
 }
 
-/// A backlog longer than a batch drains in one pass: one ordered scan of
-/// the outbox, read in batches (the first rows a few at a time, then more
-/// as their size allows), each batch appended and then deleted, every row
-/// once and in transaction order.
+/// A captured table may have columns named as the capture functions'
+/// own variables; inserts and deletes on it, with and without excluded
+/// columns, are captured with the session's context, not the columns.
 #[test]
-fn a_backlog_drains_in_batches_of_one_pass_in_transaction_order() {
+fn columns_named_as_the_capture_variables_are_captured_as_columns() {
+    let db = Db::new("varnames");
+    let mut c = db.client();
+    c.batch_execute(
+        "CREATE TABLE notes (id int PRIMARY KEY, actor text, reason text, request_id text, app text, tg_op text);
+         CREATE TABLE hidden (id int PRIMARY KEY, actor text, reason text, secret text);",
+    )
+    .expect("schema");
+    let mut opts = tables(&["notes", "hidden"]);
+    opts.exclude_columns = vec!["hidden.secret".into()];
+    install(&db.dsn(), &opts).expect("install");
+    c.batch_execute(
+        "BEGIN;
+         SET LOCAL sealtrail.actor = 'u-1';
+         SET LOCAL sealtrail.reason = 'the session''s reason';
+         INSERT INTO notes VALUES (1, 'column actor', 'column reason', 'column request', 'column app', 'column op');
+         INSERT INTO hidden VALUES (1, 'column actor', 'column reason', 's');
+         DELETE FROM notes;
+         DELETE FROM hidden;
+         COMMIT;",
+    )
+    .expect("changes on tables with such columns");
+    let t = trail();
+    drain_all(&db.dsn(), &t.trail, &DrainOptions::default(), 4);
+    let ev = events(&t.trail);
+    assert_eq!(actions(&ev), ["pg.insert", "pg.insert", "pg.delete", "pg.delete"]);
+    for e in &ev {
+        assert_eq!(e["actor"]["id"], "u-1", "{e}");
+        assert_eq!(e["details"]["reason"], "the session's reason", "{e}");
+    }
+    assert_eq!(ev[0]["changes"]["after"]["actor"], "column actor");
+    assert_eq!(ev[0]["changes"]["after"]["tg_op"], "column op");
+    assert_eq!(ev[3]["changes"]["before"]["reason"], "column reason");
+    assert!(ev[3]["changes"]["before"].get("secret").is_none(), "{}", ev[3]);
+}
+
+/// A backlog longer than a batch drains batch by batch from one ordered
+/// read of the outbox's keys, each batch appended and then deleted, every
+/// row once and in transaction order.
+#[test]
+fn a_backlog_drains_in_batches_in_transaction_order() {
     let db = Db::new("backlog");
     let mut c = db.client();
-    c.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
-        .expect("schema");
+    // A publication of every table covers the outbox too: its deletes need
+    // a replica identity, the outbox having no key.
+    c.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, v text);
+         CREATE PUBLICATION everything FOR ALL TABLES;",
+    )
+    .expect("schema");
     install(&db.dsn(), &tables(&["items"])).expect("install");
     // 2,500 rows in 25 transactions of 100, then a later update of the
     // first row, so that the last row in id order is not the last drained.
@@ -679,6 +723,7 @@ fn a_backlog_drains_in_batches_of_one_pass_in_transaction_order() {
     }
     c.batch_execute("UPDATE items SET v = 'changed' WHERE id = 1")
         .expect("update");
+
     let t = trail();
     let report = drain_all(
         &db.dsn(),
@@ -689,7 +734,10 @@ fn a_backlog_drains_in_batches_of_one_pass_in_transaction_order() {
         },
         2501,
     );
-    assert_eq!((report.rows, report.appended, report.batches), (2501, 2501, 3));
+    assert_eq!((report.rows, report.appended), (2501, 2501));
+    // Three batches at least; more should a transaction elsewhere on the
+    // server have held the horizon back for a while.
+    assert!(report.batches >= 3, "{report:?}");
     let ev = events(&t.trail);
     let ids: Vec<&str> = ev
         .iter()
@@ -1045,6 +1093,14 @@ fn an_install_of_version_3_upgrades_in_place() {
         .expect("the outbox's indexes")
         .get(0);
     assert_eq!(indexes, 0);
+    let identity: i8 = c
+        .query_one(
+            "SELECT relreplident::\"char\" FROM pg_class WHERE oid = 'sealtrail.outbox'::regclass",
+            &[],
+        )
+        .expect("the outbox's replica identity")
+        .get(0);
+    assert_eq!(identity as u8, b'f');
     let st = status(&db.dsn()).expect("status").install.expect("installed");
     assert_eq!((st.version, st.pending), (VERSION, 1));
     // An update that changes nothing never reaches the outbox.
