@@ -9,13 +9,15 @@
 //! `pg-<epoch>-<xid>-<id>`; the batch is appended durably, and only then
 //! are its rows deleted from the outbox (with the watermark updated in the
 //! same transaction). A drain runs in passes: each reads the keys
-//! (xid, id, row version, stored size) of up to 500,000 waiting rows in
-//! that order, one scan and sort of narrow rows, since the outbox has no
-//! index for writers to maintain; cuts them into batches; reads each
-//! batch's rows by row version (`ctid`) while the last batch is appended;
-//! and deletes exactly the (row version, xid, id) it appended. Every
-//! statement is short: no transaction stays open across an append.
-//! Passes repeat until one drains nothing.
+//! (xid, id, row version, stored size) of up to 200,000 waiting rows in
+//! that order, one scan and bounded sort of narrow rows, since the outbox
+//! has no index for writers to maintain; cuts them into batches; reads
+//! each batch's rows by row version (`ctid`) while the last batch is
+//! appended; and deletes the row versions holding the (xid, id) it
+//! appended. Every statement is short: no transaction stays open across
+//! an append. A row no longer at its version (the table was rewritten
+//! meanwhile) ends the pass just before it, so rows still go out in
+//! order; passes repeat until one drains nothing.
 //!
 //! Why nothing is lost or duplicated: a row leaves the outbox only after
 //! the trail acknowledged it as durable. A drainer killed after the append
@@ -192,7 +194,16 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
         epoch: &epoch,
     };
     let mut report = DrainReport::default();
-    while drain_pass(&ctx, &mut client, &statements, trail, opts, &mut report)? > 0 {}
+    // A pass cut short by rows that moved is followed by another; three
+    // in a row that drain nothing end the run (the next one looks again).
+    let mut idle = 0;
+    while idle < 3 {
+        let pass = drain_pass(&ctx, &mut client, &statements, trail, opts, &mut report)?;
+        if pass.deleted == 0 && !pass.cut_short {
+            break;
+        }
+        idle = if pass.deleted == 0 { idle + 1 } else { 0 };
+    }
     Ok(report)
 }
 
@@ -205,9 +216,23 @@ struct Statements {
 }
 
 /// Most keys one pass reads: each pass scans the outbox once (it has no
-/// index), so a backlog costs a scan per this many rows, and the keys'
-/// memory stays a few tens of megabytes.
-const PASS_ROWS: i64 = 500_000;
+/// index), so a backlog costs a scan per this many rows; the keys take
+/// about 20 MB here and, in the server's bounded sort, under
+/// [`PASS_WORK_MEM`].
+const PASS_ROWS: i64 = 200_000;
+/// `work_mem` for the keys' read: enough for PostgreSQL to keep the
+/// [`PASS_ROWS`] first keys in a bounded in-memory sort instead of
+/// sorting every waiting row's key on disk.
+const PASS_WORK_MEM: &str = "64MB";
+
+/// What one pass did.
+struct Pass {
+    /// Rows deleted (appended, or found already appended).
+    deleted: u64,
+    /// The pass stopped at a row no longer where its key said (the table
+    /// was rewritten meanwhile); a new pass reads the keys again.
+    cut_short: bool,
+}
 
 /// The drain-order key of one waiting outbox row.
 struct Key {
@@ -222,10 +247,10 @@ struct Key {
 /// horizon, in drain order (one scan and sort of the outbox, narrow
 /// rows, up to [`PASS_ROWS`]), cut into batches; each batch's rows read by
 /// their row versions, appended, and then deleted. Every statement is a
-/// short one of its own: no transaction stays open across an append.
-/// Returns the rows deleted: 0 when nothing was waiting or the run's
-/// limit is reached (or, should rows have vanished or moved since their
-/// keys were read, when none could be; the next drain looks again).
+/// short one of its own: no transaction stays open across an append. A
+/// batch stops before the first key whose row is no longer at its row
+/// version, and the pass ends there, so that rows go out in drain order
+/// whatever moved.
 fn drain_pass(
     ctx: &Context<'_>,
     client: &mut postgres::Client,
@@ -233,18 +258,27 @@ fn drain_pass(
     trail: &Trail,
     opts: &DrainOptions,
     report: &mut DrainReport,
-) -> Result<u64, DrainError> {
+) -> Result<Pass, DrainError> {
+    let mut pass = Pass {
+        deleted: 0,
+        cut_short: false,
+    };
     let want = match opts.limit {
         Some(limit) => limit.saturating_sub(report.rows),
         None => u64::MAX,
     }
     .min(PASS_ROWS as u64);
     if want == 0 {
-        return Ok(0);
+        return Ok(pass);
     }
-    let keys: Vec<Key> = client
+    let mut tx = client.transaction().map_err(CaptureError::pg("reading the outbox"))?;
+    tx.batch_execute(&format!("SET LOCAL work_mem = '{PASS_WORK_MEM}'"))
+        .map_err(CaptureError::pg("reading the outbox"))?;
+    let keys = tx
         .query(&statements.keys, &[&(want as i64)])
-        .map_err(CaptureError::pg("reading the outbox"))?
+        .map_err(CaptureError::pg("reading the outbox"))?;
+    tx.commit().map_err(CaptureError::pg("reading the outbox"))?;
+    let keys: Vec<Key> = keys
         .iter()
         .map(|r| Key {
             xid: r.get(0),
@@ -254,14 +288,17 @@ fn drain_pass(
         })
         .collect();
     let batches = cut(&keys, opts.batch.max(1));
-    let mut deleted_in_pass = 0;
     let mut batch = read_rows(client, &statements.rows, batches.first().map_or(&[][..], |b| b))?;
     for (i, keys) in batches.iter().enumerate() {
         let count = batch.len() as u64;
+        pass.cut_short = batch.len() < keys.len();
         // The next batch is read while this one is appended; the delete
         // below still waits for the append to be durable. The server
         // builds the next payloads while the trail ingests these.
-        let next_keys = batches.get(i + 1).map_or(&[][..], |b| b);
+        let next_keys = match batches.get(i + 1) {
+            Some(next) if !pass.cut_short => next,
+            _ => &[][..],
+        };
         let (appended, next) = std::thread::scope(|s| {
             let reader = s.spawn(|| read_rows(client, &statements.rows, next_keys));
             let appended = append(ctx, trail, &batch, report);
@@ -269,11 +306,11 @@ fn drain_pass(
         });
         appended?;
         let next = next.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        let Some(last) = keys.last() else { break };
+        let Some(last) = batch.last() else { break };
         // The append is durable: now, and only now, the rows may go: by
-        // their row versions, and only a version still holding the very
-        // (xid, id) appended (a row moved by VACUUM FULL is left for the
-        // next pass, which appends it as a duplicate).
+        // their row versions, and only a version still holding an (xid, id)
+        // appended ((xid, id) is unique: only the capture functions write
+        // the outbox, each row with an id of its own).
         let (ctids, xids, ids): (Vec<&str>, Vec<&str>, Vec<i64>) =
             batch.iter().map(|o| (o.ctid.as_str(), o.xid.as_str(), o.id)).fold(
                 (Vec::new(), Vec::new(), Vec::new()),
@@ -318,10 +355,13 @@ fn drain_pass(
         report.rows += count;
         report.batches += 1;
         report.through = Some((last.xid.clone(), last.id));
-        deleted_in_pass += deleted;
+        pass.deleted += deleted;
+        if pass.cut_short {
+            break;
+        }
         batch = next;
     }
-    Ok(deleted_in_pass)
+    Ok(pass)
 }
 
 /// `keys` cut into batches of at most `rows` keys, each ending at the key
@@ -342,9 +382,9 @@ fn cut(keys: &[Key], rows: usize) -> Vec<&[Key]> {
     out
 }
 
-/// The rows of `keys`, in their order, read by row version. A key whose
-/// version no longer holds that row (deleted meanwhile, or moved by a
-/// rewrite of the table) is left out.
+/// The rows of `keys`, in their order, read by row version, up to the
+/// first key whose version no longer holds that row (deleted meanwhile,
+/// or moved by a rewrite of the table).
 fn read_rows(
     client: &mut postgres::Client,
     statement: &postgres::Statement,
@@ -375,7 +415,7 @@ fn read_rows(
         .collect();
     Ok(keys
         .iter()
-        .filter_map(|k| found.remove(&k.ctid).filter(|row| row.xid == k.xid && row.id == k.id))
+        .map_while(|k| found.remove(&k.ctid).filter(|row| row.xid == k.xid && row.id == k.id))
         .collect())
 }
 
