@@ -310,17 +310,12 @@ fn drain_pass(
         // The append is durable: now, and only now, the rows may go: by
         // their row versions, and only a version still holding an (xid, id)
         // appended ((xid, id) is unique: only the capture functions write
-        // the outbox, each row with an id of its own).
-        let (ctids, xids, ids): (Vec<&str>, Vec<&str>, Vec<i64>) =
-            batch.iter().map(|o| (o.ctid.as_str(), o.xid.as_str(), o.id)).fold(
-                (Vec::new(), Vec::new(), Vec::new()),
-                |(mut c, mut x, mut i), (a, b, d)| {
-                    c.push(a);
-                    x.push(b);
-                    i.push(d);
-                    (c, x, i)
-                },
-            );
+        // the outbox, each row with an id of its own). The batch is the
+        // rows of its keys' first `count`, in their order.
+        let appended_keys = &keys[..batch.len()];
+        let ctids: Vec<&str> = appended_keys.iter().map(|k| k.ctid.as_str()).collect();
+        let xids: Vec<&str> = appended_keys.iter().map(|k| k.xid.as_str()).collect();
+        let ids: Vec<i64> = appended_keys.iter().map(|k| k.id).collect();
         let mut tx = client
             .transaction()
             .map_err(CaptureError::pg("deleting drained rows"))?;
@@ -399,7 +394,6 @@ fn read_rows(
         .map_err(CaptureError::pg("reading the outbox"))?
         .iter()
         .map(|r| {
-            let ctid: String = r.get(0);
             let row = OutboxRow {
                 id: r.get(1),
                 xid: r.get(2),
@@ -408,9 +402,8 @@ fn read_rows(
                 captured_at: r.get(5),
                 commit_time: r.get(6),
                 commit_lsn: None,
-                ctid: ctid.clone(),
             };
-            (ctid, row)
+            (r.get(0), row)
         })
         .collect();
     Ok(keys
@@ -506,9 +499,6 @@ pub(crate) struct OutboxRow {
     /// A change read from a replication slot: its transaction's commit
     /// LSN (`id` is then the change's position in the transaction).
     pub(crate) commit_lsn: Option<String>,
-    /// The row version it was read from in the outbox; empty for a change
-    /// read from a replication slot.
-    pub(crate) ctid: String,
 }
 
 /// The event JSON of one outbox row; `None` for an update that changed

@@ -432,7 +432,6 @@ fn change(t: &Txn, kind: &str, payload: String) -> OutboxRow {
         captured_at: t.commit_time.clone(),
         commit_time: Some(t.commit_time.clone()),
         commit_lsn: Some(t.lsn.clone()),
-        ctid: String::new(),
     }
 }
 
