@@ -19,6 +19,11 @@
 //! meanwhile) ends the pass just before it, so rows still go out in
 //! order; passes repeat until one drains nothing.
 //!
+//! A drain ends: it takes only transactions that had begun before it
+//! started (`xid < pg_snapshot_xmax` of a snapshot taken first), so a
+//! writer that never pauses cannot keep one running for ever; what they
+//! commit later waits for the next drain.
+//!
 //! Why nothing is lost or duplicated: a row leaves the outbox only after
 //! the trail acknowledged it as durable. A drainer killed after the append
 //! but before the delete commits leaves the rows in place; the next drain
@@ -111,9 +116,10 @@ const BATCH_BYTES: i64 = 32 << 20;
 const VALUE_LIMITS: [usize; 4] = [4096, 1024, 256, 64];
 
 /// Drain the outbox of the database at `dsn` into `trail` once: until no
-/// row older than the in-flight horizon remains (or `opts.limit`). Only
-/// one drain of a database runs at a time (a session advisory lock; a
-/// second waits).
+/// row older than the in-flight horizon remains of the transactions that
+/// had begun when it started (or `opts.limit`); later ones wait for the
+/// next drain. Only one drain of a database runs at a time (a session
+/// advisory lock; a second waits).
 pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainReport, DrainError> {
     let (mut client, database) = capture::connect(dsn)?;
     client
@@ -181,6 +187,7 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
                           + coalesce(pg_column_size(o.before), 0) + coalesce(pg_column_size(o.after), 0)
                    FROM sealtrail.outbox o
                   WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot())
+                    AND o.xid < $2::text::xid8
                   ORDER BY o.xid, o.id
                   LIMIT $1",
             )
@@ -189,6 +196,12 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
             .prepare(&rows)
             .map_err(CaptureError::pg("preparing the outbox read"))?,
     };
+    // Every transaction that began before this point has an id below it;
+    // any that begin later are the next drain's.
+    let end: String = client
+        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])
+        .map_err(CaptureError::pg("reading the transaction horizon"))?
+        .get(0);
     let ctx = Context {
         database: &database,
         epoch: &epoch,
@@ -198,7 +211,7 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
     // in a row that drain nothing end the run (the next one looks again).
     let mut idle = 0;
     while idle < 3 {
-        let pass = drain_pass(&ctx, &mut client, &statements, trail, opts, &mut report)?;
+        let pass = drain_pass(&ctx, &mut client, &statements, &end, trail, opts, &mut report)?;
         if pass.deleted == 0 && !pass.cut_short {
             break;
         }
@@ -255,6 +268,7 @@ fn drain_pass(
     ctx: &Context<'_>,
     client: &mut postgres::Client,
     statements: &Statements,
+    end: &str,
     trail: &Trail,
     opts: &DrainOptions,
     report: &mut DrainReport,
@@ -275,7 +289,7 @@ fn drain_pass(
     tx.batch_execute(&format!("SET LOCAL work_mem = '{PASS_WORK_MEM}'"))
         .map_err(CaptureError::pg("reading the outbox"))?;
     let keys = tx
-        .query(&statements.keys, &[&(want as i64)])
+        .query(&statements.keys, &[&(want as i64), &end])
         .map_err(CaptureError::pg("reading the outbox"))?;
     tx.commit().map_err(CaptureError::pg("reading the outbox"))?;
     let keys: Vec<Key> = keys

@@ -5,9 +5,10 @@ mod capture_support;
 
 use std::collections::BTreeSet;
 
-use capture_support::{drain_all, events, trail, Db};
+use capture_support::{drain_all, drain_beside_a_writer, events, trail, Db};
 use sealtrail_pg::capture::{install, status, uninstall, CaptureError, InstallOptions, Tables, CAPTURE_ROLE, VERSION};
 use sealtrail_pg::drain::{drain, DrainError, DrainOptions};
+use sealtrail_testgen::cluster::Cluster;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -748,6 +749,43 @@ fn a_backlog_drains_in_batches_in_transaction_order() {
     assert_eq!(ev[2500]["action"], "pg.update");
     let st = status(&db.dsn()).expect("status").install.expect("installed");
     assert_eq!((st.pending, st.drained_total), (0, 2501));
+}
+
+/// A drain takes the transactions that had begun when it started and
+/// ends, however fast writers keep committing: `pg sync` returns, and the
+/// server's follower comes back between drains to report and to stop. A
+/// cluster of its own, so that no other test's transaction holds the
+/// horizon back.
+#[test]
+fn a_drain_ends_beside_a_writer_that_never_pauses() {
+    let pg = Cluster::new(&[]);
+    pg.client()
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .expect("schema");
+    install(&pg.dsn(), &tables(&["items"])).expect("install");
+    let t = trail();
+    let run = drain_beside_a_writer(&pg.dsn(), &t.trail, 100_000);
+    assert!(
+        run.report.appended >= run.before,
+        "{} < {}",
+        run.report.appended,
+        run.before
+    );
+    assert!(run.report.appended < run.written);
+
+    // The next drain takes the rest; every row is there once.
+    drain(&pg.dsn(), &t.trail, &DrainOptions::default()).expect("drain the rest");
+    let ids: Vec<u64> = events(&t.trail)
+        .iter()
+        .map(|e| {
+            e["targets"][0]["id"]
+                .as_str()
+                .expect("target id")
+                .parse()
+                .expect("a number")
+        })
+        .collect();
+    assert_eq!(ids, (1..=run.written).collect::<Vec<_>>());
 }
 
 /// The trigger functions run under the writer's `search_path`. A writer

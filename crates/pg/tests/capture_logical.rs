@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use capture_support::{events, open_trail, trail};
+use capture_support::{drain_beside_a_writer, events, open_trail, trail};
 use sealtrail_pg::capture::{install, status, uninstall, CaptureError, InstallOptions, Mode, Tables};
 use sealtrail_pg::drain::{drain, DrainError, DrainOptions};
 use sealtrail_pg::logical::SlotError;
@@ -434,4 +434,38 @@ fn drains_killed_between_append_and_acknowledgement_lose_and_duplicate_nothing()
         "{} events, {in_window} of {rounds} kills between append and acknowledgement",
         ev.len()
     );
+}
+
+/// A drain reads the slot up to the WAL's end as it starts and ends,
+/// however fast writers keep committing; the next drain takes the rest,
+/// each change once.
+#[test]
+fn a_drain_ends_beside_a_writer_that_never_pauses() {
+    let pg = cluster();
+    pg.client()
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .expect("schema");
+    install(&pg.dsn(), &logical(&["items"])).expect("install");
+    let t = trail();
+    let run = drain_beside_a_writer(&pg.dsn(), &t.trail, 100_000);
+    assert!(
+        run.report.appended >= run.before,
+        "{} < {}",
+        run.report.appended,
+        run.before
+    );
+    assert!(run.report.appended < run.written);
+
+    drain_once(&pg.dsn(), &t.trail);
+    let ids: Vec<u64> = events(&t.trail)
+        .iter()
+        .map(|e| {
+            e["targets"][0]["id"]
+                .as_str()
+                .expect("target id")
+                .parse()
+                .expect("a number")
+        })
+        .collect();
+    assert_eq!(ids, (1..=run.written).collect::<Vec<_>>());
 }

@@ -12,6 +12,8 @@
 //! `pg-<epoch>-<commit LSN>-<position in the transaction>`: a drain killed
 //! between the append and the advance peeks the same transactions again
 //! next time, makes the same keys, and the trail stores nothing twice.
+//! A drain reads up to the WAL position of its start, so it ends however
+//! busy the writers.
 //!
 //! The application's actor arrives in the stream as a transactional
 //! message with prefix `sealtrail` (written by `sealtrail.set_actor`), and
@@ -148,10 +150,17 @@ pub(crate) fn drain(
     }
     let peek = client
         .prepare(&format!(
-            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2,
+            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, $3::text::pg_lsn, $2,
                  'proto_version', '1', 'publication_names', '{PUBLICATION}', 'messages', 'true')"
         ))
         .map_err(CaptureError::pg("preparing the slot read"))?;
+    // The run ends at the WAL's end as it starts: transactions that
+    // commit later are the next drain's, so that writers that never
+    // pause cannot keep it running.
+    let end: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .map_err(CaptureError::pg("reading the WAL position"))?
+        .get(0);
     loop {
         let want = match opts.limit {
             Some(limit) if report.rows >= limit => break,
@@ -166,7 +175,7 @@ pub(crate) fn drain(
         let mut rows_seen = 0u64;
         let want_i32 = i32::try_from(want).unwrap_or(i32::MAX);
         let mut stream = client
-            .query_raw(&peek, [&slot as &(dyn postgres::types::ToSql + Sync), &want_i32])
+            .query_raw(&peek, [&slot as &(dyn postgres::types::ToSql + Sync), &want_i32, &end])
             .map_err(|e| slot_read_error(e, &slot, ctx.database, &last))?;
         while let Some(row) = stream
             .next()

@@ -110,3 +110,76 @@ pub fn random_below() -> impl FnMut(u64) -> u64 {
         seed % below
     }
 }
+
+/// What [`drain_beside_a_writer`] saw.
+pub struct BesideAWriter {
+    /// Rows the writer had committed before the drain began.
+    pub before: u64,
+    /// The drain's own report.
+    pub report: sealtrail_pg::drain::DrainReport,
+    /// Rows the writer committed in all.
+    pub written: u64,
+}
+
+/// One drain of `dsn` while a writer commits 500-row transactions into
+/// `items (id int, v text)` without end (a 10 ms breath between them, so
+/// that the rows stay few enough to check), starting once 5,000 rows are
+/// in. The drain must end while the writer still writes: it takes the
+/// transactions that had begun when it started and leaves the rest to the
+/// next drain. It is given a limit of `limit` rows, far above that
+/// backlog, so that a drain that followed the writer still ends, and then
+/// fails here.
+pub fn drain_beside_a_writer(dsn: &str, trail: &Trail, limit: u64) -> BesideAWriter {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let committed = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut c = postgres::Client::connect(dsn, postgres::NoTls).expect("connect the writer");
+            let mut next: i32 = 1;
+            // A bound on the writer too, should the drain never return.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+            while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                c.execute(
+                    "INSERT INTO items SELECT g, 'v' FROM generate_series($1::int, $1::int + 499) g",
+                    &[&next],
+                )
+                .expect("insert");
+                next += 500;
+                committed.fetch_add(500, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while committed.load(Ordering::SeqCst) < 5_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer wrote too little in 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let before = committed.load(Ordering::SeqCst);
+        let opts = sealtrail_pg::drain::DrainOptions {
+            limit: Some(limit),
+            ..sealtrail_pg::drain::DrainOptions::default()
+        };
+        let report = sealtrail_pg::drain::drain(dsn, trail, &opts);
+        let at_end = committed.load(Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+        writer.join().expect("the writer");
+        let report = report.expect("drain");
+        assert!(
+            report.rows < limit,
+            "the drain went on to its limit of {limit} rows: it followed a writer that never pauses"
+        );
+        assert!(
+            at_end > before,
+            "the writer committed nothing while the drain ran, so this run cannot tell"
+        );
+        BesideAWriter {
+            before,
+            report,
+            written: committed.load(Ordering::SeqCst),
+        }
+    })
+}
