@@ -19,10 +19,11 @@
 //! meanwhile) ends the pass just before it, so rows still go out in
 //! order; passes repeat until one drains nothing.
 //!
-//! A drain ends: it takes only transactions that had begun before it
-//! started (`xid < pg_snapshot_xmax` of a snapshot taken first), so a
-//! writer that never pauses cannot keep one running for ever; what they
-//! commit later waits for the next drain.
+//! A drain ends: it takes only transactions that had an id when it
+//! started (`xid < pg_snapshot_xmax` of a snapshot taken first; an id is
+//! given at a transaction's first write), so a writer that never pauses
+//! cannot keep one running for ever; later transactions wait for the
+//! next drain.
 //!
 //! Why nothing is lost or duplicated: a row leaves the outbox only after
 //! the trail acknowledged it as durable. A drainer killed after the append
@@ -117,7 +118,7 @@ const VALUE_LIMITS: [usize; 4] = [4096, 1024, 256, 64];
 
 /// Drain the outbox of the database at `dsn` into `trail` once: until no
 /// row older than the in-flight horizon remains of the transactions that
-/// had begun when it started (or `opts.limit`); later ones wait for the
+/// had an id when it started (or `opts.limit`); later ones wait for the
 /// next drain. Only one drain of a database runs at a time (a session
 /// advisory lock; a second waits).
 pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainReport, DrainError> {
@@ -196,8 +197,8 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
             .prepare(&rows)
             .map_err(CaptureError::pg("preparing the outbox read"))?,
     };
-    // Every transaction that began before this point has an id below it;
-    // any that begin later are the next drain's.
+    // Every transaction that has written by now has an id below this one;
+    // any that write first later are the next drain's.
     let end: String = client
         .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])
         .map_err(CaptureError::pg("reading the transaction horizon"))?

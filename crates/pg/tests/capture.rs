@@ -751,7 +751,7 @@ fn a_backlog_drains_in_batches_in_transaction_order() {
     assert_eq!((st.pending, st.drained_total), (0, 2501));
 }
 
-/// A drain takes the transactions that had begun when it started and
+/// A drain takes the transactions that had written when it started and
 /// ends, however fast writers keep committing: `pg sync` returns, and the
 /// server's follower comes back between drains to report and to stop. A
 /// cluster of its own, so that no other test's transaction holds the

@@ -125,7 +125,7 @@ pub struct BesideAWriter {
 /// `items (id int, v text)` without end (a 10 ms breath between them, so
 /// that the rows stay few enough to check), starting once 5,000 rows are
 /// in. The drain must end while the writer still writes: it takes the
-/// transactions that had begun when it started and leaves the rest to the
+/// transactions that had written when it started and leaves the rest to the
 /// next drain. It is given a limit of `limit` rows, far above that
 /// backlog, so that a drain that followed the writer still ends, and then
 /// fails here.
