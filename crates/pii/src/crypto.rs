@@ -258,30 +258,66 @@ pub fn pseudonym_hex(mac: &[u8; 32]) -> String {
 
 /// `hmac:` and the hex of `mac`.
 pub(crate) fn hmac_form(mac: &[u8; 32]) -> String {
-    let mut out = String::with_capacity(HMAC_PREFIX.len() + 64);
-    out.push_str(HMAC_PREFIX);
-    push_hex(&mut out, mac);
-    out
+    let mut out = [0u8; HMAC_PREFIX.len() + 64];
+    out[..HMAC_PREFIX.len()].copy_from_slice(HMAC_PREFIX.as_bytes());
+    fill_hex(&mut out[HMAC_PREFIX.len()..], mac);
+    ascii(out.to_vec())
 }
 
 /// Seal `clear` for field `path` under data key `id` (its cipher
-/// `cipher`): the envelope is built and encrypted in one buffer.
+/// `cipher`).
 pub(crate) fn seal(cipher: &Aes256Gcm, id: &KeyId, path: &str, clear: &[u8]) -> Result<String, PiiError> {
-    let nonce = fresh_nonce()?;
-    let mut envelope = Vec::with_capacity(HEADER_LEN + clear.len() + TAG_LEN);
-    envelope.push(ENVELOPE_VERSION);
-    envelope.extend_from_slice(&id.0);
-    envelope.extend_from_slice(&nonce);
-    envelope.extend_from_slice(clear);
-    let aad = envelope_aad(&envelope[..HEADER_LEN], path);
-    let tag = cipher
-        .encrypt_inout_detached(&nonce.into(), &aad, (&mut envelope[HEADER_LEN..]).into())
-        .map_err(|_| PiiError::Config(format!("{path}: the value could not be encrypted")))?;
-    envelope.extend_from_slice(&tag);
-    let mut out = String::with_capacity(SEALED_PREFIX.len() + (envelope.len() * 4).div_ceil(3));
-    out.push_str(SEALED_PREFIX);
-    URL_SAFE_NO_PAD.encode_string(&envelope, &mut out);
-    Ok(out)
+    seal_with_nonce(cipher, id, path, clear, fresh_nonce()?)
+}
+
+thread_local! {
+    /// Where [`seal`] builds the associated data and the envelope, kept
+    /// from one value to the next rather than allocated for each. The
+    /// clear value is encrypted in place, so only ciphertext stays in it.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`seal`] with the nonce given: the associated data and the envelope
+/// are built side by side in one reused buffer, and the envelope is
+/// encoded straight into the stored form.
+fn seal_with_nonce(
+    cipher: &Aes256Gcm,
+    id: &KeyId,
+    path: &str,
+    clear: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Result<String, PiiError> {
+    let refused = || PiiError::Config(format!("{path}: the value could not be encrypted"));
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        buf.clear();
+        let mut header = [0u8; HEADER_LEN];
+        header[0] = ENVELOPE_VERSION;
+        header[1..1 + KEY_ID_LEN].copy_from_slice(&id.0);
+        header[1 + KEY_ID_LEN..].copy_from_slice(&nonce);
+        buf.extend_from_slice(ENVELOPE_AAD);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(path.as_bytes());
+        let aad_len = buf.len();
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(clear);
+        let (aad, envelope) = buf.split_at_mut(aad_len);
+        let sealed = cipher.encrypt_inout_detached(&nonce.into(), aad, (&mut envelope[HEADER_LEN..]).into());
+        let Ok(tag) = sealed else {
+            // Not encrypted: the clear value must not stay behind.
+            buf.fill(0);
+            return Err(refused());
+        };
+        buf.extend_from_slice(&tag);
+        let envelope = &buf[aad_len..];
+        let mut out = vec![0u8; SEALED_PREFIX.len() + (envelope.len() * 4).div_ceil(3)];
+        out[..SEALED_PREFIX.len()].copy_from_slice(SEALED_PREFIX.as_bytes());
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(envelope, &mut out[SEALED_PREFIX.len()..])
+            .map_err(|_| refused())?;
+        out.truncate(SEALED_PREFIX.len() + written);
+        Ok(ascii(out))
+    })
 }
 
 /// The key id of a sealed text, if it is one.
@@ -325,17 +361,24 @@ pub(crate) fn sealed_len(clear_len: usize) -> usize {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
+    let mut out = vec![0u8; bytes.len() * 2];
+    fill_hex(&mut out, bytes);
+    ascii(out)
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Write the hex digits of `bytes` into `out`, two per byte.
+fn fill_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 15) as usize];
     }
+}
+
+/// `bytes`, which are ASCII, as a string: written byte by byte, which is
+/// cheaper than pushing characters, and checked once here.
+fn ascii(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -364,6 +407,62 @@ mod tests {
         assert!(is_sealed_text(&sealed));
         assert!(!is_sealed_text("enc:not base64!"));
         assert!(!is_sealed_text("enc:AAAA"));
+    }
+
+    /// The stored form as the format describes it, built the plain way:
+    /// the envelope and its associated data in fresh buffers, sealed by
+    /// the one-shot API, encoded by the engine's own `encode`.
+    fn sealed_the_plain_way(key: &Secret, id: &KeyId, path: &str, clear: &[u8], nonce: [u8; NONCE_LEN]) -> String {
+        let mut header = vec![ENVELOPE_VERSION];
+        header.extend_from_slice(&id.0);
+        header.extend_from_slice(&nonce);
+        let aad = [ENVELOPE_AAD, &header[..], path.as_bytes()].concat();
+        let sealed = key
+            .cipher()
+            .encrypt(&nonce.into(), Payload { msg: clear, aad: &aad })
+            .expect("seals");
+        format!("enc:{}", URL_SAFE_NO_PAD.encode([header, sealed].concat()))
+    }
+
+    #[test]
+    fn sealing_in_the_reused_buffer_gives_the_plain_form() {
+        let key = Secret::random().expect("random");
+        let id = KeyId([0xa5; 16]);
+        let long_path = format!("details.{}", "k".repeat(300));
+        let long_value = "é and more ".repeat(400);
+        // Long before short, so that what a longer value left in the
+        // buffer would show if it leaked into a shorter one.
+        let values: [&[u8]; 7] = [
+            long_value.as_bytes(),
+            b"",
+            b"a",
+            b"ab",
+            b"abc",
+            b"alice@example.com",
+            &[0xff; 5],
+        ];
+        for (n, clear) in values.iter().enumerate() {
+            for path in ["message", "actor.email", long_path.as_str()] {
+                let nonce = [n as u8 + 1; NONCE_LEN];
+                let fast = seal_with_nonce(&key.cipher(), &id, path, clear, nonce).expect("seal");
+                assert_eq!(
+                    fast,
+                    sealed_the_plain_way(&key, &id, path, clear, nonce),
+                    "{path}, value {n}"
+                );
+                assert_eq!(fast.len(), sealed_len(clear.len()));
+            }
+        }
+    }
+
+    #[test]
+    fn hex_forms_are_lowercase_pairs() {
+        assert_eq!(hex(&[0x00, 0xff, 0x1a, 0x90]), "00ff1a90");
+        assert_eq!(hex(&[]), "");
+        let mac: [u8; 32] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+        let want: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hmac_form(&mac), format!("hmac:{want}"));
+        assert_eq!(pseudonym_hex(&mac), want);
     }
 
     #[test]
