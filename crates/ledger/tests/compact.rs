@@ -115,6 +115,37 @@ fn a_damaged_pack_is_found_by_reads_and_verify() {
 }
 
 #[test]
+fn a_damaged_record_is_never_packed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path());
+    dir.create_log("default", None).unwrap();
+    let mut model = Vec::new();
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    append_n(&log, &mut model, 1024, 512);
+    drop(log);
+    // Entry 600's number, "600" → "601", under its old checksum.
+    let entries = dir.log_dir("default").join("entries");
+    let mut bytes = std::fs::read(&entries).unwrap();
+    let needle = b"\"n\":600,";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    bytes[at + 6] ^= 0x01;
+    std::fs::write(&entries, &bytes).unwrap();
+
+    // Open does not re-read it; compaction does, and refuses it.
+    let log = dir.open_log("default", LogOptions::default()).unwrap();
+    assert!(log.damaged().is_none());
+    match log.compact() {
+        Err(LedgerError::Damaged { index, .. }) => assert_eq!(index, 600),
+        other => panic!("{other:?}"),
+    }
+    assert!(log.damaged().is_some());
+    let files = std::fs::read_dir(dir.log_dir("default")).unwrap();
+    let names: Vec<String> = files.map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!names.iter().any(|n| n.starts_with("pack-")), "{names:?}");
+    assert_eq!(log.entries(0, 600).unwrap(), model[..600]);
+}
+
+#[test]
 fn a_frame_damaged_under_recomputed_crcs_is_found_by_reads_and_verify() {
     // Damage the CRCs in the table cannot see (as if it happened before
     // they were computed): zstd's content checksum over the decompressed

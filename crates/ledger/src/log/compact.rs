@@ -8,7 +8,8 @@
 //!    bundle `B`, start a new one (as prune does);
 //! 2. write the packs of bundles `[packed end, B)`, each bundle read from
 //!    its segment (checksums checked), compressed, decompressed again and
-//!    compared, under a temporary name, synced, renamed;
+//!    compared with what was compressed, under a temporary name, synced,
+//!    renamed;
 //! 3. copy the entries from `B` on of the segment holding entry `B` into
 //!    a segment starting at `B` (as prune does), and sync the directory:
 //!    one sync makes the names of the packs and of that segment durable
@@ -22,7 +23,7 @@
 //! Reads, proofs, tiles, verify and the scrub see the same entries before,
 //! during and after.
 
-use super::packs::{self, pack_name, packed_end, Frame, Packer, BUNDLE};
+use super::packs::{self, pack_name, packed_end, Frame, Packed, Packer, BUNDLE};
 use super::{lock, Log};
 use crate::error::{IoContext, LedgerError, Result};
 use std::sync::Arc;
@@ -180,7 +181,7 @@ impl Log {
             // One compression context and one frame buffer for the whole
             // pack: a context per bundle costs more than a small bundle.
             let mut packer = Packer::new(level, version).ctx("compress", &path)?;
-            let mut frame = Vec::new();
+            let (mut records, mut frame) = (Vec::new(), Vec::new());
             let mut frames = Vec::with_capacity(bundles as usize);
             // Frames gathered into one write of up to `WRITE_BYTES`, after
             // room for the header and table: a pack that fits is one
@@ -191,15 +192,30 @@ impl Log {
             let mut at = start;
             for b in 0..bundles {
                 let bundle_first = first + b * BUNDLE;
-                let records = self.raw_records(&store, bundle_first, BUNDLE)?;
-                if !packer.pack(&records, bundle_first, &mut frame).ctx("compress", &path)? {
-                    return Err(LedgerError::Corrupt {
-                        file: path.clone(),
-                        detail: format!(
-                            "bundle {} does not decompress to what was compressed",
-                            bundle_first / BUNDLE
-                        ),
-                    });
+                // Checked against their checksums by the packer, in the
+                // pass that strips them; the same check here would be a
+                // second one.
+                let offset = self.read_raw_records(&store, bundle_first, BUNDLE, &mut records)?;
+                match packer.pack(&records, bundle_first, &mut frame).ctx("compress", &path)? {
+                    Packed::Frame => {}
+                    Packed::BadRecords => {
+                        // As any reader would: marks the log damaged and
+                        // says what is wrong.
+                        self.check_raw_records(&records, offset, bundle_first, BUNDLE)?;
+                        return Err(LedgerError::Corrupt {
+                            file: path.clone(),
+                            detail: format!("bundle {}: its records were refused", bundle_first / BUNDLE),
+                        });
+                    }
+                    Packed::BadFrame => {
+                        return Err(LedgerError::Corrupt {
+                            file: path.clone(),
+                            detail: format!(
+                                "bundle {} does not decompress to what was compressed",
+                                bundle_first / BUNDLE
+                            ),
+                        });
+                    }
                 }
                 if out.len() + frame.len() > WRITE_BYTES {
                     file.write_all_at(&out, out_at).ctx("write", &path)?;
@@ -231,5 +247,53 @@ impl Log {
         let at = store.packs.partition_point(|p| p.first < first);
         store.packs.insert(at, Arc::new(pack));
         Ok((raw, packed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::packs::tests::Tampering;
+    use crate::{DataDir, LedgerError, LogOptions};
+
+    #[test]
+    fn a_compression_gone_wrong_writes_no_pack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.create_log("default", None).unwrap();
+        let log = dir.open_log("default", LogOptions::default()).unwrap();
+        let entries: Vec<Vec<u8>> = (0..1024u32).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+        log.append(&entries).unwrap();
+        let packs = || {
+            std::fs::read_dir(dir.log_dir("default"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("pack-"))
+                .collect::<Vec<_>>()
+        };
+        {
+            // The third bundle's frame decompresses to other bytes.
+            let _tampering = Tampering::new(|frame| {
+                let mut content = zstd::decode_all(&frame[..]).unwrap();
+                if content.windows(8).any(|w| w == b"\"n\":512}") {
+                    content[0] ^= 0x01;
+                    let mut c = zstd::bulk::Compressor::new(1).unwrap();
+                    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                        .unwrap();
+                    *frame = c.compress(&content).unwrap();
+                }
+            });
+            match log.compact() {
+                Err(LedgerError::Corrupt { detail, .. }) => {
+                    assert!(detail.contains("bundle 2 does not decompress"), "{detail}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(packs(), Vec::<String>::new());
+        assert_eq!(log.entries(0, 1024).unwrap(), entries);
+        assert_eq!(log.compact().unwrap().to, 1024);
+        assert_eq!(packs(), vec!["pack-0000000000000000".to_string()]);
+        assert_eq!(log.entries(0, 1024).unwrap(), entries);
     }
 }

@@ -208,26 +208,39 @@ pub(crate) fn decode_frame(
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     match version {
-        PackVersion::V2 => unpacker.unpack(frame, out),
+        PackVersion::V2 => unpack_frame(version, frame, unpacker, out),
         PackVersion::V3 => {
-            // Frame header descriptor (RFC 8878, 3.1.1.1.1), bit 2:
-            // Content_Checksum_flag. Without it nothing would check the
-            // bytes once decompressed.
-            if frame.len() < 5 || frame[4] & 0x04 == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the frame carries no content checksum, which pack version 3 requires",
-                ));
-            }
-            unpacker.unpack(frame, scratch)?;
+            unpack_frame(version, frame, unpacker, scratch)?;
             restore_records(scratch, first, out)
         }
     }
 }
 
+/// What a frame of a pack of `version` decompresses to, into `out`: the
+/// bundle's records (version 2), or each entry's length and bytes
+/// (version 3, whose frames must carry a content checksum).
+pub(crate) fn unpack_frame(
+    version: PackVersion,
+    frame: &[u8],
+    unpacker: &mut Unpacker,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    // Frame header descriptor (RFC 8878, 3.1.1.1.1), bit 2:
+    // Content_Checksum_flag. Without it nothing would check the bytes of
+    // a version 3 frame once decompressed.
+    if version == PackVersion::V3 && (frame.len() < 5 || frame[4] & 0x04 == 0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the frame carries no content checksum, which pack version 3 requires",
+        ));
+    }
+    unpacker.unpack(frame, out)
+}
+
 /// A bundle's records without their checksums: each entry's length and
 /// bytes (what a version 3 frame holds), into `out`. `records` are whole
 /// records, as checked by whoever read them.
+#[cfg(test)]
 pub(crate) fn strip_records(records: &[u8], out: &mut Vec<u8>) {
     out.clear();
     let mut at = 0;
@@ -239,6 +252,28 @@ pub(crate) fn strip_records(records: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(&records[data..end]);
         at = end;
     }
+}
+
+/// Whether `records` are exactly the 256 records of entries `first..`,
+/// each checked against its checksum for its index; for version 3, each
+/// entry's length and bytes (what its frame holds) into `bare` meanwhile.
+fn check_bundle(version: PackVersion, records: &[u8], first: u64, bare: &mut Vec<u8>) -> bool {
+    bare.clear();
+    if version == PackVersion::V3 {
+        bare.reserve(records.len());
+    }
+    let mut at = 0usize;
+    for index in first..first + BUNDLE {
+        let Ok(data) = format::decode_record(&records[at..], index) else {
+            return false;
+        };
+        if version == PackVersion::V3 {
+            bare.extend_from_slice(&records[at..at + BARE_HEADER_LEN]);
+            bare.extend_from_slice(data);
+        }
+        at += RECORD_HEADER_LEN as usize + data.len();
+    }
+    at == records.len()
 }
 
 /// The records of a whole bundle (entries `first..first + 256`) from
@@ -285,15 +320,26 @@ pub(crate) fn restore_records(bare: &[u8], first: u64, out: &mut Vec<u8>) -> io:
     Ok(())
 }
 
+/// What [`Packer::pack`] made of a bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Packed {
+    /// The frame, checked.
+    Frame,
+    /// The records are not the 256 records of the bundle's entries, each
+    /// with its checksum: nothing was compressed.
+    BadRecords,
+    /// The frame does not decompress to what was compressed.
+    BadFrame,
+}
+
 /// Compresses bundles (one zstd context for many) into the frames of a
-/// pack of one version, and checks each frame by decoding it again.
+/// pack of one version, and checks each frame by decompressing it again.
 pub(crate) struct Packer {
     version: PackVersion,
     context: zstd::bulk::Compressor<'static>,
     unpacker: Unpacker,
     bare: Vec<u8>,
     scratch: Vec<u8>,
-    decoded: Vec<u8>,
 }
 
 impl Packer {
@@ -308,36 +354,37 @@ impl Packer {
             unpacker: Unpacker::new()?,
             bare: Vec::new(),
             scratch: Vec::new(),
-            decoded: Vec::new(),
         })
     }
 
     /// The records of one bundle (entries `first..`) compressed into
-    /// `frame`; `Ok(false)` if the frame does not decode to exactly
-    /// `records`.
-    pub(crate) fn pack(&mut self, records: &[u8], first: u64, frame: &mut Vec<u8>) -> io::Result<bool> {
+    /// `frame`, once they are checked and the frame is.
+    ///
+    /// The records are checked first, each against its checksum for its
+    /// index. The frame is then decompressed as readers do (zstd's content
+    /// checksum checked, in version 3) and compared byte for byte with
+    /// what was compressed. A version 3 reader rebuilds each record from
+    /// its length and bytes with the checksum for its index: from records
+    /// that carry exactly those checksums, the very records. So a frame
+    /// is accepted only if it decodes to exactly `records`.
+    pub(crate) fn pack(&mut self, records: &[u8], first: u64, frame: &mut Vec<u8>) -> io::Result<Packed> {
+        if !check_bundle(self.version, records, first, &mut self.bare) {
+            return Ok(Packed::BadRecords);
+        }
         let input = match self.version {
             PackVersion::V2 => records,
-            PackVersion::V3 => {
-                strip_records(records, &mut self.bare);
-                &self.bare
-            }
+            PackVersion::V3 => &self.bare[..],
         };
         frame.clear();
         frame.reserve(zstd::zstd_safe::compress_bound(input.len()));
         self.context.compress_to_buffer(input, frame)?;
+        #[cfg(test)]
+        tests::TAMPER.with(|t| t.get().map(|tamper| tamper(frame)));
         // Never trust a frame that was not read back whole, as readers
         // will read it.
-        match decode_frame(
-            self.version,
-            first,
-            frame,
-            &mut self.unpacker,
-            &mut self.scratch,
-            &mut self.decoded,
-        ) {
-            Ok(()) => Ok(self.decoded == records),
-            Err(_) => Ok(false),
+        match unpack_frame(self.version, frame, &mut self.unpacker, &mut self.scratch) {
+            Ok(()) if self.scratch == input => Ok(Packed::Frame),
+            _ => Ok(Packed::BadFrame),
         }
     }
 }
@@ -481,21 +528,138 @@ pub(crate) fn packed_end(packs: &[Arc<Pack>], from: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::cell::Cell;
+
+    /// A change to a frame.
+    pub(crate) type Tamper = fn(&mut Vec<u8>);
+
+    thread_local! {
+        /// Changes every frame [`Packer::pack`] makes on this thread once
+        /// compressed, before it is checked: a compression gone wrong.
+        pub(crate) static TAMPER: Cell<Option<Tamper>> = const { Cell::new(None) };
+    }
+
+    /// [`TAMPER`] set to `tamper` until dropped.
+    pub(crate) struct Tampering;
+
+    impl Tampering {
+        pub(crate) fn new(tamper: Tamper) -> Self {
+            TAMPER.with(|t| t.set(Some(tamper)));
+            Tampering
+        }
+    }
+
+    impl Drop for Tampering {
+        fn drop(&mut self) {
+            TAMPER.with(|t| t.set(None));
+        }
+    }
+
+    /// A frame of other content, whole and with its content checksum: it
+    /// decompresses without an error, to the wrong bytes.
+    fn other_content(frame: &mut Vec<u8>) {
+        let mut content = zstd::decode_all(&frame[..]).unwrap();
+        let last = content.len() - 1;
+        content[last] ^= 0x01;
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .unwrap();
+        *frame = c.compress(&content).unwrap();
+    }
+
+    /// The same content without a content checksum.
+    fn no_checksum(frame: &mut Vec<u8>) {
+        let content = zstd::decode_all(&frame[..]).unwrap();
+        *frame = zstd::bulk::compress(&content, 1).unwrap();
+    }
+
+    #[test]
+    fn a_frame_that_does_not_decompress_to_its_records_is_refused() {
+        let first = 2 * BUNDLE;
+        let records = bundle_records(first);
+        let tampers: [(&str, Tamper); 6] = [
+            ("a byte of the compressed block", |f| {
+                let at = f.len() / 2;
+                f[at] ^= 0x20
+            }),
+            ("the content checksum", |f| {
+                let last = f.len() - 1;
+                f[last] ^= 0x01
+            }),
+            ("cut short", |f| f.truncate(f.len() - 1)),
+            ("a byte more", |f| f.push(0)),
+            ("other content", other_content),
+            ("no content checksum", no_checksum),
+        ];
+        for version in [PackVersion::V2, PackVersion::V3] {
+            let mut packer = Packer::new(1, version).unwrap();
+            let mut frame = Vec::new();
+            for (what, tamper) in tampers {
+                let _tampering = Tampering::new(tamper);
+                let packed = packer.pack(&records, first, &mut frame).unwrap();
+                // Version 2 frames need no content checksum.
+                let refused = !(version == PackVersion::V2 && what == "no content checksum");
+                if refused {
+                    assert_eq!(packed, Packed::BadFrame, "{version:?}, {what}");
+                } else {
+                    assert_eq!(packed, Packed::Frame, "{version:?}, {what}");
+                }
+            }
+            assert_eq!(packer.pack(&records, first, &mut frame).unwrap(), Packed::Frame);
+            let (mut unpacker, mut scratch, mut out) = (Unpacker::new().unwrap(), Vec::new(), Vec::new());
+            decode_frame(version, first, &frame, &mut unpacker, &mut scratch, &mut out).unwrap();
+            assert_eq!(out, records, "{version:?}");
+        }
+    }
+
+    #[test]
+    fn records_that_are_not_the_bundle_are_refused_before_compression() {
+        let first = BUNDLE;
+        let records = bundle_records(first);
+        for version in [PackVersion::V2, PackVersion::V3] {
+            let mut packer = Packer::new(1, version).unwrap();
+            let mut frame = vec![7];
+            let mut refused = |records: &[u8], first: u64, what: &str| {
+                assert_eq!(
+                    packer.pack(records, first, &mut frame).unwrap(),
+                    Packed::BadRecords,
+                    "{version:?}, {what}"
+                );
+            };
+            // A byte of entry 400's data.
+            let mut damaged = records.clone();
+            let at = (first..400).map(|i| 8 + (i % 300) as usize).sum::<usize>() + 8 + 3;
+            damaged[at] ^= 0x01;
+            refused(&damaged, first, "damaged");
+            refused(&records, first + BUNDLE, "another bundle's place");
+            refused(&records[..records.len() - 1], first, "cut short");
+            let mut more = records.clone();
+            more.extend_from_slice(&records[..8]);
+            refused(&more, first, "bytes after the last record");
+            let one_short = records.len() - 8 - (511 % 300) as usize;
+            refused(&records[..one_short], first, "a record less");
+            refused(&[], first, "none");
+            assert_eq!(packer.pack(&records, first, &mut frame).unwrap(), Packed::Frame);
+        }
+    }
 
     #[test]
     fn frames_unpack_with_or_without_a_declared_size_and_never_beyond_a_bundle() {
-        let records: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let records = bundle_records(0);
         let mut unpacker = Unpacker::new().unwrap();
         let mut out = vec![1, 2, 3];
 
         // As compaction writes them: the size is declared.
         let mut packer = Packer::new(3, PackVersion::V2).unwrap();
         let mut frame = Vec::new();
-        assert!(packer.pack(&records, 0, &mut frame).unwrap());
-        assert_eq!(zstd::zstd_safe::get_frame_content_size(&frame).ok(), Some(Some(70_000)));
+        assert_eq!(packer.pack(&records, 0, &mut frame).unwrap(), Packed::Frame);
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&frame).ok(),
+            Some(Some(records.len() as u64))
+        );
         unpacker.unpack(&frame, &mut out).unwrap();
         assert_eq!(out, records);
 
@@ -541,7 +705,7 @@ mod tests {
         let records = bundle_records(first);
         let mut packer = Packer::new(3, PackVersion::V3).unwrap();
         let mut frame = Vec::new();
-        assert!(packer.pack(&records, first, &mut frame).unwrap());
+        assert_eq!(packer.pack(&records, first, &mut frame).unwrap(), Packed::Frame);
         assert_ne!(frame[4] & 0x04, 0, "content checksum flag");
         // The frame holds lengths and bytes only: 4 bytes less an entry.
         let bare = zstd::decode_all(&frame[..]).unwrap();
@@ -569,7 +733,10 @@ mod tests {
         .unwrap();
         assert_ne!(out, records);
         // A frame packed for the wrong place is caught at packing.
-        assert!(!packer.pack(&bundle_records(first), 0, &mut frame).unwrap());
+        assert_ne!(
+            packer.pack(&bundle_records(first), 0, &mut frame).unwrap(),
+            Packed::Frame
+        );
     }
 
     #[test]

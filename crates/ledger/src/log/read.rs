@@ -164,6 +164,16 @@ impl Log {
     /// The records of unpacked entries `[first, first+count)` (count > 0),
     /// back to back as stored, each checked against its checksum.
     pub(crate) fn raw_records(&self, store: &Segments, first: u64, count: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        let start = self.read_raw_records(store, first, count, &mut buf)?;
+        self.check_raw_records(&buf, start, first, count)?;
+        Ok(buf)
+    }
+
+    /// The bytes [`Log::raw_records`] returns, into `buf` (its memory
+    /// reused), not checked yet: [`Log::check_raw_records`] or a check of
+    /// the same strength must follow. Returns their offset in the log.
+    pub(crate) fn read_raw_records(&self, store: &Segments, first: u64, count: u64, buf: &mut Vec<u8>) -> Result<u64> {
         let start = self.offset(first)?;
         let last = self.offset(first + count - 1)?;
         let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
@@ -181,8 +191,16 @@ impl Log {
                 ),
             ));
         }
-        let mut buf = vec![0u8; (end - start) as usize];
-        store.read_at(&mut buf, start)?;
+        buf.clear();
+        buf.resize((end - start) as usize, 0);
+        store.read_at(buf, start)?;
+        Ok(start)
+    }
+
+    /// Check records read by [`Log::read_raw_records`] from log offset
+    /// `start`: each against its checksum, and that they fill `buf`
+    /// exactly. A failure marks the log damaged.
+    pub(crate) fn check_raw_records(&self, buf: &[u8], start: u64, first: u64, count: u64) -> Result<()> {
         let mut at = 0usize;
         for index in first..first + count {
             match format::decode_record(&buf[at..], index) {
@@ -194,13 +212,14 @@ impl Log {
             }
         }
         if at != buf.len() {
+            let last = self.offset(first + count - 1)?;
             return Err(self.mark_damaged(
                 first + count - 1,
                 last,
                 "the stored offsets do not follow the records (index file)".into(),
             ));
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// The tree's frontier at `size` entries, from the stored hashes.
