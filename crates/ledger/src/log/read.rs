@@ -191,8 +191,11 @@ impl Log {
                 ),
             ));
         }
-        buf.clear();
-        buf.resize((end - start) as usize, 0);
+        // The read fills every byte: only memory the buffer has not held
+        // before is zeroed.
+        let len = (end - start) as usize;
+        buf.truncate(len);
+        buf.resize(len, 0);
         store.read_at(buf, start)?;
         Ok(start)
     }
