@@ -19,11 +19,11 @@
 //! meanwhile) ends the pass just before it, so rows still go out in
 //! order; passes repeat until one drains nothing.
 //!
-//! A drain ends: it takes only transactions that had an id when it
-//! started (`xid < pg_snapshot_xmax` of a snapshot taken first; an id is
-//! given at a transaction's first write), so a writer that never pauses
-//! cannot keep one running for ever; later transactions wait for the
-//! next drain.
+//! A drain ends: it takes only transactions with an id below the horizon
+//! it notes as it starts, `pg_snapshot_xmax` (one past the latest
+//! transaction then ended), so a writer that never pauses cannot keep one
+//! running for ever. Transactions that end later wait for the next drain,
+//! unless an older one still running held them below the horizon.
 //!
 //! Why nothing is lost or duplicated: a row leaves the outbox only after
 //! the trail acknowledged it as durable. A drainer killed after the append
@@ -53,7 +53,9 @@ pub struct DrainOptions {
     /// Outbox rows per read, append and delete.
     pub batch: usize,
     /// Stop after this many rows (for tests and bounded runs); `None`: until
-    /// the outbox holds nothing older than the in-flight horizon.
+    /// the outbox holds nothing older than the in-flight horizon of the
+    /// transactions that had ended when the drain started (in logical
+    /// mode, nothing up to the WAL position of its start).
     pub limit: Option<u64>,
 }
 
@@ -117,9 +119,9 @@ const BATCH_BYTES: i64 = 32 << 20;
 const VALUE_LIMITS: [usize; 4] = [4096, 1024, 256, 64];
 
 /// Drain the outbox of the database at `dsn` into `trail` once: until no
-/// row older than the in-flight horizon remains of the transactions that
-/// had an id when it started (or `opts.limit`); later ones wait for the
-/// next drain. Only one drain of a database runs at a time (a session
+/// row older than the in-flight horizon remains below the transaction
+/// horizon noted as it starts (or `opts.limit`); transactions that end
+/// later wait for the next drain. Only one drain of a database runs at a time (a session
 /// advisory lock; a second waits).
 pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainReport, DrainError> {
     let (mut client, database) = capture::connect(dsn)?;
@@ -197,8 +199,9 @@ pub fn drain(dsn: &str, trail: &Trail, opts: &DrainOptions) -> Result<DrainRepor
             .prepare(&rows)
             .map_err(CaptureError::pg("preparing the outbox read"))?,
     };
-    // Every transaction that has written by now has an id below this one;
-    // any that write first later are the next drain's.
+    // One past the latest transaction ended by now: every transaction
+    // that ended before this drain has an id below it, and any that write
+    // first later have ids above it.
     let end: String = client
         .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])
         .map_err(CaptureError::pg("reading the transaction horizon"))?

@@ -751,14 +751,14 @@ fn a_backlog_drains_in_batches_in_transaction_order() {
     assert_eq!((st.pending, st.drained_total), (0, 2501));
 }
 
-/// A drain takes the transactions that had written when it started and
+/// A drain takes the transactions that had ended when it started and
 /// ends, however fast writers keep committing: `pg sync` returns, and the
 /// server's follower comes back between drains to report and to stop. A
 /// cluster of its own, so that no other test's transaction holds the
 /// horizon back.
 #[test]
 fn a_drain_ends_beside_a_writer_that_never_pauses() {
-    let pg = Cluster::new(&[]);
+    let pg = Cluster::new(&["autovacuum = off"]);
     pg.client()
         .batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
         .expect("schema");
@@ -788,12 +788,12 @@ fn a_drain_ends_beside_a_writer_that_never_pauses() {
     assert_eq!(ids, (1..=run.written).collect::<Vec<_>>());
 }
 
-/// The outbox rewritten in the middle of a pass (`VACUUM FULL`), between
-/// the read of a batch's rows and their delete: the rows drained but not
-/// yet deleted have moved, so the delete by row version misses them and
-/// the next batch's read finds nothing where its keys said. The pass ends
-/// there, a new one reads the keys again, the missed rows are appended
-/// again and stored once, and every row is in the log once, in order.
+/// The outbox rewritten in the middle of a pass (`VACUUM FULL`), after the
+/// next batch's rows were read and before they are deleted: they have
+/// moved, so the delete by row version misses most of them, and the batch
+/// after finds none of its rows where its keys said. The pass ends there,
+/// a new one reads the keys again, the missed rows are appended again and
+/// stored once, and every row is in the log once, in order.
 ///
 /// Made deterministic with locks: a session holds the install row, so the
 /// drain waits in its first batch's delete (after that batch and the
@@ -845,12 +845,14 @@ fn an_outbox_rewritten_mid_pass_drains_each_row_once_in_order() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     };
-    let mut holder = pg.client();
-    holder
-        .batch_execute("BEGIN; SELECT 1 FROM sealtrail.install FOR UPDATE")
-        .expect("hold the install row");
     let t = trail();
     let report = std::thread::scope(|s| {
+        // Held inside the scope, so that a failed wait below drops it (and
+        // its lock) before the scope waits for the drainer.
+        let mut holder = pg.client();
+        holder
+            .batch_execute("BEGIN; SELECT 1 FROM sealtrail.install FOR UPDATE")
+            .expect("hold the install row");
         let drainer = s.spawn(|| {
             drain(
                 &pg.dsn(),
@@ -872,8 +874,9 @@ fn an_outbox_rewritten_mid_pass_drains_each_row_once_in_order() {
         rewrite.join().expect("the rewrite");
         drainer.join().expect("the drainer").expect("drain")
     });
-    // Rows of the second batch were appended before the rewrite and
-    // deleted only in a later pass: appended twice, stored once.
+    // Rows of the second batch, read before the rewrite, were missed by
+    // their delete and deleted only in a later pass: appended twice,
+    // stored once.
     assert!(report.duplicates > 0, "{report:?}");
     assert_eq!(report.appended, 3000, "{report:?}");
     let ids: Vec<u64> = events(&t.trail)

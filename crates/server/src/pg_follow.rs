@@ -202,7 +202,7 @@ fn follow(app: &App, source: &Source, rx: &Receiver<()>) {
             return;
         }
         match drain_once(app, c, &opts) {
-            Ok(appended) => {
+            Ok((appended, drained)) => {
                 backoff = BACKOFF_FIRST;
                 let now = Instant::now();
                 let recovered = {
@@ -225,8 +225,9 @@ fn follow(app: &App, source: &Source, rx: &Receiver<()>) {
                     pending_at = Some(now);
                     update_pending(source);
                 }
-                // More may be waiting already when this drain was busy.
-                if appended == 0 && wait(app, rx, poll) {
+                // More may be waiting already when this drain was busy
+                // (rows it found already appended, or skipped, count).
+                if drained == 0 && wait(app, rx, poll) {
                     return;
                 }
             }
@@ -250,15 +251,16 @@ fn follow(app: &App, source: &Source, rx: &Receiver<()>) {
 }
 
 /// One drain of `c` into its log (created if missing, like any log the
-/// server creates on use); the events appended, or why not.
-fn drain_once(app: &App, c: &PgSource, opts: &DrainOptions) -> Result<u64, String> {
+/// server creates on use): the events appended and the rows drained, or
+/// why not.
+fn drain_once(app: &App, c: &PgSource, opts: &DrainOptions) -> Result<(u64, u64), String> {
     let trail = app
         .open_or_create(&c.log)
         .map_err(|p| format!("log {}: {}", c.log, p.detail))?;
     app.check_writable(&trail, WRITE_ROOM)
         .map_err(|p| format!("log {}: {}", c.log, p.detail))?;
     let report = drain(&c.dsn, &trail, opts).map_err(|e| hide_dsn(&e.to_string(), &c.dsn))?;
-    Ok(report.appended)
+    Ok((report.appended, report.rows))
 }
 
 fn update_pending(source: &Source) {

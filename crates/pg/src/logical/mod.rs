@@ -154,11 +154,12 @@ pub(crate) fn drain(
                  'proto_version', '1', 'publication_names', '{PUBLICATION}', 'messages', 'true')"
         ))
         .map_err(CaptureError::pg("preparing the slot read"))?;
-    // The run ends at the WAL's end as it starts: transactions that
-    // commit later are the next drain's, so that writers that never
-    // pause cannot keep it running.
-    let end: String = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+    // The run ends at the WAL's end as it starts (where records are
+    // inserted, so that a commit made visible before it is in, written
+    // to disk or not): transactions that commit later are the next
+    // drain's, so that writers that never pause cannot keep it running.
+    let horizon: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .map_err(CaptureError::pg("reading the WAL position"))?
         .get(0);
     loop {
@@ -175,7 +176,10 @@ pub(crate) fn drain(
         let mut rows_seen = 0u64;
         let want_i32 = i32::try_from(want).unwrap_or(i32::MAX);
         let mut stream = client
-            .query_raw(&peek, [&slot as &(dyn postgres::types::ToSql + Sync), &want_i32, &end])
+            .query_raw(
+                &peek,
+                [&slot as &(dyn postgres::types::ToSql + Sync), &want_i32, &horizon],
+            )
             .map_err(|e| slot_read_error(e, &slot, ctx.database, &last))?;
         while let Some(row) = stream
             .next()

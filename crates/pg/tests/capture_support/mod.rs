@@ -125,12 +125,20 @@ pub struct BesideAWriter {
 /// `items (id int, v text)` without end (a 10 ms breath between them, so
 /// that the rows stay few enough to check), starting once 5,000 rows are
 /// in. The drain must end while the writer still writes: it takes the
-/// transactions that had written when it started and leaves the rest to the
+/// transactions that had ended when it started and leaves the rest to the
 /// next drain. It is given a limit of `limit` rows, far above that
 /// backlog, so that a drain that followed the writer still ends, and then
-/// fails here.
+/// fails here. The writer goes on until it has committed once more after
+/// the drain ended, so that some rows are always the next drain's.
 pub fn drain_beside_a_writer(dsn: &str, trail: &Trail, limit: u64) -> BesideAWriter {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    /// Stops the writer when dropped, a failed assertion's unwinding too.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
     let committed = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -150,31 +158,31 @@ pub fn drain_beside_a_writer(dsn: &str, trail: &Trail, limit: u64) -> BesideAWri
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while committed.load(Ordering::SeqCst) < 5_000 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the writer wrote too little in 60 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let stopper = Stop(&stop);
+        let wait_for = |rows: u64, what: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while committed.load(Ordering::SeqCst) < rows {
+                assert!(std::time::Instant::now() < deadline, "the writer {what} in 60 s");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        wait_for(5_000, "wrote fewer than 5,000 rows");
         let before = committed.load(Ordering::SeqCst);
         let opts = sealtrail_pg::drain::DrainOptions {
             limit: Some(limit),
             ..sealtrail_pg::drain::DrainOptions::default()
         };
         let report = sealtrail_pg::drain::drain(dsn, trail, &opts);
+        // A transaction that commits from now on ended after the drain's
+        // horizon was taken.
         let at_end = committed.load(Ordering::SeqCst);
-        stop.store(true, Ordering::SeqCst);
+        wait_for(at_end + 1, "committed nothing after the drain");
+        drop(stopper);
         writer.join().expect("the writer");
         let report = report.expect("drain");
         assert!(
             report.rows < limit,
             "the drain went on to its limit of {limit} rows: it followed a writer that never pauses"
-        );
-        assert!(
-            at_end > before,
-            "the writer committed nothing while the drain ran, so this run cannot tell"
         );
         BesideAWriter {
             before,
