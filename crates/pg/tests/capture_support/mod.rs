@@ -43,6 +43,21 @@ pub fn events(trail: &Trail) -> Vec<Value> {
         .collect()
 }
 
+/// The first target's id of every event in the trail, as a number, in
+/// ledger order.
+pub fn target_ids(trail: &Trail) -> Vec<u64> {
+    events(trail)
+        .iter()
+        .map(|e| {
+            e["targets"][0]["id"]
+                .as_str()
+                .expect("target id")
+                .parse()
+                .expect("a number")
+        })
+        .collect()
+}
+
 /// Drain until `rows` outbox rows have been drained in all. A drain stops
 /// at the oldest transaction still open anywhere on the server, and tests
 /// running beside this one hold transactions open for a moment.
@@ -111,16 +126,6 @@ pub fn random_below() -> impl FnMut(u64) -> u64 {
     }
 }
 
-/// What [`drain_beside_a_writer`] saw.
-pub struct BesideAWriter {
-    /// Rows the writer had committed before the drain began.
-    pub before: u64,
-    /// The drain's own report.
-    pub report: sealtrail_pg::drain::DrainReport,
-    /// Rows the writer committed in all.
-    pub written: u64,
-}
-
 /// One drain of `dsn` while a writer commits 500-row transactions into
 /// `items (id int, v text)` without end (a 10 ms breath between them, so
 /// that the rows stay few enough to check), starting once 5,000 rows are
@@ -129,8 +134,9 @@ pub struct BesideAWriter {
 /// next drain. It is given a limit of `limit` rows, far above that
 /// backlog, so that a drain that followed the writer still ends, and then
 /// fails here. The writer goes on until it has committed once more after
-/// the drain ended, so that some rows are always the next drain's.
-pub fn drain_beside_a_writer(dsn: &str, trail: &Trail, limit: u64) -> BesideAWriter {
+/// the drain ended, so that some rows are always the next drain's. The
+/// rows the writer committed in all.
+pub fn drain_beside_a_writer(dsn: &str, trail: &Trail, limit: u64) -> u64 {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     /// Stops the writer when dropped, a failed assertion's unwinding too.
     struct Stop<'a>(&'a AtomicBool);
@@ -184,10 +190,11 @@ pub fn drain_beside_a_writer(dsn: &str, trail: &Trail, limit: u64) -> BesideAWri
             report.rows < limit,
             "the drain went on to its limit of {limit} rows: it followed a writer that never pauses"
         );
-        BesideAWriter {
-            before,
-            report,
-            written: committed.load(Ordering::SeqCst),
-        }
+        // Everything committed before it started, and not the commit made
+        // after it ended.
+        let written = committed.load(Ordering::SeqCst);
+        assert!(report.appended >= before, "{} < {before}", report.appended);
+        assert!(report.appended < written, "{} >= {written}", report.appended);
+        written
     })
 }
