@@ -295,9 +295,7 @@ fn seal_with_nonce(
         header[0] = ENVELOPE_VERSION;
         header[1..1 + KEY_ID_LEN].copy_from_slice(&id.0);
         header[1 + KEY_ID_LEN..].copy_from_slice(&nonce);
-        buf.extend_from_slice(ENVELOPE_AAD);
-        buf.extend_from_slice(&header);
-        buf.extend_from_slice(path.as_bytes());
+        push_aad(&mut buf, &header, path);
         let aad_len = buf.len();
         buf.extend_from_slice(&header);
         buf.extend_from_slice(clear);
@@ -349,10 +347,16 @@ pub(crate) fn open_envelope(cipher: &Aes256Gcm, envelope: &[u8], path: &str) -> 
 
 fn envelope_aad(header: &[u8], path: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(ENVELOPE_AAD.len() + header.len() + path.len());
-    aad.extend_from_slice(ENVELOPE_AAD);
-    aad.extend_from_slice(header);
-    aad.extend_from_slice(path.as_bytes());
+    push_aad(&mut aad, header, path);
     aad
+}
+
+/// The associated data of an envelope with `header` for field `path`,
+/// appended to `out`: one layout for sealing and opening.
+fn push_aad(out: &mut Vec<u8>, header: &[u8], path: &str) {
+    out.extend_from_slice(ENVELOPE_AAD);
+    out.extend_from_slice(header);
+    out.extend_from_slice(path.as_bytes());
 }
 
 /// The length in characters of the sealed form of `clear_len` bytes.
