@@ -237,23 +237,6 @@ pub(crate) fn unpack_frame(
     unpacker.unpack(frame, out)
 }
 
-/// A bundle's records without their checksums: each entry's length and
-/// bytes (what a version 3 frame holds), into `out`. `records` are whole
-/// records, as checked by whoever read them.
-#[cfg(test)]
-pub(crate) fn strip_records(records: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    let mut at = 0;
-    while at + RECORD_HEADER_LEN as usize <= records.len() {
-        let len = u32::from_be_bytes([records[at], records[at + 1], records[at + 2], records[at + 3]]) as usize;
-        let data = at + RECORD_HEADER_LEN as usize;
-        let end = (data + len).min(records.len());
-        out.extend_from_slice(&records[at..at + BARE_HEADER_LEN]);
-        out.extend_from_slice(&records[data..end]);
-        at = end;
-    }
-}
-
 /// Whether `records` are exactly the 256 records of entries `first..`,
 /// each checked against its checksum for its index; for version 3, each
 /// entry's length and bytes (what its frame holds) into `bare` meanwhile.
@@ -558,16 +541,38 @@ pub(super) mod tests {
         }
     }
 
+    /// A whole frame of `content` with its content checksum, as a packer
+    /// would make it.
+    pub(crate) fn checked_frame(content: &[u8]) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .unwrap();
+        c.compress(content).unwrap()
+    }
+
     /// A frame of other content, whole and with its content checksum: it
     /// decompresses without an error, to the wrong bytes.
     fn other_content(frame: &mut Vec<u8>) {
         let mut content = zstd::decode_all(&frame[..]).unwrap();
         let last = content.len() - 1;
         content[last] ^= 0x01;
-        let mut c = zstd::bulk::Compressor::new(1).unwrap();
-        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-            .unwrap();
-        *frame = c.compress(&content).unwrap();
+        *frame = checked_frame(&content);
+    }
+
+    /// A bundle's records without their checksums: each entry's length
+    /// and bytes (what a version 3 frame holds), into `out`; written apart
+    /// from the packer's own stripping, as the tests' expectation.
+    fn strip_records(records: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        let mut at = 0;
+        while at + RECORD_HEADER_LEN as usize <= records.len() {
+            let len = u32::from_be_bytes([records[at], records[at + 1], records[at + 2], records[at + 3]]) as usize;
+            let data = at + RECORD_HEADER_LEN as usize;
+            let end = (data + len).min(records.len());
+            out.extend_from_slice(&records[at..at + BARE_HEADER_LEN]);
+            out.extend_from_slice(&records[data..end]);
+            at = end;
+        }
     }
 
     /// The same content without a content checksum.
